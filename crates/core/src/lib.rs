@@ -17,7 +17,7 @@
 //! # Example
 //!
 //! A tiny bump allocator written against this contract, used through
-//! `allocator_api2::vec::Vec` (re-exported here as [`alloc`]):
+//! allocator-api2's `Vec` (re-exported as [`alloc::Vec`]):
 //!
 //! ```
 //! use core::cell::Cell;
@@ -44,7 +44,7 @@
 //!
 //! let mut storage = [0u8; 256];
 //! let bump = Bump { buf: NonNull::from(&mut storage).cast(), len: 256, used: Cell::new(0) };
-//! let mut v = allocator_api2::vec::Vec::new_in(&bump);
+//! let mut v = freespace_core::alloc::Vec::new_in(&bump);
 //! v.extend_from_slice(&[1u32, 2, 3]);
 //! assert_eq!(v.iter().sum::<u32>(), 6);
 //! ```
@@ -83,6 +83,10 @@ pub mod alloc {
     #[cfg(feature = "alloc")]
     pub use allocator_api2::alloc::Global;
     pub use allocator_api2::alloc::{AllocError, Allocator, GlobalAlloc, Layout, LayoutError};
+    /// `Vec` and `Box` parameterised by an allocator, so every block can be
+    /// used with them today (`Vec::new_in(&heap)`).
+    #[cfg(feature = "alloc")]
+    pub use allocator_api2::{boxed, boxed::Box, vec, vec::Vec};
 }
 
 pub use corruption::{report, set_handler, Corruption, Handler};
