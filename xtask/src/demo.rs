@@ -1,0 +1,260 @@
+//! `cargo xtask demo`: a heap over `Arena` and over `Sbrk`, a short workload
+//! on each, and a report of what happened.
+//!
+//! This file is the `demo` *example* of the xtask package (see
+//! `xtask/Cargo.toml`), not a module of the xtask binary: it needs the
+//! allocator crates, which are dev-dependencies, so the task runner itself
+//! still builds while they are broken. `cargo xtask demo` runs
+//! `cargo run --package xtask --example demo`.
+//!
+//! The workload, the same on every heap:
+//!
+//! 1. allocate 300 blocks of 8..=512 bytes (alignments 8..=64), each filled
+//!    with its own byte pattern;
+//! 2. free every other one;
+//! 3. allocate 100 more in the holes (or wherever the heap puts them);
+//! 4. grow a `Vec` through the heap by pushing to it;
+//! 5. check every surviving pattern, free everything.
+//!
+//! Later issues grow this into the slab → buddy → sbrk stack.
+
+use std::fmt::Write as _;
+use std::mem::MaybeUninit;
+use std::ptr::NonNull;
+
+use freespace_core::alloc::{Allocator, Layout};
+use freespace_core::{BlockState, HeapSummary, Inspect, Source};
+use freespace_source::{Arena, Sbrk};
+
+/// The heap the demo runs. A bump heap until the free-list heap lands.
+type Heap<S> = freespace_testkit::Bump<S>;
+const HEAP_NAME: &str =
+    "freespace_testkit::Bump (bump pointer; frees only when the last block goes)";
+
+fn heap<S: Source>(source: S) -> Heap<S> {
+    Heap::new(source)
+}
+
+const ARENA_BYTES: usize = 256 * 1024;
+const FIRST_ROUND: usize = 300;
+const SECOND_ROUND: usize = 100;
+const MAP_WIDTH: usize = 64;
+
+fn main() {
+    println!("freespace demo");
+    println!("heap: {HEAP_NAME}");
+
+    let memory: &'static mut [MaybeUninit<u8>] =
+        Box::leak(vec![MaybeUninit::uninit(); ARENA_BYTES].into_boxed_slice());
+    let arena_heap = heap(Arena::new(memory));
+    workload(
+        &format!("Arena ({} KiB, fixed)", ARENA_BYTES / 1024),
+        &arena_heap,
+    );
+
+    let sbrk_heap = heap(Sbrk::with_limit(4 << 20));
+    workload("Sbrk (program break, limit 4 MiB)", &sbrk_heap);
+}
+
+/// One block the workload holds: where, how it was asked for, its fill byte.
+struct Block {
+    ptr: NonNull<u8>,
+    layout: Layout,
+    fill: u8,
+}
+
+/// A small deterministic generator (xorshift64*), so every run is the same.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A size in 8..=512 and an alignment in {8, 16, 32, 64}.
+    fn layout(&mut self) -> Layout {
+        let size = 8 + (self.next() % 505) as usize;
+        let align = 8 << (self.next() % 4);
+        Layout::from_size_align(size, align).expect("small sizes and power-of-two alignments")
+    }
+}
+
+fn workload<H: Allocator + Inspect>(name: &str, heap: &H) {
+    println!();
+    println!("== heap over {name}");
+    let mut rng = Rng(0x5EED_F4EE_5BACE);
+    let mut blocks: Vec<Block> = Vec::new();
+    let mut failed = 0;
+
+    allocate(heap, &mut rng, FIRST_ROUND, &mut blocks, &mut failed);
+    report(
+        &format!(
+            "1. allocated {} blocks of 8..=512 B ({failed} refused)",
+            blocks.len()
+        ),
+        heap,
+        &blocks,
+    );
+    let first: Vec<String> = blocks
+        .iter()
+        .take(4)
+        .map(|b| format!("{:#x} ({} B)", b.ptr.as_ptr() as usize, b.layout.size()))
+        .collect();
+    println!("   first blocks: {} ...", first.join(", "));
+
+    // Free every other block: the heap now has holes (if it can reuse them).
+    let mut kept = Vec::new();
+    for (i, block) in blocks.into_iter().enumerate() {
+        if i % 2 == 0 {
+            verify(&block);
+            // SAFETY: `block` was allocated by `heap` with this layout and is freed once.
+            unsafe { heap.deallocate(block.ptr, block.layout) };
+        } else {
+            kept.push(block);
+        }
+    }
+    let mut blocks = kept;
+    report(
+        &format!("2. freed every other block, {} live", blocks.len()),
+        heap,
+        &blocks,
+    );
+
+    let before = blocks.len();
+    failed = 0;
+    allocate(heap, &mut rng, SECOND_ROUND, &mut blocks, &mut failed);
+    report(
+        &format!(
+            "3. allocated {} more ({failed} refused)",
+            blocks.len() - before
+        ),
+        heap,
+        &blocks,
+    );
+
+    let mut v = allocator_api2::vec::Vec::new_in(heap);
+    let mut grows = 0;
+    for i in 0..1000u32 {
+        if v.len() == v.capacity() {
+            grows += 1;
+        }
+        if v.try_reserve(1).is_err() {
+            break;
+        }
+        v.push(i);
+    }
+    let sum: u64 = v.iter().map(|&x| u64::from(x)).sum();
+    println!(
+        "4. a Vec<u32> in the heap: {} pushes, {grows} reallocations, sum {sum}",
+        v.len()
+    );
+    drop(v);
+
+    for block in blocks.drain(..) {
+        verify(&block);
+        // SAFETY: as above: allocated by `heap` with this layout, freed once.
+        unsafe { heap.deallocate(block.ptr, block.layout) };
+    }
+    report("5. every pattern intact; freed everything", heap, &blocks);
+}
+
+fn allocate<H: Allocator>(
+    heap: &H,
+    rng: &mut Rng,
+    count: usize,
+    blocks: &mut Vec<Block>,
+    failed: &mut usize,
+) {
+    for _ in 0..count {
+        let layout = rng.layout();
+        let Ok(region) = heap.allocate(layout) else {
+            *failed += 1;
+            continue;
+        };
+        let ptr = region.cast::<u8>();
+        assert_eq!(
+            ptr.as_ptr() as usize % layout.align(),
+            0,
+            "misaligned block from the heap"
+        );
+        let fill = (blocks.len() % 251) as u8;
+        // SAFETY: the heap just gave us `region`, at least `layout.size()` bytes.
+        unsafe { ptr.as_ptr().write_bytes(fill, layout.size()) };
+        blocks.push(Block { ptr, layout, fill });
+    }
+}
+
+/// Panics if `block`'s contents were overwritten: two blocks overlapped.
+fn verify(block: &Block) {
+    // SAFETY: `block` is live and `layout.size()` bytes long, all written.
+    let bytes = unsafe { std::slice::from_raw_parts(block.ptr.as_ptr(), block.layout.size()) };
+    assert!(
+        bytes.iter().all(|&b| b == block.fill),
+        "block at {:p} was overwritten",
+        block.ptr
+    );
+}
+
+/// One step's line: live blocks, what the heap says about itself, its map.
+fn report<H: Inspect>(step: &str, heap: &H, blocks: &[Block]) {
+    let live: usize = blocks.iter().map(|b| b.layout.size()).sum();
+    let s = HeapSummary::of(heap);
+    println!("{step}");
+    println!(
+        "   live {:>4} blocks {:>7} B | heap: used {:>7} B in {:>3}, free {:>7} B in {:>3} (largest {:>7}), meta {} B, fragmentation {:.2}",
+        blocks.len(),
+        live,
+        s.used_bytes,
+        s.used_blocks,
+        s.free_bytes,
+        s.free_blocks,
+        s.largest_free,
+        s.meta_bytes,
+        s.fragmentation()
+    );
+    println!("   map [{}]  # used  . free  m meta", map(heap));
+}
+
+/// The heap's address span as `MAP_WIDTH` cells: `#` if any byte in the cell
+/// is used, else `m` for metadata, `.` for free, blank for a gap between
+/// regions.
+fn map<H: Inspect>(heap: &H) -> String {
+    let mut blocks = Vec::new();
+    heap.inspect(&mut |b| blocks.push(b));
+    let Some(lo) = blocks.iter().map(|b| b.addr).min() else {
+        return " ".repeat(MAP_WIDTH);
+    };
+    let hi = blocks.iter().map(|b| b.addr + b.len).max().unwrap_or(lo);
+    let span = (hi - lo).max(1);
+    let mut cells = [' '; MAP_WIDTH];
+    let rank = |c: char| match c {
+        '#' => 3,
+        'm' => 2,
+        '.' => 1,
+        _ => 0,
+    };
+    for b in &blocks {
+        let c = match b.state {
+            BlockState::Used => '#',
+            BlockState::Meta => 'm',
+            BlockState::Free => '.',
+        };
+        let first = ((b.addr - lo) * MAP_WIDTH / span).min(MAP_WIDTH - 1);
+        let last = ((b.addr + b.len - lo) * MAP_WIDTH)
+            .div_ceil(span)
+            .clamp(first + 1, MAP_WIDTH);
+        for cell in &mut cells[first..last] {
+            if rank(c) > rank(*cell) {
+                *cell = c;
+            }
+        }
+    }
+    let mut out = String::new();
+    for c in cells {
+        let _ = write!(out, "{c}");
+    }
+    out
+}

@@ -1,0 +1,620 @@
+//! The test matrix: its steps, how each one runs, and the summary table.
+//!
+//! A step is a name, a one-line description of what it runs, and a function
+//! that runs it and says [`Outcome::Pass`], [`Outcome::Fail`] or
+//! [`Outcome::Skipped`] (with the reason). Steps run in order; a failing step
+//! does not stop the ones after it. Each step prints a header, then its
+//! commands' output streams straight through; at the end [`run`] prints one
+//! table of every step's result and time.
+//!
+//! | step     | what it runs |
+//! |----------|--------------|
+//! | fmt      | `cargo fmt --all --check` |
+//! | clippy   | `cargo clippy --workspace --all-targets -- -D warnings` |
+//! | test     | `cargo nextest run --workspace` (or `cargo test --workspace --all-targets`) |
+//! | doc      | `cargo test --workspace --doc` |
+//! | no_std   | `cargo build --target thumbv7em-none-eabihf -p <crate>` for every library crate |
+//! | demo     | `cargo xtask demo` |
+//! | loom     | `cargo test --release -p <crates with loom>` under `--cfg loom` |
+//! | miri     | `cargo +nightly miri test -p <crate>` for every library crate |
+
+use std::env;
+use std::fmt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::json::Json;
+
+/// The bare-metal target every library crate must build for: no `std`, no OS.
+pub const NO_STD_TARGET: &str = "thumbv7em-none-eabihf";
+
+/// Library crates that are deliberately not `no_std`, and why.
+const STD_ONLY: &[(&str, &str)] = &[("freespace-testkit", "dev-only harness, uses std")];
+
+/// Library crates that must also build with `--no-default-features`.
+const NO_DEFAULT_FEATURES: &[&str] = &["freespace-core"];
+
+/// Overrides the list of crates Miri tests (comma- or space-separated).
+pub const MIRI_CRATES_VAR: &str = "FREESPACE_MIRI_CRATES";
+
+/// What became of one step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// It ran and everything in it succeeded.
+    Pass,
+    /// It ran and something failed; the string says what.
+    Fail(String),
+    /// It did not run; the string says why.
+    Skipped(String),
+}
+
+impl Outcome {
+    fn label(&self) -> &'static str {
+        match self {
+            Outcome::Pass => "PASS",
+            Outcome::Fail(_) => "FAIL",
+            Outcome::Skipped(_) => "SKIPPED",
+        }
+    }
+
+    fn detail(&self) -> &str {
+        match self {
+            Outcome::Pass => "",
+            Outcome::Fail(why) | Outcome::Skipped(why) => why,
+        }
+    }
+}
+
+/// A step's outcome, plus the outcome of each part for steps that run one
+/// command per crate (shown indented under the step in the table).
+struct Report {
+    outcome: Outcome,
+    parts: Vec<Part>,
+}
+
+struct Part {
+    name: String,
+    outcome: Outcome,
+    time: Duration,
+}
+
+impl From<Outcome> for Report {
+    fn from(outcome: Outcome) -> Self {
+        Report {
+            outcome,
+            parts: Vec::new(),
+        }
+    }
+}
+
+/// One row of the matrix.
+pub struct Step {
+    /// Short name, as `--only` and the table spell it.
+    pub name: &'static str,
+    /// What it runs, for the header and `help`.
+    pub what: &'static str,
+    run: fn(&Workspace) -> Report,
+}
+
+/// Every step, in the order they run.
+pub fn steps() -> Vec<Step> {
+    vec![
+        Step { name: "fmt", what: "cargo fmt --all --check", run: fmt },
+        Step {
+            name: "clippy",
+            what: "cargo clippy --workspace --all-targets -- -D warnings",
+            run: clippy,
+        },
+        Step {
+            name: "test",
+            what: "cargo nextest run --workspace (cargo test --workspace --all-targets without nextest)",
+            run: test,
+        },
+        Step { name: "doc", what: "cargo test --workspace --doc", run: doc },
+        Step {
+            name: "no_std",
+            what: "cargo build --target thumbv7em-none-eabihf -p <crate>, every library crate",
+            run: no_std,
+        },
+        Step { name: "demo", what: "cargo xtask demo", run: demo },
+        Step {
+            name: "loom",
+            what: "RUSTFLAGS='--cfg loom' cargo test --release -p <crates with loom models>",
+            run: loom,
+        },
+        Step {
+            name: "miri",
+            what: "MIRIFLAGS=-Zmiri-strict-provenance cargo +nightly miri test -p <crate>, every library crate",
+            run: miri,
+        },
+    ]
+}
+
+/// Runs the steps of `plan` in order, prints the summary table, and returns
+/// whether every step that ran passed. A step paired with `Some(reason)` is
+/// not run and shows as SKIPPED with that reason.
+pub fn run(plan: &[(Step, Option<String>)]) -> bool {
+    let started = Instant::now();
+    let workspace = Workspace::load();
+    let mut rows = Vec::new();
+    for (i, (step, skip)) in plan.iter().enumerate() {
+        println!();
+        println!(
+            "==> [{}/{}] {}: {}",
+            i + 1,
+            plan.len(),
+            step.name,
+            step.what
+        );
+        let t = Instant::now();
+        let report = match skip {
+            Some(reason) => Outcome::Skipped(reason.clone()).into(),
+            None => (step.run)(&workspace),
+        };
+        let time = t.elapsed();
+        match &report.outcome {
+            Outcome::Pass => println!("==> {}: PASS ({})", step.name, Secs(time)),
+            Outcome::Fail(why) => println!("==> {}: FAIL ({}): {why}", step.name, Secs(time)),
+            Outcome::Skipped(why) => shout(&format!("SKIPPED {}: {why}", step.name)),
+        }
+        rows.push((step.name, report, time));
+    }
+
+    println!();
+    print_table(&rows);
+    let failed: Vec<_> = rows
+        .iter()
+        .filter(|r| matches!(r.1.outcome, Outcome::Fail(_)))
+        .map(|r| r.0)
+        .collect();
+    let skipped: Vec<_> = rows
+        .iter()
+        .filter(|r| matches!(r.1.outcome, Outcome::Skipped(_)))
+        .map(|r| r.0)
+        .collect();
+    println!("total {}", Secs(started.elapsed()));
+    if !skipped.is_empty() {
+        shout(&format!(
+            "{} step(s) SKIPPED: {} (see the table for why)",
+            skipped.len(),
+            skipped.join(", ")
+        ));
+    }
+    if failed.is_empty() {
+        println!("all steps that ran passed");
+        true
+    } else {
+        println!("FAILED: {}", failed.join(", "));
+        false
+    }
+}
+
+/// The summary: one line per step, its parts indented under it.
+fn print_table(rows: &[(&str, Report, Duration)]) {
+    let mut lines = Vec::new();
+    for (name, report, time) in rows {
+        lines.push((name.to_string(), &report.outcome, *time));
+        for part in &report.parts {
+            lines.push((format!("  {}", part.name), &part.outcome, part.time));
+        }
+    }
+    let width = lines.iter().map(|l| l.0.len()).max().unwrap_or(0).max(4);
+    let rule = "-".repeat(width + 30);
+    println!("{:<width$}  {:<7}  {:>9}  detail", "step", "result", "time");
+    println!("{rule}");
+    for (name, outcome, time) in lines {
+        let time = Secs(time).to_string();
+        println!(
+            "{name:<width$}  {:<7}  {time:>9}  {}",
+            outcome.label(),
+            outcome.detail()
+        );
+    }
+    println!("{rule}");
+}
+
+/// Prints `message` so it cannot be missed in a CI log.
+fn shout(message: &str) {
+    let bar = "!".repeat(72);
+    println!("{bar}\n!!! {message}\n{bar}");
+}
+
+/// A duration printed as `4.2s` or `3m 07.5s`.
+struct Secs(Duration);
+
+impl fmt::Display for Secs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0.as_secs_f64();
+        if s < 60.0 {
+            write!(f, "{s:.1}s")
+        } else {
+            write!(f, "{}m {:04.1}s", (s / 60.0) as u64, s % 60.0)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The workspace, as `cargo metadata` describes it
+// ---------------------------------------------------------------------------
+
+/// What the steps need to know about the workspace.
+pub struct Workspace {
+    /// The directory holding the root `Cargo.toml`.
+    pub root: PathBuf,
+    /// Cargo's target directory (honours `CARGO_TARGET_DIR`).
+    pub target_dir: PathBuf,
+    /// The workspace's packages, or why `cargo metadata` could not list them.
+    pub packages: Result<Vec<Package>, String>,
+}
+
+/// One workspace member.
+pub struct Package {
+    pub name: String,
+    /// Has a `lib` / `rlib` target (a crate other crates link).
+    pub is_library: bool,
+    /// Depends on `loom` in any section (dev-dependency or `cfg(loom)`).
+    pub has_loom: bool,
+}
+
+impl Workspace {
+    /// Asks `cargo metadata` about the workspace this xtask belongs to.
+    pub fn load() -> Workspace {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("xtask lives in the workspace")
+            .to_path_buf();
+        let fallback_target = env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        let output = cargo(&root)
+            .args(["metadata", "--format-version", "1", "--no-deps"])
+            .stderr(Stdio::inherit())
+            .output();
+        let doc = match output {
+            Ok(o) if o.status.success() => Json::parse(&String::from_utf8_lossy(&o.stdout)),
+            Ok(o) => Err(format!("cargo metadata: {}", o.status)),
+            Err(e) => Err(format!("cargo metadata: {e}")),
+        };
+        let doc = match doc {
+            Ok(doc) => doc,
+            Err(e) => {
+                return Workspace {
+                    root,
+                    target_dir: fallback_target,
+                    packages: Err(e),
+                }
+            }
+        };
+        let target_dir = doc
+            .get("target_directory")
+            .as_str()
+            .map(PathBuf::from)
+            .unwrap_or(fallback_target);
+        let packages = doc
+            .get("packages")
+            .items()
+            .iter()
+            .map(|p| Package {
+                name: p.get("name").as_str().unwrap_or_default().to_string(),
+                is_library: p.get("targets").items().iter().any(|t| {
+                    t.get("kind")
+                        .items()
+                        .iter()
+                        .any(|k| matches!(k.as_str(), Some("lib" | "rlib")))
+                }),
+                has_loom: p
+                    .get("dependencies")
+                    .items()
+                    .iter()
+                    .any(|d| d.get("name").as_str() == Some("loom")),
+            })
+            .collect();
+        Workspace {
+            root,
+            target_dir,
+            packages: Ok(packages),
+        }
+    }
+
+    /// The freespace library crates: the facade `freespace` and every
+    /// `freespace-*` crate with a library target.
+    pub fn library_crates(&self) -> Result<Vec<&Package>, String> {
+        let packages = self.packages.as_ref().map_err(Clone::clone)?;
+        Ok(packages
+            .iter()
+            .filter(|p| p.is_library && (p.name == "freespace" || p.name.starts_with("freespace-")))
+            .collect())
+    }
+
+    /// Library crates that must build without `std`.
+    pub fn no_std_crates(&self) -> Result<Vec<&Package>, String> {
+        Ok(self
+            .library_crates()?
+            .into_iter()
+            .filter(|p| !STD_ONLY.iter().any(|(name, _)| *name == p.name))
+            .collect())
+    }
+}
+
+/// `cargo` with the workspace root as working directory.
+fn cargo(root: &std::path::Path) -> Command {
+    let mut c = Command::new("cargo");
+    c.current_dir(root);
+    c
+}
+
+/// `cargo +nightly`, with the variables the stable toolchain that runs this
+/// xtask exported removed, so nothing of stable leaks into the nightly build.
+fn cargo_nightly(root: &std::path::Path) -> Command {
+    let mut c = cargo(root);
+    c.arg("+nightly");
+    for var in ["RUSTUP_TOOLCHAIN", "CARGO", "RUSTC", "RUSTDOC"] {
+        c.env_remove(var);
+    }
+    c
+}
+
+/// Runs `cmd` with its output streaming to ours. `Err` says how it failed.
+fn exec(cmd: &mut Command) -> Result<(), String> {
+    println!("$ {}", show(cmd));
+    match cmd.status() {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(s
+            .code()
+            .map_or("killed by a signal".into(), |c| format!("exit code {c}"))),
+        Err(e) => Err(format!("could not start `{}`: {e}", short(cmd))),
+    }
+}
+
+/// Runs `cmd` quietly; `Err` holds the tail of its output, for a SKIPPED reason.
+fn exec_quiet(cmd: &mut Command) -> Result<(), String> {
+    println!("$ {}", show(cmd));
+    match cmd.stdin(Stdio::null()).output() {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => {
+            let text = String::from_utf8_lossy(&o.stderr);
+            let last = text
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("no output")
+                .trim();
+            print!("{text}");
+            Err(format!("`{}` failed: {last}", short(cmd)))
+        }
+        Err(e) => Err(format!("could not start `{}`: {e}", short(cmd))),
+    }
+}
+
+/// Program and arguments, as a shell line (environment changes first).
+fn show(cmd: &Command) -> String {
+    let mut line = String::new();
+    for (key, value) in cmd.get_envs() {
+        if let Some(value) = value {
+            line += &format!("{}='{}' ", key.to_string_lossy(), value.to_string_lossy());
+        }
+    }
+    line + &short(cmd)
+}
+
+fn short(cmd: &Command) -> String {
+    let mut line = cmd.get_program().to_string_lossy().into_owned();
+    for arg in cmd.get_args() {
+        line.push(' ');
+        line += &arg.to_string_lossy();
+    }
+    line
+}
+
+/// Runs one command per item, each a part of the step; the step fails if any part does.
+fn per_crate(items: Vec<(String, Command)>) -> Report {
+    let mut parts = Vec::new();
+    for (name, mut cmd) in items {
+        let t = Instant::now();
+        let outcome = match exec(&mut cmd) {
+            Ok(()) => Outcome::Pass,
+            Err(e) => Outcome::Fail(e),
+        };
+        parts.push(Part {
+            name,
+            outcome,
+            time: t.elapsed(),
+        });
+    }
+    let failed: Vec<_> = parts
+        .iter()
+        .filter(|p| p.outcome != Outcome::Pass)
+        .map(|p| p.name.as_str())
+        .collect();
+    let outcome = if failed.is_empty() {
+        Outcome::Pass
+    } else {
+        Outcome::Fail(format!(
+            "{} of {} failed: {}",
+            failed.len(),
+            parts.len(),
+            failed.join(", ")
+        ))
+    };
+    Report { outcome, parts }
+}
+
+fn outcome(result: Result<(), String>) -> Report {
+    match result {
+        Ok(()) => Outcome::Pass.into(),
+        Err(e) => Outcome::Fail(e).into(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The steps
+// ---------------------------------------------------------------------------
+
+fn fmt(ws: &Workspace) -> Report {
+    outcome(exec(cargo(&ws.root).args(["fmt", "--all", "--check"])))
+}
+
+fn clippy(ws: &Workspace) -> Report {
+    outcome(exec(cargo(&ws.root).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])))
+}
+
+/// Whether `cargo nextest` is installed.
+fn have_nextest(ws: &Workspace) -> bool {
+    cargo(&ws.root)
+        .args(["nextest", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn test(ws: &Workspace) -> Report {
+    if have_nextest(ws) {
+        // `--no-tests=warn`: a workspace of skeleton crates has no tests yet.
+        outcome(exec(cargo(&ws.root).args([
+            "nextest",
+            "run",
+            "--workspace",
+            "--no-tests=warn",
+        ])))
+    } else {
+        println!("(cargo-nextest is not installed; using cargo test)");
+        outcome(exec(cargo(&ws.root).args([
+            "test",
+            "--workspace",
+            "--all-targets",
+        ])))
+    }
+}
+
+fn doc(ws: &Workspace) -> Report {
+    outcome(exec(cargo(&ws.root).args(["test", "--workspace", "--doc"])))
+}
+
+fn no_std(ws: &Workspace) -> Report {
+    let crates = match ws.no_std_crates() {
+        Ok(crates) => crates,
+        Err(e) => return Outcome::Fail(format!("cannot list the library crates: {e}")).into(),
+    };
+    if let Err(e) = exec_quiet(Command::new("rustup").args(["target", "add", NO_STD_TARGET])) {
+        return Outcome::Skipped(format!("cannot install the {NO_STD_TARGET} target: {e}")).into();
+    }
+    for (name, why) in STD_ONLY {
+        println!("(not built for {NO_STD_TARGET}: {name}, {why})");
+    }
+    let mut items = Vec::new();
+    for p in crates {
+        let mut cmd = cargo(&ws.root);
+        cmd.args(["build", "--target", NO_STD_TARGET, "-p", &p.name]);
+        items.push((p.name.clone(), cmd));
+        if NO_DEFAULT_FEATURES.contains(&p.name.as_str()) {
+            let mut cmd = cargo(&ws.root);
+            cmd.args([
+                "build",
+                "--target",
+                NO_STD_TARGET,
+                "--no-default-features",
+                "-p",
+                &p.name,
+            ]);
+            items.push((format!("{} (no default features)", p.name), cmd));
+        }
+    }
+    per_crate(items)
+}
+
+fn demo(ws: &Workspace) -> Report {
+    outcome(exec(&mut crate::demo_command(&ws.root)))
+}
+
+fn loom(ws: &Workspace) -> Report {
+    let packages = match &ws.packages {
+        Ok(p) => p,
+        Err(e) => return Outcome::Fail(format!("cannot list the crates: {e}")).into(),
+    };
+    let crates: Vec<_> = packages.iter().filter(|p| p.has_loom).collect();
+    if crates.is_empty() {
+        return Outcome::Skipped("no loom models yet (issue: concurrency)".into()).into();
+    }
+    let mut cmd = cargo(&ws.root);
+    let rustflags = match env::var("RUSTFLAGS") {
+        Ok(flags) if !flags.trim().is_empty() => format!("{flags} --cfg loom"),
+        _ => "--cfg loom".to_string(),
+    };
+    // Its own target directory: other RUSTFLAGS would otherwise rebuild
+    // everything in the shared one, twice per run.
+    cmd.env("RUSTFLAGS", rustflags)
+        .env("LOOM_MAX_PREEMPTIONS", "2")
+        .env("CARGO_TARGET_DIR", ws.target_dir.join("loom"))
+        .args(["test", "--release"]);
+    for p in &crates {
+        cmd.args(["-p", &p.name]);
+    }
+    outcome(exec(&mut cmd))
+}
+
+/// The crates Miri tests: `FREESPACE_MIRI_CRATES` if set, else every
+/// library crate that is not std-only.
+fn miri_crates(ws: &Workspace) -> Result<Vec<String>, String> {
+    if let Ok(list) = env::var(MIRI_CRATES_VAR) {
+        println!("({MIRI_CRATES_VAR}={list:?} chooses the crates)");
+        return Ok(list
+            .split([',', ' '])
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect());
+    }
+    Ok(ws
+        .no_std_crates()?
+        .into_iter()
+        .map(|p| p.name.clone())
+        .collect())
+}
+
+/// Runs Miri over `crates`, installing it first.
+fn miri_over(ws: &Workspace, crates: Vec<String>) -> Report {
+    if crates.is_empty() {
+        return Outcome::Skipped(format!("no crates to test ({MIRI_CRATES_VAR} is empty)")).into();
+    }
+    let install = exec_quiet(Command::new("rustup").args([
+        "component",
+        "add",
+        "--toolchain",
+        "nightly",
+        "miri",
+        "rust-src",
+    ]))
+    .and_then(|()| exec_quiet(cargo_nightly(&ws.root).args(["miri", "setup"])));
+    if let Err(e) = install {
+        return Outcome::Skipped(format!("Miri is not available: {e}")).into();
+    }
+    let flags = match env::var("MIRIFLAGS") {
+        Ok(flags) if !flags.trim().is_empty() => format!("-Zmiri-strict-provenance {flags}"),
+        _ => "-Zmiri-strict-provenance".to_string(),
+    };
+    let items = crates
+        .into_iter()
+        .map(|name| {
+            let mut cmd = cargo_nightly(&ws.root);
+            cmd.env("MIRIFLAGS", &flags)
+                .args(["miri", "test", "-p", &name]);
+            (name, cmd)
+        })
+        .collect();
+    per_crate(items)
+}
+
+fn miri(ws: &Workspace) -> Report {
+    match miri_crates(ws) {
+        Ok(crates) => miri_over(ws, crates),
+        Err(e) => Outcome::Fail(format!("cannot list the library crates: {e}")).into(),
+    }
+}
