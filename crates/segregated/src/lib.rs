@@ -1,0 +1,4 @@
+//! Segregated free lists for popular sizes, and the Segregator / Fallback routing combinators.
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs, clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
