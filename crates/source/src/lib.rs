@@ -1,4 +1,50 @@
 //! Memory sources for freespace heaps: a fixed Arena, sbrk, mmap, and any Allocator.
+//!
+//! A heap carves blocks out of raw regions it asks a [`Source`] for. This
+//! crate holds the four sources every heap in the workspace can sit on:
+//!
+//! | source | where the memory comes from | contiguous? | `Sync` |
+//! |---|---|---|---|
+//! | [`Arena`] | one fixed region you give it (the "single fixed-size heap") | one region only | no |
+//! | [`Sbrk`] (unix) | the program break, moved with `sbrk` | when nobody else moved the break | yes |
+//! | [`Mmap`] (unix) | a reservation of address space, committed a chunk at a time | always | yes |
+//! | [`FromAllocator`] | any [`Allocator`](freespace_core::alloc::Allocator) | no | no |
+//!
+//! Every constructor is a `const fn` that does no work: memory is first asked
+//! for on the first [`acquire`](Source::acquire), so a source can sit inside
+//! a `static` allocator stack. Every region honours the [`Source`] contract:
+//! its start is aligned to [`REGION_ALIGN`], its length is a multiple of it
+//! and at least what was asked, and running out is `None`, never a panic.
+//!
+//! # Example
+//!
+//! The same code runs on any source:
+//!
+//! ```
+//! use core::mem::MaybeUninit;
+//! use freespace_core::{Source, REGION_ALIGN};
+//! use freespace_source::{Arena, FromAllocator};
+//! use freespace_core::alloc::Global;
+//!
+//! fn fill<S: Source>(source: &S) -> usize {
+//!     let region = source.acquire(100).expect("memory");
+//!     assert_eq!(region.cast::<u8>().as_ptr() as usize % REGION_ALIGN, 0);
+//!     // SAFETY: the region is ours alone and valid for writes (S1, S2).
+//!     unsafe { region.cast::<u8>().as_ptr().write_bytes(0xAB, region.len()) };
+//!     // SAFETY: `region` came from `source` and nothing in it is in use.
+//!     assert!(unsafe { source.release(region) });
+//!     region.len()
+//! }
+//!
+//! let memory: &'static mut [MaybeUninit<u8>] = Box::leak(Box::new([MaybeUninit::uninit(); 512]));
+//! assert_eq!(fill(&Arena::new(memory)), 512); // the whole arena, more than asked
+//! assert_eq!(fill(&FromAllocator::new(Global)), 112);
+//! # #[cfg(all(unix, not(miri)))] {
+//! use freespace_source::{Mmap, Sbrk};
+//! assert!(fill(&Mmap::new()) >= 100); // a whole page
+//! let _ = Sbrk::new(); // see `Sbrk` for why release may decline here
+//! # }
+//! ```
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(
@@ -6,3 +52,37 @@
     clippy::undocumented_unsafe_blocks,
     clippy::missing_safety_doc
 )]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod arena;
+pub mod from_allocator;
+#[cfg(unix)]
+pub mod mmap;
+#[cfg(unix)]
+pub mod sbrk;
+#[cfg(unix)]
+mod spin;
+
+pub use arena::{Arena, ArenaError};
+pub use from_allocator::FromAllocator;
+#[cfg(unix)]
+pub use mmap::Mmap;
+#[cfg(unix)]
+pub use sbrk::Sbrk;
+
+use freespace_core::{layout, REGION_ALIGN};
+
+/// The length of the region to hand out for a request of `min_len`: at least
+/// [`REGION_ALIGN`], rounded up to a multiple of it, and no more than
+/// `isize::MAX` (no allocation can be larger). `None` when it cannot be.
+pub(crate) const fn region_len(min_len: usize) -> Option<usize> {
+    match layout::round_request(min_len, REGION_ALIGN, REGION_ALIGN) {
+        Some(len) if len <= isize::MAX as usize => Some(len),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod test_util;

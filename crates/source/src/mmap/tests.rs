@@ -1,0 +1,176 @@
+use super::*;
+use crate::test_util::{assert_usable, end, start, HUGE};
+use std::vec::Vec;
+
+fn page() -> usize {
+    // SAFETY: `sysconf` only reads a system constant.
+    usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap()
+}
+
+#[test]
+#[cfg_attr(miri, ignore)]
+fn regions_are_aligned_writable_and_contiguous() {
+    let source = Mmap::new();
+    assert_eq!(source.check(), Ok(()));
+    let mut regions = Vec::new();
+    for min_len in [0, 1, 16, 100, page(), page() + 1, 3 * page() + 7] {
+        let region = source.acquire(min_len).unwrap();
+        assert_usable(region, min_len);
+        assert_eq!(start(region) % page(), 0);
+        assert_eq!(region.len() % page(), 0);
+        assert!(
+            region.len() < min_len.max(1) + page(),
+            "more than a page extra"
+        );
+        if let Some(&last) = regions.last() {
+            assert_eq!(start(region), end(last), "not contiguous");
+        }
+        regions.push(region);
+        assert_eq!(source.check(), Ok(()));
+    }
+    let total: usize = regions.iter().map(|r| r.len()).sum();
+    assert_eq!(source.committed(), total);
+}
+
+#[test]
+#[cfg_attr(miri, ignore)]
+fn small_reservation_runs_out_with_none() {
+    let source = Mmap::with_reserve(4 * page());
+    let a = source.acquire(3 * page()).unwrap();
+    assert!(source.acquire(page() + 1).is_none());
+    let b = source.acquire(page()).unwrap();
+    assert_eq!(start(b), end(a));
+    for min_len in [0, 1, page()] {
+        assert!(source.acquire(min_len).is_none());
+    }
+    assert_eq!(source.committed(), 4 * page());
+    assert_usable(a, 3 * page());
+    assert_usable(b, page());
+    assert_eq!(source.check(), Ok(()));
+}
+
+#[test]
+#[cfg_attr(miri, ignore)]
+fn reservation_is_rounded_to_pages() {
+    let source = Mmap::with_reserve(page() + 1);
+    assert_eq!(
+        source.acquire(2 * page()).map(|r| r.len()),
+        Some(2 * page())
+    );
+    assert!(source.acquire(1).is_none());
+    // A reservation of nothing never hands anything out.
+    assert!(Mmap::with_reserve(0).acquire(1).is_none());
+}
+
+#[test]
+#[cfg_attr(miri, ignore)]
+fn huge_requests_are_none() {
+    let source = Mmap::new();
+    for huge in HUGE {
+        assert!(source.acquire(huge).is_none(), "{huge:#x}");
+    }
+    assert!(source.acquire(DEFAULT_RESERVE + 1).is_none());
+    assert_eq!(source.committed(), 0);
+    // An impossible reservation: `mmap` fails, so does every acquire.
+    let impossible = Mmap::with_reserve(1 << 62);
+    assert!(impossible.acquire(1).is_none());
+    assert!(impossible.acquire(1).is_none());
+    assert_eq!(impossible.check(), Ok(()));
+}
+
+#[test]
+#[cfg_attr(miri, ignore)]
+fn releasing_the_tail_moves_the_committed_end_back() {
+    let source = Mmap::new();
+    let a = source.acquire(page()).unwrap();
+    let b = source.acquire(2 * page()).unwrap();
+    assert_usable(b, 2 * page());
+    // SAFETY: `b` came from `source`, is the tail, and is unused.
+    assert!(unsafe { source.release(b) });
+    assert_eq!(source.committed(), page());
+    // The released range is handed out again, from the same place.
+    let c = source.acquire(page()).unwrap();
+    assert_eq!(start(c), start(b));
+    assert_usable(c, page());
+    // Newest first, each release is of the tail.
+    // SAFETY: `a` and `c` came from `source` and are unused.
+    unsafe {
+        assert!(source.release(c));
+        assert!(source.release(a));
+    }
+    assert_eq!(source.committed(), 0);
+    assert_eq!(source.check(), Ok(()));
+}
+
+#[test]
+#[cfg_attr(miri, ignore)]
+fn releasing_anything_but_the_tail_declines() {
+    let source = Mmap::new();
+    let a = source.acquire(page()).unwrap();
+    let b = source.acquire(2 * page()).unwrap();
+    // SAFETY: for all the releases below, the ranges lie in regions from `source`
+    // that nothing uses.
+    unsafe {
+        // Not the tail.
+        assert!(!source.release(a));
+        // Ends at the committed end but does not start on a page.
+        let part = NonNull::slice_from_raw_parts(b.cast::<u8>().add(16), b.len() - 16);
+        assert!(!source.release(part));
+        // Starts on a page but ends short of the committed end.
+        let head = NonNull::slice_from_raw_parts(b.cast::<u8>(), page());
+        assert!(!source.release(head));
+        assert_eq!(source.committed(), 3 * page());
+        // A page-aligned tail part of `b` is taken.
+        let tail = NonNull::slice_from_raw_parts(b.cast::<u8>().add(page()), page());
+        assert!(source.release(tail));
+        assert_eq!(source.committed(), 2 * page());
+    }
+    // Everything declined is still ours and writable.
+    assert_usable(a, page());
+    assert_usable(
+        NonNull::slice_from_raw_parts(b.cast::<u8>(), page()),
+        page(),
+    );
+    // A source that never reserved declines everything.
+    let fresh = Mmap::new();
+    // SAFETY: the contract is broken on purpose (`a` is not `fresh`'s); the
+    // source must decline, touching nothing.
+    assert!(!unsafe { fresh.release(a) });
+}
+
+#[test]
+#[cfg_attr(miri, ignore)]
+fn threads_get_disjoint_contiguous_regions() {
+    let source = Mmap::with_reserve(1 << 30);
+    let mut spans: Vec<(usize, usize)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    (0..25)
+                        .map(|i| {
+                            let r = source.acquire(1 + i * 1000).unwrap();
+                            assert_usable(r, 1);
+                            (start(r), end(r))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    spans.sort();
+    // Disjoint and, all together, one contiguous run from the base.
+    assert!(spans.windows(2).all(|w| w[0].1 == w[1].0));
+    assert_eq!(spans.last().unwrap().1 - spans[0].0, source.committed());
+}
+
+#[test]
+fn constructors_are_const() {
+    static SHARED: Mmap = Mmap::with_reserve(1 << 20);
+    let fresh = const { Mmap::new() };
+    assert_eq!(SHARED.committed(), 0);
+    assert_eq!(fresh.check(), Ok(()));
+}
