@@ -18,6 +18,7 @@
 //!
 //! Later issues grow this into the slab → buddy → sbrk stack.
 
+use std::cell::Cell;
 use std::fmt::Write as _;
 use std::mem::MaybeUninit;
 use std::ptr::NonNull;
@@ -29,7 +30,7 @@ use freespace_source::{Arena, Sbrk};
 /// The heap the demo runs. A bump heap until the free-list heap lands.
 type Heap<S> = freespace_testkit::Bump<S>;
 const HEAP_NAME: &str =
-    "freespace_testkit::Bump (bump pointer; frees only when the last block goes)";
+    "freespace_testkit::Bump (a bump pointer: memory comes back only when every block is free)";
 
 fn heap<S: Source>(source: S) -> Heap<S> {
     Heap::new(source)
@@ -46,14 +47,53 @@ fn main() {
 
     let memory: &'static mut [MaybeUninit<u8>] =
         Box::leak(vec![MaybeUninit::uninit(); ARENA_BYTES].into_boxed_slice());
-    let arena_heap = heap(Arena::new(memory));
-    workload(
-        &format!("Arena ({} KiB, fixed)", ARENA_BYTES / 1024),
-        &arena_heap,
-    );
+    let arena = Counted::new(Arena::new(memory));
+    let arena_name = format!("Arena ({} KiB, fixed)", ARENA_BYTES / 1024);
+    workload(&arena_name, &heap(&arena), &arena);
 
-    let sbrk_heap = heap(Sbrk::with_limit(4 << 20));
-    workload("Sbrk (program break, limit 4 MiB)", &sbrk_heap);
+    let sbrk = Counted::new(Sbrk::with_limit(4 << 20));
+    workload("Sbrk (program break, limit 4 MiB)", &heap(&sbrk), &sbrk);
+}
+
+/// A [`Source`] that counts what it hands out, so the report can say how
+/// much memory the heap asked for (a heap's own walk may not cover regions
+/// it abandoned).
+struct Counted<S> {
+    inner: S,
+    regions: Cell<usize>,
+    bytes: Cell<usize>,
+}
+
+impl<S> Counted<S> {
+    fn new(inner: S) -> Self {
+        Counted {
+            inner,
+            regions: Cell::new(0),
+            bytes: Cell::new(0),
+        }
+    }
+}
+
+// SAFETY: every region comes unchanged from `inner`, which upholds S1–S4;
+// counting cannot panic (wrapping adds).
+unsafe impl<S: Source> Source for Counted<S> {
+    fn acquire(&self, min_len: usize) -> Option<NonNull<[u8]>> {
+        let region = self.inner.acquire(min_len)?;
+        self.regions.set(self.regions.get().wrapping_add(1));
+        self.bytes.set(self.bytes.get().wrapping_add(region.len()));
+        Some(region)
+    }
+
+    unsafe fn release(&self, region: NonNull<[u8]>) -> bool {
+        // SAFETY: the caller upholds `release`'s contract, and `region` came
+        // from `inner` through `acquire` above.
+        let taken = unsafe { self.inner.release(region) };
+        if taken {
+            self.regions.set(self.regions.get().wrapping_sub(1));
+            self.bytes.set(self.bytes.get().wrapping_sub(region.len()));
+        }
+        taken
+    }
 }
 
 /// One block the workload holds: where, how it was asked for, its fill byte.
@@ -82,7 +122,7 @@ impl Rng {
     }
 }
 
-fn workload<H: Allocator + Inspect>(name: &str, heap: &H) {
+fn workload<H: Allocator + Inspect, S>(name: &str, heap: &H, source: &Counted<S>) {
     println!();
     println!("== heap over {name}");
     let mut rng = Rng(0x5EED_F4EE_5BACE);
@@ -96,6 +136,7 @@ fn workload<H: Allocator + Inspect>(name: &str, heap: &H) {
             blocks.len()
         ),
         heap,
+        source,
         &blocks,
     );
     let first: Vec<String> = blocks
@@ -120,6 +161,7 @@ fn workload<H: Allocator + Inspect>(name: &str, heap: &H) {
     report(
         &format!("2. freed every other block, {} live", blocks.len()),
         heap,
+        source,
         &blocks,
     );
 
@@ -132,6 +174,7 @@ fn workload<H: Allocator + Inspect>(name: &str, heap: &H) {
             blocks.len() - before
         ),
         heap,
+        source,
         &blocks,
     );
 
@@ -158,7 +201,12 @@ fn workload<H: Allocator + Inspect>(name: &str, heap: &H) {
         // SAFETY: as above: allocated by `heap` with this layout, freed once.
         unsafe { heap.deallocate(block.ptr, block.layout) };
     }
-    report("5. every pattern intact; freed everything", heap, &blocks);
+    report(
+        "5. every pattern intact; freed everything",
+        heap,
+        source,
+        &blocks,
+    );
 }
 
 fn allocate<H: Allocator>(
@@ -199,7 +247,7 @@ fn verify(block: &Block) {
 }
 
 /// One step's line: live blocks, what the heap says about itself, its map.
-fn report<H: Inspect>(step: &str, heap: &H, blocks: &[Block]) {
+fn report<H: Inspect, S>(step: &str, heap: &H, source: &Counted<S>, blocks: &[Block]) {
     let live: usize = blocks.iter().map(|b| b.layout.size()).sum();
     let s = HeapSummary::of(heap);
     println!("{step}");
@@ -215,7 +263,12 @@ fn report<H: Inspect>(step: &str, heap: &H, blocks: &[Block]) {
         s.meta_bytes,
         s.fragmentation()
     );
-    println!("   map [{}]  # used  . free  m meta", map(heap));
+    println!(
+        "   source gave {} region(s), {} B | map [{}]  # used  . free  m meta",
+        source.regions.get(),
+        source.bytes.get(),
+        map(heap)
+    );
 }
 
 /// The heap's address span as `MAP_WIDTH` cells: `#` if any byte in the cell
