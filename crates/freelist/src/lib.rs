@@ -1,4 +1,66 @@
-//! The free-list core of freespace: chunk format with magic numbers, the free-chunk set and the Fit trait.
+//! The free-list core of freespace: the chunk format with magic numbers, the
+//! set of free chunks, and the [`Fit`] trait that placement policies
+//! implement.
+//!
+//! The heap that splits and coalesces these chunks is
+//! `freespace_split_coalesce::FreeListHeap`; the policies are the crates
+//! `freespace-first-fit`, `-next-fit`, `-best-fit` and `-worst-fit`.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`chunk`] | [`Chunk`], the header/footer layout, [`Flags`], the [`magic`](chunk::magic) number |
+//! | [`set`] | [`FreeSet`]: the free chunks, doubly linked in address order |
+//! | [`fit`] | [`Fit`] (a placement policy) and [`Request`] |
+//!
+//! # The chunk format
+//!
+//! A region from a `Source` is tiled by chunks, bracketed by two allocated
+//! sentinels so that coalescing never runs off either end:
+//!
+//! ```text
+//!  region start                                                  region end
+//!  | region header |  chunk  |  chunk  | ... |  chunk  | fencepost |
+//!  |  32 B, FENCE  | A or F  | A or F  |     | A or F  | 16 B FENCE|
+//!
+//!  allocated chunk (A)                     free chunk (F)
+//!  +-------------------------+ c          +-------------------------+ c
+//!  | size | flags  (word 0)  |            | size | flags  (word 0)  |
+//!  | magic          (word 1) |            | next free      (word 1) |
+//!  +-------------------------+ c + 16     | prev free      (word 2) |
+//!  | payload (16-aligned)    |            | ...                     |
+//!  |                         |            | size   (footer, last w) |
+//!  +-------------------------+ c + size   +-------------------------+ c + size
+//! ```
+//!
+//! - Every chunk size is a multiple of the 16-byte [`GRANULE`]; the low four
+//!   bits of word 0 hold [`Flags`]: `ALLOCATED`, `PREV_FREE` (the chunk
+//!   before is free, so the word before this header is its size) and
+//!   `FENCE`.
+//! - The magic depends on the chunk's address, its size word and a per-heap
+//!   key, so an overwritten header, a header copied elsewhere or a pointer
+//!   into another heap all fail the check.
+//! - A header swallowed by coalescing is *buried*: its size word zeroed and
+//!   its magic replaced by a [dead mark](chunk::dead_mark), so a stale
+//!   pointer to it never passes as live.
+//! - An allocated chunk carries 16 bytes of overhead and no footer; the
+//!   smallest chunk is 32 bytes (four words: a free chunk's size, two links
+//!   and footer).
+//!
+//! # Example
+//!
+//! A [`Request`] knows where it would sit in a free chunk; a [`Fit`] picks
+//! the chunk:
+//!
+//! ```
+//! use freespace_core::alloc::Layout;
+//! use freespace_freelist::{FreeSet, Request, MIN_CHUNK};
+//!
+//! let r = Request::new(Layout::from_size_align(100, 8).unwrap()).unwrap();
+//! assert_eq!(r.size(), 128); // 16-byte header + 100 bytes, rounded to 16
+//! assert_eq!(r.placement(0x1000, 128), Some(0));
+//! assert!(r.placement(0x1000, 112).is_none());
+//! assert!(FreeSet::new().iter().all(|f| f.size >= MIN_CHUNK));
+//! ```
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(
@@ -6,3 +68,17 @@
     clippy::undocumented_unsafe_blocks,
     clippy::missing_safety_doc
 )]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod chunk;
+pub mod fit;
+pub mod set;
+
+pub use chunk::{Chunk, Flags, GRANULE, HEADER, MIN_CHUNK};
+pub use fit::{Fit, Request};
+pub use set::{Free, FreeSet};
+
+#[cfg(test)]
+mod tests;

@@ -1,4 +1,90 @@
-//! Splitting and coalescing, and the free-list heap that uses them: FreeListHeap<F, S>.
+//! Splitting and coalescing, and the free-list heap that uses them:
+//! [`FreeListHeap<F, S>`](FreeListHeap).
+//!
+//! The heap keeps its free chunks in a `freespace_freelist::FreeSet`
+//! (address-ordered, doubly linked) and lets a [`Fit`](freespace_freelist::Fit)
+//! policy pick the chunk for each request. The policies live in their own
+//! crates, each with an alias: `FirstFitHeap<S>`, `NextFitHeap<S>`,
+//! `BestFitHeap<S>`, `WorstFitHeap<S>`.
+//!
+//! | module | what it does |
+//! |---|---|
+//! | `heap` | [`FreeListHeap`], placement and **splitting**, growth through the `Source`, in-place `grow`/`shrink` |
+//! | `free` | validation of a freed pointer, **coalescing**, classification of corruption, `Owns`, `BlockSize` |
+//! | `check` | [`FreeListHeap::check`] (invariants H1–H8) and `Inspect` |
+//! | `region` | the region list: header and fencepost sentinels |
+//!
+//! # Splitting and coalescing
+//!
+//! ```text
+//!  allocate 40 B from a 256 B free chunk (split: the tail stays free)
+//!    [ free 256                          ]
+//!    [ used 64 ][ free 192               ]
+//!
+//!  free the middle of three (coalesce with both free neighbours, O(1)
+//!  through the boundary tags: the footer before, the flags after)
+//!    [ free 64 ][ used 64 ][ free 128    ]
+//!    [ free 256                          ]
+//! ```
+//!
+//! A request whose remainder would be smaller than a chunk (32 B) takes the
+//! whole chunk: at most 16 bytes of internal fragmentation, visible through
+//! `Inspect` as a used block longer than asked. An over-aligned request
+//! (any power of two; 4096 is tested) is placed so the front padding is
+//! either zero or a whole free chunk: no sliver is ever lost.
+//!
+//! # Costs
+//!
+//! | operation | cost |
+//! |---|---|
+//! | allocate | the policy's search (a scan of the free list for the four policies here) + O(1) split |
+//! | free | O(1) validation and coalescing; plus an address-ordered insertion (a walk of the free list up to the chunk) when neither neighbour is free |
+//! | a free that is not valid | a walk of the pointer's region, to say exactly what is wrong |
+//! | grow/shrink in place | O(1); a shrink whose tail cannot join a free neighbour inserts it (walk) |
+//!
+//! # Corruption
+//!
+//! `deallocate` checks, in order: alignment (16), which region the pointer
+//! is in (none: *foreign pointer*), then the header: allocated, magic
+//! matching address and size, sane size, and the match *confirmed* by the
+//! next chunk (its `PREV_FREE` clear and its own header intact). On any
+//! failure it walks the region to name the problem: *double free* (the
+//! chunk is free, or the pointer is inside a free chunk it was coalesced
+//! into, or inside a live chunk with its old header still buried there),
+//! *interior pointer*, or *overwritten header* (with the damaged header's
+//! address). A layout whose size could not have produced the chunk is a
+//! *size mismatch*. The problem goes to `freespace_core::report` (default:
+//! message and abort); [`FreeListHeap::try_deallocate`] returns it instead.
+//!
+//! What cannot be detected: a stale pointer that happens to be the start of
+//! a new live block (it is indistinguishable from that block), and a
+//! pointer into a live block whose user data deliberately imitates a header
+//! for its address *and* a consistent next header. Accidental matches are
+//! ruled out by the address- and size-dependent magic plus the
+//! confirmation, and stale headers are buried when merged.
+//!
+//! Regions that arrive contiguous with an existing one are merged: the
+//! fencepost between them becomes free space. This assumes the source's
+//! regions share provenance when contiguous (true for `Sbrk` and `Mmap`).
+//!
+//! # Example
+//!
+//! ```
+//! use core::mem::MaybeUninit;
+//! use freespace_best_fit::BestFitHeap;
+//! use freespace_core::alloc::{Allocator, Layout};
+//! use freespace_source::Arena;
+//!
+//! let heap = BestFitHeap::new(Arena::new(Box::leak(Box::new([MaybeUninit::uninit(); 1 << 16]))));
+//! let mut names = allocator_api2::vec::Vec::new_in(&heap);
+//! names.extend_from_slice(b"first, next, best, worst");
+//! let l = Layout::from_size_align(100, 4096).unwrap();
+//! let page = heap.allocate(l).unwrap();
+//! assert_eq!(page.cast::<u8>().as_ptr() as usize % 4096, 0);
+//! // SAFETY: `page` is live with layout `l`.
+//! unsafe { heap.deallocate(page.cast(), l) };
+//! heap.check().unwrap();
+//! ```
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(
@@ -6,3 +92,16 @@
     clippy::undocumented_unsafe_blocks,
     clippy::missing_safety_doc
 )]
+
+#[cfg(test)]
+extern crate std;
+
+mod check;
+mod free;
+mod heap;
+mod region;
+
+pub use heap::{FreeListHeap, GROWTH};
+
+#[doc(hidden)]
+pub mod testing;

@@ -1,0 +1,265 @@
+//! Freeing: validating the pointer (magic number, confirmed), coalescing
+//! with free neighbours, and classifying whatever does not validate.
+
+use core::ptr::NonNull;
+
+use freespace_core::alloc::Layout;
+use freespace_core::layout::{is_aligned, with_addr};
+use freespace_core::{BlockSize, Corruption, Owns, Source};
+use freespace_freelist::chunk::{chunk_size_for, Chunk, Flags};
+use freespace_freelist::{Fit, GRANULE, HEADER, MIN_CHUNK};
+
+use crate::heap::{FreeListHeap, FreeResult, State, NAME};
+use crate::region::Region;
+
+impl<F: Fit, S: Source> FreeListHeap<F, S> {
+    /// Frees `ptr` if it is a live block (and `layout`, when given, fits
+    /// it); otherwise says what is wrong and changes nothing.
+    ///
+    /// # Safety
+    ///
+    /// No reference into the heap's state is live. If `ptr` is a live block
+    /// its owner is done with it.
+    pub(crate) unsafe fn free_block(&self, ptr: NonNull<u8>, layout: Option<Layout>) -> FreeResult {
+        // SAFETY: caller contract; nothing below calls out.
+        let st = unsafe { self.state() };
+        let addr = ptr.as_ptr().addr();
+        if !is_aligned(addr, GRANULE) {
+            return Err(Corruption::MisalignedPointer { addr });
+        }
+        let region = find_region(st, addr).ok_or(Corruption::ForeignPointer { addr })?;
+        if addr < region.first_chunk().addr() + HEADER {
+            // Inside the region header: the heap's own bookkeeping.
+            return Err(Corruption::InteriorPointer { addr });
+        }
+        // Derived from the region's pointer: its provenance covers the header.
+        let h = Chunk::new(
+            with_addr(region.0.ptr(), addr - HEADER).ok_or(Corruption::ForeignPointer { addr })?,
+        );
+        // SAFETY: `h` lies inside `region` (checked above), whose header is
+        // intact (H1).
+        let size = match unsafe { validate(st, region, h) } {
+            Some(size) => size,
+            // SAFETY: as above; the walk stays inside the region.
+            None => return Err(unsafe { classify(st, region, h, addr) }),
+        };
+        if let Some(l) = layout {
+            let fits =
+                chunk_size_for(l.size()).is_some_and(|need| need <= size && size - need <= GRANULE);
+            if !fits || !is_aligned(addr, l.align()) {
+                return Err(Corruption::SizeMismatch { addr });
+            }
+        }
+        // SAFETY: `h` is a validated allocated chunk of `size` bytes.
+        unsafe { coalesce(st, region, h, size) }
+    }
+}
+
+/// The region holding `addr`, if any.
+fn find_region<F>(st: &State<F>, addr: usize) -> Option<Region> {
+    let mut at = st.regions;
+    while let Some(r) = at {
+        // SAFETY: every listed region has an intact header (H1).
+        unsafe {
+            if r.contains(addr) {
+                return Some(r);
+            }
+            at = r.next();
+        }
+    }
+    None
+}
+
+/// The fast check of a chunk about to be freed: an allocated, non-fence
+/// header whose magic matches, with a sane size, *confirmed* by the chunk
+/// after it (which must not think its predecessor is free, and must itself
+/// look intact). Returns the chunk size, or `None` if anything is off.
+///
+/// The confirmation is what keeps a magic match from being trusted alone:
+/// a header-shaped value in user data (or a stale header left in memory)
+/// also has to line up with a real chunk boundary whose own header agrees.
+///
+/// # Safety
+///
+/// `h` lies inside `region`, past its header, and the region is intact.
+unsafe fn validate<F>(st: &State<F>, region: Region, h: Chunk) -> Option<usize> {
+    // SAFETY (whole body): every chunk read lies inside `region` (bounds are
+    // checked before each read).
+    unsafe {
+        let fence = region.fence();
+        let flags = h.flags();
+        if !flags.contains(Flags::ALLOCATED) || flags.contains(Flags::FENCE) || !h.magic_ok(st.key)
+        {
+            return None;
+        }
+        let size = h.size();
+        if size < MIN_CHUNK || fence.addr() - h.addr() < size {
+            return None;
+        }
+        let n = h.forward(size);
+        let nf = n.flags();
+        if nf.contains(Flags::PREV_FREE) {
+            return None;
+        }
+        if nf.contains(Flags::ALLOCATED) {
+            if !n.magic_ok(st.key) || (nf.contains(Flags::FENCE) && n != fence) {
+                return None;
+            }
+        } else {
+            let n_size = n.size();
+            if n_size < MIN_CHUNK
+                || fence.addr() - n.addr() < n_size
+                || n.forward(n_size).footer_before() != n_size
+            {
+                return None;
+            }
+        }
+        Some(size)
+    }
+}
+
+/// Works out what an invalid pointer is by walking its region from the
+/// start: the slow path, taken only when something is wrong.
+///
+/// # Safety
+///
+/// `h` lies inside `region`, past its header, and the region header is
+/// intact.
+unsafe fn classify<F>(st: &State<F>, region: Region, h: Chunk, addr: usize) -> Corruption {
+    // SAFETY (whole body): the walk only steps to chunks whose sizes were
+    // checked to stay inside the region.
+    unsafe {
+        let fence = region.fence();
+        let mut c = region.first_chunk();
+        while c.addr() < fence.addr() {
+            let flags = c.flags();
+            let size = c.size();
+            let allocated = flags.contains(Flags::ALLOCATED);
+            let sane = size >= MIN_CHUNK
+                && fence.addr() - c.addr() >= size
+                && !flags.contains(Flags::FENCE)
+                && (!allocated || c.magic_ok(st.key));
+            if !sane {
+                return Corruption::OverwrittenHeader { addr: c.addr() };
+            }
+            if c == h {
+                return if allocated {
+                    // Its own header is fine: what failed is the chunk after.
+                    Corruption::OverwrittenHeader {
+                        addr: c.addr() + size,
+                    }
+                } else {
+                    Corruption::DoubleFree { addr }
+                };
+            }
+            if h.addr() < c.addr() + size {
+                // `h` is inside chunk `c`.
+                return if !allocated || h.is_buried(st.key) {
+                    Corruption::DoubleFree { addr }
+                } else {
+                    Corruption::InteriorPointer { addr }
+                };
+            }
+            c = c.forward(size);
+        }
+        // `h` is the fencepost itself.
+        Corruption::InteriorPointer { addr }
+    }
+}
+
+/// Frees the validated allocated chunk `h` of `size` bytes and merges it
+/// with whichever neighbours are free (four cases; H5 holds after each).
+///
+/// ```text
+///  prev free, next free:   [P free][h][N free]  ->  [P .............. ]
+///  prev free only:         [P free][h][used]    ->  [P ......][used]
+///  next free only:         [used][h][N free]    ->  [used][h .........]
+///  neither:                [used][h][used]      ->  [used][h][used]  (+ insert)
+/// ```
+///
+/// # Safety
+///
+/// `h` is a validated allocated chunk of `size` bytes in `region`.
+unsafe fn coalesce<F: Fit>(st: &mut State<F>, region: Region, h: Chunk, size: usize) -> FreeResult {
+    let key = st.key;
+    // SAFETY (whole body): `h` and its neighbours are chunks of `region`
+    // (H2); the previous one is found through its footer only when H4 says
+    // it is free, and checked before use.
+    unsafe {
+        let n = h.forward(size);
+        let next_free = !n.flags().contains(Flags::ALLOCATED);
+        let prev = if h.flags().contains(Flags::PREV_FREE) {
+            let p_size = h.footer_before();
+            let room = h.addr() - region.first_chunk().addr();
+            if p_size < MIN_CHUNK || p_size > room {
+                return Err(Corruption::CorruptFreeList { addr: h.addr() });
+            }
+            let p = h.back(p_size);
+            if p.flags().contains(Flags::ALLOCATED) || p.size() != p_size {
+                return Err(Corruption::CorruptFreeList { addr: p.addr() });
+            }
+            Some(p)
+        } else {
+            None
+        };
+        let n_size = if next_free { n.size() } else { 0 };
+        match (prev, next_free) {
+            (Some(p), true) => {
+                let successor = st.free.remove(n)?;
+                st.fit.removed(&st.free, n, successor);
+                let old = p.size();
+                p.write_free(old + size + n_size, p.flags());
+                h.bury(key);
+                n.bury(key);
+                st.fit.resized(&st.free, p, old);
+            }
+            (Some(p), false) => {
+                let old = p.size();
+                p.write_free(old + size, p.flags());
+                h.bury(key);
+                n.set_prev_free_allocated(true, key);
+                st.fit.resized(&st.free, p, old);
+            }
+            (None, true) => {
+                st.free.replace(n, h);
+                h.write_free(size + n_size, Flags::empty());
+                n.bury(key);
+                st.fit.replaced(&st.free, n, h);
+            }
+            (None, false) => {
+                h.write_free(size, Flags::empty());
+                n.set_prev_free_allocated(true, key);
+                st.free.insert(h);
+                st.fit.inserted(&st.free, h);
+            }
+        }
+        Ok(())
+    }
+}
+
+// SAFETY: `owns` is true exactly for addresses inside the heap's regions,
+// which contain every live block and nothing outside the heap's memory.
+unsafe impl<F: Fit, S: Source> Owns for FreeListHeap<F, S> {
+    fn owns(&self, ptr: NonNull<u8>) -> bool {
+        // SAFETY: a shared read of the region list; nothing else is live.
+        find_region(unsafe { self.state() }, ptr.as_ptr().addr()).is_some()
+    }
+}
+
+// SAFETY: a live block's header holds its chunk size (H3); the payload is
+// the chunk minus the header, all usable; `free` is `deallocate` without
+// the layout check.
+unsafe impl<F: Fit, S: Source> BlockSize for FreeListHeap<F, S> {
+    unsafe fn usable_size(&self, ptr: NonNull<u8>) -> usize {
+        // SAFETY: `ptr` is live (caller contract): its header is the 16
+        // bytes before it (H3).
+        unsafe { Chunk::new(ptr.sub(HEADER)).size() - HEADER }
+    }
+
+    unsafe fn free(&self, ptr: NonNull<u8>) {
+        // SAFETY: no reference into the state is live here.
+        if let Err(c) = unsafe { self.free_block(ptr, None) } {
+            freespace_core::report(c, NAME);
+        }
+    }
+}

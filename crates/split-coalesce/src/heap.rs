@@ -1,0 +1,612 @@
+//! [`FreeListHeap`]: allocation (placement, splitting), growth through the
+//! source, and the in-place `grow`/`shrink`.
+
+use core::cell::UnsafeCell;
+use core::ptr::NonNull;
+
+use freespace_core::alloc::{AllocError, Allocator, Layout};
+use freespace_core::layout::{self, dangling};
+use freespace_core::{report, Corruption, Source};
+use freespace_freelist::chunk::{chunk_size_for, Chunk, Flags, FENCE, REGION_HEADER};
+use freespace_freelist::{Fit, FreeSet, Request, GRANULE, HEADER, MIN_CHUNK};
+
+use crate::region::Region;
+
+/// The name corruption reports give this heap.
+pub(crate) const NAME: &str = "free-list heap";
+
+/// How much a heap asks its source for at least, when it grows: fewer,
+/// larger regions mean fewer fenceposts and a shorter region list.
+pub const GROWTH: usize = 64 * 1024;
+
+/// A heap that keeps a list of free chunks, splits a chunk to serve a
+/// smaller request, coalesces freed chunks with their free neighbours,
+/// checks a magic number on every free, grows through its [`Source`] `S`,
+/// and lets the policy `F` choose which free chunk serves a request.
+///
+/// The chunk format is `freespace_freelist`'s (see its crate docs for the
+/// diagram): a 16-byte header in front of every payload, boundary tags on
+/// free chunks, fenceposts at both ends of every region.
+///
+/// # Invariants
+///
+/// Numbered as [`check`](Self::check) reports them:
+///
+/// - H1 (regions): the regions are linked in increasing address order and
+///   do not overlap; each starts with an intact region header and ends with
+///   an intact 16-byte fencepost, both `ALLOCATED | FENCE`.
+/// - H2 (tiling): within a region the chunk sizes tile the bytes between
+///   header and fencepost exactly; every size is a multiple of 16 and at
+///   least [`MIN_CHUNK`].
+/// - H3 (headers): every allocated chunk's magic matches its address and
+///   size word; no inner chunk carries `FENCE`.
+/// - H4 (boundary tags): a chunk (fencepost included) has `PREV_FREE` set
+///   exactly when the chunk before it is free, and every free chunk's last
+///   word is its size.
+/// - H5 (coalesced): no two free chunks are adjacent.
+/// - H6 (free set): the free set holds every free chunk exactly once, in
+///   increasing address order, with consistent back links, and nothing else
+///   (the `FreeSet`'s own L1–L3).
+/// - H7 (policy): the policy's state agrees with the free set
+///   ([`Fit::check`]).
+/// - H8 (slack): an allocated chunk is at most 16 bytes larger than the
+///   chunk its request needs (a remainder under [`MIN_CHUNK`] is not split
+///   off: that is the internal fragmentation [`Inspect`](freespace_core::Inspect)
+///   shows as part of the used block). `deallocate` relies on this to check
+///   the layout.
+///
+/// # Example
+///
+/// ```
+/// use core::mem::MaybeUninit;
+/// use freespace_core::HeapSummary;
+/// use freespace_first_fit::FirstFit;
+/// use freespace_source::Arena;
+/// use freespace_split_coalesce::FreeListHeap;
+///
+/// let memory = Box::leak(Box::new([MaybeUninit::uninit(); 8192]));
+/// let heap: FreeListHeap<FirstFit, Arena> = FreeListHeap::new(Arena::new(memory));
+/// let mut v = allocator_api2::vec::Vec::new_in(&heap);
+/// v.extend(0..100u32);
+/// assert_eq!(v.iter().sum::<u32>(), 4950);
+/// heap.check().unwrap();
+/// drop(v);
+/// assert_eq!(HeapSummary::of(&heap).used_blocks, 0);
+/// ```
+pub struct FreeListHeap<F: Fit, S: Source> {
+    source: S,
+    state: UnsafeCell<State<F>>,
+}
+
+pub(crate) struct State<F> {
+    /// The free chunks (H6).
+    pub(crate) free: FreeSet,
+    /// The placement policy and its state (H7).
+    pub(crate) fit: F,
+    /// The lowest region (H1).
+    pub(crate) regions: Option<Region>,
+    /// Mixed into every magic: a pointer into another heap fails the check.
+    /// Fixed when the first region arrives, before any header is written.
+    pub(crate) key: usize,
+}
+
+// SAFETY: the heap owns its regions outright (Source S2) and the policy's
+// state only names chunks inside them (Fit P2), so moving the heap to
+// another thread moves everything it points to with it.
+unsafe impl<F: Fit, S: Source + Send> Send for FreeListHeap<F, S> {}
+
+/// How a free went wrong, before the report.
+pub(crate) type FreeResult = Result<(), Corruption>;
+
+impl<F: Fit, S: Source> FreeListHeap<F, S> {
+    /// A heap over `source`; no memory is asked for until the first
+    /// allocation.
+    ///
+    /// ```
+    /// use freespace_best_fit::BestFit;
+    /// use freespace_source::Sbrk;
+    /// use freespace_split_coalesce::FreeListHeap;
+    /// static HEAP_CONFIG: () = ();
+    /// let heap: FreeListHeap<BestFit, Sbrk> = FreeListHeap::new(Sbrk::new());
+    /// # let _ = (heap, HEAP_CONFIG);
+    /// ```
+    pub const fn new(source: S) -> Self {
+        Self {
+            source,
+            state: UnsafeCell::new(State {
+                free: FreeSet::new(),
+                fit: F::INIT,
+                regions: None,
+                key: 0,
+            }),
+        }
+    }
+
+    /// The source the heap grows through.
+    ///
+    /// ```
+    /// use freespace_first_fit::FirstFitHeap;
+    /// use freespace_source::Sbrk;
+    /// let heap = FirstFitHeap::new(Sbrk::new());
+    /// let _: &Sbrk = heap.source();
+    /// ```
+    pub fn source(&self) -> &S {
+        &self.source
+    }
+
+    /// The heap's state.
+    ///
+    /// # Safety
+    ///
+    /// No other reference from `state` is live: the heap is `!Sync`, and no
+    /// method calls out (to the source or a report handler) while holding
+    /// the one this returns.
+    #[allow(clippy::mut_from_ref)]
+    #[inline]
+    pub(crate) unsafe fn state(&self) -> &mut State<F> {
+        // SAFETY: caller contract.
+        unsafe { &mut *self.state.get() }
+    }
+
+    /// The checked free: like [`deallocate`](Allocator::deallocate), but a
+    /// detected misuse comes back as an `Err` (and the block is left alone)
+    /// instead of going to [`report`].
+    ///
+    /// # Safety
+    ///
+    /// Any pointer may be passed: the heap only reads its own memory to
+    /// decide. But if `ptr` is a live block of this heap, it is freed, so
+    /// the caller must be done with it; and a pointer into another live
+    /// block of this heap whose user data imitates a header (magic computed
+    /// for that address) cannot be told from a real block.
+    ///
+    /// # Errors
+    ///
+    /// The [`Corruption`] found: double free (also of a block since
+    /// coalesced, or whose memory now lies inside another live block with
+    /// the old header still buried there), foreign, interior or misaligned
+    /// pointer, overwritten header, size mismatch, corrupt free list.
+    ///
+    /// ```
+    /// use core::mem::MaybeUninit;
+    /// use freespace_core::alloc::{Allocator, Layout};
+    /// use freespace_core::Corruption;
+    /// use freespace_first_fit::FirstFitHeap;
+    /// use freespace_source::Arena;
+    ///
+    /// let heap = FirstFitHeap::new(Arena::new(Box::leak(Box::new([MaybeUninit::uninit(); 4096]))));
+    /// let l = Layout::new::<[u64; 4]>();
+    /// let p = heap.allocate(l).unwrap().cast::<u8>();
+    /// // SAFETY: `p` is live, then freed once; the second call is the misuse under test.
+    /// unsafe {
+    ///     assert_eq!(heap.try_deallocate(p, l), Ok(()));
+    ///     assert_eq!(heap.try_deallocate(p, l), Err(Corruption::DoubleFree { addr: p.as_ptr() as usize }));
+    /// }
+    /// ```
+    pub unsafe fn try_deallocate(&self, ptr: NonNull<u8>, layout: Layout) -> FreeResult {
+        if layout.size() == 0 {
+            return Ok(());
+        }
+        // SAFETY: no reference into the state is live here; `free_block`
+        // does not call out.
+        unsafe { self.free_block(ptr, Some(layout)) }
+    }
+
+    // ------------------------------------------------------------------
+    // allocation
+    // ------------------------------------------------------------------
+
+    fn allocate_chunk(&self, req: &Request) -> Result<NonNull<[u8]>, AllocError> {
+        for _ in 0..2 {
+            // SAFETY: no reference into the state is live; `carve` does not
+            // call out.
+            let st = unsafe { self.state() };
+            if let Some(c) = st.fit.choose(&st.free, req) {
+                // SAFETY: `c` is a member that fits `req` (Fit P1).
+                return match unsafe { carve(st, c, req) } {
+                    Ok(block) => Ok(block),
+                    Err(corruption) => {
+                        report(corruption, NAME);
+                        Err(AllocError)
+                    }
+                };
+            }
+            if !self.grow_heap(req) {
+                return Err(AllocError);
+            }
+        }
+        Err(AllocError)
+    }
+
+    /// Asks the source for enough memory to serve `req` and adds it.
+    fn grow_heap(&self, req: &Request) -> bool {
+        // Worst-case front padding for an over-aligned request.
+        let padding = if req.align() > GRANULE {
+            req.align() + MIN_CHUNK
+        } else {
+            0
+        };
+        let Some(want) = req
+            .size()
+            .checked_add(padding)
+            .and_then(|n| n.checked_add(REGION_HEADER + FENCE))
+        else {
+            return false;
+        };
+        let region = match self.source.acquire(want.max(GROWTH)) {
+            Some(r) => r,
+            None => match self.source.acquire(want) {
+                Some(r) => r,
+                None => return false,
+            },
+        };
+        // SAFETY: no reference into the state is live (the source has
+        // returned); `add_region` does not call out.
+        unsafe { add_region(self.state(), region) }
+    }
+}
+
+/// Serves `req` from the free chunk `c`: front padding stays a free chunk,
+/// the tail is split off when it can be a chunk of its own.
+///
+/// # Safety
+///
+/// `c` is a member of `st.free` and `req` fits it.
+unsafe fn carve<F: Fit>(
+    st: &mut State<F>,
+    c: Chunk,
+    req: &Request,
+) -> Result<NonNull<[u8]>, Corruption> {
+    // SAFETY (whole body): `c` is a free chunk of the heap (H6), so its
+    // `size` bytes are heap memory no user holds; every chunk named below
+    // lies inside it or is the chunk right after it (H2).
+    unsafe {
+        let size = c.size();
+        let pad = req
+            .placement(c.addr(), size)
+            .ok_or(Corruption::CorruptFreeList { addr: c.addr() })?;
+        let rest = size - pad;
+        let tail = rest - req.size();
+        let block = c.forward(pad);
+        let after = c.forward(size);
+        let split = tail >= MIN_CHUNK;
+        // Free-set updates first: they read `c`'s links, which the block's
+        // header may overwrite.
+        if pad == 0 && !split {
+            let successor = st.free.remove(c)?;
+            st.fit.removed(&st.free, c, successor);
+        }
+        if pad > 0 {
+            // `c`'s previous chunk is allocated (H5), so no PREV_FREE.
+            c.write_free(pad, c.flags() & Flags::PREV_FREE);
+            st.fit.resized(&st.free, c, size);
+        }
+        let chunk_size = if split {
+            let rem = block.forward(req.size());
+            if pad == 0 {
+                st.free.replace(c, rem);
+                rem.write_free(tail, Flags::empty());
+                st.fit.replaced(&st.free, c, rem);
+            } else {
+                rem.write_free(tail, Flags::empty());
+                st.free.insert_after(Some(c), rem);
+                st.fit.inserted(&st.free, rem);
+            }
+            req.size()
+        } else {
+            // The chunk after was preceded by free `c`; now by the block.
+            after.set_prev_free_allocated(false, st.key);
+            rest
+        };
+        let mut flags = Flags::ALLOCATED;
+        flags.set(Flags::PREV_FREE, pad > 0);
+        block.write_allocated(chunk_size, flags, st.key);
+        Ok(NonNull::slice_from_raw_parts(
+            block.payload(),
+            chunk_size - HEADER,
+        ))
+    }
+}
+
+/// Adds a region from the source: merged into the region it continues, or
+/// set up as a new region. Returns whether any memory was added.
+///
+/// # Safety
+///
+/// `region` came from the heap's source just now (S1–S3) and belongs to the
+/// heap from here on.
+unsafe fn add_region<F: Fit>(st: &mut State<F>, region: NonNull<[u8]>) -> bool {
+    let start = region.cast::<u8>();
+    let len = region.len();
+    if st.key == 0 {
+        st.key = chunk_key(start.as_ptr().addr());
+    }
+    let key = st.key;
+    // SAFETY (whole body): every region in the list is intact (H1); the new
+    // region is ours and `len` bytes long, a multiple of 16 (S3), so the
+    // chunks written below lie inside it.
+    unsafe {
+        let mut at = st.regions;
+        while let Some(r) = at {
+            if r.end() == start.as_ptr().addr() && len >= GRANULE {
+                // Contiguous: the old fencepost becomes the start of the new
+                // free space, the new fencepost goes at the new end.
+                let old_fence = r.fence();
+                let new_fence = Chunk::new(start).forward(len - FENCE);
+                let prev_free = old_fence.flags().contains(Flags::PREV_FREE);
+                new_fence.write_allocated(
+                    FENCE,
+                    Flags::ALLOCATED | Flags::FENCE | Flags::PREV_FREE,
+                    key,
+                );
+                r.set_fence(new_fence);
+                let span = new_fence.addr() - old_fence.addr();
+                if prev_free {
+                    let tail = old_fence.back(old_fence.footer_before());
+                    let old = tail.size();
+                    tail.write_free(old + span, tail.flags());
+                    old_fence.bury(key);
+                    st.fit.resized(&st.free, tail, old);
+                } else {
+                    old_fence.write_free(span, Flags::empty());
+                    st.free.insert(old_fence);
+                    st.fit.inserted(&st.free, old_fence);
+                }
+                return true;
+            }
+            at = r.next();
+        }
+        if len < REGION_HEADER + MIN_CHUNK + FENCE {
+            return false;
+        }
+        let header = Chunk::new(start);
+        let first = header.forward(REGION_HEADER);
+        let fence = header.forward(len - FENCE);
+        header.write_allocated(REGION_HEADER, Flags::ALLOCATED | Flags::FENCE, key);
+        let region = Region(header);
+        region.set_fence(fence);
+        fence.write_allocated(
+            FENCE,
+            Flags::ALLOCATED | Flags::FENCE | Flags::PREV_FREE,
+            key,
+        );
+        first.write_free(fence.addr() - first.addr(), Flags::empty());
+        // Link in address order (H1).
+        let mut before: Option<Region> = None;
+        let mut at = st.regions;
+        while let Some(r) = at {
+            if r.0.addr() > header.addr() {
+                break;
+            }
+            before = Some(r);
+            at = r.next();
+        }
+        region.set_next(at);
+        match before {
+            Some(b) => b.set_next(Some(region)),
+            None => st.regions = Some(region),
+        }
+        st.free.insert(first);
+        st.fit.inserted(&st.free, first);
+        true
+    }
+}
+
+/// The heap key derived from its first region's address: non-zero, and
+/// different for heaps in different places.
+fn chunk_key(addr: usize) -> usize {
+    freespace_freelist::chunk::magic(addr, 0x5A5A, 0x2545_F491) | 1
+}
+
+// ----------------------------------------------------------------------
+// the Allocator impl
+// ----------------------------------------------------------------------
+
+// SAFETY: blocks are disjoint chunks of regions the heap owns (H2, S2),
+// live until deallocated; the returned length is the chunk's payload, all
+// of it usable; `deallocate` accepts any size between the request and that
+// length (H8); failed grow/shrink leave the block untouched; nothing
+// panics.
+unsafe impl<F: Fit, S: Source> Allocator for FreeListHeap<F, S> {
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        if layout.size() == 0 {
+            return Ok(dangling(layout));
+        }
+        let req = Request::new(layout).ok_or(AllocError)?;
+        self.allocate_chunk(&req)
+    }
+
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        if layout.size() == 0 {
+            return;
+        }
+        // SAFETY: no reference into the state is live here.
+        if let Err(c) = unsafe { self.free_block(ptr, Some(layout)) } {
+            report(c, NAME);
+        }
+    }
+
+    unsafe fn grow(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        if old.size() == 0 {
+            return self.allocate(new);
+        }
+        if !layout::is_aligned(ptr.as_ptr().addr(), new.align()) {
+            // SAFETY: caller contract of `grow`.
+            return unsafe { self.move_block(ptr, old, new) };
+        }
+        let need = chunk_size_for(new.size()).ok_or(AllocError)?;
+        // SAFETY: `ptr` is a live block of this heap (caller contract), so
+        // its header is intact (H3); no reference into the state is live.
+        match unsafe { grow_in_place(self.state(), ptr, need) } {
+            Some(block) => Ok(block),
+            // SAFETY: caller contract of `grow`.
+            None => unsafe { self.move_block(ptr, old, new) },
+        }
+    }
+
+    unsafe fn grow_zeroed(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: caller contract of `grow_zeroed` is `grow`'s.
+        let block = unsafe { self.grow(ptr, old, new)? };
+        // SAFETY: the block is ours to write for its whole length; its first
+        // `old.size()` bytes are the caller's data, the rest must read zero.
+        unsafe {
+            let p = block.cast::<u8>().as_ptr().add(old.size());
+            p.write_bytes(0, block.len() - old.size());
+        }
+        Ok(block)
+    }
+
+    unsafe fn shrink(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        if new.size() == 0 {
+            // SAFETY: caller contract: `ptr` is live with layout `old`.
+            unsafe { self.deallocate(ptr, old) };
+            return Ok(dangling(new));
+        }
+        if !layout::is_aligned(ptr.as_ptr().addr(), new.align()) {
+            // SAFETY: caller contract of `shrink`.
+            return unsafe { self.move_block(ptr, old, new) };
+        }
+        let need = chunk_size_for(new.size()).ok_or(AllocError)?;
+        // SAFETY: `ptr` is live (caller contract), its header intact (H3).
+        Ok(unsafe { shrink_in_place(self.state(), ptr, need) })
+    }
+}
+
+impl<F: Fit, S: Source> FreeListHeap<F, S> {
+    /// Allocates `new`, copies the data and frees `ptr`: the grow/shrink
+    /// that cannot happen in place.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` is a live block with layout `old`.
+    unsafe fn move_block(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        let block = self.allocate(new)?;
+        // SAFETY: both blocks are live and disjoint; `ptr` is freed once.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                ptr.as_ptr(),
+                block.cast::<u8>().as_ptr(),
+                old.size().min(new.size()),
+            );
+            self.deallocate(ptr, old);
+        }
+        Ok(block)
+    }
+}
+
+/// Grows the block at `ptr` to a chunk of `need` bytes by taking from the
+/// free chunk after it; `None` (nothing changed) when that is not enough.
+///
+/// # Safety
+///
+/// `ptr` is a live block of the heap whose state is `st`.
+unsafe fn grow_in_place<F: Fit>(
+    st: &mut State<F>,
+    ptr: NonNull<u8>,
+    need: usize,
+) -> Option<NonNull<[u8]>> {
+    // SAFETY (whole body): the header is HEADER bytes before a live block
+    // (H3); the chunk after it is inside the region (H2), and if free, its
+    // bytes are heap memory no user holds.
+    unsafe {
+        let h = Chunk::new(ptr.sub(HEADER));
+        let size = h.size();
+        if need <= size {
+            return Some(NonNull::slice_from_raw_parts(ptr, size - HEADER));
+        }
+        let n = h.forward(size);
+        if n.flags().contains(Flags::ALLOCATED) {
+            return None;
+        }
+        let n_size = n.size();
+        let total = size + n_size;
+        if total < need {
+            return None;
+        }
+        let tail = total - need;
+        let new_size = if tail >= MIN_CHUNK {
+            let rem = h.forward(need);
+            st.free.replace(n, rem);
+            rem.write_free(tail, Flags::empty());
+            n.bury(st.key);
+            st.fit.replaced(&st.free, n, rem);
+            need
+        } else {
+            let successor = st.free.remove(n).ok()?;
+            n.bury(st.key);
+            st.fit.removed(&st.free, n, successor);
+            h.forward(total).set_prev_free_allocated(false, st.key);
+            total
+        };
+        h.write_allocated(new_size, h.flags(), st.key);
+        Some(NonNull::slice_from_raw_parts(ptr, new_size - HEADER))
+    }
+}
+
+/// Shrinks the block at `ptr` to a chunk of `need` bytes, giving the tail
+/// to a following free chunk or splitting it off when it can be a chunk.
+///
+/// # Safety
+///
+/// `ptr` is a live block of the heap whose state is `st`, and `need` is at
+/// most its chunk size.
+unsafe fn shrink_in_place<F: Fit>(
+    st: &mut State<F>,
+    ptr: NonNull<u8>,
+    need: usize,
+) -> NonNull<[u8]> {
+    // SAFETY (whole body): as in `grow_in_place`; the tail lies inside the
+    // block's own chunk.
+    unsafe {
+        let h = Chunk::new(ptr.sub(HEADER));
+        let size = h.size();
+        let tail = size.saturating_sub(need);
+        let n = h.forward(size);
+        let t = h.forward(size - tail);
+        let new_size = if tail == 0 {
+            size
+        } else if !n.flags().contains(Flags::ALLOCATED) {
+            let n_size = n.size();
+            st.free.replace(n, t);
+            t.write_free(tail + n_size, Flags::empty());
+            if tail >= MIN_CHUNK {
+                // Otherwise `n`'s header now holds `t`'s links.
+                n.bury(st.key);
+            }
+            st.fit.replaced(&st.free, n, t);
+            need
+        } else if tail >= MIN_CHUNK {
+            t.write_free(tail, Flags::empty());
+            n.set_prev_free_allocated(true, st.key);
+            st.free.insert(t);
+            st.fit.inserted(&st.free, t);
+            need
+        } else {
+            size
+        };
+        if new_size != size {
+            h.write_allocated(new_size, h.flags(), st.key);
+        }
+        NonNull::slice_from_raw_parts(ptr, new_size - HEADER)
+    }
+}
