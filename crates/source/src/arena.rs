@@ -4,6 +4,7 @@ use core::cell::Cell;
 use core::fmt;
 use core::mem::MaybeUninit;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, Ordering};
 use freespace_core::layout::{align_down, align_up, is_aligned};
 use freespace_core::{Source, Violation, REGION_ALIGN};
 
@@ -57,13 +58,11 @@ mod tests;
 /// # Example
 ///
 /// ```
-/// use core::mem::MaybeUninit;
 /// use freespace_core::Source;
-/// use freespace_source::Arena;
+/// use freespace_source::{Arena, StaticMemory};
 ///
-/// let memory: &'static mut [MaybeUninit<u8>] =
-///     Box::leak(Box::new([MaybeUninit::uninit(); 4096]));
-/// let arena = Arena::new(memory);
+/// static MEMORY: StaticMemory<4096> = StaticMemory::new();
+/// let arena = Arena::new(MEMORY.take().unwrap());
 /// let region = arena.acquire(1000).unwrap();
 /// assert_eq!(region.len(), 4096); // the whole arena
 /// assert!(arena.acquire(16).is_none()); // only one region
@@ -99,14 +98,15 @@ impl Arena {
     ///
     /// Does no work: `mem` is trimmed to [`REGION_ALIGN`] on the first
     /// acquire (see the type's docs). Usable in a `const` or `static`
-    /// initializer.
+    /// initializer. [`StaticMemory`] gives such memory without `static mut`
+    /// (or leak a `Box` of `MaybeUninit<u8>`s).
     ///
     /// ```
-    /// use core::mem::MaybeUninit;
     /// use freespace_core::Source;
-    /// use freespace_source::Arena;
+    /// use freespace_source::{Arena, StaticMemory};
     ///
-    /// let arena = Arena::new(Box::leak(Box::new([MaybeUninit::uninit(); 256])));
+    /// static MEMORY: StaticMemory<256> = StaticMemory::new();
+    /// let arena = Arena::new(MEMORY.take().unwrap());
     /// assert!(arena.acquire(256).is_some());
     /// ```
     pub const fn new(mem: &'static mut [MaybeUninit<u8>]) -> Self {
@@ -159,11 +159,11 @@ impl Arena {
     /// tail is trimmed.
     ///
     /// ```
-    /// use core::mem::MaybeUninit;
-    /// use freespace_source::{Arena, ArenaError};
+    /// use freespace_source::{Arena, ArenaError, StaticMemory};
     ///
-    /// let tiny = Box::leak(Box::new([MaybeUninit::uninit(); 8]));
-    /// assert!(matches!(Arena::try_new(tiny), Err(ArenaError::TooSmall { len: 8 })));
+    /// static TINY: StaticMemory<8> = StaticMemory::new();
+    /// let err = Arena::try_new(TINY.take().unwrap()).err();
+    /// assert_eq!(err, Some(ArenaError::TooSmall { len: 8 }));
     /// ```
     pub fn try_new(mem: &'static mut [MaybeUninit<u8>]) -> Result<Self, ArenaError> {
         validate(mem.as_mut_ptr().cast::<u8>(), mem.len())?;
@@ -214,11 +214,11 @@ impl Arena {
     /// Whether the region is currently lent out (A3).
     ///
     /// ```
-    /// use core::mem::MaybeUninit;
     /// use freespace_core::Source;
-    /// use freespace_source::Arena;
+    /// use freespace_source::{Arena, StaticMemory};
     ///
-    /// let arena = Arena::new(Box::leak(Box::new([MaybeUninit::uninit(); 64])));
+    /// static MEMORY: StaticMemory<64> = StaticMemory::new();
+    /// let arena = Arena::new(MEMORY.take().unwrap());
     /// assert!(!arena.is_lent());
     /// let _region = arena.acquire(64).unwrap();
     /// assert!(arena.is_lent());
@@ -231,11 +231,11 @@ impl Arena {
     /// not overflow" and A3's "lent only when the usable part is non-empty".
     ///
     /// ```
-    /// use core::mem::MaybeUninit;
     /// use freespace_core::Source;
-    /// use freespace_source::Arena;
+    /// use freespace_source::{Arena, StaticMemory};
     ///
-    /// let arena = Arena::new(Box::leak(Box::new([MaybeUninit::uninit(); 64])));
+    /// static MEMORY: StaticMemory<64> = StaticMemory::new();
+    /// let arena = Arena::new(MEMORY.take().unwrap());
     /// let _region = arena.acquire(1);
     /// assert_eq!(arena.check(), Ok(()));
     /// ```
@@ -371,3 +371,95 @@ impl fmt::Display for ArenaError {
 }
 
 impl core::error::Error for ArenaError {}
+
+/// `N` bytes in a `static`, aligned to [`REGION_ALIGN`], for an [`Arena`]:
+/// memory for a fixed heap without `static mut` or a leaked `Box`.
+///
+/// [`take`](StaticMemory::take) hands the bytes out once, as the
+/// `&'static mut` that [`Arena::new`] takes; in a `static` initializer (where
+/// `take` cannot run) use [`as_mut_ptr`](StaticMemory::as_mut_ptr) with
+/// [`Arena::from_raw_parts`] instead.
+///
+/// # Invariants
+/// - T1: `taken` is true once `bytes` has been handed out by `take`; `take`
+///   never hands them out again.
+///
+/// # Example
+///
+/// ```
+/// use freespace_core::Source;
+/// use freespace_source::{Arena, StaticMemory};
+///
+/// static MEMORY: StaticMemory<1024> = StaticMemory::new();
+/// let arena = Arena::new(MEMORY.take().unwrap());
+/// assert!(MEMORY.take().is_none()); // handed out once
+/// assert_eq!(arena.acquire(1).unwrap().len(), 1024);
+/// ```
+#[repr(C, align(16))]
+pub struct StaticMemory<const N: usize> {
+    bytes: core::cell::UnsafeCell<[MaybeUninit<u8>; N]>,
+    taken: AtomicBool,
+}
+
+// SAFETY: `bytes` is only reached through the one `&'static mut` that `take`
+// hands out (T1), guarded by an atomic swap, or through raw pointers whose
+// use the caller of `Arena::from_raw_parts` vouches for.
+unsafe impl<const N: usize> Sync for StaticMemory<N> {}
+
+impl<const N: usize> StaticMemory<N> {
+    /// `N` uninitialised bytes, not yet handed out.
+    ///
+    /// ```
+    /// static MEMORY: freespace_source::StaticMemory<64> = freespace_source::StaticMemory::new();
+    /// ```
+    pub const fn new() -> Self {
+        Self {
+            bytes: core::cell::UnsafeCell::new([MaybeUninit::uninit(); N]),
+            taken: AtomicBool::new(false),
+        }
+    }
+
+    /// The bytes, the first time this is called; `None` afterwards (T1).
+    ///
+    /// ```
+    /// use freespace_source::StaticMemory;
+    /// static MEMORY: StaticMemory<64> = StaticMemory::new();
+    /// assert_eq!(MEMORY.take().map(|m| m.len()), Some(64));
+    /// assert!(MEMORY.take().is_none());
+    /// ```
+    // A `&mut` from `&self` is sound here: the atomic swap lets it happen
+    // once (T1), which is what the lint cannot see.
+    #[allow(clippy::mut_from_ref)]
+    pub fn take(&'static self) -> Option<&'static mut [MaybeUninit<u8>]> {
+        if self.taken.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        // SAFETY: the swap above succeeds once, so this is the only
+        // reference `take` ever makes (T1), and it lives as long as the
+        // static.
+        Some(unsafe { &mut *self.bytes.get() })
+    }
+
+    /// A pointer to the first byte, for [`Arena::from_raw_parts`] in a
+    /// `const` or `static` initializer. Does not mark the bytes taken: the
+    /// caller of `from_raw_parts` promises nothing else uses them.
+    ///
+    /// ```
+    /// use freespace_core::Source;
+    /// use freespace_source::{Arena, StaticMemory};
+    ///
+    /// static MEMORY: StaticMemory<512> = StaticMemory::new();
+    /// // SAFETY: MEMORY is used by this arena alone.
+    /// let arena = unsafe { Arena::from_raw_parts(MEMORY.as_mut_ptr(), 512) };
+    /// assert_eq!(arena.capacity(), 512);
+    /// ```
+    pub const fn as_mut_ptr(&self) -> *mut u8 {
+        self.bytes.get().cast::<u8>()
+    }
+}
+
+impl<const N: usize> Default for StaticMemory<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}

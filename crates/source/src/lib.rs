@@ -5,7 +5,7 @@
 //!
 //! | source | where the memory comes from | contiguous? | `Sync` |
 //! |---|---|---|---|
-//! | [`Arena`] | one fixed region you give it (the "single fixed-size heap") | one region only | no |
+//! | [`Arena`] | one fixed region you give it (the "single fixed-size heap"), e.g. a [`StaticMemory`] | one region only | no |
 //! | [`Sbrk`] (unix) | the program break, moved with `sbrk` | when nobody else moved the break | yes |
 //! | [`Mmap`] (unix) | a reservation of address space, committed a chunk at a time | always | yes |
 //! | [`FromAllocator`] | any [`Allocator`](freespace_core::alloc::Allocator) | no | no |
@@ -21,9 +21,8 @@
 //! The same code runs on any source:
 //!
 //! ```
-//! use core::mem::MaybeUninit;
 //! use freespace_core::{Source, REGION_ALIGN};
-//! use freespace_source::{Arena, FromAllocator};
+//! use freespace_source::{Arena, FromAllocator, StaticMemory};
 //! use freespace_core::alloc::Global;
 //!
 //! fn fill<S: Source>(source: &S) -> usize {
@@ -36,8 +35,8 @@
 //!     region.len()
 //! }
 //!
-//! let memory: &'static mut [MaybeUninit<u8>] = Box::leak(Box::new([MaybeUninit::uninit(); 512]));
-//! assert_eq!(fill(&Arena::new(memory)), 512); // the whole arena, more than asked
+//! static MEMORY: StaticMemory<512> = StaticMemory::new();
+//! assert_eq!(fill(&Arena::new(MEMORY.take().unwrap())), 512); // the whole arena, more than asked
 //! assert_eq!(fill(&FromAllocator::new(Global)), 112);
 //! # #[cfg(all(unix, not(miri)))] {
 //! use freespace_source::{Mmap, Sbrk};
@@ -65,13 +64,15 @@ pub mod sbrk;
 #[cfg(unix)]
 mod spin;
 
-pub use arena::{Arena, ArenaError};
+pub use arena::{Arena, ArenaError, StaticMemory};
 pub use from_allocator::FromAllocator;
 #[cfg(unix)]
 pub use mmap::Mmap;
 #[cfg(unix)]
 pub use sbrk::Sbrk;
 
+#[cfg(doc)]
+use freespace_core::Source;
 use freespace_core::{layout, REGION_ALIGN};
 
 /// The length of the region to hand out for a request of `min_len`: at least

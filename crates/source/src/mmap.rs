@@ -76,6 +76,7 @@ const NORESERVE: libc::c_int = 0;
 /// # Example
 ///
 /// ```
+/// # #[cfg(not(miri))] { // Miri cannot call sbrk/mmap
 /// use freespace_core::Source;
 /// use freespace_source::Mmap;
 ///
@@ -86,6 +87,7 @@ const NORESERVE: libc::c_int = 0;
 /// assert_eq!(b.cast::<u8>().as_ptr() as usize, a.cast::<u8>().as_ptr() as usize + page);
 /// // SAFETY: `b` came from SOURCE, is the last region, and is unused.
 /// assert!(unsafe { SOURCE.release(b) });
+/// # }
 /// ```
 pub struct Mmap {
     /// Bytes of address space to reserve on first use.
@@ -110,10 +112,12 @@ impl Mmap {
     /// first use. Does no work.
     ///
     /// ```
+    /// # #[cfg(not(miri))] { // Miri cannot call sbrk/mmap
     /// use freespace_core::Source;
     /// use freespace_source::Mmap;
     /// let source = Mmap::new();
     /// assert!(source.acquire(1 << 20).is_some());
+    /// # }
     /// ```
     pub const fn new() -> Self {
         Self::with_reserve(DEFAULT_RESERVE)
@@ -124,11 +128,13 @@ impl Mmap {
     /// Does no work.
     ///
     /// ```
+    /// # #[cfg(not(miri))] { // Miri cannot call sbrk/mmap
     /// use freespace_core::Source;
     /// use freespace_source::Mmap;
     /// let source = Mmap::with_reserve(1 << 20);
     /// assert!(source.acquire(1 << 20).is_some());
     /// assert!(source.acquire(1).is_none());
+    /// # }
     /// ```
     pub const fn with_reserve(bytes: usize) -> Self {
         Self {
@@ -145,12 +151,14 @@ impl Mmap {
     /// Bytes committed now: the total length of the regions lent out (M3).
     ///
     /// ```
+    /// # #[cfg(not(miri))] { // Miri cannot call sbrk/mmap
     /// use freespace_core::Source;
     /// use freespace_source::Mmap;
     /// let source = Mmap::new();
     /// assert_eq!(source.committed(), 0);
     /// let region = source.acquire(1).unwrap();
     /// assert_eq!(source.committed(), region.len());
+    /// # }
     /// ```
     pub fn committed(&self) -> usize {
         self.state.lock().committed
@@ -160,11 +168,13 @@ impl Mmap {
     /// kernel's).
     ///
     /// ```
+    /// # #[cfg(not(miri))] { // Miri cannot call sbrk/mmap
     /// use freespace_core::Source;
     /// use freespace_source::Mmap;
     /// let source = Mmap::new();
     /// let _ = source.acquire(5000);
     /// assert_eq!(source.check(), Ok(()));
+    /// # }
     /// ```
     pub fn check(&self) -> Result<(), Violation> {
         let s = self.state.lock();

@@ -61,6 +61,7 @@ const ATTEMPTS: usize = 4;
 /// # Example
 ///
 /// ```
+/// # #[cfg(not(miri))] { // Miri cannot call sbrk/mmap
 /// use freespace_core::Source;
 /// use freespace_source::Sbrk;
 ///
@@ -70,6 +71,7 @@ const ATTEMPTS: usize = 4;
 /// // SAFETY: the region is ours alone (S2) and valid for its whole length.
 /// unsafe { region.cast::<u8>().as_ptr().write_bytes(0, region.len()) };
 /// assert!(SOURCE.acquire(2 << 20).is_none()); // over the limit
+/// # }
 /// ```
 #[derive(Debug)]
 pub struct Sbrk {
@@ -83,10 +85,12 @@ impl Sbrk {
     /// An unlimited source over the program break. Does no work.
     ///
     /// ```
+    /// # #[cfg(not(miri))] { // Miri cannot call sbrk/mmap
     /// use freespace_core::Source;
     /// use freespace_source::Sbrk;
     /// static SOURCE: Sbrk = Sbrk::new();
     /// assert!(SOURCE.acquire(64).is_some());
+    /// # }
     /// ```
     pub const fn new() -> Self {
         Self::with_limit(usize::MAX)
@@ -96,11 +100,13 @@ impl Sbrk {
     /// would take the total above `limit` returns `None`. Does no work.
     ///
     /// ```
+    /// # #[cfg(not(miri))] { // Miri cannot call sbrk/mmap
     /// use freespace_core::Source;
     /// use freespace_source::Sbrk;
     /// let source = Sbrk::with_limit(64);
     /// let region = source.acquire(64).unwrap();
     /// assert!(source.acquire(16).is_none());
+    /// # }
     /// ```
     pub const fn with_limit(limit: usize) -> Self {
         Self {
@@ -122,11 +128,13 @@ impl Sbrk {
     /// Bytes lent out now: acquired and not released (K2).
     ///
     /// ```
+    /// # #[cfg(not(miri))] { // Miri cannot call sbrk/mmap
     /// use freespace_core::Source;
     /// use freespace_source::Sbrk;
     /// let source = Sbrk::new();
     /// let _region = source.acquire(20).unwrap();
     /// assert_eq!(source.outstanding(), 32);
+    /// # }
     /// ```
     pub fn outstanding(&self) -> usize {
         self.outstanding.load(Ordering::Relaxed)
@@ -135,11 +143,13 @@ impl Sbrk {
     /// Checks K2: the bytes lent out do not exceed the limit.
     ///
     /// ```
+    /// # #[cfg(not(miri))] { // Miri cannot call sbrk/mmap
     /// use freespace_core::Source;
     /// use freespace_source::Sbrk;
     /// let source = Sbrk::with_limit(1024);
     /// let _region = source.acquire(1000);
     /// assert_eq!(source.check(), Ok(()));
+    /// # }
     /// ```
     pub fn check(&self) -> Result<(), Violation> {
         let _guard = BREAK.lock();

@@ -234,3 +234,17 @@ fn constructors_are_const() {
     };
     assert!(empty.acquire(0).is_none());
 }
+
+#[test]
+fn static_memory_is_aligned_and_taken_once() {
+    static MEMORY: StaticMemory<100> = StaticMemory::new();
+    let ptr = MEMORY.as_mut_ptr();
+    assert_eq!(ptr as usize % REGION_ALIGN, 0);
+    let mem = MEMORY.take().unwrap();
+    assert_eq!((mem.as_mut_ptr().cast::<u8>(), mem.len()), (ptr, 100));
+    assert!(MEMORY.take().is_none());
+    let arena = Arena::try_new(mem).unwrap();
+    // 100 bytes: the tail is trimmed to 96.
+    assert_eq!(arena.capacity(), 96);
+    assert_usable(arena.acquire(96).unwrap(), 96);
+}
