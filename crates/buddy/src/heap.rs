@@ -1,0 +1,745 @@
+//! The heap state behind [`Buddy`](crate::Buddy): free lists, zones, and the
+//! split/merge operations on them. Everything here works on `&mut State`;
+//! `Buddy` adds the cell, the source and the trait impls.
+
+use core::mem::{align_of, size_of};
+use core::ptr::NonNull;
+
+use freespace_core::layout::{align_down, align_up};
+use freespace_core::{Corruption, Violation};
+
+use crate::zone::{self, Zone, ZonePtr, WORD_BITS};
+
+/// The heap is refusing work: a walk is in progress ([`WALKING`]) or a free
+/// list was found corrupt ([`POISONED`]).
+pub(crate) const POISONED: u8 = 1;
+/// See [`POISONED`].
+pub(crate) const WALKING: u8 = 2;
+
+/// The links a free block carries in its first bytes.
+#[repr(C)]
+pub(crate) struct FreeNode {
+    next: Option<NonNull<FreeNode>>,
+    prev: Option<NonNull<FreeNode>>,
+}
+
+/// Bytes of a free-list node: the smallest `MIN` allowed.
+pub(crate) const NODE_BYTES: usize = size_of::<FreeNode>();
+/// The alignment free-list nodes and zone headers need.
+pub(crate) const NODE_ALIGN: usize = {
+    let a = align_of::<FreeNode>();
+    let z = align_of::<Zone>();
+    if a > z {
+        a
+    } else {
+        z
+    }
+};
+
+/// One zone's header fields and bitmaps, copied out for the duration of one
+/// operation.
+#[derive(Clone, Copy)]
+pub(crate) struct View {
+    pub(crate) base: NonNull<u8>,
+    pub(crate) raw_start: usize,
+    pub(crate) raw_end: usize,
+    pub(crate) lo: usize,
+    pub(crate) hi: usize,
+    pub(crate) meta_lo: usize,
+    lo_granule: usize,
+    bits: usize,
+    split: *mut usize,
+    free: *mut usize,
+    shift: u32,
+    orders: usize,
+}
+
+impl View {
+    #[inline(always)]
+    fn new(zone: ZonePtr, shift: u32, orders: usize) -> Self {
+        let z = zone.get();
+        let (split, free) = zone.bitmaps();
+        View {
+            base: z.base,
+            raw_start: z.raw_start,
+            raw_end: z.raw_end,
+            lo: z.lo,
+            hi: z.hi,
+            meta_lo: z.meta_lo,
+            lo_granule: z.lo_granule,
+            bits: z.words * WORD_BITS,
+            split,
+            free,
+            shift,
+            orders,
+        }
+    }
+
+    #[inline(always)]
+    fn size(&self, k: usize) -> usize {
+        1 << (self.shift as usize + k)
+    }
+
+    /// Whether the node of level `j` starting at `p` lies inside the tree:
+    /// `j` is a valid order and the node is inside `[lo, hi)`.
+    #[inline(always)]
+    pub(crate) fn in_tree(&self, p: usize, j: usize) -> bool {
+        j < self.orders && p >= self.lo && p <= self.hi && self.hi - p >= self.size(j)
+    }
+
+    #[inline(always)]
+    fn free_index(&self, a: usize) -> usize {
+        (a >> self.shift).wrapping_sub(self.lo_granule)
+    }
+
+    /// The split-bit number of the node of level `j >= 1` starting at `p`.
+    #[inline(always)]
+    fn split_index(&self, j: usize, p: usize) -> usize {
+        ((p >> self.shift) + (1 << (j - 1)) - 1).wrapping_sub(self.lo_granule)
+    }
+
+    /// Whether a free block starts at `a` (a granule of the zone).
+    #[inline(always)]
+    pub(crate) fn is_free(&self, a: usize) -> bool {
+        let i = self.free_index(a);
+        // SAFETY: Z1 for `self.free`, and `i` is checked against the bitmap length.
+        i < self.bits && unsafe { zone::test(self.free, i) }
+    }
+
+    #[inline(always)]
+    fn set_free(&self, a: usize, on: bool) {
+        let i = self.free_index(a);
+        debug_assert!(i < self.bits);
+        if i < self.bits {
+            // SAFETY: Z1 for `self.free`, and `i` is in bounds (checked above).
+            unsafe {
+                if on {
+                    zone::set(self.free, i)
+                } else {
+                    zone::clear(self.free, i)
+                }
+            }
+        }
+    }
+
+    /// Whether the node of level `j` at `p` is split. Level 0 never is.
+    #[inline(always)]
+    pub(crate) fn is_split(&self, j: usize, p: usize) -> bool {
+        if j == 0 {
+            return false;
+        }
+        let i = self.split_index(j, p);
+        // SAFETY: Z1 for `self.split`, and `i` is checked against the bitmap length.
+        i < self.bits && unsafe { zone::test(self.split, i) }
+    }
+
+    #[inline(always)]
+    fn set_split(&self, j: usize, p: usize, on: bool) {
+        let i = self.split_index(j, p);
+        debug_assert!(j >= 1 && i < self.bits);
+        if j >= 1 && i < self.bits {
+            // SAFETY: Z1 for `self.split`, and `i` is in bounds (checked above).
+            unsafe {
+                if on {
+                    zone::set(self.split, i)
+                } else {
+                    zone::clear(self.split, i)
+                }
+            }
+        }
+    }
+
+    /// Whether the node of order `k` at `a` is a block (free or used): it is
+    /// in the tree, not split, and its parent is split or outside the tree
+    /// (B4).
+    #[inline(always)]
+    pub(crate) fn is_block(&self, a: usize, k: usize) -> bool {
+        let s = self.size(k);
+        if a & (s - 1) != 0 || !self.in_tree(a, k) || self.is_split(k, a) {
+            return false;
+        }
+        let p = a & !s;
+        !self.in_tree(p, k + 1) || self.is_split(k + 1, p)
+    }
+
+    /// The order of the block containing granule `a` (in `[lo, hi)`): the
+    /// first level whose parent is split or outside the tree. Nodes inside a
+    /// block are never split (B4), so the walk passes through them.
+    ///
+    /// # Time complexity
+    ///
+    /// O(order of the block).
+    pub(crate) fn order_of(&self, a: usize) -> usize {
+        let mut j = 0;
+        loop {
+            let p = a & !(self.size(j + 1) - 1);
+            if !self.in_tree(p, j + 1) || self.is_split(j + 1, p) {
+                return j;
+            }
+            j += 1;
+        }
+    }
+
+    /// A pointer to `a` (inside the zone) with the zone's provenance.
+    #[inline(always)]
+    pub(crate) fn ptr(&self, a: usize) -> NonNull<u8> {
+        debug_assert!(a >= self.raw_start && a < self.raw_end);
+        // SAFETY: `a >= raw_start > 0`: the zone lies in a region, and no
+        // region starts at address 0.
+        unsafe { NonNull::new_unchecked(self.base.as_ptr().with_addr(a)) }
+    }
+
+    /// The order of the largest naturally aligned block starting at `a`
+    /// that fits in `[a, end)` (which is at least one granule).
+    #[inline]
+    fn piece(&self, a: usize, end: usize) -> usize {
+        let aligned = (a >> self.shift).trailing_zeros() as usize;
+        let fits = (usize::BITS - 1 - ((end - a) >> self.shift).leading_zeros()) as usize;
+        aligned.min(fits).min(self.orders - 1)
+    }
+}
+
+/// The mutable state of a buddy heap.
+pub(crate) struct State<const MIN: usize, const ORDERS: usize> {
+    /// `free[k]`: the doubly linked list of free blocks of order `k`.
+    pub(crate) free: [Option<NonNull<FreeNode>>; ORDERS],
+    /// Bit `k` is set iff `free[k]` is non-empty.
+    pub(crate) nonempty: usize,
+    /// The zones, newest first.
+    pub(crate) zones: Option<NonNull<Zone>>,
+    /// Bytes of all regions taken from the source.
+    pub(crate) total: usize,
+    /// [`POISONED`] | [`WALKING`]: the heap refuses to allocate or free.
+    pub(crate) blocked: u8,
+}
+
+impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
+    pub(crate) const SHIFT: u32 = MIN.trailing_zeros();
+
+    pub(crate) const fn new() -> Self {
+        State {
+            free: [None; ORDERS],
+            nonempty: 0,
+            zones: None,
+            total: 0,
+            blocked: 0,
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) const fn size(k: usize) -> usize {
+        MIN << k
+    }
+
+    #[inline(always)]
+    pub(crate) fn view(z: NonNull<Zone>) -> View {
+        View::new(ZonePtr(z), Self::SHIFT, ORDERS)
+    }
+
+    /// The zone whose tree contains `a` (`lo <= a < hi`).
+    #[inline(always)]
+    pub(crate) fn zone_of(&self, a: usize) -> Option<View> {
+        let mut cur = self.zones;
+        while let Some(z) = cur {
+            let h = ZonePtr(z).get();
+            if a >= h.lo && a < h.hi {
+                return Some(Self::view(z));
+            }
+            cur = h.next;
+        }
+        None
+    }
+
+    /// The zone whose block range (`lo <= a < meta_lo`) contains `a`.
+    #[inline(always)]
+    pub(crate) fn user_zone_of(&self, a: usize) -> Option<View> {
+        self.zone_of(a).filter(|v| a < v.meta_lo)
+    }
+
+    /// Whether `node` may be dereferenced as a free block of order `k`: it
+    /// is in some zone's block range, aligned to its order, and marked free.
+    fn plausible(&self, node: NonNull<FreeNode>, k: usize) -> bool {
+        let a = node.as_ptr().addr();
+        match self.user_zone_of(a) {
+            Some(v) => a & (Self::size(k) - 1) == 0 && v.is_free(a),
+            None => false,
+        }
+    }
+
+    fn poison(&mut self, node: NonNull<FreeNode>) -> Corruption {
+        self.blocked |= POISONED;
+        Corruption::CorruptFreeList {
+            addr: node.as_ptr().addr(),
+        }
+    }
+
+    /// Pushes the free block at `node` on `free[k]`.
+    #[inline(always)]
+    fn push(&mut self, node: NonNull<FreeNode>, k: usize) {
+        let head = self.free[k];
+        // SAFETY: `node` is a block of order `k >= 0` (at least `MIN >=
+        // NODE_BYTES` bytes, aligned to `MIN >= NODE_ALIGN`) that the heap
+        // owns and nobody else uses (it is being made free).
+        unsafe { node.as_ptr().write(FreeNode { next: head, prev: None }) };
+        if let Some(h) = head {
+            // SAFETY: `h` heads `free[k]`, so it is a free block (B3) whose
+            // node is initialised.
+            unsafe { (*h.as_ptr()).prev = Some(node) };
+        }
+        self.free[k] = Some(node);
+        self.nonempty |= 1 << k;
+    }
+
+    /// Pops the head of `free[k]` (non-empty), checking the link to the next.
+    #[inline(always)]
+    fn pop(&mut self, k: usize) -> Result<NonNull<FreeNode>, Corruption> {
+        let Some(node) = self.free[k] else {
+            return Err(self.poison(NonNull::dangling()));
+        };
+        // SAFETY: `node` heads `free[k]`: a free block with an initialised node (B3).
+        let next = unsafe { (*node.as_ptr()).next };
+        match next {
+            Some(n) => {
+                // SAFETY: `plausible` confirmed `n` is a free block of ours
+                // before it is read.
+                if !self.plausible(n, k) || unsafe { (*n.as_ptr()).prev } != Some(node) {
+                    return Err(self.poison(node));
+                }
+                // SAFETY: as above.
+                unsafe { (*n.as_ptr()).prev = None };
+            }
+            None => self.nonempty &= !(1 << k),
+        }
+        self.free[k] = next;
+        Ok(node)
+    }
+
+    /// Removes the free block `node` from `free[k]`, checking both links.
+    fn unlink(&mut self, node: NonNull<FreeNode>, k: usize) -> Result<(), Corruption> {
+        // SAFETY: the caller found `node` marked free with order `k`, so it
+        // is a free block with an initialised node (B3).
+        let FreeNode { next, prev } = unsafe { node.as_ptr().read() };
+        let prev_ok = match prev {
+            // SAFETY: `plausible` confirmed `p` is a free block of ours first.
+            Some(p) => self.plausible(p, k) && unsafe { (*p.as_ptr()).next } == Some(node),
+            None => self.free[k] == Some(node),
+        };
+        let next_ok = match next {
+            // SAFETY: `plausible` confirmed `n` is a free block of ours first.
+            Some(n) => self.plausible(n, k) && unsafe { (*n.as_ptr()).prev } == Some(node),
+            None => true,
+        };
+        if !(prev_ok && next_ok) {
+            return Err(self.poison(node));
+        }
+        match prev {
+            // SAFETY: checked above: `p` is a free block of ours.
+            Some(p) => unsafe { (*p.as_ptr()).next = next },
+            None => self.free[k] = next,
+        }
+        if let Some(n) = next {
+            // SAFETY: checked above: `n` is a free block of ours.
+            unsafe { (*n.as_ptr()).prev = prev };
+        }
+        if self.free[k].is_none() {
+            self.nonempty &= !(1 << k);
+        }
+        Ok(())
+    }
+
+    /// Takes a block of order `k`: the smallest free block of order at
+    /// least `k`, halved until it is order `k`; the upper halves go on their
+    /// free lists. `Ok(None)` when no free block is large enough.
+    ///
+    /// # Time complexity
+    ///
+    /// O(1) to find the list (`trailing_zeros` of the non-empty mask), then
+    /// one step per halving.
+    #[inline(always)]
+    pub(crate) fn take(&mut self, k: usize) -> Result<Option<(View, usize)>, Corruption> {
+        let mask = self.nonempty & (usize::MAX << k);
+        if mask == 0 {
+            return Ok(None);
+        }
+        let mut j = mask.trailing_zeros() as usize;
+        let node = self.pop(j)?;
+        let a = node.as_ptr().addr();
+        let Some(v) = self.zone_of(a) else {
+            return Err(self.poison(node));
+        };
+        v.set_free(a, false);
+        while j > k {
+            j -= 1;
+            v.set_split(j + 1, a, true);
+            let b = a + Self::size(j);
+            v.set_free(b, true);
+            self.push(v.ptr(b).cast(), j);
+        }
+        Ok(Some((v, a)))
+    }
+
+    /// Frees the used block `(a, k)` of zone `v`: merges it with its buddy
+    /// while the buddy is a free block of the same order, then puts the
+    /// result on its free list.
+    ///
+    /// # Time complexity
+    ///
+    /// O(1) per merge: the buddy test is two bit reads, the unlink is O(1).
+    pub(crate) fn release(&mut self, v: &View, mut a: usize, mut k: usize) -> Result<(), Corruption> {
+        loop {
+            let s = Self::size(k);
+            let p = a & !s;
+            if !v.in_tree(p, k + 1) {
+                break;
+            }
+            let b = a ^ s;
+            if !v.is_free(b) || v.is_split(k, b) {
+                break;
+            }
+            self.unlink(v.ptr(b).cast(), k)?;
+            v.set_free(b, false);
+            v.set_split(k + 1, p, false);
+            a = p;
+            k += 1;
+        }
+        v.set_free(a, true);
+        self.push(v.ptr(a).cast(), k);
+        Ok(())
+    }
+
+    /// Splits the used block `(a, k_old)` down to order `k_new`, freeing the
+    /// upper halves (their buddies are the kept lower halves, which are
+    /// used, so none of them merges).
+    pub(crate) fn shrink_in_place(&mut self, v: &View, a: usize, k_old: usize, k_new: usize) {
+        for j in (k_new..k_old).rev() {
+            v.set_split(j + 1, a, true);
+            let b = a + Self::size(j);
+            v.set_free(b, true);
+            self.push(v.ptr(b).cast(), j);
+        }
+    }
+
+    /// Grows the used block `(a, k_old)` to order `k_new` by absorbing its
+    /// upper buddies, if each is a free block of the right order. Returns
+    /// `Ok(false)` (changing nothing) otherwise.
+    pub(crate) fn grow_in_place(
+        &mut self,
+        v: &View,
+        a: usize,
+        k_old: usize,
+        k_new: usize,
+    ) -> Result<bool, Corruption> {
+        if a & (Self::size(k_new) - 1) != 0 || !v.in_tree(a, k_new) {
+            return Ok(false);
+        }
+        for j in k_old..k_new {
+            let b = a + Self::size(j);
+            if !v.is_free(b) || v.is_split(j, b) {
+                return Ok(false);
+            }
+        }
+        for j in k_old..k_new {
+            let b = a + Self::size(j);
+            self.unlink(v.ptr(b).cast(), j)?;
+            v.set_free(b, false);
+            v.set_split(j + 1, a, false);
+        }
+        Ok(true)
+    }
+
+    /// Marks every in-tree ancestor of the new block `(a, k)` split, so the
+    /// block is one (B4). Stops at the first ancestor already split: the
+    /// split nodes are closed under "parent of".
+    fn mark_block(v: &View, a: usize, k: usize) {
+        let mut j = k + 1;
+        while j < ORDERS {
+            let p = a & !(Self::size(j) - 1);
+            if !v.in_tree(p, j) || v.is_split(j, p) {
+                break;
+            }
+            v.set_split(j, p, true);
+            j += 1;
+        }
+    }
+
+    /// Makes `[lo, hi)` (granule-aligned, inside the tree, not yet part of
+    /// any block) into used blocks: the largest naturally aligned ones.
+    fn mark_used(v: &View, lo: usize, hi: usize) {
+        let mut a = lo;
+        while a < hi {
+            let k = v.piece(a, hi);
+            Self::mark_block(v, a, k);
+            a += Self::size(k);
+        }
+    }
+
+    /// Frees the used blocks [`mark_used`](Self::mark_used) made of `[lo, hi)`.
+    fn release_range(&mut self, v: &View, lo: usize, hi: usize) -> Result<(), Corruption> {
+        let mut a = lo;
+        while a < hi {
+            let k = v.piece(a, hi);
+            self.release(v, a, k)?;
+            a += Self::size(k);
+        }
+        Ok(())
+    }
+
+    /// Adds a region from the source: joins it to the zone it continues, or
+    /// makes it a zone of its own. `false` if it is too small to use (the
+    /// caller gives it back).
+    pub(crate) fn add_region(&mut self, region: NonNull<[u8]>) -> bool {
+        let start = region.cast::<u8>().as_ptr().addr();
+        let Some(end) = start.checked_add(region.len()) else {
+            return false;
+        };
+        let mut prev: Option<NonNull<Zone>> = None;
+        let mut cur = self.zones;
+        while let Some(z) = cur {
+            let h = ZonePtr(z).get();
+            if h.raw_end == start {
+                if self.join(prev, z, region, end) {
+                    self.total += region.len();
+                    return true;
+                }
+                break;
+            }
+            prev = Some(z);
+            cur = h.next;
+        }
+        if self.new_zone(region, start, end) {
+            self.total += region.len();
+            return true;
+        }
+        false
+    }
+
+    /// Bytes of metadata, rounded to granules, for a tree of `len` bytes.
+    pub(crate) fn meta_len(len: usize) -> Option<usize> {
+        align_up(Zone::meta_bytes(len >> Self::SHIFT)?, MIN)
+    }
+
+    fn new_zone(&mut self, region: NonNull<[u8]>, start: usize, end: usize) -> bool {
+        let Some(lo) = align_up(start, MIN) else {
+            return false;
+        };
+        let hi = align_down(end, MIN);
+        if hi <= lo {
+            return false;
+        }
+        let Some(meta) = Self::meta_len(hi - lo) else {
+            return false;
+        };
+        if hi - lo < meta + MIN {
+            return false;
+        }
+        let meta_lo = hi - meta;
+        let words = ((hi - lo) >> Self::SHIFT).div_ceil(WORD_BITS);
+        let base = region.cast::<u8>();
+        // SAFETY: `meta_lo - start < region.len()`, so the pointer stays in
+        // the region (S1).
+        let header = unsafe { base.add(meta_lo - start) }.cast::<Zone>();
+        // SAFETY: the header and both bitmaps, `meta_bytes` bytes, fit in
+        // `[meta_lo, hi)`, inside the region, which is ours alone (S2);
+        // `meta_lo` is a multiple of `MIN >= NODE_ALIGN`, so the header and
+        // the words after it are aligned.
+        unsafe {
+            header.as_ptr().write(Zone {
+                next: self.zones,
+                base,
+                raw_start: start,
+                raw_end: end,
+                lo,
+                hi,
+                meta_lo,
+                lo_granule: lo >> Self::SHIFT,
+                words,
+                regions: 1,
+            });
+            header.as_ptr().add(1).cast::<usize>().write_bytes(0, 2 * words);
+        }
+        self.zones = Some(header);
+        let v = Self::view(header);
+        Self::mark_used(&v, meta_lo, hi);
+        Self::mark_used(&v, lo, meta_lo);
+        // The lists are sound (only our own blocks are on them) unless they
+        // were already corrupt, in which case the heap is now poisoned.
+        let _ = self.release_range(&v, lo, meta_lo);
+        true
+    }
+
+    /// Joins `region` (which starts at `old`'s `raw_end`) to zone `old`:
+    /// new metadata for the whole run at the new top, the old bitmaps
+    /// copied into it, then the new bytes and the old metadata freed so
+    /// they merge with the blocks below.
+    ///
+    /// ```text
+    /// before:  | blocks ........ | meta |              (old zone)
+    ///                                   | new region ...............|
+    /// after:   | blocks ........ | freed| new blocks ...... | meta' |
+    /// ```
+    fn join(
+        &mut self,
+        prev: Option<NonNull<Zone>>,
+        old_zone: NonNull<Zone>,
+        region: NonNull<[u8]>,
+        end: usize,
+    ) -> bool {
+        let old = Self::view(old_zone);
+        let old_header = ZonePtr(old_zone).get();
+        let start = old.raw_end;
+        let hi = align_down(end, MIN);
+        if hi <= old.hi {
+            return false;
+        }
+        let Some(meta) = Self::meta_len(hi - old.lo) else {
+            return false;
+        };
+        if hi - old.hi < meta {
+            return false;
+        }
+        let meta_lo = hi - meta;
+        let words = ((hi - old.lo) >> Self::SHIFT).div_ceil(WORD_BITS);
+        let old_words = old_header.words;
+        // SAFETY: `meta_lo - start < region.len()`: inside the region (S1).
+        let header = unsafe { region.cast::<u8>().add(meta_lo - start) }.cast::<Zone>();
+        let (old_split, old_free) = ZonePtr(old_zone).bitmaps();
+        // SAFETY: the new header and bitmaps fit in `[meta_lo, hi)` of the
+        // new region, which is ours alone (S2) and aligned as in
+        // `new_zone`; the old bitmaps (`old_words` words each, Z1) lie
+        // below `old.hi <= start`, so the copies do not overlap.
+        unsafe {
+            header.as_ptr().write(Zone {
+                next: old_header.next,
+                base: old_header.base,
+                raw_start: old_header.raw_start,
+                raw_end: end,
+                lo: old.lo,
+                hi,
+                meta_lo,
+                lo_granule: old_header.lo_granule,
+                words,
+                regions: old_header.regions + 1,
+            });
+            let split = header.as_ptr().add(1).cast::<usize>();
+            let free = split.add(words);
+            split.copy_from_nonoverlapping(old_split, old_words);
+            split.add(old_words).write_bytes(0, words - old_words);
+            free.copy_from_nonoverlapping(old_free, old_words);
+            free.add(old_words).write_bytes(0, words - old_words);
+        }
+        match prev {
+            Some(p) => ZonePtr(p).set_next(Some(header)),
+            None => self.zones = Some(header),
+        }
+        let v = Self::view(header);
+        // Every node straddling the old end contains the block at `old.hi`,
+        // so marking the new blocks marks those nodes split too (B4).
+        Self::mark_used(&v, meta_lo, hi);
+        Self::mark_used(&v, old.hi, meta_lo);
+        let _ = self.release_range(&v, old.hi, meta_lo);
+        let _ = self.release_range(&v, old.meta_lo, old.hi);
+        true
+    }
+
+    /// Checks B1–B6 (see [`Buddy`](crate::Buddy)).
+    pub(crate) fn check(&self) -> Result<(), Violation> {
+        if self.blocked & POISONED != 0 {
+            return Err(Violation::new("B5", 0, "heap poisoned by a corrupt free list"));
+        }
+        let mut free_blocks = 0usize;
+        let mut zones = 0usize;
+        let mut cur = self.zones;
+        while let Some(z) = cur {
+            zones += 1;
+            if zones > 1 << 20 {
+                return Err(Violation::new("B6", z.as_ptr().addr(), "zone list does not end"));
+            }
+            let v = Self::view(z);
+            let h = ZonePtr(z).get();
+            if !(v.raw_start <= v.lo && v.lo < v.meta_lo && v.meta_lo < v.hi && v.hi <= v.raw_end)
+                || v.lo % MIN != 0
+                || v.hi % MIN != 0
+                || z.as_ptr().addr() != v.meta_lo
+                || v.hi - v.meta_lo < Zone::meta_bytes((v.hi - v.lo) >> Self::SHIFT).unwrap_or(usize::MAX)
+            {
+                return Err(Violation::new("B6", v.meta_lo, "zone bounds out of order"));
+            }
+            // Walk the tree: blocks tile [lo, hi), the metadata is used
+            // blocks, and the buddy of each free block is not a free block
+            // of the same order.
+            let mut a = v.lo;
+            while a < v.hi {
+                let k = v.order_of(a);
+                if !v.is_block(a, k) {
+                    return Err(Violation::new("B4", a, "walk is not at a block start"));
+                }
+                let end = a + Self::size(k);
+                if a < v.meta_lo && end > v.meta_lo {
+                    return Err(Violation::new("B6", a, "block overlaps the metadata"));
+                }
+                if v.is_free(a) {
+                    if a >= v.meta_lo {
+                        return Err(Violation::new("B6", a, "metadata marked free"));
+                    }
+                    free_blocks += 1;
+                    let b = a ^ Self::size(k);
+                    if v.in_tree(a & !Self::size(k), k + 1) && v.is_free(b) && v.is_block(b, k) {
+                        return Err(Violation::new("B2", a, "block and its buddy both free"));
+                    }
+                }
+                a = end;
+            }
+            // Only block starts carry a free bit.
+            let (_, free) = ZonePtr(z).bitmaps();
+            let mut set = 0usize;
+            for w in 0..h.words {
+                // SAFETY: Z1: the free bitmap has `words` words.
+                set += unsafe { *free.add(w) }.count_ones() as usize;
+            }
+            let mut walked = 0usize;
+            let mut a = v.lo;
+            while a < v.meta_lo {
+                walked += v.is_free(a) as usize;
+                a += Self::size(v.order_of(a));
+            }
+            if set != walked {
+                return Err(Violation::new("B3", v.lo, "free bit set inside a block"));
+            }
+            cur = h.next;
+        }
+        // The lists hold exactly the free blocks, each on the list of its order.
+        let mut listed = 0usize;
+        for k in 0..ORDERS {
+            if (self.nonempty >> k & 1 == 1) != self.free[k].is_some() {
+                return Err(Violation::new("B3", k, "non-empty mask disagrees with list"));
+            }
+            let mut prev: Option<NonNull<FreeNode>> = None;
+            let mut cur = self.free[k];
+            while let Some(n) = cur {
+                let a = n.as_ptr().addr();
+                listed += 1;
+                if listed > free_blocks {
+                    return Err(Violation::new("B3", a, "more listed blocks than free bits"));
+                }
+                let Some(v) = self.user_zone_of(a) else {
+                    return Err(Violation::new("B1", a, "listed block outside every zone"));
+                };
+                if a % Self::size(k) != 0 || !v.is_free(a) || !v.is_block(a, k) {
+                    return Err(Violation::new("B1", a, "listed block not a free block of its order"));
+                }
+                // SAFETY: `a` is a free block of ours (just checked), so its
+                // node is initialised (B3).
+                let node = unsafe { n.as_ptr().read() };
+                if node.prev != prev {
+                    return Err(Violation::new("B5", a, "back link does not match"));
+                }
+                prev = Some(n);
+                cur = node.next;
+            }
+        }
+        if listed != free_blocks {
+            return Err(Violation::new("B3", 0, "free block missing from the lists"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,142 @@
+//! A zone: one maximal contiguous run of memory from the source, with its
+//! header and its two bitmaps at its top.
+//!
+//! ```text
+//!  raw_start  lo                                   meta_lo            hi  raw_end
+//!      |      |<------------ blocks ------------->|<---- metadata --->|     |
+//!      | trim | 512 K | 256 K |  ...  | 32 | 16   | Zone | split | free|trim |
+//! ```
+//!
+//! Both bitmaps have one bit per `MIN`-byte granule of `[lo, hi)`:
+//!
+//! - **free**: bit `g` is set iff a free block starts at granule `g`;
+//! - **split**: bit `id` is set iff the buddy-tree node with in-order number
+//!   `id` is split (an interior node). The node of level `j ≥ 1` starting at
+//!   granule `g` has the number `g + 2^(j-1) - 1`: the position of its middle
+//!   granule minus one. Numbers of distinct nodes differ (`id + 1` has exactly
+//!   `j - 1` trailing zeros), and a node's number lies inside the node, so a
+//!   node inside the zone has its bit inside the bitmap.
+//!
+//! Leaves (level 0) have no split bit: a single granule cannot be split.
+
+use core::mem::size_of;
+use core::ptr::NonNull;
+
+/// Bits in one bitmap word.
+pub(crate) const WORD_BITS: usize = usize::BITS as usize;
+
+/// The header of a zone, written at `meta_lo`; the split bitmap follows it,
+/// then the free bitmap, `words` words each.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct Zone {
+    /// The next zone of the heap (newest first).
+    pub(crate) next: Option<NonNull<Zone>>,
+    /// The region pointer of the zone's first region: every block pointer is
+    /// derived from it.
+    pub(crate) base: NonNull<u8>,
+    /// First byte of the first region the source returned.
+    pub(crate) raw_start: usize,
+    /// One past the last byte of the last region joined into the zone.
+    pub(crate) raw_end: usize,
+    /// `raw_start` rounded up to a granule: the first block byte.
+    pub(crate) lo: usize,
+    /// `raw_end` rounded down to a granule: the end of the buddy tree.
+    pub(crate) hi: usize,
+    /// Start of the metadata (this header); blocks users get lie in `[lo, meta_lo)`.
+    pub(crate) meta_lo: usize,
+    /// `lo / MIN`: the granule number of bit 0 of both bitmaps.
+    pub(crate) lo_granule: usize,
+    /// Words in each bitmap.
+    pub(crate) words: usize,
+    /// How many source regions the zone is made of (1 unless joined).
+    pub(crate) regions: usize,
+}
+
+impl Zone {
+    /// Bytes of header plus both bitmaps for a zone of `granules` granules.
+    pub(crate) const fn meta_bytes(granules: usize) -> Option<usize> {
+        let words = granules.div_ceil(WORD_BITS);
+        match words.checked_mul(2 * size_of::<usize>()) {
+            Some(b) => b.checked_add(size_of::<Zone>()),
+            None => None,
+        }
+    }
+}
+
+/// A pointer to a live zone header.
+///
+/// # Invariant
+///
+/// Z1: the pointer is the `meta_lo` of a zone of the heap that made it, the
+/// header there is initialised, and `2 * words` bitmap words follow it, all
+/// inside the zone and touched only by that heap.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ZonePtr(pub(crate) NonNull<Zone>);
+
+impl ZonePtr {
+    /// A copy of the header (after inlining, only the fields used are read).
+    #[inline(always)]
+    pub(crate) fn get(self) -> Zone {
+        // SAFETY: Z1: the header is initialised and only the owning heap
+        // writes it; a copy holds no reference into it.
+        unsafe { self.0.as_ptr().read() }
+    }
+
+    /// Sets the header's link to the next zone.
+    pub(crate) fn set_next(self, next: Option<NonNull<Zone>>) {
+        // SAFETY: Z1: the header is initialised and belongs to the heap
+        // calling this, which holds no reference into it.
+        unsafe { (*self.0.as_ptr()).next = next }
+    }
+
+    #[inline(always)]
+    fn split_words(self) -> *mut usize {
+        // SAFETY: Z1: the split bitmap follows the header in the same zone.
+        unsafe { self.0.as_ptr().add(1).cast::<usize>() }
+    }
+
+    #[inline(always)]
+    fn free_words(self) -> *mut usize {
+        // SAFETY: Z1: the free bitmap follows the split bitmap, `words` words on.
+        unsafe { self.split_words().add(self.get().words) }
+    }
+
+    /// The first word of the split bitmap and of the free bitmap.
+    pub(crate) fn bitmaps(self) -> (*mut usize, *mut usize) {
+        (self.split_words(), self.free_words())
+    }
+}
+
+/// Reads bit `i` of the bitmap at `words`.
+///
+/// # Safety
+///
+/// `words` is a bitmap of a live zone (Z1) and `i < words * WORD_BITS`.
+#[inline(always)]
+pub(crate) unsafe fn test(words: *mut usize, i: usize) -> bool {
+    // SAFETY: `i / WORD_BITS` is in bounds (caller contract).
+    unsafe { *words.add(i / WORD_BITS) & (1 << (i % WORD_BITS)) != 0 }
+}
+
+/// Sets bit `i` of the bitmap at `words`.
+///
+/// # Safety
+///
+/// As for [`test`].
+#[inline(always)]
+pub(crate) unsafe fn set(words: *mut usize, i: usize) {
+    // SAFETY: `i / WORD_BITS` is in bounds (caller contract).
+    unsafe { *words.add(i / WORD_BITS) |= 1 << (i % WORD_BITS) }
+}
+
+/// Clears bit `i` of the bitmap at `words`.
+///
+/// # Safety
+///
+/// As for [`test`].
+#[inline(always)]
+pub(crate) unsafe fn clear(words: *mut usize, i: usize) {
+    // SAFETY: `i / WORD_BITS` is in bounds (caller contract).
+    unsafe { *words.add(i / WORD_BITS) &= !(1 << (i % WORD_BITS)) }
+}
