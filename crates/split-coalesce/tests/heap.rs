@@ -1,0 +1,670 @@
+//! The integration tests of the free-list heap, run for all four policies:
+//! the testkit conformance suite and op interpreter, the seed's examples,
+//! growth and exhaustion, and every corruption case (in a child process,
+//! and through the checked API).
+
+use core::cell::Cell;
+use core::mem::MaybeUninit;
+use core::ptr::NonNull;
+
+use freespace_best_fit::BestFit;
+use freespace_core::alloc::{Allocator, Layout};
+use freespace_core::{BlockSize, BlockState, Corruption, HeapSummary, Inspect, Owns, Source};
+use freespace_first_fit::FirstFit;
+use freespace_freelist::{Fit, HEADER};
+use freespace_next_fit::NextFit;
+use freespace_source::Arena;
+use freespace_split_coalesce::testing::{placed, policy_heap, units, POLICY_ARENA, UNIT};
+use freespace_split_coalesce::FreeListHeap;
+use freespace_testkit::{assert_all_free, conformance, ops};
+use freespace_worst_fit::WorstFit;
+
+// ----------------------------------------------------------------------
+// sources
+// ----------------------------------------------------------------------
+
+fn arena(len: usize) -> Arena {
+    Arena::new(Box::leak(
+        vec![MaybeUninit::uninit(); len].into_boxed_slice(),
+    ))
+}
+
+/// A growable source over one leaked buffer, handed out in consecutive
+/// pieces: with `gap == 0` every piece is contiguous with the last (so the
+/// heap merges them, as over sbrk); with a gap, every piece is a new region.
+/// Unlike `Sbrk` it runs under Miri, and all pieces share one provenance.
+struct Pieces {
+    base: NonNull<u8>,
+    len: usize,
+    used: Cell<usize>,
+    gap: usize,
+    acquires: Cell<usize>,
+}
+
+impl Pieces {
+    fn new(len: usize, gap: usize) -> Self {
+        let buf: &'static mut [u128] = Box::leak(vec![0u128; len / 16].into_boxed_slice());
+        Self {
+            base: NonNull::new(buf.as_mut_ptr().cast()).unwrap(),
+            len: len / 16 * 16,
+            used: Cell::new(0),
+            gap,
+            acquires: Cell::new(0),
+        }
+    }
+}
+
+// SAFETY: pieces are disjoint parts of a leaked buffer owned by the source
+// (S1, S2), 16-aligned with 16-multiple lengths (S3), and nothing panics (S4).
+unsafe impl Source for Pieces {
+    fn acquire(&self, min_len: usize) -> Option<NonNull<[u8]>> {
+        let want = min_len.checked_add(15)? / 16 * 16;
+        let start = self.used.get();
+        if want > self.len - start {
+            return None;
+        }
+        self.used.set((start + want + self.gap).min(self.len));
+        self.acquires.set(self.acquires.get() + 1);
+        // SAFETY: `start + want <= len`: inside the buffer.
+        let p = unsafe { self.base.add(start) };
+        Some(NonNull::slice_from_raw_parts(p, want))
+    }
+}
+
+// ----------------------------------------------------------------------
+// the suite, once per policy
+// ----------------------------------------------------------------------
+
+#[cfg(not(miri))]
+const CASES: u64 = 2000;
+#[cfg(miri)]
+const CASES: u64 = 4;
+
+#[cfg(not(miri))]
+const ARENA: usize = 1 << 20;
+#[cfg(miri)]
+const ARENA: usize = 1 << 16;
+
+fn conformance_bounded<F: Fit>() {
+    let heap: FreeListHeap<F, _> = FreeListHeap::new(arena(ARENA));
+    let check = || heap.check();
+    let cfg = conformance::Config::default()
+        .bounded()
+        .max_block(ARENA / 8)
+        .check(&check);
+    conformance::run(&heap, &cfg);
+    heap.check().unwrap();
+    assert_all_free(&heap);
+}
+
+fn conformance_growing<F: Fit>(gap: usize) {
+    let source = Pieces::new(16 * ARENA, gap);
+    let heap: FreeListHeap<F, _> = FreeListHeap::new(&source);
+    let check = || heap.check();
+    let cfg = conformance::Config::default()
+        .max_block(ARENA / 8)
+        .check(&check);
+    conformance::run(&heap, &cfg);
+    heap.check().unwrap();
+    assert_all_free(&heap);
+}
+
+fn ops_prop<F: Fit>(bounded: bool) {
+    fn over_arena<F: Fit>(o: ops::Ops) -> Result<(), String> {
+        let heap: FreeListHeap<F, _> = FreeListHeap::new(arena(1 << 16));
+        ops::run(&heap, &o.0, &|| heap.check()).map(|_| ())?;
+        check_all_free(&heap)
+    }
+    fn over_pieces<F: Fit>(o: ops::Ops) -> Result<(), String> {
+        let source = Pieces::new(1 << 22, 0);
+        let heap: FreeListHeap<F, _> = FreeListHeap::new(&source);
+        ops::run(&heap, &o.0, &|| heap.check()).map(|_| ())?;
+        check_all_free(&heap)
+    }
+    let prop: fn(ops::Ops) -> Result<(), String> = if bounded {
+        over_arena::<F>
+    } else {
+        over_pieces::<F>
+    };
+    quickcheck::QuickCheck::new()
+        .tests(CASES)
+        .max_tests(CASES * 10)
+        .quickcheck(prop);
+
+    fn check_all_free<I: Inspect>(heap: &I) -> Result<(), String> {
+        let s = HeapSummary::of(heap);
+        if s.used_blocks != 0 || s.free_blocks != region_count(heap) {
+            return Err(format!("after freeing everything: {s:?}"));
+        }
+        Ok(())
+    }
+}
+
+/// The seed's worked example, in units of 32 bytes: a 30-unit heap with 10
+/// units used in the middle is two free 10-unit chunks; freeing the middle
+/// leaves one free 30-unit chunk.
+fn worked_example<F: Fit>() {
+    let heap: FreeListHeap<F, _> =
+        FreeListHeap::new(arena(freespace_split_coalesce::testing::arena_for(30)));
+    let a = heap.allocate(units(10)).unwrap().cast::<u8>();
+    let b = heap.allocate(units(10)).unwrap().cast::<u8>();
+    let c = heap.allocate(units(10)).unwrap().cast::<u8>();
+    assert!(
+        heap.allocate(units(1)).is_err(),
+        "the heap is exactly 30 units"
+    );
+    // SAFETY: `a`, `c` and then `b` are live blocks of `units(10)`.
+    unsafe {
+        heap.deallocate(a, units(10));
+        heap.deallocate(c, units(10));
+        heap.check().unwrap();
+        assert_eq!(free_chunks(&heap), vec![10 * UNIT, 10 * UNIT]);
+        heap.deallocate(b, units(10));
+    }
+    heap.check().unwrap();
+    assert_eq!(free_chunks(&heap), vec![30 * UNIT]);
+}
+
+fn free_chunks<I: Inspect>(heap: &I) -> Vec<usize> {
+    let mut v = Vec::new();
+    heap.inspect(&mut |b| {
+        if b.state == BlockState::Free {
+            v.push(b.len)
+        }
+    });
+    v
+}
+
+/// Over-aligned blocks: the front padding is a free chunk or nothing, and
+/// comes back when the block is freed (linked_list_allocator #66).
+fn alignment_padding_is_recovered<F: Fit>() {
+    let heap: FreeListHeap<F, _> = FreeListHeap::new(arena(1 << 16));
+    let small = heap.allocate(units(1)).unwrap();
+    let start = HeapSummary::of(&heap);
+    let mut live = Vec::new();
+    for (i, align) in [32usize, 64, 128, 256, 512, 1024, 2048, 4096]
+        .into_iter()
+        .enumerate()
+    {
+        let l = Layout::from_size_align(8 + i * 40, align).unwrap();
+        let p = heap.allocate(l).unwrap();
+        assert_eq!(p.cast::<u8>().as_ptr() as usize % align, 0);
+        heap.check().unwrap();
+        live.push((p, l));
+    }
+    for (p, l) in live.into_iter().rev() {
+        // SAFETY: live blocks with their layouts.
+        unsafe { heap.deallocate(p.cast(), l) };
+        heap.check().unwrap();
+    }
+    let end = HeapSummary::of(&heap);
+    assert_eq!(
+        (end.free_bytes, end.free_blocks),
+        (start.free_bytes, start.free_blocks)
+    );
+    // SAFETY: live block of `units(1)`.
+    unsafe { heap.deallocate(small.cast(), units(1)) };
+}
+
+/// A fixed arena runs out with an `Err`, and smaller requests still work.
+fn exhaustion<F: Fit>() {
+    let heap: FreeListHeap<F, _> = FreeListHeap::new(arena(1 << 14));
+    let big = Layout::from_size_align(1000, 8).unwrap();
+    let mut live = Vec::new();
+    while let Ok(p) = heap.allocate(big) {
+        live.push((p, big));
+    }
+    assert!(!live.is_empty());
+    let small = Layout::from_size_align(24, 8).unwrap();
+    let mut smalls = 0;
+    while let Ok(p) = heap.allocate(small) {
+        live.push((p, small));
+        smalls += 1;
+    }
+    assert!(
+        smalls > 0,
+        "a smaller request must still fit after a larger one failed"
+    );
+    heap.check().unwrap();
+    assert!(heap
+        .allocate(Layout::from_size_align(1 << 20, 8).unwrap())
+        .is_err());
+    for (p, l) in live {
+        // SAFETY: live blocks with their layouts.
+        unsafe { heap.deallocate(p.cast(), l) };
+    }
+    heap.check().unwrap();
+    assert_eq!(free_chunks(&heap).len(), 1);
+}
+
+/// Growth through a contiguous source merges regions; through a gapped one
+/// it links new regions. Either way everything comes back as one free chunk
+/// per region.
+fn growth<F: Fit>(gap: usize) {
+    let source = Pieces::new(1 << 22, gap);
+    let heap: FreeListHeap<F, _> = FreeListHeap::new(&source);
+    let l = Layout::from_size_align(20_000, 16).unwrap();
+    let live: Vec<_> = (0..12).map(|_| heap.allocate(l).unwrap()).collect();
+    heap.check().unwrap();
+    assert!(source.acquires.get() >= 3, "the heap grew several times");
+    let headers = region_count(&heap);
+    if gap == 0 {
+        assert_eq!(headers, 1, "contiguous regions merge into one");
+    } else {
+        assert_eq!(headers, source.acquires.get());
+    }
+    for p in &live {
+        assert!(heap.owns(p.cast()));
+        // SAFETY: live block.
+        assert!(unsafe { heap.usable_size(p.cast()) } >= 20_000);
+    }
+    for p in live {
+        // SAFETY: live block of layout `l`.
+        unsafe { heap.deallocate(p.cast(), l) };
+    }
+    heap.check().unwrap();
+    assert_eq!(free_chunks(&heap).len(), headers);
+}
+
+fn region_count<I: Inspect>(heap: &I) -> usize {
+    let mut n = 0;
+    heap.inspect(&mut |b| {
+        if b.state == BlockState::Meta && b.len == 32 {
+            n += 1
+        }
+    });
+    n
+}
+
+/// Growth over the real program break.
+#[cfg(all(unix, not(miri)))]
+fn growth_over_sbrk<F: Fit>() {
+    let heap: FreeListHeap<F, _> = FreeListHeap::new(freespace_source::Sbrk::with_limit(8 << 20));
+    let l = Layout::from_size_align(100_000, 16).unwrap();
+    let mut live = Vec::new();
+    while let Ok(p) = heap.allocate(l) {
+        live.push(p);
+        heap.check().unwrap();
+    }
+    assert!(
+        live.len() >= 40,
+        "an 8 MiB limit holds at least 40 blocks of 100 kB, got {}",
+        live.len()
+    );
+    // Smaller requests still fit after the source ran dry.
+    let small = heap.allocate(Layout::new::<u64>()).unwrap();
+    for p in live {
+        // SAFETY: live blocks of layout `l`.
+        unsafe { heap.deallocate(p.cast(), l) };
+    }
+    // SAFETY: live block of a `u64` layout.
+    unsafe { heap.deallocate(small.cast(), Layout::new::<u64>()) };
+    heap.check().unwrap();
+    assert_all_free(&heap);
+}
+
+macro_rules! suite {
+    ($($module:ident: $fit:ty,)*) => {$(
+        mod $module {
+            use super::*;
+            #[test] fn conformance_over_arena() { conformance_bounded::<$fit>() }
+            #[test] fn conformance_over_contiguous_growth() { conformance_growing::<$fit>(0) }
+            #[test] fn conformance_over_scattered_regions() { conformance_growing::<$fit>(4096) }
+            #[test] fn ops_over_arena() { ops_prop::<$fit>(true) }
+            #[test] fn ops_over_growing_source() { ops_prop::<$fit>(false) }
+            #[test] fn worked_example() { super::worked_example::<$fit>() }
+            #[test] fn alignment_padding_is_recovered() { super::alignment_padding_is_recovered::<$fit>() }
+            #[test] fn exhaustion_over_arena() { exhaustion::<$fit>() }
+            #[test] fn growth_merges_contiguous_regions() { growth::<$fit>(0) }
+            #[test] fn growth_links_scattered_regions() { growth::<$fit>(4096) }
+            #[cfg(all(unix, not(miri)))]
+            #[test] fn growth_over_sbrk() { super::growth_over_sbrk::<$fit>() }
+        }
+    )*};
+}
+
+suite! {
+    first_fit: FirstFit,
+    next_fit: NextFit,
+    best_fit: BestFit,
+    worst_fit: WorstFit,
+}
+
+// ----------------------------------------------------------------------
+// where the policies differ
+// ----------------------------------------------------------------------
+
+/// Free chunks of 30, 10, 20 and 50 units; the same requests, four answers.
+fn choices<F: Fit>(requests: &[usize]) -> Vec<(usize, usize)> {
+    let (heap, starts) = policy_heap::<F, _>(arena(POLICY_ARENA));
+    requests
+        .iter()
+        .map(|&n| {
+            let b = heap.allocate(units(n)).unwrap();
+            heap.check().unwrap();
+            placed(&starts, b)
+        })
+        .collect()
+}
+
+#[test]
+fn a_15_unit_request_under_each_policy() {
+    assert_eq!(choices::<FirstFit>(&[15]), [(0, 0)], "first fit: the 30");
+    assert_eq!(choices::<BestFit>(&[15]), [(2, 0)], "best fit: the 20");
+    assert_eq!(choices::<WorstFit>(&[15]), [(3, 0)], "worst fit: the 50");
+    assert_eq!(
+        choices::<NextFit>(&[15]),
+        [(0, 0)],
+        "next fit: from the lowest"
+    );
+}
+
+#[test]
+fn next_fit_continues_where_the_last_search_ended_and_wraps() {
+    // 15 -> the 30 (15 left); 16 -> from there, the 20 (4 left); 2 -> the
+    // 20's remainder (first fit goes back to the 30's); 40 -> the 50 (10
+    // left); 12 -> nothing from the 50's remainder on fits: wrap to the
+    // 30's remainder.
+    let requests = [15, 16, 2, 40, 12];
+    assert_eq!(
+        choices::<NextFit>(&requests),
+        [(0, 0), (2, 0), (2, 16), (3, 0), (0, 15)]
+    );
+    assert_eq!(
+        choices::<FirstFit>(&requests),
+        [(0, 0), (2, 0), (0, 15), (3, 0), (0, 17)]
+    );
+    assert_eq!(
+        choices::<BestFit>(&[15, 5, 5, 10]),
+        [(2, 0), (2, 15), (1, 0), (0, 0)]
+    );
+    assert_eq!(
+        choices::<WorstFit>(&[15, 30, 20]),
+        [(3, 0), (3, 15), (0, 0)]
+    );
+}
+
+#[test]
+fn a_remainder_too_small_to_be_a_chunk_stays_with_the_block() {
+    let (heap, starts) = policy_heap::<FirstFit, _>(arena(POLICY_ARENA));
+    // 10-unit chunk, request 9.5 units: the 16-byte remainder cannot be a chunk.
+    let l = Layout::from_size_align(9 * UNIT + 16 - HEADER, 8).unwrap();
+    let (b, _) = (heap.allocate(units(29)).unwrap(), 0); // leaves 1 unit of the 30
+    let p = heap.allocate(l).unwrap();
+    assert_eq!(placed(&starts, p), (1, 0));
+    assert_eq!(
+        p.len(),
+        10 * UNIT - HEADER,
+        "the whole chunk, remainder included"
+    );
+    heap.check().unwrap();
+    // Freeing with any size from the request to the returned length works.
+    // SAFETY: `p` is live; the size is within [request, len].
+    unsafe {
+        heap.try_deallocate(p.cast(), Layout::from_size_align(p.len(), 8).unwrap())
+            .unwrap()
+    };
+    let _ = b;
+}
+
+// ----------------------------------------------------------------------
+// corruption: the checked API, and the abort in a child process
+// ----------------------------------------------------------------------
+
+type Heap = FreeListHeap<FirstFit, Arena>;
+
+/// A corruption scenario: sets up a heap, damages it or keeps a bad
+/// pointer, and says which free must be reported as what.
+struct Case {
+    heap: &'static Heap,
+    ptr: NonNull<u8>,
+    layout: Layout,
+    expect: Corruption,
+    heap_intact: bool,
+}
+
+fn small() -> Layout {
+    Layout::from_size_align(48, 8).unwrap()
+}
+
+fn case(name: &str) -> Case {
+    let heap: &'static Heap = Box::leak(Box::new(FreeListHeap::new(arena(1 << 14))));
+    let l = small();
+    let a = heap.allocate(l).unwrap().cast::<u8>();
+    let b = heap.allocate(l).unwrap().cast::<u8>();
+    let _guard = heap.allocate(l).unwrap();
+    let addr = |p: NonNull<u8>| p.as_ptr() as usize;
+    let mk = |ptr: NonNull<u8>, expect, heap_intact| Case {
+        heap,
+        ptr,
+        layout: l,
+        expect,
+        heap_intact,
+    };
+    // SAFETY (all arms): `a` and `b` are live blocks of layout `l`; the
+    // writes below damage the heap on purpose, inside its own arena.
+    unsafe {
+        match name {
+            "double_free" => {
+                heap.deallocate(a, l);
+                mk(a, Corruption::DoubleFree { addr: addr(a) }, true)
+            }
+            "double_free_after_coalescing" => {
+                heap.deallocate(a, l);
+                heap.deallocate(b, l); // merges into `a`'s free chunk
+                mk(b, Corruption::DoubleFree { addr: addr(b) }, true)
+            }
+            "double_free_after_reuse" => {
+                heap.deallocate(b, l);
+                heap.deallocate(a, l); // `a` absorbs `b`: b's header is buried
+                let big = Layout::from_size_align(2 * 64 - HEADER, 8).unwrap();
+                let reused = heap.allocate(big).unwrap().cast::<u8>();
+                assert_eq!(reused, a, "the merged chunk is reused whole");
+                mk(b, Corruption::DoubleFree { addr: addr(b) }, true)
+            }
+            "foreign_pointer" => {
+                let outside: &'static mut [u128; 4] = Box::leak(Box::new([0; 4]));
+                let p = NonNull::from(&mut outside[2]).cast::<u8>();
+                mk(p, Corruption::ForeignPointer { addr: addr(p) }, true)
+            }
+            "interior_pointer" => {
+                let p = a.add(16);
+                mk(p, Corruption::InteriorPointer { addr: addr(p) }, true)
+            }
+            "misaligned_pointer" => {
+                let p = a.add(4);
+                mk(p, Corruption::MisalignedPointer { addr: addr(p) }, true)
+            }
+            "overwritten_header" => {
+                a.sub(HEADER - 1).write(a.sub(HEADER - 1).read() ^ 0x01); // size word, second byte
+                mk(
+                    a,
+                    Corruption::OverwrittenHeader {
+                        addr: addr(a) - HEADER,
+                    },
+                    false,
+                )
+            }
+            "overwritten_magic" => {
+                a.sub(1).write(a.sub(1).read() ^ 0x80);
+                mk(
+                    a,
+                    Corruption::OverwrittenHeader {
+                        addr: addr(a) - HEADER,
+                    },
+                    false,
+                )
+            }
+            "overflow_into_next_header" => {
+                // Write 8 bytes past `a`'s block: `b`'s size word.
+                a.add(l.size()).write_bytes(0xEE, 8);
+                mk(
+                    a,
+                    Corruption::OverwrittenHeader {
+                        addr: addr(b) - HEADER,
+                    },
+                    false,
+                )
+            }
+            "size_mismatch" => {
+                let wrong = Layout::from_size_align(200, 8).unwrap();
+                Case {
+                    layout: wrong,
+                    ..mk(a, Corruption::SizeMismatch { addr: addr(a) }, true)
+                }
+            }
+            "alignment_mismatch" => {
+                let wrong = Layout::from_size_align(48, 4096).unwrap();
+                let expect = if addr(a) % 4096 == 0 {
+                    None
+                } else {
+                    Some(Corruption::SizeMismatch { addr: addr(a) })
+                };
+                Case {
+                    layout: wrong,
+                    ..mk(
+                        a,
+                        expect.unwrap_or(Corruption::SizeMismatch { addr: addr(a) }),
+                        true,
+                    )
+                }
+            }
+            "inside_heap_metadata" => {
+                // The region header: the first 32 bytes of the arena.
+                let p = a.sub(HEADER + 16);
+                mk(p, Corruption::InteriorPointer { addr: addr(p) }, true)
+            }
+            other => panic!("no scenario {other}"),
+        }
+    }
+}
+
+const CASES_ALL: [&str; 12] = [
+    "double_free",
+    "double_free_after_coalescing",
+    "double_free_after_reuse",
+    "foreign_pointer",
+    "interior_pointer",
+    "misaligned_pointer",
+    "overwritten_header",
+    "overwritten_magic",
+    "overflow_into_next_header",
+    "size_mismatch",
+    "alignment_mismatch",
+    "inside_heap_metadata",
+];
+
+#[test]
+fn checked_free_returns_each_corruption_and_changes_nothing() {
+    for name in CASES_ALL {
+        let c = case(name);
+        if name == "alignment_mismatch" && c.ptr.as_ptr() as usize % 4096 == 0 {
+            continue; // the block happens to be 4096-aligned: no mismatch
+        }
+        let before = free_chunks(c.heap);
+        // SAFETY: the checked free only reads the heap's own memory for an
+        // invalid pointer.
+        let got = unsafe { c.heap.try_deallocate(c.ptr, c.layout) };
+        assert_eq!(got, Err(c.expect), "scenario {name}");
+        assert_eq!(
+            free_chunks(c.heap),
+            before,
+            "scenario {name} changed the heap"
+        );
+        if c.heap_intact {
+            c.heap.check().unwrap();
+        } else {
+            assert!(
+                c.heap.check().is_err(),
+                "scenario {name}: check() must see the damage"
+            );
+        }
+    }
+}
+
+#[test]
+fn header_lookalikes_in_user_data_cause_no_false_report() {
+    let heap: Heap = FreeListHeap::new(arena(1 << 14));
+    let l = Layout::from_size_align(256, 8).unwrap();
+    let a = heap.allocate(l).unwrap().cast::<u8>();
+    let b = heap.allocate(l).unwrap().cast::<u8>();
+    // SAFETY: `a` and `b` are live 256-byte blocks; we copy header words
+    // (the heap's, next to them) into their payloads, as user data.
+    unsafe {
+        let header = a.sub(HEADER).cast::<[u8; 16]>().read();
+        let other = b.sub(HEADER).cast::<[u8; 16]>().read();
+        for i in 0..16 {
+            let dst = a.add(i * 16).cast::<[u8; 16]>();
+            dst.write(if i % 2 == 0 { header } else { other });
+            b.add(i * 16).cast::<[u8; 16]>().write(header);
+        }
+        // Pointers into the lookalikes are still interior pointers...
+        for i in 1..16 {
+            let p = a.add(i * 16);
+            assert_eq!(
+                heap.try_deallocate(p, l),
+                Err(Corruption::InteriorPointer {
+                    addr: p.as_ptr() as usize
+                })
+            );
+        }
+        // ...and the real frees still succeed.
+        heap.try_deallocate(b, l).unwrap();
+        heap.try_deallocate(a, l).unwrap();
+    }
+    heap.check().unwrap();
+    assert_all_free(&heap);
+}
+
+/// Runs in the child process only (selected by the environment): sets up
+/// the scenario, says on stdout what must be reported, and frees.
+#[test]
+fn corruption_child() {
+    let Ok(name) = std::env::var("FREESPACE_CORRUPTION_CASE") else {
+        return;
+    };
+    let c = case(&name);
+    println!("expect: {}", c.expect.message("free-list heap"));
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    // SAFETY: the invalid free under test; the default handler aborts.
+    unsafe { c.heap.deallocate(c.ptr, c.layout) };
+    println!("returned");
+}
+
+#[cfg(all(unix, not(miri)))]
+#[test]
+fn deallocate_aborts_with_the_exact_message() {
+    use std::os::unix::process::ExitStatusExt;
+    for name in CASES_ALL {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "corruption_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("FREESPACE_CORRUPTION_CASE", name)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let expect = stdout
+            .lines()
+            .find_map(|l| l.split("expect: ").nth(1))
+            .unwrap_or_else(|| panic!("{name}: child printed no expectation: {stdout}\n{stderr}"));
+        if name == "alignment_mismatch" && !expect.contains("size mismatch") {
+            continue;
+        }
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGABRT),
+            "{name}: {stdout}\n{stderr}"
+        );
+        assert!(
+            stderr.lines().any(|l| l == expect),
+            "{name}: expected the line {expect:?} on stderr, got {stderr:?}"
+        );
+        assert!(!stdout.contains("returned"), "{name}");
+    }
+}
