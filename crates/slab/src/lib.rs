@@ -1,4 +1,99 @@
-//! Bonwick's slab allocator: typed object caches and an untyped size-class Slab layer over any parent allocator.
+//! Bonwick's slab allocator (USENIX 1994): typed object caches and an
+//! untyped size-class layer, over any parent allocator.
+//!
+//! | type | what it is |
+//! |---|---|
+//! | [`Slab<A>`](Slab) | size classes (16 B … 8 KiB by default), one object cache each; anything larger goes to the parent `A` |
+//! | [`ObjectCache<T, A>`](ObjectCache) | a cache of `T`s with an optional constructor: objects come back already built |
+//!
+//! # How it fits together
+//!
+//! ```text
+//!  Slab<A>                          ObjectCache<T, A>
+//!   ├─ class 16  ─┐                  └─ cache ─┐
+//!   ├─ class 32  ─┤ cache.rs:                  │   cache.rs: partial / full /
+//!   ├─ ...       ─┤ one object size,           │   empty lists of slabs
+//!   └─ class 8K  ─┘ three slab lists           │
+//!         │                                    │
+//!         ▼  slab.rs: one slab = SLAB_SIZE bytes aligned to SLAB_SIZE
+//!   ┌────────┬────────┬──────┬──────┬─ ─ ─ ┬──────┬───────┐
+//!   │ header │ bitmap │ obj0 │ obj1 │       │ objN │ slack │
+//!   └────────┴────────┴──────┴──────┴─ ─ ─ ┴──────┴───────┘
+//!   ▲ ptr & !(SLAB_SIZE - 1)       index.rs: hash set of our slab bases,
+//!                                  consulted before any header is read
+//! ```
+//!
+//! - **Slabs come from the parent** with `Layout(SLAB_SIZE, SLAB_SIZE)`, so
+//!   the slab of an object is found by masking its address. The header sits
+//!   at offset 0 (no object ever starts there) with a magic (`KEY ^ its own
+//!   address`), the object size class, the free count and the list links; a
+//!   bitmap of free objects follows. Free objects are tracked in the bitmap,
+//!   never inside the objects, because an object cache keeps free objects
+//!   constructed; the bitmap also makes a double free an exact O(1) test.
+//! - **Partial, full and empty slabs**: allocation takes from a partial slab,
+//!   then an empty one, then makes a new slab. A slab that becomes empty is
+//!   kept while its cache has at most `max_empty` (default 1) empty slabs,
+//!   otherwise it goes back to the parent at once; `reap()` gives back every
+//!   empty slab.
+//! - **The slab index** (an open-addressing hash set of slab bases, its table
+//!   allocated from the parent) says whether a masked address really is one
+//!   of our slabs before its header is read. That makes foreign-pointer
+//!   detection, [`Owns`](freespace_core::Owns) and
+//!   [`BlockSize`](freespace_core::BlockSize) exact, and never reads memory
+//!   that is not ours: a block the parent served directly can start at a
+//!   slab-aligned address and hold bytes that look like a header, and it is
+//!   still never mistaken for a slab.
+//! - **Corruption** (foreign pointer, interior pointer, double free,
+//!   overwritten header, a layout of the wrong class) is reported through
+//!   [`freespace_core::report`] as `freespace: double free at 0x… (slab)`;
+//!   the checked frees ([`Slab::try_deallocate`], [`ObjectCache::try_free`])
+//!   return it as an `Err`.
+//!
+//! Routing by layout in [`Slab`] is explained on the type.
+//!
+//! # Example
+//!
+//! ```
+//! use freespace_core::alloc::{Global, Vec};
+//! use freespace_slab::{ObjectCache, Slab};
+//!
+//! // A size-class layer over the system allocator.
+//! let slab = Slab::new(Global);
+//! let mut v = Vec::new_in(&slab);
+//! v.extend_from_slice(b"hello");
+//! assert_eq!(&v[..], b"hello");
+//!
+//! // An object cache whose objects come back constructed.
+//! let cache = ObjectCache::with_ctor(&slab, || [0u64; 8], None);
+//! let obj = cache.alloc().unwrap();
+//! // SAFETY: `obj` is a live object of `cache`, constructed.
+//! unsafe {
+//!     assert_eq!(obj.as_ref()[7], 0);
+//!     cache.free(obj);
+//! }
+//! ```
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
-#![warn(missing_docs, clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
+#![warn(
+    missing_docs,
+    clippy::undocumented_unsafe_blocks,
+    clippy::missing_safety_doc
+)]
+
+#[cfg(test)]
+extern crate std;
+
+mod cache;
+mod index;
+mod object_cache;
+mod size_classes;
+mod slab;
+
+pub use object_cache::{ObjectCache, DEFAULT_OBJECT_SLAB_SIZE};
+pub use size_classes::{
+    ConfigError, Slab, DEFAULT_CLASSES, DEFAULT_SLAB_SIZE, MAX_CLASSES, MAX_CLASS_ALIGN,
+};
+pub use slab::MIN_SLAB_SIZE;
+
+#[cfg(test)]
+mod tests;

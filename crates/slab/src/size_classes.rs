@@ -1,0 +1,752 @@
+//! [`Slab`]: size classes, one object cache each, in front of a parent
+//! allocator that serves everything larger.
+
+use crate::cache::{Cache, NoHooks};
+use crate::index::Index;
+use crate::slab::{Geometry, List, SlabPtr, MIN_SLAB_SIZE};
+use core::ptr::NonNull;
+use freespace_core::alloc::{AllocError, Allocator, Layout};
+use freespace_core::{layout, report, BlockInfo, BlockSize, BlockState, Corruption, Inspect, Owns, Violation};
+
+/// Slab size used by [`Slab::new`]: 64 KiB.
+pub const DEFAULT_SLAB_SIZE: usize = 64 * 1024;
+
+/// Most size classes one [`Slab`] can have.
+pub const MAX_CLASSES: usize = 48;
+
+/// Largest alignment a class gives its objects: a class's objects are
+/// aligned to the largest power of two dividing its size, capped here.
+pub const MAX_CLASS_ALIGN: usize = 4096;
+
+/// The default size classes: 16-byte steps to 64, then four classes per
+/// doubling. [`Slab::new`] uses those up to `SLAB_SIZE / 8` (so a slab holds
+/// at least seven objects of its largest class).
+///
+/// ```
+/// use freespace_slab::DEFAULT_CLASSES;
+/// assert_eq!(&DEFAULT_CLASSES[..6], &[16, 32, 48, 64, 80, 96]);
+/// assert!(DEFAULT_CLASSES.windows(2).all(|w| w[0] < w[1]));
+/// ```
+pub const DEFAULT_CLASSES: &[usize] = &[
+    16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 896, 1024,
+    1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096, 5120, 6144, 7168, 8192, 10240, 12288, 14336,
+    16384, 20480, 24576, 28672, 32768,
+];
+
+/// Why a class table or slab size was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigError {
+    /// `SLAB_SIZE` is not a power of two of at least [`MIN_SLAB_SIZE`]
+    /// bytes (or too large for a `Layout`).
+    SlabSize,
+    /// More than [`MAX_CLASSES`] classes.
+    TooManyClasses,
+    /// Classes are not strictly increasing, or one is zero.
+    NotIncreasing,
+    /// Not even one object of this class fits in a slab.
+    ClassTooLarge(usize),
+}
+
+impl ConfigError {
+    const fn message(self) -> &'static str {
+        match self {
+            ConfigError::SlabSize => "freespace-slab: SLAB_SIZE must be a power of two >= 256",
+            ConfigError::TooManyClasses => "freespace-slab: more than MAX_CLASSES size classes",
+            ConfigError::NotIncreasing => "freespace-slab: size classes must be non-zero and strictly increasing",
+            ConfigError::ClassTooLarge(_) => "freespace-slab: a size class does not fit in a slab",
+        }
+    }
+}
+
+/// The object alignment of a class of `size` bytes.
+const fn class_align(size: usize) -> usize {
+    let pow2 = 1usize << size.trailing_zeros();
+    if pow2 > MAX_CLASS_ALIGN {
+        MAX_CLASS_ALIGN
+    } else {
+        pow2
+    }
+}
+
+/// The caches for `classes` in slabs of `slab_size` bytes.
+const fn build(slab_size: usize, classes: &[usize]) -> Result<[Cache; MAX_CLASSES], ConfigError> {
+    if !slab_size.is_power_of_two() || slab_size < MIN_SLAB_SIZE || slab_size > isize::MAX as usize {
+        return Err(ConfigError::SlabSize);
+    }
+    if classes.len() > MAX_CLASSES {
+        return Err(ConfigError::TooManyClasses);
+    }
+    let mut caches = [Cache::UNUSED; MAX_CLASSES];
+    let mut i = 0;
+    while i < classes.len() {
+        let size = classes[i];
+        if size == 0 || (i > 0 && classes[i - 1] >= size) {
+            return Err(ConfigError::NotIncreasing);
+        }
+        caches[i] = match Geometry::new(slab_size, size, class_align(size)) {
+            Some(g) => Cache::new(g, i as u32),
+            None => return Err(ConfigError::ClassTooLarge(size)),
+        };
+        i += 1;
+    }
+    Ok(caches)
+}
+
+/// How many of the default classes a slab of `slab_size` bytes uses.
+const fn default_count(slab_size: usize) -> usize {
+    let mut n = 0;
+    while n < DEFAULT_CLASSES.len() && DEFAULT_CLASSES[n] <= slab_size / 8 {
+        n += 1;
+    }
+    n
+}
+
+/// Bonwick's slab allocator as a size-class layer: requests that fit a class
+/// are objects of that class's cache; everything else goes to `A`.
+///
+/// ```text
+///             Slab<A, SLAB_SIZE>
+///  ┌──────────────────────────────────────────────┐
+///  │ classes: 16  32  48  64  80 ... 8192         │   size ≤ class and
+///  │          │   │   │   │                       │   align ≤ class align
+///  │ caches:  C0  C1  C2  C3  ...                 │──▶ object of that class
+///  │ index:   { slab base → slab }  (hash set)    │
+///  └───────────────────┬──────────────────────────┘
+///     slabs (SLAB_SIZE,│aligned to SLAB_SIZE) and everything larger
+///                      ▼
+///                   parent A
+/// ```
+///
+/// # Routing
+///
+/// A layout goes to the first class `c` with `size <= c` and
+/// `align <= align(c)` (the largest power of two dividing `c`, at most
+/// [`MAX_CLASS_ALIGN`]); if there is none, to the parent. A slab object is
+/// reported as `c` bytes long, and a free with any size between the request
+/// and `c` (same alignment) routes to `c` again: no class before `c` fit the
+/// request, and a larger size fits fewer. A forwarded block freed with a
+/// larger size still fits no class, so the parent's excess needs no clamp
+/// (DESIGN §7 "Excess and routing").
+///
+/// # Frees and corruption
+///
+/// The slab of a pointer is `ptr & !(SLAB_SIZE - 1)`; the slab index
+/// confirms it is one of ours before its header is read, then the header's
+/// magic (`KEY ^ its address`) is checked, then the pointer must start an
+/// object that is in use. Failures are reported through
+/// [`freespace_core::report`] as `(slab)`: foreign pointer, overwritten
+/// header, size mismatch (an object freed with a layout of another class,
+/// or a slab object freed with a layout that routes to the parent), interior
+/// pointer, double free. [`Slab::try_deallocate`] returns them instead.
+///
+/// # Empty slabs
+///
+/// A slab whose last object is freed stays on the empty list while there are
+/// at most `max_empty` (default 1) empty slabs in its class; past that it goes
+/// back to the parent at once. [`Slab::reap`] gives back every empty slab.
+///
+/// # Configuration
+///
+/// `SLAB_SIZE` (a power of two, at least 256) and the class table are fixed
+/// at construction; the constructors are `const` and panic on an invalid
+/// configuration, which in a `static` is a compile error. Nothing is
+/// allocated until the first request.
+///
+/// # Invariants
+/// - C1–C4 for each class's cache, S1–S3 for each slab
+///   (see [`Slab::check`]);
+/// - I1–I2 for the slab index, which holds exactly the slabs on the caches'
+///   lists.
+///
+/// `Slab` is `!Sync` (wrap it in a lock to share it):
+///
+/// ```compile_fail
+/// fn shared<T: Sync>() {}
+/// shared::<freespace_slab::Slab<freespace_core::alloc::Global>>();
+/// ```
+///
+/// # Example
+///
+/// ```
+/// use freespace_core::alloc::{Global, Vec};
+/// use freespace_slab::Slab;
+///
+/// let slab = Slab::new(Global);
+/// let mut v = Vec::new_in(&slab);
+/// v.extend(0..100u32);
+/// assert_eq!(v.iter().sum::<u32>(), 4950);
+/// ```
+pub struct Slab<A: Allocator, const SLAB_SIZE: usize = DEFAULT_SLAB_SIZE> {
+    parent: A,
+    classes: &'static [usize],
+    caches: [Cache; MAX_CLASSES],
+    index: Index,
+    max_empty: usize,
+}
+
+// SAFETY: every pointer a `Slab` holds is into memory it owns exclusively
+// (slabs and the index table, from `parent`), so moving the whole allocator
+// to another thread moves that ownership with it; `A: Send` covers the parent.
+unsafe impl<A: Allocator + Send, const SLAB_SIZE: usize> Send for Slab<A, SLAB_SIZE> {}
+
+impl<A: Allocator> Slab<A> {
+    /// A slab layer over `parent` with 64 KiB slabs and the default classes
+    /// (16 B to 8 KiB). Allocates nothing.
+    ///
+    /// ```
+    /// use freespace_core::alloc::{Allocator, Global, Layout};
+    /// use freespace_slab::Slab;
+    /// static_assertions::assert_not_impl_any!(Slab<Global>: Sync);
+    /// let slab = Slab::new(Global);
+    /// let b = slab.allocate(Layout::new::<[u8; 40]>()).unwrap();
+    /// assert_eq!(b.len(), 48); // the 48-byte class
+    /// # unsafe { slab.deallocate(b.cast(), Layout::new::<[u8; 40]>()) };
+    /// ```
+    pub const fn new(parent: A) -> Self {
+        Self::sized(parent)
+    }
+
+    /// A slab layer over `parent` with 64 KiB slabs and the given classes.
+    ///
+    /// # Panics
+    /// If the table is invalid (see [`ConfigError`]).
+    ///
+    /// ```
+    /// use freespace_core::alloc::{Allocator, Global, Layout};
+    /// use freespace_slab::Slab;
+    /// let slab = Slab::with_classes(Global, &[24, 40, 1000]);
+    /// let b = slab.allocate(Layout::new::<[u64; 3]>()).unwrap();
+    /// assert_eq!(b.len(), 24);
+    /// # unsafe { slab.deallocate(b.cast(), Layout::new::<[u64; 3]>()) };
+    /// ```
+    pub const fn with_classes(parent: A, classes: &'static [usize]) -> Self {
+        Self::sized_with_classes(parent, classes)
+    }
+}
+
+impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
+    /// A slab layer with slabs of `SLAB_SIZE` bytes and the default classes
+    /// up to `SLAB_SIZE / 8`.
+    ///
+    /// # Panics
+    /// If `SLAB_SIZE` is invalid (see [`ConfigError::SlabSize`]).
+    ///
+    /// ```
+    /// use freespace_core::alloc::Global;
+    /// use freespace_slab::Slab;
+    /// let slab: Slab<Global, 4096> = Slab::sized(Global);
+    /// assert_eq!(slab.classes().last(), Some(&512));
+    /// ```
+    pub const fn sized(parent: A) -> Self {
+        let n = default_count(SLAB_SIZE);
+        let (classes, _) = DEFAULT_CLASSES.split_at(n);
+        Self::sized_with_classes(parent, classes)
+    }
+
+    /// A slab layer with slabs of `SLAB_SIZE` bytes and the given classes.
+    ///
+    /// # Panics
+    /// If the configuration is invalid (see [`ConfigError`]); use
+    /// [`Slab::try_sized_with_classes`] to get the error instead.
+    ///
+    /// ```
+    /// use freespace_core::alloc::Global;
+    /// use freespace_slab::Slab;
+    /// let slab: Slab<Global, 8192> = Slab::sized_with_classes(Global, &[64, 256]);
+    /// assert_eq!(slab.classes(), &[64, 256]);
+    /// ```
+    pub const fn sized_with_classes(parent: A, classes: &'static [usize]) -> Self {
+        let caches = match build(SLAB_SIZE, classes) {
+            Ok(caches) => caches,
+            Err(e) => panic!("{}", e.message()),
+        };
+        Self::from_parts(parent, classes, caches)
+    }
+
+    /// Like [`Slab::sized_with_classes`], but returns the configuration
+    /// error instead of panicking.
+    ///
+    /// ```
+    /// use freespace_core::alloc::Global;
+    /// use freespace_slab::{ConfigError, Slab};
+    /// let r = Slab::<Global, 4096>::try_sized_with_classes(Global, &[64, 32]);
+    /// assert_eq!(r.err().map(|(e, _)| e), Some(ConfigError::NotIncreasing));
+    /// ```
+    pub const fn try_sized_with_classes(
+        parent: A,
+        classes: &'static [usize],
+    ) -> Result<Self, (ConfigError, A)> {
+        match build(SLAB_SIZE, classes) {
+            Ok(caches) => Ok(Self::from_parts(parent, classes, caches)),
+            Err(e) => Err((e, parent)),
+        }
+    }
+
+    const fn from_parts(parent: A, classes: &'static [usize], caches: [Cache; MAX_CLASSES]) -> Self {
+        Self {
+            parent,
+            classes,
+            caches,
+            index: Index::new(SLAB_SIZE),
+            max_empty: 1,
+        }
+    }
+
+    /// Keeps at most `max_empty` empty slabs per class (default 1) before
+    /// giving them back to the parent.
+    ///
+    /// ```
+    /// use freespace_core::alloc::Global;
+    /// use freespace_slab::Slab;
+    /// let slab = Slab::new(Global).with_max_empty(0);
+    /// assert_eq!(slab.max_empty(), 0);
+    /// ```
+    pub const fn with_max_empty(mut self, max_empty: usize) -> Self {
+        self.max_empty = max_empty;
+        self
+    }
+
+    /// The number of empty slabs kept per class.
+    ///
+    /// ```
+    /// # use freespace_core::alloc::Global;
+    /// assert_eq!(freespace_slab::Slab::new(Global).max_empty(), 1);
+    /// ```
+    pub const fn max_empty(&self) -> usize {
+        self.max_empty
+    }
+
+    /// The size classes, ascending.
+    ///
+    /// ```
+    /// # use freespace_core::alloc::Global;
+    /// let slab = freespace_slab::Slab::new(Global);
+    /// assert_eq!(slab.classes().last(), Some(&8192));
+    /// ```
+    pub const fn classes(&self) -> &'static [usize] {
+        self.classes
+    }
+
+    /// The parent allocator.
+    ///
+    /// ```
+    /// # use freespace_core::alloc::Global;
+    /// let slab = freespace_slab::Slab::new(Global);
+    /// let _global: &Global = slab.parent();
+    /// ```
+    pub const fn parent(&self) -> &A {
+        &self.parent
+    }
+
+    /// The class that serves `layout`, or `None` for the parent.
+    #[inline]
+    fn route(&self, layout: Layout) -> Option<usize> {
+        let classes = self.classes;
+        // First class at least `size` bytes (binary search), then the first
+        // from there whose objects are aligned enough.
+        let mut i = classes.partition_point(|&c| c < layout.size());
+        while i < classes.len() {
+            if self.caches[i].geometry.object_align >= layout.align() {
+                return Some(i);
+            }
+            i += 1;
+        }
+        None
+    }
+
+    /// The slab of `ptr`, if `ptr` lies in one of ours.
+    #[inline]
+    fn slab_of(&self, ptr: NonNull<u8>) -> Option<SlabPtr> {
+        self.index.find(ptr.as_ptr().addr() & !(SLAB_SIZE - 1))
+    }
+
+    /// Statistics: the number of slabs on the partial, full and empty lists
+    /// of every class together.
+    ///
+    /// ```
+    /// use freespace_core::alloc::{Allocator, Global, Layout};
+    /// use freespace_slab::Slab;
+    /// let slab = Slab::new(Global);
+    /// let l = Layout::new::<u64>();
+    /// let p = slab.allocate(l).unwrap();
+    /// assert_eq!(slab.slab_counts(), (1, 0, 0));
+    /// unsafe { slab.deallocate(p.cast(), l) };
+    /// assert_eq!(slab.slab_counts(), (0, 0, 1));
+    /// ```
+    pub fn slab_counts(&self) -> (usize, usize, usize) {
+        let mut c = (0, 0, 0);
+        for cache in &self.caches[..self.classes.len()] {
+            c.0 += cache.count(List::Partial);
+            c.1 += cache.count(List::Full);
+            c.2 += cache.count(List::Empty);
+        }
+        c
+    }
+
+    /// Checks every invariant: each cache's lists (C1–C4), each slab's header
+    /// and bitmap (S1–S3), the index (I1–I2), and that the index holds
+    /// exactly the listed slabs.
+    ///
+    /// ```
+    /// use freespace_core::alloc::{Global, Vec};
+    /// let slab = freespace_slab::Slab::new(Global);
+    /// let mut v = Vec::new_in(&slab);
+    /// v.push(1u8);
+    /// assert_eq!(slab.check(), Ok(()));
+    /// ```
+    pub fn check(&self) -> Result<(), Violation> {
+        self.index.check()?;
+        let mut total = 0;
+        for cache in &self.caches[..self.classes.len()] {
+            total += cache.check(&self.index, self.max_empty)?;
+        }
+        if total != self.index.len() {
+            return Err(Violation::new("C3", 0, "index holds slabs that are on no list"));
+        }
+        Ok(())
+    }
+}
+
+impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
+    /// Gives every empty slab back to the parent; returns how many.
+    ///
+    /// ```
+    /// use freespace_core::alloc::{Allocator, Global, Layout};
+    /// use freespace_slab::Slab;
+    /// let slab = Slab::new(Global);
+    /// let l = Layout::new::<u64>();
+    /// let p = slab.allocate(l).unwrap();
+    /// unsafe { slab.deallocate(p.cast(), l) };
+    /// assert_eq!(slab.reap(), 1);
+    /// assert_eq!(slab.slab_counts(), (0, 0, 0));
+    /// ```
+    pub fn reap(&self) -> usize {
+        let mut n = 0;
+        for cache in &self.caches[..self.classes.len()] {
+            n += cache.reap(&self.parent, &self.index, &NoHooks);
+        }
+        n
+    }
+
+    /// Frees `ptr` like [`Allocator::deallocate`], but returns what is wrong
+    /// with it instead of reporting it; a rejected pointer is left alone.
+    ///
+    /// # Safety
+    /// If `ptr` is a live block of this allocator, `layout` fits it (as for
+    /// `deallocate`). A pointer that is not a live block of ours is detected
+    /// when its layout routes to a size class (foreign, interior, double
+    /// free, wrong class); one whose layout routes to the parent is detected
+    /// only if it lies in one of our slabs, and is otherwise passed to the
+    /// parent's `deallocate`, whose contract it must then meet.
+    ///
+    /// ```
+    /// use freespace_core::alloc::{Allocator, Global, Layout};
+    /// use freespace_core::Corruption;
+    /// use freespace_slab::Slab;
+    /// let slab = Slab::new(Global);
+    /// let l = Layout::new::<u64>();
+    /// let p = slab.allocate(l).unwrap().cast::<u8>();
+    /// unsafe {
+    ///     assert_eq!(slab.try_deallocate(p, l), Ok(()));
+    ///     let addr = p.as_ptr() as usize;
+    ///     assert_eq!(slab.try_deallocate(p, l), Err(Corruption::DoubleFree { addr }));
+    /// }
+    /// ```
+    pub unsafe fn try_deallocate(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Corruption> {
+        if layout.size() == 0 {
+            return Ok(());
+        }
+        let addr = ptr.as_ptr().addr();
+        match self.route(layout) {
+            Some(class) => {
+                let slab = self.slab_of(ptr).ok_or(Corruption::ForeignPointer { addr })?;
+                // The index proved `slab` ours; the header is trusted only
+                // after its magic passes (inside `validate`).
+                let cache = &self.caches[class];
+                let i = cache.validate(slab, addr)?;
+                if slab.class() as usize != class {
+                    return Err(Corruption::SizeMismatch { addr });
+                }
+                cache.free(&self.parent, &self.index, &NoHooks, self.max_empty, slab, i);
+                Ok(())
+            }
+            None => {
+                if self.slab_of(ptr).is_some() {
+                    // A slab object freed with a layout that no class
+                    // serves: it must not reach the parent.
+                    return Err(Corruption::SizeMismatch { addr });
+                }
+                // SAFETY: the layout routes to the parent, which served the
+                // block (caller contract).
+                unsafe { self.parent.deallocate(ptr, layout) };
+                Ok(())
+            }
+        }
+    }
+
+    /// Frees the slab object at `ptr` whose slab is `slab`, validating it
+    /// against the class its header names.
+    fn free_object(&self, slab: SlabPtr, ptr: NonNull<u8>) -> Result<(), Corruption> {
+        let addr = ptr.as_ptr().addr();
+        if !slab.magic_ok() {
+            return Err(Corruption::OverwrittenHeader { addr: slab.addr() });
+        }
+        let cache = self
+            .caches
+            .get(slab.class() as usize)
+            .filter(|_| (slab.class() as usize) < self.classes.len())
+            .ok_or(Corruption::OverwrittenHeader { addr: slab.addr() })?;
+        let i = cache.validate(slab, addr)?;
+        cache.free(&self.parent, &self.index, &NoHooks, self.max_empty, slab, i);
+        Ok(())
+    }
+
+    /// Size of the class object at `ptr` in `slab` (header already in the
+    /// index; its class is checked against the table).
+    fn class_size(&self, slab: SlabPtr) -> usize {
+        let class = slab.class() as usize;
+        if class < self.classes.len() {
+            self.classes[class]
+        } else {
+            0
+        }
+    }
+}
+
+// SAFETY: slab objects are disjoint parts of slabs, which are parent blocks
+// owned by this layer; forwarded blocks are the parent's, and the routing
+// rule (see the type docs) sends every free back where its block came from.
+// Objects are aligned to their class alignment, which is at least the
+// requested alignment; the reported length is the class size, all of it
+// inside the object.
+unsafe impl<A: Allocator, const SLAB_SIZE: usize> Allocator for Slab<A, SLAB_SIZE> {
+    #[inline]
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        if layout.size() == 0 {
+            return Ok(layout::dangling(layout));
+        }
+        match self.route(layout) {
+            Some(class) => {
+                let p = self.caches[class].allocate(&self.parent, &self.index, &NoHooks)?;
+                Ok(NonNull::slice_from_raw_parts(p, self.classes[class]))
+            }
+            None => self.parent.allocate(layout),
+        }
+    }
+
+    fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        if self.route(layout).is_none() && layout.size() != 0 {
+            return self.parent.allocate_zeroed(layout);
+        }
+        let block = self.allocate(layout)?;
+        // SAFETY: `block` is `block.len()` writable bytes we just allocated.
+        unsafe { block.cast::<u8>().write_bytes(0, block.len()) };
+        Ok(block)
+    }
+
+    #[inline]
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: the caller meets `deallocate`'s contract, which is
+        // stronger than `try_deallocate`'s.
+        if let Err(c) = unsafe { self.try_deallocate(ptr, layout) } {
+            report(c, "slab");
+        }
+    }
+
+    unsafe fn grow(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: caller contract of `grow`, passed on.
+        unsafe { self.resize(ptr, old, new, false) }
+    }
+
+    unsafe fn grow_zeroed(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: caller contract of `grow_zeroed`, passed on.
+        unsafe { self.resize(ptr, old, new, true) }
+    }
+
+    unsafe fn shrink(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        if new.size() == 0 {
+            // SAFETY: `ptr` is live with `old` (caller contract).
+            unsafe { self.deallocate(ptr, old) };
+            return Ok(layout::dangling(new));
+        }
+        // SAFETY: caller contract of `shrink`, passed on.
+        unsafe { self.resize(ptr, old, new, false) }
+    }
+}
+
+impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
+    /// Grow or shrink: in place within a class, the parent's own resize for
+    /// two forwarded layouts, otherwise allocate, copy, free.
+    ///
+    /// # Safety
+    /// `ptr` is live with `old`; `new` is as `grow`/`shrink` require.
+    unsafe fn resize(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+        zeroed: bool,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        if old.size() == 0 {
+            // Growing a zero-size (dangling) block is a fresh allocation.
+            return if zeroed {
+                self.allocate_zeroed(new)
+            } else {
+                self.allocate(new)
+            };
+        }
+        match (self.route(old), self.route(new)) {
+            (Some(a), Some(b)) if a == b => {
+                let len = self.classes[a];
+                if zeroed && new.size() > old.size() {
+                    // SAFETY: the object is `len >= new.size()` bytes.
+                    unsafe { ptr.add(old.size()).write_bytes(0, len - old.size()) };
+                }
+                Ok(NonNull::slice_from_raw_parts(ptr, len))
+            }
+            // SAFETY: both layouts route to the parent, which served `ptr`.
+            (None, None) if !zeroed && new.size() >= old.size() => unsafe { self.parent.grow(ptr, old, new) },
+            // SAFETY: as above.
+            (None, None) if zeroed => unsafe { self.parent.grow_zeroed(ptr, old, new) },
+            // SAFETY: as above.
+            (None, None) => unsafe { self.parent.shrink(ptr, old, new) },
+            _ => {
+                let fresh = if zeroed {
+                    self.allocate_zeroed(new)?
+                } else {
+                    self.allocate(new)?
+                };
+                let keep = old.size().min(new.size());
+                // SAFETY: both blocks hold at least `keep` bytes and are
+                // distinct live blocks; then the old block is freed with the
+                // layout it lives with.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(ptr.as_ptr(), fresh.cast::<u8>().as_ptr(), keep);
+                    self.deallocate(ptr, old);
+                }
+                Ok(fresh)
+            }
+        }
+    }
+}
+
+// SAFETY: a slab object is owned iff its slab is in our index (exact:
+// slabs are ours alone); any other pointer is ours only if it is a block we
+// forwarded, which only the parent can tell. A shared parent also owns its
+// other users' blocks, so `true` then means "this layer or its parent".
+unsafe impl<A: Allocator + Owns, const SLAB_SIZE: usize> Owns for Slab<A, SLAB_SIZE> {
+    /// ```
+    /// use freespace_core::alloc::{Allocator, Global, Layout};
+    /// use freespace_core::Owns;
+    /// # struct G; unsafe impl Allocator for G {
+    /// #   fn allocate(&self, l: Layout) -> Result<core::ptr::NonNull<[u8]>, freespace_core::alloc::AllocError> { Global.allocate(l) }
+    /// #   unsafe fn deallocate(&self, p: core::ptr::NonNull<u8>, l: Layout) { unsafe { Global.deallocate(p, l) } } }
+    /// # unsafe impl Owns for G { fn owns(&self, _: core::ptr::NonNull<u8>) -> bool { false } }
+    /// let slab = freespace_slab::Slab::new(G);
+    /// let l = Layout::new::<u32>();
+    /// let p = slab.allocate(l).unwrap().cast::<u8>();
+    /// assert!(slab.owns(p));
+    /// assert!(!slab.owns(core::ptr::NonNull::from(&0u8)));
+    /// # unsafe { slab.deallocate(p, l) };
+    /// ```
+    fn owns(&self, ptr: NonNull<u8>) -> bool {
+        self.slab_of(ptr).is_some() || self.parent.owns(ptr)
+    }
+}
+
+// SAFETY: a pointer in one of our slabs (index lookup, exact) is a slab
+// object whose usable size is its class size and which `deallocate` routes
+// back to that class for every size up to it; any other live block was
+// forwarded, and the parent answers for it and frees it.
+unsafe impl<A: Allocator + BlockSize, const SLAB_SIZE: usize> BlockSize for Slab<A, SLAB_SIZE> {
+    /// ```
+    /// use freespace_core::alloc::{Allocator, Global, Layout};
+    /// use freespace_core::BlockSize;
+    /// # use core::ptr::NonNull;
+    /// # struct G; unsafe impl Allocator for G {
+    /// #   fn allocate(&self, l: Layout) -> Result<NonNull<[u8]>, freespace_core::alloc::AllocError> { Global.allocate(l) }
+    /// #   unsafe fn deallocate(&self, p: NonNull<u8>, l: Layout) { unsafe { Global.deallocate(p, l) } } }
+    /// # unsafe impl BlockSize for G { unsafe fn usable_size(&self, _: NonNull<u8>) -> usize { unreachable!() }
+    /// #   unsafe fn free(&self, _: NonNull<u8>) { unreachable!() } }
+    /// let slab = freespace_slab::Slab::new(G);
+    /// let p = slab.allocate(Layout::new::<[u8; 100]>()).unwrap().cast::<u8>();
+    /// unsafe {
+    ///     assert_eq!(slab.usable_size(p), 112);
+    ///     slab.free(p);
+    /// }
+    /// ```
+    unsafe fn usable_size(&self, ptr: NonNull<u8>) -> usize {
+        match self.slab_of(ptr) {
+            Some(slab) => self.class_size(slab),
+            // SAFETY: not in a slab, so a forwarded live block (caller contract).
+            None => unsafe { self.parent.usable_size(ptr) },
+        }
+    }
+
+    unsafe fn free(&self, ptr: NonNull<u8>) {
+        match self.slab_of(ptr) {
+            Some(slab) => {
+                if let Err(c) = self.free_object(slab, ptr) {
+                    report(c, "slab");
+                }
+            }
+            // SAFETY: not in a slab, so a forwarded live block (caller contract).
+            None => unsafe { self.parent.free(ptr) },
+        }
+    }
+}
+
+/// Reports this layer's own memory: for each slab its header and bitmap
+/// (`Meta`), every object (`Used` or `Free`) and the tail slack (`Meta`),
+/// plus the slab index table (`Meta`). Blocks forwarded to the parent are
+/// the parent's to report.
+impl<A: Allocator, const SLAB_SIZE: usize> Inspect for Slab<A, SLAB_SIZE> {
+    /// ```
+    /// use freespace_core::alloc::{Allocator, Global, Layout};
+    /// use freespace_core::HeapSummary;
+    /// let slab = freespace_slab::Slab::new(Global);
+    /// let l = Layout::new::<[u8; 64]>();
+    /// let p = slab.allocate(l).unwrap();
+    /// let s = HeapSummary::of(&slab);
+    /// assert_eq!((s.used_blocks, s.used_bytes), (1, 64));
+    /// # unsafe { freespace_core::alloc::Allocator::deallocate(&slab, p.cast(), l) };
+    /// ```
+    fn inspect(&self, visit: &mut dyn FnMut(BlockInfo)) {
+        for cache in &self.caches[..self.classes.len()] {
+            cache.inspect(visit);
+        }
+        if let Some((addr, len)) = self.index.table_block() {
+            visit(BlockInfo {
+                addr,
+                len,
+                state: BlockState::Meta,
+            });
+        }
+    }
+}
+
+/// Dropping the layer gives every slab back to the parent, objects still in
+/// use included (they dangle afterwards, as with any allocator).
+impl<A: Allocator, const SLAB_SIZE: usize> Drop for Slab<A, SLAB_SIZE> {
+    fn drop(&mut self) {
+        for cache in &self.caches[..self.classes.len()] {
+            cache.release_all(&self.parent, &self.index, &NoHooks);
+        }
+        self.index.release_table(&self.parent);
+    }
+}

@@ -1,0 +1,410 @@
+//! One slab: a `SLAB_SIZE`-byte block from the parent, aligned to its own
+//! size, holding a header, a free bitmap and equal-sized objects.
+//!
+//! ```text
+//!  base (aligned to SLAB_SIZE)                                  base + SLAB_SIZE
+//!  │                                                                        │
+//!  ├────────┬────────────┬─────┬──────┬──────┬──────┬─── ─ ─ ──┬──────┬─────┤
+//!  │ Header │ bitmap     │ pad │ obj0 │ obj1 │ obj2 │          │ objN │tail │
+//!  │        │ 1 bit/obj  │     │      │      │      │          │      │slack│
+//!  └────────┴────────────┴─────┴──────┴──────┴──────┴─── ─ ─ ──┴──────┴─────┘
+//!   <────────── first ────────> <─ object_size ─>
+//! ```
+//!
+//! The header is at offset 0, so no object ever starts at a slab-aligned
+//! address, and `ptr & !(SLAB_SIZE - 1)` is the slab of any object pointer.
+//! Free objects are recorded in the bitmap (bit set = free), never inside the
+//! objects themselves: an object cache keeps its free objects *constructed*,
+//! so their bytes are not ours to reuse as links. The bitmap also makes a
+//! double free an exact O(1) test.
+
+use freespace_core::layout::{align_up, is_aligned};
+use core::mem::size_of;
+use core::ptr::NonNull;
+use freespace_core::{Corruption, Violation};
+
+/// Key folded into every header's magic: `magic == KEY ^ header address`.
+/// A header copied elsewhere, or overwritten by a stray write, fails the test.
+const KEY: usize = 0x51ab_5eed_c0ff_ee00_u64 as usize;
+
+/// Bits in one bitmap word.
+const WORD_BITS: usize = 64;
+
+/// Which list of its cache a slab is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub(crate) enum List {
+    /// Some objects free, some in use.
+    Partial = 0,
+    /// No object free.
+    Full = 1,
+    /// Every object free.
+    Empty = 2,
+}
+
+impl List {
+    /// The list a slab with `free` of `capacity` objects free belongs on.
+    pub(crate) const fn for_count(free: usize, capacity: usize) -> Self {
+        if free == 0 {
+            List::Full
+        } else if free == capacity {
+            List::Empty
+        } else {
+            List::Partial
+        }
+    }
+}
+
+/// The descriptor at offset 0 of every slab. The free bitmap (`u64` words)
+/// follows at [`BITMAP_OFFSET`].
+#[repr(C)]
+struct Header {
+    /// `KEY ^ address of this header` (invariant S1).
+    magic: usize,
+    /// Next slab on the same list.
+    next: Option<SlabPtr>,
+    /// Previous slab on the same list.
+    prev: Option<SlabPtr>,
+    /// Index of the owning cache within its allocator (a size class).
+    class: u32,
+    /// Which list the slab is on.
+    list: List,
+    /// Number of free objects (set bits in the bitmap).
+    free: u32,
+    /// Every bitmap word below this index is zero (invariant S3).
+    search_from: u32,
+}
+
+/// Offset of the free bitmap: right after the header, 8-aligned.
+pub(crate) const BITMAP_OFFSET: usize = match align_up(size_of::<Header>(), 8) {
+    Some(o) => o,
+    None => panic!("header size overflows"),
+};
+
+/// Smallest supported slab size: room for a header, a bitmap word and a few
+/// objects.
+pub const MIN_SLAB_SIZE: usize = 256;
+
+/// Where the objects of a slab lie, for one object size and slab size. All
+/// slabs of a cache share one geometry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    /// Bytes per slab (a power of two; slabs are aligned to it).
+    pub(crate) slab_size: usize,
+    /// Bytes per object: the stride between objects.
+    pub(crate) object_size: usize,
+    /// Alignment every object has.
+    pub(crate) object_align: usize,
+    /// Offset of object 0 from the slab base (after header and bitmap).
+    pub(crate) first: usize,
+    /// Objects per slab (at least 1).
+    pub(crate) capacity: usize,
+    /// Bitmap words: `ceil(capacity / 64)`.
+    pub(crate) words: usize,
+}
+
+impl Geometry {
+    /// A geometry that fits no object: the placeholder for unused classes.
+    pub(crate) const NONE: Geometry = Geometry {
+        slab_size: 0,
+        object_size: 0,
+        object_align: 0,
+        first: 0,
+        capacity: 0,
+        words: 0,
+    };
+
+    /// Lays out objects of `object_size` bytes aligned to `object_align` in
+    /// slabs of `slab_size` bytes; `None` if the slab size is unusable or not
+    /// even one object fits.
+    pub(crate) const fn new(
+        slab_size: usize,
+        object_size: usize,
+        object_align: usize,
+    ) -> Option<Geometry> {
+        if !slab_size.is_power_of_two()
+            || slab_size < MIN_SLAB_SIZE
+            || slab_size > isize::MAX as usize
+            || object_size == 0
+            || !object_align.is_power_of_two()
+            || object_size >= slab_size
+            || object_align >= slab_size
+        {
+            return None;
+        }
+        // Fixpoint: fewer objects need fewer bitmap words, which may leave
+        // room for more objects; start from the upper bound and go down.
+        let mut capacity = (slab_size - BITMAP_OFFSET) / object_size;
+        loop {
+            if capacity == 0 || capacity > u32::MAX as usize {
+                return None;
+            }
+            let words = capacity.div_ceil(WORD_BITS);
+            let first = match align_up(BITMAP_OFFSET + words * 8, object_align) {
+                Some(f) if f < slab_size => f,
+                _ => return None,
+            };
+            let fits = (slab_size - first) / object_size;
+            if fits >= capacity {
+                return Some(Geometry {
+                    slab_size,
+                    object_size,
+                    object_align,
+                    first,
+                    capacity,
+                    words,
+                });
+            }
+            capacity = fits;
+        }
+    }
+
+    /// Offset of the first byte after the last object.
+    pub(crate) const fn objects_end(&self) -> usize {
+        self.first + self.capacity * self.object_size
+    }
+}
+
+/// A pointer to a slab's header, with provenance over the whole slab (it is
+/// the pointer the parent returned).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SlabPtr(NonNull<Header>);
+
+impl SlabPtr {
+    /// Writes a fresh header and an all-free bitmap at the start of `base`.
+    ///
+    /// # Safety
+    /// - `base` points to `geometry.slab_size` writable bytes that belong to
+    ///   the caller, aligned to `geometry.slab_size`;
+    /// - `geometry` is a value returned by [`Geometry::new`].
+    pub(crate) unsafe fn init(base: NonNull<u8>, geometry: &Geometry, class: u32) -> SlabPtr {
+        let slab = SlabPtr(base.cast());
+        // SAFETY: the header and bitmap lie in the first `geometry.first`
+        // bytes of the slab, which the caller gave us; `base` is aligned to
+        // the slab size, hence to 8.
+        unsafe {
+            slab.0.as_ptr().write(Header {
+                magic: KEY ^ base.as_ptr().addr(),
+                next: None,
+                prev: None,
+                class,
+                list: List::Empty,
+                free: geometry.capacity as u32,
+                search_from: 0,
+            });
+            for w in 0..geometry.words {
+                let bits_here = (geometry.capacity - w * WORD_BITS).min(WORD_BITS);
+                let word = if bits_here == WORD_BITS {
+                    u64::MAX
+                } else {
+                    (1u64 << bits_here) - 1
+                };
+                slab.word_ptr(w).write(word);
+            }
+        }
+        slab
+    }
+
+    /// The slab base address.
+    pub(crate) fn addr(self) -> usize {
+        self.0.as_ptr().addr()
+    }
+
+    /// The slab base pointer (provenance over the whole slab).
+    pub(crate) fn base(self) -> NonNull<u8> {
+        self.0.cast()
+    }
+
+    fn header(self) -> *mut Header {
+        self.0.as_ptr()
+    }
+
+    /// # Safety
+    /// `w` is less than the geometry's `words`, and the slab is live.
+    unsafe fn word_ptr(self, w: usize) -> *mut u64 {
+        // SAFETY: the bitmap lies inside the slab (Geometry::new put
+        // `first` after it), so the offset stays in bounds.
+        unsafe { self.base().as_ptr().add(BITMAP_OFFSET + w * 8).cast() }
+    }
+
+    // ---------------------------------------------------------------------
+    // Header fields. Every accessor requires (not restated on each) that the
+    // slab is live: its memory belongs to the cache that hands out `self`.
+    // SAFETY for all of them: the header is initialised by `init` and only
+    // accessed through raw places, never through long-lived references, so
+    // no reference to it can alias the one-field read or write.
+    // ---------------------------------------------------------------------
+
+    /// Whether the magic matches this header's address (S1).
+    pub(crate) fn magic_ok(self) -> bool {
+        // SAFETY: see the banner above.
+        unsafe { (*self.header()).magic == KEY ^ self.addr() }
+    }
+
+    pub(crate) fn class(self) -> u32 {
+        // SAFETY: see the banner above.
+        unsafe { (*self.header()).class }
+    }
+
+    pub(crate) fn list(self) -> List {
+        // SAFETY: see the banner above.
+        unsafe { (*self.header()).list }
+    }
+
+    pub(crate) fn set_list(self, list: List) {
+        // SAFETY: see the banner above.
+        unsafe { (*self.header()).list = list }
+    }
+
+    pub(crate) fn free_count(self) -> usize {
+        // SAFETY: see the banner above.
+        unsafe { (*self.header()).free as usize }
+    }
+
+    pub(crate) fn next(self) -> Option<SlabPtr> {
+        // SAFETY: see the banner above.
+        unsafe { (*self.header()).next }
+    }
+
+    pub(crate) fn prev(self) -> Option<SlabPtr> {
+        // SAFETY: see the banner above.
+        unsafe { (*self.header()).prev }
+    }
+
+    pub(crate) fn set_next(self, next: Option<SlabPtr>) {
+        // SAFETY: see the banner above.
+        unsafe { (*self.header()).next = next }
+    }
+
+    pub(crate) fn set_prev(self, prev: Option<SlabPtr>) {
+        // SAFETY: see the banner above.
+        unsafe { (*self.header()).prev = prev }
+    }
+
+    /// Pointer to object `i`.
+    ///
+    /// # Safety
+    /// `i < g.capacity` and `g` is this slab's geometry.
+    pub(crate) unsafe fn object(self, g: &Geometry, i: usize) -> NonNull<u8> {
+        // SAFETY: object `i` lies inside the slab (`objects_end <= slab_size`).
+        unsafe { self.base().add(g.first + i * g.object_size) }
+    }
+
+    /// The index of the object that starts at `addr`, which lies in this
+    /// slab; `InteriorPointer` if no object starts there.
+    pub(crate) fn object_index(self, g: &Geometry, addr: usize) -> Result<usize, Corruption> {
+        let offset = addr - self.addr();
+        if offset < g.first || offset >= g.objects_end() || (offset - g.first) % g.object_size != 0
+        {
+            return Err(Corruption::InteriorPointer { addr });
+        }
+        Ok((offset - g.first) / g.object_size)
+    }
+
+    /// Whether object `i` is free.
+    ///
+    /// # Safety
+    /// `i < g.capacity`, `g` is this slab's geometry.
+    pub(crate) unsafe fn is_free(self, i: usize) -> bool {
+        // SAFETY: `i / 64 < words` since `i < capacity`.
+        unsafe { self.word_ptr(i / WORD_BITS).read() & (1 << (i % WORD_BITS)) != 0 }
+    }
+
+    /// Takes the lowest free object, or `None` if the slab is full.
+    ///
+    /// # Safety
+    /// `g` is this slab's geometry.
+    pub(crate) unsafe fn take(self, g: &Geometry) -> Option<NonNull<u8>> {
+        // SAFETY: see the banner above.
+        let mut w = unsafe { (*self.header()).search_from as usize };
+        while w < g.words {
+            // SAFETY: `w < words`.
+            let word = unsafe { self.word_ptr(w) };
+            // SAFETY: `word` points into this slab's bitmap.
+            let bits = unsafe { word.read() };
+            if bits != 0 {
+                let i = w * WORD_BITS + bits.trailing_zeros() as usize;
+                // SAFETY: as above; header fields per the banner. A set bit
+                // is below capacity (S2), so `object(i)` is in bounds.
+                unsafe {
+                    word.write(bits & (bits - 1));
+                    (*self.header()).free -= 1;
+                    (*self.header()).search_from = w as u32;
+                    return Some(self.object(g, i));
+                }
+            }
+            w += 1;
+        }
+        // SAFETY: see the banner above.
+        unsafe { (*self.header()).search_from = g.words as u32 };
+        None
+    }
+
+    /// Marks object `i` free again.
+    ///
+    /// # Safety
+    /// `i < g.capacity`, `g` is this slab's geometry, and object `i` is in use.
+    pub(crate) unsafe fn put(self, i: usize) {
+        let w = i / WORD_BITS;
+        // SAFETY: `w < words` since `i < capacity`; header per the banner.
+        unsafe {
+            let word = self.word_ptr(w);
+            word.write(word.read() | 1 << (i % WORD_BITS));
+            let h = self.header();
+            (*h).free += 1;
+            if (w as u32) < (*h).search_from {
+                (*h).search_from = w as u32;
+            }
+        }
+    }
+
+    /// Calls `visit(object, is_free)` for every object, in address order.
+    ///
+    /// # Safety
+    /// `g` is this slab's geometry.
+    pub(crate) unsafe fn for_each_object(self, g: &Geometry, mut visit: impl FnMut(NonNull<u8>, bool)) {
+        for i in 0..g.capacity {
+            // SAFETY: `i < capacity`.
+            unsafe { visit(self.object(g, i), self.is_free(i)) }
+        }
+    }
+
+    /// Checks S1–S3 against `g` and `class`.
+    ///
+    /// # Safety
+    /// `g` is the geometry the slab was made with.
+    pub(crate) unsafe fn check(self, g: &Geometry, class: u32) -> Result<(), Violation> {
+        let at = self.addr();
+        if !self.magic_ok() {
+            return Err(Violation::new("S1", at, "slab header magic does not match its address"));
+        }
+        if !is_aligned(at, g.slab_size) {
+            return Err(Violation::new("S1", at, "slab not aligned to the slab size"));
+        }
+        if self.class() != class {
+            return Err(Violation::new("S1", at, "slab header names another class"));
+        }
+        let mut free = 0usize;
+        // SAFETY: header per the banner.
+        let search_from = unsafe { (*self.header()).search_from as usize };
+        for w in 0..g.words {
+            // SAFETY: `w < words`.
+            let bits = unsafe { self.word_ptr(w).read() };
+            let valid = (g.capacity - w * WORD_BITS).min(WORD_BITS);
+            if valid < WORD_BITS && bits >> valid != 0 {
+                return Err(Violation::new("S2", at, "bitmap bit set past the last object"));
+            }
+            if w < search_from && bits != 0 {
+                return Err(Violation::new("S3", at, "free object below the search start"));
+            }
+            free += bits.count_ones() as usize;
+        }
+        if free != self.free_count() {
+            return Err(Violation::new("S2", at, "free count differs from the bitmap"));
+        }
+        if self.list() != List::for_count(free, g.capacity) {
+            return Err(Violation::new("C1", at, "slab on the wrong list for its free count"));
+        }
+        Ok(())
+    }
+}
