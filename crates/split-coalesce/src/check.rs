@@ -49,7 +49,7 @@ unsafe fn check_state<F: Fit>(st: &State<F>) -> Result<(), Violation> {
     let mut free_seen = 0usize;
     let mut last_end = 0usize;
     let mut at = st.regions;
-    // SAFETY (whole body): see `check`; each region header is validated
+    // SAFETY: (for the whole body) see `check`; each region header is validated
     // before its fields are trusted, each chunk's size before stepping.
     unsafe {
         while let Some(r) = at {

@@ -83,7 +83,7 @@ fn find_region<F>(st: &State<F>, addr: usize) -> Option<Region> {
 ///
 /// `h` lies inside `region`, past its header, and the region is intact.
 unsafe fn validate<F>(st: &State<F>, region: Region, h: Chunk) -> Option<usize> {
-    // SAFETY (whole body): every chunk read lies inside `region` (bounds are
+    // SAFETY: (for the whole body) every chunk read lies inside `region` (bounds are
     // checked before each read).
     unsafe {
         let fence = region.fence();
@@ -126,7 +126,7 @@ unsafe fn validate<F>(st: &State<F>, region: Region, h: Chunk) -> Option<usize> 
 /// `h` lies inside `region`, past its header, and the region header is
 /// intact.
 unsafe fn classify<F>(st: &State<F>, region: Region, h: Chunk, addr: usize) -> Corruption {
-    // SAFETY (whole body): the walk only steps to chunks whose sizes were
+    // SAFETY: (for the whole body) the walk only steps to chunks whose sizes were
     // checked to stay inside the region.
     unsafe {
         let fence = region.fence();
@@ -182,7 +182,7 @@ unsafe fn classify<F>(st: &State<F>, region: Region, h: Chunk, addr: usize) -> C
 /// `h` is a validated allocated chunk of `size` bytes in `region`.
 unsafe fn coalesce<F: Fit>(st: &mut State<F>, region: Region, h: Chunk, size: usize) -> FreeResult {
     let key = st.key;
-    // SAFETY (whole body): `h` and its neighbours are chunks of `region`
+    // SAFETY: (for the whole body) `h` and its neighbours are chunks of `region`
     // (H2); the previous one is found through its footer only when H4 says
     // it is free, and checked before use.
     unsafe {

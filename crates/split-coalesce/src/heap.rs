@@ -257,7 +257,7 @@ unsafe fn carve<F: Fit>(
     c: Chunk,
     req: &Request,
 ) -> Result<NonNull<[u8]>, Corruption> {
-    // SAFETY (whole body): `c` is a free chunk of the heap (H6), so its
+    // SAFETY: (for the whole body) `c` is a free chunk of the heap (H6), so its
     // `size` bytes are heap memory no user holds; every chunk named below
     // lies inside it or is the chunk right after it (H2).
     unsafe {
@@ -322,7 +322,7 @@ unsafe fn add_region<F: Fit>(st: &mut State<F>, region: NonNull<[u8]>) -> bool {
         st.key = chunk_key(start.as_ptr().addr());
     }
     let key = st.key;
-    // SAFETY (whole body): every region in the list is intact (H1); the new
+    // SAFETY: (for the whole body) every region in the list is intact (H1); the new
     // region is ours and `len` bytes long, a multiple of 16 (S3), so the
     // chunks written below lie inside it.
     unsafe {
@@ -525,7 +525,7 @@ unsafe fn grow_in_place<F: Fit>(
     ptr: NonNull<u8>,
     need: usize,
 ) -> Option<NonNull<[u8]>> {
-    // SAFETY (whole body): the header is HEADER bytes before a live block
+    // SAFETY: (for the whole body) the header is HEADER bytes before a live block
     // (H3); the chunk after it is inside the region (H2), and if free, its
     // bytes are heap memory no user holds.
     unsafe {
@@ -575,7 +575,7 @@ unsafe fn shrink_in_place<F: Fit>(
     ptr: NonNull<u8>,
     need: usize,
 ) -> NonNull<[u8]> {
-    // SAFETY (whole body): as in `grow_in_place`; the tail lies inside the
+    // SAFETY: (for the whole body) as in `grow_in_place`; the tail lies inside the
     // block's own chunk.
     unsafe {
         let h = Chunk::new(ptr.sub(HEADER));

@@ -441,7 +441,7 @@ fn case(name: &str) -> Case {
         expect,
         heap_intact,
     };
-    // SAFETY (all arms): `a` and `b` are live blocks of layout `l`; the
+    // SAFETY: (all arms) `a` and `b` are live blocks of layout `l`; the
     // writes below damage the heap on purpose, inside its own arena.
     unsafe {
         match name {
