@@ -1,0 +1,312 @@
+//! [`ThreadCache`]: one thread's explicit handle on a [`Depot`], and the
+//! `Allocator` semantics shared with the thread-local [`Magazines`](crate::Magazines) layer.
+
+use core::cell::UnsafeCell;
+use core::ptr::NonNull;
+
+use freespace_core::alloc::{AllocError, Allocator, Layout};
+use freespace_core::{layout, Violation};
+
+use crate::depot::Depot;
+use crate::magazine::{class_of, class_size, Rack};
+
+/// A per-thread cache of free blocks in front of a shared [`Depot`]: an
+/// [`Allocator`] that serves requests of up to 1 KiB (aligned to at most
+/// 16) from this thread's magazines and passes the rest to the parent.
+///
+/// `no_std`: the handle *is* the thread-local state, so a thread (or a
+/// task, or a CPU in a kernel) makes one and uses it. A block may be freed
+/// through a different handle (another thread's) than the one that
+/// allocated it: blocks of one class are interchangeable, since every one
+/// came from the same parent with the same layout. Dropping the handle
+/// flushes its magazines to the depot, so nothing is lost when a thread
+/// ends.
+///
+/// A handle is `!Sync` (one thread uses it at a time).
+///
+/// ```
+/// use freespace_core::alloc::{Global, Vec};
+/// use freespace_sync::{Depot, ThreadCache};
+///
+/// let depot = Depot::new(Global);
+/// let cache = ThreadCache::new(&depot);
+/// let mut v = Vec::new_in(&cache);
+/// v.extend_from_slice(b"magazines");
+/// assert_eq!(&v[..], b"magazines");
+/// ```
+///
+/// # Double frees
+///
+/// In debug builds a free is checked against this thread's magazines of its
+/// class (up to 64 rounds) and a repeat is reported as
+/// `Corruption::DoubleFree` ("thread cache"); a double free whose first
+/// free has already moved to the depot or another thread is not detected
+/// here (nor in release builds). Wrap the parent's heap in `Locked` and
+/// free through it directly for exact detection.
+///
+/// # Invariants
+/// - T1: the rack (R1, R2) is only touched by the thread holding `&self`,
+///   and never across a call that could reach this handle again (the parent
+///   cannot: it does not know the handle).
+pub struct ThreadCache<'d, P: Allocator> {
+    depot: &'d Depot<P>,
+    rack: UnsafeCell<Rack>,
+}
+
+impl<'d, P: Allocator> ThreadCache<'d, P> {
+    /// An empty cache on `depot`.
+    pub const fn new(depot: &'d Depot<P>) -> Self {
+        Self {
+            depot,
+            rack: UnsafeCell::new(Rack::new()),
+        }
+    }
+
+    /// The depot this cache exchanges magazines with.
+    pub fn depot(&self) -> &'d Depot<P> {
+        self.depot
+    }
+
+    /// Free blocks held in this handle's magazines.
+    ///
+    /// ```
+    /// # use freespace_core::alloc::{Allocator, Global, Layout};
+    /// # use freespace_sync::{Depot, ThreadCache};
+    /// let depot = Depot::new(Global);
+    /// let cache = ThreadCache::new(&depot);
+    /// let l = Layout::new::<[u8; 24]>();
+    /// let p = cache.allocate(l).unwrap();
+    /// unsafe { cache.deallocate(p.cast(), l) };
+    /// assert_eq!(cache.cached_blocks(), 1);
+    /// ```
+    pub fn cached_blocks(&self) -> usize {
+        // SAFETY: T1; no `&mut Rack` is live across this call.
+        unsafe { (*self.rack.get()).cached_blocks() }
+    }
+
+    /// Hands every magazine to the depot now (what dropping the handle does).
+    pub fn flush(&self) {
+        // SAFETY: T1.
+        unsafe { (*self.rack.get()).flush(self.depot) }
+    }
+
+    /// Checks this thread's magazines (R1, M1, M2).
+    pub fn check(&self) -> Result<(), Violation> {
+        // SAFETY: T1.
+        unsafe { (*self.rack.get()).check() }
+    }
+
+    #[inline]
+    fn with_rack<R>(&self, f: impl FnOnce(&mut Rack) -> R) -> R {
+        // SAFETY: T1: `&self` is held by one thread (`!Sync`), and `f` only
+        // calls into the rack, the depot and the parent, none of which can
+        // reach this handle, so this `&mut` is unique.
+        f(unsafe { &mut *self.rack.get() })
+    }
+}
+
+impl<P: Allocator> Drop for ThreadCache<'_, P> {
+    fn drop(&mut self) {
+        self.rack.get_mut().flush(self.depot);
+    }
+}
+
+impl<P: Allocator> core::fmt::Debug for ThreadCache<'_, P> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ThreadCache")
+            .field("cached_blocks", &self.cached_blocks())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a thread-cache front end gets and returns blocks of a class.
+pub(crate) trait Front {
+    type Parent: Allocator;
+    fn parent(&self) -> &Self::Parent;
+    fn alloc_class(&self, class: usize) -> Option<NonNull<u8>>;
+    /// # Safety
+    /// `block` is a live block of `class` from this layer, not used again.
+    unsafe fn free_class(&self, class: usize, block: NonNull<u8>);
+}
+
+impl<P: Allocator> Front for ThreadCache<'_, P> {
+    type Parent = P;
+    #[inline]
+    fn parent(&self) -> &P {
+        self.depot.parent()
+    }
+    #[inline]
+    fn alloc_class(&self, class: usize) -> Option<NonNull<u8>> {
+        self.with_rack(|r| r.alloc(self.depot, class))
+    }
+    #[inline]
+    unsafe fn free_class(&self, class: usize, block: NonNull<u8>) {
+        // SAFETY: the caller's contract.
+        self.with_rack(|r| unsafe { r.free(self.depot, class, block) })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The `Allocator` semantics of a front end: cached classes through the rack,
+// everything else straight to the parent (so large blocks resize in place).
+// ---------------------------------------------------------------------------
+
+#[inline]
+pub(crate) fn allocate<F: Front + ?Sized>(
+    f: &F,
+    layout: Layout,
+) -> Result<NonNull<[u8]>, AllocError> {
+    if layout.size() == 0 {
+        return Ok(layout::dangling(layout));
+    }
+    match class_of(layout) {
+        Some(c) => f
+            .alloc_class(c)
+            .map(|p| NonNull::slice_from_raw_parts(p, class_size(c)))
+            .ok_or(AllocError),
+        None => f.parent().allocate(layout),
+    }
+}
+
+/// # Safety
+/// `Allocator::deallocate`'s.
+#[inline]
+pub(crate) unsafe fn deallocate<F: Front + ?Sized>(f: &F, ptr: NonNull<u8>, layout: Layout) {
+    if layout.size() == 0 {
+        return;
+    }
+    match class_of(layout) {
+        // SAFETY: `layout` fits the block (caller), and every size a block
+        // of class `c` may be freed with maps to `c` (see `class_of`).
+        Some(c) => unsafe { f.free_class(c, ptr) },
+        // SAFETY: uncached blocks came from the parent with a layout that
+        // maps to no class, as this one does.
+        None => unsafe { f.parent().deallocate(ptr, layout) },
+    }
+}
+
+/// # Safety
+/// `Allocator::grow`'s (`new.size() >= old.size()`), or `shrink`'s.
+#[inline]
+pub(crate) unsafe fn resize<F: Front + ?Sized>(
+    f: &F,
+    ptr: NonNull<u8>,
+    old: Layout,
+    new: Layout,
+    zeroed: bool,
+) -> Result<NonNull<[u8]>, AllocError> {
+    if old.size() == 0 {
+        // The old block is dangling: a fresh allocation.
+        return if zeroed {
+            allocate_zeroed(f, new)
+        } else {
+            allocate(f, new)
+        };
+    }
+    if new.size() == 0 {
+        // SAFETY: `ptr` is live with `old` (caller).
+        unsafe { deallocate(f, ptr, old) };
+        return Ok(layout::dangling(new));
+    }
+    match (class_of(old), class_of(new)) {
+        // Both from the parent: let it resize in place if it can.
+        (None, None) => {
+            // SAFETY: the caller's contract, and the block is the parent's.
+            unsafe {
+                if new.size() < old.size() {
+                    f.parent().shrink(ptr, old, new)
+                } else if zeroed {
+                    f.parent().grow_zeroed(ptr, old, new)
+                } else {
+                    f.parent().grow(ptr, old, new)
+                }
+            }
+        }
+        // Same class: the block already has room (and class alignment).
+        (Some(a), Some(b)) if a == b => {
+            if zeroed {
+                // SAFETY: the block is `class_size(a)` bytes, so
+                // `old.size()..new.size()` is inside it.
+                unsafe { ptr.add(old.size()).write_bytes(0, new.size() - old.size()) };
+            }
+            Ok(NonNull::slice_from_raw_parts(ptr, class_size(a)))
+        }
+        _ => {
+            let block = if zeroed {
+                allocate_zeroed(f, new)?
+            } else {
+                allocate(f, new)?
+            };
+            // SAFETY: both blocks are live and distinct, and each holds at
+            // least `min(old, new)` bytes; then the old one is freed once.
+            unsafe {
+                block
+                    .cast::<u8>()
+                    .copy_from_nonoverlapping(ptr, old.size().min(new.size()));
+                deallocate(f, ptr, old);
+            }
+            Ok(block)
+        }
+    }
+}
+
+#[inline]
+pub(crate) fn allocate_zeroed<F: Front + ?Sized>(
+    f: &F,
+    layout: Layout,
+) -> Result<NonNull<[u8]>, AllocError> {
+    if class_of(layout).is_none() {
+        return if layout.size() == 0 {
+            Ok(layout::dangling(layout))
+        } else {
+            f.parent().allocate_zeroed(layout)
+        };
+    }
+    let block = allocate(f, layout)?;
+    // SAFETY: a fresh block of `block.len()` writable bytes.
+    unsafe { block.cast::<u8>().write_bytes(0, block.len()) };
+    Ok(block)
+}
+
+/// Implements `Allocator` for a [`Front`] through the functions above.
+macro_rules! front_allocator {
+    ($($impl_head:tt)*) => {
+        // SAFETY: cached blocks are parent blocks of one class layout, each
+        // handed to one user at a time (M1: a round is free until popped,
+        // and popped once); uncached requests are the parent's own, and
+        // `class_of` routes every free back to where its block came from.
+        $($impl_head)* {
+            #[inline]
+            fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+                $crate::cache::allocate(self, layout)
+            }
+            #[inline]
+            fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+                $crate::cache::allocate_zeroed(self, layout)
+            }
+            #[inline]
+            unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+                // SAFETY: the caller's contract.
+                unsafe { $crate::cache::deallocate(self, ptr, layout) }
+            }
+            #[inline]
+            unsafe fn grow(&self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Result<NonNull<[u8]>, AllocError> {
+                // SAFETY: the caller's contract.
+                unsafe { $crate::cache::resize(self, ptr, old, new, false) }
+            }
+            #[inline]
+            unsafe fn grow_zeroed(&self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Result<NonNull<[u8]>, AllocError> {
+                // SAFETY: the caller's contract.
+                unsafe { $crate::cache::resize(self, ptr, old, new, true) }
+            }
+            #[inline]
+            unsafe fn shrink(&self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Result<NonNull<[u8]>, AllocError> {
+                // SAFETY: the caller's contract.
+                unsafe { $crate::cache::resize(self, ptr, old, new, false) }
+            }
+        }
+    };
+}
+pub(crate) use front_allocator;
+
+front_allocator!(unsafe impl<P: Allocator> Allocator for ThreadCache<'_, P>);

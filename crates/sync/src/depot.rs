@@ -1,0 +1,354 @@
+//! [`Depot`]: the shared half of the thread-cache layer — the parent, and
+//! per size class a lock-protected stack of full and of empty magazines.
+
+use core::ptr::NonNull;
+
+use freespace_core::alloc::Allocator;
+use freespace_core::Violation;
+
+use crate::magazine::{class_layout, mag, Mag, Magazine, CLASSES, ROUNDS};
+use crate::Locked;
+
+/// Full magazines a class keeps in the depot; beyond this, rounds go back
+/// to the parent (so idle memory is returned, not hoarded).
+pub const MAX_FULL: usize = 16;
+/// Empty magazines a class keeps in the depot; beyond this, magazines are
+/// freed to the parent.
+pub const MAX_EMPTY: usize = 16;
+
+/// The two magazine stacks of one class.
+struct Lists {
+    full: Option<Mag>,
+    full_len: usize,
+    empty: Option<Mag>,
+    empty_len: usize,
+}
+
+// SAFETY: `Lists` owns the magazines linked from it (M2), which live in
+// parent memory that any thread may use; it holds no thread-bound state.
+unsafe impl Send for Lists {}
+
+impl Lists {
+    const EMPTY: Lists = Lists {
+        full: None,
+        full_len: 0,
+        empty: None,
+        empty_len: 0,
+    };
+
+    /// # Safety
+    /// `m` is owned by the caller and handed to the list (M2).
+    unsafe fn push(head: &mut Option<Mag>, len: &mut usize, m: Mag) {
+        // SAFETY: the caller owns `m`.
+        unsafe { (*m.as_ptr()).next = head.take() };
+        *head = Some(m);
+        *len += 1;
+    }
+
+    fn pop(head: &mut Option<Mag>, len: &mut usize) -> Option<Mag> {
+        let m = (*head)?;
+        // SAFETY: magazines on the list are owned by it (M2), and the list is
+        // under its lock (the caller holds `&mut`).
+        *head = unsafe { (*m.as_ptr()).next.take() };
+        *len -= 1;
+        Some(m)
+    }
+}
+
+/// The shared depot of a thread-cache layer over the parent `P`.
+///
+/// Threads exchange whole magazines here — an empty one for a full one on
+/// allocation, a full one for an empty one on free — so the depot lock is
+/// taken once per [`ROUNDS`] operations at most, and each class has its own
+/// lock. Magazines are themselves allocated from `P` (they are
+/// fixed-size), never from `std`. A `Depot` is `Sync` when `P` is (wrap a
+/// heap in [`Locked`] first).
+///
+/// Use it through [`ThreadCache`](crate::ThreadCache) handles (explicit,
+/// `no_std`) or the thread-local [`Magazines`](crate::Magazines) layer.
+///
+/// ```
+/// use freespace_core::alloc::{Global, Vec};
+/// use freespace_sync::{Depot, ThreadCache};
+///
+/// let depot = Depot::new(Global);
+/// std::thread::scope(|s| {
+///     for _ in 0..2 {
+///         s.spawn(|| {
+///             let cache = ThreadCache::new(&depot);
+///             let v: Vec<u64, _> = Vec::with_capacity_in(8, &cache);
+///             drop(v); // the block stays in this thread's magazine ...
+///         }); // ... until the handle is dropped and flushes to the depot
+///     }
+/// });
+/// depot.check().unwrap();
+/// assert!(depot.cached_blocks() > 0);
+/// depot.reap(); // everything back to the parent
+/// assert_eq!(depot.cached_blocks(), 0);
+/// ```
+///
+/// # Invariants
+/// - D1: every magazine on a `full` list holds [`ROUNDS`] rounds; every one
+///   on an `empty` list holds none.
+/// - D2: `full_len`/`empty_len` are the lists' lengths, at most
+///   [`MAX_FULL`]/[`MAX_EMPTY`].
+/// - D3: the lists own their magazines (M2); a round appears once in the
+///   whole layer (depot and every rack).
+pub struct Depot<P: Allocator> {
+    parent: P,
+    classes: [Locked<Lists>; CLASSES],
+}
+
+impl<P: Allocator> Depot<P> {
+    /// An empty depot over `parent`; does no work.
+    #[cfg(not(loom))]
+    pub const fn new(parent: P) -> Self {
+        Self {
+            parent,
+            classes: [const { Locked::new(Lists::EMPTY) }; CLASSES],
+        }
+    }
+
+    /// An empty depot over `parent` (loom build: not `const`).
+    #[cfg(loom)]
+    pub fn new(parent: P) -> Self {
+        Self {
+            parent,
+            classes: core::array::from_fn(|_| Locked::new(Lists::EMPTY)),
+        }
+    }
+
+    /// The parent blocks come from.
+    pub fn parent(&self) -> &P {
+        &self.parent
+    }
+
+    /// Free blocks held in the depot's full magazines.
+    pub fn cached_blocks(&self) -> usize {
+        self.classes
+            .iter()
+            .map(|l| l.lock().full_len * ROUNDS)
+            .sum()
+    }
+
+    /// Returns every cached block and every magazine in the depot to the
+    /// parent (Bonwick's reaping). Racks keep theirs.
+    pub fn reap(&self) {
+        for c in 0..CLASSES {
+            loop {
+                let (full, empty) = {
+                    let mut l = self.classes[c].lock();
+                    let l = &mut *l;
+                    (
+                        Lists::pop(&mut l.full, &mut l.full_len),
+                        Lists::pop(&mut l.empty, &mut l.empty_len),
+                    )
+                };
+                if full.is_none() && empty.is_none() {
+                    break;
+                }
+                for m in [full, empty].into_iter().flatten() {
+                    // SAFETY: popped from a list, so now owned here (M2).
+                    unsafe { self.drain(c, m) };
+                    // SAFETY: `m` is drained and owned here.
+                    unsafe { self.free_magazine(m) };
+                }
+            }
+        }
+    }
+
+    /// Checks D1–D3 over the depot's lists (rounds distinct within the
+    /// depot). Takes each class's lock in turn.
+    pub fn check(&self) -> Result<(), Violation> {
+        for l in &self.classes {
+            let l = l.lock();
+            for (head, len, want, what) in [
+                (
+                    l.full,
+                    l.full_len,
+                    ROUNDS,
+                    "magazine on the full list is not full",
+                ),
+                (
+                    l.empty,
+                    l.empty_len,
+                    0,
+                    "magazine on the empty list is not empty",
+                ),
+            ] {
+                let mut n = 0;
+                let mut at = head;
+                while let Some(m) = at {
+                    n += 1;
+                    if n > len {
+                        return Err(Violation::new(
+                            "D2",
+                            m.as_ptr() as usize,
+                            "list longer than its count",
+                        ));
+                    }
+                    // SAFETY: the list owns `m` (M2) and is locked.
+                    if unsafe { mag::count(m) } != want {
+                        return Err(Violation::new("D1", m.as_ptr() as usize, what));
+                    }
+                    // SAFETY: as above.
+                    at = unsafe { (*m.as_ptr()).next };
+                }
+                if n != len || len > MAX_FULL.max(MAX_EMPTY) {
+                    return Err(Violation::new(
+                        "D2",
+                        0,
+                        "list count does not match its length",
+                    ));
+                }
+            }
+            // Distinct rounds across the class's full magazines.
+            let mut a = l.full;
+            while let Some(ma) = a {
+                // SAFETY: the list owns its magazines and is locked for the
+                // whole walk.
+                let ra = unsafe { mag::rounds(ma) };
+                let mut b = Some(ma);
+                while let Some(mb) = b {
+                    // SAFETY: as above.
+                    let rb = unsafe { mag::rounds(mb) };
+                    for (i, x) in ra.iter().enumerate() {
+                        let from = if mb == ma { i + 1 } else { 0 };
+                        if rb[from..].contains(x) {
+                            return Err(Violation::new(
+                                "D3",
+                                x.as_ptr() as usize,
+                                "block twice in the depot",
+                            ));
+                        }
+                    }
+                    // SAFETY: as above.
+                    b = unsafe { (*mb.as_ptr()).next };
+                }
+                // SAFETY: as above.
+                a = unsafe { (*ma.as_ptr()).next };
+            }
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------------
+    // The exchange, used by racks. Each takes the class lock only for a
+    // list operation; the parent is always called without a depot lock.
+    // ---------------------------------------------------------------------
+
+    /// A full magazine, now owned by the caller.
+    pub(crate) fn take_full(&self, c: usize) -> Option<Mag> {
+        let mut l = self.classes[c].lock();
+        let l = &mut *l;
+        Lists::pop(&mut l.full, &mut l.full_len)
+    }
+
+    /// An empty magazine, from the list or freshly allocated from the parent.
+    pub(crate) fn take_empty(&self, c: usize) -> Option<Mag> {
+        let popped = {
+            let mut l = self.classes[c].lock();
+            let l = &mut *l;
+            Lists::pop(&mut l.empty, &mut l.empty_len)
+        };
+        popped.or_else(|| {
+            let mem = self.parent.allocate(Magazine::LAYOUT).ok()?;
+            // SAFETY: fresh memory of `Magazine::LAYOUT` from the parent.
+            Some(unsafe { Magazine::init(mem.cast()) })
+        })
+    }
+
+    /// Takes a full magazine owned by the caller.
+    pub(crate) fn put_full(&self, c: usize, m: Mag) {
+        {
+            let mut l = self.classes[c].lock();
+            if l.full_len < MAX_FULL {
+                let l = &mut *l;
+                // SAFETY: the caller hands its magazine over (M2); it is full
+                // (caller), so D1 holds.
+                unsafe { Lists::push(&mut l.full, &mut l.full_len, m) };
+                return;
+            }
+        }
+        // SAFETY: the caller owns `m`.
+        unsafe { self.drain(c, m) };
+        self.put_empty(c, m);
+    }
+
+    /// Takes an empty magazine owned by the caller.
+    pub(crate) fn put_empty(&self, c: usize, m: Mag) {
+        {
+            let mut l = self.classes[c].lock();
+            if l.empty_len < MAX_EMPTY {
+                let l = &mut *l;
+                // SAFETY: the caller hands its empty magazine over (M2, D1).
+                unsafe { Lists::push(&mut l.empty, &mut l.empty_len, m) };
+                return;
+            }
+        }
+        // SAFETY: the caller owns `m`, which is empty.
+        unsafe { self.free_magazine(m) }
+    }
+
+    /// Takes any magazine owned by the caller: full ones onto the full
+    /// list, the rounds of partial ones back to the parent.
+    pub(crate) fn put(&self, c: usize, m: Mag) {
+        // SAFETY: the caller owns `m`.
+        if unsafe { mag::is_full(m) } {
+            self.put_full(c, m);
+        } else {
+            // SAFETY: the caller owns `m`.
+            unsafe { self.drain(c, m) };
+            self.put_empty(c, m);
+        }
+    }
+
+    /// A block of class `c` straight from the parent.
+    pub(crate) fn alloc_block(&self, c: usize) -> Option<NonNull<u8>> {
+        self.parent
+            .allocate(class_layout(c))
+            .ok()
+            .map(NonNull::cast)
+    }
+
+    /// # Safety
+    /// `block` is a live block of class `c` from [`alloc_block`](Self::alloc_block).
+    pub(crate) unsafe fn free_block(&self, c: usize, block: NonNull<u8>) {
+        // SAFETY: allocated from the parent with this layout (caller).
+        unsafe { self.parent.deallocate(block, class_layout(c)) }
+    }
+
+    /// Returns every round of `m` to the parent, leaving it empty.
+    ///
+    /// # Safety
+    /// The caller owns `m`, a magazine of class `c`.
+    unsafe fn drain(&self, c: usize, m: Mag) {
+        // SAFETY: owned by the caller (M2); each round is a free block of
+        // class `c` from the parent (M1).
+        while let Some(block) = unsafe { mag::pop(m) } {
+            // SAFETY: as above.
+            unsafe { self.free_block(c, block) };
+        }
+    }
+
+    /// # Safety
+    /// The caller owns `m`; it is empty and not used again.
+    unsafe fn free_magazine(&self, m: Mag) {
+        // SAFETY: magazines are allocated from the parent with this layout
+        // (`take_empty`).
+        unsafe { self.parent.deallocate(m.cast(), Magazine::LAYOUT) }
+    }
+}
+
+impl<P: Allocator> Drop for Depot<P> {
+    /// Everything cached goes back to the parent.
+    fn drop(&mut self) {
+        self.reap();
+    }
+}
+
+impl<P: Allocator> core::fmt::Debug for Depot<P> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Depot").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,349 @@
+//! [`Locked`]: any block made `Sync` behind a lock, usable as a
+//! `#[global_allocator]`.
+
+use core::alloc::GlobalAlloc;
+use core::mem::ManuallyDrop;
+use core::ops::{Deref, DerefMut};
+use core::ptr::NonNull;
+
+use freespace_core::alloc::{AllocError, Allocator, Layout};
+use freespace_core::{BlockInfo, BlockSize, Inspect, Owns, Violation};
+use lock_api::RawMutex;
+
+use crate::sync::{MutPtr, UnsafeCell};
+use crate::Spin;
+
+/// A block `A` behind a lock `R` ([`Spin`] by default): `Sync` whenever `A`
+/// is `Send`, an [`Allocator`] and a [`GlobalAlloc`].
+///
+/// Every method takes the lock, forwards to `A` and releases it. `realloc`
+/// goes through `A`'s `grow`/`shrink`, so a heap that resizes in place
+/// (the free-list heap, buddy) does so here too.
+///
+/// ```
+/// use freespace_sync::Locked;
+/// use freespace_core::alloc::{Global, Vec};
+///
+/// // `Global` stands in for any freespace heap.
+/// static HEAP: Locked<Global> = Locked::new(Global);
+/// let t = std::thread::spawn(|| {
+///     let mut v = Vec::new_in(&HEAP);
+///     v.extend(0..100u32);
+///     v.iter().sum::<u32>()
+/// });
+/// assert_eq!(t.join().unwrap(), 4950);
+/// ```
+///
+/// # Re-entrancy
+///
+/// The lock is not re-entrant. Nothing `A` does while serving a request may
+/// come back to the same `Locked`: in particular, when a `Locked` is the
+/// `#[global_allocator]`, its heap's `Source` must get memory from the
+/// operating system (`Sbrk`, `Mmap`, an `Arena`), never through
+/// `FromAllocator<Global>`, which would call the global allocator, reach
+/// this lock again and spin forever. The same holds for the visitor of
+/// [`Inspect::inspect`], which runs under the lock. Corruption reports are
+/// safe: `freespace_core::report` does not allocate.
+///
+/// # Invariants
+/// - L1: `inner` is only reached through a [`LockedGuard`] (or `&mut self`),
+///   and a guard exists only while `raw` is held by its thread; so at most
+///   one thread touches `inner` at a time.
+/// - L2: nothing here panics while holding the lock: `A`'s methods do not
+///   panic (the `Allocator` contract of every freespace block), and the
+///   guard releases the lock when dropped.
+pub struct Locked<A, R: RawMutex = Spin> {
+    raw: R,
+    inner: UnsafeCell<A>,
+}
+
+// SAFETY: `inner` is only reached while `raw` is held (L1), so sharing a
+// `Locked` moves exclusive access to `A` between threads one at a time: that
+// needs `A: Send`, not `A: Sync`. `R` is a lock made to be shared.
+unsafe impl<A: Send, R: RawMutex + Sync> Sync for Locked<A, R> {}
+
+impl<A, R: RawMutex> Locked<A, R> {
+    /// Puts `inner` behind an unlocked `R`. Does no other work, so a
+    /// `Locked` can be a `static`.
+    ///
+    /// (Under `--cfg loom` this is not `const`: loom's cells and atomics
+    /// are registered with the model when they are created.)
+    ///
+    /// ```
+    /// use freespace_sync::Locked;
+    /// use freespace_core::alloc::Global;
+    /// static HEAP: Locked<Global> = Locked::new(Global);
+    /// # let _ = &HEAP;
+    /// ```
+    #[cfg(not(loom))]
+    pub const fn new(inner: A) -> Self {
+        Self {
+            raw: R::INIT,
+            inner: UnsafeCell::new(inner),
+        }
+    }
+
+    /// Puts `inner` behind an unlocked `R` (loom build: not `const`).
+    #[cfg(loom)]
+    pub fn new(inner: A) -> Self {
+        Self {
+            raw: R::INIT,
+            inner: UnsafeCell::new(inner),
+        }
+    }
+
+    /// Takes the lock, waiting for it, and gives direct access to the block
+    /// (for example to call its `check()` or its `try_deallocate`).
+    ///
+    /// ```
+    /// use freespace_sync::Locked;
+    /// use freespace_core::alloc::Global;
+    /// let heap = Locked::<_>::new(Global);
+    /// let guard = heap.lock();
+    /// let _: &Global = &guard;
+    /// assert!(heap.try_lock().is_none(), "not re-entrant");
+    /// drop(guard);
+    /// assert!(heap.try_lock().is_some());
+    /// ```
+    #[inline]
+    pub fn lock(&self) -> LockedGuard<'_, A, R> {
+        self.raw.lock();
+        // SAFETY: the lock was just taken.
+        unsafe { self.guard() }
+    }
+
+    /// Takes the lock if it is free.
+    #[inline]
+    pub fn try_lock(&self) -> Option<LockedGuard<'_, A, R>> {
+        if self.raw.try_lock() {
+            // SAFETY: the lock was just taken.
+            Some(unsafe { self.guard() })
+        } else {
+            None
+        }
+    }
+
+    /// # Safety
+    ///
+    /// This thread holds `raw`, and gives the responsibility of releasing it
+    /// to the returned guard.
+    #[inline]
+    unsafe fn guard(&self) -> LockedGuard<'_, A, R> {
+        LockedGuard {
+            lock: self,
+            inner: ManuallyDrop::new(self.inner.get_mut()),
+        }
+    }
+
+    /// The block, without locking: `&mut self` proves no one else holds it.
+    ///
+    /// ```
+    /// use freespace_sync::Locked;
+    /// let mut counter = Locked::<u32>::new(1);
+    /// *counter.get_mut() += 1;
+    /// assert_eq!(counter.into_inner(), 2);
+    /// ```
+    pub fn get_mut(&mut self) -> &mut A {
+        // SAFETY: `&mut self` excludes every guard and every other access (L1).
+        self.inner.with_mut(|p| unsafe { &mut *p })
+    }
+
+    /// The block, taken out of the lock.
+    pub fn into_inner(self) -> A {
+        self.inner.into_inner()
+    }
+
+    /// Checks what can be checked of L1 from outside: at a quiescent point
+    /// (no thread inside an allocation) the lock is free. The block's own
+    /// invariants are `heap.lock().check()`.
+    ///
+    /// ```
+    /// use freespace_sync::Locked;
+    /// use freespace_core::alloc::Global;
+    /// let heap = Locked::<_>::new(Global);
+    /// assert!(heap.check().is_ok());
+    /// let g = heap.lock();
+    /// assert!(heap.check().is_err());
+    /// # drop(g);
+    /// ```
+    pub fn check(&self) -> Result<(), Violation> {
+        if self.raw.is_locked() {
+            Err(Violation::new(
+                "L1",
+                self as *const Self as usize,
+                "lock held at a quiescent point",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl<A: Default, R: RawMutex> Default for Locked<A, R> {
+    fn default() -> Self {
+        Self::new(A::default())
+    }
+}
+
+impl<A, R: RawMutex> core::fmt::Debug for Locked<A, R> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Locked")
+            .field("locked", &self.raw.is_locked())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Exclusive access to the block inside a [`Locked`]; the lock is released
+/// when the guard is dropped.
+///
+/// ```
+/// use freespace_sync::Locked;
+/// let v = Locked::<Vec<u8>>::new(Vec::new());
+/// v.lock().push(7);
+/// assert_eq!(v.lock()[0], 7);
+/// ```
+pub struct LockedGuard<'a, A, R: RawMutex = Spin> {
+    lock: &'a Locked<A, R>,
+    // Dropped (ending loom's record of the write access) before the unlock.
+    inner: ManuallyDrop<MutPtr<A>>,
+}
+
+impl<A, R: RawMutex> Deref for LockedGuard<'_, A, R> {
+    type Target = A;
+    #[inline]
+    fn deref(&self) -> &A {
+        // SAFETY: the guard holds the lock, so no other thread reaches
+        // `inner` (L1); the reference lives no longer than the guard.
+        unsafe { MutPtr::deref(&self.inner) }
+    }
+}
+
+impl<A, R: RawMutex> DerefMut for LockedGuard<'_, A, R> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut A {
+        // SAFETY: as in `deref`; `&mut self` excludes the guard's other borrows.
+        unsafe { MutPtr::deref(&self.inner) }
+    }
+}
+
+impl<A, R: RawMutex> Drop for LockedGuard<'_, A, R> {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: `inner` is not used again.
+        unsafe { ManuallyDrop::drop(&mut self.inner) };
+        // SAFETY: the guard was created holding the lock (see `guard`), and
+        // is dropped once.
+        unsafe { self.lock.raw.unlock() };
+    }
+}
+
+// SAFETY: every method forwards to `A` under the lock, so `A`'s guarantees
+// (disjoint live blocks, valid until freed) hold unchanged, and calls from
+// different threads reach `A` one at a time as its `!Sync` contract needs.
+unsafe impl<A: Allocator, R: RawMutex> Allocator for Locked<A, R> {
+    #[inline]
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        self.lock().allocate(layout)
+    }
+
+    #[inline]
+    fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        self.lock().allocate_zeroed(layout)
+    }
+
+    #[inline]
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: the caller's contract is `A`'s.
+        unsafe { self.lock().deallocate(ptr, layout) }
+    }
+
+    #[inline]
+    unsafe fn grow(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: the caller's contract is `A`'s.
+        unsafe { self.lock().grow(ptr, old, new) }
+    }
+
+    #[inline]
+    unsafe fn grow_zeroed(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: the caller's contract is `A`'s.
+        unsafe { self.lock().grow_zeroed(ptr, old, new) }
+    }
+
+    #[inline]
+    unsafe fn shrink(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: the caller's contract is `A`'s.
+        unsafe { self.lock().shrink(ptr, old, new) }
+    }
+}
+
+// SAFETY: `GlobalAlloc`'s contract is met by the `Allocator` impl above (see
+// `crate::global`): null on failure, the old block untouched by a failed
+// `realloc`.
+unsafe impl<A: Allocator, R: RawMutex> GlobalAlloc for Locked<A, R> {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        crate::global::alloc(self, layout)
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        crate::global::alloc_zeroed(self, layout)
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's `GlobalAlloc::dealloc` contract.
+        unsafe { crate::global::dealloc(self, ptr, layout) }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller's `GlobalAlloc::realloc` contract.
+        unsafe { crate::global::realloc(self, ptr, layout, new_size) }
+    }
+}
+
+// SAFETY: forwards to `A` under the lock; `A` upholds the contract.
+unsafe impl<A: Owns, R: RawMutex> Owns for Locked<A, R> {
+    #[inline]
+    fn owns(&self, ptr: NonNull<u8>) -> bool {
+        self.lock().owns(ptr)
+    }
+}
+
+// SAFETY: forwards to `A` under the lock; `A` upholds the contract.
+unsafe impl<A: BlockSize, R: RawMutex> BlockSize for Locked<A, R> {
+    #[inline]
+    unsafe fn usable_size(&self, ptr: NonNull<u8>) -> usize {
+        // SAFETY: the caller's contract is `A`'s.
+        unsafe { self.lock().usable_size(ptr) }
+    }
+
+    #[inline]
+    unsafe fn free(&self, ptr: NonNull<u8>) {
+        // SAFETY: the caller's contract is `A`'s.
+        unsafe { self.lock().free(ptr) }
+    }
+}
+
+/// The walk runs under the lock: `visit` must not allocate from this heap.
+impl<A: Inspect, R: RawMutex> Inspect for Locked<A, R> {
+    fn inspect(&self, visit: &mut dyn FnMut(BlockInfo)) {
+        self.lock().inspect(visit)
+    }
+}

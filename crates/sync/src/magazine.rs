@@ -1,0 +1,394 @@
+//! Size classes, [`Magazine`]s and the per-thread [`Rack`] of loaded and
+//! previous magazines (Bonwick and Adams 2001, §3).
+//!
+//! ```text
+//!   thread A rack            depot (one per class, under a Spin lock)       thread B rack
+//!  ┌────────┬──────────┐    ┌─────────────────────────────────────┐    ┌────────┬──────────┐
+//!  │ loaded │ previous │ ⇄  │ full:  [■■■■] → [■■■■] → …          │ ⇄  │ loaded │ previous │
+//!  │ [■■□□] │ [■■■■]   │    │ empty: [□□□□] → …                   │    │ [■□□□] │ [□□□□]   │
+//!  └────────┴──────────┘    └─────────────────────────────────────┘    └────────┴──────────┘
+//!         alloc pops a round from `loaded`; free pushes one
+//! ```
+
+use core::mem::MaybeUninit;
+use core::ptr::NonNull;
+
+use freespace_core::alloc::{Allocator, Layout};
+use freespace_core::{report, Corruption};
+
+use crate::depot::Depot;
+
+/// Number of size classes the cache serves: 16, 32, 64, …, 1024 bytes.
+pub const CLASSES: usize = 7;
+/// Smallest class, in bytes.
+pub const MIN_CLASS: usize = 16;
+/// Largest request (in bytes) the cache serves; larger ones go to the parent.
+pub const MAX_CACHED: usize = MIN_CLASS << (CLASSES - 1);
+/// Alignment of every cached block; requests aligned more go to the parent.
+pub const CLASS_ALIGN: usize = 16;
+/// Blocks one magazine holds.
+pub const ROUNDS: usize = 32;
+
+/// The class serving `layout`, or `None` when the cache does not serve it
+/// (zero size, larger than [`MAX_CACHED`], or aligned to more than
+/// [`CLASS_ALIGN`]).
+///
+/// Every size between a request and the class size maps to the same class,
+/// so a block can be freed with any size the `Allocator` contract allows.
+#[inline]
+pub(crate) fn class_of(layout: Layout) -> Option<usize> {
+    let size = layout.size();
+    if size == 0 || size > MAX_CACHED || layout.align() > CLASS_ALIGN {
+        return None;
+    }
+    let block = size.max(MIN_CLASS).next_power_of_two();
+    Some((block.trailing_zeros() - MIN_CLASS.trailing_zeros()) as usize)
+}
+
+/// Bytes in a block of `class`.
+#[inline]
+pub(crate) const fn class_size(class: usize) -> usize {
+    MIN_CLASS << class
+}
+
+/// The layout every block of `class` is allocated from the parent with.
+#[inline]
+pub(crate) fn class_layout(class: usize) -> Layout {
+    // SAFETY: `class_size` is a power of two no larger than `MAX_CACHED`, a
+    // multiple of `CLASS_ALIGN`, which is a power of two.
+    unsafe { Layout::from_size_align_unchecked(class_size(class), CLASS_ALIGN) }
+}
+
+/// A fixed-capacity stack of free blocks ("rounds") of one class, living
+/// in memory from the parent.
+///
+/// # Invariants
+/// - M1: `count <= ROUNDS`; `rounds[..count]` are initialised, distinct,
+///   free blocks of the magazine's class, allocated from the parent with
+///   `class_layout(class)` and handed to no user.
+/// - M2: a magazine is owned by exactly one place: a rack's `loaded` or
+///   `previous` slot, or one depot list (linked through `next`). Only its
+///   owner reads or writes it.
+#[repr(C)]
+pub(crate) struct Magazine {
+    pub(crate) next: Option<NonNull<Magazine>>,
+    count: usize,
+    rounds: [MaybeUninit<NonNull<u8>>; ROUNDS],
+}
+
+/// A pointer to a [`Magazine`] owned by whoever holds it (M2).
+pub(crate) type Mag = NonNull<Magazine>;
+
+impl Magazine {
+    pub(crate) const LAYOUT: Layout = Layout::new::<Magazine>();
+
+    /// Writes an empty magazine over fresh memory.
+    ///
+    /// # Safety
+    /// `at` is valid for writes of `Magazine::LAYOUT` and aligned for it.
+    pub(crate) unsafe fn init(at: NonNull<u8>) -> Mag {
+        let m = at.cast::<Magazine>();
+        // SAFETY: the caller vouches for the memory.
+        unsafe {
+            m.write(Magazine {
+                next: None,
+                count: 0,
+                rounds: [MaybeUninit::uninit(); ROUNDS],
+            })
+        };
+        m
+    }
+}
+
+/// Accessors on a magazine pointer. Every function requires that the caller
+/// owns the magazine (M2), which makes the access exclusive.
+pub(crate) mod mag {
+    use super::*;
+
+    /// # Safety
+    /// The caller owns `m` (M2).
+    #[inline]
+    pub(crate) unsafe fn count(m: Mag) -> usize {
+        // SAFETY: owned, initialised magazine (caller).
+        unsafe { (*m.as_ptr()).count }
+    }
+
+    /// # Safety
+    /// The caller owns `m` (M2).
+    #[inline]
+    pub(crate) unsafe fn is_full(m: Mag) -> bool {
+        // SAFETY: forwarded.
+        unsafe { count(m) == ROUNDS }
+    }
+
+    /// # Safety
+    /// The caller owns `m` (M2).
+    #[inline]
+    pub(crate) unsafe fn is_empty(m: Mag) -> bool {
+        // SAFETY: forwarded.
+        unsafe { count(m) == 0 }
+    }
+
+    /// # Safety
+    /// The caller owns `m` (M2).
+    #[inline]
+    pub(crate) unsafe fn pop(m: Mag) -> Option<NonNull<u8>> {
+        // SAFETY: exclusive access to an initialised magazine (caller, M2).
+        let m = unsafe { &mut *m.as_ptr() };
+        if m.count == 0 {
+            return None;
+        }
+        m.count -= 1;
+        // SAFETY: `rounds[..count]` are initialised (M1).
+        Some(unsafe { m.rounds[m.count].assume_init() })
+    }
+
+    /// Pushes `block`; returns `false` (and keeps nothing) when full.
+    ///
+    /// # Safety
+    /// The caller owns `m` (M2); `block` is a free block of the
+    /// magazine's class (M1).
+    #[inline]
+    pub(crate) unsafe fn push(m: Mag, block: NonNull<u8>) -> bool {
+        // SAFETY: exclusive access to an initialised magazine (caller, M2).
+        let m = unsafe { &mut *m.as_ptr() };
+        if m.count == ROUNDS {
+            return false;
+        }
+        m.rounds[m.count] = MaybeUninit::new(block);
+        m.count += 1;
+        true
+    }
+
+    /// Whether `block` is one of the rounds (a second free of it).
+    ///
+    /// # Safety
+    /// The caller owns `m` (M2).
+    pub(crate) unsafe fn contains(m: Mag, block: NonNull<u8>) -> bool {
+        // SAFETY: exclusive access to an initialised magazine (caller, M2).
+        let m = unsafe { &*m.as_ptr() };
+        // SAFETY: `rounds[..count]` are initialised (M1).
+        m.rounds[..m.count]
+            .iter()
+            .any(|r| unsafe { r.assume_init() } == block)
+    }
+
+    /// The rounds, for checks.
+    ///
+    /// # Safety
+    /// The caller owns `m` (M2) and does not change it while using the slice.
+    pub(crate) unsafe fn rounds<'a>(m: Mag) -> &'a [NonNull<u8>] {
+        // SAFETY: exclusive access to an initialised magazine (caller, M2).
+        let m = unsafe { &*m.as_ptr() };
+        // SAFETY: `rounds[..count]` are initialised (M1) and `MaybeUninit<T>`
+        // has `T`'s layout.
+        unsafe { core::slice::from_raw_parts(m.rounds.as_ptr().cast(), m.count) }
+    }
+}
+
+/// One thread's magazines: for each class a `loaded` magazine that allocs
+/// pop from and frees push to, and the `previous` one, kept so a thread
+/// that alternates alloc and free at a magazine boundary does not go to the
+/// depot every time.
+///
+/// # Invariants
+/// - R1: `previous[c]`, when present, is full or empty (never partial).
+/// - R2: the rack owns its magazines (M2): none of them is on a depot list.
+#[derive(Debug)]
+pub(crate) struct Rack {
+    loaded: [Option<Mag>; CLASSES],
+    previous: [Option<Mag>; CLASSES],
+}
+
+impl Rack {
+    pub(crate) const fn new() -> Self {
+        Self {
+            loaded: [None; CLASSES],
+            previous: [None; CLASSES],
+        }
+    }
+
+    /// A free block of `class`: from the loaded magazine, else the previous
+    /// one if full, else a full magazine from the depot, else the parent.
+    #[inline]
+    pub(crate) fn alloc<P: Allocator>(
+        &mut self,
+        depot: &Depot<P>,
+        c: usize,
+    ) -> Option<NonNull<u8>> {
+        if let Some(m) = self.loaded[c] {
+            // SAFETY: the rack owns its magazines (R2).
+            if let Some(block) = unsafe { mag::pop(m) } {
+                return Some(block);
+            }
+        }
+        self.alloc_slow(depot, c)
+    }
+
+    #[cold]
+    fn alloc_slow<P: Allocator>(&mut self, depot: &Depot<P>, c: usize) -> Option<NonNull<u8>> {
+        // `loaded` is empty or absent here.
+        // SAFETY (all `mag::` calls below): the rack owns its magazines (R2),
+        // and magazines from the depot are handed over to it (M2).
+        if let Some(prev) = self.previous[c] {
+            if unsafe { mag::is_full(prev) } {
+                core::mem::swap(&mut self.loaded[c], &mut self.previous[c]);
+                return unsafe { mag::pop(prev) };
+            }
+        }
+        if let Some(full) = depot.take_full(c) {
+            // `previous` is empty (R1, not full) and `loaded` is empty: the
+            // empty `loaded` becomes `previous`, keeping R1.
+            if let Some(prev) = self.previous[c].take() {
+                depot.put_empty(c, prev);
+            }
+            self.previous[c] = self.loaded[c].replace(full);
+            return unsafe { mag::pop(full) };
+        }
+        depot.alloc_block(c)
+    }
+
+    /// Takes back `block` of `class`: into the loaded magazine, else the
+    /// previous one if empty, else an empty magazine from the depot (full
+    /// ones go to the depot), else straight to the parent.
+    ///
+    /// # Safety
+    /// `block` is a live block of class `c` allocated through `depot` (by
+    /// any thread), not used again by the caller.
+    #[inline]
+    pub(crate) unsafe fn free<P: Allocator>(
+        &mut self,
+        depot: &Depot<P>,
+        c: usize,
+        block: NonNull<u8>,
+    ) {
+        if cfg!(debug_assertions) && self.holds(c, block) {
+            // The block is already among this thread's free rounds. Leak it
+            // (the handler returned): never hand it out twice.
+            report(
+                Corruption::DoubleFree {
+                    addr: block.as_ptr() as usize,
+                },
+                "thread cache",
+            );
+            return;
+        }
+        if let Some(m) = self.loaded[c] {
+            // SAFETY: the rack owns its magazines (R2); `block` is a free
+            // block of class `c` (caller), so M1 holds after the push.
+            if unsafe { mag::push(m, block) } {
+                return;
+            }
+        }
+        // SAFETY: as above.
+        unsafe { self.free_slow(depot, c, block) }
+    }
+
+    /// # Safety
+    /// As for [`free`](Self::free).
+    #[cold]
+    unsafe fn free_slow<P: Allocator>(&mut self, depot: &Depot<P>, c: usize, block: NonNull<u8>) {
+        // `loaded` is full or absent here.
+        // SAFETY (all `mag::` calls below): the rack owns its magazines (R2),
+        // magazines from the depot are handed over to it (M2), and `block`
+        // is a free block of class `c` (caller).
+        if let Some(prev) = self.previous[c] {
+            if unsafe { mag::is_empty(prev) } {
+                core::mem::swap(&mut self.loaded[c], &mut self.previous[c]);
+                let pushed = unsafe { mag::push(prev, block) };
+                debug_assert!(pushed);
+                return;
+            }
+        }
+        if let Some(empty) = depot.take_empty(c) {
+            // `previous` is full (R1, not empty) and `loaded` is full: the
+            // full `loaded` becomes `previous`, keeping R1.
+            if let Some(prev) = self.previous[c].take() {
+                depot.put_full(c, prev);
+            }
+            self.previous[c] = self.loaded[c].replace(empty);
+            let pushed = unsafe { mag::push(empty, block) };
+            debug_assert!(pushed);
+            return;
+        }
+        // SAFETY: the caller's contract.
+        unsafe { depot.free_block(c, block) }
+    }
+
+    /// Whether `block` is already a free round of this rack (debug check).
+    fn holds(&self, c: usize, block: NonNull<u8>) -> bool {
+        [self.loaded[c], self.previous[c]]
+            .into_iter()
+            .flatten()
+            // SAFETY: the rack owns its magazines (R2).
+            .any(|m| unsafe { mag::contains(m, block) })
+    }
+
+    /// Hands every magazine to the depot (which returns partial ones' rounds
+    /// to the parent): the thread is leaving or the cache is going away.
+    pub(crate) fn flush<P: Allocator>(&mut self, depot: &Depot<P>) {
+        for c in 0..CLASSES {
+            for m in [self.loaded[c].take(), self.previous[c].take()]
+                .into_iter()
+                .flatten()
+            {
+                depot.put(c, m);
+            }
+        }
+    }
+
+    /// Free rounds this rack holds.
+    pub(crate) fn cached_blocks(&self) -> usize {
+        self.loaded
+            .iter()
+            .chain(&self.previous)
+            .flatten()
+            // SAFETY: the rack owns its magazines (R2).
+            .map(|&m| unsafe { mag::count(m) })
+            .sum()
+    }
+
+    /// Checks R1 and M1's count bound and distinctness within each class.
+    pub(crate) fn check(&self) -> Result<(), freespace_core::Violation> {
+        use freespace_core::Violation;
+        for c in 0..CLASSES {
+            if let Some(p) = self.previous[c] {
+                // SAFETY: the rack owns its magazines (R2).
+                let n = unsafe { mag::count(p) };
+                if n != 0 && n != ROUNDS {
+                    return Err(Violation::new(
+                        "R1",
+                        p.as_ptr() as usize,
+                        "previous magazine is partial",
+                    ));
+                }
+                if self.loaded[c] == Some(p) {
+                    return Err(Violation::new(
+                        "M2",
+                        p.as_ptr() as usize,
+                        "magazine both loaded and previous",
+                    ));
+                }
+            }
+            let mut seen: [&[NonNull<u8>]; 2] = [&[], &[]];
+            for (i, m) in [self.loaded[c], self.previous[c]].into_iter().enumerate() {
+                if let Some(m) = m {
+                    // SAFETY: the rack owns its magazines (R2); the rack is
+                    // not changed during the check.
+                    seen[i] = unsafe { mag::rounds(m) };
+                }
+            }
+            let all = || seen[0].iter().chain(seen[1]);
+            for (i, a) in all().enumerate() {
+                if all().skip(i + 1).any(|b| b == a) {
+                    return Err(Violation::new(
+                        "M1",
+                        a.as_ptr() as usize,
+                        "block twice in a thread's magazines",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}

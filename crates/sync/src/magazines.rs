@@ -1,0 +1,375 @@
+//! [`Magazines`]: the thread-cache layer with its per-thread state in
+//! `std::thread_local!`, ready to be a `#[global_allocator]`.
+//!
+//! Each thread has one fixed table of [`SLOTS`] racks, created with a
+//! `const` initialiser (no allocation). A `Magazines` gets a process-unique
+//! id the first time it is used, and a thread's rack for it is the slot
+//! tagged with that id. The table has a destructor: when a thread exits it
+//! flushes every rack to its depot, so the memory of exited threads is not
+//! lost. A process-wide registry of live ids (a fixed array under a
+//! [`Spin`](crate::Spin) lock) lets that destructor tell a live depot from
+//! one whose `Magazines` is gone.
+//!
+//! ```text
+//!   thread-local table            registry (Spin)         depots
+//!   ┌────┬───────────────┐        ┌──────────────┐
+//!   │ id │ rack, &depot  │  ───▶  │ live ids     │   Magazines #3 ──▶ Depot A
+//!   │  3 │ …             │        │ 3, 5, …      │   Magazines #5 ──▶ Depot B
+//!   │  5 │ …             │        └──────────────┘
+//!   └────┴───────────────┘
+//! ```
+//!
+//! Nothing on the allocation path allocates through the global allocator:
+//! the table is `const`-initialised, the registry is a fixed array, and on
+//! Linux with glibc std registers the thread-exit destructor with
+//! `__cxa_thread_atexit_impl`, which uses the C library's own `malloc`.
+//! When the table cannot be used (re-entered from inside itself, or the
+//! thread is already running its destructors) a request goes straight to
+//! the depot's parent, which is always correct, just slower.
+
+extern crate std;
+
+use core::cell::{Cell, UnsafeCell};
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use freespace_core::alloc::{AllocError, Allocator, Layout};
+
+use crate::cache::{front_allocator, Front};
+use crate::depot::Depot;
+use crate::magazine::Rack;
+use crate::Locked;
+
+/// Racks one thread keeps: the number of `Magazines` layers a thread can
+/// cache for at once. Beyond that a layer serves the thread uncached.
+pub const SLOTS: usize = 4;
+
+/// `Magazines` alive at once that get thread caches; later ones run
+/// uncached (straight to their depot's parent) until one is dropped.
+pub const MAX_LIVE: usize = 64;
+
+/// `id` of a layer that found the registry full: never cached.
+const NO_CACHE: usize = usize::MAX;
+
+static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
+static REGISTRY: Locked<[usize; MAX_LIVE]> = Locked::new([0; MAX_LIVE]);
+
+/// Thread caches over a shared [`Depot`], kept in thread-local storage: an
+/// [`Allocator`] and a [`GlobalAlloc`](core::alloc::GlobalAlloc).
+///
+/// Requests of up to 1 KiB (aligned to at most 16) are served from the
+/// calling thread's magazines, which exchange full and empty magazines with
+/// the depot; larger ones go to the depot's parent. A block freed by
+/// another thread goes into that thread's magazine (blocks of a class are
+/// interchangeable). On thread exit the thread's magazines go to the
+/// depot.
+///
+/// The depot is borrowed, so it cannot move or go away while threads hold
+/// magazines for it:
+///
+/// ```
+/// use freespace_core::alloc::{Global, Vec};
+/// use freespace_sync::{Depot, Locked, Magazines};
+///
+/// // Any `Sync` allocator can be the parent; `Locked<Heap>` is the usual one.
+/// static DEPOT: Depot<Global> = Depot::new(Global);
+/// static HEAP: Magazines<'static, Global> = Magazines::new(&DEPOT);
+/// // #[global_allocator] would make it the program's allocator.
+///
+/// let handles: Vec<_> = (0..2)
+///     .map(|i| std::thread::spawn(move || {
+///         let mut v = Vec::new_in(&HEAP);
+///         v.extend(0..100u64 * i);
+///         v.len()
+///     }))
+///     .collect();
+/// for h in handles { h.join().unwrap(); }
+/// DEPOT.check().unwrap();
+/// ```
+///
+/// Dropping a `Magazines` returns the calling thread's magazines to the
+/// depot; magazines other threads still hold for it are abandoned (their
+/// blocks stay allocated in the parent). Threads that exited before the
+/// drop have already returned theirs. Dropping the [`Depot`] returns
+/// everything it holds to the parent.
+///
+/// # Re-entrancy
+///
+/// As for [`Locked`]: the parent must not allocate through this layer. If
+/// it does anyway, the nested request bypasses the thread cache (it is
+/// detected with a per-thread flag) instead of corrupting it.
+///
+/// # Invariants
+/// - G1: a thread's slot tagged `id` holds a rack of the `Magazines` with
+///   that id, whose depot is at `slot.depot`; while `id` is in the
+///   registry, that depot is alive and has not moved.
+/// - G2: a slot's rack is only touched by its thread, with `busy` set.
+pub struct Magazines<'d, P: Allocator> {
+    depot: &'d Depot<P>,
+    id: AtomicUsize,
+}
+
+impl<'d, P: Allocator> Magazines<'d, P> {
+    /// Thread caches over `depot`; does no work (a `static` is fine).
+    pub const fn new(depot: &'d Depot<P>) -> Self {
+        Self {
+            depot,
+            id: AtomicUsize::new(0),
+        }
+    }
+
+    /// The shared depot.
+    pub fn depot(&self) -> &'d Depot<P> {
+        self.depot
+    }
+
+    /// Free blocks in the calling thread's magazines for this layer.
+    ///
+    /// ```
+    /// # use freespace_core::alloc::{Allocator, Global, Layout};
+    /// # use freespace_sync::{Depot, Magazines};
+    /// let depot = Depot::new(Global);
+    /// let heap = Magazines::new(&depot);
+    /// let l = Layout::new::<u64>();
+    /// let p = heap.allocate(l).unwrap();
+    /// unsafe { heap.deallocate(p.cast(), l) };
+    /// assert_eq!(heap.cached_blocks(), 1);
+    /// heap.flush();
+    /// assert_eq!(heap.cached_blocks(), 0);
+    /// ```
+    pub fn cached_blocks(&self) -> usize {
+        self.with_rack(|r| r.cached_blocks()).unwrap_or(0)
+    }
+
+    /// Hands the calling thread's magazines to the depot now.
+    pub fn flush(&self) {
+        self.with_rack(|r| r.flush(self.depot));
+    }
+
+    /// Checks the calling thread's rack (R1, M1, M2).
+    pub fn check(&self) -> Result<(), freespace_core::Violation> {
+        self.with_rack(|r| r.check()).unwrap_or(Ok(()))
+    }
+
+    #[inline]
+    fn id(&self) -> usize {
+        match self.id.load(Ordering::Acquire) {
+            0 => self.register(),
+            id => id,
+        }
+    }
+
+    #[cold]
+    fn register(&self) -> usize {
+        let mut live = REGISTRY.lock();
+        let id = self.id.load(Ordering::Acquire);
+        if id != 0 {
+            return id;
+        }
+        let id = match live.iter_mut().find(|slot| **slot == 0) {
+            Some(slot) => {
+                *slot = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+                *slot
+            }
+            None => NO_CACHE,
+        };
+        self.id.store(id, Ordering::Release);
+        id
+    }
+
+    /// Runs `f` on the calling thread's rack for this layer; `None` when the
+    /// thread has none to offer (table busy or destroyed, no free slot,
+    /// registry full).
+    #[inline]
+    fn with_rack<R>(&self, f: impl FnOnce(&mut Rack) -> R) -> Option<R> {
+        let id = self.id();
+        if id == NO_CACHE {
+            return None;
+        }
+        TABLE
+            .try_with(|table| {
+                if table.busy.replace(true) {
+                    return None; // re-entered from inside the rack
+                }
+                // SAFETY: G2: this thread's table, `busy` was clear and is
+                // now set, so no other `&mut` to the slots exists.
+                let slots = unsafe { &mut *table.slots.get() };
+                let result = self.slot(slots, id).map(|slot| f(&mut slot.rack));
+                table.busy.set(false);
+                result
+            })
+            .ok()
+            .flatten()
+    }
+
+    /// This layer's slot in `slots`, claiming a free one (or one of a dead
+    /// layer) if there is none yet.
+    #[inline]
+    fn slot<'s>(&self, slots: &'s mut [Slot; SLOTS], id: usize) -> Option<&'s mut Slot> {
+        if let Some(i) = slots.iter().position(|s| s.id == id) {
+            return Some(&mut slots[i]);
+        }
+        self.claim(slots, id)
+    }
+
+    #[cold]
+    fn claim<'s>(&self, slots: &'s mut [Slot; SLOTS], id: usize) -> Option<&'s mut Slot> {
+        let i = match slots.iter().position(|s| s.id == 0) {
+            Some(i) => i,
+            None => {
+                let live = REGISTRY.lock();
+                // A slot of a dropped layer: its magazines were abandoned
+                // with it (see the type docs), forget them.
+                slots.iter().position(|s| !live.contains(&s.id))?
+            }
+        };
+        slots[i] = Slot {
+            id,
+            depot: (self.depot as *const Depot<P>).cast(),
+            flush: flush_into::<P>,
+            rack: Rack::new(),
+        };
+        Some(&mut slots[i])
+    }
+}
+
+impl<P: Allocator> Drop for Magazines<'_, P> {
+    fn drop(&mut self) {
+        let id = *self.id.get_mut();
+        if id == 0 || id == NO_CACHE {
+            return;
+        }
+        // This thread's rack back to the depot, then the id out of the
+        // registry: exiting threads stop flushing into the depot after this.
+        self.flush();
+        let mut live = REGISTRY.lock();
+        if let Some(slot) = live.iter_mut().find(|s| **s == id) {
+            *slot = 0;
+        }
+    }
+}
+
+impl<P: Allocator> Front for Magazines<'_, P> {
+    type Parent = P;
+    #[inline]
+    fn parent(&self) -> &P {
+        self.depot.parent()
+    }
+    #[inline]
+    fn alloc_class(&self, class: usize) -> Option<NonNull<u8>> {
+        match self.with_rack(|r| r.alloc(self.depot, class)) {
+            Some(block) => block,
+            None => self.depot.alloc_block(class),
+        }
+    }
+    #[inline]
+    unsafe fn free_class(&self, class: usize, block: NonNull<u8>) {
+        // SAFETY: the caller's contract, passed to exactly one of the two.
+        if self
+            .with_rack(|r| unsafe { r.free(self.depot, class, block) })
+            .is_none()
+        {
+            // SAFETY: as above (the rack did not take the block).
+            unsafe { self.depot.free_block(class, block) }
+        }
+    }
+}
+
+front_allocator!(unsafe impl<P: Allocator> Allocator for Magazines<'_, P>);
+
+// SAFETY: through the `Allocator` impl (see `crate::global`).
+unsafe impl<P: Allocator> core::alloc::GlobalAlloc for Magazines<'_, P> {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        crate::global::alloc(self, layout)
+    }
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        crate::global::alloc_zeroed(self, layout)
+    }
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract.
+        unsafe { crate::global::dealloc(self, ptr, layout) }
+    }
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller's contract.
+        unsafe { crate::global::realloc(self, ptr, layout, new_size) }
+    }
+}
+
+impl<P: Allocator> core::fmt::Debug for Magazines<'_, P> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Magazines")
+            .field("id", &self.id.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The thread-local table
+// ---------------------------------------------------------------------------
+
+/// One thread's rack for one layer (G1).
+struct Slot {
+    /// 0: free.
+    id: usize,
+    depot: *const (),
+    flush: unsafe fn(*const (), &mut Rack),
+    rack: Rack,
+}
+
+/// # Safety
+/// `depot` points to a live `Depot<P>` (G1).
+unsafe fn flush_into<P: Allocator>(depot: *const (), rack: &mut Rack) {
+    // SAFETY: the caller's contract.
+    rack.flush(unsafe { &*depot.cast::<Depot<P>>() })
+}
+
+unsafe fn flush_nothing(_: *const (), _: &mut Rack) {}
+
+struct Table {
+    busy: Cell<bool>,
+    slots: UnsafeCell<[Slot; SLOTS]>,
+}
+
+impl Table {
+    const fn new() -> Self {
+        const FREE: Slot = Slot {
+            id: 0,
+            depot: core::ptr::null(),
+            flush: flush_nothing,
+            rack: Rack::new(),
+        };
+        Self {
+            busy: Cell::new(false),
+            slots: UnsafeCell::new([FREE; SLOTS]),
+        }
+    }
+}
+
+impl Drop for Table {
+    /// The thread is exiting: every rack of a live layer goes to its depot.
+    fn drop(&mut self) {
+        self.busy.set(true);
+        for slot in self.slots.get_mut() {
+            if slot.id == 0 {
+                continue;
+            }
+            // Held across the flush, so the layer cannot be dropped (and its
+            // depot with it) half-way through.
+            let live = REGISTRY.lock();
+            if live.contains(&slot.id) {
+                // SAFETY: the id is live, so its depot is too (G1).
+                unsafe { (slot.flush)(slot.depot, &mut slot.rack) };
+            }
+            drop(live);
+            slot.id = 0;
+        }
+    }
+}
+
+std::thread_local! {
+    static TABLE: Table = const { Table::new() };
+}
