@@ -299,7 +299,11 @@ impl<P: Allocator + Owns, S: Allocator + Owns> Fallback<P, S> {
     ///     Global.deallocate(theirs, l);
     /// }
     /// ```
-    pub unsafe fn try_deallocate(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Corruption> {
+    pub unsafe fn try_deallocate(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+    ) -> Result<(), Corruption> {
         if layout.size() == 0 {
             return Ok(());
         }

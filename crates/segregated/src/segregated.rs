@@ -559,7 +559,11 @@ impl<A: Allocator + Owns> Segregated<A> {
     /// // SAFETY: not a block of `heap`: only checked, never freed.
     /// assert!(matches!(unsafe { heap.try_deallocate(foreign, l) }, Err(Corruption::ForeignPointer { .. })));
     /// ```
-    pub unsafe fn try_deallocate(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Corruption> {
+    pub unsafe fn try_deallocate(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+    ) -> Result<(), Corruption> {
         if layout.size() == 0 {
             return Ok(());
         }

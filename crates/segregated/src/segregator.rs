@@ -274,9 +274,7 @@ unsafe impl<const THRESHOLD: usize, S: Allocator, L: Allocator> Allocator
     }
 }
 
-impl<const THRESHOLD: usize, S: Allocator + Owns, L: Allocator + Owns>
-    Segregator<THRESHOLD, S, L>
-{
+impl<const THRESHOLD: usize, S: Allocator + Owns, L: Allocator + Owns> Segregator<THRESHOLD, S, L> {
     /// The checked free: frees `ptr` only if the side its size routes to
     /// owns it. A pointer the other side owns is a size mismatch (freed with
     /// a size from the wrong side of the threshold); one neither owns is
@@ -317,7 +315,11 @@ impl<const THRESHOLD: usize, S: Allocator + Owns, L: Allocator + Owns>
     ///     assert_eq!(heap.try_deallocate(p, big), Ok(()));
     /// }
     /// ```
-    pub unsafe fn try_deallocate(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Corruption> {
+    pub unsafe fn try_deallocate(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+    ) -> Result<(), Corruption> {
         if layout.size() == 0 {
             return Ok(());
         }
