@@ -462,11 +462,14 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
                 let slab = self.slab_of(ptr).ok_or(Corruption::ForeignPointer { addr })?;
                 // The index proved `slab` ours; the header is trusted only
                 // after its magic passes (inside `validate`).
-                let cache = &self.caches[class];
-                let i = cache.validate(slab, addr)?;
+                if !slab.magic_ok() {
+                    return Err(Corruption::OverwrittenHeader { addr: slab.addr() });
+                }
                 if slab.class() as usize != class {
                     return Err(Corruption::SizeMismatch { addr });
                 }
+                let cache = &self.caches[class];
+                let i = cache.validate(slab, addr)?;
                 cache.free(&self.parent, &self.index, &NoHooks, self.max_empty, slab, i);
                 Ok(())
             }
