@@ -66,7 +66,10 @@ pub(crate) struct Cache {
 }
 
 impl Cache {
-    /// A cache with no geometry, for unused class slots.
+    /// A cache with no geometry, for unused class slots. Only ever used as
+    /// the template of an array repeat expression (each element is a fresh
+    /// copy, so no cell is shared).
+    #[allow(clippy::declare_interior_mutable_const)]
     pub(crate) const UNUSED: Cache = Cache::new(Geometry::NONE, 0);
 
     pub(crate) const fn new(geometry: Geometry, class: u32) -> Cache {
@@ -232,7 +235,12 @@ impl Cache {
     }
 
     /// Gives every empty slab back to the parent; returns how many.
-    pub(crate) fn reap<A: Allocator, H: Hooks>(&self, parent: &A, index: &Index, hooks: &H) -> usize {
+    pub(crate) fn reap<A: Allocator, H: Hooks>(
+        &self,
+        parent: &A,
+        index: &Index,
+        hooks: &H,
+    ) -> usize {
         let mut n = 0;
         while let Some(slab) = self.heads[List::Empty as usize].get() {
             self.release(parent, index, hooks, slab);
@@ -277,7 +285,11 @@ impl Cache {
                     visit(BlockInfo {
                         addr: object.as_ptr().addr(),
                         len: g.object_size,
-                        state: if free { BlockState::Free } else { BlockState::Used },
+                        state: if free {
+                            BlockState::Free
+                        } else {
+                            BlockState::Used
+                        },
                     })
                 })
             };
@@ -301,30 +313,50 @@ impl Cache {
             let mut at = self.heads[list as usize].get();
             while let Some(slab) = at {
                 if index.find(slab.addr()) != Some(slab) {
-                    return Err(Violation::new("C3", slab.addr(), "listed slab missing from the index"));
+                    return Err(Violation::new(
+                        "C3",
+                        slab.addr(),
+                        "listed slab missing from the index",
+                    ));
                 }
                 if slab.prev() != prev {
                     return Err(Violation::new("C2", slab.addr(), "broken back link"));
                 }
                 if slab.list() != list {
-                    return Err(Violation::new("C1", slab.addr(), "slab header names another list"));
+                    return Err(Violation::new(
+                        "C1",
+                        slab.addr(),
+                        "slab header names another list",
+                    ));
                 }
                 // SAFETY: `slab` is ours (in the index), made with our geometry.
                 unsafe { slab.check(&self.geometry, self.class)? };
                 n += 1;
                 if n > index.len() {
-                    return Err(Violation::new("C2", slab.addr(), "list longer than the index (cycle?)"));
+                    return Err(Violation::new(
+                        "C2",
+                        slab.addr(),
+                        "list longer than the index (cycle?)",
+                    ));
                 }
                 prev = Some(slab);
                 at = slab.next();
             }
             if n != self.count(list) {
-                return Err(Violation::new("C2", 0, "list count differs from its length"));
+                return Err(Violation::new(
+                    "C2",
+                    0,
+                    "list count differs from its length",
+                ));
             }
             total += n;
         }
         if self.count(List::Empty) > max_empty {
-            return Err(Violation::new("C4", 0, "more empty slabs kept than max_empty"));
+            return Err(Violation::new(
+                "C4",
+                0,
+                "more empty slabs kept than max_empty",
+            ));
         }
         Ok(total)
     }

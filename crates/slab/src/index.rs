@@ -140,7 +140,12 @@ impl Index {
             }
             // SAFETY: `old` was allocated from `parent` with this layout
             // (Self::layout never failed for it).
-            unsafe { parent.deallocate(old.cast(), Self::layout(old_cap).unwrap_or(Layout::new::<u8>())) };
+            unsafe {
+                parent.deallocate(
+                    old.cast(),
+                    Self::layout(old_cap).unwrap_or(Layout::new::<u8>()),
+                )
+            };
         }
         Ok(())
     }
@@ -153,8 +158,8 @@ impl Index {
         }
         let mask = cap - 1;
         let mut i = self.home(slab.addr());
-        // SAFETY (for every slot access below): indices are masked below
-        // `cap` and the table exists (cap > 0).
+        // SAFETY: every slot index below is masked below `cap`, and the
+        // table exists because `cap > 0` (I1).
         unsafe {
             loop {
                 match self.slot(i).read() {
@@ -198,7 +203,10 @@ impl Index {
     /// The table's address and length, for `Inspect` (reported as metadata).
     pub(crate) fn table_block(&self) -> Option<(usize, usize)> {
         let table = self.table.get()?;
-        Some((table.as_ptr().addr(), self.cap.get() * core::mem::size_of::<Slot>()))
+        Some((
+            table.as_ptr().addr(),
+            self.cap.get() * core::mem::size_of::<Slot>(),
+        ))
     }
 
     /// Checks I1 and I2.
@@ -213,7 +221,11 @@ impl Index {
             };
         }
         if !cap.is_power_of_two() || cap < MIN_CAP || self.len.get() * 2 > cap {
-            return Err(Violation::new("I1", at, "index capacity or load out of range"));
+            return Err(Violation::new(
+                "I1",
+                at,
+                "index capacity or load out of range",
+            ));
         }
         let mut len = 0;
         for i in 0..cap {
@@ -221,12 +233,20 @@ impl Index {
             if let Some(s) = unsafe { self.slot(i).read() } {
                 len += 1;
                 if self.find(s.addr()) != Some(s) {
-                    return Err(Violation::new("I2", s.addr(), "slab unreachable from its home slot"));
+                    return Err(Violation::new(
+                        "I2",
+                        s.addr(),
+                        "slab unreachable from its home slot",
+                    ));
                 }
             }
         }
         if len != self.len.get() {
-            return Err(Violation::new("I1", at, "index length differs from its slots"));
+            return Err(Violation::new(
+                "I1",
+                at,
+                "index length differs from its slots",
+            ));
         }
         Ok(())
     }

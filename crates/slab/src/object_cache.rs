@@ -7,7 +7,9 @@ use core::marker::PhantomData;
 use core::mem::{align_of, size_of};
 use core::ptr::NonNull;
 use freespace_core::alloc::Allocator;
-use freespace_core::{report, BlockInfo, BlockSize, BlockState, Corruption, Inspect, Owns, Violation};
+use freespace_core::{
+    report, BlockInfo, BlockSize, BlockState, Corruption, Inspect, Owns, Violation,
+};
 
 /// Slab size used by [`ObjectCache::new`]: 16 KiB, so making a slab
 /// constructs a bounded number of objects.
@@ -105,7 +107,10 @@ pub struct ObjectCache<T, A: Allocator, const SLAB_SIZE: usize = DEFAULT_OBJECT_
 
 // SAFETY: the cache owns its slabs and index table exclusively and may drop
 // `T`s (so `T: Send`); moving it moves that ownership with the parent.
-unsafe impl<T: Send, A: Allocator + Send, const SLAB_SIZE: usize> Send for ObjectCache<T, A, SLAB_SIZE> {}
+unsafe impl<T: Send, A: Allocator + Send, const SLAB_SIZE: usize> Send
+    for ObjectCache<T, A, SLAB_SIZE>
+{
+}
 
 impl<T, A: Allocator> ObjectCache<T, A> {
     /// A cache of uninitialised `T`s over `parent`, 16 KiB slabs.
@@ -150,7 +155,11 @@ impl<T, A: Allocator> ObjectCache<T, A> {
 
 impl<T, A: Allocator, const SLAB_SIZE: usize> ObjectCache<T, A, SLAB_SIZE> {
     const fn build(parent: A, hooks: ObjectHooks<T>) -> Self {
-        let size = if size_of::<T>() == 0 { align_of::<T>() } else { size_of::<T>() };
+        let size = if size_of::<T>() == 0 {
+            align_of::<T>()
+        } else {
+            size_of::<T>()
+        };
         let geometry = match Geometry::new(SLAB_SIZE, size, align_of::<T>()) {
             Some(g) => g,
             None => panic!("freespace-slab: SLAB_SIZE is not a power of two >= 256, or no object fits in a slab"),
@@ -177,7 +186,13 @@ impl<T, A: Allocator, const SLAB_SIZE: usize> ObjectCache<T, A, SLAB_SIZE> {
     /// assert_eq!(cache.objects_per_slab(), 9);
     /// ```
     pub const fn sized(parent: A) -> Self {
-        Self::build(parent, ObjectHooks { ctor: None, dtor: None })
+        Self::build(
+            parent,
+            ObjectHooks {
+                ctor: None,
+                dtor: None,
+            },
+        )
     }
 
     /// [`ObjectCache::with_ctor`] with slabs of `SLAB_SIZE` bytes.
@@ -316,8 +331,14 @@ impl<T, A: Allocator, const SLAB_SIZE: usize> ObjectCache<T, A, SLAB_SIZE> {
             .find(addr & !(SLAB_SIZE - 1))
             .ok_or(Corruption::ForeignPointer { addr })?;
         let i = self.cache.validate(slab, addr)?;
-        self.cache
-            .free(&self.parent, &self.index, &self.hooks, self.max_empty, slab, i);
+        self.cache.free(
+            &self.parent,
+            &self.index,
+            &self.hooks,
+            self.max_empty,
+            slab,
+            i,
+        );
         Ok(())
     }
 
@@ -364,7 +385,11 @@ impl<T, A: Allocator, const SLAB_SIZE: usize> ObjectCache<T, A, SLAB_SIZE> {
         self.index.check()?;
         let n = self.cache.check(&self.index, self.max_empty)?;
         if n != self.index.len() {
-            return Err(Violation::new("C3", 0, "index holds slabs that are on no list"));
+            return Err(Violation::new(
+                "C3",
+                0,
+                "index holds slabs that are on no list",
+            ));
         }
         Ok(())
     }
@@ -440,7 +465,8 @@ impl<T, A: Allocator, const SLAB_SIZE: usize> Inspect for ObjectCache<T, A, SLAB
 /// users, and dangle afterwards).
 impl<T, A: Allocator, const SLAB_SIZE: usize> Drop for ObjectCache<T, A, SLAB_SIZE> {
     fn drop(&mut self) {
-        self.cache.release_all(&self.parent, &self.index, &self.hooks);
+        self.cache
+            .release_all(&self.parent, &self.index, &self.hooks);
         self.index.release_table(&self.parent);
     }
 }

@@ -6,7 +6,9 @@ use crate::index::Index;
 use crate::slab::{Geometry, List, SlabPtr, MIN_SLAB_SIZE};
 use core::ptr::NonNull;
 use freespace_core::alloc::{AllocError, Allocator, Layout};
-use freespace_core::{layout, report, BlockInfo, BlockSize, BlockState, Corruption, Inspect, Owns, Violation};
+use freespace_core::{
+    layout, report, BlockInfo, BlockSize, BlockState, Corruption, Inspect, Owns, Violation,
+};
 
 /// Slab size used by [`Slab::new`]: 64 KiB.
 pub const DEFAULT_SLAB_SIZE: usize = 64 * 1024;
@@ -52,7 +54,9 @@ impl ConfigError {
         match self {
             ConfigError::SlabSize => "freespace-slab: SLAB_SIZE must be a power of two >= 256",
             ConfigError::TooManyClasses => "freespace-slab: more than MAX_CLASSES size classes",
-            ConfigError::NotIncreasing => "freespace-slab: size classes must be non-zero and strictly increasing",
+            ConfigError::NotIncreasing => {
+                "freespace-slab: size classes must be non-zero and strictly increasing"
+            }
             ConfigError::ClassTooLarge(_) => "freespace-slab: a size class does not fit in a slab",
         }
     }
@@ -70,7 +74,8 @@ const fn class_align(size: usize) -> usize {
 
 /// The caches for `classes` in slabs of `slab_size` bytes.
 const fn build(slab_size: usize, classes: &[usize]) -> Result<[Cache; MAX_CLASSES], ConfigError> {
-    if !slab_size.is_power_of_two() || slab_size < MIN_SLAB_SIZE || slab_size > isize::MAX as usize {
+    if !slab_size.is_power_of_two() || slab_size < MIN_SLAB_SIZE || slab_size > isize::MAX as usize
+    {
         return Err(ConfigError::SlabSize);
     }
     if classes.len() > MAX_CLASSES {
@@ -282,7 +287,11 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
         }
     }
 
-    const fn from_parts(parent: A, classes: &'static [usize], caches: [Cache; MAX_CLASSES]) -> Self {
+    const fn from_parts(
+        parent: A,
+        classes: &'static [usize],
+        caches: [Cache; MAX_CLASSES],
+    ) -> Self {
         Self {
             parent,
             classes,
@@ -401,7 +410,11 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
             total += cache.check(&self.index, self.max_empty)?;
         }
         if total != self.index.len() {
-            return Err(Violation::new("C3", 0, "index holds slabs that are on no list"));
+            return Err(Violation::new(
+                "C3",
+                0,
+                "index holds slabs that are on no list",
+            ));
         }
         Ok(())
     }
@@ -452,14 +465,20 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
     ///     assert_eq!(slab.try_deallocate(p, l), Err(Corruption::DoubleFree { addr }));
     /// }
     /// ```
-    pub unsafe fn try_deallocate(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Corruption> {
+    pub unsafe fn try_deallocate(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+    ) -> Result<(), Corruption> {
         if layout.size() == 0 {
             return Ok(());
         }
         let addr = ptr.as_ptr().addr();
         match self.route(layout) {
             Some(class) => {
-                let slab = self.slab_of(ptr).ok_or(Corruption::ForeignPointer { addr })?;
+                let slab = self
+                    .slab_of(ptr)
+                    .ok_or(Corruption::ForeignPointer { addr })?;
                 // The index proved `slab` ours; the header is trusted only
                 // after its magic passes (inside `validate`).
                 if !slab.magic_ok() {
@@ -623,7 +642,9 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
                 Ok(NonNull::slice_from_raw_parts(ptr, len))
             }
             // SAFETY: both layouts route to the parent, which served `ptr`.
-            (None, None) if !zeroed && new.size() >= old.size() => unsafe { self.parent.grow(ptr, old, new) },
+            (None, None) if !zeroed && new.size() >= old.size() => unsafe {
+                self.parent.grow(ptr, old, new)
+            },
             // SAFETY: as above.
             (None, None) if zeroed => unsafe { self.parent.grow_zeroed(ptr, old, new) },
             // SAFETY: as above.

@@ -18,9 +18,9 @@
 //! so their bytes are not ours to reuse as links. The bitmap also makes a
 //! double free an exact O(1) test.
 
-use freespace_core::layout::{align_up, is_aligned};
 use core::mem::size_of;
 use core::ptr::NonNull;
+use freespace_core::layout::{align_up, is_aligned};
 use freespace_core::{Corruption, Violation};
 
 /// Key folded into every header's magic: `magic == KEY ^ header address`.
@@ -362,7 +362,11 @@ impl SlabPtr {
     ///
     /// # Safety
     /// `g` is this slab's geometry.
-    pub(crate) unsafe fn for_each_object(self, g: &Geometry, mut visit: impl FnMut(NonNull<u8>, bool)) {
+    pub(crate) unsafe fn for_each_object(
+        self,
+        g: &Geometry,
+        mut visit: impl FnMut(NonNull<u8>, bool),
+    ) {
         for i in 0..g.capacity {
             // SAFETY: `i < capacity`.
             unsafe { visit(self.object(g, i), self.is_free(i)) }
@@ -376,10 +380,18 @@ impl SlabPtr {
     pub(crate) unsafe fn check(self, g: &Geometry, class: u32) -> Result<(), Violation> {
         let at = self.addr();
         if !self.magic_ok() {
-            return Err(Violation::new("S1", at, "slab header magic does not match its address"));
+            return Err(Violation::new(
+                "S1",
+                at,
+                "slab header magic does not match its address",
+            ));
         }
         if !is_aligned(at, g.slab_size) {
-            return Err(Violation::new("S1", at, "slab not aligned to the slab size"));
+            return Err(Violation::new(
+                "S1",
+                at,
+                "slab not aligned to the slab size",
+            ));
         }
         if self.class() != class {
             return Err(Violation::new("S1", at, "slab header names another class"));
@@ -392,18 +404,34 @@ impl SlabPtr {
             let bits = unsafe { self.word_ptr(w).read() };
             let valid = (g.capacity - w * WORD_BITS).min(WORD_BITS);
             if valid < WORD_BITS && bits >> valid != 0 {
-                return Err(Violation::new("S2", at, "bitmap bit set past the last object"));
+                return Err(Violation::new(
+                    "S2",
+                    at,
+                    "bitmap bit set past the last object",
+                ));
             }
             if w < search_from && bits != 0 {
-                return Err(Violation::new("S3", at, "free object below the search start"));
+                return Err(Violation::new(
+                    "S3",
+                    at,
+                    "free object below the search start",
+                ));
             }
             free += bits.count_ones() as usize;
         }
         if free != self.free_count() {
-            return Err(Violation::new("S2", at, "free count differs from the bitmap"));
+            return Err(Violation::new(
+                "S2",
+                at,
+                "free count differs from the bitmap",
+            ));
         }
         if self.list() != List::for_count(free, g.capacity) {
-            return Err(Violation::new("C1", at, "slab on the wrong list for its free count"));
+            return Err(Violation::new(
+                "C1",
+                at,
+                "slab on the wrong list for its free count",
+            ));
         }
         Ok(())
     }

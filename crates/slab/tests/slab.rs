@@ -58,7 +58,10 @@ unsafe impl Allocator for Counting {
         let b = Global.allocate(l)?;
         self.in_use.set(self.in_use.get() + l.size());
         self.allocs.set(self.allocs.get() + 1);
-        let old = self.live.borrow_mut().insert(b.cast::<u8>().as_ptr() as usize, l);
+        let old = self
+            .live
+            .borrow_mut()
+            .insert(b.cast::<u8>().as_ptr() as usize, l);
         assert!(old.is_none(), "Global returned a live block twice");
         Ok(NonNull::slice_from_raw_parts(b.cast(), l.size()))
     }
@@ -72,8 +75,15 @@ unsafe impl Allocator for Counting {
             .borrow_mut()
             .remove(&(ptr.as_ptr() as usize))
             .unwrap_or_else(|| panic!("parent: free of {ptr:p}, not a live parent block"));
-        assert_eq!(recorded.align(), l.align(), "parent: freed with another alignment");
-        assert!(recorded.size() == l.size(), "parent: freed with another size");
+        assert_eq!(
+            recorded.align(),
+            l.align(),
+            "parent: freed with another alignment"
+        );
+        assert!(
+            recorded.size() == l.size(),
+            "parent: freed with another size"
+        );
         self.in_use.set(self.in_use.get() - l.size());
         // SAFETY: a live `Global` block with its layout.
         unsafe { Global.deallocate(ptr, recorded) }
@@ -157,7 +167,9 @@ fn cases(n: u64) -> u64 {
     }
 }
 
-fn conformance_config<'a>(check: &'a dyn Fn() -> Result<(), freespace_core::Violation>) -> conformance::Config<'a> {
+fn conformance_config<'a>(
+    check: &'a dyn Fn() -> Result<(), freespace_core::Violation>,
+) -> conformance::Config<'a> {
     let cfg = conformance::Config::default().check(check);
     if cfg!(miri) {
         cfg.max_align(64).max_block(4096)
@@ -225,12 +237,16 @@ fn ops_default(trace: ops::Ops) -> Result<(), String> {
 
 fn ops_small(trace: ops::Ops) -> Result<(), String> {
     let parent = Counting::new();
-    let slab: Slab<&Counting, 512> = Slab::sized_with_classes(&parent, SMALL_CLASSES).with_max_empty(2);
+    let slab: Slab<&Counting, 512> =
+        Slab::sized_with_classes(&parent, SMALL_CLASSES).with_max_empty(2);
     ops::run(&slab, &trace.0, &|| slab.check())?;
     assert_all_free(&slab);
     slab.reap();
     if parent.live_blocks() != 0 {
-        return Err(format!("{} parent blocks left after reap", parent.live_blocks()));
+        return Err(format!(
+            "{} parent blocks left after reap",
+            parent.live_blocks()
+        ));
     }
     Ok(())
 }
@@ -249,7 +265,10 @@ fn ops_bounded(trace: ops::Ops) -> Result<(), String> {
     ops::run(&slab, &trace.0, &|| slab.check())?;
     slab.reap();
     if parent.live_blocks() != 0 {
-        return Err(format!("{} parent blocks left after reap", parent.live_blocks()));
+        return Err(format!(
+            "{} parent blocks left after reap",
+            parent.live_blocks()
+        ));
     }
     Ok(())
 }
@@ -285,7 +304,9 @@ fn ops_interpreter_out_of_memory() {
 #[test]
 fn ops_from_fixed_bytes() {
     // A deterministic trace so Miri always sees a long run.
-    let bytes: Vec<u8> = (0..2000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let bytes: Vec<u8> = (0..2000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     let parent = Counting::new();
     let slab: Slab<&Counting, 1024> = Slab::sized_with_classes(&parent, SMALL_CLASSES);
     let report = ops::run_bytes(&slab, &bytes, &|| slab.check()).unwrap();
@@ -320,11 +341,16 @@ fn requests_route_by_size_and_alignment() {
         match class {
             Some(c) => assert_eq!(b.len(), c, "{size}/{align}"),
             None => {
-                assert_eq!(parent.allocs.get(), before + 1, "{size}/{align} not forwarded");
+                assert_eq!(
+                    parent.allocs.get(),
+                    before + 1,
+                    "{size}/{align} not forwarded"
+                );
                 assert!(parent.owns(b.cast()));
             }
         }
         // Every size up to the returned length frees back to the same place.
+        // SAFETY: live block of `slab`, freed with its alignment and its returned length.
         unsafe { slab.try_deallocate(b.cast(), layout(b.len(), align)) }.unwrap();
     }
     slab.check().unwrap();
@@ -347,6 +373,7 @@ fn reap_returns_every_empty_slab_to_the_parent() {
     // Slabs plus the index table.
     assert_eq!(parent.live_blocks(), slabs_in_use + 1);
     for (b, l) in blocks {
+        // SAFETY: each block is live, freed once with the layout it was allocated with.
         unsafe { slab.deallocate(b.cast(), l) };
     }
     slab.check().unwrap();
@@ -371,12 +398,16 @@ fn empty_slabs_beyond_max_empty_go_back_at_once() {
     let per_slab = {
         let p = slab.allocate(l).unwrap();
         let n = HeapSummary::of(&slab).free_blocks + 1;
+        // SAFETY: `p` was just allocated with `l`.
         unsafe { slab.deallocate(p.cast(), l) };
         n
     };
-    let blocks: Vec<_> = (0..per_slab * 4).map(|_| slab.allocate(l).unwrap()).collect();
+    let blocks: Vec<_> = (0..per_slab * 4)
+        .map(|_| slab.allocate(l).unwrap())
+        .collect();
     assert_eq!(slab.slab_counts(), (0, 4, 0));
     for b in blocks {
+        // SAFETY: each block is live, freed once with its layout.
         unsafe { slab.deallocate(b.cast(), l) };
         slab.check().unwrap();
     }
@@ -393,7 +424,13 @@ fn inspect_covers_every_slab_byte() {
     let a = slab.allocate(layout(20, 8)).unwrap();
     let b = slab.allocate(layout(90, 4)).unwrap();
     let s = HeapSummary::of(&slab);
-    let table = parent.live.borrow().values().filter(|l| l.size() != 2048).map(|l| l.size()).sum::<usize>();
+    let table = parent
+        .live
+        .borrow()
+        .values()
+        .filter(|l| l.size() != 2048)
+        .map(|l| l.size())
+        .sum::<usize>();
     assert_eq!(s.total_bytes(), 2 * 2048 + table);
     assert_eq!((s.used_blocks, s.used_bytes), (2, 124));
     let mut blocks = Vec::new();
@@ -401,6 +438,7 @@ fn inspect_covers_every_slab_byte() {
     for w in blocks.iter().filter(|b| b.len != table) {
         assert!(slab.owns(NonNull::new(w.addr as *mut u8).unwrap()) || w.state == BlockState::Meta);
     }
+    // SAFETY: `fake` is a live forwarded block of `S` bytes, so the copy and `add(128)` stay inside it; `obj` and `fake` are freed once with their layouts.
     unsafe {
         slab.deallocate(a.cast(), layout(20, 8));
         slab.deallocate(b.cast(), layout(90, 4));
@@ -416,6 +454,7 @@ fn owns_and_block_size_are_exact() {
     let big = slab.allocate(layout(5000, 8)).unwrap().cast::<u8>();
     assert!(slab.owns(small) && slab.owns(big));
     assert!(!slab.owns(NonNull::from(&0u64).cast()));
+    // SAFETY: `a` and `b` are live with these layouts.
     unsafe {
         assert_eq!(slab.usable_size(small), 80);
         assert_eq!(slab.usable_size(big), 5000);
@@ -438,6 +477,7 @@ fn forwarded_block_imitating_a_slab_header_is_not_a_slab() {
     let fake = slab.allocate(layout(S, S)).unwrap().cast::<u8>();
     assert_eq!(addr(fake) % S, 0);
     assert!(parent.owns(fake), "a slab-sized block is forwarded");
+    // SAFETY: `small` and `big` are live blocks of `slab`, freed once.
     unsafe {
         core::ptr::copy_nonoverlapping(header.as_ptr(), fake.as_ptr(), 128);
         assert_eq!(slab.usable_size(fake), S, "answered by the parent");
@@ -454,6 +494,7 @@ fn forwarded_block_imitating_a_slab_header_is_not_a_slab() {
 
 #[test]
 fn statics_and_consts_are_built_at_compile_time() {
+    #[allow(clippy::declare_interior_mutable_const)] // a const is the point of the test
     const SLAB: Slab<Global, 8192> = Slab::sized_with_classes(Global, &[32, 96]).with_max_empty(0);
     thread_local! {
         static CACHE: ObjectCache<[u64; 3], Global> = const { ObjectCache::new(Global) };
@@ -463,6 +504,7 @@ fn statics_and_consts_are_built_at_compile_time() {
     assert_eq!(slab.slab_counts(), (0, 0, 0));
     CACHE.with(|c| {
         let p = c.alloc().unwrap();
+        // SAFETY: `p` came from `c.alloc()` (no constructor: any contents are fine).
         unsafe { c.free(p) };
         c.check().unwrap();
     });
@@ -472,18 +514,32 @@ fn statics_and_consts_are_built_at_compile_time() {
 fn invalid_configurations_are_rejected() {
     use freespace_slab::ConfigError;
     let e = |r: Result<Slab<Global, 1024>, (ConfigError, Global)>| r.err().map(|(e, _)| e);
-    assert_eq!(e(Slab::try_sized_with_classes(Global, &[16, 16])), Some(ConfigError::NotIncreasing));
-    assert_eq!(e(Slab::try_sized_with_classes(Global, &[0])), Some(ConfigError::NotIncreasing));
-    assert_eq!(e(Slab::try_sized_with_classes(Global, &[2000])), Some(ConfigError::ClassTooLarge(2000)));
-    assert_eq!(e(Slab::try_sized_with_classes(Global, &[16; 49])), Some(ConfigError::TooManyClasses));
+    assert_eq!(
+        e(Slab::try_sized_with_classes(Global, &[16, 16])),
+        Some(ConfigError::NotIncreasing)
+    );
+    assert_eq!(
+        e(Slab::try_sized_with_classes(Global, &[0])),
+        Some(ConfigError::NotIncreasing)
+    );
+    assert_eq!(
+        e(Slab::try_sized_with_classes(Global, &[2000])),
+        Some(ConfigError::ClassTooLarge(2000))
+    );
+    assert_eq!(
+        e(Slab::try_sized_with_classes(Global, &[16; 49])),
+        Some(ConfigError::TooManyClasses)
+    );
     let odd = Slab::<Global, 1000>::try_sized_with_classes(Global, &[16]);
     assert_eq!(odd.err().map(|(e, _)| e), Some(ConfigError::SlabSize));
-    let r = std::panic::catch_unwind(|| Slab::<Global, 1024>::sized_with_classes(Global, &[64, 32]));
+    let r =
+        std::panic::catch_unwind(|| Slab::<Global, 1024>::sized_with_classes(Global, &[64, 32]));
     assert!(r.is_err());
     // An empty table is valid: everything goes to the parent.
     let all_parent: Slab<Global, 1024> = Slab::sized_with_classes(Global, &[]);
     let b = all_parent.allocate(layout(8, 8)).unwrap();
     assert_eq!(all_parent.slab_counts(), (0, 0, 0));
+    // SAFETY: `b` was allocated by `all_parent` with this layout.
     unsafe { all_parent.deallocate(b.cast(), layout(8, 8)) };
 }
 
@@ -498,38 +554,69 @@ fn checked_free_reports_every_misuse() {
     let l = layout(24, 8);
     let p = slab.allocate(l).unwrap().cast::<u8>();
     let keep = slab.allocate(l).unwrap().cast::<u8>();
+    // SAFETY: every pointer passed to `try_deallocate` is either a live block of that layer or one it must reject without touching; the header read/write goes through `keep`'s provenance (the whole slab) and is undone before further use.
     unsafe {
         // Interior pointer, and a pointer into the header.
         let inner = p.add(8);
-        assert_eq!(slab.try_deallocate(inner, l), Err(Corruption::InteriorPointer { addr: addr(inner) }));
+        assert_eq!(
+            slab.try_deallocate(inner, l),
+            Err(Corruption::InteriorPointer { addr: addr(inner) })
+        );
         let in_header = with_addr(p, (addr(p) & !2047) + 8).unwrap();
         assert_eq!(
             slab.try_deallocate(in_header, l),
-            Err(Corruption::InteriorPointer { addr: addr(in_header) })
+            Err(Corruption::InteriorPointer {
+                addr: addr(in_header)
+            })
         );
         // Freed with the layout of another class, or one that routes to the parent.
-        assert_eq!(slab.try_deallocate(p, layout(100, 8)), Err(Corruption::SizeMismatch { addr: addr(p) }));
+        assert_eq!(
+            slab.try_deallocate(p, layout(100, 8)),
+            Err(Corruption::SizeMismatch { addr: addr(p) })
+        );
         let parent_blocks = parent.live_blocks();
-        assert_eq!(slab.try_deallocate(p, layout(4000, 8)), Err(Corruption::SizeMismatch { addr: addr(p) }));
-        assert_eq!(parent.live_blocks(), parent_blocks, "the parent absorbed a slab object");
+        assert_eq!(
+            slab.try_deallocate(p, layout(4000, 8)),
+            Err(Corruption::SizeMismatch { addr: addr(p) })
+        );
+        assert_eq!(
+            parent.live_blocks(),
+            parent_blocks,
+            "the parent absorbed a slab object"
+        );
         // Foreign pointers: the system allocator's, another slab layer's.
         let g = Global.allocate(l).unwrap().cast::<u8>();
-        assert_eq!(slab.try_deallocate(g, l), Err(Corruption::ForeignPointer { addr: addr(g) }));
+        assert_eq!(
+            slab.try_deallocate(g, l),
+            Err(Corruption::ForeignPointer { addr: addr(g) })
+        );
         Global.deallocate(g, l);
         let other: Slab<&Counting, 2048> = Slab::sized(&parent);
         let q = other.allocate(l).unwrap().cast::<u8>();
-        assert_eq!(slab.try_deallocate(q, l), Err(Corruption::ForeignPointer { addr: addr(q) }));
-        assert_eq!(other.try_deallocate(p, l), Err(Corruption::ForeignPointer { addr: addr(p) }));
+        assert_eq!(
+            slab.try_deallocate(q, l),
+            Err(Corruption::ForeignPointer { addr: addr(q) })
+        );
+        assert_eq!(
+            other.try_deallocate(p, l),
+            Err(Corruption::ForeignPointer { addr: addr(p) })
+        );
         other.deallocate(q, l);
         // Now the real free, then a double free.
         assert_eq!(slab.try_deallocate(p, l), Ok(()));
-        assert_eq!(slab.try_deallocate(p, l), Err(Corruption::DoubleFree { addr: addr(p) }));
+        assert_eq!(
+            slab.try_deallocate(p, l),
+            Err(Corruption::DoubleFree { addr: addr(p) })
+        );
         slab.check().unwrap();
         // An overwritten header: flip a byte of the magic, then restore it.
         let header = with_addr(keep, addr(keep) & !2047).unwrap();
         let saved = header.read();
         header.write(saved ^ 0x40);
-        assert_eq!(slab.try_deallocate(keep, l), Err(Corruption::OverwrittenHeader { addr: addr(header) }));
+        assert_eq!(
+            slab.try_deallocate(keep, l),
+            Err(Corruption::OverwrittenHeader { addr: addr(header) })
+        );
         assert!(slab.check().is_err());
         header.write(saved);
         slab.check().unwrap();
@@ -544,18 +631,31 @@ fn object_cache_checked_free_reports_misuse() {
     let cache: ObjectCache<[u32; 5], Global, 1024> = ObjectCache::sized(Global);
     let slab = Slab::new(Global);
     let a = cache.alloc().unwrap();
+    // SAFETY: the child deliberately misuses the API; corruption is detected before anything is touched, and the process aborts.
     unsafe {
         let inner = a.cast::<u8>().add(4).cast::<[u32; 5]>();
-        assert_eq!(cache.try_free(inner), Err(Corruption::InteriorPointer { addr: addr(inner) }));
-        let s = slab.allocate(Layout::new::<[u32; 5]>()).unwrap().cast::<[u32; 5]>();
-        assert_eq!(cache.try_free(s), Err(Corruption::ForeignPointer { addr: addr(s) }));
+        assert_eq!(
+            cache.try_free(inner),
+            Err(Corruption::InteriorPointer { addr: addr(inner) })
+        );
+        let s = slab
+            .allocate(Layout::new::<[u32; 5]>())
+            .unwrap()
+            .cast::<[u32; 5]>();
+        assert_eq!(
+            cache.try_free(s),
+            Err(Corruption::ForeignPointer { addr: addr(s) })
+        );
         assert_eq!(
             slab.try_deallocate(a.cast(), Layout::new::<[u32; 5]>()),
             Err(Corruption::ForeignPointer { addr: addr(a) })
         );
         slab.deallocate(s.cast(), Layout::new::<[u32; 5]>());
         assert_eq!(cache.try_free(a), Ok(()));
-        assert_eq!(cache.try_free(a), Err(Corruption::DoubleFree { addr: addr(a) }));
+        assert_eq!(
+            cache.try_free(a),
+            Err(Corruption::DoubleFree { addr: addr(a) })
+        );
     }
     cache.check().unwrap();
 }
@@ -586,6 +686,7 @@ fn corruption_aborts_with_the_documented_message() {
         let slab = Slab::new(Global);
         let l = layout(32, 8);
         let p = slab.allocate(l).unwrap().cast::<u8>();
+        // SAFETY: `o` is a live, constructed object of `cache`.
         unsafe {
             match what.as_str() {
                 "double free" => {
@@ -616,9 +717,18 @@ fn corruption_aborts_with_the_documented_message() {
         println!("survived");
         return;
     }
-    for what in ["double free", "foreign pointer", "interior pointer", "object cache double free"] {
+    for what in [
+        "double free",
+        "foreign pointer",
+        "interior pointer",
+        "object cache double free",
+    ] {
         let (stdout, stderr, signal) = run_child(TEST, what);
-        assert_eq!(signal, Some(libc_sigabrt()), "{what}: stdout {stdout:?} stderr {stderr:?}");
+        assert_eq!(
+            signal,
+            Some(libc_sigabrt()),
+            "{what}: stdout {stdout:?} stderr {stderr:?}"
+        );
         assert!(!stdout.contains("survived"));
         let a = stdout
             .split("addr=")
@@ -627,7 +737,10 @@ fn corruption_aborts_with_the_documented_message() {
             .unwrap_or_else(|| panic!("{what}: child printed no address: {stdout:?}"));
         let kind = what.trim_start_matches("object cache ");
         let line = format!("freespace: {kind} at {a} (slab)");
-        assert!(stderr.lines().any(|l| l == line), "{what}: expected {line:?} in {stderr:?}");
+        assert!(
+            stderr.lines().any(|l| l == line),
+            "{what}: expected {line:?} in {stderr:?}"
+        );
     }
 }
 
@@ -688,8 +801,13 @@ fn constructors_run_once_per_object_when_its_slab_is_made() {
     assert_eq!(counts(), (n, 0, 0));
     let mut objects = vec![first];
     objects.extend((1..n).map(|_| cache.alloc().unwrap()));
-    assert_eq!(counts(), (n, 0, 0), "objects of an existing slab are not constructed again");
+    assert_eq!(
+        counts(),
+        (n, 0, 0),
+        "objects of an existing slab are not constructed again"
+    );
     for o in &objects {
+        // SAFETY: `o` is a live object of `cache`, constructed, used by nobody else.
         let t = unsafe { &mut *o.as_ptr() };
         assert_eq!((t.state, &t.payload[..]), (42, &[1, 2, 3][..]));
         t.state = 7; // in use: the client changes it ...
@@ -698,10 +816,12 @@ fn constructors_run_once_per_object_when_its_slab_is_made() {
     objects.push(cache.alloc().unwrap());
     assert_eq!(counts(), (2 * n, 0, 0));
     for o in &objects {
+        // SAFETY: as above.
         unsafe { (*o.as_ptr()).state = 42 }; // ... and restores it before free
     }
     // Free and reuse: no construction.
     let last = objects.pop().unwrap();
+    // SAFETY: `last` is live and back in constructed state.
     unsafe { cache.free(last) };
     let again = cache.alloc().unwrap();
     assert_eq!(again, last, "the freed object is reused");
@@ -711,14 +831,17 @@ fn constructors_run_once_per_object_when_its_slab_is_made() {
     // Free everything: one slab is kept (max_empty = 1), the other goes back
     // at once and is destructed.
     for o in objects.drain(..) {
+        // SAFETY: each object is live, in constructed state, freed once.
         unsafe { cache.free(o) };
     }
     assert_eq!(cache.slab_counts(), (0, 0, 1));
     assert_eq!(counts(), (2 * n, n, n));
     // The kept slab's objects come back constructed, without a constructor call.
     let o = cache.alloc().unwrap();
+    // SAFETY: `o` is a live, constructed object.
     assert_eq!(unsafe { o.as_ref().state }, 42);
     assert_eq!(counts(), (2 * n, n, n));
+    // SAFETY: `o` is live and in constructed state.
     unsafe { cache.free(o) };
     // Reaping destructs the rest and returns every slab to the parent.
     assert_eq!(cache.reap(), 1);
@@ -730,16 +853,22 @@ fn constructors_run_once_per_object_when_its_slab_is_made() {
 #[test]
 fn dropping_a_cache_destructs_only_its_free_objects() {
     let before = counts();
-    let cache: ObjectCache<Tracked, Global, 1024> = ObjectCache::sized_with_ctor(Global, construct, None);
+    let cache: ObjectCache<Tracked, Global, 1024> =
+        ObjectCache::sized_with_ctor(Global, construct, None);
     let n = cache.objects_per_slab();
     let held = cache.alloc().unwrap();
     // Take the object out of the cache's memory before it goes away.
+    // SAFETY: `held` is a constructed `Tracked`; reading it moves it out and the cache never drops objects in use.
     let taken = unsafe { held.as_ptr().read() };
     drop(cache);
     let after = counts();
     assert_eq!(after.0 - before.0, n);
     assert_eq!(after.1 - before.1, 0, "no destructor hook was given");
-    assert_eq!(after.2 - before.2, n - 1, "the object in use is not dropped by the cache");
+    assert_eq!(
+        after.2 - before.2,
+        n - 1,
+        "the object in use is not dropped by the cache"
+    );
     drop(taken);
 }
 
@@ -748,35 +877,47 @@ fn cache_without_constructor_hands_out_raw_memory() {
     let parent = Counting::new();
     let cache: ObjectCache<u64, &Counting, 256> = ObjectCache::sized(&parent).with_max_empty(0);
     let n = cache.objects_per_slab();
-    let objects: Vec<_> = (0..3 * n).map(|i| {
-        let o = cache.alloc().unwrap();
-        unsafe { o.as_ptr().write(i as u64) };
-        o
-    }).collect();
+    let objects: Vec<_> = (0..3 * n)
+        .map(|i| {
+            let o = cache.alloc().unwrap();
+            // SAFETY: `o` is a live object with room for a `u64`.
+            unsafe { o.as_ptr().write(i as u64) };
+            o
+        })
+        .collect();
     for (i, o) in objects.iter().enumerate() {
+        // SAFETY: written above, still live.
         assert_eq!(unsafe { o.as_ptr().read() }, i as u64);
         assert_eq!(addr(*o) % 8, 0);
     }
     assert_eq!(cache.slab_counts(), (0, 3, 0));
     for o in objects {
+        // SAFETY: each object is live and freed once (no constructor).
         unsafe { cache.free(o) };
     }
-    assert_eq!(parent.live_blocks(), 0, "max_empty 0 gives every slab back at once");
+    assert_eq!(
+        parent.live_blocks(),
+        0,
+        "max_empty 0 gives every slab back at once"
+    );
 }
 
 #[test]
 fn zero_sized_and_overaligned_objects() {
     #[repr(align(256))]
     struct Aligned([u8; 3]);
-    let big: ObjectCache<Aligned, Global, 4096> = ObjectCache::sized_with_ctor(Global, || Aligned([9; 3]), None);
+    let big: ObjectCache<Aligned, Global, 4096> =
+        ObjectCache::sized_with_ctor(Global, || Aligned([9; 3]), None);
     let zst: ObjectCache<(), Global, 256> = ObjectCache::sized(Global);
     let a = big.alloc().unwrap();
     let b = big.alloc().unwrap();
     assert_eq!(addr(a) % 256, 0);
+    // SAFETY: `b` is a live object, constructed.
     assert_eq!(unsafe { b.as_ref().0 }, [9; 3]);
     let z1 = zst.alloc().unwrap();
     let z2 = zst.alloc().unwrap();
     assert_ne!(z1, z2);
+    // SAFETY: all four objects are live and freed once.
     unsafe {
         big.free(a);
         big.free(b);
@@ -793,7 +934,8 @@ fn object_cache_trace(steps: Vec<(bool, u8)>, max_empty: u8) -> TestResult {
     let before = counts();
     let parent = Counting::new();
     let cache: ObjectCache<Tracked, &Counting, 512> =
-        ObjectCache::sized_with_ctor(&parent, construct, Some(destruct)).with_max_empty(usize::from(max_empty % 3));
+        ObjectCache::sized_with_ctor(&parent, construct, Some(destruct))
+            .with_max_empty(usize::from(max_empty % 3));
     let mut live: Vec<NonNull<Tracked>> = Vec::new();
     for (alloc, pick) in steps {
         if alloc || live.is_empty() {
@@ -801,13 +943,16 @@ fn object_cache_trace(steps: Vec<(bool, u8)>, max_empty: u8) -> TestResult {
             if live.contains(&o) {
                 return TestResult::error("object handed out twice");
             }
+            // SAFETY: `o` is a live, constructed object.
             if unsafe { o.as_ref().state } != 42 {
                 return TestResult::error("object not in constructed state");
             }
+            // SAFETY: as above.
             unsafe { (*o.as_ptr()).state = 1 };
             live.push(o);
         } else {
             let o = live.swap_remove(usize::from(pick) % live.len());
+            // SAFETY: `o` is live; restoring the constructed state before freeing it.
             unsafe {
                 (*o.as_ptr()).state = 42;
                 cache.free(o);
@@ -822,11 +967,14 @@ fn object_cache_trace(steps: Vec<(bool, u8)>, max_empty: u8) -> TestResult {
         // went back was destructed whole.
         let made = (c - before.0) / cache.objects_per_slab();
         let gone = (d - before.1) / cache.objects_per_slab();
-        if made - gone != p + f + e || parent.live_blocks() != (p + f + e) + usize::from(p + f + e > 0) {
+        if made - gone != p + f + e
+            || parent.live_blocks() != (p + f + e) + usize::from(p + f + e > 0)
+        {
             return TestResult::error("slab accounting differs from constructor counts");
         }
     }
     for o in live {
+        // SAFETY: each object is live; restored to constructed state, freed once.
         unsafe {
             (*o.as_ptr()).state = 42;
             cache.free(o);
@@ -834,7 +982,11 @@ fn object_cache_trace(steps: Vec<(bool, u8)>, max_empty: u8) -> TestResult {
     }
     cache.reap();
     let (c, d, dropped) = counts();
-    TestResult::from_bool(parent.live_blocks() == 0 && c - before.0 == d - before.1 && d - before.1 == dropped - before.2)
+    TestResult::from_bool(
+        parent.live_blocks() == 0
+            && c - before.0 == d - before.1
+            && d - before.1 == dropped - before.2,
+    )
 }
 
 #[test]
