@@ -67,8 +67,8 @@ const GROW_MIN: usize = 64 * 1024;
 /// - B4: the split bits mark exactly the interior nodes of each zone's
 ///   buddy tree: the blocks are the unsplit nodes whose parent is split or
 ///   outside the zone, and they tile the zone.
-/// - B5: the free lists are doubly linked: a head has no `prev`, and
-///   `n.next.prev == n`.
+/// - B5: the free lists are doubly linked: `n.next.prev == n` for every
+///   node `n` with a successor (a head's `prev` is stale and never read).
 /// - B6: a zone's header and bitmaps fill `[meta_lo, hi)`, which is made of
 ///   used blocks that are never handed out or freed.
 ///
@@ -78,20 +78,13 @@ const GROW_MIN: usize = 64 * 1024;
 ///
 /// ```
 /// use freespace_buddy::Buddy;
-/// # use core::ptr::NonNull;
-/// # use freespace_core::Source;
-/// # struct Once(core::cell::Cell<Option<NonNull<[u8]>>>);
-/// # unsafe impl Source for Once {
-/// #     fn acquire(&self, n: usize) -> Option<NonNull<[u8]>> {
-/// #         self.0.take().filter(|r| r.len() >= n)
-/// #     }
-/// # }
-/// # let mem: &'static mut [u128] = Vec::leak(vec![0u128; 4096]);
-/// # let source = Once(core::cell::Cell::new(Some(NonNull::from(mem).cast::<u8>()).map(|p| NonNull::slice_from_raw_parts(p, 65536))));
-/// let heap = Buddy::<_>::new(source);
+/// # use freespace_source::{Arena, StaticMemory};
+/// # static MEMORY: StaticMemory<{ 256 * 1024 }> = StaticMemory::new();
+/// # let source = Arena::new(MEMORY.take().unwrap());
+/// let heap: Buddy<Arena> = Buddy::new(source);
 /// let mut v = allocator_api2::vec::Vec::new_in(&heap);
 /// v.extend_from_slice(b"buddy");
-/// assert_eq!(v.capacity(), 16); // five bytes round up to the smallest block
+/// assert_eq!(&v[..], b"buddy");
 /// drop(v);
 /// heap.check().unwrap();
 /// ```
@@ -262,13 +255,10 @@ impl<S: Source, const MIN: usize, const ORDERS: usize> Buddy<S, MIN, ORDERS> {
     /// # use freespace_buddy::Buddy;
     /// # use freespace_core::{alloc::{Allocator, Layout}, Corruption};
     /// # use core::ptr::NonNull;
-    /// # struct Once(core::cell::Cell<Option<NonNull<[u8]>>>);
-    /// # unsafe impl freespace_core::Source for Once {
-    /// #     fn acquire(&self, n: usize) -> Option<NonNull<[u8]>> { self.0.take().filter(|r| r.len() >= n) }
-    /// # }
-    /// # let mem: &'static mut [u128] = Vec::leak(vec![0u128; 8192]);
-    /// # let source = Once(core::cell::Cell::new(Some(NonNull::slice_from_raw_parts(NonNull::from(mem).cast::<u8>(), 131072))));
-    /// let heap: Buddy<_> = Buddy::new(source);
+    /// # use freespace_source::{Arena, StaticMemory};
+    /// # static MEMORY: StaticMemory<{ 256 * 1024 }> = StaticMemory::new();
+    /// # let source = Arena::new(MEMORY.take().unwrap());
+    /// let heap: Buddy<Arena> = Buddy::new(source);
     /// let layout = Layout::from_size_align(100, 8).unwrap();
     /// let p = heap.allocate(layout).unwrap().cast::<u8>();
     /// // SAFETY: `p` is live with `layout`; the second call only looks.
@@ -278,7 +268,11 @@ impl<S: Source, const MIN: usize, const ORDERS: usize> Buddy<S, MIN, ORDERS> {
     ///     assert_eq!(heap.try_deallocate(p, layout), Err(Corruption::DoubleFree { addr }));
     /// }
     /// ```
-    pub unsafe fn try_deallocate(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Corruption> {
+    pub unsafe fn try_deallocate(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+    ) -> Result<(), Corruption> {
         if layout.size() == 0 {
             return Ok(());
         }
@@ -312,13 +306,10 @@ impl<S: Source, const MIN: usize, const ORDERS: usize> Buddy<S, MIN, ORDERS> {
     /// # use freespace_buddy::Buddy;
     /// # use freespace_core::{alloc::{Allocator, Layout}, Corruption};
     /// # use core::ptr::NonNull;
-    /// # struct Once(core::cell::Cell<Option<NonNull<[u8]>>>);
-    /// # unsafe impl freespace_core::Source for Once {
-    /// #     fn acquire(&self, n: usize) -> Option<NonNull<[u8]>> { self.0.take().filter(|r| r.len() >= n) }
-    /// # }
-    /// # let mem: &'static mut [u128] = Vec::leak(vec![0u128; 8192]);
-    /// # let source = Once(core::cell::Cell::new(Some(NonNull::slice_from_raw_parts(NonNull::from(mem).cast::<u8>(), 131072))));
-    /// let heap: Buddy<_> = Buddy::new(source);
+    /// # use freespace_source::{Arena, StaticMemory};
+    /// # static MEMORY: StaticMemory<{ 256 * 1024 }> = StaticMemory::new();
+    /// # let source = Arena::new(MEMORY.take().unwrap());
+    /// let heap: Buddy<Arena> = Buddy::new(source);
     /// let p = heap.allocate(Layout::new::<[u64; 5]>()).unwrap().cast::<u8>();
     /// // SAFETY: `p` is live; freeing it twice is detected, not performed.
     /// unsafe {
@@ -474,7 +465,10 @@ unsafe impl<S: Source, const MIN: usize, const ORDERS: usize> Allocator for Budd
         }
         let k = Self::order_for(layout).ok_or(AllocError)?;
         let p = self.allocate_order(k)?;
-        Ok(NonNull::slice_from_raw_parts(p, State::<MIN, ORDERS>::size(k)))
+        Ok(NonNull::slice_from_raw_parts(
+            p,
+            State::<MIN, ORDERS>::size(k),
+        ))
     }
 
     #[inline]
@@ -548,13 +542,10 @@ unsafe impl<S: Source, const MIN: usize, const ORDERS: usize> Owns for Buddy<S, 
     /// # use freespace_buddy::Buddy;
     /// # use freespace_core::{alloc::{Allocator, Layout}, Owns};
     /// # use core::ptr::NonNull;
-    /// # struct Once(core::cell::Cell<Option<NonNull<[u8]>>>);
-    /// # unsafe impl freespace_core::Source for Once {
-    /// #     fn acquire(&self, n: usize) -> Option<NonNull<[u8]>> { self.0.take().filter(|r| r.len() >= n) }
-    /// # }
-    /// # let mem: &'static mut [u128] = Vec::leak(vec![0u128; 8192]);
-    /// # let source = Once(core::cell::Cell::new(Some(NonNull::slice_from_raw_parts(NonNull::from(mem).cast::<u8>(), 131072))));
-    /// let heap: Buddy<_> = Buddy::new(source);
+    /// # use freespace_source::{Arena, StaticMemory};
+    /// # static MEMORY: StaticMemory<{ 256 * 1024 }> = StaticMemory::new();
+    /// # let source = Arena::new(MEMORY.take().unwrap());
+    /// let heap: Buddy<Arena> = Buddy::new(source);
     /// let p = heap.allocate(Layout::new::<u32>()).unwrap().cast::<u8>();
     /// assert!(heap.owns(p));
     /// assert!(!heap.owns(NonNull::from(&0u8)));
@@ -574,13 +565,10 @@ unsafe impl<S: Source, const MIN: usize, const ORDERS: usize> BlockSize for Budd
     /// # use freespace_buddy::Buddy;
     /// # use freespace_core::{alloc::{Allocator, Layout}, BlockSize};
     /// # use core::ptr::NonNull;
-    /// # struct Once(core::cell::Cell<Option<NonNull<[u8]>>>);
-    /// # unsafe impl freespace_core::Source for Once {
-    /// #     fn acquire(&self, n: usize) -> Option<NonNull<[u8]>> { self.0.take().filter(|r| r.len() >= n) }
-    /// # }
-    /// # let mem: &'static mut [u128] = Vec::leak(vec![0u128; 8192]);
-    /// # let source = Once(core::cell::Cell::new(Some(NonNull::slice_from_raw_parts(NonNull::from(mem).cast::<u8>(), 131072))));
-    /// let heap: Buddy<_> = Buddy::new(source);
+    /// # use freespace_source::{Arena, StaticMemory};
+    /// # static MEMORY: StaticMemory<{ 256 * 1024 }> = StaticMemory::new();
+    /// # let source = Arena::new(MEMORY.take().unwrap());
+    /// let heap: Buddy<Arena> = Buddy::new(source);
     /// let p = heap.allocate(Layout::from_size_align(100, 4).unwrap()).unwrap().cast::<u8>();
     /// // SAFETY: `p` is a live block of `heap`.
     /// unsafe {
@@ -627,17 +615,14 @@ impl<S: Source, const MIN: usize, const ORDERS: usize> Inspect for Buddy<S, MIN,
     /// # use freespace_buddy::Buddy;
     /// # use freespace_core::{alloc::{Allocator, Layout}, HeapSummary};
     /// # use core::ptr::NonNull;
-    /// # struct Once(core::cell::Cell<Option<NonNull<[u8]>>>);
-    /// # unsafe impl freespace_core::Source for Once {
-    /// #     fn acquire(&self, n: usize) -> Option<NonNull<[u8]>> { self.0.take().filter(|r| r.len() >= n) }
-    /// # }
-    /// # let mem: &'static mut [u128] = Vec::leak(vec![0u128; 8192]);
-    /// # let source = Once(core::cell::Cell::new(Some(NonNull::slice_from_raw_parts(NonNull::from(mem).cast::<u8>(), 131072))));
-    /// let heap: Buddy<_> = Buddy::new(source);
+    /// # use freespace_source::{Arena, StaticMemory};
+    /// # static MEMORY: StaticMemory<{ 256 * 1024 }> = StaticMemory::new();
+    /// # let source = Arena::new(MEMORY.take().unwrap());
+    /// let heap: Buddy<Arena> = Buddy::new(source);
     /// let _p = heap.allocate(Layout::new::<[u8; 1000]>()).unwrap();
     /// let s = HeapSummary::of(&heap);
     /// assert_eq!((s.used_blocks, s.used_bytes), (1, 1024));
-    /// assert_eq!(s.total_bytes(), 131072);
+    /// assert_eq!(s.total_bytes(), 256 * 1024); // blocks + metadata: the whole arena
     /// ```
     fn inspect(&self, visit: &mut dyn FnMut(BlockInfo)) {
         let st = self.state.get();
@@ -670,7 +655,11 @@ impl<S: Source, const MIN: usize, const ORDERS: usize> Inspect for Buddy<S, MIN,
                 } else {
                     BlockState::Used
                 };
-                visit(BlockInfo { addr: a, len, state });
+                visit(BlockInfo {
+                    addr: a,
+                    len,
+                    state,
+                });
                 a += len;
             }
             visit(BlockInfo {

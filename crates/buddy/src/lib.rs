@@ -32,23 +32,13 @@
 //! # Example
 //!
 //! ```
-//! use core::ptr::NonNull;
 //! use freespace_buddy::Buddy;
 //! use freespace_core::alloc::{Allocator, Layout};
-//! use freespace_core::{BlockSize, HeapSummary, Source};
+//! use freespace_core::{BlockSize, HeapSummary};
+//! use freespace_source::{Arena, StaticMemory};
 //!
-//! /// A source handing out one fixed buffer (what `freespace_source::Arena` is).
-//! struct Once(core::cell::Cell<Option<NonNull<[u8]>>>);
-//! // SAFETY: the one region is a leaked buffer nobody else uses; `acquire`
-//! // does not panic.
-//! unsafe impl Source for Once {
-//!     fn acquire(&self, min_len: usize) -> Option<NonNull<[u8]>> {
-//!         self.0.take().filter(|r| r.len() >= min_len)
-//!     }
-//! }
-//! let buffer: &'static mut [u128] = Vec::leak(vec![0; 1 << 14]); // 256 KiB
-//! let region = NonNull::slice_from_raw_parts(NonNull::from(buffer).cast::<u8>(), 1 << 18);
-//! let heap: Buddy<_> = Buddy::new(Once(core::cell::Cell::new(Some(region))));
+//! static MEMORY: StaticMemory<{ 256 * 1024 }> = StaticMemory::new();
+//! let heap: Buddy<Arena> = Buddy::new(Arena::new(MEMORY.take().unwrap()));
 //!
 //! // 100 bytes aligned to 64 take a 128-byte block, aligned to 128.
 //! let layout = Layout::from_size_align(100, 64).unwrap();

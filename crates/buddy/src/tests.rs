@@ -102,7 +102,9 @@ fn greedy(lo: usize, hi: usize, min: usize, orders: usize) -> Vec<(usize, usize)
 /// "Free everything, then the heap is one block again": with nothing
 /// allocated, every zone's free space is exactly the greedy tiling of the
 /// gap between its trimmed start and its metadata.
-fn assert_coalesced<S: Source, const MIN: usize, const ORDERS: usize>(heap: &Buddy<S, MIN, ORDERS>) {
+fn assert_coalesced<S: Source, const MIN: usize, const ORDERS: usize>(
+    heap: &Buddy<S, MIN, ORDERS>,
+) {
     heap.check().unwrap();
     let all = blocks(heap);
     assert!(all.iter().all(|b| b.state != BlockState::Used), "{all:x?}");
@@ -134,7 +136,11 @@ fn layout(size: usize, align: usize) -> Layout {
 const KIB: usize = 1024;
 
 fn free_sizes<I: Inspect>(heap: &I) -> Vec<usize> {
-    let mut v: Vec<usize> = blocks(heap).iter().filter(|b| b.state == BlockState::Free).map(|b| b.len).collect();
+    let mut v: Vec<usize> = blocks(heap)
+        .iter()
+        .filter(|b| b.state == BlockState::Free)
+        .map(|b| b.len)
+        .collect();
     v.sort();
     v
 }
@@ -168,8 +174,13 @@ fn split_takes_the_smallest_block_and_halves_it() {
     // SAFETY: nothing is live except what `inspect` reports as used, each
     // freed once without its layout.
     unsafe {
-        for b in blocks(&heap).into_iter().filter(|b| b.state == BlockState::Used) {
-            let p = w.cast::<u8>().with_addr(core::num::NonZeroUsize::new(b.addr).unwrap());
+        for b in blocks(&heap)
+            .into_iter()
+            .filter(|b| b.state == BlockState::Used)
+        {
+            let p = w
+                .cast::<u8>()
+                .with_addr(core::num::NonZeroUsize::new(b.addr).unwrap());
             heap.free(p);
         }
     }
@@ -181,7 +192,14 @@ fn blocks_are_aligned_to_their_size() {
     let src = Pieces::new(256 * KIB, 0, 0, 0);
     let heap: Buddy<_> = Buddy::new(&src);
     let mut live = Vec::new();
-    for (size, align) in [(1, 1), (17, 8), (100, 64), (3000, 4096), (5, 2048), (65536, 8)] {
+    for (size, align) in [
+        (1, 1),
+        (17, 8),
+        (100, 64),
+        (3000, 4096),
+        (5, 2048),
+        (65536, 8),
+    ] {
         let l = layout(size, align);
         let p = heap.allocate(l).unwrap();
         let want = size.max(align).next_power_of_two().max(16);
@@ -206,9 +224,14 @@ fn zero_size_and_huge_requests() {
     assert_eq!(z.len(), 0);
     // SAFETY: zero-size blocks are freed as a no-op.
     unsafe { heap.deallocate(z.cast(), layout(0, 64)) };
-    assert!(blocks(&heap).is_empty(), "a zero-size request reached the source");
+    assert!(
+        blocks(&heap).is_empty(),
+        "a zero-size request reached the source"
+    );
     assert!(heap.allocate(layout(isize::MAX as usize, 1)).is_err());
-    assert!(heap.allocate(layout(Buddy::<&Pieces>::MAX_BLOCK + 1, 1)).is_err());
+    assert!(heap
+        .allocate(layout(Buddy::<&Pieces>::MAX_BLOCK + 1, 1))
+        .is_err());
     assert!(heap.allocate(layout(1 << 20, 1)).is_err()); // more than the source has
     heap.check().unwrap();
 }
@@ -218,7 +241,14 @@ fn zero_size_and_huge_requests() {
 /// fully merged again.
 #[test]
 fn odd_regions_are_cut_into_aligned_blocks() {
-    for (offset, len) in [(1, 5000), (15, 4097), (16, 4096), (17, 70001), (4095, 12345), (8, 200)] {
+    for (offset, len) in [
+        (1, 5000),
+        (15, 4097),
+        (16, 4096),
+        (17, 70001),
+        (4095, 12345),
+        (8, 200),
+    ] {
         let src = Pieces::new(len, offset, 0, len);
         let heap: Buddy<_> = Buddy::new(&src);
         let region_start = src.addr() + offset;
@@ -226,8 +256,14 @@ fn odd_regions_are_cut_into_aligned_blocks() {
             assert!(len < 300, "region of {len} unusable");
             continue;
         };
-        for b in blocks(&heap).into_iter().filter(|b| b.state != BlockState::Meta) {
-            assert!(b.addr >= region_start && b.addr + b.len <= region_start + len, "{b:x?} outside");
+        for b in blocks(&heap)
+            .into_iter()
+            .filter(|b| b.state != BlockState::Meta)
+        {
+            assert!(
+                b.addr >= region_start && b.addr + b.len <= region_start + len,
+                "{b:x?} outside"
+            );
             assert_eq!(b.addr % 16, 0);
         }
         // SAFETY: live with this layout.
@@ -247,8 +283,14 @@ fn contiguous_regions_join_and_merge_across_the_boundary() {
         live.push((heap.allocate(l).unwrap(), l));
     }
     heap.check().unwrap();
-    let metas = blocks(&heap).iter().filter(|b| b.state == BlockState::Meta).count();
-    assert_eq!(metas, 1, "the contiguous regions did not join into one zone");
+    let metas = blocks(&heap)
+        .iter()
+        .filter(|b| b.state == BlockState::Meta)
+        .count();
+    assert_eq!(
+        metas, 1,
+        "the contiguous regions did not join into one zone"
+    );
     for (p, l) in live.drain(..).rev() {
         // SAFETY: live with `l`.
         unsafe { heap.deallocate(p.cast(), l) };
@@ -275,7 +317,10 @@ fn separate_regions_make_separate_zones() {
         let l = layout(2000 + i * 100, 16);
         live.push((heap.allocate(l).unwrap(), l));
     }
-    let metas = blocks(&heap).iter().filter(|b| b.state == BlockState::Meta).count();
+    let metas = blocks(&heap)
+        .iter()
+        .filter(|b| b.state == BlockState::Meta)
+        .count();
     assert!(metas > 1);
     for (p, l) in live {
         assert!(heap.owns(p.cast()));
@@ -300,23 +345,49 @@ fn checked_free_names_every_misuse() {
     unsafe {
         assert_eq!(
             heap.try_deallocate(foreign, l),
-            Err(Corruption::ForeignPointer { addr: foreign.as_ptr().addr() })
+            Err(Corruption::ForeignPointer {
+                addr: foreign.as_ptr().addr()
+            })
         );
-        assert_eq!(heap.try_deallocate(p.add(3), l), Err(Corruption::MisalignedPointer { addr: a + 3 }));
-        assert_eq!(heap.try_deallocate(p.add(16), l), Err(Corruption::InteriorPointer { addr: a + 16 }));
-        assert_eq!(heap.try_deallocate(p, layout(128, 8)), Err(Corruption::SizeMismatch { addr: a }));
-        assert_eq!(heap.try_deallocate(p, layout(16, 8)), Err(Corruption::SizeMismatch { addr: a }));
+        assert_eq!(
+            heap.try_deallocate(p.add(3), l),
+            Err(Corruption::MisalignedPointer { addr: a + 3 })
+        );
+        assert_eq!(
+            heap.try_deallocate(p.add(16), l),
+            Err(Corruption::InteriorPointer { addr: a + 16 })
+        );
+        assert_eq!(
+            heap.try_deallocate(p, layout(128, 8)),
+            Err(Corruption::SizeMismatch { addr: a })
+        );
+        assert_eq!(
+            heap.try_deallocate(p, layout(16, 8)),
+            Err(Corruption::SizeMismatch { addr: a })
+        );
         heap.check().unwrap();
         // Any size from the request up to the usable size is accepted.
         assert_eq!(heap.try_deallocate(p, layout(33, 1)), Ok(()));
-        assert_eq!(heap.try_deallocate(p, l), Err(Corruption::DoubleFree { addr: a }));
+        assert_eq!(
+            heap.try_deallocate(p, l),
+            Err(Corruption::DoubleFree { addr: a })
+        );
         // Freed and merged into a larger free block: still a double free.
-        assert_eq!(heap.try_deallocate(p.add(16), layout(16, 1)), Err(Corruption::DoubleFree { addr: a + 16 }));
+        assert_eq!(
+            heap.try_deallocate(p.add(16), layout(16, 1)),
+            Err(Corruption::DoubleFree { addr: a + 16 })
+        );
         assert_eq!(heap.try_free(p), Err(Corruption::DoubleFree { addr: a }));
         // The metadata is not a block users can free.
-        let meta = blocks(&heap).into_iter().find(|b| b.state == BlockState::Meta).unwrap();
+        let meta = blocks(&heap)
+            .into_iter()
+            .find(|b| b.state == BlockState::Meta)
+            .unwrap();
         let meta_ptr = p.with_addr(core::num::NonZeroUsize::new(meta.addr).unwrap());
-        assert_eq!(heap.try_free(meta_ptr), Err(Corruption::ForeignPointer { addr: meta.addr }));
+        assert_eq!(
+            heap.try_free(meta_ptr),
+            Err(Corruption::ForeignPointer { addr: meta.addr })
+        );
         assert!(!heap.owns(meta_ptr));
         heap.check().unwrap();
         heap.deallocate(keep, l);
@@ -329,10 +400,16 @@ fn order_is_recovered_from_the_address() {
     let src = Pieces::new(256 * KIB, 0, 0, 0);
     let heap: Buddy<_> = Buddy::new(&src);
     let sizes = [1, 16, 17, 100, 1000, 4096, 4097, 30000];
-    let ps: Vec<_> = sizes.iter().map(|&s| heap.allocate(layout(s, 1)).unwrap()).collect();
+    let ps: Vec<_> = sizes
+        .iter()
+        .map(|&s| heap.allocate(layout(s, 1)).unwrap())
+        .collect();
     for (p, &s) in ps.iter().zip(&sizes) {
         // SAFETY: `p` is live.
-        assert_eq!(unsafe { heap.usable_size(p.cast()) }, s.next_power_of_two().max(16));
+        assert_eq!(
+            unsafe { heap.usable_size(p.cast()) },
+            s.next_power_of_two().max(16)
+        );
     }
     for p in ps {
         // SAFETY: `p` is live; freed once, without its layout.
@@ -358,7 +435,11 @@ fn grow_in_place_when_the_buddy_is_free_and_shrink_by_halving() {
         let all = blocks(&heap);
         let base = p.as_ptr().addr();
         for size in [16, 32, 64, 128, 256, 512, 1024] {
-            let half = BlockInfo { addr: base + size, len: size, state: BlockState::Free };
+            let half = BlockInfo {
+                addr: base + size,
+                len: size,
+                state: BlockState::Free,
+            };
             assert!(all.contains(&half), "{half:x?} missing");
         }
         heap.check().unwrap();
@@ -368,7 +449,9 @@ fn grow_in_place_when_the_buddy_is_free_and_shrink_by_halving() {
         assert_eq!(g.cast::<u8>(), p);
         assert_eq!(g.len(), 256);
         heap.check().unwrap();
-        let z = heap.grow_zeroed(p, layout(200, 8), layout(1000, 8)).unwrap();
+        let z = heap
+            .grow_zeroed(p, layout(200, 8), layout(1000, 8))
+            .unwrap();
         assert_eq!(z.cast::<u8>(), p);
         let bytes = core::slice::from_raw_parts(p.as_ptr(), 1024);
         assert!(bytes[..16].iter().all(|&b| b == 0xAB));
@@ -376,9 +459,14 @@ fn grow_in_place_when_the_buddy_is_free_and_shrink_by_halving() {
         // Block the buddy: the next grow must move.
         let blocker = heap.allocate(layout(1024, 1)).unwrap().cast::<u8>();
         assert_eq!(blocker.as_ptr().addr(), p.as_ptr().addr() + 1024);
-        let moved = heap.grow(p, layout(1000, 8), layout(2000, 8)).unwrap().cast::<u8>();
+        let moved = heap
+            .grow(p, layout(1000, 8), layout(2000, 8))
+            .unwrap()
+            .cast::<u8>();
         assert_ne!(moved, p);
-        assert!(core::slice::from_raw_parts(moved.as_ptr(), 16).iter().all(|&b| b == 0xAB));
+        assert!(core::slice::from_raw_parts(moved.as_ptr(), 16)
+            .iter()
+            .all(|&b| b == 0xAB));
         heap.check().unwrap();
         // Shrink in place, halving: the upper halves are free again.
         let s = heap.shrink(moved, layout(2000, 8), layout(20, 8)).unwrap();

@@ -165,7 +165,11 @@ fn run_scenario(name: &str) {
         "double_free" => (p, l, true),
         "foreign_pointer" => (NonNull::from(&mut local).cast::<u8>(), l, false),
         // SAFETY: 16 bytes into a 64-byte block.
-        "interior_pointer" => (unsafe { p.add(16) }, Layout::from_size_align(16, 8).unwrap(), false),
+        "interior_pointer" => (
+            unsafe { p.add(16) },
+            Layout::from_size_align(16, 8).unwrap(),
+            false,
+        ),
         // SAFETY: 3 bytes into a 64-byte block.
         "misaligned_pointer" => (unsafe { p.add(3) }, l, false),
         "size_mismatch" => (p, Layout::from_size_align(128, 8).unwrap(), false),

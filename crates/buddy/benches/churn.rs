@@ -1,0 +1,245 @@
+//! Mixed-size churn and heap efficiency: freespace-buddy next to
+//! buddy_system_allocator, same workload, same seed, same arena size, in one
+//! run. Not a timed test: it prints a table.
+//!
+//! ```text
+//! cargo bench -p freespace-buddy --bench churn
+//! ```
+//!
+//! - **churn**: `OPS` operations on sizes 16 B–16 KiB (log-uniform), the
+//!   number of live blocks pulled towards `LIVE`; ns per operation, best of
+//!   `ROUNDS` runs (the allocators take turns, so machine noise hits both).
+//! - **efficiency**: allocate random sizes (same distribution) until the
+//!   first failure in a 1 MiB arena, with and without frees mixed in;
+//!   requested live bytes ÷ arena bytes, averaged over `TRIALS` seeds
+//!   (talc's method).
+
+use std::alloc::Layout;
+use std::hint::black_box;
+use std::ptr::NonNull;
+use std::time::Instant;
+
+use freespace_buddy::Buddy;
+use freespace_core::alloc::Allocator;
+use freespace_source::Arena;
+
+const OPS: usize = 1_000_000;
+const LIVE: usize = 1000;
+const ROUNDS: usize = 7;
+const CHURN_ARENA: usize = 32 << 20;
+const EFF_ARENA: usize = 1 << 20;
+const TRIALS: u64 = 50;
+
+/// xorshift64*: deterministic and cheap.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// 16 B ..= 16 KiB, log-uniform.
+    fn size(&mut self) -> usize {
+        let r = self.next();
+        let log = 4.0 + (r >> 11) as f64 / (1u64 << 53) as f64 * 10.0;
+        (log.exp2() as usize).clamp(16, 16 * 1024)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// The one interface both heaps are driven through.
+trait Heap {
+    fn alloc(&mut self, l: Layout) -> Option<NonNull<u8>>;
+    /// # Safety
+    /// `p` is live with `l`.
+    unsafe fn free(&mut self, p: NonNull<u8>, l: Layout);
+}
+
+impl Heap for Buddy<Arena> {
+    #[inline]
+    fn alloc(&mut self, l: Layout) -> Option<NonNull<u8>> {
+        self.allocate(l).ok().map(|b| b.cast())
+    }
+    #[inline]
+    unsafe fn free(&mut self, p: NonNull<u8>, l: Layout) {
+        // SAFETY: caller contract.
+        unsafe { self.deallocate(p, l) }
+    }
+}
+
+impl Heap for buddy_system_allocator::Heap<32> {
+    #[inline]
+    fn alloc(&mut self, l: Layout) -> Option<NonNull<u8>> {
+        buddy_system_allocator::Heap::alloc(self, l).ok()
+    }
+    #[inline]
+    unsafe fn free(&mut self, p: NonNull<u8>, l: Layout) {
+        // SAFETY: caller contract.
+        unsafe { self.dealloc(p, l) }
+    }
+}
+
+/// A page-aligned, pre-touched buffer of `len` bytes.
+struct Memory {
+    buf: Vec<u8>,
+    off: usize,
+    len: usize,
+}
+
+impl Memory {
+    fn new(len: usize) -> Self {
+        let mut buf = vec![0u8; len + 4096];
+        let off = buf.as_ptr().align_offset(4096);
+        buf.iter_mut().for_each(|b| *b = 1);
+        Memory { buf, off, len }
+    }
+
+    fn ptr(&mut self) -> *mut u8 {
+        self.buf[self.off..].as_mut_ptr()
+    }
+
+    fn buddy(&mut self) -> Buddy<Arena> {
+        // SAFETY: the buffer outlives the heap and is only used through it.
+        Buddy::new(unsafe { Arena::from_raw_parts(self.ptr(), self.len) })
+    }
+
+    fn bsa(&mut self) -> buddy_system_allocator::Heap<32> {
+        let mut h = buddy_system_allocator::Heap::<32>::new();
+        // SAFETY: the buffer outlives the heap and is only used through it.
+        unsafe { h.init(self.ptr() as usize, self.len) };
+        h
+    }
+}
+
+/// One step of the churn trace, generated before timing so the timed loop
+/// is the allocator's work (plus the trace walk both heaps share).
+#[derive(Clone, Copy)]
+enum Step {
+    Alloc(Layout),
+    Free(usize),
+}
+
+/// `OPS` steps; the live count is pulled towards `LIVE`.
+fn trace(seed: u64) -> Vec<Step> {
+    let mut rng = Rng(seed);
+    let mut live = 0usize;
+    (0..OPS)
+        .map(|_| {
+            if rng.below(2 * LIVE) >= live {
+                live += 1;
+                Step::Alloc(Layout::from_size_align(rng.size(), 8).unwrap())
+            } else {
+                live -= 1;
+                Step::Free(rng.below(live + 1))
+            }
+        })
+        .collect()
+}
+
+/// Runs `steps`; returns ns/op.
+fn churn<H: Heap>(heap: &mut H, steps: &[Step]) -> f64 {
+    let mut live: Vec<(NonNull<u8>, Layout)> = Vec::with_capacity(4 * LIVE);
+    let start = Instant::now();
+    for &step in steps {
+        match step {
+            Step::Alloc(l) => {
+                let p = heap.alloc(l).expect("churn arena too small");
+                // SAFETY: fresh block of at least one byte.
+                unsafe { p.as_ptr().write(1) };
+                live.push((p, l));
+            }
+            Step::Free(i) => {
+                let (p, l) = live.swap_remove(i);
+                // SAFETY: live with `l`.
+                unsafe { heap.free(black_box(p), l) };
+            }
+        }
+    }
+    let ns = start.elapsed().as_nanos() as f64 / steps.len() as f64;
+    for (p, l) in live {
+        // SAFETY: live with `l`.
+        unsafe { heap.free(p, l) };
+    }
+    ns
+}
+
+/// Allocates until the first failure (`free_every`: also free a random
+/// live block every that many steps); live requested bytes ÷ arena bytes.
+fn efficiency<H: Heap>(heap: &mut H, seed: u64, free_every: usize) -> f64 {
+    let mut rng = Rng(seed);
+    let mut live: Vec<(NonNull<u8>, Layout)> = Vec::new();
+    let mut bytes = 0usize;
+    for step in 1.. {
+        if free_every != 0 && step % free_every == 0 && !live.is_empty() {
+            let (p, l) = live.swap_remove(rng.below(live.len()));
+            bytes -= l.size();
+            // SAFETY: live with `l`.
+            unsafe { heap.free(p, l) };
+            continue;
+        }
+        let l = Layout::from_size_align(rng.size(), 8).unwrap();
+        match heap.alloc(l) {
+            Some(p) => {
+                bytes += l.size();
+                live.push((p, l));
+            }
+            None => break,
+        }
+    }
+    let eff = bytes as f64 / EFF_ARENA as f64;
+    for (p, l) in live {
+        // SAFETY: live with `l`.
+        unsafe { heap.free(p, l) };
+    }
+    eff
+}
+
+fn main() {
+    let mut mem = Memory::new(CHURN_ARENA);
+    let (mut ours, mut theirs) = (f64::MAX, f64::MAX);
+    let steps = trace(0x9e37_79b9_7f4a_7c15);
+    for round in 0..ROUNDS {
+        let mut b = mem.buddy();
+        let t = churn(&mut b, &steps);
+        assert!(b.check().is_ok());
+        drop(b);
+        ours = ours.min(t);
+        let mut h = mem.bsa();
+        let u = churn(&mut h, &steps);
+        theirs = theirs.min(u);
+        eprintln!("round {round}: buddy {t:.1} ns/op, buddy_system_allocator {u:.1} ns/op");
+    }
+
+    let mut eff = [[0.0f64; 2]; 2];
+    let mut small = Memory::new(EFF_ARENA);
+    for (i, free_every) in [0usize, 3].into_iter().enumerate() {
+        for seed in 1..=TRIALS {
+            let mut b = small.buddy();
+            eff[i][0] += efficiency(&mut b, seed, free_every) / TRIALS as f64;
+            drop(b);
+            let mut h = small.bsa();
+            eff[i][1] += efficiency(&mut h, seed, free_every) / TRIALS as f64;
+        }
+    }
+
+    println!("mixed-size churn: {OPS} ops, sizes 16 B..16 KiB log-uniform, ~{LIVE} live, best of {ROUNDS}");
+    println!("| allocator | ns/op | vs buddy_system_allocator | efficiency (fill) | efficiency (fill + frees) |");
+    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| freespace-buddy | {ours:.1} | {:.2}x faster | {:.1} % | {:.1} % |",
+        theirs / ours,
+        eff[0][0] * 100.0,
+        eff[1][0] * 100.0
+    );
+    println!(
+        "| buddy_system_allocator 0.13 | {theirs:.1} | 1.00x | {:.1} % | {:.1} % |",
+        eff[0][1] * 100.0,
+        eff[1][1] * 100.0
+    );
+}
