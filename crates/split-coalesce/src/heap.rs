@@ -106,9 +106,10 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
     /// use freespace_best_fit::BestFit;
     /// use freespace_source::Sbrk;
     /// use freespace_split_coalesce::FreeListHeap;
-    /// static HEAP_CONFIG: () = ();
-    /// let heap: FreeListHeap<BestFit, Sbrk> = FreeListHeap::new(Sbrk::new());
-    /// # let _ = (heap, HEAP_CONFIG);
+    /// // `const`: usable in a `static` once wrapped in a lock.
+    /// const HEAP: FreeListHeap<BestFit, Sbrk> = FreeListHeap::new(Sbrk::new());
+    /// let heap = HEAP;
+    /// # let _ = heap;
     /// ```
     pub const fn new(source: S) -> Self {
         Self {

@@ -30,10 +30,16 @@ pub const fn arena_for(n: usize) -> usize {
 /// 50 units, each followed by a one-unit allocated separator.
 pub const POLICY_EXAMPLE: [usize; 4] = [30, 10, 20, 50];
 
-/// Arena bytes [`policy_heap`] needs.
-pub const POLICY_ARENA: usize = arena_for(30 + 10 + 20 + 50 + 4);
+/// Units of chunks in [`policy_heap`]'s region: the four free chunks and
+/// four one-unit separators.
+pub const POLICY_UNITS: usize = 30 + 10 + 20 + 50 + 4;
 
-/// Builds, over `source` (an arena of exactly [`POLICY_ARENA`] bytes), a
+/// Bytes of memory to give an `Arena` for [`policy_heap`]: the region plus
+/// 15 spare bytes, so that whatever the buffer's alignment, the arena's
+/// trimming to 16 leaves exactly [`arena_for`]`(POLICY_UNITS)`.
+pub const POLICY_ARENA: usize = arena_for(POLICY_UNITS) + 15;
+
+/// Builds, over `source` (a region of exactly `arena_for(POLICY_UNITS)` bytes), a
 /// heap whose free chunks are [`POLICY_EXAMPLE`] in address order, and
 /// returns it with the chunks' start addresses.
 pub fn policy_heap<F: Fit, S: Source>(source: S) -> (FreeListHeap<F, S>, [usize; 4]) {

@@ -14,7 +14,9 @@ use freespace_first_fit::FirstFit;
 use freespace_freelist::{Fit, HEADER};
 use freespace_next_fit::NextFit;
 use freespace_source::Arena;
-use freespace_split_coalesce::testing::{placed, policy_heap, units, POLICY_ARENA, UNIT};
+use freespace_split_coalesce::testing::{
+    arena_for, placed, policy_heap, units, POLICY_UNITS, UNIT,
+};
 use freespace_split_coalesce::FreeListHeap;
 use freespace_testkit::{assert_all_free, conformance, ops};
 use freespace_worst_fit::WorstFit;
@@ -83,7 +85,19 @@ const CASES: u64 = 4;
 #[cfg(not(miri))]
 const ARENA: usize = 1 << 20;
 #[cfg(miri)]
-const ARENA: usize = 1 << 16;
+const ARENA: usize = 1 << 14;
+
+/// Bytes behind a growable test source.
+#[cfg(not(miri))]
+const PIECES: usize = 1 << 22;
+#[cfg(miri)]
+const PIECES: usize = 1 << 20;
+
+/// quickcheck's size: op sequences are up to four times this long.
+#[cfg(not(miri))]
+const GEN_SIZE: usize = 100;
+#[cfg(miri)]
+const GEN_SIZE: usize = 8;
 
 fn conformance_bounded<F: Fit>() {
     let heap: FreeListHeap<F, _> = FreeListHeap::new(arena(ARENA));
@@ -98,7 +112,7 @@ fn conformance_bounded<F: Fit>() {
 }
 
 fn conformance_growing<F: Fit>(gap: usize) {
-    let source = Pieces::new(16 * ARENA, gap);
+    let source = Pieces::new(PIECES, gap);
     let heap: FreeListHeap<F, _> = FreeListHeap::new(&source);
     let check = || heap.check();
     let cfg = conformance::Config::default()
@@ -111,12 +125,12 @@ fn conformance_growing<F: Fit>(gap: usize) {
 
 fn ops_prop<F: Fit>(bounded: bool) {
     fn over_arena<F: Fit>(o: ops::Ops) -> Result<(), String> {
-        let heap: FreeListHeap<F, _> = FreeListHeap::new(arena(1 << 16));
+        let heap: FreeListHeap<F, _> = FreeListHeap::new(arena(ARENA));
         ops::run(&heap, &o.0, &|| heap.check()).map(|_| ())?;
         check_all_free(&heap)
     }
     fn over_pieces<F: Fit>(o: ops::Ops) -> Result<(), String> {
-        let source = Pieces::new(1 << 22, 0);
+        let source = Pieces::new(PIECES, 0);
         let heap: FreeListHeap<F, _> = FreeListHeap::new(&source);
         ops::run(&heap, &o.0, &|| heap.check()).map(|_| ())?;
         check_all_free(&heap)
@@ -129,6 +143,7 @@ fn ops_prop<F: Fit>(bounded: bool) {
     quickcheck::QuickCheck::new()
         .tests(CASES)
         .max_tests(CASES * 10)
+        .r#gen(quickcheck::Gen::new(GEN_SIZE))
         .quickcheck(prop);
 
     fn check_all_free<I: Inspect>(heap: &I) -> Result<(), String> {
@@ -144,8 +159,7 @@ fn ops_prop<F: Fit>(bounded: bool) {
 /// units used in the middle is two free 10-unit chunks; freeing the middle
 /// leaves one free 30-unit chunk.
 fn worked_example<F: Fit>() {
-    let heap: FreeListHeap<F, _> =
-        FreeListHeap::new(arena(freespace_split_coalesce::testing::arena_for(30)));
+    let heap: FreeListHeap<F, _> = FreeListHeap::new(arena(arena_for(30)));
     let a = heap.allocate(units(10)).unwrap().cast::<u8>();
     let b = heap.allocate(units(10)).unwrap().cast::<u8>();
     let c = heap.allocate(units(10)).unwrap().cast::<u8>();
@@ -241,7 +255,7 @@ fn exhaustion<F: Fit>() {
 /// it links new regions. Either way everything comes back as one free chunk
 /// per region.
 fn growth<F: Fit>(gap: usize) {
-    let source = Pieces::new(1 << 22, gap);
+    let source = Pieces::new(PIECES, gap);
     let heap: FreeListHeap<F, _> = FreeListHeap::new(&source);
     let l = Layout::from_size_align(20_000, 16).unwrap();
     let live: Vec<_> = (0..12).map(|_| heap.allocate(l).unwrap()).collect();
@@ -308,7 +322,9 @@ macro_rules! suite {
         mod $module {
             use super::*;
             #[test] fn conformance_over_arena() { conformance_bounded::<$fit>() }
+            #[cfg_attr(miri, ignore = "slow under Miri; growth is covered by the ops and growth tests")]
             #[test] fn conformance_over_contiguous_growth() { conformance_growing::<$fit>(0) }
+            #[cfg_attr(miri, ignore = "slow under Miri; growth is covered by the ops and growth tests")]
             #[test] fn conformance_over_scattered_regions() { conformance_growing::<$fit>(4096) }
             #[test] fn ops_over_arena() { ops_prop::<$fit>(true) }
             #[test] fn ops_over_growing_source() { ops_prop::<$fit>(false) }
@@ -336,7 +352,7 @@ suite! {
 
 /// Free chunks of 30, 10, 20 and 50 units; the same requests, four answers.
 fn choices<F: Fit>(requests: &[usize]) -> Vec<(usize, usize)> {
-    let (heap, starts) = policy_heap::<F, _>(arena(POLICY_ARENA));
+    let (heap, starts) = policy_heap::<F, _>(arena(arena_for(POLICY_UNITS)));
     requests
         .iter()
         .map(|&n| {
@@ -386,7 +402,7 @@ fn next_fit_continues_where_the_last_search_ended_and_wraps() {
 
 #[test]
 fn a_remainder_too_small_to_be_a_chunk_stays_with_the_block() {
-    let (heap, starts) = policy_heap::<FirstFit, _>(arena(POLICY_ARENA));
+    let (heap, starts) = policy_heap::<FirstFit, _>(arena(arena_for(POLICY_UNITS)));
     // 10-unit chunk, request 9.5 units: the 16-byte remainder cannot be a chunk.
     let l = Layout::from_size_align(9 * UNIT + 16 - HEADER, 8).unwrap();
     let (b, _) = (heap.allocate(units(29)).unwrap(), 0); // leaves 1 unit of the 30
