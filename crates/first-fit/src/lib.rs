@@ -69,7 +69,6 @@ unsafe impl Fit for FirstFit {
 /// ```
 /// use freespace_first_fit::FirstFitHeap;
 /// use freespace_source::Sbrk;
-/// static HEAP_SOURCE: () = ();
 /// let heap: FirstFitHeap<Sbrk> = FirstFitHeap::new(Sbrk::new());
 /// # let _ = heap;
 /// ```

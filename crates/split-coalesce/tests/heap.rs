@@ -143,7 +143,7 @@ fn ops_prop<F: Fit>(bounded: bool) {
     quickcheck::QuickCheck::new()
         .tests(CASES)
         .max_tests(CASES * 10)
-        .r#gen(quickcheck::Gen::new(GEN_SIZE))
+        .rng(quickcheck::Gen::new(GEN_SIZE))
         .quickcheck(prop);
 
     fn check_all_free<I: Inspect>(heap: &I) -> Result<(), String> {
