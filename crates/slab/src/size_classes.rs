@@ -184,7 +184,7 @@ const fn default_count(slab_size: usize) -> usize {
 pub struct Slab<A: Allocator, const SLAB_SIZE: usize = DEFAULT_SLAB_SIZE> {
     parent: A,
     classes: &'static [usize],
-    caches: [Cache; MAX_CLASSES],
+    pub(crate) caches: [Cache; MAX_CLASSES],
     index: Index,
     max_empty: usize,
 }
@@ -349,7 +349,7 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
 
     /// The class that serves `layout`, or `None` for the parent.
     #[inline]
-    fn route(&self, layout: Layout) -> Option<usize> {
+    pub(crate) fn route(&self, layout: Layout) -> Option<usize> {
         let classes = self.classes;
         // First class at least `size` bytes (binary search), then the first
         // from there whose objects are aligned enough.

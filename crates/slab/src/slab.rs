@@ -132,30 +132,47 @@ impl Geometry {
         {
             return None;
         }
-        // Fixpoint: fewer objects need fewer bitmap words, which may leave
-        // room for more objects; start from the upper bound and go down.
+        // Fewer objects need fewer bitmap words, which may leave room for
+        // more objects: step down from the upper bound to a capacity that
+        // fits, then up while one more still fits.
         let mut capacity = (slab_size - BITMAP_OFFSET) / object_size;
         loop {
             if capacity == 0 || capacity > u32::MAX as usize {
                 return None;
             }
-            let words = capacity.div_ceil(WORD_BITS);
-            let first = match align_up(BITMAP_OFFSET + words * 8, object_align) {
-                Some(f) if f < slab_size => f,
-                _ => return None,
-            };
-            let fits = (slab_size - first) / object_size;
-            if fits >= capacity {
-                return Some(Geometry {
-                    slab_size,
-                    object_size,
-                    object_align,
-                    first,
-                    capacity,
-                    words,
-                });
+            match Self::first_for(slab_size, object_align, capacity) {
+                Some(first) if (slab_size - first) / object_size >= capacity => break,
+                Some(first) if first < slab_size => capacity = (slab_size - first) / object_size,
+                _ => capacity -= 1,
             }
-            capacity = fits;
+        }
+        while capacity < u32::MAX as usize {
+            match Self::first_for(slab_size, object_align, capacity + 1) {
+                Some(first) if (slab_size - first) / object_size > capacity => capacity += 1,
+                _ => break,
+            }
+        }
+        let first = match Self::first_for(slab_size, object_align, capacity) {
+            Some(f) => f,
+            None => return None,
+        };
+        Some(Geometry {
+            slab_size,
+            object_size,
+            object_align,
+            first,
+            capacity,
+            words: capacity.div_ceil(WORD_BITS),
+        })
+    }
+
+    /// Offset of object 0 when a slab holds `capacity` objects, if it is
+    /// inside the slab.
+    const fn first_for(slab_size: usize, object_align: usize, capacity: usize) -> Option<usize> {
+        let words = capacity.div_ceil(WORD_BITS);
+        match align_up(BITMAP_OFFSET + words * 8, object_align) {
+            Some(f) if f < slab_size => Some(f),
+            _ => None,
         }
     }
 

@@ -30,8 +30,9 @@ struct Counting {
 }
 
 impl Counting {
+    /// Unbounded in practice; refuses only requests past 1 GiB.
     fn new() -> Self {
-        Self::bounded(usize::MAX)
+        Self::bounded(1 << 30)
     }
 
     fn bounded(budget: usize) -> Self {
@@ -131,6 +132,9 @@ struct GlobalSource(RefCell<Vec<(NonNull<u8>, Layout)>>);
 // until the source is dropped; `acquire` never panics on allocation failure.
 unsafe impl Source for GlobalSource {
     fn acquire(&self, min_len: usize) -> Option<NonNull<[u8]>> {
+        if min_len > 1 << 30 {
+            return None;
+        }
         let len = freespace_core::layout::align_up(min_len.max(16), 16)?;
         let l = Layout::from_size_align(len, 16).ok()?;
         let p = Global.allocate(l).ok()?.cast::<u8>();
@@ -183,11 +187,26 @@ fn conformance_config<'a>(
 // ---------------------------------------------------------------------------
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "Miri aborts on huge Global requests instead of failing them"
+)]
 fn conformance_default_over_global() {
     let slab = Slab::new(Global);
     conformance::run(&slab, &conformance_config(&|| slab.check()));
     slab.reap();
     assert_eq!(slab.slab_counts(), (0, 0, 0));
+}
+
+#[test]
+fn conformance_default_classes() {
+    // The same over a parent that refuses requests past 1 GiB, so the
+    // huge-layout checks also run under Miri.
+    let parent = Counting::new();
+    let slab = Slab::new(&parent);
+    conformance::run(&slab, &conformance_config(&|| slab.check()));
+    slab.reap();
+    assert_eq!(parent.live_blocks(), 0);
 }
 
 #[test]
@@ -229,7 +248,8 @@ fn conformance_bounded_heap() {
 // ---------------------------------------------------------------------------
 
 fn ops_default(trace: ops::Ops) -> Result<(), String> {
-    let slab = Slab::new(Global);
+    let parent = Counting::new();
+    let slab = Slab::new(&parent);
     ops::run(&slab, &trace.0, &|| slab.check())?;
     assert_all_free(&slab);
     Ok(())
