@@ -24,6 +24,13 @@ use freespace_core::alloc::Allocator;
 use freespace_source::Arena;
 
 const OPS: usize = 1_000_000;
+/// `CHURN_OPS`/`CHURN_ROUNDS` override the defaults (e.g. for callgrind).
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 const LIVE: usize = 1000;
 const ROUNDS: usize = 7;
 const CHURN_ARENA: usize = 32 << 20;
@@ -62,11 +69,11 @@ trait Heap {
 }
 
 impl Heap for Buddy<Arena> {
-    #[inline]
+    #[inline(never)]
     fn alloc(&mut self, l: Layout) -> Option<NonNull<u8>> {
         self.allocate(l).ok().map(|b| b.cast())
     }
-    #[inline]
+    #[inline(never)]
     unsafe fn free(&mut self, p: NonNull<u8>, l: Layout) {
         // SAFETY: caller contract.
         unsafe { self.deallocate(p, l) }
@@ -74,11 +81,11 @@ impl Heap for Buddy<Arena> {
 }
 
 impl Heap for buddy_system_allocator::Heap<32> {
-    #[inline]
+    #[inline(never)]
     fn alloc(&mut self, l: Layout) -> Option<NonNull<u8>> {
         buddy_system_allocator::Heap::alloc(self, l).ok()
     }
-    #[inline]
+    #[inline(never)]
     unsafe fn free(&mut self, p: NonNull<u8>, l: Layout) {
         // SAFETY: caller contract.
         unsafe { self.dealloc(p, l) }
@@ -126,10 +133,10 @@ enum Step {
 }
 
 /// `OPS` steps; the live count is pulled towards `LIVE`.
-fn trace(seed: u64) -> Vec<Step> {
+fn trace(seed: u64, ops: usize) -> Vec<Step> {
     let mut rng = Rng(seed);
     let mut live = 0usize;
-    (0..OPS)
+    (0..ops)
         .map(|_| {
             if rng.below(2 * LIVE) >= live {
                 live += 1;
@@ -203,8 +210,10 @@ fn efficiency<H: Heap>(heap: &mut H, seed: u64, free_every: usize) -> f64 {
 fn main() {
     let mut mem = Memory::new(CHURN_ARENA);
     let (mut ours, mut theirs) = (f64::MAX, f64::MAX);
-    let steps = trace(0x9e37_79b9_7f4a_7c15);
-    for round in 0..ROUNDS {
+    let ops = env_or("CHURN_OPS", OPS);
+    let rounds = env_or("CHURN_ROUNDS", ROUNDS);
+    let steps = trace(0x9e37_79b9_7f4a_7c15, ops);
+    for round in 0..rounds {
         let mut b = mem.buddy();
         let t = churn(&mut b, &steps);
         assert!(b.check().is_ok());
@@ -216,19 +225,20 @@ fn main() {
         eprintln!("round {round}: buddy {t:.1} ns/op, buddy_system_allocator {u:.1} ns/op");
     }
 
+    let trials = env_or("CHURN_TRIALS", TRIALS as usize) as u64;
     let mut eff = [[0.0f64; 2]; 2];
     let mut small = Memory::new(EFF_ARENA);
     for (i, free_every) in [0usize, 3].into_iter().enumerate() {
-        for seed in 1..=TRIALS {
+        for seed in 1..=trials {
             let mut b = small.buddy();
-            eff[i][0] += efficiency(&mut b, seed, free_every) / TRIALS as f64;
+            eff[i][0] += efficiency(&mut b, seed, free_every) / trials as f64;
             drop(b);
             let mut h = small.bsa();
-            eff[i][1] += efficiency(&mut h, seed, free_every) / TRIALS as f64;
+            eff[i][1] += efficiency(&mut h, seed, free_every) / trials as f64;
         }
     }
 
-    println!("mixed-size churn: {OPS} ops, sizes 16 B..16 KiB log-uniform, ~{LIVE} live, best of {ROUNDS}");
+    println!("mixed-size churn: {ops} ops, sizes 16 B..16 KiB log-uniform, ~{LIVE} live, best of {rounds}");
     println!("| allocator | ns/op | vs buddy_system_allocator | efficiency (fill) | efficiency (fill + frees) |");
     println!("|---|---:|---:|---:|---:|");
     println!(

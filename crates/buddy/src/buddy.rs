@@ -105,9 +105,10 @@ impl<S: Source, const MIN: usize, const ORDERS: usize> Buddy<S, MIN, ORDERS> {
     const VALID: () = {
         assert!(MIN.is_power_of_two(), "MIN must be a power of two");
         assert!(
-            MIN >= NODE_BYTES && MIN >= NODE_ALIGN,
+            MIN >= NODE_BYTES,
             "MIN must hold a free-list node (two pointers)"
         );
+        assert!(MIN >= NODE_ALIGN, "MIN must align a free-list node");
         assert!(ORDERS >= 1, "ORDERS must be at least 1");
         assert!(
             MIN.trailing_zeros() as usize + ORDERS < usize::BITS as usize,
@@ -334,7 +335,7 @@ impl<S: Source, const MIN: usize, const ORDERS: usize> Buddy<S, MIN, ORDERS> {
 
     /// For `a` in a zone's block range: the order of the used block starting
     /// at `a`, or why `a` is not one.
-    fn classify(v: &View, a: usize) -> Result<usize, Corruption> {
+    fn classify(v: &View<MIN, ORDERS>, a: usize) -> Result<usize, Corruption> {
         if a % MIN != 0 {
             return Err(Corruption::MisalignedPointer { addr: a });
         }

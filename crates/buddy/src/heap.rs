@@ -39,7 +39,7 @@ pub(crate) const NODE_ALIGN: usize = {
 /// One zone's header fields and bitmaps, copied out for the duration of one
 /// operation.
 #[derive(Clone, Copy)]
-pub(crate) struct View {
+pub(crate) struct View<const MIN: usize, const ORDERS: usize> {
     pub(crate) base: NonNull<u8>,
     pub(crate) raw_start: usize,
     pub(crate) raw_end: usize,
@@ -50,13 +50,13 @@ pub(crate) struct View {
     bits: usize,
     split: *mut usize,
     free: *mut usize,
-    shift: u32,
-    orders: usize,
 }
 
-impl View {
+impl<const MIN: usize, const ORDERS: usize> View<MIN, ORDERS> {
+    const SHIFT: u32 = MIN.trailing_zeros();
+
     #[inline(always)]
-    fn new(zone: ZonePtr, shift: u32, orders: usize) -> Self {
+    fn new(zone: ZonePtr) -> Self {
         let z = zone.get();
         let (split, free) = zone.bitmaps();
         View {
@@ -70,32 +70,30 @@ impl View {
             bits: z.words * WORD_BITS,
             split,
             free,
-            shift,
-            orders,
         }
     }
 
     #[inline(always)]
     fn size(&self, k: usize) -> usize {
-        1 << (self.shift as usize + k)
+        MIN << k
     }
 
     /// Whether the node of level `j` starting at `p` lies inside the tree:
     /// `j` is a valid order and the node is inside `[lo, hi)`.
     #[inline(always)]
     pub(crate) fn in_tree(&self, p: usize, j: usize) -> bool {
-        j < self.orders && p >= self.lo && p <= self.hi && self.hi - p >= self.size(j)
+        j < ORDERS && p >= self.lo && p <= self.hi && self.hi - p >= self.size(j)
     }
 
     #[inline(always)]
     fn free_index(&self, a: usize) -> usize {
-        (a >> self.shift).wrapping_sub(self.lo_granule)
+        (a >> Self::SHIFT).wrapping_sub(self.lo_granule)
     }
 
     /// The split-bit number of the node of level `j >= 1` starting at `p`.
     #[inline(always)]
     fn split_index(&self, j: usize, p: usize) -> usize {
-        ((p >> self.shift) + (1 << (j - 1)) - 1).wrapping_sub(self.lo_granule)
+        ((p >> Self::SHIFT) + (1 << (j - 1)) - 1).wrapping_sub(self.lo_granule)
     }
 
     /// Whether a free block starts at `a` (a granule of the zone).
@@ -193,9 +191,9 @@ impl View {
     /// that fits in `[a, end)` (which is at least one granule).
     #[inline]
     fn piece(&self, a: usize, end: usize) -> usize {
-        let aligned = (a >> self.shift).trailing_zeros() as usize;
-        let fits = (usize::BITS - 1 - ((end - a) >> self.shift).leading_zeros()) as usize;
-        aligned.min(fits).min(self.orders - 1)
+        let aligned = (a >> Self::SHIFT).trailing_zeros() as usize;
+        let fits = (usize::BITS - 1 - ((end - a) >> Self::SHIFT).leading_zeros()) as usize;
+        aligned.min(fits).min(ORDERS - 1)
     }
 }
 
@@ -232,13 +230,13 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
     }
 
     #[inline(always)]
-    pub(crate) fn view(z: NonNull<Zone>) -> View {
-        View::new(ZonePtr(z), Self::SHIFT, ORDERS)
+    pub(crate) fn view(z: NonNull<Zone>) -> View<MIN, ORDERS> {
+        View::new(ZonePtr(z))
     }
 
     /// The zone whose tree contains `a` (`lo <= a < hi`).
     #[inline(always)]
-    pub(crate) fn zone_of(&self, a: usize) -> Option<View> {
+    pub(crate) fn zone_of(&self, a: usize) -> Option<View<MIN, ORDERS>> {
         let mut cur = self.zones;
         while let Some(z) = cur {
             let h = ZonePtr(z).get();
@@ -252,14 +250,18 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
 
     /// The zone whose block range (`lo <= a < meta_lo`) contains `a`.
     #[inline(always)]
-    pub(crate) fn user_zone_of(&self, a: usize) -> Option<View> {
+    pub(crate) fn user_zone_of(&self, a: usize) -> Option<View<MIN, ORDERS>> {
         self.zone_of(a).filter(|v| a < v.meta_lo)
     }
 
     /// Whether `node` may be dereferenced as a free block of order `k`: it
     /// is in some zone's block range, aligned to its order, and marked free.
-    fn plausible(&self, node: NonNull<FreeNode>, k: usize) -> bool {
+    #[inline(always)]
+    fn plausible(&self, hint: &View<MIN, ORDERS>, node: NonNull<FreeNode>, k: usize) -> bool {
         let a = node.as_ptr().addr();
+        if a >= hint.lo && a < hint.meta_lo {
+            return a & (Self::size(k) - 1) == 0 && hint.is_free(a);
+        }
         match self.user_zone_of(a) {
             Some(v) => a & (Self::size(k) - 1) == 0 && v.is_free(a),
             None => false,
@@ -301,12 +303,17 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
     /// stale: a head's `prev` is never read (B5), which saves a store into
     /// a cold block on every allocation.
     #[inline(always)]
-    fn pop(&mut self, node: NonNull<FreeNode>, k: usize) -> Result<(), Corruption> {
+    fn pop(
+        &mut self,
+        v: &View<MIN, ORDERS>,
+        node: NonNull<FreeNode>,
+        k: usize,
+    ) -> Result<(), Corruption> {
         // SAFETY: `node` heads `free[k]`: a free block with an initialised
         // node (B3).
         let next = unsafe { (*node.as_ptr()).next };
         match next {
-            Some(n) if !self.plausible(n, k) => return Err(self.poison(node)),
+            Some(n) if !self.plausible(v, n, k) => return Err(self.poison(node)),
             Some(_) => {}
             None => self.nonempty &= !(1 << k),
         }
@@ -315,12 +322,17 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
     }
 
     /// Removes the free block `node` from `free[k]`, checking its links.
-    fn unlink(&mut self, node: NonNull<FreeNode>, k: usize) -> Result<(), Corruption> {
+    fn unlink(
+        &mut self,
+        v: &View<MIN, ORDERS>,
+        node: NonNull<FreeNode>,
+        k: usize,
+    ) -> Result<(), Corruption> {
         // SAFETY: the caller found `node` marked free with order `k`, so it
         // is a free block with an initialised node (B3).
         let FreeNode { next, prev } = unsafe { node.as_ptr().read() };
         if let Some(n) = next {
-            if !self.plausible(n, k) {
+            if !self.plausible(v, n, k) {
                 return Err(self.poison(node));
             }
         }
@@ -338,7 +350,7 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
         };
         // SAFETY: `plausible` confirms `p` is a free block of ours before
         // it is read.
-        if !self.plausible(p, k) || unsafe { (*p.as_ptr()).next } != Some(node) {
+        if !self.plausible(v, p, k) || unsafe { (*p.as_ptr()).next } != Some(node) {
             return Err(self.poison(node));
         }
         // SAFETY: `p` is a free block of ours (checked above).
@@ -359,7 +371,10 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
     /// O(1) to find the list (`trailing_zeros` of the non-empty mask), then
     /// one step per halving.
     #[inline(always)]
-    pub(crate) fn take(&mut self, k: usize) -> Result<Option<(View, usize)>, Corruption> {
+    pub(crate) fn take(
+        &mut self,
+        k: usize,
+    ) -> Result<Option<(View<MIN, ORDERS>, usize)>, Corruption> {
         let mask = self.nonempty & (usize::MAX << k);
         if mask == 0 {
             return Ok(None);
@@ -376,7 +391,7 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
             Some(v) if a < v.meta_lo && a & (Self::size(j) - 1) == 0 && v.is_free(a) => v,
             _ => return Err(self.poison(node)),
         };
-        self.pop(node, j)?;
+        self.pop(&v, node, j)?;
         v.set_free(a, false);
         while j > k {
             j -= 1;
@@ -395,9 +410,10 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
     /// # Time complexity
     ///
     /// O(1) per merge: the buddy test is two bit reads, the unlink is O(1).
+    #[inline]
     pub(crate) fn release(
         &mut self,
-        v: &View,
+        v: &View<MIN, ORDERS>,
         mut a: usize,
         mut k: usize,
     ) -> Result<(), Corruption> {
@@ -411,7 +427,7 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
             if !v.is_free(b) || v.is_split(k, b) {
                 break;
             }
-            self.unlink(v.ptr(b).cast(), k)?;
+            self.unlink(v, v.ptr(b).cast(), k)?;
             v.set_free(b, false);
             v.set_split(k + 1, p, false);
             a = p;
@@ -425,7 +441,13 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
     /// Splits the used block `(a, k_old)` down to order `k_new`, freeing the
     /// upper halves (their buddies are the kept lower halves, which are
     /// used, so none of them merges).
-    pub(crate) fn shrink_in_place(&mut self, v: &View, a: usize, k_old: usize, k_new: usize) {
+    pub(crate) fn shrink_in_place(
+        &mut self,
+        v: &View<MIN, ORDERS>,
+        a: usize,
+        k_old: usize,
+        k_new: usize,
+    ) {
         for j in (k_new..k_old).rev() {
             v.set_split(j + 1, a, true);
             let b = a + Self::size(j);
@@ -439,7 +461,7 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
     /// `Ok(false)` (changing nothing) otherwise.
     pub(crate) fn grow_in_place(
         &mut self,
-        v: &View,
+        v: &View<MIN, ORDERS>,
         a: usize,
         k_old: usize,
         k_new: usize,
@@ -455,7 +477,7 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
         }
         for j in k_old..k_new {
             let b = a + Self::size(j);
-            self.unlink(v.ptr(b).cast(), j)?;
+            self.unlink(v, v.ptr(b).cast(), j)?;
             v.set_free(b, false);
             v.set_split(j + 1, a, false);
         }
@@ -465,7 +487,7 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
     /// Marks every in-tree ancestor of the new block `(a, k)` split, so the
     /// block is one (B4). Stops at the first ancestor already split: the
     /// split nodes are closed under "parent of".
-    fn mark_block(v: &View, a: usize, k: usize) {
+    fn mark_block(v: &View<MIN, ORDERS>, a: usize, k: usize) {
         let mut j = k + 1;
         while j < ORDERS {
             let p = a & !(Self::size(j) - 1);
@@ -479,7 +501,7 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
 
     /// Makes `[lo, hi)` (granule-aligned, inside the tree, not yet part of
     /// any block) into used blocks: the largest naturally aligned ones.
-    fn mark_used(v: &View, lo: usize, hi: usize) {
+    fn mark_used(v: &View<MIN, ORDERS>, lo: usize, hi: usize) {
         let mut a = lo;
         while a < hi {
             let k = v.piece(a, hi);
@@ -489,7 +511,12 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
     }
 
     /// Frees the used blocks [`mark_used`](Self::mark_used) made of `[lo, hi)`.
-    fn release_range(&mut self, v: &View, lo: usize, hi: usize) -> Result<(), Corruption> {
+    fn release_range(
+        &mut self,
+        v: &View<MIN, ORDERS>,
+        lo: usize,
+        hi: usize,
+    ) -> Result<(), Corruption> {
         let mut a = lo;
         while a < hi {
             let k = v.piece(a, hi);

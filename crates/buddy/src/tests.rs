@@ -406,10 +406,8 @@ fn order_is_recovered_from_the_address() {
         .collect();
     for (p, &s) in ps.iter().zip(&sizes) {
         // SAFETY: `p` is live.
-        assert_eq!(
-            unsafe { heap.usable_size(p.cast()) },
-            s.next_power_of_two().max(16)
-        );
+        let usable = unsafe { heap.usable_size(p.cast()) };
+        assert_eq!(usable, s.next_power_of_two().max(16));
     }
     for p in ps {
         // SAFETY: `p` is live; freed once, without its layout.
