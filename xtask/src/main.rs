@@ -35,6 +35,7 @@ commands:
 
 environment:
   FREESPACE_MIRI_CRATES   crates the miri step tests (comma- or space-separated)
+  FREESPACE_MIRI_BUDGET   seconds all crates' Miri runs may take together (default 1200)
   CARGO_TARGET_DIR        honoured by every step";
 
 fn main() -> ExitCode {

@@ -38,6 +38,13 @@ const NO_DEFAULT_FEATURES: &[&str] = &["freespace-core"];
 /// Overrides the list of crates Miri tests (comma- or space-separated).
 pub const MIRI_CRATES_VAR: &str = "FREESPACE_MIRI_CRATES";
 
+/// Seconds all the crates' Miri runs may take together (environment).
+pub const MIRI_BUDGET_VAR: &str = "FREESPACE_MIRI_BUDGET";
+
+/// The Miri share of CI's 30 minutes on 2 cores: the other steps take
+/// about 5 minutes from a cold start.
+const DEFAULT_MIRI_BUDGET_SECS: u64 = 20 * 60;
+
 /// What became of one step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -367,6 +374,79 @@ fn exec(cmd: &mut Command) -> Result<(), String> {
     }
 }
 
+/// Like [`exec`], but stops `cmd` (and every process it started) at
+/// `deadline`. A timeout's message holds `{budget}` for the caller to fill.
+fn exec_until(cmd: &mut Command, deadline: Instant) -> Result<(), String> {
+    println!("$ {}", show(cmd));
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("could not start `{}`: {e}", short(cmd)))?;
+    loop {
+        match child.try_wait() {
+            Ok(Some(s)) if s.success() => return Ok(()),
+            Ok(Some(s)) => {
+                return Err(s
+                    .code()
+                    .map_or("killed by a signal".into(), |c| format!("exit code {c}")))
+            }
+            Ok(None) if Instant::now() >= deadline => {
+                // cargo runs the tests in grandchildren: stop them all,
+                // youngest first, so nothing keeps running after the step.
+                let mut family = descendants(child.id());
+                family.reverse();
+                for pid in family {
+                    let _ = Command::new("kill")
+                        .args(["-KILL", &pid.to_string()])
+                        .status();
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("timed out: the {budget}s budget was spent".into());
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(200)),
+            Err(e) => return Err(format!("waiting for `{}`: {e}", short(cmd))),
+        }
+    }
+}
+
+/// Every process descended from `pid`, parents before children (read from
+/// `/proc`; empty where there is none).
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            // /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may hold spaces.
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if let Some(ppid) = ppid {
+                parent_of.push((child, ppid));
+            }
+        }
+    }
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parent_of
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(c, _)| *c),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
 /// Runs `cmd` quietly; `Err` holds the tail of its output, for a SKIPPED reason.
 fn exec_quiet(cmd: &mut Command) -> Result<(), String> {
     println!("$ {}", show(cmd));
@@ -408,11 +488,25 @@ fn short(cmd: &Command) -> String {
 }
 
 /// Runs one command per item, each a part of the step; the step fails if any part does.
-fn per_crate(items: Vec<(String, Command)>) -> Report {
+///
+/// With a `budget`, all the parts together may take that long: the part
+/// running when it runs out is stopped, and the ones after it are not
+/// started; both fail, saying so.
+fn per_crate(items: Vec<(String, Command)>, budget: Option<Duration>) -> Report {
+    let deadline = budget.map(|b| (Instant::now() + b, b));
     let mut parts = Vec::new();
     for (name, mut cmd) in items {
         let t = Instant::now();
-        let outcome = match exec(&mut cmd) {
+        let result = match deadline {
+            None => exec(&mut cmd),
+            Some((at, budget)) if Instant::now() >= at => Err(format!(
+                "not run: the {}s budget was spent",
+                budget.as_secs()
+            )),
+            Some((at, budget)) => exec_until(&mut cmd, at)
+                .map_err(|e| e.replace("{budget}", &budget.as_secs().to_string())),
+        };
+        let outcome = match result {
             Ok(()) => Outcome::Pass,
             Err(e) => Outcome::Fail(e),
         };
@@ -528,7 +622,7 @@ fn no_std(ws: &Workspace) -> Report {
             items.push((format!("{} (no default features)", p.name), cmd));
         }
     }
-    per_crate(items)
+    per_crate(items, None)
 }
 
 fn demo(ws: &Workspace) -> Report {
@@ -609,7 +703,20 @@ fn miri_over(ws: &Workspace, crates: Vec<String>) -> Report {
             (name, cmd)
         })
         .collect();
-    per_crate(items)
+    let budget = match env::var(MIRI_BUDGET_VAR) {
+        Ok(secs) => match secs.trim().parse::<u64>() {
+            Ok(secs) => secs,
+            Err(_) => {
+                return Outcome::Fail(format!(
+                    "{MIRI_BUDGET_VAR}={secs:?} is not a number of seconds"
+                ))
+                .into()
+            }
+        },
+        Err(_) => DEFAULT_MIRI_BUDGET_SECS,
+    };
+    println!("(Miri budget for all crates: {budget}s; {MIRI_BUDGET_VAR} changes it)");
+    per_crate(items, Some(Duration::from_secs(budget)))
 }
 
 fn miri(ws: &Workspace) -> Report {
