@@ -24,13 +24,14 @@ use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 
 use freespace_core::alloc::{Allocator, Layout};
-use freespace_core::{BlockState, HeapSummary, Inspect, Source};
+use freespace_core::{BlockState, HeapSummary, Inspect, Source, Violation};
 use freespace_source::{Arena, Sbrk};
 
-/// The heap the demo runs. A bump heap until the free-list heap lands.
-type Heap<S> = freespace_testkit::Bump<S>;
+/// The heap the demo runs: the free-list heap with the best-fit policy,
+/// which splits chunks on allocation and coalesces them on free.
+type Heap<S> = freespace_best_fit::BestFitHeap<S>;
 const HEAP_NAME: &str =
-    "freespace_testkit::Bump (a bump pointer: memory comes back only when every block is free)";
+    "freespace_best_fit::BestFitHeap (free list; best fit, split on allocate, coalesce on free)";
 
 fn heap<S: Source>(source: S) -> Heap<S> {
     Heap::new(source)
@@ -44,15 +45,35 @@ const MAP_WIDTH: usize = 64;
 fn main() {
     println!("freespace demo");
     println!("heap: {HEAP_NAME}");
+    println!("map:  the heap's address span, {MAP_WIDTH} cells: # used  + mixed  . free  m metadata only");
 
     let memory: &'static mut [MaybeUninit<u8>] =
         Box::leak(vec![MaybeUninit::uninit(); ARENA_BYTES].into_boxed_slice());
     let arena = Counted::new(Arena::new(memory));
-    let arena_name = format!("Arena ({} KiB, fixed)", ARENA_BYTES / 1024);
-    workload(&arena_name, &heap(&arena), &arena);
+    let arena_heap = heap(&arena);
+    workload(&Subject {
+        name: &format!("Arena ({} KiB, fixed)", ARENA_BYTES / 1024),
+        heap: &arena_heap,
+        source: &arena,
+        check: &|| arena_heap.check(),
+    });
 
     let sbrk = Counted::new(Sbrk::with_limit(4 << 20));
-    workload("Sbrk (program break, limit 4 MiB)", &heap(&sbrk), &sbrk);
+    let sbrk_heap = heap(&sbrk);
+    workload(&Subject {
+        name: "Sbrk (program break, limit 4 MiB)",
+        heap: &sbrk_heap,
+        source: &sbrk,
+        check: &|| sbrk_heap.check(),
+    });
+}
+
+/// A heap under the workload, with its source and its invariant check.
+struct Subject<'a, H, S> {
+    name: &'a str,
+    heap: &'a H,
+    source: &'a Counted<S>,
+    check: &'a dyn Fn() -> Result<(), Violation>,
 }
 
 /// A [`Source`] that counts what it hands out, so the report can say how
@@ -122,23 +143,19 @@ impl Rng {
     }
 }
 
-fn workload<H: Allocator + Inspect, S>(name: &str, heap: &H, source: &Counted<S>) {
+fn workload<H: Allocator + Inspect, S>(subject: &Subject<'_, H, S>) {
+    let heap = subject.heap;
     println!();
-    println!("== heap over {name}");
+    println!("== heap over {}", subject.name);
     let mut rng = Rng(0x5EED_F4EE_5BACE);
     let mut blocks: Vec<Block> = Vec::new();
-    let mut failed = 0;
 
-    allocate(heap, &mut rng, FIRST_ROUND, &mut blocks, &mut failed);
-    report(
-        &format!(
-            "1. allocated {} blocks of 8..=512 B ({failed} refused)",
-            blocks.len()
-        ),
-        heap,
-        source,
-        &blocks,
+    let refused = allocate(heap, &mut rng, FIRST_ROUND, &mut blocks);
+    let step = format!(
+        "1. allocated {} blocks of 8..=512 B ({refused} refused)",
+        blocks.len()
     );
+    report(&step, subject, &blocks);
     let first: Vec<String> = blocks
         .iter()
         .take(4)
@@ -146,7 +163,7 @@ fn workload<H: Allocator + Inspect, S>(name: &str, heap: &H, source: &Counted<S>
         .collect();
     println!("   first blocks: {} ...", first.join(", "));
 
-    // Free every other block: the heap now has holes (if it can reuse them).
+    // Free every other block: the heap now has holes between live blocks.
     let mut kept = Vec::new();
     for (i, block) in blocks.into_iter().enumerate() {
         if i % 2 == 0 {
@@ -160,32 +177,26 @@ fn workload<H: Allocator + Inspect, S>(name: &str, heap: &H, source: &Counted<S>
     let mut blocks = kept;
     report(
         &format!("2. freed every other block, {} live", blocks.len()),
-        heap,
-        source,
+        subject,
         &blocks,
     );
 
     let before = blocks.len();
-    failed = 0;
-    allocate(heap, &mut rng, SECOND_ROUND, &mut blocks, &mut failed);
-    report(
-        &format!(
-            "3. allocated {} more ({failed} refused)",
-            blocks.len() - before
-        ),
-        heap,
-        source,
-        &blocks,
+    let refused = allocate(heap, &mut rng, SECOND_ROUND, &mut blocks);
+    let step = format!(
+        "3. allocated {} more into the holes ({refused} refused)",
+        blocks.len() - before
     );
+    report(&step, subject, &blocks);
 
     let mut v = allocator_api2::vec::Vec::new_in(heap);
     let mut grows = 0;
     for i in 0..1000u32 {
         if v.len() == v.capacity() {
+            if v.try_reserve(1).is_err() {
+                break;
+            }
             grows += 1;
-        }
-        if v.try_reserve(1).is_err() {
-            break;
         }
         v.push(i);
     }
@@ -203,23 +214,19 @@ fn workload<H: Allocator + Inspect, S>(name: &str, heap: &H, source: &Counted<S>
     }
     report(
         "5. every pattern intact; freed everything",
-        heap,
-        source,
+        subject,
         &blocks,
     );
 }
 
-fn allocate<H: Allocator>(
-    heap: &H,
-    rng: &mut Rng,
-    count: usize,
-    blocks: &mut Vec<Block>,
-    failed: &mut usize,
-) {
+/// Allocates `count` blocks of random layouts, fills each with its own
+/// byte, and returns how many the heap refused.
+fn allocate<H: Allocator>(heap: &H, rng: &mut Rng, count: usize, blocks: &mut Vec<Block>) -> usize {
+    let mut refused = 0;
     for _ in 0..count {
         let layout = rng.layout();
         let Ok(region) = heap.allocate(layout) else {
-            *failed += 1;
+            refused += 1;
             continue;
         };
         let ptr = region.cast::<u8>();
@@ -228,11 +235,12 @@ fn allocate<H: Allocator>(
             0,
             "misaligned block from the heap"
         );
-        let fill = (blocks.len() % 251) as u8;
+        let fill = (blocks.len() % 251) as u8 + 1;
         // SAFETY: the heap just gave us `region`, at least `layout.size()` bytes.
         unsafe { ptr.as_ptr().write_bytes(fill, layout.size()) };
         blocks.push(Block { ptr, layout, fill });
     }
+    refused
 }
 
 /// Panics if `block`'s contents were overwritten: two blocks overlapped.
@@ -246,13 +254,18 @@ fn verify(block: &Block) {
     );
 }
 
-/// One step's line: live blocks, what the heap says about itself, its map.
-fn report<H: Inspect, S>(step: &str, heap: &H, source: &Counted<S>, blocks: &[Block]) {
+/// One step's lines: live blocks, what the heap says about itself (and
+/// its invariant check), and its map.
+fn report<H: Inspect, S>(step: &str, subject: &Subject<'_, H, S>, blocks: &[Block]) {
     let live: usize = blocks.iter().map(|b| b.layout.size()).sum();
-    let s = HeapSummary::of(heap);
+    let s = HeapSummary::of(subject.heap);
+    let check = match (subject.check)() {
+        Ok(()) => "ok".to_string(),
+        Err(v) => panic!("the heap's invariant check failed after \"{step}\": {v}"),
+    };
     println!("{step}");
     println!(
-        "   live {:>4} blocks {:>7} B | heap: used {:>7} B in {:>3}, free {:>7} B in {:>3} (largest {:>7}), meta {} B, fragmentation {:.2}",
+        "   live {:>3} blocks {:>6} B | heap: used {:>6} B in {:>3}, free {:>6} B in {:>3} (largest {:>6}), meta {:>4} B",
         blocks.len(),
         live,
         s.used_bytes,
@@ -261,19 +274,19 @@ fn report<H: Inspect, S>(step: &str, heap: &H, source: &Counted<S>, blocks: &[Bl
         s.free_blocks,
         s.largest_free,
         s.meta_bytes,
-        s.fragmentation()
     );
     println!(
-        "   source gave {} region(s), {} B | map [{}]  # used  . free  m meta",
-        source.regions.get(),
-        source.bytes.get(),
-        map(heap)
+        "   fragmentation {:.2} | check() {check} | source gave {} region(s), {} B",
+        s.fragmentation(),
+        subject.source.regions.get(),
+        subject.source.bytes.get(),
     );
+    println!("   [{}]", map(subject.heap));
 }
 
-/// The heap's address span as `MAP_WIDTH` cells: `#` if any byte in the cell
-/// is used, else `m` for metadata, `.` for free, blank for a gap between
-/// regions.
+/// The heap's address span as `MAP_WIDTH` cells, each by what most of its
+/// bytes are: `#` used (90% or more), `+` mixed, `.` free (90% or more),
+/// `m` metadata only, blank where no block lies (a gap between regions).
 fn map<H: Inspect>(heap: &H) -> String {
     let mut blocks = Vec::new();
     heap.inspect(&mut |b| blocks.push(b));
@@ -281,32 +294,41 @@ fn map<H: Inspect>(heap: &H) -> String {
         return " ".repeat(MAP_WIDTH);
     };
     let hi = blocks.iter().map(|b| b.addr + b.len).max().unwrap_or(lo);
-    let span = (hi - lo).max(1);
-    let mut cells = [' '; MAP_WIDTH];
-    let rank = |c: char| match c {
-        '#' => 3,
-        'm' => 2,
-        '.' => 1,
-        _ => 0,
-    };
+    let span = (hi - lo).max(1) as f64;
+    let cell_len = span / MAP_WIDTH as f64;
+    // Bytes of each cell that are [used, free, meta].
+    let mut cells = [[0f64; 3]; MAP_WIDTH];
     for b in &blocks {
-        let c = match b.state {
-            BlockState::Used => '#',
-            BlockState::Meta => 'm',
-            BlockState::Free => '.',
+        let kind = match b.state {
+            BlockState::Used => 0,
+            BlockState::Free => 1,
+            BlockState::Meta => 2,
         };
-        let first = ((b.addr - lo) * MAP_WIDTH / span).min(MAP_WIDTH - 1);
-        let last = ((b.addr + b.len - lo) * MAP_WIDTH)
-            .div_ceil(span)
-            .clamp(first + 1, MAP_WIDTH);
-        for cell in &mut cells[first..last] {
-            if rank(c) > rank(*cell) {
-                *cell = c;
-            }
+        let start = (b.addr - lo) as f64;
+        let end = start + b.len as f64;
+        let first = ((start / cell_len) as usize).min(MAP_WIDTH - 1);
+        let last = ((end / cell_len).ceil() as usize).clamp(first + 1, MAP_WIDTH);
+        for (i, cell) in cells.iter_mut().enumerate().take(last).skip(first) {
+            let (cell_start, cell_end) = (i as f64 * cell_len, (i + 1) as f64 * cell_len);
+            cell[kind] += (end.min(cell_end) - start.max(cell_start)).max(0.0);
         }
     }
     let mut out = String::new();
-    for c in cells {
+    for [used, free, meta] in cells {
+        let data = used + free;
+        let c = if data == 0.0 {
+            if meta > 0.0 {
+                'm'
+            } else {
+                ' '
+            }
+        } else if used >= 0.9 * data {
+            '#'
+        } else if free >= 0.9 * data {
+            '.'
+        } else {
+            '+'
+        };
         let _ = write!(out, "{c}");
     }
     out
