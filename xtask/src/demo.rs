@@ -147,7 +147,7 @@ fn workload<H: Allocator + Inspect, S>(subject: &Subject<'_, H, S>) {
     let heap = subject.heap;
     println!();
     println!("== heap over {}", subject.name);
-    let mut rng = Rng(0x5EED_F4EE_5BACE);
+    let mut rng = Rng(0x5EED_F4EE_5BAC_E5ED);
     let mut blocks: Vec<Block> = Vec::new();
 
     let refused = allocate(heap, &mut rng, FIRST_ROUND, &mut blocks);
