@@ -48,8 +48,7 @@ pub(crate) struct View<const MIN: usize, const ORDERS: usize> {
     pub(crate) meta_lo: usize,
     lo_granule: usize,
     bits: usize,
-    split: *mut usize,
-    free: *mut usize,
+    bitmap: *mut usize,
 }
 
 impl<const MIN: usize, const ORDERS: usize> View<MIN, ORDERS> {
@@ -58,7 +57,7 @@ impl<const MIN: usize, const ORDERS: usize> View<MIN, ORDERS> {
     #[inline(always)]
     fn new(zone: ZonePtr) -> Self {
         let z = zone.get();
-        let (split, free) = zone.bitmaps();
+        let bitmap = zone.bitmap();
         View {
             base: z.base,
             raw_start: z.raw_start,
@@ -68,8 +67,7 @@ impl<const MIN: usize, const ORDERS: usize> View<MIN, ORDERS> {
             meta_lo: z.meta_lo,
             lo_granule: z.lo_granule,
             bits: z.words * WORD_BITS,
-            split,
-            free,
+            bitmap,
         }
     }
 
@@ -100,8 +98,8 @@ impl<const MIN: usize, const ORDERS: usize> View<MIN, ORDERS> {
     #[inline(always)]
     pub(crate) fn is_free(&self, a: usize) -> bool {
         let i = self.free_index(a);
-        // SAFETY: Z1 for `self.free`, and `i` is checked against the bitmap length.
-        i < self.bits && unsafe { zone::test(self.free, i) }
+        // SAFETY: Z1 for `self.bitmap`, and `i` is checked against the bitmap length.
+        i < self.bits && unsafe { zone::test(self.bitmap, zone::FREE, i) }
     }
 
     #[inline(always)]
@@ -109,12 +107,12 @@ impl<const MIN: usize, const ORDERS: usize> View<MIN, ORDERS> {
         let i = self.free_index(a);
         debug_assert!(i < self.bits);
         if i < self.bits {
-            // SAFETY: Z1 for `self.free`, and `i` is in bounds (checked above).
+            // SAFETY: Z1 for `self.bitmap`, and `i` is in bounds (checked above).
             unsafe {
                 if on {
-                    zone::set(self.free, i)
+                    zone::set(self.bitmap, zone::FREE, i)
                 } else {
-                    zone::clear(self.free, i)
+                    zone::clear(self.bitmap, zone::FREE, i)
                 }
             }
         }
@@ -127,8 +125,8 @@ impl<const MIN: usize, const ORDERS: usize> View<MIN, ORDERS> {
             return false;
         }
         let i = self.split_index(j, p);
-        // SAFETY: Z1 for `self.split`, and `i` is checked against the bitmap length.
-        i < self.bits && unsafe { zone::test(self.split, i) }
+        // SAFETY: Z1 for `self.bitmap`, and `i` is checked against the bitmap length.
+        i < self.bits && unsafe { zone::test(self.bitmap, zone::SPLIT, i) }
     }
 
     #[inline(always)]
@@ -136,12 +134,12 @@ impl<const MIN: usize, const ORDERS: usize> View<MIN, ORDERS> {
         let i = self.split_index(j, p);
         debug_assert!(j >= 1 && i < self.bits);
         if j >= 1 && i < self.bits {
-            // SAFETY: Z1 for `self.split`, and `i` is in bounds (checked above).
+            // SAFETY: Z1 for `self.bitmap`, and `i` is in bounds (checked above).
             unsafe {
                 if on {
-                    zone::set(self.split, i)
+                    zone::set(self.bitmap, zone::SPLIT, i)
                 } else {
-                    zone::clear(self.split, i)
+                    zone::clear(self.bitmap, zone::SPLIT, i)
                 }
             }
         }
@@ -205,6 +203,11 @@ pub(crate) struct State<const MIN: usize, const ORDERS: usize> {
     pub(crate) nonempty: usize,
     /// The zones, newest first.
     pub(crate) zones: Option<NonNull<Zone>>,
+    /// A copy of the view of the zone most recently made or joined (the
+    /// one that usually holds every block), so the common lookup reads no
+    /// zone header. Zone headers never change once linked, and a join
+    /// replaces this copy, so it is never stale.
+    hot: Option<View<MIN, ORDERS>>,
     /// Bytes of all regions taken from the source.
     pub(crate) total: usize,
     /// [`POISONED`] | [`WALKING`]: the heap refuses to allocate or free.
@@ -219,6 +222,7 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
             free: [None; ORDERS],
             nonempty: 0,
             zones: None,
+            hot: None,
             total: 0,
             blocked: 0,
         }
@@ -237,6 +241,11 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
     /// The zone whose tree contains `a` (`lo <= a < hi`).
     #[inline(always)]
     pub(crate) fn zone_of(&self, a: usize) -> Option<View<MIN, ORDERS>> {
+        if let Some(v) = &self.hot {
+            if a >= v.lo && a < v.hi {
+                return Some(*v);
+            }
+        }
         let mut cur = self.zones;
         while let Some(z) = cur {
             let h = ZonePtr(z).get();
@@ -605,6 +614,7 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
         }
         self.zones = Some(header);
         let v = Self::view(header);
+        self.hot = Some(v);
         Self::mark_used(&v, meta_lo, hi);
         Self::mark_used(&v, lo, meta_lo);
         // The lists are sound (only our own blocks are on them) unless they
@@ -648,7 +658,7 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
         let old_words = old_header.words;
         // SAFETY: `meta_lo - start < region.len()`: inside the region (S1).
         let header = unsafe { region.cast::<u8>().add(meta_lo - start) }.cast::<Zone>();
-        let (old_split, old_free) = ZonePtr(old_zone).bitmaps();
+        let old_bitmap = ZonePtr(old_zone).bitmap();
         // SAFETY: the new header and bitmaps fit in `[meta_lo, hi)` of the
         // new region, which is ours alone (S2) and aligned as in
         // `new_zone`; the old bitmaps (`old_words` words each, Z1) lie
@@ -666,18 +676,19 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
                 words,
                 regions: old_header.regions + 1,
             });
-            let split = header.as_ptr().add(1).cast::<usize>();
-            let free = split.add(words);
-            split.copy_from_nonoverlapping(old_split, old_words);
-            split.add(old_words).write_bytes(0, words - old_words);
-            free.copy_from_nonoverlapping(old_free, old_words);
-            free.add(old_words).write_bytes(0, words - old_words);
+            // Interleaved by word groups, so the old bits are a prefix.
+            let bitmap = header.as_ptr().add(1).cast::<usize>();
+            bitmap.copy_from_nonoverlapping(old_bitmap, 2 * old_words);
+            bitmap
+                .add(2 * old_words)
+                .write_bytes(0, 2 * (words - old_words));
         }
         match prev {
             Some(p) => ZonePtr(p).set_next(Some(header)),
             None => self.zones = Some(header),
         }
         let v = Self::view(header);
+        self.hot = Some(v);
         // Every node straddling the old end contains the block at `old.hi`,
         // so marking the new blocks marks those nodes split too (B4).
         Self::mark_used(&v, meta_lo, hi);
@@ -745,11 +756,11 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
                 a = end;
             }
             // Only block starts carry a free bit.
-            let (_, free) = ZonePtr(z).bitmaps();
+            let bitmap = ZonePtr(z).bitmap();
             let mut set = 0usize;
             for w in 0..h.words {
-                // SAFETY: Z1: the free bitmap has `words` words.
-                set += unsafe { *free.add(w) }.count_ones() as usize;
+                // SAFETY: Z1: the bitmaps have `2 * words` words.
+                set += unsafe { *bitmap.add(2 * w + zone::FREE) }.count_ones() as usize;
             }
             let mut walked = 0usize;
             let mut a = v.lo;

@@ -25,8 +25,8 @@ use core::ptr::NonNull;
 /// Bits in one bitmap word.
 pub(crate) const WORD_BITS: usize = usize::BITS as usize;
 
-/// The header of a zone, written at `meta_lo`; the split bitmap follows it,
-/// then the free bitmap, `words` words each.
+/// The header of a zone, written at `meta_lo`; the two bitmaps follow it,
+/// `words` words each, interleaved a word at a time.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub(crate) struct Zone {
@@ -90,33 +90,37 @@ impl ZonePtr {
         unsafe { (*self.0.as_ptr()).next = next }
     }
 
+    /// The first word of the bitmaps.
     #[inline(always)]
-    fn split_words(self) -> *mut usize {
-        // SAFETY: Z1: the split bitmap follows the header in the same zone.
+    pub(crate) fn bitmap(self) -> *mut usize {
+        // SAFETY: Z1: the bitmaps follow the header in the same zone.
         unsafe { self.0.as_ptr().add(1).cast::<usize>() }
-    }
-
-    #[inline(always)]
-    fn free_words(self) -> *mut usize {
-        // SAFETY: Z1: the free bitmap follows the split bitmap, `words` words on.
-        unsafe { self.split_words().add(self.get().words) }
-    }
-
-    /// The first word of the split bitmap and of the free bitmap.
-    pub(crate) fn bitmaps(self) -> (*mut usize, *mut usize) {
-        (self.split_words(), self.free_words())
     }
 }
 
-/// Reads bit `i` of the bitmap at `words`.
+/// The split bits' lane of the interleaved bitmaps.
+pub(crate) const SPLIT: usize = 0;
+/// The free bits' lane of the interleaved bitmaps.
+pub(crate) const FREE: usize = 1;
+
+/// The word holding bit `i` of `lane`: the two bitmaps are interleaved a
+/// word at a time (split word, free word, split word, ...), so the free bit
+/// of a granule and the split bits of the small nodes around it share a
+/// cache line.
+#[inline(always)]
+fn word(lane: usize, i: usize) -> usize {
+    2 * (i / WORD_BITS) + lane
+}
+
+/// Reads bit `i` of `lane` of the bitmaps at `words`.
 ///
 /// # Safety
 ///
-/// `words` is a bitmap of a live zone (Z1) and `i < words * WORD_BITS`.
+/// `words` is the bitmap of a live zone (Z1) and `i < words * WORD_BITS`.
 #[inline(always)]
-pub(crate) unsafe fn test(words: *mut usize, i: usize) -> bool {
-    // SAFETY: `i / WORD_BITS` is in bounds (caller contract).
-    unsafe { *words.add(i / WORD_BITS) & (1 << (i % WORD_BITS)) != 0 }
+pub(crate) unsafe fn test(words: *mut usize, lane: usize, i: usize) -> bool {
+    // SAFETY: `word(lane, i) < 2 * words` (caller contract).
+    unsafe { *words.add(word(lane, i)) & (1 << (i % WORD_BITS)) != 0 }
 }
 
 /// Sets bit `i` of the bitmap at `words`.
@@ -125,9 +129,9 @@ pub(crate) unsafe fn test(words: *mut usize, i: usize) -> bool {
 ///
 /// As for [`test`].
 #[inline(always)]
-pub(crate) unsafe fn set(words: *mut usize, i: usize) {
-    // SAFETY: `i / WORD_BITS` is in bounds (caller contract).
-    unsafe { *words.add(i / WORD_BITS) |= 1 << (i % WORD_BITS) }
+pub(crate) unsafe fn set(words: *mut usize, lane: usize, i: usize) {
+    // SAFETY: `word(lane, i) < 2 * words` (caller contract).
+    unsafe { *words.add(word(lane, i)) |= 1 << (i % WORD_BITS) }
 }
 
 /// Clears bit `i` of the bitmap at `words`.
@@ -136,7 +140,7 @@ pub(crate) unsafe fn set(words: *mut usize, i: usize) {
 ///
 /// As for [`test`].
 #[inline(always)]
-pub(crate) unsafe fn clear(words: *mut usize, i: usize) {
-    // SAFETY: `i / WORD_BITS` is in bounds (caller contract).
-    unsafe { *words.add(i / WORD_BITS) &= !(1 << (i % WORD_BITS)) }
+pub(crate) unsafe fn clear(words: *mut usize, lane: usize, i: usize) {
+    // SAFETY: `word(lane, i) < 2 * words` (caller contract).
+    unsafe { *words.add(word(lane, i)) &= !(1 << (i % WORD_BITS)) }
 }
