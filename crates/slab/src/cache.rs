@@ -164,17 +164,21 @@ impl Cache {
         // SAFETY: `base` is `slab_size` fresh bytes aligned to `slab_size`,
         // and `g` came from `Geometry::new`.
         let slab = unsafe { SlabPtr::init(base, g, self.class) };
-        if index.insert(parent, slab).is_err() {
-            // SAFETY: as above; nothing was handed out from the slab.
-            unsafe { parent.deallocate(base, layout) };
-            return Err(AllocError);
-        }
         // Objects are constructed once, when their slab is made. A panicking
-        // constructor unwinds from here and leaks this (indexed but unlisted)
-        // slab; it is never handed out.
+        // constructor unwinds from here and leaks this slab, which is in no
+        // list and not in the index yet: it is simply never used.
         for i in 0..g.capacity {
             // SAFETY: `i < capacity`; the object is fresh.
             unsafe { hooks.construct(slab.object(g, i)) };
+        }
+        if index.insert(parent, slab).is_err() {
+            // SAFETY: every object is free and constructed; nothing was
+            // handed out, so the slab goes straight back.
+            unsafe {
+                slab.for_each_object(g, |object, _| hooks.destruct(object));
+                parent.deallocate(base, layout);
+            }
+            return Err(AllocError);
         }
         self.push(List::Empty, slab);
         Ok(slab)

@@ -75,9 +75,12 @@ impl<T> Hooks for ObjectHooks<T> {
 /// (one cache, one class). `!Sync`; all constructors are `const`.
 ///
 /// # Invariants
-/// - C1–C4 for its cache and S1–S3 for each slab (see [`crate::Slab`]);
-///   I1–I2 for its slab index;
-/// - O1: with a constructor, every free object is a constructed `T`.
+/// - S1–S3 for each slab, C1–C4 for its one cache, I1–I2 for its slab index,
+///   as stated on [`crate::Slab`] (checked by [`ObjectCache::check`]);
+/// - O1: with a constructor, every free object is a constructed `T`, and
+///   every object of a slab was constructed exactly once, when the slab was
+///   made (the callers' side of it, returning objects constructed, is
+///   `free`'s safety contract).
 ///
 /// # Example
 ///

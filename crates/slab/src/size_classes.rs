@@ -158,10 +158,28 @@ const fn default_count(slab_size: usize) -> usize {
 /// allocated until the first request.
 ///
 /// # Invariants
-/// - C1–C4 for each class's cache, S1–S3 for each slab
-///   (see [`Slab::check`]);
-/// - I1–I2 for the slab index, which holds exactly the slabs on the caches'
-///   lists.
+///
+/// Per slab:
+/// - S1: the header's magic is `KEY ^ its address`, the slab is aligned to
+///   `SLAB_SIZE`, and the header names the class of the cache that lists it;
+/// - S2: the header's free count is the number of set bits in the bitmap, and
+///   no bit past the last object is set;
+/// - S3: every bitmap word below the header's search start is zero.
+///
+/// Per class cache:
+/// - C1: a slab is on the partial, full or empty list exactly when its free
+///   count is between, zero, or its capacity, and its header says which;
+/// - C2: each list is doubly linked and its length is its count;
+/// - C3: every listed slab is in the index, and the index holds only listed
+///   slabs;
+/// - C4: after each operation, at most `max_empty` slabs are empty.
+///
+/// The slab index:
+/// - I1: its table (from the parent) has a power-of-two capacity, at least
+///   twice its length, and no table while it is empty;
+/// - I2: every entry is reachable by probing from its home slot.
+///
+/// [`Slab::check`] verifies all of them.
 ///
 /// `Slab` is `!Sync` (wrap it in a lock to share it):
 ///

@@ -1015,3 +1015,35 @@ fn object_cache_random_traces() {
         .tests(cases(500))
         .quickcheck(object_cache_trace as fn(Vec<(bool, u8)>, u8) -> TestResult);
 }
+
+#[test]
+fn out_of_memory_constructs_nothing_it_keeps() {
+    let before = counts();
+    // Room for one slab and the index table, not for a second slab.
+    let parent = Counting::bounded(1024 + 64);
+    let cache: ObjectCache<Tracked, &Counting, 1024> =
+        ObjectCache::sized_with_ctor(&parent, construct, Some(destruct));
+    let n = cache.objects_per_slab();
+    let objects: Vec<_> = (0..n).map(|_| cache.alloc().unwrap()).collect();
+    assert!(cache.alloc().is_none(), "the parent is out of memory");
+    let c = counts();
+    assert_eq!((c.0 - before.0, c.1 - before.1), (n, 0));
+    for o in objects {
+        // SAFETY: each object is live and untouched (still constructed).
+        unsafe { cache.free(o) };
+    }
+    drop(cache);
+    assert_eq!(parent.live_blocks(), 0);
+
+    // Room for a slab but not for the index table: the new slab's objects
+    // are constructed, then destructed as the slab goes straight back.
+    let before = counts();
+    let parent = Counting::bounded(1024 + 63);
+    let cache: ObjectCache<Tracked, &Counting, 1024> =
+        ObjectCache::sized_with_ctor(&parent, construct, Some(destruct));
+    assert!(cache.alloc().is_none());
+    let c = counts();
+    assert_eq!((c.0 - before.0, c.1 - before.1, c.2 - before.2), (n, n, n));
+    assert_eq!(parent.live_blocks(), 0);
+    cache.check().unwrap();
+}
