@@ -127,6 +127,22 @@ pub(crate) trait Front {
     /// # Safety
     /// `block` is a live block of `class` from this layer, not used again.
     unsafe fn free_class(&self, class: usize, block: NonNull<u8>);
+    /// The parent is out of memory: give back what this thread and the
+    /// depot hold, so a retry can succeed.
+    fn release(&self);
+}
+
+/// `attempt`, and once more after [`Front::release`] if it failed: cached
+/// blocks never make a request fail that the parent alone could serve.
+#[inline]
+fn or_release<F: Front + ?Sized, T>(
+    f: &F,
+    attempt: impl Fn() -> Result<T, AllocError>,
+) -> Result<T, AllocError> {
+    attempt().or_else(|AllocError| {
+        f.release();
+        attempt()
+    })
 }
 
 impl<P: Allocator> Front for ThreadCache<'_, P> {
@@ -144,6 +160,11 @@ impl<P: Allocator> Front for ThreadCache<'_, P> {
         // SAFETY: the caller's contract.
         self.with_rack(|r| unsafe { r.free(self.depot, class, block) })
     }
+    #[cold]
+    fn release(&self) {
+        self.flush();
+        self.depot.reap();
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -160,11 +181,12 @@ pub(crate) fn allocate<F: Front + ?Sized>(
         return Ok(layout::dangling(layout));
     }
     match class_of(layout) {
-        Some(c) => f
-            .alloc_class(c)
-            .map(|p| NonNull::slice_from_raw_parts(p, class_size(c)))
-            .ok_or(AllocError),
-        None => f.parent().allocate(layout),
+        Some(c) => or_release(f, || {
+            f.alloc_class(c)
+                .map(|p| NonNull::slice_from_raw_parts(p, class_size(c)))
+                .ok_or(AllocError)
+        }),
+        None => or_release(f, || f.parent().allocate(layout)),
     }
 }
 
@@ -211,8 +233,9 @@ pub(crate) unsafe fn resize<F: Front + ?Sized>(
     match (class_of(old), class_of(new)) {
         // Both from the parent: let it resize in place if it can.
         (None, None) => {
-            // SAFETY: the caller's contract, and the block is the parent's.
-            unsafe {
+            // SAFETY: the caller's contract, and the block is the parent's;
+            // a failed attempt leaves it untouched, so it may be retried.
+            or_release(f, || unsafe {
                 if new.size() < old.size() {
                     f.parent().shrink(ptr, old, new)
                 } else if zeroed {
@@ -220,7 +243,7 @@ pub(crate) unsafe fn resize<F: Front + ?Sized>(
                 } else {
                     f.parent().grow(ptr, old, new)
                 }
-            }
+            })
         }
         // Same class: the block already has room (and class alignment).
         (Some(a), Some(b)) if a == b => {
@@ -259,7 +282,7 @@ pub(crate) fn allocate_zeroed<F: Front + ?Sized>(
         return if layout.size() == 0 {
             Ok(layout::dangling(layout))
         } else {
-            f.parent().allocate_zeroed(layout)
+            or_release(f, || f.parent().allocate_zeroed(layout))
         };
     }
     let block = allocate(f, layout)?;
@@ -307,6 +330,7 @@ macro_rules! front_allocator {
         }
     };
 }
+#[cfg_attr(loom, allow(unused_imports))]
 pub(crate) use front_allocator;
 
 front_allocator!(unsafe impl<P: Allocator> Allocator for ThreadCache<'_, P>);

@@ -10,11 +10,11 @@ use crate::magazine::{class_layout, mag, Mag, Magazine, CLASSES, ROUNDS};
 use crate::Locked;
 
 /// Full magazines a class keeps in the depot; beyond this, rounds go back
-/// to the parent (so idle memory is returned, not hoarded).
-pub const MAX_FULL: usize = 16;
+/// to the parent (so idle memory is returned, not hoarded). 1 under loom.
+pub const MAX_FULL: usize = if cfg!(loom) { 1 } else { 16 };
 /// Empty magazines a class keeps in the depot; beyond this, magazines are
-/// freed to the parent.
-pub const MAX_EMPTY: usize = 16;
+/// freed to the parent. 1 under loom.
+pub const MAX_EMPTY: usize = if cfg!(loom) { 1 } else { 16 };
 
 /// The two magazine stacks of one class.
 struct Lists {

@@ -107,5 +107,5 @@ pub use magazine::{CLASSES, CLASS_ALIGN, MAX_CACHED, MIN_CLASS, ROUNDS};
 pub use magazines::{Magazines, MAX_LIVE, SLOTS};
 pub use spin::Spin;
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests;

@@ -86,8 +86,14 @@ impl<A, R: RawMutex> Locked<A, R> {
     /// Puts `inner` behind an unlocked `R` (loom build: not `const`).
     #[cfg(loom)]
     pub fn new(inner: A) -> Self {
+        let raw = R::INIT;
+        // `Spin` creates its loom atomic on first use; do that here, on the
+        // constructing thread, so every later use happens-after it in the
+        // model (a creation racing with another thread's first load is a
+        // causality violation to loom).
+        let _ = raw.is_locked();
         Self {
-            raw: R::INIT,
+            raw,
             inner: UnsafeCell::new(inner),
         }
     }

@@ -26,8 +26,9 @@ pub const MIN_CLASS: usize = 16;
 pub const MAX_CACHED: usize = MIN_CLASS << (CLASSES - 1);
 /// Alignment of every cached block; requests aligned more go to the parent.
 pub const CLASS_ALIGN: usize = 16;
-/// Blocks one magazine holds.
-pub const ROUNDS: usize = 32;
+/// Blocks one magazine holds (2 under loom, so the models reach every
+/// exchange in a few operations).
+pub const ROUNDS: usize = if cfg!(loom) { 2 } else { 32 };
 
 /// The class serving `layout`, or `None` when the cache does not serve it
 /// (zero size, larger than [`MAX_CACHED`], or aligned to more than
@@ -228,11 +229,11 @@ impl Rack {
     #[cold]
     fn alloc_slow<P: Allocator>(&mut self, depot: &Depot<P>, c: usize) -> Option<NonNull<u8>> {
         // `loaded` is empty or absent here.
-        // SAFETY (all `mag::` calls below): the rack owns its magazines (R2),
-        // and magazines from the depot are handed over to it (M2).
         if let Some(prev) = self.previous[c] {
+            // SAFETY: the rack owns its magazines (R2).
             if unsafe { mag::is_full(prev) } {
                 core::mem::swap(&mut self.loaded[c], &mut self.previous[c]);
+                // SAFETY: as above.
                 return unsafe { mag::pop(prev) };
             }
         }
@@ -243,6 +244,7 @@ impl Rack {
                 depot.put_empty(c, prev);
             }
             self.previous[c] = self.loaded[c].replace(full);
+            // SAFETY: the depot handed `full` over to the rack (M2).
             return unsafe { mag::pop(full) };
         }
         depot.alloc_block(c)
@@ -289,12 +291,12 @@ impl Rack {
     #[cold]
     unsafe fn free_slow<P: Allocator>(&mut self, depot: &Depot<P>, c: usize, block: NonNull<u8>) {
         // `loaded` is full or absent here.
-        // SAFETY (all `mag::` calls below): the rack owns its magazines (R2),
-        // magazines from the depot are handed over to it (M2), and `block`
-        // is a free block of class `c` (caller).
         if let Some(prev) = self.previous[c] {
+            // SAFETY: the rack owns its magazines (R2).
             if unsafe { mag::is_empty(prev) } {
                 core::mem::swap(&mut self.loaded[c], &mut self.previous[c]);
+                // SAFETY: owned (R2); `block` is a free block of class `c`
+                // (caller), so M1 holds after the push.
                 let pushed = unsafe { mag::push(prev, block) };
                 debug_assert!(pushed);
                 return;
@@ -307,6 +309,8 @@ impl Rack {
                 depot.put_full(c, prev);
             }
             self.previous[c] = self.loaded[c].replace(empty);
+            // SAFETY: the depot handed `empty` over (M2); `block` is a free
+            // block of class `c` (caller).
             let pushed = unsafe { mag::push(empty, block) };
             debug_assert!(pushed);
             return;

@@ -264,14 +264,19 @@ impl<P: Allocator> Front for Magazines<'_, P> {
     }
     #[inline]
     unsafe fn free_class(&self, class: usize, block: NonNull<u8>) {
-        // SAFETY: the caller's contract, passed to exactly one of the two.
         if self
+            // SAFETY: the caller's contract, passed to exactly one of the two.
             .with_rack(|r| unsafe { r.free(self.depot, class, block) })
             .is_none()
         {
             // SAFETY: as above (the rack did not take the block).
             unsafe { self.depot.free_block(class, block) }
         }
+    }
+    #[cold]
+    fn release(&self) {
+        self.flush();
+        self.depot.reap();
     }
 }
 
