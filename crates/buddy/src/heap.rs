@@ -263,18 +263,19 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
         self.zone_of(a).filter(|v| a < v.meta_lo)
     }
 
-    /// Whether `node` may be dereferenced as a free block of order `k`: it
-    /// is in some zone's block range, aligned to its order, and marked free.
+    /// Whether the link `node` may be dereferenced as a block of order
+    /// `k`: it is in some zone's block range and aligned to its order, so
+    /// following a damaged link never reads or writes outside the heap's
+    /// blocks. (It is not checked against the free bitmap here, which would
+    /// cost a cache miss per link; a head is, in `take`, before it is
+    /// handed out, and `unlink` confirms `prev` by its `next`.)
     #[inline(always)]
     fn plausible(&self, hint: &View<MIN, ORDERS>, node: NonNull<FreeNode>, k: usize) -> bool {
         let a = node.as_ptr().addr();
-        if a >= hint.lo && a < hint.meta_lo {
-            return a & (Self::size(k) - 1) == 0 && hint.is_free(a);
+        if a & (Self::size(k) - 1) != 0 {
+            return false;
         }
-        match self.user_zone_of(a) {
-            Some(v) => a & (Self::size(k) - 1) == 0 && v.is_free(a),
-            None => false,
-        }
+        (a >= hint.lo && a < hint.meta_lo) || self.user_zone_of(a).is_some()
     }
 
     fn poison(&mut self, node: NonNull<FreeNode>) -> Corruption {
@@ -393,9 +394,9 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
             return Err(self.poison(NonNull::dangling()));
         };
         let a = node.as_ptr().addr();
-        // Heads are confirmed when they become heads (`pop`, `unlink`,
-        // `push`); checking again is cheap and keeps a damaged list from
-        // sending us off the heap.
+        // Confirm the head against the bitmap before handing it out or
+        // reading its links: a link damaged by a write into a free block is
+        // caught here at the latest.
         let v = match self.zone_of(a) {
             Some(v) if a < v.meta_lo && a & (Self::size(j) - 1) == 0 && v.is_free(a) => v,
             _ => return Err(self.poison(node)),

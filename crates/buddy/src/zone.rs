@@ -4,10 +4,11 @@
 //! ```text
 //!  raw_start  lo                                   meta_lo            hi  raw_end
 //!      |      |<------------ blocks ------------->|<---- metadata --->|     |
-//!      | trim | 512 K | 256 K |  ...  | 32 | 16   | Zone | split | free|trim |
+//!      | trim | 512 K | 256 K |  ...  | 32 | 16   | Zone | bitmaps   |trim |
 //! ```
 //!
-//! Both bitmaps have one bit per `MIN`-byte granule of `[lo, hi)`:
+//! Both bitmaps have one bit per `MIN`-byte granule of `[lo, hi)`, and are
+//! interleaved a word at a time (see `word`):
 //!
 //! - **free**: bit `g` is set iff a free block starts at granule `g`;
 //! - **split**: bit `id` is set iff the buddy-tree node with in-order number

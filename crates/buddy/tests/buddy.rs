@@ -161,6 +161,20 @@ fn run_scenario(name: &str) {
     let p = heap.allocate(l).unwrap().cast::<u8>();
     let _keep = heap.allocate(l).unwrap();
     let mut local = 0u64;
+    if name == "corrupt_free_list" {
+        // A write into a freed block (use after free) damages its list link;
+        // the next allocation from that list must notice, not follow it.
+        // SAFETY: `p` is live with `l`; afterwards its first word is
+        // overwritten while it is free, which the heap must report.
+        unsafe {
+            heap.deallocate(p, l);
+            p.cast::<usize>().as_ptr().write(0x1234_5678);
+        }
+        println!("addr={:#x}", p.as_ptr() as usize);
+        let _ = heap.allocate(l);
+        println!("survived");
+        return;
+    }
     let (target, layout, free_first) = match name {
         "double_free" => (p, l, true),
         "foreign_pointer" => (NonNull::from(&mut local).cast::<u8>(), l, false),
@@ -243,3 +257,4 @@ corruption_test!(foreign_pointer, "foreign pointer");
 corruption_test!(interior_pointer, "interior pointer");
 corruption_test!(misaligned_pointer, "misaligned pointer");
 corruption_test!(size_mismatch, "size mismatch");
+corruption_test!(corrupt_free_list, "corrupt free list");
