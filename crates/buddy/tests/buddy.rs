@@ -33,7 +33,7 @@ impl Buffer {
 
 fn heap_len() -> usize {
     if cfg!(miri) {
-        32 * KIB
+        16 * KIB
     } else {
         256 * KIB
     }
@@ -46,8 +46,8 @@ fn conformance_on_an_arena() {
     let check = || heap.check();
     let cfg = conformance::Config::default()
         .bounded()
-        .max_block(if cfg!(miri) { 4 * KIB } else { 64 * KIB })
-        .max_align(if cfg!(miri) { 1024 } else { 4096 })
+        .max_block(if cfg!(miri) { 2 * KIB } else { 64 * KIB })
+        .max_align(if cfg!(miri) { 512 } else { 4096 })
         .check(&check);
     conformance::run(&heap, &cfg);
     assert_all_free(&heap);
@@ -61,8 +61,8 @@ fn conformance_on_an_odd_arena() {
     let check = || heap.check();
     let cfg = conformance::Config::default()
         .bounded()
-        .max_block(if cfg!(miri) { 4 * KIB } else { 64 * KIB })
-        .max_align(if cfg!(miri) { 1024 } else { 4096 })
+        .max_block(if cfg!(miri) { 2 * KIB } else { 64 * KIB })
+        .max_align(if cfg!(miri) { 512 } else { 4096 })
         .check(&check);
     conformance::run(&heap, &cfg);
     assert_all_free(&heap);
@@ -73,8 +73,8 @@ fn conformance_on_global() {
     let heap: Buddy<FromAllocator<Global>> = Buddy::new(FromAllocator::new(Global));
     let check = || heap.check();
     let cfg = conformance::Config::default()
-        .max_block(if cfg!(miri) { 4 * KIB } else { 64 * KIB })
-        .max_align(if cfg!(miri) { 1024 } else { 4096 })
+        .max_block(if cfg!(miri) { 2 * KIB } else { 64 * KIB })
+        .max_align(if cfg!(miri) { 512 } else { 4096 })
         .check(&check);
     conformance::run(&heap, &cfg);
     assert_all_free(&heap);
