@@ -74,6 +74,16 @@ const GROW_MIN: usize = 64 * 1024;
 ///
 /// [`check`](Self::check) verifies all of them.
 ///
+/// # Threads
+///
+/// `Buddy` is `Send` (when `S` is) but not `Sync`: it changes its state
+/// through `&self` without locking. Wrap it in a lock to share it.
+///
+/// ```compile_fail
+/// fn shared<T: Sync>() {}
+/// shared::<freespace_buddy::Buddy<freespace_source::Arena>>();
+/// ```
+///
 /// # Example
 ///
 /// ```
