@@ -335,9 +335,11 @@ mod tests {
 
     #[test]
     fn long_messages_are_cut_not_overflowed() {
-        let long = "x".repeat(500);
-        let long: &'static str = std::boxed::Box::leak(long.into_boxed_str());
-        let m = Corruption::DoubleFree { addr: 1 }.message(long);
+        let long = "é".repeat(300);
+        let mut m = Message::new();
+        assert!(fmt::Write::write_str(&mut m, &long).is_err(), "overflow is reported");
+        // Cut at a character boundary: 192 bytes hold 96 two-byte characters.
         assert_eq!(m.len(), Message::CAPACITY);
+        assert!(m.chars().all(|c| c == 'é'));
     }
 }
