@@ -68,21 +68,25 @@ impl Lists {
 /// `no_std`) or the thread-local [`Magazines`](crate::Magazines) layer.
 ///
 /// ```
-/// use freespace_core::alloc::{Global, Vec};
-/// use freespace_sync::{Depot, ThreadCache};
+/// use freespace_core::alloc::{Allocator, Global, Layout};
+/// use freespace_sync::{Depot, ThreadCache, ROUNDS};
 ///
 /// let depot = Depot::new(Global);
+/// let layout = Layout::new::<[u64; 8]>();
 /// std::thread::scope(|s| {
 ///     for _ in 0..2 {
 ///         s.spawn(|| {
 ///             let cache = ThreadCache::new(&depot);
-///             let v: Vec<u64, _> = Vec::with_capacity_in(8, &cache);
-///             drop(v); // the block stays in this thread's magazine ...
-///         }); // ... until the handle is dropped and flushes to the depot
+///             let blocks: Vec<_> = (0..4 * ROUNDS).map(|_| cache.allocate(layout).unwrap()).collect();
+///             for b in blocks {
+///                 // SAFETY: allocated above with `layout`, freed once.
+///                 unsafe { cache.deallocate(b.cast(), layout) };
+///             } // full magazines went to the depot on the way
+///         }); // and the handle's own ones when it is dropped
 ///     }
 /// });
 /// depot.check().unwrap();
-/// assert!(depot.cached_blocks() > 0);
+/// assert!(depot.cached_blocks() >= 4 * ROUNDS);
 /// depot.reap(); // everything back to the parent
 /// assert_eq!(depot.cached_blocks(), 0);
 /// ```

@@ -21,19 +21,23 @@ const BLOCKS: usize = 12;
 /// A tiny heap of `BLOCKS` fixed 64-byte blocks with a used flag each: a
 /// second free of a block is reported as a double free. `!Sync`.
 struct Pool {
-    buf: Box<[[u128; BLOCK / 16]]>,
+    /// From `Box::into_raw` (so block pointers may write); freed on drop.
+    buf: NonNull<[[u128; BLOCK / 16]]>,
     used: UnsafeCell<[bool; BLOCKS]>,
 }
 
 impl Pool {
     fn new() -> Self {
         Self {
-            buf: vec![[0u128; BLOCK / 16]; BLOCKS].into_boxed_slice(),
+            buf: NonNull::new(Box::into_raw(
+                vec![[0u128; BLOCK / 16]; BLOCKS].into_boxed_slice(),
+            ))
+            .unwrap(),
             used: UnsafeCell::new([false; BLOCKS]),
         }
     }
     fn base(&self) -> NonNull<u8> {
-        NonNull::new(self.buf.as_ptr().cast_mut()).unwrap().cast()
+        self.buf.cast()
     }
     fn index(&self, p: NonNull<u8>) -> usize {
         (p.as_ptr() as usize - self.base().as_ptr() as usize) / BLOCK
@@ -57,7 +61,14 @@ impl Pool {
     }
 }
 
-// SAFETY: the buffer is owned; only the flags are shared state.
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // SAFETY: from `Box::into_raw` in `new`, freed once.
+        drop(unsafe { Box::from_raw(self.buf.as_ptr()) });
+    }
+}
+
+// SAFETY: the buffer is owned by the pool alone.
 unsafe impl Send for Pool {}
 
 // SAFETY: each block is handed out only while its flag is clear, and the

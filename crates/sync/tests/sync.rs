@@ -19,18 +19,31 @@ use freespace_testkit::{assert_all_free, conformance, ops};
 
 /// One fixed region of `len` bytes, handed out once (a bounded heap).
 struct OneRegion {
-    buf: Box<[u128]>,
+    /// From `Box::into_raw`, so the region pointer may write (freed on drop).
+    buf: NonNull<[u128]>,
     taken: Cell<bool>,
 }
 
 impl OneRegion {
     fn new(len: usize) -> Self {
+        let buf = Box::into_raw(vec![0u128; len / 16].into_boxed_slice());
         Self {
-            buf: vec![0u128; len / 16].into_boxed_slice(),
+            buf: NonNull::new(buf).unwrap(),
             taken: Cell::new(false),
         }
     }
 }
+
+impl Drop for OneRegion {
+    fn drop(&mut self) {
+        // SAFETY: from `Box::into_raw` in `new`; the heap using the region
+        // is dropped before its source.
+        drop(unsafe { Box::from_raw(self.buf.as_ptr()) });
+    }
+}
+
+// SAFETY: the buffer is owned by the source alone.
+unsafe impl Send for OneRegion {}
 
 // SAFETY: the buffer is owned by the source, lives as long as it, is
 // 16-aligned (u128), handed out at most once; `acquire` cannot panic.
@@ -40,10 +53,7 @@ unsafe impl Source for OneRegion {
         if self.taken.replace(true) || min_len > len {
             return None;
         }
-        let ptr = NonNull::new(self.buf.as_ptr().cast_mut())
-            .unwrap()
-            .cast::<u8>();
-        Some(NonNull::slice_from_raw_parts(ptr, len))
+        Some(NonNull::slice_from_raw_parts(self.buf.cast::<u8>(), len))
     }
 }
 
