@@ -13,6 +13,10 @@ use freespace_core::{
 
 /// Slab size used by [`ObjectCache::new`]: 16 KiB, so making a slab
 /// constructs a bounded number of objects.
+///
+/// ```
+/// assert_eq!(freespace_slab::DEFAULT_OBJECT_SLAB_SIZE, 16384);
+/// ```
 pub const DEFAULT_OBJECT_SLAB_SIZE: usize = 16 * 1024;
 
 /// The constructor and destructor of an object cache.

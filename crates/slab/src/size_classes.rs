@@ -11,13 +11,31 @@ use freespace_core::{
 };
 
 /// Slab size used by [`Slab::new`]: 64 KiB.
+///
+/// ```
+/// assert_eq!(freespace_slab::DEFAULT_SLAB_SIZE, 65536);
+/// ```
 pub const DEFAULT_SLAB_SIZE: usize = 64 * 1024;
 
 /// Most size classes one [`Slab`] can have.
+///
+/// ```
+/// assert!(freespace_slab::DEFAULT_CLASSES.len() <= freespace_slab::MAX_CLASSES);
+/// ```
 pub const MAX_CLASSES: usize = 48;
 
 /// Largest alignment a class gives its objects: a class's objects are
 /// aligned to the largest power of two dividing its size, capped here.
+///
+/// ```
+/// use freespace_core::alloc::{Allocator, Global, Layout};
+/// let slab = freespace_slab::Slab::new(Global);
+/// // 4096-byte objects are 4096-aligned, so a page-aligned page is a slab object.
+/// let l = Layout::from_size_align(4096, freespace_slab::MAX_CLASS_ALIGN).unwrap();
+/// let p = slab.allocate(l).unwrap();
+/// assert_eq!(slab.slab_counts().0, 1);
+/// # unsafe { slab.deallocate(p.cast(), l) };
+/// ```
 pub const MAX_CLASS_ALIGN: usize = 4096;
 
 /// The default size classes: 16-byte steps to 64, then four classes per
@@ -36,6 +54,23 @@ pub const DEFAULT_CLASSES: &[usize] = &[
 ];
 
 /// Why a class table or slab size was rejected.
+///
+/// The panicking constructors turn it into a panic, which in a `const` or
+/// `static` is a compile error:
+///
+/// ```compile_fail
+/// use freespace_core::alloc::Global;
+/// use freespace_slab::Slab;
+/// const BAD: Slab<Global> = Slab::with_classes(Global, &[64, 32]);
+/// let _ = BAD;
+/// ```
+///
+/// ```
+/// use freespace_core::alloc::Global;
+/// use freespace_slab::{ConfigError, Slab};
+/// let r = Slab::<Global, 1024>::try_sized_with_classes(Global, &[16, 4096]);
+/// assert_eq!(r.err().map(|(e, _)| e), Some(ConfigError::ClassTooLarge(4096)));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigError {
     /// `SLAB_SIZE` is not a power of two of at least [`MIN_SLAB_SIZE`]

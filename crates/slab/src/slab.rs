@@ -83,6 +83,13 @@ pub(crate) const BITMAP_OFFSET: usize = match align_up(size_of::<Header>(), 8) {
 
 /// Smallest supported slab size: room for a header, a bitmap word and a few
 /// objects.
+///
+/// ```
+/// use freespace_core::alloc::Global;
+/// use freespace_slab::{Slab, MIN_SLAB_SIZE};
+/// let tiny: Slab<Global, MIN_SLAB_SIZE> = Slab::sized_with_classes(Global, &[16]);
+/// assert_eq!(tiny.classes(), &[16]);
+/// ```
 pub const MIN_SLAB_SIZE: usize = 256;
 
 /// Where the objects of a slab lie, for one object size and slab size. All

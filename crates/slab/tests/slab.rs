@@ -456,9 +456,12 @@ fn inspect_covers_every_slab_byte() {
     let mut blocks = Vec::new();
     slab.inspect(&mut |b| blocks.push(b));
     for w in blocks.iter().filter(|b| b.len != table) {
-        assert!(slab.owns(NonNull::new(w.addr as *mut u8).unwrap()) || w.state == BlockState::Meta);
+        assert!(
+            slab.owns(NonNull::new(std::ptr::without_provenance_mut(w.addr)).unwrap())
+                || w.state == BlockState::Meta
+        );
     }
-    // SAFETY: `fake` is a live forwarded block of `S` bytes, so the copy and `add(128)` stay inside it; `obj` and `fake` are freed once with their layouts.
+    // SAFETY: `a` and `b` are live with these layouts.
     unsafe {
         slab.deallocate(a.cast(), layout(20, 8));
         slab.deallocate(b.cast(), layout(90, 4));
@@ -474,7 +477,7 @@ fn owns_and_block_size_are_exact() {
     let big = slab.allocate(layout(5000, 8)).unwrap().cast::<u8>();
     assert!(slab.owns(small) && slab.owns(big));
     assert!(!slab.owns(NonNull::from(&0u64).cast()));
-    // SAFETY: `a` and `b` are live with these layouts.
+    // SAFETY: `small` and `big` are live blocks of `slab`, freed once.
     unsafe {
         assert_eq!(slab.usable_size(small), 80);
         assert_eq!(slab.usable_size(big), 5000);
@@ -497,7 +500,7 @@ fn forwarded_block_imitating_a_slab_header_is_not_a_slab() {
     let fake = slab.allocate(layout(S, S)).unwrap().cast::<u8>();
     assert_eq!(addr(fake) % S, 0);
     assert!(parent.owns(fake), "a slab-sized block is forwarded");
-    // SAFETY: `small` and `big` are live blocks of `slab`, freed once.
+    // SAFETY: `fake` is a live forwarded block of `S` bytes, so the copy and `add(128)` stay inside it; `obj` and `fake` are freed once with their layouts.
     unsafe {
         core::ptr::copy_nonoverlapping(header.as_ptr(), fake.as_ptr(), 128);
         assert_eq!(slab.usable_size(fake), S, "answered by the parent");
@@ -651,7 +654,7 @@ fn object_cache_checked_free_reports_misuse() {
     let cache: ObjectCache<[u32; 5], Global, 1024> = ObjectCache::sized(Global);
     let slab = Slab::new(Global);
     let a = cache.alloc().unwrap();
-    // SAFETY: the child deliberately misuses the API; corruption is detected before anything is touched, and the process aborts.
+    // SAFETY: each pointer is either a live object of that cache or layer, freed once with its layout, or one that is rejected without being touched.
     unsafe {
         let inner = a.cast::<u8>().add(4).cast::<[u32; 5]>();
         assert_eq!(
@@ -706,7 +709,7 @@ fn corruption_aborts_with_the_documented_message() {
         let slab = Slab::new(Global);
         let l = layout(32, 8);
         let p = slab.allocate(l).unwrap().cast::<u8>();
-        // SAFETY: `o` is a live, constructed object of `cache`.
+        // SAFETY: the child deliberately misuses the API; corruption is detected before anything is touched, and the process aborts.
         unsafe {
             match what.as_str() {
                 "double free" => {
