@@ -323,6 +323,13 @@ unsafe fn add_region<F: Fit>(st: &mut State<F>, region: NonNull<[u8]>) -> bool {
         st.key = chunk_key(start.as_ptr().addr());
     }
     let key = st.key;
+    // Initialise the whole region once. The heap reads only its own headers
+    // on a valid free, but classifying an invalid pointer reads the 16 bytes
+    // before it, which may be payload: zeroing makes every byte of the heap
+    // initialised from the start, so that read is of initialised memory
+    // unless the user has since written uninitialised bytes there.
+    // SAFETY: the region is ours, valid for `len` bytes of writes (S1, S2).
+    unsafe { start.as_ptr().write_bytes(0, len) };
     // SAFETY: (for the whole body) every region in the list is intact (H1); the new
     // region is ours and `len` bytes long, a multiple of 16 (S3), so the
     // chunks written below lie inside it.

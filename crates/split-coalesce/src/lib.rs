@@ -56,6 +56,13 @@
 //! *size mismatch*. The problem goes to `freespace_core::report` (default:
 //! message and abort); [`FreeListHeap::try_deallocate`] returns it instead.
 //!
+//! Classifying an invalid pointer reads the 16 bytes before it, which
+//! may be user data. Regions are zeroed when they arrive so those bytes are
+//! initialised, but a program that stores uninitialised bytes (struct
+//! padding, `MaybeUninit`) right there and then frees a pointer into its
+//! block makes that read one of uninitialised memory; such a free already
+//! breaks `deallocate`'s contract, and the check is best effort.
+//!
 //! What cannot be detected: a stale pointer that happens to be the start of
 //! a new live block (it is indistinguishable from that block), and a
 //! pointer into a live block whose user data deliberately imitates a header

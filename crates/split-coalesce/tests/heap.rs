@@ -26,9 +26,23 @@ use freespace_worst_fit::WorstFit;
 // ----------------------------------------------------------------------
 
 fn arena(len: usize) -> Arena {
-    Arena::new(Box::leak(
-        vec![MaybeUninit::uninit(); len].into_boxed_slice(),
+    Arena::new(leak(
+        vec![MaybeUninit::uninit(); len + 15].into_boxed_slice(),
     ))
+}
+
+/// A pointer kept in a static so that deliberately leaked test memory stays
+/// reachable (Miri's leak check ignores what a global can reach).
+struct Kept(#[allow(dead_code)] *mut u8);
+// SAFETY: the pointer is never used, only kept.
+unsafe impl Send for Kept {}
+static KEPT: std::sync::Mutex<Vec<Kept>> = std::sync::Mutex::new(Vec::new());
+
+/// `Box::leak`, keeping the memory reachable for Miri's leak check.
+fn leak<T: ?Sized>(b: Box<T>) -> &'static mut T {
+    let r = Box::leak(b);
+    KEPT.lock().unwrap().push(Kept((r as *mut T).cast()));
+    r
 }
 
 /// A growable source over one leaked buffer, handed out in consecutive
@@ -45,7 +59,7 @@ struct Pieces {
 
 impl Pieces {
     fn new(len: usize, gap: usize) -> Self {
-        let buf: &'static mut [u128] = Box::leak(vec![0u128; len / 16].into_boxed_slice());
+        let buf: &'static mut [u128] = leak(vec![0u128; len / 16].into_boxed_slice());
         Self {
             base: NonNull::new(buf.as_mut_ptr().cast()).unwrap(),
             len: len / 16 * 16,
@@ -444,7 +458,7 @@ fn small() -> Layout {
 }
 
 fn case(name: &str) -> Case {
-    let heap: &'static Heap = Box::leak(Box::new(FreeListHeap::new(arena(1 << 14))));
+    let heap: &'static Heap = leak(Box::new(FreeListHeap::new(arena(1 << 14))));
     let l = small();
     let a = heap.allocate(l).unwrap().cast::<u8>();
     let b = heap.allocate(l).unwrap().cast::<u8>();
@@ -479,7 +493,7 @@ fn case(name: &str) -> Case {
                 mk(b, Corruption::DoubleFree { addr: addr(b) }, true)
             }
             "foreign_pointer" => {
-                let outside: &'static mut [u128; 4] = Box::leak(Box::new([0; 4]));
+                let outside: &'static mut [u128; 4] = leak(Box::new([0; 4]));
                 let p = NonNull::from(&mut outside[2]).cast::<u8>();
                 mk(p, Corruption::ForeignPointer { addr: addr(p) }, true)
             }
