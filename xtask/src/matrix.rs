@@ -262,6 +262,10 @@ pub struct Package {
     pub is_library: bool,
     /// Depends on `loom` in any section (dev-dependency or `cfg(loom)`).
     pub has_loom: bool,
+    /// Has a feature named `std` (which cannot build without std).
+    pub has_std_feature: bool,
+    /// The features of `default`.
+    pub default_features: Vec<String>,
 }
 
 impl Workspace {
@@ -315,6 +319,14 @@ impl Workspace {
                     .items()
                     .iter()
                     .any(|d| d.get("name").as_str() == Some("loom")),
+                has_std_feature: p.get("features").get("std") != &Json::Null,
+                default_features: p
+                    .get("features")
+                    .get("default")
+                    .items()
+                    .iter()
+                    .filter_map(|f| f.as_str().map(String::from))
+                    .collect(),
             })
             .collect();
         Workspace {
@@ -608,8 +620,24 @@ fn no_std(ws: &Workspace) -> Report {
     for p in crates {
         let mut cmd = cargo(&ws.root);
         cmd.args(["build", "--target", NO_STD_TARGET, "-p", &p.name]);
-        items.push((p.name.clone(), cmd));
-        if NO_DEFAULT_FEATURES.contains(&p.name.as_str()) {
+        let mut label = p.name.clone();
+        if p.has_std_feature {
+            // A `std` feature cannot build here: the default features
+            // without it.
+            let features: Vec<&str> = p
+                .default_features
+                .iter()
+                .map(String::as_str)
+                .filter(|f| *f != "std")
+                .collect();
+            cmd.arg("--no-default-features");
+            label += " (without std)";
+            if !features.is_empty() {
+                cmd.args(["--features", &features.join(",")]);
+            }
+        }
+        items.push((label, cmd));
+        if NO_DEFAULT_FEATURES.contains(&p.name.as_str()) && !p.has_std_feature {
             let mut cmd = cargo(&ws.root);
             cmd.args([
                 "build",
