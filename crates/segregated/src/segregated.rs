@@ -570,11 +570,11 @@ impl<A: Allocator + Owns> Segregated<A> {
         let addr = ptr.as_ptr().addr();
         match self.class_of(layout) {
             Some(i) => {
-                if let Some(c) = self.diagnose(i, ptr, true) {
-                    return Err(c);
-                }
                 if !self.parent.owns(ptr) {
                     return Err(Corruption::ForeignPointer { addr });
+                }
+                if let Some(c) = self.diagnose(i, ptr, true) {
+                    return Err(c);
                 }
                 // SAFETY: owned by the parent, not cached, so (caller
                 // contract) a live class-`i` block of ours.

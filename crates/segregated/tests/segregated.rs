@@ -9,7 +9,9 @@ use std::ptr::NonNull;
 use std::sync::Once;
 
 use freespace_core::alloc::{AllocError, Allocator, Global, Layout};
-use freespace_core::{corruption, layout, report, Corruption, Owns};
+use freespace_core::{
+    corruption, layout, report, BlockInfo, BlockState, Corruption, HeapSummary, Inspect, Owns,
+};
 use freespace_segregated::{Fallback, Segregated, Segregator};
 use freespace_testkit::conformance::{self, Config};
 use freespace_testkit::ops::{self, Ops};
@@ -58,10 +60,22 @@ impl<A: Allocator> Counting<A> {
     }
 }
 
+/// Miri cannot refuse a huge request the way an operating system does (it
+/// stops with "resource exhaustion"), so under Miri `Counting` plays the
+/// operating system and refuses anything above this.
+const MIRI_LIMIT: usize = 1 << 20;
+
+fn refused(layout: Layout) -> bool {
+    cfg!(miri) && layout.size() > MIRI_LIMIT
+}
+
 // SAFETY: forwards to `inner`; frees that do not fit are dropped, never
 // forwarded, so `inner` only sees calls that honour its contract.
 unsafe impl<A: Allocator> Allocator for Counting<A> {
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        if refused(layout) {
+            return Err(AllocError);
+        }
         let block = self.inner.allocate(layout)?;
         if layout.size() > 0 {
             self.allocs.set(self.allocs.get() + 1);
@@ -92,6 +106,9 @@ unsafe impl<A: Allocator> Allocator for Counting<A> {
     ) -> Result<NonNull<[u8]>, AllocError> {
         if self.fits(ptr, old).is_none() {
             self.misfits.set(self.misfits.get() + 1);
+            return Err(AllocError);
+        }
+        if refused(new) {
             return Err(AllocError);
         }
         // SAFETY: checked to be a live block with a fitting `old`.
@@ -125,6 +142,19 @@ unsafe impl<A: Allocator> Allocator for Counting<A> {
 unsafe impl<A: Allocator> Owns for Counting<A> {
     fn owns(&self, ptr: NonNull<u8>) -> bool {
         self.blocks.borrow().contains_key(&ptr.as_ptr().addr())
+    }
+}
+
+impl<A: Allocator> Inspect for Counting<A> {
+    /// Every live block, as used.
+    fn inspect(&self, visit: &mut dyn FnMut(BlockInfo)) {
+        for (&addr, &(_, len)) in self.blocks.borrow().iter() {
+            visit(BlockInfo {
+                addr,
+                len,
+                state: BlockState::Used,
+            });
+        }
     }
 }
 
@@ -231,6 +261,16 @@ fn cases(n: u64) -> u64 {
     }
 }
 
+/// Heap sizes for the bounded tests: a quarter under Miri, where the
+/// out-of-memory check (filling the heap with 16-byte blocks) is slow.
+fn kib(n: usize) -> usize {
+    if cfg!(miri) {
+        n << 8
+    } else {
+        n << 10
+    }
+}
+
 fn config<'a>() -> Config<'a> {
     if cfg!(miri) {
         Config::default().max_align(256).max_block(2048)
@@ -304,7 +344,7 @@ fn conformance_segregator() {
 
 #[test]
 fn conformance_segregator_bounded() {
-    let heap: Segregator<64, _, _> = Segregator::new(Region::new(64 << 10), Region::new(256 << 10));
+    let heap: Segregator<64, _, _> = Segregator::new(Region::new(kib(64)), Region::new(kib(256)));
     conformance::run(&heap, &config().bounded());
 }
 
@@ -319,7 +359,7 @@ fn conformance_fallback_over_global() {
 
 #[test]
 fn conformance_fallback_bounded() {
-    let heap = Fallback::new(Region::new(16 << 10), Region::new(128 << 10));
+    let heap = Fallback::new(Region::new(kib(16)), Region::new(kib(128)));
     conformance::run(&heap, &config().bounded());
 }
 
@@ -489,6 +529,58 @@ fn a_failing_batch_still_serves_the_first_block() {
     }
     heap.trim();
     assert_eq!(heap.parent().live.get(), 0);
+}
+
+// ===== inspection, threads ==================================================
+
+#[test]
+fn inspect_reports_cached_blocks_as_free() {
+    let heap = Segregated::new(Counting::new(Global));
+    let a = heap.allocate(l(40, 8)).unwrap(); // class 64: a batch of 8
+    let s = HeapSummary::of(&heap);
+    assert_eq!((s.used_blocks, s.used_bytes), (1, 64));
+    assert_eq!((s.free_blocks, s.free_bytes), (7, 7 * 64));
+    // SAFETY: allocated above with this layout.
+    unsafe { heap.deallocate(a.cast(), l(40, 8)) };
+    freespace_testkit::assert_all_free(&heap);
+    assert_eq!(HeapSummary::of(&heap).free_blocks, 8);
+    heap.trim();
+    assert_eq!(HeapSummary::of(&heap), HeapSummary::default());
+}
+
+#[test]
+fn composites_walk_both_sides() {
+    let sg: Segregator<64, _, _> = Segregator::new(Counting::new(Global), Counting::new(Global));
+    let fb = Fallback::new(Counting::new(Global), Counting::new(Global));
+    let (a, b) = (
+        sg.allocate(l(10, 1)).unwrap(),
+        sg.allocate(l(100, 1)).unwrap(),
+    );
+    let c = fb.allocate(l(10, 1)).unwrap();
+    assert_eq!(HeapSummary::of(&sg).used_bytes, 110);
+    assert_eq!(HeapSummary::of(&fb).used_bytes, 10);
+    // SAFETY: allocated above with these layouts.
+    unsafe {
+        sg.deallocate(a.cast(), l(10, 1));
+        sg.deallocate(b.cast(), l(100, 1));
+        fb.deallocate(c.cast(), l(10, 1));
+    }
+    freespace_testkit::assert_all_free(&sg);
+    freespace_testkit::assert_all_free(&fb);
+}
+
+#[test]
+fn every_block_can_move_to_another_thread() {
+    fn send<T: Send>(_: &T) {}
+    let heap = Segregator::<256, _, _>::new(Segregated::new(Global), Global);
+    send(&heap);
+    let handle = std::thread::spawn(move || {
+        let b = heap.allocate(l(24, 8)).unwrap();
+        // SAFETY: allocated just above.
+        unsafe { heap.deallocate(b.cast(), l(24, 8)) };
+        heap.small().cached_bytes()
+    });
+    assert_eq!(handle.join().unwrap(), 8 * 32);
 }
 
 // ===== routing ==============================================================
