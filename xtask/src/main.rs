@@ -36,6 +36,7 @@ commands:
 environment:
   FREESPACE_MIRI_CRATES   crates the miri step tests (comma- or space-separated)
   FREESPACE_MIRI_BUDGET   seconds all crates' Miri runs may take together (default 1200)
+  FREESPACE_DEADLINE      unix time by which the run must end; Miri stops there (CI sets it)
   CARGO_TARGET_DIR        honoured by every step";
 
 fn main() -> ExitCode {

@@ -22,7 +22,7 @@ use std::env;
 use std::fmt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::json::Json;
 
@@ -40,6 +40,10 @@ pub const MIRI_CRATES_VAR: &str = "FREESPACE_MIRI_CRATES";
 
 /// Seconds all the crates' Miri runs may take together (environment).
 pub const MIRI_BUDGET_VAR: &str = "FREESPACE_MIRI_BUDGET";
+
+/// Unix time (seconds) by which the whole run must be over; CI sets it.
+/// The miri step stops at this deadline even within its budget.
+pub const DEADLINE_VAR: &str = "FREESPACE_DEADLINE";
 
 /// The Miri share of CI's 30 minutes on 2 cores: the other steps take
 /// about 5 minutes from a cold start.
@@ -731,20 +735,38 @@ fn miri_over(ws: &Workspace, crates: Vec<String>) -> Report {
             (name, cmd)
         })
         .collect();
-    let budget = match env::var(MIRI_BUDGET_VAR) {
-        Ok(secs) => match secs.trim().parse::<u64>() {
-            Ok(secs) => secs,
-            Err(_) => {
-                return Outcome::Fail(format!(
-                    "{MIRI_BUDGET_VAR}={secs:?} is not a number of seconds"
-                ))
-                .into()
-            }
-        },
-        Err(_) => DEFAULT_MIRI_BUDGET_SECS,
+    let mut budget = match secs_from_env(MIRI_BUDGET_VAR) {
+        Ok(secs) => secs.unwrap_or(DEFAULT_MIRI_BUDGET_SECS),
+        Err(e) => return Outcome::Fail(e).into(),
     };
+    // CI gives a wall-clock deadline for the whole run; Miri, the last
+    // step, gets what is left of it.
+    match secs_from_env(DEADLINE_VAR) {
+        Ok(Some(deadline)) => {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let left = deadline.saturating_sub(now);
+            println!("({DEADLINE_VAR}: {left}s left of the run's deadline)");
+            budget = budget.min(left);
+        }
+        Ok(None) => {}
+        Err(e) => return Outcome::Fail(e).into(),
+    }
     println!("(Miri budget for all crates: {budget}s; {MIRI_BUDGET_VAR} changes it)");
     per_crate(items, Some(Duration::from_secs(budget)))
+}
+
+/// A whole number of seconds from the environment variable `var`, if set.
+fn secs_from_env(var: &str) -> Result<Option<u64>, String> {
+    match env::var(var) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{var}={text:?} is not a whole number of seconds")),
+        Err(_) => Ok(None),
+    }
 }
 
 fn miri(ws: &Workspace) -> Report {
