@@ -330,7 +330,7 @@ macro_rules! front_allocator {
         }
     };
 }
-#[cfg_attr(loom, allow(unused_imports))]
+#[cfg_attr(any(loom, not(feature = "std")), allow(unused_imports))]
 pub(crate) use front_allocator;
 
 front_allocator!(unsafe impl<P: Allocator> Allocator for ThreadCache<'_, P>);

@@ -36,7 +36,11 @@
 //! to the depot ([`ThreadCache`]'s `Drop`, or [`Magazines`]' thread-local
 //! destructor); the depot keeps at most 16 full and 16 empty magazines per
 //! class and returns the rest to the parent, and [`Depot::reap`] (or
-//! dropping the depot) returns everything.
+//! dropping the depot) returns everything. When the parent runs out of
+//! memory, the layer gives back the calling thread's magazines and reaps
+//! the depot, then retries once, so cached blocks never make a request fail
+//! that the parent alone could serve (other threads' racks are out of
+//! reach).
 //!
 //! # What is detected
 //!

@@ -42,17 +42,17 @@ impl Pool {
     fn index(&self, p: NonNull<u8>) -> usize {
         (p.as_ptr() as usize - self.base().as_ptr() as usize) / BLOCK
     }
-    fn used(&self) -> &mut [bool; BLOCKS] {
-        // SAFETY: `Pool` is `!Sync` and no caller keeps two of these.
-        unsafe { &mut *self.used.get() }
+    fn with_used<R>(&self, f: impl FnOnce(&mut [bool; BLOCKS]) -> R) -> R {
+        // SAFETY: `Pool` is `!Sync` and `f` cannot reach the pool again.
+        f(unsafe { &mut *self.used.get() })
     }
     fn live(&self) -> usize {
-        self.used().iter().filter(|u| **u).count()
+        self.with_used(|u| u.iter().filter(|u| **u).count())
     }
     /// The checked free: `Err` on a double free.
     fn try_free(&self, p: NonNull<u8>) -> Result<(), Corruption> {
         let i = self.index(p);
-        if !std::mem::replace(&mut self.used()[i], false) {
+        if !self.with_used(|u| std::mem::replace(&mut u[i], false)) {
             return Err(Corruption::DoubleFree {
                 addr: p.as_ptr() as usize,
             });
@@ -78,8 +78,12 @@ unsafe impl Allocator for Pool {
         if l.size() > BLOCK || l.align() > 16 {
             return Err(AllocError);
         }
-        let i = self.used().iter().position(|u| !*u).ok_or(AllocError)?;
-        self.used()[i] = true;
+        let i = self.with_used(|u| {
+            let i = u.iter().position(|u| !*u)?;
+            u[i] = true;
+            Some(i)
+        });
+        let i = i.ok_or(AllocError)?;
         // SAFETY: `i < BLOCKS`.
         let p = unsafe { self.base().add(i * BLOCK) };
         Ok(NonNull::slice_from_raw_parts(p, BLOCK))
