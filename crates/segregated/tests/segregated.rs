@@ -261,11 +261,11 @@ fn cases(n: u64) -> u64 {
     }
 }
 
-/// Heap sizes for the bounded tests: a quarter under Miri, where the
+/// Heap sizes for the bounded tests: a sixteenth under Miri, where the
 /// out-of-memory check (filling the heap with 16-byte blocks) is slow.
 fn kib(n: usize) -> usize {
     if cfg!(miri) {
-        n << 8
+        n << 6
     } else {
         n << 10
     }
