@@ -24,9 +24,10 @@ pub const REGION_ALIGN: usize = 16;
 ///
 /// Implementors promise, for every region `r` returned by [`acquire`](Source::acquire):
 ///
-/// - S1: `r` is valid for reads and writes over its whole length, and its
-///   pointer's provenance covers all of it (heaps derive every block pointer
-///   from it);
+/// - S1: `r` is valid for reads and writes over its whole length for as long
+///   as the source lives (a source may unmap or free its regions when it is
+///   dropped), and its pointer's provenance covers all of it (heaps derive
+///   every block pointer from it);
 /// - S2: `r` belongs to the caller alone until the caller gives it (or part of
 ///   it) back through [`release`](Source::release) with a `true` answer; it
 ///   overlaps no other region this source has handed out and not taken back;

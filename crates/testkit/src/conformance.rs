@@ -181,10 +181,10 @@ impl<A: Allocator + ?Sized> Suite<'_, '_, A> {
                 let Ok(b) = self.alloc.allocate(l) else {
                     continue;
                 };
+                let seed = (size ^ align) as u8;
                 // SAFETY: `b` is a fresh block of `b.len()` bytes.
-                if let Err(e) =
-                    unsafe { shadow.insert(b.cast(), size, b.len(), align, (size ^ align) as u8) }
-                {
+                let inserted = unsafe { shadow.insert(b.cast(), size, b.len(), align, seed) };
+                if let Err(e) = inserted {
                     panic!("conformance: alignment: {e}");
                 }
                 live.push((b, l));
