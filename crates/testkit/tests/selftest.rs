@@ -83,6 +83,7 @@ fn shadow_catches_overlapping_blocks() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "harness logic, no unsafe of interest; slow under Miri")]
 fn conformance_catches_overlapping_blocks() {
     expect_panic("overlap", || {
         conformance::run(&Overlapping::default(), &Config::default())
@@ -123,6 +124,7 @@ fn shadow_catches_misaligned_blocks() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "harness logic, no unsafe of interest; slow under Miri")]
 fn conformance_catches_misaligned_blocks() {
     expect_panic("not aligned", || {
         conformance::run(&Misaligned, &Config::default())
@@ -179,6 +181,7 @@ fn interpreter_catches_grow_that_drops_bytes() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "harness logic, no unsafe of interest; slow under Miri")]
 fn conformance_catches_grow_that_drops_bytes() {
     expect_panic("contents lost", || {
         conformance::run(&HalfCopyGrow, &Config::default())
@@ -241,6 +244,7 @@ impl freespace_core::Inspect for LeakyArena {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "harness logic, no unsafe of interest; slow under Miri")]
 fn conformance_catches_a_leaking_free() {
     expect_panic("fit again", || {
         conformance::run(&LeakyArena::new(4 << 20), &Config::default().bounded())
@@ -386,6 +390,7 @@ unsafe impl Allocator for AcceptsHuge {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "harness logic, no unsafe of interest; slow under Miri")]
 fn conformance_catches_huge_layout_success() {
     expect_panic("huge layouts", || {
         conformance::run(&AcceptsHuge, &Config::default())
@@ -462,7 +467,7 @@ struct OneRegion(Cell<bool>);
 // acquire cannot panic (S4).
 unsafe impl freespace_core::Source for OneRegion {
     fn acquire(&self, min_len: usize) -> Option<NonNull<[u8]>> {
-        const LEN: usize = 1 << 20;
+        const LEN: usize = if cfg!(miri) { 64 << 10 } else { 1 << 20 };
         if self.0.replace(true) || min_len > LEN {
             return None;
         }
