@@ -258,7 +258,7 @@ fn quickcheck(n: u64) -> quickcheck::QuickCheck {
     if cfg!(miri) {
         quickcheck::QuickCheck::new()
             .tests(3)
-            .set_rng(quickcheck::Gen::new(8))
+            .rng(quickcheck::Gen::new(8))
     } else {
         quickcheck::QuickCheck::new().tests(n)
     }
