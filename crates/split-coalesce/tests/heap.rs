@@ -332,9 +332,13 @@ fn growth_over_sbrk<F: Fit>() {
 }
 
 macro_rules! suite {
-    ($($module:ident: $fit:ty,)*) => {$(
+    ($($module:ident: $fit:ty, $(#[$conformance_attr:meta])*,)*) => {$(
         mod $module {
             use super::*;
+            // Under Miri the suite takes ~6 minutes per policy: run it for
+            // one policy there (the heap code is shared; policies differ
+            // only in `choose`, which the ops tests cover for all four).
+            $(#[$conformance_attr])*
             #[test] fn conformance_over_arena() { conformance_bounded::<$fit>() }
             #[cfg_attr(miri, ignore = "slow under Miri; growth is covered by the ops and growth tests")]
             #[test] fn conformance_over_contiguous_growth() { conformance_growing::<$fit>(0) }
@@ -354,10 +358,10 @@ macro_rules! suite {
 }
 
 suite! {
-    first_fit: FirstFit,
-    next_fit: NextFit,
-    best_fit: BestFit,
-    worst_fit: WorstFit,
+    first_fit: FirstFit, ,
+    next_fit: NextFit, #[cfg_attr(miri, ignore = "slow under Miri; run for first fit only")],
+    best_fit: BestFit, #[cfg_attr(miri, ignore = "slow under Miri; run for first fit only")],
+    worst_fit: WorstFit, #[cfg_attr(miri, ignore = "slow under Miri; run for first fit only")],
 }
 
 // ----------------------------------------------------------------------
