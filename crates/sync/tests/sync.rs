@@ -88,6 +88,7 @@ fn locked_buddy_conforms() {
 /// The out-of-memory checks, without the per-step whole-heap check (which
 /// would make filling the heap with 16-byte blocks quadratic).
 #[test]
+#[cfg_attr(miri, ignore = "fills 256 KiB with 16-byte blocks: hours under Miri; runs natively")]
 fn locked_bounded_buddy_conforms() {
     let heap = bounded();
     conformance::run(&heap, &conformance::Config::default().bounded());
@@ -126,6 +127,7 @@ fn magazines_conform() {
 /// With a bounded parent the cache still never runs the heap dry for good:
 /// after everything is freed and the depot reaped, all memory is back.
 #[test]
+#[cfg_attr(miri, ignore = "fills 256 KiB with 16-byte blocks: hours under Miri; runs natively")]
 fn thread_cache_over_a_bounded_heap_conforms() {
     let depot = Depot::new(bounded());
     {
