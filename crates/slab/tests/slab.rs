@@ -10,7 +10,7 @@ use freespace_core::{
 };
 use freespace_slab::{ObjectCache, Slab};
 use freespace_testkit::{assert_all_free, conformance, ops, Bump};
-use quickcheck::{QuickCheck, TestResult};
+use quickcheck::{Gen, QuickCheck, TestResult};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::ptr::NonNull;
@@ -162,12 +162,12 @@ fn addr<T: ?Sized>(p: NonNull<T>) -> usize {
 
 const SMALL_CLASSES: &[usize] = &[8, 24, 40, 64, 100, 128];
 
-/// Number of quickcheck cases (few under Miri).
-fn cases(n: u64) -> u64 {
+/// A quickcheck runner for `n` cases; under Miri a few short traces.
+fn quickcheck(n: u64) -> QuickCheck {
     if cfg!(miri) {
-        4
+        QuickCheck::new().tests(3).rng(Gen::new(8))
     } else {
-        n
+        QuickCheck::new().tests(n)
     }
 }
 
@@ -295,37 +295,30 @@ fn ops_bounded(trace: ops::Ops) -> Result<(), String> {
 
 #[test]
 fn ops_interpreter_default_classes() {
-    QuickCheck::new()
-        .tests(cases(1000))
-        .quickcheck(ops_default as fn(ops::Ops) -> Result<(), String>);
+    quickcheck(1000).quickcheck(ops_default as fn(ops::Ops) -> Result<(), String>);
 }
 
 #[test]
 fn ops_interpreter_small_slabs() {
-    QuickCheck::new()
-        .tests(cases(2000))
-        .quickcheck(ops_small as fn(ops::Ops) -> Result<(), String>);
+    quickcheck(2000).quickcheck(ops_small as fn(ops::Ops) -> Result<(), String>);
 }
 
 #[test]
 fn ops_interpreter_over_bump() {
-    QuickCheck::new()
-        .tests(cases(1000))
-        .quickcheck(ops_bump as fn(ops::Ops) -> Result<(), String>);
+    quickcheck(1000).quickcheck(ops_bump as fn(ops::Ops) -> Result<(), String>);
 }
 
 #[test]
 fn ops_interpreter_out_of_memory() {
-    QuickCheck::new()
-        .tests(cases(1000))
-        .quickcheck(ops_bounded as fn(ops::Ops) -> Result<(), String>);
+    quickcheck(1000).quickcheck(ops_bounded as fn(ops::Ops) -> Result<(), String>);
 }
 
 #[test]
 fn ops_from_fixed_bytes() {
     // A deterministic trace so Miri always sees a long run.
-    let bytes: Vec<u8> = (0..2000u32)
-        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+    let len = if cfg!(miri) { 400 } else { 4000 };
+    let bytes: Vec<u8> = (0..len)
+        .map(|i: u32| (i.wrapping_mul(2654435761) >> 13) as u8)
         .collect();
     let parent = Counting::new();
     let slab: Slab<&Counting, 1024> = Slab::sized_with_classes(&parent, SMALL_CLASSES);
@@ -1014,9 +1007,7 @@ fn object_cache_trace(steps: Vec<(bool, u8)>, max_empty: u8) -> TestResult {
 
 #[test]
 fn object_cache_random_traces() {
-    QuickCheck::new()
-        .tests(cases(500))
-        .quickcheck(object_cache_trace as fn(Vec<(bool, u8)>, u8) -> TestResult);
+    quickcheck(500).quickcheck(object_cache_trace as fn(Vec<(bool, u8)>, u8) -> TestResult);
 }
 
 #[test]
