@@ -155,6 +155,7 @@ fn tests() -> u64 {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "the buddy's whole-heap check after every op takes minutes per case under Miri")]
 fn ops_over_locked_buddy() {
     fn prop(o: ops::Ops) -> Result<(), String> {
         let heap = bounded();
@@ -168,6 +169,7 @@ fn ops_over_locked_buddy() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "the buddy's whole-heap check after every op takes minutes per case under Miri")]
 fn ops_over_thread_cache() {
     fn prop(o: ops::Ops) -> Result<(), String> {
         let depot = Depot::new(bounded());
@@ -185,6 +187,7 @@ fn ops_over_thread_cache() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "the buddy's whole-heap check after every op takes minutes per case under Miri")]
 fn ops_over_magazines() {
     fn prop(o: ops::Ops) -> Result<(), String> {
         let depot = Depot::new(bounded());
