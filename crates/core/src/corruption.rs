@@ -337,7 +337,10 @@ mod tests {
     fn long_messages_are_cut_not_overflowed() {
         let long = "é".repeat(300);
         let mut m = Message::new();
-        assert!(fmt::Write::write_str(&mut m, &long).is_err(), "overflow is reported");
+        assert!(
+            fmt::Write::write_str(&mut m, &long).is_err(),
+            "overflow is reported"
+        );
         // Cut at a character boundary: 192 bytes hold 96 two-byte characters.
         assert_eq!(m.len(), Message::CAPACITY);
         assert!(m.chars().all(|c| c == 'é'));

@@ -32,9 +32,14 @@ pub fn pattern(seed: u8, i: usize) -> u8 {
     j.wrapping_mul(31).wrapping_add(seed) ^ (j >> 3)
 }
 
-/// One period of `seed`'s pattern.
-fn row(seed: u8) -> [u8; PERIOD] {
-    core::array::from_fn(|i| pattern(seed, i))
+/// The first `min(len, PERIOD)` bytes of `seed`'s pattern (the rest of the
+/// array is unused).
+fn row(seed: u8, len: usize) -> [u8; PERIOD] {
+    let mut row = [0; PERIOD];
+    for (i, b) in row.iter_mut().enumerate().take(len) {
+        *b = pattern(seed, i);
+    }
+    row
 }
 
 /// The live blocks of one allocator, keyed by address.
@@ -191,7 +196,7 @@ impl Shadow {
 ///
 /// `ptr..ptr+to` must be valid for writes.
 pub unsafe fn fill(ptr: NonNull<u8>, from: usize, to: usize, seed: u8) {
-    let row = row(seed);
+    let row = row(seed, to);
     let mut i = from;
     while i < to {
         let phase = i % PERIOD;
@@ -214,7 +219,7 @@ pub unsafe fn verify_fill(
     to: usize,
     seed: u8,
 ) -> Result<(), String> {
-    let row = row(seed);
+    let row = row(seed, to);
     let mut i = from;
     while i < to {
         let phase = i % PERIOD;
