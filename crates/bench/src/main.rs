@@ -1,0 +1,2 @@
+//! freespace's benchmark harness (see `cargo xtask bench`).
+fn main() {}
