@@ -7,9 +7,11 @@
 //! ```
 //!
 //! - **churn**: `OPS` operations on sizes 16 B–16 KiB (log-uniform), the
-//!   number of live blocks pulled towards `LIVE`; ns per operation, best of
-//!   `ROUNDS` runs of this thread's CPU time (the allocators take turns, so
-//!   machine noise hits both).
+//!   number of live blocks pulled towards `LIVE`; ns per operation of this
+//!   thread's CPU time, median of `ROUNDS` rounds, and the speed ratio
+//!   (buddy_system_allocator's time ÷ ours) of each round: median and
+//!   min–max. The allocators take turns within a round, first one then the
+//!   other first, so machine noise hits both.
 //! - **efficiency**: allocate random sizes (same distribution) until the
 //!   first failure in a 1 MiB arena, with and without frees mixed in;
 //!   requested live bytes ÷ arena bytes, averaged over `TRIALS` seeds
@@ -32,7 +34,7 @@ fn env_or(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 const LIVE: usize = 1000;
-const ROUNDS: usize = 7;
+const ROUNDS: usize = 11;
 const CHURN_ARENA: usize = 32 << 20;
 const EFF_ARENA: usize = 1 << 20;
 const TRIALS: u64 = 50;
@@ -222,21 +224,40 @@ fn efficiency<H: Heap>(heap: &mut H, seed: u64, free_every: usize) -> f64 {
 
 fn main() {
     let mut mem = Memory::new(CHURN_ARENA);
-    let (mut ours, mut theirs) = (f64::MAX, f64::MAX);
     let ops = env_or("CHURN_OPS", OPS);
     let rounds = env_or("CHURN_ROUNDS", ROUNDS);
     let steps = trace(0x9e37_79b9_7f4a_7c15, ops);
+    let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
-        let mut b = mem.buddy::<16, 28>();
-        let t = churn(&mut b, &steps);
-        assert!(b.check().is_ok());
-        drop(b);
-        ours = ours.min(t);
-        let mut h = mem.bsa();
-        let u = churn(&mut h, &steps);
-        theirs = theirs.min(u);
-        eprintln!("round {round}: buddy {t:.1} ns/op, buddy_system_allocator {u:.1} ns/op");
+        let run_ours = |mem: &mut Memory| {
+            let mut b = mem.buddy::<16, 28>();
+            let t = churn(&mut b, &steps);
+            assert!(b.check().is_ok());
+            t
+        };
+        let run_theirs = |mem: &mut Memory| churn(&mut mem.bsa(), &steps);
+        let (t, u) = if round % 2 == 0 {
+            let t = run_ours(&mut mem);
+            (t, run_theirs(&mut mem))
+        } else {
+            let u = run_theirs(&mut mem);
+            (run_ours(&mut mem), u)
+        };
+        eprintln!(
+            "round {round}: buddy {t:.1} ns/op, buddy_system_allocator {u:.1} ns/op, ratio {:.2}",
+            u / t
+        );
+        ours.push(t);
+        theirs.push(u);
+        ratios.push(u / t);
     }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        (v[v.len() / 2], v[0], v[v.len() - 1])
+    };
+    let (ours, _, _) = median(&mut ours);
+    let (theirs, _, _) = median(&mut theirs);
+    let (ratio, ratio_min, ratio_max) = median(&mut ratios);
 
     let trials = env_or("CHURN_TRIALS", TRIALS as usize) as u64;
     let mut eff = [[0.0f64; 3]; 2];
@@ -253,12 +274,11 @@ fn main() {
         }
     }
 
-    println!("mixed-size churn: {ops} ops, sizes 16 B..16 KiB log-uniform, ~{LIVE} live, best of {rounds}");
-    println!("| allocator | ns/op | vs buddy_system_allocator | efficiency (fill) | efficiency (fill + frees) |");
+    println!("mixed-size churn: {ops} ops, sizes 16 B..16 KiB log-uniform, ~{LIVE} live, median of {rounds} rounds");
+    println!("| allocator | ns/op | speed vs buddy_system_allocator (min–max) | efficiency (fill) | efficiency (fill + frees) |");
     println!("|---|---:|---:|---:|---:|");
     println!(
-        "| freespace-buddy | {ours:.1} | {:.2}x faster | {:.1} % | {:.1} % |",
-        theirs / ours,
+        "| freespace-buddy | {ours:.1} | {ratio:.2}x ({ratio_min:.2}–{ratio_max:.2}) | {:.1} % | {:.1} % |",
         eff[0][0] * 100.0,
         eff[1][0] * 100.0
     );

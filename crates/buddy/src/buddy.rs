@@ -4,7 +4,7 @@ use core::cell::UnsafeCell;
 use core::ptr::NonNull;
 
 use freespace_core::alloc::{AllocError, Allocator, Layout};
-use freespace_core::layout::{dangling, pow2_block};
+use freespace_core::layout::dangling;
 use freespace_core::{
     report, BlockInfo, BlockSize, BlockState, Corruption, Inspect, Owns, Source, Violation,
 };
@@ -169,13 +169,17 @@ impl<S: Source, const MIN: usize, const ORDERS: usize> Buddy<S, MIN, ORDERS> {
 
     /// The order of the block `layout` needs: `max(size, align)` rounded up
     /// to a power of two, at least `MIN`; `None` above the largest block.
+    /// (The ceiling log2 directly, rather than via the power of two: no
+    /// overflow case, since a layout's size and alignment are at most
+    /// `isize::MAX + 1`.)
     #[inline(always)]
     fn order_for(layout: Layout) -> Option<usize> {
-        let bytes = pow2_block(layout)?;
+        let bytes = layout.size().max(layout.align());
         if bytes <= MIN {
             return Some(0);
         }
-        let k = (bytes.trailing_zeros() - MIN.trailing_zeros()) as usize;
+        // `bytes - 1 >= MIN`, so `k >= 1`: `2^(BITS - lz) >= bytes > 2^(BITS - lz - 1)`.
+        let k = (usize::BITS - (bytes - 1).leading_zeros() - MIN.trailing_zeros()) as usize;
         (k < ORDERS).then_some(k)
     }
 
@@ -231,11 +235,35 @@ impl<S: Source, const MIN: usize, const ORDERS: usize> Buddy<S, MIN, ORDERS> {
         if st.blocked != 0 {
             return Err(AllocError);
         }
-        for attempt in 0..3 {
+        match st.take(k) {
+            Ok(Some(p)) => Ok(p),
+            taken => self.allocate_slow(k, taken.map(|_| ())),
+        }
+    }
+
+    /// [`allocate_order`](Self::allocate_order) when the free lists had
+    /// nothing large enough (`Ok`: grow and retry) or were found corrupt
+    /// (`Err`: report it).
+    #[cold]
+    #[inline(never)]
+    fn allocate_slow(
+        &self,
+        k: usize,
+        taken: Result<(), Corruption>,
+    ) -> Result<NonNull<u8>, AllocError> {
+        if let Err(c) = taken {
+            report(c, NAME);
+            return Err(AllocError);
+        }
+        // SAFETY: no other reference to the state is live (see `state`).
+        let st = unsafe { self.state() };
+        for _ in 0..2 {
+            if !self.refill(st, k) {
+                return Err(AllocError);
+            }
             match st.take(k) {
-                Ok(Some((v, a))) => return Ok(v.ptr(a)),
-                Ok(None) if attempt < 2 && self.refill(st, k) => continue,
-                Ok(None) => return Err(AllocError),
+                Ok(Some(p)) => return Ok(p),
+                Ok(None) => {}
                 Err(c) => {
                     report(c, NAME);
                     return Err(AllocError);
@@ -293,17 +321,25 @@ impl<S: Source, const MIN: usize, const ORDERS: usize> Buddy<S, MIN, ORDERS> {
         if st.blocked != 0 {
             return Ok(());
         }
-        let Some(v) = st.user_zone_of(a) else {
-            return Err(Corruption::ForeignPointer { addr: a });
-        };
         if let Some(k) = Self::order_for(layout) {
-            // A used block below `meta_lo` ends below it too (B6).
-            if v.is_block(a, k) && !v.is_free(a) {
-                return st.release(&v, a, k);
+            if st.focus(a) && st.release_if_used(a, k)? {
+                return Ok(());
             }
         }
-        Self::classify(&v, a)?;
-        Err(Corruption::SizeMismatch { addr: a })
+        Err(Self::misuse(st, a))
+    }
+
+    /// Why `a` is not a used block of the order its layout asks for.
+    #[cold]
+    #[inline(never)]
+    fn misuse(st: &State<MIN, ORDERS>, a: usize) -> Corruption {
+        let Some(v) = st.user_zone_of(a) else {
+            return Corruption::ForeignPointer { addr: a };
+        };
+        match Self::classify(&v, a) {
+            Err(c) => c,
+            Ok(_) => Corruption::SizeMismatch { addr: a },
+        }
     }
 
     /// Frees `ptr` without its layout, or says what is wrong (the checked

@@ -36,8 +36,15 @@ pub(crate) const NODE_ALIGN: usize = {
     }
 };
 
-/// One zone's header fields and bitmaps, copied out for the duration of one
-/// operation.
+/// One zone's header fields and bitmaps, copied out: the heap keeps the
+/// view of the zone it used last (`State::hot`), so the common lookup reads
+/// no zone header.
+///
+/// The bit accessors come in two kinds: the `unsafe` ones (`free_at`,
+/// `split_at`, `mark_*`) trust their caller that the node lies in the tree
+/// and do no bounds check (the hot paths establish that with the range
+/// checks they need anyway); the safe ones (`is_free`, `is_split`,
+/// `set_*`) check and are for the cold paths and `check`.
 #[derive(Clone, Copy)]
 pub(crate) struct View<const MIN: usize, const ORDERS: usize> {
     pub(crate) base: NonNull<u8>,
@@ -46,18 +53,29 @@ pub(crate) struct View<const MIN: usize, const ORDERS: usize> {
     pub(crate) lo: usize,
     pub(crate) hi: usize,
     pub(crate) meta_lo: usize,
-    lo_granule: usize,
-    bits: usize,
+    /// The zone's biased bitmap pointer ([`ZonePtr::biased_bitmap`]).
     bitmap: *mut usize,
 }
 
 impl<const MIN: usize, const ORDERS: usize> View<MIN, ORDERS> {
     const SHIFT: u32 = MIN.trailing_zeros();
 
+    /// The view of no zone: it contains no address (`lo == hi == meta_lo`),
+    /// so no bitmap access is ever made through it.
+    pub(crate) const EMPTY: Self = View {
+        base: NonNull::dangling(),
+        raw_start: 0,
+        raw_end: 0,
+        lo: 0,
+        hi: 0,
+        meta_lo: 0,
+        bitmap: core::ptr::null_mut(),
+    };
+
     #[inline(always)]
     fn new(zone: ZonePtr) -> Self {
         let z = zone.get();
-        let bitmap = zone.bitmap();
+        let bitmap = zone.biased_bitmap();
         View {
             base: z.base,
             raw_start: z.raw_start,
@@ -65,8 +83,6 @@ impl<const MIN: usize, const ORDERS: usize> View<MIN, ORDERS> {
             lo: z.lo,
             hi: z.hi,
             meta_lo: z.meta_lo,
-            lo_granule: z.lo_granule,
-            bits: z.words * WORD_BITS,
             bitmap,
         }
     }
@@ -76,6 +92,18 @@ impl<const MIN: usize, const ORDERS: usize> View<MIN, ORDERS> {
         MIN << k
     }
 
+    /// Whether `a` lies in the buddy tree, `[lo, hi)`.
+    #[inline(always)]
+    pub(crate) fn in_zone(&self, a: usize) -> bool {
+        a.wrapping_sub(self.lo) < self.hi - self.lo
+    }
+
+    /// Whether `a` lies in the block range users get, `[lo, meta_lo)`.
+    #[inline(always)]
+    pub(crate) fn in_blocks(&self, a: usize) -> bool {
+        a.wrapping_sub(self.lo) < self.meta_lo - self.lo
+    }
+
     /// Whether the node of level `j` starting at `p` lies inside the tree:
     /// `j` is a valid order and the node is inside `[lo, hi)`.
     #[inline(always)]
@@ -83,65 +111,126 @@ impl<const MIN: usize, const ORDERS: usize> View<MIN, ORDERS> {
         j < ORDERS && p >= self.lo && p <= self.hi && self.hi - p >= self.size(j)
     }
 
+    /// [`in_tree`](Self::in_tree) for a node that starts at or below a
+    /// granule of the tree (`p <= a < hi` for some `a`), as every parent
+    /// does: one comparison fewer.
+    #[inline(always)]
+    fn parent_in_tree(&self, p: usize, j: usize) -> bool {
+        debug_assert!(p < self.hi);
+        j < ORDERS && p >= self.lo && self.hi - p >= self.size(j)
+    }
+
     #[inline(always)]
     fn free_index(&self, a: usize) -> usize {
-        (a >> Self::SHIFT).wrapping_sub(self.lo_granule)
+        a >> Self::SHIFT
     }
 
     /// The split-bit number of the node of level `j >= 1` starting at `p`.
     #[inline(always)]
     fn split_index(&self, j: usize, p: usize) -> usize {
-        ((p >> Self::SHIFT) + (1 << (j - 1)) - 1).wrapping_sub(self.lo_granule)
+        (p >> Self::SHIFT) + (1 << (j - 1)) - 1
     }
 
-    /// Whether a free block starts at `a` (a granule of the zone).
+    /// Whether a free block starts at `a`, without a bounds check.
+    ///
+    /// # Safety
+    ///
+    /// `self` is the view of a live zone and `lo <= a < hi`: then the
+    /// granule's bit is inside the bitmap (Z1: one bit per granule).
+    #[inline(always)]
+    pub(crate) unsafe fn free_at(&self, a: usize) -> bool {
+        debug_assert!(self.in_zone(a));
+        // SAFETY: `free_index(a)` is a granule of the tree (caller
+        // contract), so its bit is inside the bitmaps (Z1).
+        unsafe { zone::test(self.bitmap, zone::FREE, self.free_index(a)) }
+    }
+
+    /// Sets or clears the free bit of `a`, without a bounds check.
+    ///
+    /// # Safety
+    ///
+    /// As for [`free_at`](Self::free_at).
+    #[inline(always)]
+    unsafe fn mark_free(&self, a: usize, on: bool) {
+        debug_assert!(self.in_zone(a));
+        let i = self.free_index(a);
+        // SAFETY: `i` is inside the bitmap (caller contract, Z1).
+        unsafe {
+            if on {
+                zone::set(self.bitmap, zone::FREE, i)
+            } else {
+                zone::clear(self.bitmap, zone::FREE, i)
+            }
+        }
+    }
+
+    /// Whether the node of level `j` at `p` is split, without a bounds check.
+    ///
+    /// # Safety
+    ///
+    /// `self` is the view of a live zone, `j >= 1`, and the node lies in
+    /// the tree (`lo <= p` and `p + (MIN << j) <= hi`): its split bit is the
+    /// number of a granule inside it, so inside the bitmap (Z1).
+    #[inline(always)]
+    pub(crate) unsafe fn split_at(&self, j: usize, p: usize) -> bool {
+        debug_assert!(j >= 1 && p >= self.lo && p <= self.hi && self.hi - p >= self.size(j));
+        // SAFETY: the index is inside the bitmap (caller contract, Z1).
+        unsafe { zone::test(self.bitmap, zone::SPLIT, self.split_index(j, p)) }
+    }
+
+    /// Sets or clears the split bit of the node of level `j` at `p`,
+    /// without a bounds check.
+    ///
+    /// # Safety
+    ///
+    /// As for [`split_at`](Self::split_at).
+    #[inline(always)]
+    unsafe fn mark_split(&self, j: usize, p: usize, on: bool) {
+        debug_assert!(j >= 1 && p >= self.lo && p <= self.hi && self.hi - p >= self.size(j));
+        let i = self.split_index(j, p);
+        // SAFETY: `i` is inside the bitmap (caller contract, Z1).
+        unsafe {
+            if on {
+                zone::set(self.bitmap, zone::SPLIT, i)
+            } else {
+                zone::clear(self.bitmap, zone::SPLIT, i)
+            }
+        }
+    }
+
+    /// Whether a free block starts at `a` (any address).
     #[inline(always)]
     pub(crate) fn is_free(&self, a: usize) -> bool {
-        let i = self.free_index(a);
-        // SAFETY: Z1 for `self.bitmap`, and `i` is checked against the bitmap length.
-        i < self.bits && unsafe { zone::test(self.bitmap, zone::FREE, i) }
+        // SAFETY: `a` is in the tree (checked first).
+        self.in_zone(a) && unsafe { self.free_at(a) }
     }
 
+    /// Sets or clears the free bit of `a`; nothing if `a` is outside the tree.
     #[inline(always)]
     fn set_free(&self, a: usize, on: bool) {
-        let i = self.free_index(a);
-        debug_assert!(i < self.bits);
-        if i < self.bits {
-            // SAFETY: Z1 for `self.bitmap`, and `i` is in bounds (checked above).
-            unsafe {
-                if on {
-                    zone::set(self.bitmap, zone::FREE, i)
-                } else {
-                    zone::clear(self.bitmap, zone::FREE, i)
-                }
-            }
+        debug_assert!(self.in_zone(a));
+        if self.in_zone(a) {
+            // SAFETY: `a` is in the tree (checked above).
+            unsafe { self.mark_free(a, on) }
         }
     }
 
-    /// Whether the node of level `j` at `p` is split. Level 0 never is.
+    /// Whether the node of level `j` at `p` is split. Level 0 never is, nor
+    /// is a node outside the tree.
     #[inline(always)]
     pub(crate) fn is_split(&self, j: usize, p: usize) -> bool {
-        if j == 0 {
-            return false;
-        }
-        let i = self.split_index(j, p);
-        // SAFETY: Z1 for `self.bitmap`, and `i` is checked against the bitmap length.
-        i < self.bits && unsafe { zone::test(self.bitmap, zone::SPLIT, i) }
+        // SAFETY: `j >= 1` and the node is in the tree (checked first).
+        j >= 1 && self.in_tree(p, j) && unsafe { self.split_at(j, p) }
     }
 
+    /// Sets or clears the split bit of the node of level `j` at `p`; nothing
+    /// if the node is level 0 or outside the tree.
     #[inline(always)]
     fn set_split(&self, j: usize, p: usize, on: bool) {
-        let i = self.split_index(j, p);
-        debug_assert!(j >= 1 && i < self.bits);
-        if j >= 1 && i < self.bits {
-            // SAFETY: Z1 for `self.bitmap`, and `i` is in bounds (checked above).
-            unsafe {
-                if on {
-                    zone::set(self.bitmap, zone::SPLIT, i)
-                } else {
-                    zone::clear(self.bitmap, zone::SPLIT, i)
-                }
-            }
+        debug_assert!(j >= 1 && self.in_tree(p, j));
+        if j >= 1 && self.in_tree(p, j) {
+            // SAFETY: `j >= 1` and the node is in the tree (checked above).
+            unsafe { self.mark_split(j, p, on) }
         }
     }
 
@@ -165,11 +254,15 @@ impl<const MIN: usize, const ORDERS: usize> View<MIN, ORDERS> {
     /// # Time complexity
     ///
     /// O(order of the block).
+    #[inline]
     pub(crate) fn order_of(&self, a: usize) -> usize {
+        debug_assert!(self.in_zone(a));
         let mut j = 0;
         loop {
             let p = a & !(self.size(j + 1) - 1);
-            if !self.in_tree(p, j + 1) || self.is_split(j + 1, p) {
+            // `p <= a < hi`. SAFETY: level `j + 1 >= 1`, and the node is in
+            // the tree (checked first).
+            if !self.parent_in_tree(p, j + 1) || unsafe { self.split_at(j + 1, p) } {
                 return j;
             }
             j += 1;
@@ -203,11 +296,12 @@ pub(crate) struct State<const MIN: usize, const ORDERS: usize> {
     pub(crate) nonempty: usize,
     /// The zones, newest first.
     pub(crate) zones: Option<NonNull<Zone>>,
-    /// A copy of the view of the zone most recently made or joined (the
-    /// one that usually holds every block), so the common lookup reads no
-    /// zone header. Zone headers never change once linked, and a join
-    /// replaces this copy, so it is never stale.
-    hot: Option<View<MIN, ORDERS>>,
+    /// A copy of the view of the zone used last ([`View::EMPTY`] before
+    /// the first), so the common lookup is one comparison and reads no zone
+    /// header. Zone headers never change once linked, except by a join,
+    /// which replaces this copy with the joined zone's, so it is never
+    /// stale.
+    pub(crate) hot: View<MIN, ORDERS>,
     /// Bytes of all regions taken from the source.
     pub(crate) total: usize,
     /// [`POISONED`] | [`WALKING`]: the heap refuses to allocate or free.
@@ -222,7 +316,7 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
             free: [None; ORDERS],
             nonempty: 0,
             zones: None,
-            hot: None,
+            hot: View::EMPTY,
             total: 0,
             blocked: 0,
         }
@@ -241,11 +335,16 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
     /// The zone whose tree contains `a` (`lo <= a < hi`).
     #[inline(always)]
     pub(crate) fn zone_of(&self, a: usize) -> Option<View<MIN, ORDERS>> {
-        if let Some(v) = &self.hot {
-            if a >= v.lo && a < v.hi {
-                return Some(*v);
-            }
+        if self.hot.in_zone(a) {
+            return Some(self.hot);
         }
+        self.find_zone(a)
+    }
+
+    /// The zone list walk behind [`zone_of`](Self::zone_of).
+    #[cold]
+    #[inline(never)]
+    fn find_zone(&self, a: usize) -> Option<View<MIN, ORDERS>> {
         let mut cur = self.zones;
         while let Some(z) = cur {
             let h = ZonePtr(z).get();
@@ -263,6 +362,25 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
         self.zone_of(a).filter(|v| a < v.meta_lo)
     }
 
+    /// Whether `a` is in the block range (`lo <= a < meta_lo`) of a zone;
+    /// if so, that zone is now the hot one (`self.hot`).
+    #[inline(always)]
+    pub(crate) fn focus(&mut self, a: usize) -> bool {
+        self.hot.in_blocks(a) || self.refocus(a)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn refocus(&mut self, a: usize) -> bool {
+        match self.find_zone(a) {
+            Some(v) if v.in_blocks(a) => {
+                self.hot = v;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Whether the link `node` may be dereferenced as a block of order
     /// `k`: it is in some zone's block range and aligned to its order, so
     /// following a damaged link never reads or writes outside the heap's
@@ -270,14 +388,22 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
     /// cost a cache miss per link; a head is, in `take`, before it is
     /// handed out, and `unlink` confirms `prev` by its `next`.)
     #[inline(always)]
-    fn plausible(&self, hint: &View<MIN, ORDERS>, node: NonNull<FreeNode>, k: usize) -> bool {
+    fn plausible(&self, node: NonNull<FreeNode>, k: usize) -> bool {
         let a = node.as_ptr().addr();
         if a & (Self::size(k) - 1) != 0 {
             return false;
         }
-        (a >= hint.lo && a < hint.meta_lo) || self.user_zone_of(a).is_some()
+        self.hot.in_blocks(a) || self.in_other_blocks(a)
     }
 
+    /// Whether `a` is in the block range of a zone other than the hot one.
+    #[cold]
+    #[inline(never)]
+    fn in_other_blocks(&self, a: usize) -> bool {
+        self.find_zone(a).is_some_and(|v| v.in_blocks(a))
+    }
+
+    #[cold]
     fn poison(&mut self, node: NonNull<FreeNode>) -> Corruption {
         self.blocked |= POISONED;
         Corruption::CorruptFreeList {
@@ -307,42 +433,13 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
         self.nonempty |= 1 << k;
     }
 
-    /// Pops the head of `free[k]` (non-empty, confirmed against the bitmap
-    /// by the caller). The next node is confirmed too before it becomes the
-    /// head, so a head is always a real free block; its `prev` is left
-    /// stale: a head's `prev` is never read (B5), which saves a store into
-    /// a cold block on every allocation.
-    #[inline(always)]
-    fn pop(
-        &mut self,
-        v: &View<MIN, ORDERS>,
-        node: NonNull<FreeNode>,
-        k: usize,
-    ) -> Result<(), Corruption> {
-        // SAFETY: `node` heads `free[k]`: a free block with an initialised
-        // node (B3).
-        let next = unsafe { (*node.as_ptr()).next };
-        match next {
-            Some(n) if !self.plausible(v, n, k) => return Err(self.poison(node)),
-            Some(_) => {}
-            None => self.nonempty &= !(1 << k),
-        }
-        self.free[k] = next;
-        Ok(())
-    }
-
     /// Removes the free block `node` from `free[k]`, checking its links.
-    fn unlink(
-        &mut self,
-        v: &View<MIN, ORDERS>,
-        node: NonNull<FreeNode>,
-        k: usize,
-    ) -> Result<(), Corruption> {
+    fn unlink(&mut self, node: NonNull<FreeNode>, k: usize) -> Result<(), Corruption> {
         // SAFETY: the caller found `node` marked free with order `k`, so it
         // is a free block with an initialised node (B3).
         let FreeNode { next, prev } = unsafe { node.as_ptr().read() };
         if let Some(n) = next {
-            if !self.plausible(v, n, k) {
+            if !self.plausible(n, k) {
                 return Err(self.poison(node));
             }
         }
@@ -360,7 +457,7 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
         };
         // SAFETY: `plausible` confirms `p` is a free block of ours before
         // it is read.
-        if !self.plausible(v, p, k) || unsafe { (*p.as_ptr()).next } != Some(node) {
+        if !self.plausible(p, k) || unsafe { (*p.as_ptr()).next } != Some(node) {
             return Err(self.poison(node));
         }
         // SAFETY: `p` is a free block of ours (checked above).
@@ -376,15 +473,18 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
     /// least `k`, halved until it is order `k`; the upper halves go on their
     /// free lists. `Ok(None)` when no free block is large enough.
     ///
+    /// The head is confirmed against the bitmap before it is handed out,
+    /// and the next node before it becomes the head, so a link damaged by a
+    /// write into a free block is caught here at the latest. The head's
+    /// `prev` is left stale: a head's `prev` is never read (B5), which
+    /// saves a store into a cold block on every allocation.
+    ///
     /// # Time complexity
     ///
     /// O(1) to find the list (`trailing_zeros` of the non-empty mask), then
     /// one step per halving.
     #[inline(always)]
-    pub(crate) fn take(
-        &mut self,
-        k: usize,
-    ) -> Result<Option<(View<MIN, ORDERS>, usize)>, Corruption> {
+    pub(crate) fn take(&mut self, k: usize) -> Result<Option<NonNull<u8>>, Corruption> {
         let mask = self.nonempty & (usize::MAX << k);
         if mask == 0 {
             return Ok(None);
@@ -394,23 +494,73 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
             return Err(self.poison(NonNull::dangling()));
         };
         let a = node.as_ptr().addr();
-        // Confirm the head against the bitmap before handing it out or
-        // reading its links: a link damaged by a write into a free block is
-        // caught here at the latest.
-        let v = match self.zone_of(a) {
-            Some(v) if a < v.meta_lo && a & (Self::size(j) - 1) == 0 && v.is_free(a) => v,
-            _ => return Err(self.poison(node)),
-        };
-        self.pop(&v, node, j)?;
-        v.set_free(a, false);
+        let s = Self::size(j);
+        if !self.focus(a) {
+            return Err(self.poison(node));
+        }
+        let v = self.hot;
+        // `a` is in the block range (focus); the block must be aligned,
+        // whole, and marked free.
+        if a & (s - 1) != 0 || v.hi - a < s
+            // SAFETY: `lo <= a < meta_lo <= hi` (focus).
+            || !unsafe { v.free_at(a) }
+        {
+            return Err(self.poison(node));
+        }
+        // SAFETY: `node` heads `free[j]` and is marked free: a free block
+        // with an initialised node (B3).
+        let next = unsafe { (*node.as_ptr()).next };
+        match next {
+            Some(n) if !self.plausible(n, j) => return Err(self.poison(node)),
+            Some(_) => {}
+            None => self.nonempty &= !(1 << j),
+        }
+        self.free[j] = next;
+        // SAFETY: the node `(j, a)` lies in the tree (`lo <= a`, `a + s <=
+        // hi`, checked above), and so do its first granule and all the nodes
+        // inside it, which the loop below marks.
+        unsafe { v.mark_free(a, false) };
         while j > k {
             j -= 1;
-            v.set_split(j + 1, a, true);
             let b = a + Self::size(j);
-            v.set_free(b, true);
+            // SAFETY: as above; `j + 1 >= 1`.
+            unsafe {
+                v.mark_split(j + 1, a, true);
+                v.mark_free(b, true);
+            }
             self.push(v.ptr(b).cast(), j);
         }
-        Ok(Some((v, a)))
+        Ok(Some(v.ptr(a)))
+    }
+
+    /// Frees `(a, k)` if it is a used block of the hot zone and returns
+    /// `Ok(true)`; returns `Ok(false)`, changing nothing, if it is not.
+    /// The caller has made `a`'s zone hot ([`focus`](Self::focus)).
+    ///
+    /// # Time complexity
+    ///
+    /// Four bit reads to confirm the block, then as [`release`](Self::release).
+    #[inline(always)]
+    pub(crate) fn release_if_used(&mut self, a: usize, k: usize) -> Result<bool, Corruption> {
+        let v = self.hot;
+        debug_assert!(v.in_blocks(a) && k < ORDERS);
+        let s = Self::size(k);
+        if a & (s - 1) != 0 || v.hi - a < s {
+            return Ok(false);
+        }
+        // SAFETY: the node `(k, a)` lies in the tree (`lo <= a` by the
+        // caller, `a + s <= hi` checked above), so does its first granule,
+        // and `k >= 1` for the split bit.
+        if unsafe { v.free_at(a) || (k >= 1 && v.split_at(k, a)) } {
+            return Ok(false);
+        }
+        let p = a & !s;
+        let parent = v.parent_in_tree(p, k + 1);
+        // SAFETY: the parent is in the tree (checked first).
+        if parent && !unsafe { v.split_at(k + 1, p) } {
+            return Ok(false);
+        }
+        self.merge(&v, a, k, parent).map(|()| true)
     }
 
     /// Frees the used block `(a, k)` of zone `v`: merges it with its buddy
@@ -424,26 +574,47 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
     pub(crate) fn release(
         &mut self,
         v: &View<MIN, ORDERS>,
+        a: usize,
+        k: usize,
+    ) -> Result<(), Corruption> {
+        debug_assert!(v.is_block(a, k) && !v.is_free(a));
+        let parent = v.parent_in_tree(a & !Self::size(k), k + 1);
+        self.merge(v, a, k, parent)
+    }
+
+    /// The loop of [`release`](Self::release). `parent`: whether the parent
+    /// of `(a, k)` is in the tree (then it is split, B4).
+    #[inline(always)]
+    fn merge(
+        &mut self,
+        v: &View<MIN, ORDERS>,
         mut a: usize,
         mut k: usize,
+        mut parent: bool,
     ) -> Result<(), Corruption> {
-        loop {
+        while parent {
             let s = Self::size(k);
             let p = a & !s;
-            if !v.in_tree(p, k + 1) {
-                break;
-            }
             let b = a ^ s;
-            if !v.is_free(b) || v.is_split(k, b) {
+            // SAFETY: the parent `(k + 1, p)` is in the tree, so are both
+            // its halves `(k, a)` and `(k, b)`, and their first granules.
+            if !unsafe { v.free_at(b) } || (k >= 1 && unsafe { v.split_at(k, b) }) {
                 break;
             }
-            self.unlink(v, v.ptr(b).cast(), k)?;
-            v.set_free(b, false);
-            v.set_split(k + 1, p, false);
+            self.unlink(v.ptr(b).cast(), k)?;
+            // SAFETY: as above; `k + 1 >= 1`.
+            unsafe {
+                v.mark_free(b, false);
+                v.mark_split(k + 1, p, false);
+            }
             a = p;
             k += 1;
+            // `p <= a < hi`: the merged block is in the tree.
+            parent = v.parent_in_tree(a & !Self::size(k), k + 1);
         }
-        v.set_free(a, true);
+        // SAFETY: `(k, a)` is in the tree (a block of the zone), so is its
+        // first granule.
+        unsafe { v.mark_free(a, true) };
         self.push(v.ptr(a).cast(), k);
         Ok(())
     }
@@ -487,7 +658,7 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
         }
         for j in k_old..k_new {
             let b = a + Self::size(j);
-            self.unlink(v, v.ptr(b).cast(), j)?;
+            self.unlink(v.ptr(b).cast(), j)?;
             v.set_free(b, false);
             v.set_split(j + 1, a, false);
         }
@@ -565,9 +736,18 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
         false
     }
 
-    /// Bytes of metadata, rounded to granules, for a tree of `len` bytes.
+    /// At least the bytes of metadata, rounded to granules, for a tree of
+    /// `len` bytes wherever it starts (for sizing requests to the source).
     pub(crate) fn meta_len(len: usize) -> Option<usize> {
-        align_up(Zone::meta_bytes(len >> Self::SHIFT)?, MIN)
+        let words = (len >> Self::SHIFT).div_ceil(WORD_BITS).checked_add(1)?;
+        align_up(Zone::meta_bytes(words)?, MIN)
+    }
+
+    /// The bitmap words and metadata bytes (rounded to granules) of a zone
+    /// whose tree is `[lo, hi)`.
+    fn meta_of(lo: usize, hi: usize) -> Option<(usize, usize)> {
+        let words = Zone::words(lo >> Self::SHIFT, hi >> Self::SHIFT);
+        Some((words, align_up(Zone::meta_bytes(words)?, MIN)?))
     }
 
     fn new_zone(&mut self, region: NonNull<[u8]>, start: usize, end: usize) -> bool {
@@ -578,14 +758,13 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
         if hi <= lo {
             return false;
         }
-        let Some(meta) = Self::meta_len(hi - lo) else {
+        let Some((words, meta)) = Self::meta_of(lo, hi) else {
             return false;
         };
         if hi - lo < meta + MIN {
             return false;
         }
         let meta_lo = hi - meta;
-        let words = ((hi - lo) >> Self::SHIFT).div_ceil(WORD_BITS);
         let base = region.cast::<u8>();
         // SAFETY: `meta_lo - start < region.len()`, so the pointer stays in
         // the region (S1).
@@ -603,7 +782,7 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
                 lo,
                 hi,
                 meta_lo,
-                lo_granule: lo >> Self::SHIFT,
+                first_granule: Zone::first_granule(lo >> Self::SHIFT),
                 words,
                 regions: 1,
             });
@@ -615,7 +794,7 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
         }
         self.zones = Some(header);
         let v = Self::view(header);
-        self.hot = Some(v);
+        self.hot = v;
         Self::mark_used(&v, meta_lo, hi);
         Self::mark_used(&v, lo, meta_lo);
         // The lists are sound (only our own blocks are on them) unless they
@@ -648,14 +827,14 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
         if hi <= old.hi {
             return false;
         }
-        let Some(meta) = Self::meta_len(hi - old.lo) else {
+        let Some((words, meta)) = Self::meta_of(old.lo, hi) else {
             return false;
         };
-        if hi - old.hi < meta {
+        // The new header goes into the new region (`meta_lo >= start`).
+        if hi < start || hi - start < meta {
             return false;
         }
         let meta_lo = hi - meta;
-        let words = ((hi - old.lo) >> Self::SHIFT).div_ceil(WORD_BITS);
         let old_words = old_header.words;
         // SAFETY: `meta_lo - start < region.len()`: inside the region (S1).
         let header = unsafe { region.cast::<u8>().add(meta_lo - start) }.cast::<Zone>();
@@ -673,7 +852,7 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
                 lo: old.lo,
                 hi,
                 meta_lo,
-                lo_granule: old_header.lo_granule,
+                first_granule: old_header.first_granule,
                 words,
                 regions: old_header.regions + 1,
             });
@@ -689,7 +868,7 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
             None => self.zones = Some(header),
         }
         let v = Self::view(header);
-        self.hot = Some(v);
+        self.hot = v;
         // Every node straddling the old end contains the block at `old.hi`,
         // so marking the new blocks marks those nodes split too (B4).
         Self::mark_used(&v, meta_lo, hi);
@@ -726,8 +905,9 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
                 || v.lo % MIN != 0
                 || v.hi % MIN != 0
                 || z.as_ptr().addr() != v.meta_lo
-                || v.hi - v.meta_lo
-                    < Zone::meta_bytes((v.hi - v.lo) >> Self::SHIFT).unwrap_or(usize::MAX)
+                || v.hi - v.meta_lo < Zone::meta_bytes(h.words).unwrap_or(usize::MAX)
+                || h.first_granule != Zone::first_granule(v.lo >> Self::SHIFT)
+                || h.words != Zone::words(v.lo >> Self::SHIFT, v.hi >> Self::SHIFT)
             {
                 return Err(Violation::new("B6", v.meta_lo, "zone bounds out of order"));
             }

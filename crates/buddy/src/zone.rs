@@ -7,8 +7,10 @@
 //!      | trim | 512 K | 256 K |  ...  | 32 | 16   | Zone | bitmaps   |trim |
 //! ```
 //!
-//! Both bitmaps have one bit per `MIN`-byte granule of `[lo, hi)`, and are
-//! interleaved a word at a time (see `word`):
+//! Both bitmaps have one bit per `MIN`-byte granule of `[lo, hi)`, numbered
+//! by absolute granule (`address / MIN`) from `first_granule` (`lo / MIN`
+//! rounded down to a whole word, so bit `g` is bit `g % WORD_BITS` of its
+//! word), and are interleaved a word at a time (see `word`):
 //!
 //! - **free**: bit `g` is set iff a free block starts at granule `g`;
 //! - **split**: bit `id` is set iff the buddy-tree node with in-order number
@@ -46,18 +48,30 @@ pub(crate) struct Zone {
     pub(crate) hi: usize,
     /// Start of the metadata (this header); blocks users get lie in `[lo, meta_lo)`.
     pub(crate) meta_lo: usize,
-    /// `lo / MIN`: the granule number of bit 0 of both bitmaps.
-    pub(crate) lo_granule: usize,
-    /// Words in each bitmap.
+    /// `lo / MIN` rounded down to a multiple of `WORD_BITS`: the granule
+    /// number of bit 0 of both bitmaps.
+    pub(crate) first_granule: usize,
+    /// Words in each bitmap: enough for the granules up to `hi / MIN`.
     pub(crate) words: usize,
     /// How many source regions the zone is made of (1 unless joined).
     pub(crate) regions: usize,
 }
 
 impl Zone {
-    /// Bytes of header plus both bitmaps for a zone of `granules` granules.
-    pub(crate) const fn meta_bytes(granules: usize) -> Option<usize> {
-        let words = granules.div_ceil(WORD_BITS);
+    /// The granule number of bit 0 of the bitmaps of a zone whose tree
+    /// starts at granule `lo_granule`.
+    pub(crate) const fn first_granule(lo_granule: usize) -> usize {
+        lo_granule - lo_granule % WORD_BITS
+    }
+
+    /// Words in each bitmap of a zone whose tree is granules
+    /// `[lo_granule, hi_granule)`.
+    pub(crate) const fn words(lo_granule: usize, hi_granule: usize) -> usize {
+        hi_granule.div_ceil(WORD_BITS) - Self::first_granule(lo_granule) / WORD_BITS
+    }
+
+    /// Bytes of header plus both bitmaps of `words` words each.
+    pub(crate) const fn meta_bytes(words: usize) -> Option<usize> {
         match words.checked_mul(2 * size_of::<usize>()) {
             Some(b) => b.checked_add(size_of::<Zone>()),
             None => None,
@@ -97,6 +111,18 @@ impl ZonePtr {
         // SAFETY: Z1: the bitmaps follow the header in the same zone.
         unsafe { self.0.as_ptr().add(1).cast::<usize>() }
     }
+
+    /// The bitmaps' *biased* pointer: the first word moved back by the
+    /// words bit 0 skips (`2 * first_granule / WORD_BITS`), so that the bit
+    /// of absolute granule `g` is at `word(lane, g)` from it. It may point
+    /// outside the zone (it is made with `wrapping_sub`, keeping the
+    /// zone's provenance) and is only dereferenced at such words, which
+    /// are inside the bitmaps for every granule of the zone.
+    #[inline(always)]
+    pub(crate) fn biased_bitmap(self) -> *mut usize {
+        let first = self.get().first_granule;
+        self.bitmap().wrapping_sub(2 * (first / WORD_BITS))
+    }
 }
 
 /// The split bits' lane of the interleaved bitmaps.
@@ -113,35 +139,37 @@ fn word(lane: usize, i: usize) -> usize {
     2 * (i / WORD_BITS) + lane
 }
 
-/// Reads bit `i` of `lane` of the bitmaps at `words`.
+/// Reads bit `i` of `lane` of the bitmaps whose biased pointer is `words`.
 ///
 /// # Safety
 ///
-/// `words` is the bitmap of a live zone (Z1) and `i < words * WORD_BITS`.
+/// `words` is the biased bitmap pointer of a live zone (Z1) and `i` the
+/// absolute number of a granule of its tree, `lo / MIN <= i < hi / MIN`:
+/// then `word(lane, i)` is inside the bitmaps.
 #[inline(always)]
 pub(crate) unsafe fn test(words: *mut usize, lane: usize, i: usize) -> bool {
-    // SAFETY: `word(lane, i) < 2 * words` (caller contract).
-    unsafe { *words.add(word(lane, i)) & (1 << (i % WORD_BITS)) != 0 }
+    // SAFETY: the word is inside the bitmaps (caller contract).
+    unsafe { *words.wrapping_add(word(lane, i)) & (1 << (i % WORD_BITS)) != 0 }
 }
 
-/// Sets bit `i` of the bitmap at `words`.
+/// Sets bit `i` of `lane` of the bitmaps whose biased pointer is `words`.
 ///
 /// # Safety
 ///
 /// As for [`test`].
 #[inline(always)]
 pub(crate) unsafe fn set(words: *mut usize, lane: usize, i: usize) {
-    // SAFETY: `word(lane, i) < 2 * words` (caller contract).
-    unsafe { *words.add(word(lane, i)) |= 1 << (i % WORD_BITS) }
+    // SAFETY: the word is inside the bitmaps (caller contract).
+    unsafe { *words.wrapping_add(word(lane, i)) |= 1 << (i % WORD_BITS) }
 }
 
-/// Clears bit `i` of the bitmap at `words`.
+/// Clears bit `i` of `lane` of the bitmaps whose biased pointer is `words`.
 ///
 /// # Safety
 ///
 /// As for [`test`].
 #[inline(always)]
 pub(crate) unsafe fn clear(words: *mut usize, lane: usize, i: usize) {
-    // SAFETY: `word(lane, i) < 2 * words` (caller contract).
-    unsafe { *words.add(word(lane, i)) &= !(1 << (i % WORD_BITS)) }
+    // SAFETY: the word is inside the bitmaps (caller contract).
+    unsafe { *words.wrapping_add(word(lane, i)) &= !(1 << (i % WORD_BITS)) }
 }
