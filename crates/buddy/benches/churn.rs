@@ -15,7 +15,9 @@
 //! - **efficiency**: allocate random sizes (same distribution) until the
 //!   first failure in a 1 MiB arena, with and without frees mixed in;
 //!   requested live bytes ÷ arena bytes, averaged over `TRIALS` seeds
-//!   (talc's method).
+//!   (talc's method). A last row runs buddy_system_allocator on the arena
+//!   less the bytes of our metadata (bitmaps and zone header), which shows
+//!   how much of the efficiency gap that metadata is.
 
 use std::alloc::Layout;
 use std::hint::black_box;
@@ -119,9 +121,14 @@ impl Memory {
     }
 
     fn bsa(&mut self) -> buddy_system_allocator::Heap<32> {
+        self.bsa_less(0)
+    }
+
+    /// buddy_system_allocator on the buffer less its last `less` bytes.
+    fn bsa_less(&mut self, less: usize) -> buddy_system_allocator::Heap<32> {
         let mut h = buddy_system_allocator::Heap::<32>::new();
         // SAFETY: the buffer outlives the heap and is only used through it.
-        unsafe { h.init(self.ptr() as usize, self.len) };
+        unsafe { h.init(self.ptr() as usize, self.len - less) };
         h
     }
 }
@@ -260,8 +267,17 @@ fn main() {
     let (ratio, ratio_min, ratio_max) = median(&mut ratios);
 
     let trials = env_or("CHURN_TRIALS", TRIALS as usize) as u64;
-    let mut eff = [[0.0f64; 3]; 2];
+    let mut eff = [[0.0f64; 4]; 2];
     let mut small = Memory::new(EFF_ARENA);
+    // Our in-arena metadata (zone header and bitmaps) for this arena.
+    let meta = {
+        let b = small.buddy::<16, 28>();
+        let p = b.allocate(Layout::new::<u8>()).unwrap();
+        let meta = freespace_core::HeapSummary::of(&b).meta_bytes;
+        // SAFETY: `p` is live with this layout.
+        unsafe { b.deallocate(p.cast(), Layout::new::<u8>()) };
+        meta
+    };
     for (i, free_every) in [0usize, 3].into_iter().enumerate() {
         for seed in 1..=trials {
             let mut b = small.buddy::<16, 28>();
@@ -271,6 +287,9 @@ fn main() {
             eff[i][1] += efficiency(&mut h, seed, free_every) / trials as f64;
             let mut b = small.buddy::<32, 27>();
             eff[i][2] += efficiency(&mut b, seed, free_every) / trials as f64;
+            drop(b);
+            let mut h = small.bsa_less(meta);
+            eff[i][3] += efficiency(&mut h, seed, free_every) / trials as f64;
         }
     }
 
@@ -291,5 +310,10 @@ fn main() {
         "| freespace-buddy, MIN = 32 | | | {:.1} % | {:.1} % |",
         eff[0][2] * 100.0,
         eff[1][2] * 100.0
+    );
+    println!(
+        "| buddy_system_allocator, arena less our {meta} B of metadata | | | {:.1} % | {:.1} % |",
+        eff[0][3] * 100.0,
+        eff[1][3] * 100.0
     );
 }

@@ -372,11 +372,11 @@ impl<S: Source, const MIN: usize, const ORDERS: usize> Buddy<S, MIN, ORDERS> {
         if st.blocked != 0 {
             return Ok(());
         }
-        let Some(v) = st.user_zone_of(a) else {
+        if !st.focus(a) {
             return Err(Corruption::ForeignPointer { addr: a });
-        };
-        let k = Self::classify(&v, a)?;
-        st.release(&v, a, k)
+        }
+        let k = Self::classify(&st.hot, a)?;
+        st.release(a, k)
     }
 
     /// For `a` in a zone's block range: the order of the used block starting

@@ -563,56 +563,82 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
         self.merge(&v, a, k, parent).map(|()| true)
     }
 
-    /// Frees the used block `(a, k)` of zone `v`: merges it with its buddy
-    /// while the buddy is a free block of the same order, then puts the
-    /// result on its free list.
+    /// Frees the used block `(a, k)` of the hot zone: merges it with its
+    /// buddy while the buddy is a free block of the same order, then puts
+    /// the result on its free list. The caller has made `a`'s zone hot
+    /// ([`focus`](Self::focus)).
     ///
     /// # Time complexity
     ///
     /// O(1) per merge: the buddy test is two bit reads, the unlink is O(1).
     #[inline]
-    pub(crate) fn release(
-        &mut self,
-        v: &View<MIN, ORDERS>,
-        a: usize,
-        k: usize,
-    ) -> Result<(), Corruption> {
+    pub(crate) fn release(&mut self, a: usize, k: usize) -> Result<(), Corruption> {
+        let v = self.hot;
         debug_assert!(v.is_block(a, k) && !v.is_free(a));
         let parent = v.parent_in_tree(a & !Self::size(k), k + 1);
-        self.merge(v, a, k, parent)
+        self.merge(&v, a, k, parent)
     }
 
     /// The loop of [`release`](Self::release). `parent`: whether the parent
     /// of `(a, k)` is in the tree (then it is split, B4).
+    ///
+    /// The first buddy test is inline; the merging itself is out of line,
+    /// so the common free that does not merge stays small (fewer registers
+    /// to save in the caller).
     #[inline(always)]
     fn merge(
         &mut self,
         v: &View<MIN, ORDERS>,
-        mut a: usize,
-        mut k: usize,
-        mut parent: bool,
+        a: usize,
+        k: usize,
+        parent: bool,
     ) -> Result<(), Corruption> {
-        while parent {
+        debug_assert!(v.lo == self.hot.lo && v.hi == self.hot.hi);
+        if parent && Self::buddy_free(v, a, k) {
+            return self.merge_up(a, k);
+        }
+        // SAFETY: `(k, a)` is a block of the zone, so in the tree, and so is
+        // its first granule.
+        unsafe { v.mark_free(a, true) };
+        self.push(v.ptr(a).cast(), k);
+        Ok(())
+    }
+
+    /// Whether the buddy of `(a, k)`, whose parent is in the tree, is a free
+    /// block of order `k`: marked free and (above order 0) not split.
+    #[inline(always)]
+    fn buddy_free(v: &View<MIN, ORDERS>, a: usize, k: usize) -> bool {
+        let b = a ^ Self::size(k);
+        // SAFETY: the parent `(k + 1, a & !size(k))` is in the tree, so is
+        // its half `(k, b)` and its first granule.
+        unsafe { v.free_at(b) && (k == 0 || !v.split_at(k, b)) }
+    }
+
+    /// Merges `(a, k)` of the hot zone with its free buddy, and the result
+    /// with its own free buddy while there is one, then frees the result.
+    #[inline(never)]
+    fn merge_up(&mut self, mut a: usize, mut k: usize) -> Result<(), Corruption> {
+        // A copy: `self` changes below, the zone's view does not.
+        let v = self.hot;
+        loop {
             let s = Self::size(k);
             let p = a & !s;
             let b = a ^ s;
-            // SAFETY: the parent `(k + 1, p)` is in the tree, so are both
-            // its halves `(k, a)` and `(k, b)`, and their first granules.
-            if !unsafe { v.free_at(b) } || (k >= 1 && unsafe { v.split_at(k, b) }) {
-                break;
-            }
             self.unlink(v.ptr(b).cast(), k)?;
-            // SAFETY: as above; `k + 1 >= 1`.
+            // SAFETY: the parent `(k + 1, p)` is in the tree (the loop
+            // condition), so is its half `b` and its first granule.
             unsafe {
                 v.mark_free(b, false);
                 v.mark_split(k + 1, p, false);
             }
             a = p;
             k += 1;
-            // `p <= a < hi`: the merged block is in the tree.
-            parent = v.parent_in_tree(a & !Self::size(k), k + 1);
+            // `p <= a < hi`: the parent's start is in the tree.
+            if !(v.parent_in_tree(a & !Self::size(k), k + 1) && Self::buddy_free(&v, a, k)) {
+                break;
+            }
         }
-        // SAFETY: `(k, a)` is in the tree (a block of the zone), so is its
+        // SAFETY: `(k, a)` is the merged block, in the tree, and so is its
         // first granule.
         unsafe { v.mark_free(a, true) };
         self.push(v.ptr(a).cast(), k);
@@ -691,17 +717,13 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
         }
     }
 
-    /// Frees the used blocks [`mark_used`](Self::mark_used) made of `[lo, hi)`.
-    fn release_range(
-        &mut self,
-        v: &View<MIN, ORDERS>,
-        lo: usize,
-        hi: usize,
-    ) -> Result<(), Corruption> {
+    /// Frees the used blocks [`mark_used`](Self::mark_used) made of `[lo,
+    /// hi)`, in the hot zone.
+    fn release_range(&mut self, lo: usize, hi: usize) -> Result<(), Corruption> {
         let mut a = lo;
         while a < hi {
-            let k = v.piece(a, hi);
-            self.release(v, a, k)?;
+            let k = self.hot.piece(a, hi);
+            self.release(a, k)?;
             a += Self::size(k);
         }
         Ok(())
@@ -799,7 +821,7 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
         Self::mark_used(&v, lo, meta_lo);
         // The lists are sound (only our own blocks are on them) unless they
         // were already corrupt, in which case the heap is now poisoned.
-        let _ = self.release_range(&v, lo, meta_lo);
+        let _ = self.release_range(lo, meta_lo);
         true
     }
 
@@ -873,8 +895,8 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
         // so marking the new blocks marks those nodes split too (B4).
         Self::mark_used(&v, meta_lo, hi);
         Self::mark_used(&v, old.hi, meta_lo);
-        let _ = self.release_range(&v, old.hi, meta_lo);
-        let _ = self.release_range(&v, old.meta_lo, old.hi);
+        let _ = self.release_range(old.hi, meta_lo);
+        let _ = self.release_range(old.meta_lo, old.hi);
         true
     }
 
