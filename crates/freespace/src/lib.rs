@@ -1,0 +1,83 @@
+//! **freespace**: composable memory allocators, one classic idea per crate,
+//! all speaking one trait.
+//!
+//! Every building block implements [`Allocator`](alloc::Allocator)
+//! (allocator-api2's, the version `hashbrown` uses), owns its parent by
+//! value, and has a `const fn` constructor that does no work, so a stack is
+//! written as a type and can be a `static`:
+//!
+//! ```text
+//!   Locked<Slab<Buddy<Mmap>>>
+//!   │      │    │     └─ source: address space reserved once, committed on demand
+//!   │      │    └─ binary buddy: power-of-two blocks, O(1) merge test
+//!   │      └─ Bonwick slabs: size classes for small objects
+//!   └─ a spin lock: Sync + GlobalAlloc
+//! ```
+//!
+//! | idea | crate | types re-exported here |
+//! |---|---|---|
+//! | the contract | `freespace-core` | [`alloc`], [`Source`], [`Owns`], [`BlockSize`], [`Inspect`], [`Corruption`], [`Violation`] |
+//! | memory sources | `freespace-source` | [`Arena`], [`StaticMemory`], [`Sbrk`], [`Mmap`], [`FromAllocator`] |
+//! | free list: splitting, coalescing, magic numbers | `freespace-freelist`, `freespace-split-coalesce` | [`FreeListHeap`], [`Fit`] |
+//! | fit policies | `freespace-{first,next,best,worst}-fit` | [`FirstFit`], [`NextFit`], [`BestFit`], [`WorstFit`] and their `…Heap<S>` aliases |
+//! | binary buddy | `freespace-buddy` | [`Buddy`] |
+//! | slab (object caches) | `freespace-slab` | [`Slab`], [`ObjectCache`] |
+//! | segregated lists, routing | `freespace-segregated` | [`Segregated`], [`Segregator`], [`Fallback`] |
+//! | concurrency | `freespace-sync` | [`Locked`], [`Spin`], [`Depot`], [`ThreadCache`], `Magazines` (feature `std`) |
+//!
+//! Ready-made stacks with names live in [`stacks`].
+//!
+//! # Example
+//!
+//! A best-fit heap over a fixed arena, used by a `Vec` and a `HashMap`:
+//!
+//! ```
+//! use freespace::alloc::Vec;
+//! use freespace::{Arena, BestFitHeap, StaticMemory};
+//!
+//! static MEMORY: StaticMemory<65536> = StaticMemory::new();
+//! let heap = BestFitHeap::new(Arena::new(MEMORY.take().unwrap()));
+//!
+//! let mut v = Vec::new_in(&heap);
+//! v.extend(1..=100u32);
+//! assert_eq!(v.iter().sum::<u32>(), 5050);
+//!
+//! let mut map = hashbrown::HashMap::new_in(&heap);
+//! map.insert("slab", 1994);
+//! map.insert("buddy", 1965);
+//! assert_eq!(map["buddy"], 1965);
+//! heap.check().unwrap();
+//! ```
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(
+    missing_docs,
+    clippy::undocumented_unsafe_blocks,
+    clippy::missing_safety_doc
+)]
+
+pub mod stacks;
+
+pub use freespace_core::{
+    alloc, corruption, layout, report, set_handler, BlockInfo, BlockSize, BlockState, Corruption,
+    HeapSummary, Inspect, Owns, Source, Violation,
+};
+
+pub use freespace_source::{Arena, ArenaError, FromAllocator, StaticMemory};
+#[cfg(unix)]
+pub use freespace_source::{Mmap, Sbrk};
+
+pub use freespace_best_fit::{BestFit, BestFitHeap};
+pub use freespace_first_fit::{FirstFit, FirstFitHeap};
+pub use freespace_freelist::Fit;
+pub use freespace_next_fit::{NextFit, NextFitHeap};
+pub use freespace_split_coalesce::FreeListHeap;
+pub use freespace_worst_fit::{WorstFit, WorstFitHeap};
+
+pub use freespace_buddy::Buddy;
+pub use freespace_segregated::{Fallback, Segregated, Segregator};
+pub use freespace_slab::{ObjectCache, Slab};
+
+#[cfg(feature = "std")]
+pub use freespace_sync::Magazines;
+pub use freespace_sync::{Depot, Locked, Spin, ThreadCache};

@@ -1,0 +1,175 @@
+//! Every named stack passes the conformance suite and the op interpreter
+//! with the stack's invariant checks after every op; a pointer from one
+//! layer freed into another is reported, not absorbed.
+
+use freespace::alloc::{Allocator, Global, Layout};
+use freespace::{stacks, Arena, BestFitHeap, Buddy, Corruption, FromAllocator, Segregated, Slab};
+use freespace_testkit::conformance::{self, Config};
+use freespace_testkit::ops::{self, Ops};
+use quickcheck::QuickCheck;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// quickcheck cases per stack: fewer under Miri.
+const CASES: u64 = if cfg!(miri) { 4 } else { 300 };
+
+/// A fixed arena of `len` bytes (leaked: sources hand out `'static` memory).
+fn arena(len: usize) -> Arena {
+    let mem =
+        Box::leak(vec![core::mem::MaybeUninit::<u128>::uninit(); len / 16].into_boxed_slice());
+    // SAFETY: `mem` is leaked, so valid and exclusively ours forever; `u128`
+    // makes it 16-aligned.
+    unsafe { Arena::from_raw_parts(mem.as_mut_ptr().cast(), len) }
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "mmap is not supported by Miri")]
+fn general_stack_conforms() {
+    let heap = stacks::general();
+    let check = || {
+        heap.check()?;
+        heap.parent().check()
+    };
+    conformance::run(&heap, &Config::default().check(&check));
+    fn prop(ops: Ops) -> Result<(), String> {
+        let heap = stacks::general();
+        ops::run(&heap, &ops.0, &|| {
+            heap.check()?;
+            heap.parent().check()
+        })
+        .map(|_| ())
+    }
+    QuickCheck::new()
+        .tests(CASES)
+        .quickcheck(prop as fn(Ops) -> Result<(), String>);
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "mmap is not supported by Miri")]
+fn shared_stack_conforms() {
+    let heap = stacks::shared();
+    let check = || heap.check();
+    conformance::run(&heap, &Config::default().check(&check));
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "mmap is not supported by Miri")]
+fn segregated_best_fit_stack_conforms() {
+    let heap = stacks::segregated_best_fit();
+    let check = || heap.parent().check();
+    conformance::run(&heap, &Config::default().check(&check));
+    fn prop(ops: Ops) -> Result<(), String> {
+        let heap = stacks::segregated_best_fit();
+        ops::run(&heap, &ops.0, &|| heap.parent().check()).map(|_| ())
+    }
+    QuickCheck::new()
+        .tests(CASES)
+        .quickcheck(prop as fn(Ops) -> Result<(), String>);
+}
+
+#[test]
+fn embedded_stack_conforms() {
+    let len = if cfg!(miri) { 64 << 10 } else { 1 << 20 };
+    let heap: stacks::Embedded = BestFitHeap::new(arena(len));
+    let check = || heap.check();
+    let cfg = Config::default().bounded().check(&check);
+    let cfg = if cfg!(miri) {
+        cfg.max_align(256).max_block(2048)
+    } else {
+        cfg
+    };
+    conformance::run(&heap, &cfg);
+    fn prop(ops: Ops) -> Result<(), String> {
+        let heap: stacks::Embedded = BestFitHeap::new(arena(256 << 10));
+        ops::run(&heap, &ops.0, &|| heap.check()).map(|_| ())
+    }
+    QuickCheck::new()
+        .tests(CASES)
+        .quickcheck(prop as fn(Ops) -> Result<(), String>);
+}
+
+/// The general stack's shape over a source Miri can run: slabs over a buddy
+/// over memory from `Global`.
+#[test]
+fn slab_over_buddy_over_global_runs_the_ops() {
+    fn prop(ops: Ops) -> Result<(), String> {
+        let heap: Slab<Buddy<FromAllocator<Global>>> =
+            Slab::new(Buddy::new(FromAllocator::new(Global)));
+        ops::run(&heap, &ops.0, &|| {
+            heap.check()?;
+            heap.parent().check()
+        })
+        .map(|_| ())
+    }
+    QuickCheck::new()
+        .tests(CASES)
+        .quickcheck(prop as fn(Ops) -> Result<(), String>);
+}
+
+/// A block of one stack freed into another stack is reported through the
+/// checked free, and the receiving heap is unchanged.
+#[test]
+fn a_pointer_from_another_layer_is_reported_not_absorbed() {
+    let a: stacks::Embedded = BestFitHeap::new(arena(64 << 10));
+    let b: Buddy<Arena> = Buddy::new(arena(64 << 10));
+    let l = Layout::from_size_align(64, 8).unwrap();
+    let p = a.allocate(l).unwrap().cast::<u8>();
+
+    // SAFETY: the checked frees only inspect `p`; it is not freed by either.
+    let into_buddy = unsafe { b.try_deallocate(p, l) };
+    assert!(
+        matches!(into_buddy, Err(Corruption::ForeignPointer { .. })),
+        "{into_buddy:?}"
+    );
+    b.check().unwrap();
+
+    let q = b.allocate(l).unwrap().cast::<u8>();
+    // SAFETY: as above.
+    let into_free_list = unsafe { a.try_deallocate(q, l) };
+    assert!(
+        matches!(into_free_list, Err(Corruption::ForeignPointer { .. })),
+        "{into_free_list:?}"
+    );
+    a.check().unwrap();
+
+    // A slab layer over the buddy does not take the free-list block either.
+    let s: Slab<&Buddy<Arena>> = Slab::new(&b);
+    let small = Layout::from_size_align(24, 8).unwrap();
+    let r = a.allocate(small).unwrap().cast::<u8>();
+    // SAFETY: as above.
+    let into_slab = unsafe { s.try_deallocate(r, small) };
+    assert!(into_slab.is_err(), "{into_slab:?}");
+    s.check().unwrap();
+
+    // A segregated front passes a size it has no list for to its parent,
+    // which reports the foreign block (through a handler that returns, so
+    // the block is left alone instead of the process aborting).
+    static REPORTS: AtomicUsize = AtomicUsize::new(0);
+    fn count(c: Corruption, block: &'static str) {
+        assert!(
+            matches!(c, Corruption::ForeignPointer { .. }),
+            "{c:?} from {block}"
+        );
+        REPORTS.fetch_add(1, Ordering::SeqCst);
+    }
+    let seg: Segregated<&stacks::Embedded> = Segregated::new(&a);
+    let big = Layout::from_size_align(4000, 8).unwrap();
+    let foreign = b.allocate(big).unwrap().cast::<u8>();
+    let previous = freespace::set_handler(count);
+    // SAFETY: deliberately wrong (`foreign` is the buddy's); the heap detects
+    // it before touching anything, and the handler returns.
+    unsafe { seg.deallocate(foreign, big) };
+    freespace::set_handler(previous);
+    assert_eq!(REPORTS.load(Ordering::SeqCst), 1);
+    a.check().unwrap();
+    // SAFETY: `foreign` is still a live block of `b`.
+    unsafe { b.deallocate(foreign, big) };
+
+    // SAFETY: every block is live and freed once, by its own heap.
+    unsafe {
+        a.deallocate(p, l);
+        a.deallocate(r, small);
+        b.deallocate(q, l);
+    }
+    a.check().unwrap();
+    b.check().unwrap();
+}
