@@ -24,9 +24,9 @@
 //! assert_eq!(&v[..], b"free space");
 //! ```
 
+use crate::{Arena, BestFitHeap};
 #[cfg(unix)]
-use crate::Mmap;
-use crate::{Arena, BestFitHeap, Buddy, Locked, Segregated, Slab};
+use crate::{Buddy, Locked, Mmap, Segregated, Slab};
 use core::mem::MaybeUninit;
 
 /// A general-purpose heap: [`Slab`] size classes (16 B … 8 KiB) in front of
