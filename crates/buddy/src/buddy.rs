@@ -45,7 +45,9 @@ const GROW_MIN: usize = 64 * 1024;
 /// of the buddy tree (this node is an interior node). With them the buddy
 /// test is two bit reads, and the order of a live block follows from its
 /// address alone (walk up until the parent is split), which is
-/// [`BlockSize`]. The cost is 2 bits per 16 bytes, 1.6 %. Free blocks carry
+/// [`BlockSize`]. A free with a layout needs no walk: the layout gives the
+/// order, and three bit reads confirm it (not free, not split, parent
+/// split). The cost is 2 bits per 16 bytes, 1.6 %. Free blocks carry
 /// their doubly linked list node in their first 16 bytes, so unlinking a
 /// merged buddy is O(1).
 ///

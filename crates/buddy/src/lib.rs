@@ -18,7 +18,8 @@
 //! Whether the buddy is free is two bit reads in the zone's bitmaps, the
 //! free lists are intrusive and doubly linked, and the smallest non-empty
 //! list is one `trailing_zeros`, so both paths are O(orders) at worst and
-//! O(1) per step. Regions from the source may start and end anywhere: they
+//! O(1) per step. The heap keeps a copy of the last zone it used, so
+//! finding a pointer's zone is usually one comparison. Regions from the source may start and end anywhere: they
 //! are cut into the largest naturally aligned blocks that fit, and a region
 //! that continues the previous one joins it, so blocks merge across the old
 //! boundary.
@@ -28,6 +29,34 @@
 //! | `buddy` | [`Buddy`], its `Allocator`, `Owns`, `BlockSize` and `Inspect` impls, the checked frees |
 //! | `heap` | the state: free lists, split/merge, growth, `check` |
 //! | `zone` | the per-zone header and bitmaps |
+//!
+//! # Performance
+//!
+//! `cargo bench -p freespace-buddy --bench churn`: 1 000 000 operations of
+//! mixed-size churn (16 B–16 KiB, log-uniform, about 1 000 live blocks)
+//! against buddy_system_allocator 0.13 on the same trace and arena in the
+//! same process, 11 rounds taking turns; heap efficiency (requested live
+//! bytes ÷ arena at the first failed allocation, 1 MiB arena, mean of 50
+//! seeds). Instructions per operation are callgrind counts inside each
+//! heap's allocate and free on a 200 000-operation trace. One run on a
+//! shared 2-core machine:
+//!
+//! | | ns/op (median) | speed ratio, median (min–max) | instructions/op | efficiency (fill) | efficiency (fill + frees) |
+//! |---|---:|---:|---:|---:|---:|
+//! | `Buddy<_, 16>` | 14.5 | 1.58× (1.52–1.66) | 113 | 70.7 % | 70.2 % |
+//! | buddy_system_allocator | 22.8 | 1.00× | 72 | 71.8 % | 71.2 % |
+//! | buddy_system_allocator on the arena less 16 464 B | | | | 70.7 % | 70.2 % |
+//! | `Buddy<_, 32>` | | | | 71.3 % | 70.6 % |
+//!
+//! The speed comes from the O(1) buddy test: buddy_system_allocator scans a
+//! singly linked list to find a buddy; here it is two bit reads, and the
+//! common free that does not merge touches one bitmap cache line and the
+//! block. The efficiency gap is exactly the in-arena metadata (the
+//! bitmaps, 2 bits per 16 bytes, and the zone header: 16 464 B of a 1 MiB
+//! arena): buddy_system_allocator given the arena less those bytes scores
+//! the same as this heap. That metadata is what makes the buddy test O(1)
+//! and the order of a live block recoverable from its address, so this
+//! heap trades about one point of efficiency for it.
 //!
 //! # Example
 //!
