@@ -1,5 +1,6 @@
-//! `cargo xtask demo`: a heap over `Arena` and over `Sbrk`, a short workload
-//! on each, and a report of what happened.
+//! `cargo xtask demo`: the slab → buddy → sbrk stack on a mixed workload,
+//! with a per-layer table of what each layer holds; then the best-fit
+//! free-list heap over `Arena` and over `Sbrk`, step by step with a heap map.
 //!
 //! This file is the `demo` *example* of the xtask package (see
 //! `xtask/Cargo.toml`), not a module of the xtask binary: it needs the
@@ -16,7 +17,10 @@
 //! 4. grow a `Vec` through the heap by pushing to it;
 //! 5. check every surviving pattern, free everything.
 //!
-//! Later issues grow this into the slab → buddy → sbrk stack.
+//! The stack part runs `Slab<Buddy<Sbrk>>` on 3000 blocks of 16 B – 16 KiB
+//! (log-uniform), frees a random half, allocates 1500 more, and prints for
+//! each layer its live blocks, free memory, slabs partial/full/empty, and
+//! the buddy's blocks per order.
 
 use std::cell::Cell;
 use std::fmt::Write as _;
@@ -43,7 +47,9 @@ const SECOND_ROUND: usize = 100;
 const MAP_WIDTH: usize = 64;
 
 fn main() {
-    println!("freespace demo");
+    stack_demo();
+    println!();
+    println!("freespace demo: one free-list heap, step by step");
     println!("heap: {HEAP_NAME}");
     println!("map:  the heap's address span, {MAP_WIDTH} cells: # used  + mixed  . free  m metadata only");
 
@@ -66,6 +72,169 @@ fn main() {
         source: &sbrk,
         check: &|| sbrk_heap.check(),
     });
+}
+
+/// The stack of the README: slabs for small objects, a binary buddy for
+/// everything else, memory from the program break.
+type Stack = freespace::Slab<freespace::Buddy<Counted<Sbrk>>>;
+
+fn stack_demo() {
+    const BLOCKS: usize = 3000;
+    println!("freespace demo: the slab -> buddy -> sbrk stack, Slab<Buddy<Sbrk>>");
+    let heap: Stack = freespace::Slab::new(freespace::Buddy::new(Counted::new(Sbrk::new())));
+    let mut rng = Rng(0xD15C_0B0F_F1CE_5EED);
+    let mut blocks = Vec::new();
+    let refused = allocate_mixed(&heap, &mut rng, BLOCKS, &mut blocks);
+    stack_table(
+        &format!(
+            "1. {} blocks of 16 B..16 KiB ({refused} refused)",
+            blocks.len()
+        ),
+        &heap,
+        &blocks,
+    );
+
+    // Free a random half.
+    let mut kept = Vec::new();
+    for block in blocks {
+        if rng.next() % 2 == 0 {
+            verify(&block);
+            // SAFETY: allocated by `heap` with this layout, freed once.
+            unsafe { heap.deallocate(block.ptr, block.layout) };
+        } else {
+            kept.push(block);
+        }
+    }
+    let mut blocks = kept;
+    stack_table(
+        &format!("2. freed a random half, {} live", blocks.len()),
+        &heap,
+        &blocks,
+    );
+
+    let refused = allocate_mixed(&heap, &mut rng, BLOCKS / 2, &mut blocks);
+    stack_table(
+        &format!(
+            "3. {} more ({refused} refused), {} live",
+            BLOCKS / 2,
+            blocks.len()
+        ),
+        &heap,
+        &blocks,
+    );
+
+    for block in blocks.drain(..) {
+        verify(&block);
+        // SAFETY: allocated by `heap` with this layout, freed once.
+        unsafe { heap.deallocate(block.ptr, block.layout) };
+    }
+    let reaped = heap.reap();
+    stack_table(
+        &format!("4. freed everything; reap() returned {reaped} empty slab(s) to the buddy"),
+        &heap,
+        &blocks,
+    );
+}
+
+/// Allocates `count` blocks of 16 B..16 KiB (log-uniform, align 8), filled.
+fn allocate_mixed<H: Allocator>(
+    heap: &H,
+    rng: &mut Rng,
+    count: usize,
+    blocks: &mut Vec<Block>,
+) -> usize {
+    let mut refused = 0;
+    for _ in 0..count {
+        let exp = 4.0 + (rng.next() % 10_000) as f64 / 10_000.0 * 10.0; // 2^4 .. 2^14
+        let size = 2f64.powf(exp) as usize;
+        let layout = Layout::from_size_align(size, 8).expect("small sizes");
+        let Ok(region) = heap.allocate(layout) else {
+            refused += 1;
+            continue;
+        };
+        let fill = (blocks.len() % 251) as u8 + 1;
+        // SAFETY: the heap just gave us at least `size` bytes at `region`.
+        unsafe { region.cast::<u8>().as_ptr().write_bytes(fill, size) };
+        blocks.push(Block {
+            ptr: region.cast(),
+            layout,
+            fill,
+        });
+    }
+    refused
+}
+
+/// The per-layer table: what the slab layer, the buddy and the source hold.
+fn stack_table(step: &str, heap: &Stack, blocks: &[Block]) {
+    heap.check()
+        .unwrap_or_else(|v| panic!("slab invariant after \"{step}\": {v}"));
+    heap.parent()
+        .check()
+        .unwrap_or_else(|v| panic!("buddy invariant after \"{step}\": {v}"));
+    let live: usize = blocks.iter().map(|b| b.layout.size()).sum();
+    let slab = HeapSummary::of(heap);
+    let buddy = HeapSummary::of(heap.parent());
+    let (partial, full, empty) = heap.slab_counts();
+    let source = heap.parent().source();
+    println!();
+    println!(
+        "{step}: the program holds {} blocks, {} KiB",
+        blocks.len(),
+        live / 1024
+    );
+    println!("   layer   live blocks   live KiB   free KiB   meta KiB  detail");
+    println!(
+        "   slab    {:>11} {:>10} {:>10} {:>10}  slabs: {partial} partial, {full} full, {empty} empty",
+        slab.used_blocks,
+        slab.used_bytes / 1024,
+        slab.free_bytes / 1024,
+        slab.meta_bytes / 1024,
+    );
+    println!(
+        "   buddy   {:>11} {:>10} {:>10} {:>10}  largest free {} KiB, fragmentation {:.2}",
+        buddy.used_blocks,
+        buddy.used_bytes / 1024,
+        buddy.free_bytes / 1024,
+        buddy.meta_bytes / 1024,
+        buddy.largest_free / 1024,
+        buddy.fragmentation(),
+    );
+    println!(
+        "   sbrk    {:>11} {:>10} {:>10} {:>10}  {} region(s) from the program break",
+        "-",
+        source.bytes.get() / 1024,
+        "-",
+        "-",
+        source.regions.get(),
+    );
+    // The buddy's blocks per order (block size): used / free.
+    let mut orders = std::collections::BTreeMap::<usize, (usize, usize)>::new();
+    heap.parent().inspect(&mut |b| {
+        let e = orders.entry(b.len).or_default();
+        match b.state {
+            BlockState::Used => e.0 += 1,
+            BlockState::Free => e.1 += 1,
+            BlockState::Meta => {}
+        }
+    });
+    let row: Vec<String> = orders
+        .iter()
+        .filter(|(len, (u, f))| len.is_power_of_two() && u + f > 0)
+        .map(|(len, (u, f))| format!("{}:{u}/{f}", human(*len)))
+        .collect();
+    println!(
+        "   buddy blocks per order (size:used/free): {}",
+        row.join(" ")
+    );
+}
+
+/// `16B`, `4K`, `1M`.
+fn human(len: usize) -> String {
+    match len {
+        l if l >= 1 << 20 => format!("{}M", l >> 20),
+        l if l >= 1 << 10 => format!("{}K", l >> 10),
+        l => format!("{l}B"),
+    }
 }
 
 /// A heap under the workload, with its source and its invariant check.
