@@ -97,7 +97,7 @@ fn stack_demo() {
     // Free a random half.
     let mut kept = Vec::new();
     for block in blocks {
-        if rng.next() % 2 == 0 {
+        if rng.next().is_multiple_of(2) {
             verify(&block);
             // SAFETY: allocated by `heap` with this layout, freed once.
             unsafe { heap.deallocate(block.ptr, block.layout) };
