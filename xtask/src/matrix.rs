@@ -41,6 +41,50 @@ pub const MIRI_CRATES_VAR: &str = "FREESPACE_MIRI_CRATES";
 /// Seconds all the crates' Miri runs may take together (environment).
 pub const MIRI_BUDGET_VAR: &str = "FREESPACE_MIRI_BUDGET";
 
+/// Integration tests Miri runs besides each crate's unit tests: the ones
+/// sized for Miri (small heaps, few quickcheck cases) that cover code the
+/// unit tests do not reach. `(crate, test target, name filters)`.
+const MIRI_INTEGRATION: &[(&str, &str, &[&str])] = &[
+    (
+        "freespace-split-coalesce",
+        "heap",
+        &[
+            "first_fit::ops_over_arena",
+            "first_fit::worked_example",
+            "first_fit::alignment_padding_is_recovered",
+            "first_fit::exhaustion_over_arena",
+            "first_fit::growth_merges_contiguous_regions",
+            "checked_free_returns_each_corruption",
+            "header_lookalikes_in_user_data",
+        ],
+    ),
+    (
+        "freespace-buddy",
+        "buddy",
+        &[
+            "op_interpreter_checks_after_every_op",
+            "fuzz_bytes_decode_and_run",
+        ],
+    ),
+    (
+        "freespace-segregated",
+        "segregated",
+        &[
+            "ops_",
+            "routes_every_fitting_size_home",
+            "checked_frees_name",
+        ],
+    ),
+    (
+        "freespace",
+        "stacks",
+        &[
+            "slab_over_buddy_over_global",
+            "a_pointer_from_another_layer",
+        ],
+    ),
+];
+
 /// Set to `1` to run every test target under Miri, not only unit tests.
 pub const MIRI_FULL_VAR: &str = "FREESPACE_MIRI_FULL";
 
@@ -779,6 +823,22 @@ fn miri_over(ws: &Workspace, crates: Vec<String>) -> Report {
                 cmd.arg("--lib");
             }
             lanes[lane].push((format!("{name}{suffix}"), cmd));
+            if full {
+                continue;
+            }
+            for (krate, target, filters) in MIRI_INTEGRATION {
+                if krate == name {
+                    let mut cmd = cargo_nightly(&ws.root);
+                    cmd.env("MIRIFLAGS", format!("{flags} {extra}").trim())
+                        .env(
+                            "CARGO_TARGET_DIR",
+                            ws.target_dir.join(format!("miri-lane{lane}")),
+                        )
+                        .args(["miri", "test", "-p", name, "--test", target, "--"])
+                        .args(filters.iter());
+                    lanes[lane].push((format!("{name} --test {target}{suffix}"), cmd));
+                }
+            }
         }
     }
     let mut budget = match secs_from_env(MIRI_BUDGET_VAR) {
