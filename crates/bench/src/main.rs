@@ -1,2 +1,425 @@
-//! freespace's benchmark harness (see `cargo xtask bench`).
-fn main() {}
+//! freespace's benchmark harness: every freespace block and stack next to
+//! the allocators people use today, in one run (`cargo xtask bench`).
+//!
+//! ```text
+//! freespace-bench [--quick] [--runs N] [--workload W[,W..]] [--subject S[,S..]]
+//!                 [--budget SECONDS] [--out DIR] [--callgrind] [--list]
+//! ```
+//!
+//! - Every subject replays the same deterministic op trace; subjects take
+//!   turns within each round (the order rotates from round to round), so
+//!   a noisy neighbour slows all of them alike. Each cell is the median of
+//!   the rounds with min–max, and the ratio to glibc is taken within each
+//!   round before its median is.
+//! - `--quick`: a tiny run of every workload (seconds; CI runs it).
+//! - `--callgrind`: instead of timing, run each subject once under
+//!   `valgrind --tool=callgrind` (counting only the replay) and tabulate
+//!   instructions: repeatable on a busy machine.
+//! - `--out DIR`: write `DIR/benchmarks.md` and the SVG plots beside it.
+
+mod report;
+mod subjects;
+mod trace;
+mod workloads;
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use subjects::{with_subject, Memory, SUBJECTS};
+use workloads::{Kind, Outcome, Run, Scale, Trial, Workload};
+
+const USAGE: &str = "\
+usage: freespace-bench [options]
+
+  --quick               tiny run of every workload (seconds; what CI runs)
+  --runs N              rounds per workload (default 7; quick 2)
+  --workload W[,W..]    only these workloads (default: all)
+  --subject S[,S..]     only these subjects (glibc is always added: ratios are against it)
+  --budget SECONDS      CPU time one run may take before the subject is dropped
+                        from that workload (default 3; quick 2)
+  --out DIR             write DIR/benchmarks.md and DIR/benchmarks-*.svg
+  --callgrind           count instructions under valgrind instead of timing
+  --list                list workloads and subjects";
+
+/// What the command line asked for.
+struct Options {
+    scale: Scale,
+    runs: usize,
+    workloads: Vec<String>,
+    subjects: Vec<usize>,
+    budget: Duration,
+    out: Option<PathBuf>,
+    callgrind: bool,
+    /// Internal: run one subject on one workload once (under valgrind).
+    child: bool,
+}
+
+fn parse(args: &[String]) -> Result<Option<Options>, String> {
+    let mut o = Options {
+        scale: Scale::Standard,
+        runs: 0,
+        workloads: Vec::new(),
+        subjects: Vec::new(),
+        budget: Duration::ZERO,
+        out: None,
+        callgrind: false,
+        child: false,
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) => (f, Some(v.to_string())),
+            None => (arg.as_str(), None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .ok_or(format!("{flag} needs a value"))
+        };
+        match flag {
+            "--quick" => o.scale = Scale::Quick,
+            "--callgrind" => o.callgrind = true,
+            "--callgrind-child" => o.child = true,
+            "--runs" => {
+                o.runs = value()?
+                    .parse()
+                    .map_err(|_| "--runs needs a number".to_string())?
+            }
+            "--budget" => {
+                let s: f64 = value()?
+                    .parse()
+                    .map_err(|_| "--budget needs seconds".to_string())?;
+                o.budget = Duration::from_secs_f64(s);
+            }
+            "--out" => o.out = Some(PathBuf::from(value()?)),
+            "--workload" => {
+                for w in value()?.split(',').filter(|w| !w.is_empty()) {
+                    if !workloads::NAMES.contains(&w) {
+                        return Err(format!(
+                            "no workload {w:?}; workloads: {}",
+                            workloads::NAMES.join(", ")
+                        ));
+                    }
+                    o.workloads.push(w.to_string());
+                }
+            }
+            "--subject" => {
+                for s in value()?.split(',').filter(|s| !s.is_empty()) {
+                    let Some(i) = subjects::index_of(s) else {
+                        let names: Vec<_> = SUBJECTS.iter().map(|s| s.name).collect();
+                        return Err(format!("no subject {s:?}; subjects: {}", names.join(", ")));
+                    };
+                    o.subjects.push(i);
+                }
+            }
+            "--list" => {
+                println!("workloads:");
+                for w in workloads::NAMES {
+                    println!("  {w}");
+                }
+                println!("subjects:");
+                for s in SUBJECTS {
+                    println!("  {:<24} {}", s.name, s.what);
+                }
+                return Ok(None);
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(None);
+            }
+            _ => return Err(format!("unknown argument: {arg}")),
+        }
+    }
+    if o.workloads.is_empty() {
+        o.workloads = workloads::NAMES.iter().map(|s| s.to_string()).collect();
+    }
+    if o.subjects.is_empty() {
+        o.subjects = (0..SUBJECTS.len()).collect();
+    } else if !o.child && !o.subjects.contains(&0) {
+        o.subjects.insert(0, 0);
+    }
+    o.subjects.sort_unstable();
+    o.subjects.dedup();
+    if o.runs == 0 {
+        o.runs = if o.scale == Scale::Quick { 2 } else { 7 };
+    }
+    if o.budget.is_zero() {
+        o.budget = Duration::from_secs(if o.scale == Scale::Quick { 2 } else { 3 });
+    }
+    if o.callgrind && o.scale == Scale::Standard {
+        o.scale = Scale::Callgrind;
+    }
+    Ok(Some(o))
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let o = match parse(&args) {
+        Ok(Some(o)) => o,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    if o.child {
+        return callgrind_child(&o);
+    }
+    if o.callgrind {
+        return callgrind(&o);
+    }
+    let started = Instant::now();
+    let results = measure(&o);
+    let info = report::RunInfo::collect(&o.runs, started.elapsed(), o.scale == Scale::Quick);
+    let text = report::tables(&results, &info);
+    println!("{text}");
+    if let Some(dir) = &o.out {
+        match report::write(dir, &results, &info) {
+            Ok(files) => {
+                for f in files {
+                    println!("wrote {}", f.display());
+                }
+            }
+            Err(e) => {
+                eprintln!(
+                    "error: could not write the report to {}: {e}",
+                    dir.display()
+                );
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    // A subject that cannot finish a workload is a result, not an error;
+    // a harness that measured nothing is.
+    if results
+        .iter()
+        .all(|r| r.rows.iter().all(|row| row.values().is_empty()))
+    {
+        eprintln!("error: no subject completed any workload");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+/// The result of one subject on one workload over all rounds.
+pub struct Row {
+    /// Index into [`SUBJECTS`].
+    pub subject: usize,
+    /// Per round: ns/op (timed) or the trials' efficiencies (efficiency);
+    /// `None` where the subject did not run.
+    pub rounds: Vec<Option<Vec<f64>>>,
+    /// Why the subject stopped early, if it did.
+    pub stopped: Option<Outcome>,
+}
+
+impl Row {
+    /// Every value measured, over all rounds.
+    pub fn values(&self) -> Vec<f64> {
+        self.rounds.iter().flatten().flatten().copied().collect()
+    }
+}
+
+/// One workload's results.
+pub struct Table {
+    /// Its name.
+    pub name: &'static str,
+    /// What it does.
+    pub what: String,
+    /// Efficiency (fraction) rather than ns/op.
+    pub efficiency: bool,
+    /// One row per subject that takes part.
+    pub rows: Vec<Row>,
+}
+
+fn measure(o: &Options) -> Vec<Table> {
+    let built: Vec<Workload> = o
+        .workloads
+        .iter()
+        .map(|w| workloads::build(w, o.scale))
+        .collect();
+    let arena_max = built.iter().map(|w| w.arena).max().unwrap_or(0);
+    let mut memory = Memory::new(arena_max);
+    let takes_part = |w: &Workload, s: usize| !w.is_efficiency() || SUBJECTS[s].arena;
+    let steps: usize = built
+        .iter()
+        .map(|w| {
+            let n = o.subjects.iter().filter(|&&s| takes_part(w, s)).count();
+            match w.kind {
+                Kind::Efficiency { trials, .. } => n * trials,
+                _ => n * o.runs,
+            }
+        })
+        .sum();
+    let bar = ProgressBar::new(steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{wide_bar}] {pos}/{len} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let mut tables = Vec::new();
+    for w in &built {
+        let mut rows: Vec<Row> = o
+            .subjects
+            .iter()
+            .filter(|&&s| takes_part(w, s))
+            .map(|&s| Row {
+                subject: s,
+                rounds: Vec::new(),
+                stopped: None,
+            })
+            .collect();
+        let threads = matches!(w.kind, Kind::ProdCons(_));
+        let rounds = match w.kind {
+            Kind::Efficiency { trials, .. } => trials,
+            _ => o.runs,
+        };
+        for round in 0..rounds {
+            // Rotate, and reverse every other round: each subject runs
+            // early and late, before and after each other one.
+            let n = rows.len();
+            let mut order: Vec<usize> = (0..n).map(|i| (i + round) % n).collect();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for i in order {
+                let row = &mut rows[i];
+                bar.set_message(format!("{} / {}", w.name, SUBJECTS[row.subject].name));
+                if row.stopped.is_some() {
+                    row.rounds.push(None);
+                    bar.inc(1);
+                    continue;
+                }
+                let outcome = match &w.kind {
+                    Kind::Efficiency { realloc, sizes, .. } => {
+                        let mut t = Trial {
+                            seed: 1000 + round as u64,
+                            realloc: *realloc,
+                            sizes: *sizes,
+                            arena_len: w.arena,
+                            budget: o.budget,
+                            outcome: Outcome::Timeout,
+                        };
+                        with_subject(row.subject, &mut memory, w.arena, false, &mut t);
+                        t.outcome
+                    }
+                    _ => {
+                        let mut run = Run::new(w, o.budget);
+                        with_subject(row.subject, &mut memory, w.arena, threads, &mut run);
+                        run.outcome
+                    }
+                };
+                match outcome {
+                    Outcome::Done(v) => row.rounds.push(Some(v)),
+                    stop => {
+                        row.rounds.push(None);
+                        row.stopped = Some(stop);
+                    }
+                }
+                bar.inc(1);
+            }
+        }
+        tables.push(Table {
+            name: w.name,
+            what: w.what.clone(),
+            efficiency: w.is_efficiency(),
+            rows,
+        });
+    }
+    bar.finish_and_clear();
+    tables
+}
+
+/// `--callgrind-child`: one subject, one workload, one replay, no timing
+/// budget; valgrind counts `measured_replay` only.
+fn callgrind_child(o: &Options) -> ExitCode {
+    let (Some(&s), Some(w)) = (o.subjects.first(), o.workloads.first()) else {
+        eprintln!("error: --callgrind-child needs --subject and --workload");
+        return ExitCode::from(2);
+    };
+    let w = workloads::build(w, o.scale);
+    let mut memory = Memory::new(w.arena);
+    let mut run = Run::new(&w, Duration::from_secs(1 << 30));
+    with_subject(s, &mut memory, w.arena, false, &mut run);
+    match run.outcome {
+        Outcome::Done(_) => ExitCode::SUCCESS,
+        other => {
+            eprintln!("{}: {other:?}", SUBJECTS[s].name);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--callgrind`: each subject of each single-threaded trace workload once
+/// under callgrind; instructions per op and the ratio to glibc.
+fn callgrind(o: &Options) -> ExitCode {
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        eprintln!("error: --callgrind needs valgrind on PATH");
+        return ExitCode::FAILURE;
+    }
+    let exe = std::env::current_exe().expect("own path");
+    let dir = std::env::temp_dir().join(format!("freespace-callgrind-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let trace_workloads: Vec<&String> = o
+        .workloads
+        .iter()
+        .filter(|w| matches!(w.as_str(), "small" | "mixed" | "many-live" | "realloc"))
+        .collect();
+    let bar = ProgressBar::new((trace_workloads.len() * o.subjects.len()) as u64);
+    let mut tables = Vec::new();
+    for w in trace_workloads {
+        let built = workloads::build(w, o.scale);
+        let mut rows = Vec::new();
+        for &s in &o.subjects {
+            bar.set_message(format!("{w} / {}", SUBJECTS[s].name));
+            let out = dir.join(format!("{w}-{}.out", SUBJECTS[s].name));
+            let mut cmd = Command::new("valgrind");
+            cmd.arg("--tool=callgrind")
+                .arg(format!("--callgrind-out-file={}", out.display()))
+                .arg("--toggle-collect=*measured_replay*")
+                .arg(&exe)
+                .args(["--callgrind-child", "--workload", w])
+                .args(["--subject", SUBJECTS[s].name]);
+            if o.scale == Scale::Quick {
+                cmd.arg("--quick");
+            }
+            let status = cmd.output();
+            let ir = match status {
+                Ok(r) if r.status.success() => report::callgrind_total(&out),
+                _ => None,
+            };
+            rows.push(Row {
+                subject: s,
+                rounds: vec![ir.map(|ir| vec![ir as f64 / built.ops() as f64])],
+                stopped: if ir.is_none() {
+                    Some(Outcome::OutOfMemory)
+                } else {
+                    None
+                },
+            });
+            bar.inc(1);
+        }
+        tables.push(Table {
+            name: built.name,
+            what: built.what.clone(),
+            efficiency: false,
+            rows,
+        });
+    }
+    bar.finish_and_clear();
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = report::callgrind_tables(&tables);
+    println!("{text}");
+    if let Some(out) = &o.out {
+        let path = out.join("benchmarks-callgrind.md");
+        if let Err(e) = std::fs::write(&path, &text) {
+            eprintln!("error: could not write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+        println!("wrote {}", path.display());
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,267 @@
+//! Deterministic op traces: generated once per workload from a fixed seed,
+//! then replayed, op for op, against every subject.
+//!
+//! A trace names blocks by *slot*: `Alloc { slot, .. }` fills a slot,
+//! `Free { slot }` empties it, `Realloc { slot, .. }` resizes the block in
+//! it. Slots are reused (a stack of empty ones), so the replay needs one
+//! pointer table as large as the peak number of live blocks. Every trace
+//! ends with every block freed, so a subject is empty after a replay.
+
+/// One step of a trace.
+#[derive(Clone, Copy, Debug)]
+pub enum Op {
+    /// Allocate `size` bytes aligned to `align` into the empty `slot`.
+    Alloc {
+        /// The slot the block goes into.
+        slot: u32,
+        /// Requested size in bytes (never 0).
+        size: u32,
+        /// Requested alignment (a power of two).
+        align: u32,
+    },
+    /// Free the block in `slot`.
+    Free {
+        /// The slot to empty.
+        slot: u32,
+    },
+    /// Resize the block in `slot` to `size` bytes, keeping its alignment.
+    Realloc {
+        /// The slot whose block is resized.
+        slot: u32,
+        /// The new size in bytes (never 0).
+        size: u32,
+    },
+}
+
+/// A generated trace and the pointer-table size its replay needs.
+pub struct Trace {
+    /// The steps, in order.
+    pub ops: Vec<Op>,
+    /// One more than the largest slot number used.
+    pub slots: usize,
+}
+
+/// splitmix64 to spread a seed, then xorshift64*: cheap, deterministic, and
+/// the same on every machine.
+#[derive(Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator for `seed` (any value, 0 included).
+    pub fn new(seed: u64) -> Self {
+        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        Rng(z | 1)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: usize) -> usize {
+        (((self.next_u64() >> 32) * n as u64) >> 32) as usize
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// How request sizes are drawn.
+#[derive(Clone, Copy, Debug)]
+pub enum Sizes {
+    /// Uniform in `lo..=hi`.
+    Uniform(u32, u32),
+    /// Log-uniform in `lo..=hi`: as many requests in 16–32 B as in 8–16 KiB.
+    LogUniform(u32, u32),
+}
+
+impl Sizes {
+    /// One size.
+    pub fn draw(self, rng: &mut Rng) -> u32 {
+        match self {
+            Sizes::Uniform(lo, hi) => lo + rng.below((hi - lo + 1) as usize) as u32,
+            Sizes::LogUniform(lo, hi) => {
+                let (a, b) = ((lo as f64).ln(), (hi as f64 + 1.0).ln());
+                ((a + rng.unit() * (b - a)).exp() as u32).clamp(lo, hi)
+            }
+        }
+    }
+
+    /// How the distribution reads in a table: `8–256 B uniform`.
+    pub fn describe(self) -> String {
+        let (lo, hi, kind) = match self {
+            Sizes::Uniform(lo, hi) => (lo, hi, "uniform"),
+            Sizes::LogUniform(lo, hi) => (lo, hi, "log-uniform"),
+        };
+        format!("{}–{} {kind}", bytes(lo as usize), bytes(hi as usize))
+    }
+}
+
+/// `16 B`, `16 KiB`, `8 MiB`.
+pub fn bytes(n: usize) -> String {
+    if n >= 1 << 20 && n % (1 << 20) == 0 {
+        format!("{} MiB", n >> 20)
+    } else if n >= 1 << 10 && n % (1 << 10) == 0 {
+        format!("{} KiB", n >> 10)
+    } else {
+        format!("{n} B")
+    }
+}
+
+/// Builds a trace while keeping track of which slots are live.
+struct Builder {
+    rng: Rng,
+    ops: Vec<Op>,
+    /// `live[i]` is a live slot; `free` the empty slots below `slots`.
+    live: Vec<u32>,
+    empty: Vec<u32>,
+    slots: u32,
+}
+
+impl Builder {
+    fn new(seed: u64, capacity: usize) -> Self {
+        Builder {
+            rng: Rng::new(seed),
+            ops: Vec::with_capacity(capacity),
+            live: Vec::new(),
+            empty: Vec::new(),
+            slots: 0,
+        }
+    }
+
+    fn alloc(&mut self, size: u32, align: u32) {
+        let slot = self.empty.pop().unwrap_or_else(|| {
+            self.slots += 1;
+            self.slots - 1
+        });
+        self.live.push(slot);
+        self.ops.push(Op::Alloc { slot, size, align });
+    }
+
+    /// Frees a random live block.
+    fn free_random(&mut self) {
+        let i = self.rng.below(self.live.len());
+        let slot = self.live.swap_remove(i);
+        self.empty.push(slot);
+        self.ops.push(Op::Free { slot });
+    }
+
+    fn realloc_random(&mut self, size: u32) {
+        let slot = self.live[self.rng.below(self.live.len())];
+        self.ops.push(Op::Realloc { slot, size });
+    }
+
+    /// Frees every live block, in random order.
+    fn finish(mut self) -> Trace {
+        while !self.live.is_empty() {
+            self.free_random();
+        }
+        Trace {
+            ops: self.ops,
+            slots: self.slots as usize,
+        }
+    }
+}
+
+/// Random churn: `ops` steps, each an allocation or a free (or, with
+/// probability `realloc_share`, a resize of a random live block), with the
+/// number of live blocks pulled towards `live`: an allocation is chosen
+/// with probability `1 - n / (2 live)`.
+pub fn churn(seed: u64, ops: usize, live: usize, sizes: Sizes, realloc_share: f64) -> Trace {
+    let mut b = Builder::new(seed, ops + live * 2);
+    for _ in 0..ops {
+        let n = b.live.len();
+        if n > 0 && b.rng.unit() < realloc_share {
+            let size = sizes.draw(&mut b.rng);
+            b.realloc_random(size);
+        } else if n == 0 || b.rng.unit() >= n as f64 / (2 * live) as f64 {
+            let size = sizes.draw(&mut b.rng);
+            b.alloc(size, 8);
+        } else {
+            b.free_random();
+        }
+    }
+    b.finish()
+}
+
+/// Many live blocks: allocate `live` blocks, then `ops` steps that each
+/// free a random live block and allocate a new one, then free everything.
+pub fn many_live(seed: u64, live: usize, ops: usize, sizes: Sizes) -> Trace {
+    let mut b = Builder::new(seed, 2 * live + 2 * ops);
+    for _ in 0..live {
+        let size = sizes.draw(&mut b.rng);
+        b.alloc(size, 8);
+    }
+    for _ in 0..ops {
+        b.free_random();
+        let size = sizes.draw(&mut b.rng);
+        b.alloc(size, 8);
+    }
+    b.finish()
+}
+
+/// Request sizes for the producer of a producer/consumer run.
+pub fn sizes(seed: u64, n: usize, sizes: Sizes) -> Vec<u32> {
+    let mut rng = Rng::new(seed);
+    (0..n).map(|_| sizes.draw(&mut rng)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Replays a trace against a model of the slot table: every op names a
+    /// slot in the state it requires, and the trace ends empty.
+    fn well_formed(t: &Trace) {
+        let mut full = vec![false; t.slots];
+        for op in &t.ops {
+            match *op {
+                Op::Alloc { slot, size, align } => {
+                    assert!(!full[slot as usize] && size > 0 && align.is_power_of_two());
+                    full[slot as usize] = true;
+                }
+                Op::Free { slot } => {
+                    assert!(full[slot as usize]);
+                    full[slot as usize] = false;
+                }
+                Op::Realloc { slot, size } => assert!(full[slot as usize] && size > 0),
+            }
+        }
+        assert!(full.iter().all(|f| !f), "trace ends with live blocks");
+    }
+
+    #[test]
+    fn traces_are_well_formed_and_deterministic() {
+        let a = churn(7, 10_000, 100, Sizes::LogUniform(16, 16384), 0.3);
+        well_formed(&a);
+        let b = churn(7, 10_000, 100, Sizes::LogUniform(16, 16384), 0.3);
+        assert_eq!(format!("{:?}", a.ops), format!("{:?}", b.ops));
+        well_formed(&many_live(1, 1000, 1000, Sizes::Uniform(8, 256)));
+    }
+
+    #[test]
+    fn sizes_stay_in_range() {
+        let mut rng = Rng::new(3);
+        for _ in 0..10_000 {
+            let s = Sizes::LogUniform(16, 16384).draw(&mut rng);
+            assert!((16..=16384).contains(&s));
+            let s = Sizes::Uniform(8, 256).draw(&mut rng);
+            assert!((8..=256).contains(&s));
+        }
+    }
+
+    #[test]
+    fn churn_keeps_near_its_target() {
+        let t = churn(5, 100_000, 1000, Sizes::Uniform(8, 256), 0.0);
+        assert!(t.slots > 1000 && t.slots < 1400, "peak live {}", t.slots);
+    }
+}
