@@ -12,6 +12,7 @@
 //! needs the allocator crates, so it is a separate target (the `demo` example
 //! of this package, `src/demo.rs`) that `cargo xtask demo` builds and runs.
 
+mod bench;
 mod json;
 mod matrix;
 
@@ -31,6 +32,8 @@ commands:
       --skip-miri       same as --skip miri
   miri [CRATE..]    only the Miri step, over the crates named (default: every library crate)
   demo              build heaps over Arena and Sbrk, run a short workload, print what happened
+  bench [ARGS..]    benchmarks next to glibc, mimalloc, jemalloc, ...: writes docs/benchmarks.md
+                    (ARGS go to freespace-bench: --quick, --workload W, --subject S, --runs N, --callgrind)
   help              this text
 
 environment:
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("miri") => miri(&args[1..]),
         Some("demo") if args.len() == 1 => demo(),
+        Some("bench") => bench::bench(&args[1..]),
         None | Some("help" | "-h" | "--help") => {
             println!("{USAGE}\n\nsteps of `test`:");
             for step in matrix::steps() {

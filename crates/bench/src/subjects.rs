@@ -16,13 +16,12 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, UnsafeCell};
 use std::ptr::{self, NonNull};
 
+use freespace::stacks::{General, SegregatedBestFit};
 use freespace_best_fit::BestFitHeap;
 use freespace_buddy::Buddy;
 use freespace_core::alloc::Allocator;
 use freespace_first_fit::FirstFitHeap;
 use freespace_next_fit::NextFitHeap;
-use freespace_segregated::Segregated;
-use freespace_slab::Slab;
 use freespace_source::Arena;
 use freespace_sync::{Depot, Locked, Magazines};
 use freespace_worst_fit::WorstFitHeap;
@@ -438,19 +437,10 @@ pub const SUBJECTS: &[Info] = &[
     info("best-fit", "`BestFitHeap<Arena>`", Group::Block, true),
     info("worst-fit", "`WorstFitHeap<Arena>`", Group::Block, true),
     info("buddy", "`Buddy<Arena>`", Group::Block, true),
-    info("slab+buddy", "`Slab<Buddy<Arena>>`", Group::Stack, true),
-    info(
-        "segregated+best-fit",
-        "`Segregated<BestFitHeap<Arena>>`",
-        Group::Stack,
-        true,
-    ),
-    info(
-        "magazines+buddy",
-        "`Magazines<Locked<Buddy<Arena>>>` (thread caches over a locked buddy heap)",
-        Group::Stack,
-        true,
-    ),
+    info("general", "`freespace::stacks::General<Arena>` = `Slab<Buddy<Arena>>`", Group::Stack, true),
+    info("segregated-best-fit", "`freespace::stacks::SegregatedBestFit<Arena>` = `Segregated<BestFitHeap<Arena>>`", Group::Stack, true),
+    info("threaded", "`Magazines<Locked<General<Arena>>>` (the `freespace::stacks::Threaded` stack, over the arena)", Group::Stack, true),
+    info("general-mmap", "`freespace::stacks::general()` as shipped: `Slab<Buddy<Mmap>>`, a fresh `Mmap` reservation per run (page faults included)", Group::Stack, false),
 ];
 
 /// A workload, generic over the subject.
@@ -569,13 +559,16 @@ pub fn with_subject<V: Visit>(
         "best-fit" => run!(local Heap(BestFitHeap::new(arena()))),
         "worst-fit" => run!(local Heap(WorstFitHeap::new(arena()))),
         "buddy" => run!(local Heap(Buddy::<Arena>::new(arena()))),
-        "slab+buddy" => run!(local Heap(Slab::new(Buddy::<Arena>::new(arena())))),
-        "segregated+best-fit" => run!(local Heap(Segregated::new(BestFitHeap::new(arena())))),
-        "magazines+buddy" => {
-            let depot = Depot::new(Locked::<_>::new(Buddy::<Arena>::new(arena())));
+        "general" => run!(local Heap(General::<Arena>::new(Buddy::new(arena())))),
+        "segregated-best-fit" => {
+            run!(local Heap(SegregatedBestFit::<Arena>::new(BestFitHeap::new(arena()))))
+        }
+        "threaded" => {
+            let depot = Depot::new(Locked::<_>::new(General::<Arena>::new(Buddy::new(arena()))));
             let magazines = Magazines::new(&depot);
             run!(sync Heap(&magazines))
         }
+        "general-mmap" => run!(local Heap(freespace::stacks::general())),
         other => unreachable!("no subject named {other}"),
     }
 }
