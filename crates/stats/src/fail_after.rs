@@ -202,7 +202,11 @@ impl<A> FailAfter<A> {
                 FailMode::Once => "FA2",
                 FailMode::FromThenOn => "FA3",
             };
-            return Err(Violation::new(which, me, "failures do not match the schedule"));
+            return Err(Violation::new(
+                which,
+                me,
+                "failures do not match the schedule",
+            ));
         }
         Ok(())
     }

@@ -1,0 +1,10 @@
+//! The free-list heap under next fit: `NextFitHeap<Arena>` over 256 KiB.
+#![no_main]
+use freespace_next_fit::NextFitHeap;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    // SAFETY: the previous run's heap over slot 0 has been dropped.
+    let heap = NextFitHeap::new(unsafe { freespace_fuzz::arena(0, 256 << 10) });
+    freespace_fuzz::run(&heap, data, &|| heap.check());
+});
