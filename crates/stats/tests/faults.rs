@@ -259,6 +259,7 @@ fn list_case(fault: &str) -> Case {
             // SAFETY: `p` is allocated and freed once through `GlobalAlloc`;
             // the second free is the fault under test.
             let p = unsafe { locked.alloc(lay) };
+            // SAFETY: `p` is live with `lay` (freed once here).
             unsafe { locked.dealloc(p, lay) };
             let p = NonNull::new(p).unwrap();
             Case {
