@@ -91,6 +91,16 @@ pub const DEFAULT_BATCH: usize = 8;
 /// magic word in cached blocks: reading the caller's bytes on free to look
 /// for one could read memory the caller left uninitialised.
 ///
+/// # Under Miri
+///
+/// A free writes the list link into the block's first word, which may lie
+/// past the bytes the caller asked for (a 4-byte request is served by the
+/// 16-byte class). A pointer whose provenance was narrowed to the request —
+/// allocator-api2's `Box` hands `deallocate` one derived from `&mut T` —
+/// then trips Stacked Borrows (rust-lang/miri#2104, a known limit of that
+/// model for any allocator that keeps metadata in freed blocks). Pointers
+/// straight from `allocate` (as `Vec` keeps them) are fine.
+///
 /// # Invariants
 /// - G1: `sizes` is strictly increasing, has at most [`MAX_CLASSES`]
 ///   entries, and each is a non-zero multiple of [`CLASS_ALIGN`] no larger
@@ -185,12 +195,13 @@ impl<A: Allocator> Segregated<A> {
     /// Asks the parent for nothing until the first allocation.
     ///
     /// ```
-    /// use freespace_core::alloc::{Box, Global};
+    /// use freespace_core::alloc::{Global, Vec};
     /// use freespace_segregated::Segregated;
     /// const _: Segregated<Global> = Segregated::new(Global); // a `const fn`: fits a `static`
     /// let heap = Segregated::new(Global);
-    /// let b = Box::new_in([7u8; 100], &heap); // class 128
-    /// assert_eq!(b[99], 7);
+    /// let mut v = Vec::with_capacity_in(100, &heap); // class 128
+    /// v.resize(100, 7u8);
+    /// assert_eq!(v[99], 7);
     /// ```
     pub const fn new(parent: A) -> Self {
         Self::with_sizes(parent, DEFAULT_SIZES)
@@ -234,11 +245,12 @@ impl<A: Allocator> Segregated<A> {
     /// below a class's size makes that class a pass-through.
     ///
     /// ```
-    /// use freespace_core::alloc::{Box, Global};
+    /// use freespace_core::alloc::{Global, Vec};
     /// use freespace_segregated::Segregated;
     /// let heap = Segregated::new(Global).with_cap(64); // two 32 B blocks at most
-    /// let boxes: Vec<_> = (0..5).map(|i| Box::new_in([i as u8; 20], &heap)).collect();
-    /// drop(boxes);
+    /// let blocks: std::vec::Vec<Vec<u8, _>> =
+    ///     (0..5).map(|_| Vec::with_capacity_in(20, &heap)).collect();
+    /// drop(blocks);
     /// assert_eq!(heap.cached_bytes(), 64);
     /// ```
     pub const fn with_cap(mut self, bytes: usize) -> Self {
@@ -251,10 +263,10 @@ impl<A: Allocator> Segregated<A> {
     /// least one; never more than the cap allows plus the one handed out).
     ///
     /// ```
-    /// use freespace_core::alloc::{Box, Global};
+    /// use freespace_core::alloc::{Global, Vec};
     /// use freespace_segregated::Segregated;
     /// let heap = Segregated::new(Global).with_batch(4);
-    /// let b = Box::new_in(0u64, &heap);
+    /// let b: Vec<u64, _> = Vec::with_capacity_in(1, &heap);
     /// assert_eq!(heap.cached_bytes(), 3 * 16); // 4 asked for, 1 handed out
     /// # drop(b);
     /// ```
@@ -316,9 +328,9 @@ impl<A: Allocator> Segregated<A> {
     /// O(cached blocks), one parent `deallocate` each.
     ///
     /// ```
-    /// use freespace_core::alloc::{Box, Global};
+    /// use freespace_core::alloc::{Global, Vec};
     /// let heap = freespace_segregated::Segregated::new(Global);
-    /// drop(Box::new_in(1u32, &heap));
+    /// drop(Vec::<u32, _>::with_capacity_in(1, &heap));
     /// assert!(heap.cached_bytes() > 0);
     /// heap.trim();
     /// assert_eq!(heap.cached_bytes(), 0);
@@ -340,9 +352,9 @@ impl<A: Allocator> Segregated<A> {
     /// O(cached blocks).
     ///
     /// ```
-    /// use freespace_core::alloc::{Box, Global};
+    /// use freespace_core::alloc::{Global, Vec};
     /// let heap = freespace_segregated::Segregated::new(Global);
-    /// drop(Box::new_in([0u8; 60], &heap));
+    /// drop(Vec::<u8, _>::with_capacity_in(60, &heap));
     /// heap.check().unwrap();
     /// ```
     pub fn check(&self) -> Result<(), Violation> {
