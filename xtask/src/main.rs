@@ -13,6 +13,7 @@
 //! of this package, `src/demo.rs`) that `cargo xtask demo` builds and runs.
 
 mod bench;
+mod fuzz;
 mod json;
 mod matrix;
 
@@ -34,6 +35,11 @@ commands:
   demo              build heaps over Arena and Sbrk, run a short workload, print what happened
   bench [ARGS..]    benchmarks next to glibc, mimalloc, jemalloc, ...: writes docs/benchmarks.md
                     (ARGS go to freespace-bench: --quick, --workload W, --subject S, --runs N, --callgrind)
+  fuzz [TARGET..] [--seconds N] [--smoke]
+                    cargo-fuzz every target (default 60 s each); --smoke: a few seconds each
+                    and replay fuzz/regressions (SKIPPED without cargo-fuzz/nightly)
+  reliability [--fuzz-seconds N]
+                    regenerate docs/reliability.md: fault matrix, OOM, fuzz figures, loom, Miri
   help              this text
 
 environment:
@@ -49,6 +55,8 @@ fn main() -> ExitCode {
         Some("miri") => miri(&args[1..]),
         Some("demo") if args.len() == 1 => demo(),
         Some("bench") => bench::bench(&args[1..]),
+        Some("fuzz") => fuzz::command(&args[1..]),
+        Some("reliability") => fuzz::reliability(&args[1..]),
         None | Some("help" | "-h" | "--help") => {
             println!("{USAGE}\n\nsteps of `test`:");
             for step in matrix::steps() {

@@ -1,0 +1,754 @@
+//! `cargo xtask fuzz` and `cargo xtask reliability`.
+//!
+//! ```text
+//! cargo xtask fuzz [TARGET..] [--seconds N]   fuzz each target (default: all, 60 s each)
+//! cargo xtask fuzz --smoke [TARGET..]         a few seconds each + replay fuzz/regressions/<target>/*
+//! cargo xtask reliability [--fuzz-seconds N]  regenerate docs/reliability.md (fuzzing first if N given)
+//! ```
+//!
+//! Fuzzing runs `cargo +nightly fuzz run` (cargo-fuzz, libFuzzer) in
+//! `fuzz/`, its own workspace. Every run records the executions libFuzzer
+//! reports in its final stats (`stat::number_of_executed_units`) in
+//! `fuzz/stats.tsv`, which the reliability page reads. A crash is copied
+//! to `fuzz/regressions/<target>/` (commit it: the smoke run replays every
+//! file there) and makes the command fail. Without cargo-fuzz or a nightly
+//! toolchain the command prints SKIPPED and succeeds, so the test matrix
+//! runs on machines without them.
+//!
+//! Only the standard library is used, like the rest of the xtask: the
+//! progress bar is drawn by hand.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Seconds per target of `cargo xtask fuzz` without `--seconds`.
+const DEFAULT_SECONDS: u64 = 60;
+/// Seconds per target of the smoke run.
+const SMOKE_SECONDS: u64 = 4;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("fuzz")
+}
+
+/// The fuzz targets: `fuzz/fuzz_targets/*.rs`, sorted.
+pub fn targets(root: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(root.join("fuzz/fuzz_targets"))
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()
+                        .and_then(|n| n.strip_suffix(".rs"))
+                        .map(String::from)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Why fuzzing cannot run here, if it cannot.
+fn unavailable() -> Option<String> {
+    let ok = |cmd: &mut Command| {
+        cmd.stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !ok(Command::new("cargo").args(["+nightly", "--version"])) {
+        return Some("no nightly toolchain (rustup toolchain install nightly)".into());
+    }
+    if !ok(Command::new("cargo").args(["+nightly", "fuzz", "--version"])) {
+        return Some("cargo-fuzz is not installed (cargo install cargo-fuzz --locked)".into());
+    }
+    None
+}
+
+/// What one libFuzzer run did.
+struct Run {
+    execs: u64,
+    crash: Option<PathBuf>,
+    ok: bool,
+    tail: Vec<String>,
+}
+
+fn fuzz_command(root: &Path, target: &str) -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(root).args([
+        "+nightly",
+        "fuzz",
+        "run",
+        target,
+        "--fuzz-dir",
+        "fuzz",
+        "--target-dir",
+    ]);
+    cmd.arg(target_dir(root));
+    cmd
+}
+
+/// Builds every target once, so the progress bars time fuzzing, not compiling.
+fn build(root: &Path) -> bool {
+    eprintln!("fuzz: building the targets (cargo +nightly fuzz build)");
+    Command::new("cargo")
+        .current_dir(root)
+        .args([
+            "+nightly",
+            "fuzz",
+            "build",
+            "--fuzz-dir",
+            "fuzz",
+            "--target-dir",
+        ])
+        .arg(target_dir(root))
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Fuzzes `target` for `seconds`, drawing a progress bar, and keeps any
+/// crash input in `fuzz/regressions/<target>/`.
+fn fuzz_one(root: &Path, target: &str, seconds: u64, label: &str) -> Run {
+    let corpus = root.join("fuzz/corpus").join(target);
+    let _ = fs::create_dir_all(&corpus);
+    let mut cmd = fuzz_command(root, target);
+    cmd.arg(&corpus)
+        .arg("--")
+        .arg(format!("-max_total_time={seconds}"))
+        .arg("-print_final_stats=1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let Ok(mut child) = cmd.spawn() else {
+        return Run {
+            execs: 0,
+            crash: None,
+            ok: false,
+            tail: vec!["could not run cargo".into()],
+        };
+    };
+    let (tx, rx) = mpsc::channel();
+    for pipe in [
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    drop(tx);
+    let start = Instant::now();
+    let tty = std::io::stderr().is_terminal();
+    let mut run = Run {
+        execs: 0,
+        crash: None,
+        ok: false,
+        tail: Vec::new(),
+    };
+    let mut artifact = None;
+    let mut last_draw = Instant::now() - Duration::from_secs(1);
+    loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => {
+                if let Some(n) = line
+                    .strip_prefix('#')
+                    .and_then(|r| r.split_whitespace().next())
+                    .and_then(|n| n.parse().ok())
+                {
+                    run.execs = n;
+                }
+                if let Some(n) = line
+                    .strip_prefix("stat::number_of_executed_units:")
+                    .and_then(|n| n.trim().parse().ok())
+                {
+                    run.execs = n;
+                }
+                if let Some(path) = line.split("Test unit written to ").nth(1) {
+                    artifact = Some(root.join("fuzz").join(path.trim()));
+                }
+                run.tail.push(line);
+                if run.tail.len() > 40 {
+                    run.tail.remove(0);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if tty && last_draw.elapsed() >= Duration::from_millis(250) {
+            last_draw = Instant::now();
+            draw(label, start.elapsed(), seconds, run.execs);
+        }
+    }
+    run.ok = child.wait().is_ok_and(|s| s.success());
+    if tty {
+        eprint!("\r\x1b[2K");
+    }
+    if let Some(found) = artifact {
+        // cargo-fuzz runs libFuzzer in fuzz/, so the path may be relative to it
+        let found = if found.exists() {
+            found
+        } else {
+            PathBuf::from(found.to_string_lossy().replace("/fuzz/fuzz/", "/fuzz/"))
+        };
+        let dir = root.join("fuzz/regressions").join(target);
+        let _ = fs::create_dir_all(&dir);
+        let name = found.file_name().map(PathBuf::from).unwrap_or_default();
+        let kept = dir.join(name);
+        if fs::copy(&found, &kept).is_ok() {
+            run.crash = Some(kept);
+        } else {
+            run.crash = Some(found);
+        }
+    }
+    run
+}
+
+fn draw(label: &str, elapsed: Duration, seconds: u64, execs: u64) {
+    const WIDTH: usize = 30;
+    let frac = (elapsed.as_secs_f64() / seconds.max(1) as f64).min(1.0);
+    let filled = (frac * WIDTH as f64) as usize;
+    eprint!(
+        "\r\x1b[2K{label} [{}{}] {:>4}s/{seconds}s {execs:>10} execs",
+        "#".repeat(filled),
+        "-".repeat(WIDTH - filled),
+        elapsed.as_secs()
+    );
+    let _ = std::io::stderr().flush();
+}
+
+/// Replays every file in `fuzz/regressions/<target>/` once.
+fn replay(root: &Path, target: &str) -> Result<usize, Vec<String>> {
+    let dir = root.join("fuzz/regressions").join(target);
+    let count = fs::read_dir(&dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.path().is_file())
+                .count()
+        })
+        .unwrap_or(0);
+    if count == 0 {
+        return Ok(0);
+    }
+    let out = fuzz_command(root, target)
+        .arg(&dir)
+        .args(["--", "-runs=0"])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => Ok(count),
+        Ok(o) => Err(String::from_utf8_lossy(&o.stderr)
+            .lines()
+            .rev()
+            .take(30)
+            .map(String::from)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect()),
+        Err(e) => Err(vec![e.to_string()]),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// fuzz/stats.tsv: target, seconds, executions, unix time, result
+// ---------------------------------------------------------------------------
+
+struct Stat {
+    seconds: u64,
+    execs: u64,
+    when: u64,
+    result: String,
+}
+
+fn stats_path(root: &Path) -> PathBuf {
+    root.join("fuzz/stats.tsv")
+}
+
+fn read_stats(root: &Path) -> BTreeMap<String, Stat> {
+    let text = fs::read_to_string(stats_path(root)).unwrap_or_default();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            Some((
+                f.first()?.to_string(),
+                Stat {
+                    seconds: f.get(1)?.parse().ok()?,
+                    execs: f.get(2)?.parse().ok()?,
+                    when: f.get(3)?.parse().ok()?,
+                    result: f.get(4)?.to_string(),
+                },
+            ))
+        })
+        .collect()
+}
+
+fn write_stats(root: &Path, stats: &BTreeMap<String, Stat>) {
+    let mut text = String::from("# target\tseconds\texecutions\tunix time\tresult\n");
+    for (t, s) in stats {
+        let _ = writeln!(
+            text,
+            "{t}\t{}\t{}\t{}\t{}",
+            s.seconds, s.execs, s.when, s.result
+        );
+    }
+    let _ = fs::write(stats_path(root), text);
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------
+// commands
+// ---------------------------------------------------------------------------
+
+/// `cargo xtask fuzz [TARGET..] [--seconds N] [--smoke]`.
+pub fn command(args: &[String]) -> ExitCode {
+    let root = root();
+    let all = targets(&root);
+    let mut seconds = None;
+    let mut smoke = false;
+    let mut chosen = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--smoke" => smoke = true,
+            "--seconds" => match it.next().and_then(|n| n.parse().ok()) {
+                Some(n) => seconds = Some(n),
+                None => return fail("--seconds needs a number"),
+            },
+            s if s.starts_with("--seconds=") => match s["--seconds=".len()..].parse() {
+                Ok(n) => seconds = Some(n),
+                Err(_) => return fail("--seconds needs a number"),
+            },
+            s if s.starts_with('-') => return fail(&format!("unknown option for fuzz: {s}")),
+            t if all.iter().any(|x| x == t) => chosen.push(t.to_string()),
+            t => {
+                return fail(&format!(
+                    "no fuzz target {t:?}; targets: {}",
+                    all.join(", ")
+                ))
+            }
+        }
+    }
+    if chosen.is_empty() {
+        chosen = all;
+    }
+    let seconds = seconds.unwrap_or(if smoke {
+        SMOKE_SECONDS
+    } else {
+        DEFAULT_SECONDS
+    });
+    if run(&root, &chosen, seconds, smoke) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(2)
+}
+
+/// Fuzzes `chosen` for `seconds` each (and replays the regressions when
+/// `smoke`); true unless something crashed. Prints SKIPPED and returns true
+/// when fuzzing is unavailable here.
+pub fn run(root: &Path, chosen: &[String], seconds: u64, smoke: bool) -> bool {
+    if let Some(why) = unavailable() {
+        eprintln!("\n*** fuzz: SKIPPED: {why} ***\n");
+        return true;
+    }
+    if !build(root) {
+        eprintln!("fuzz: FAILED: the fuzz targets do not build");
+        return false;
+    }
+    let mut stats = read_stats(root);
+    let mut failed = Vec::new();
+    let width = chosen.iter().map(String::len).max().unwrap_or(0);
+    for (i, target) in chosen.iter().enumerate() {
+        let label = format!("[{}/{}] {target:<width$}", i + 1, chosen.len());
+        if smoke {
+            match replay(root, target) {
+                Ok(0) => {}
+                Ok(n) => eprintln!("{label} replayed {n} regression input(s): ok"),
+                Err(tail) => {
+                    eprintln!("{label} REGRESSION replay FAILED:\n{}", tail.join("\n"));
+                    failed.push(format!("{target} (regression replay)"));
+                }
+            }
+        }
+        let r = fuzz_one(root, target, seconds, &label);
+        let result = match (&r.crash, r.ok) {
+            (Some(path), _) => {
+                eprintln!(
+                    "{label} CRASH after {} execs; input kept at {}\n{}",
+                    r.execs,
+                    path.display(),
+                    r.tail.join("\n")
+                );
+                failed.push(format!("{target} (crash: {})", path.display()));
+                format!(
+                    "crash ({})",
+                    path.file_name().unwrap_or_default().to_string_lossy()
+                )
+            }
+            (None, false) => {
+                eprintln!("{label} FAILED\n{}", r.tail.join("\n"));
+                failed.push(format!("{target} (failed)"));
+                "failed".into()
+            }
+            (None, true) => {
+                eprintln!("{label} ok: {} execs in {seconds}s", r.execs);
+                "ok".into()
+            }
+        };
+        // A smoke run's few seconds do not replace a longer run's figures.
+        let keep_old = smoke
+            && r.ok
+            && stats
+                .get(target)
+                .is_some_and(|s| s.seconds > seconds && s.result == "ok");
+        if !keep_old {
+            stats.insert(
+                target.clone(),
+                Stat {
+                    seconds,
+                    execs: r.execs,
+                    when: now(),
+                    result,
+                },
+            );
+        }
+    }
+    write_stats(root, &stats);
+    if failed.is_empty() {
+        eprintln!("fuzz: {} target(s) ok", chosen.len());
+        true
+    } else {
+        eprintln!("fuzz: FAILED: {}", failed.join(", "));
+        false
+    }
+}
+
+// ---------------------------------------------------------------------------
+// docs/reliability.md
+// ---------------------------------------------------------------------------
+
+/// `cargo xtask reliability [--fuzz-seconds N]`.
+pub fn reliability(args: &[String]) -> ExitCode {
+    let root = root();
+    let mut fuzz_seconds = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--fuzz-seconds" => match it.next().and_then(|n| n.parse().ok()) {
+                Some(n) => fuzz_seconds = Some(n),
+                None => return fail("--fuzz-seconds needs a number"),
+            },
+            other => return fail(&format!("unknown option for reliability: {other}")),
+        }
+    }
+    let mut ok = true;
+    if let Some(n) = fuzz_seconds {
+        ok &= run(&root, &targets(&root), n, false);
+    }
+    eprintln!(
+        "reliability: running the fault matrix (cargo test -p freespace-stats --test faults)"
+    );
+    let out = Command::new("cargo")
+        .current_dir(&root)
+        .args([
+            "test",
+            "-p",
+            "freespace-stats",
+            "--test",
+            "faults",
+            "--",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .output();
+    let (faults_text, faults_ok) = match out {
+        Ok(o) => (
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            o.status.success(),
+        ),
+        Err(e) => (format!("could not run cargo: {e}"), false),
+    };
+    ok &= faults_ok;
+    let page = render(&root, &faults_text, faults_ok);
+    let path = root.join("docs/reliability.md");
+    if let Err(e) = fs::write(&path, page) {
+        eprintln!("could not write {}: {e}", path.display());
+        return ExitCode::FAILURE;
+    }
+    eprintln!("reliability: wrote {}", path.display());
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("reliability: some runs FAILED (the page says which)");
+        ExitCode::FAILURE
+    }
+}
+
+fn render(root: &Path, faults: &str, faults_ok: bool) -> String {
+    let mut p = String::new();
+    let _ = writeln!(
+        p,
+        "# Reliability\n\n\
+         Generated by `cargo xtask reliability` from the runs themselves; do not edit by hand.\n\
+         Faults: `crates/stats/tests/faults.rs` (`cargo test -p freespace-stats --test faults -- --nocapture`).\n\
+         Fuzzing: `cargo xtask fuzz` (figures in `fuzz/stats.tsv`). loom: `crates/*/tests/loom.rs`. Miri: `docs/miri.txt`.\n"
+    );
+
+    // -- faults ------------------------------------------------------------
+    let _ = writeln!(
+        p,
+        "## Faults tried\n\n\
+         Each fault is set up on a fresh heap and tried twice: through the checked free \
+         (`try_deallocate` must return exactly the expected `Corruption` and leave the heap \
+         unchanged; for damaged metadata, whether the heap's `check()` sees the damage too) and \
+         through the plain free in a child process (which must die of SIGABRT printing exactly \
+         `freespace: <what> at 0x<addr> (<block>)`).\n"
+    );
+    if !faults_ok {
+        let _ = writeln!(p, "**The fault matrix FAILED in this run.**\n");
+    }
+    let _ = writeln!(
+        p,
+        "| block | fault | checked free | abort in a child |\n|---|---|---|---|"
+    );
+    let mut rows = 0;
+    let (mut caught, mut gaps) = (0, 0);
+    for line in faults.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        if f.first() == Some(&"FAULT") && f.len() >= 5 {
+            rows += 1;
+            if f[3].starts_with("ok") && f[4].starts_with("ok") {
+                caught += 1;
+            } else {
+                gaps += 1;
+            }
+            let _ = writeln!(
+                p,
+                "| {} | {} | {} | {} |",
+                f[1],
+                f[2],
+                cell(f[3]),
+                cell(f[4])
+            );
+        }
+    }
+    if rows == 0 {
+        let _ = writeln!(p, "| | (no results: the fault test did not run) | | |");
+    }
+    let _ = writeln!(
+        p,
+        "\n{caught} of {rows} faults caught by both paths; {gaps} not (each one reported to the block's owner).\n\n\
+         Covered by the blocks' own tests and not repeated above: the free-list heap's double frees \
+         (immediate, after coalescing, after reuse), foreign, interior and misaligned pointers, an \
+         overwritten size word and magic, an 8-byte overflow freeing the block that overflowed, size \
+         and alignment mismatches, header lookalikes in user data (`crates/split-coalesce/tests/heap.rs`); \
+         the buddy's double free, foreign, interior and misaligned pointers, size mismatch and corrupt \
+         free list (`crates/buddy/tests/buddy.rs`); the slab's double free, foreign and interior pointers \
+         (`crates/slab/tests/slab.rs`); segregated double frees (`crates/segregated/tests/segregated.rs`); \
+         a thread cache's double free in debug builds (`crates/sync/src/tests.rs`).\n"
+    );
+
+    // -- OOM --------------------------------------------------------------
+    let _ = writeln!(
+        p,
+        "## Out of memory at every allocation\n\n\
+         `FailAfter<A>` (freespace-stats) fails the n-th allocation request (0-based; `once`: only it, \
+         `from then on`: it and every later one). A workload of nested collections using `try_reserve` and \
+         `Box::try_new_in` is re-run with n = 0, 1, 2, … until a run makes fewer than n + 1 requests; after \
+         each run the heap underneath must show no used block (`Inspect`) and pass `check()`, the workload \
+         must not panic, and every injected failure must come back as `Err`.\n\n\
+         | stack (failing layer) | runs | result |\n|---|---|---|"
+    );
+    let mut oom_rows = 0;
+    for line in faults.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        if f.first() == Some(&"OOM") && f.len() >= 4 {
+            oom_rows += 1;
+            let _ = writeln!(p, "| `{}` | {} | {} |", f[1], f[2], f[3]);
+        }
+    }
+    if oom_rows == 0 {
+        let _ = writeln!(
+            p,
+            "| (no results: the OOM test did not run or failed) | | |"
+        );
+    }
+
+    // -- fuzzing ------------------------------------------------------------
+    let _ = writeln!(
+        p,
+        "\n## Fuzzing\n\n\
+         Every target decodes its input into allocate/free/grow/shrink ops (`freespace_testkit::ops`), \
+         plays them against a fresh heap over a zeroed arena and the shadow model, and calls the \
+         blocks' `check()` after every op (`fuzz/fuzz_targets/`). Executions from libFuzzer's final \
+         stats, latest run per target.\n\n\
+         | target | seconds | executions | result | when (UTC) |\n|---|---|---|---|---|"
+    );
+    let stats = read_stats(root);
+    for t in targets(root) {
+        match stats.get(&t) {
+            Some(s) => {
+                let _ = writeln!(
+                    p,
+                    "| `{t}` | {} | {} | {} | {} |",
+                    s.seconds,
+                    s.execs,
+                    s.result,
+                    date(s.when)
+                );
+            }
+            None => {
+                let _ = writeln!(p, "| `{t}` | | | not run yet | |");
+            }
+        }
+    }
+    let regressions: usize = targets(root)
+        .iter()
+        .map(|t| {
+            fs::read_dir(root.join("fuzz/regressions").join(t))
+                .map(|d| d.count())
+                .unwrap_or(0)
+        })
+        .sum();
+    let _ = writeln!(
+        p,
+        "\nSaved crash inputs replayed by `cargo xtask fuzz --smoke`: {regressions} (`fuzz/regressions/<target>/`).\n"
+    );
+
+    // -- loom ---------------------------------------------------------------
+    p.push_str(&loom_section(root));
+
+    // -- Miri ---------------------------------------------------------------
+    p.push_str(&miri_section(root));
+    p
+}
+
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|")
+}
+
+/// `YYYY-MM-DD HH:MM` of a unix time (civil-from-days, Howard Hinnant).
+fn date(t: u64) -> String {
+    if t == 0 {
+        return String::new();
+    }
+    let days = (t / 86400) as i64;
+    let secs = t % 86400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
+        secs / 3600,
+        secs % 3600 / 60
+    )
+}
+
+/// The loom models: each `#[test]` in `crates/*/tests/loom.rs` that calls
+/// `loom::model` (or a `loom::model::Builder`).
+pub fn loom_section(root: &Path) -> String {
+    let mut s = String::from(
+        "## loom models\n\n\
+         Run by the `loom` step of `cargo xtask test` (`RUSTFLAGS='--cfg loom'`, release, \
+         `LOOM_MAX_PREEMPTIONS=2`); loom explores every interleaving up to that bound.\n\n\
+         | crate | model |\n|---|---|\n",
+    );
+    let mut count = 0;
+    let mut dirs: Vec<_> = fs::read_dir(root.join("crates"))
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    dirs.sort();
+    for dir in dirs {
+        let Ok(text) = fs::read_to_string(dir.join("tests/loom.rs")) else {
+            continue;
+        };
+        let krate = dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let mut pending_test = false;
+        let mut current: Option<String> = None;
+        for line in text.lines() {
+            let t = line.trim();
+            if t.starts_with("#[test]") {
+                pending_test = true;
+            } else if let Some(rest) = t.strip_prefix("fn ").filter(|_| pending_test) {
+                current = rest.split('(').next().map(String::from);
+                pending_test = false;
+            }
+            if t.contains("loom::model") {
+                if let Some(name) = current.take() {
+                    count += 1;
+                    let _ = writeln!(s, "| freespace-{krate} | `{name}` |");
+                }
+            }
+        }
+    }
+    let _ = writeln!(s, "\n{count} models.\n");
+    s
+}
+
+/// The Miri section: `docs/miri.txt` as the Miri step writes it (one line
+/// per crate or test binary), or a note that it has not been written yet.
+pub fn miri_section(root: &Path) -> String {
+    let mut s = String::from("## Miri\n\n");
+    match fs::read_to_string(root.join("docs/miri.txt")) {
+        Ok(text) if !text.trim().is_empty() => {
+            s.push_str("From `docs/miri.txt` (written by `cargo xtask miri`):\n\n```text\n");
+            s.push_str(text.trim_end());
+            s.push_str("\n```\n");
+        }
+        _ => s.push_str(
+            "`docs/miri.txt` has not been written yet: `cargo xtask miri` runs every library \
+             crate's unit tests under Miri with `-Zmiri-strict-provenance`.\n",
+        ),
+    }
+    s
+}
