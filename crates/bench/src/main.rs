@@ -148,7 +148,11 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
         o.runs = if o.scale == Scale::Quick { 2 } else { 7 };
     }
     if o.budget.is_zero() {
-        o.budget = Duration::from_secs(if o.scale == Scale::Quick { 2 } else { 3 });
+        o.budget = Duration::from_secs(match (o.callgrind, o.scale) {
+            (true, _) => 120,
+            (false, Scale::Quick) => 2,
+            (false, _) => 3,
+        });
     }
     if o.callgrind && o.scale == Scale::Standard {
         o.scale = Scale::Callgrind;
@@ -333,6 +337,9 @@ fn measure(o: &Options) -> Vec<Table> {
     tables
 }
 
+/// The exit code of a `--callgrind-child` that ran out of budget.
+const TIMED_OUT: u8 = 3;
+
 /// `--callgrind-child`: one subject, one workload, one replay, no timing
 /// budget; valgrind counts `measured_replay` only.
 fn callgrind_child(o: &Options) -> ExitCode {
@@ -342,14 +349,12 @@ fn callgrind_child(o: &Options) -> ExitCode {
     };
     let w = workloads::build(w, o.scale);
     let mut memory = Memory::new(w.arena);
-    let mut run = Run::new(&w, Duration::from_secs(1 << 30));
+    let mut run = Run::new(&w, o.budget);
     with_subject(s, &mut memory, w.arena, false, &mut run);
     match run.outcome {
         Outcome::Done(_) => ExitCode::SUCCESS,
-        other => {
-            eprintln!("{}: {other:?}", SUBJECTS[s].name);
-            ExitCode::FAILURE
-        }
+        Outcome::Timeout => ExitCode::from(TIMED_OUT),
+        Outcome::OutOfMemory => ExitCode::FAILURE,
     }
 }
 
@@ -382,23 +387,25 @@ fn callgrind(o: &Options) -> ExitCode {
                 .arg("--toggle-collect=*measured_replay*")
                 .arg(&exe)
                 .args(["--callgrind-child", "--workload", w])
-                .args(["--subject", SUBJECTS[s].name]);
+                .args(["--subject", SUBJECTS[s].name])
+                .arg(format!("--budget={}", o.budget.as_secs_f64()));
             if o.scale == Scale::Quick {
                 cmd.arg("--quick");
             }
-            let status = cmd.output();
-            let ir = match status {
-                Ok(r) if r.status.success() => report::callgrind_total(&out),
-                _ => None,
+            let (ir, stopped) = match cmd.output() {
+                Ok(r) if r.status.success() => match report::callgrind_total(&out) {
+                    Some(ir) => (Some(ir), None),
+                    None => (None, Some(Outcome::OutOfMemory)),
+                },
+                Ok(r) if r.status.code() == Some(TIMED_OUT.into()) => {
+                    (None, Some(Outcome::Timeout))
+                }
+                _ => (None, Some(Outcome::OutOfMemory)),
             };
             rows.push(Row {
                 subject: s,
                 rounds: vec![ir.map(|ir| vec![ir as f64 / built.ops() as f64])],
-                stopped: if ir.is_none() {
-                    Some(Outcome::OutOfMemory)
-                } else {
-                    None
-                },
+                stopped,
             });
             bar.inc(1);
         }

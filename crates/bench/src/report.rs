@@ -614,7 +614,11 @@ pub fn callgrind_tables(results: &[Table]) -> String {
                     let _ = writeln!(out, "| {name} | {ir:.0} | {ratio} |");
                 }
                 None => {
-                    let _ = writeln!(out, "| {name} | failed | |");
+                    let note = match row.stopped {
+                        Some(Outcome::Timeout) => "timed out",
+                        _ => "failed",
+                    };
+                    let _ = writeln!(out, "| {name} | {note} | |");
                 }
             }
         }

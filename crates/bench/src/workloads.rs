@@ -94,7 +94,12 @@ pub fn build(name: &str, scale: Scale) -> Workload {
         Scale::Callgrind => standard / 10,
     };
     const SEED: u64 = 0x5eed_f4ee;
-    const ARENA: usize = 256 << 20;
+    // Room for the largest live set of the scale (many-live, prodcons).
+    let arena_len = match scale {
+        Scale::Standard => 256 << 20,
+        Scale::Quick => 16 << 20,
+        Scale::Callgrind => 64 << 20,
+    };
     let small = Sizes::Uniform(8, 256);
     let mixed = Sizes::LogUniform(16, 16 << 10);
     match name {
@@ -107,7 +112,7 @@ pub fn build(name: &str, scale: Scale) -> Workload {
                     ops,
                     small.describe()
                 ),
-                arena: ARENA,
+                arena: arena_len,
                 kind: Kind::Trace(trace::churn(SEED, ops, live, small, 0.0)),
             }
         }
@@ -120,7 +125,7 @@ pub fn build(name: &str, scale: Scale) -> Workload {
                     ops,
                     mixed.describe()
                 ),
-                arena: ARENA,
+                arena: arena_len,
                 kind: Kind::Trace(trace::churn(SEED + 1, ops, live, mixed, 0.0)),
             }
         }
@@ -133,7 +138,7 @@ pub fn build(name: &str, scale: Scale) -> Workload {
                     "allocate {live} blocks ({}), then {ops} × (free a random one, allocate one), then free all in random order",
                     sizes.describe()
                 ),
-                arena: ARENA,
+                arena: arena_len,
                 kind: Kind::Trace(trace::many_live(SEED + 2, live, ops, sizes)),
             }
         }
@@ -146,7 +151,7 @@ pub fn build(name: &str, scale: Scale) -> Workload {
                     "random churn, {ops} ops, half of them resizing a random live block; sizes {}, about {live} blocks live",
                     sizes.describe()
                 ),
-                arena: ARENA,
+                arena: arena_len,
                 kind: Kind::Trace(trace::churn(SEED + 3, ops, live, sizes, 0.5)),
             }
         }
@@ -159,14 +164,14 @@ pub fn build(name: &str, scale: Scale) -> Workload {
                     "two threads: one allocates {blocks} blocks ({}), the other frees them, batches of {BATCH} through a channel",
                     sizes.describe()
                 ),
-                arena: ARENA,
+                arena: arena_len,
                 kind: Kind::ProdCons(trace::sizes(SEED + 4, blocks, sizes)),
             }
         }
         "efficiency" | "efficiency-realloc" => {
             let realloc = name == "efficiency-realloc";
             let arena = match scale {
-                Scale::Quick => 1 << 20,
+                Scale::Quick => 4 << 20,
                 _ => 8 << 20,
             };
             let trials = n(20, 2).max(2);
