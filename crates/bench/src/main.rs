@@ -178,7 +178,8 @@ fn main() -> ExitCode {
     }
     let started = Instant::now();
     let results = measure(&o);
-    let info = report::RunInfo::collect(&o.runs, started.elapsed(), o.scale == Scale::Quick);
+    let info =
+        report::RunInfo::collect(o.runs, o.budget, started.elapsed(), o.scale == Scale::Quick);
     let text = report::tables(&results, &info);
     println!("{text}");
     if let Some(dir) = &o.out {

@@ -17,13 +17,14 @@ pub struct RunInfo {
     load: String,
     commit: String,
     runs: usize,
+    budget: Duration,
     elapsed: Duration,
     quick: bool,
 }
 
 impl RunInfo {
     /// Reads the clock, `/proc/cpuinfo`, `/proc/loadavg` and the git commit.
-    pub fn collect(runs: &usize, elapsed: Duration, quick: bool) -> Self {
+    pub fn collect(runs: usize, budget: Duration, elapsed: Duration, quick: bool) -> Self {
         let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
             .ok()
             .and_then(|s| {
@@ -49,7 +50,8 @@ impl RunInfo {
             cpu_model,
             load,
             commit,
-            runs: *runs,
+            runs,
+            budget,
             elapsed,
             quick,
         }
@@ -148,7 +150,7 @@ fn fmt_ratio(x: f64) -> String {
 }
 
 /// One timed table in markdown.
-fn timed_table(t: &Table, out: &mut String) {
+fn timed_table(t: &Table, info: &RunInfo, out: &mut String) {
     let glibc = t.rows.iter().find(|r| SUBJECTS[r.subject].name == "glibc");
     let _ = writeln!(
         out,
@@ -157,7 +159,10 @@ fn timed_table(t: &Table, out: &mut String) {
     let _ = writeln!(out, "|---|---:|---:|---:|---:|");
     for row in &t.rows {
         let name = SUBJECTS[row.subject].name;
-        let note = why(&row.stopped, "a run took longer than the budget");
+        let note = why(
+            &row.stopped,
+            &format!("one run > {} s CPU", info.budget.as_secs_f64()),
+        );
         match (summary(row.values()), &row.stopped) {
             (Some(s), None) => {
                 let r = summary(ratios(row, glibc));
@@ -183,7 +188,7 @@ fn timed_table(t: &Table, out: &mut String) {
 }
 
 /// One efficiency table in markdown.
-fn efficiency_table(t: &Table, out: &mut String) {
+fn efficiency_table(t: &Table, info: &RunInfo, out: &mut String) {
     let _ = writeln!(out, "| subject | live ÷ arena (median) | min–max | mean |");
     let _ = writeln!(out, "|---|---:|---:|---:|");
     for row in &t.rows {
@@ -202,7 +207,10 @@ fn efficiency_table(t: &Table, out: &mut String) {
                 );
             }
             _ => {
-                let note = why(&row.stopped, "a trial took longer than the budget");
+                let note = why(
+                    &row.stopped,
+                    &format!("one trial > {} s CPU", info.budget.as_secs_f64()),
+                );
                 let _ = writeln!(out, "| {name} | {note} | | |");
             }
         }
@@ -227,9 +235,9 @@ pub fn tables(results: &[Table], info: &RunInfo) -> String {
     for t in results {
         let _ = writeln!(out, "### {}\n\n{}.\n", t.name, t.what);
         if t.efficiency {
-            efficiency_table(t, &mut out);
+            efficiency_table(t, info, &mut out);
         } else {
-            timed_table(t, &mut out);
+            timed_table(t, info, &mut out);
         }
         out.push('\n');
     }
@@ -302,9 +310,11 @@ fn subject_list(out: &mut String) {
         let _ = writeln!(out, "| {} | {family} | {} |", s.name, s.what);
     }
     out.push_str(
-        "\nThe stacks are built here from the blocks (the facade crate's named \
-         stacks were not there yet). Every freespace subject runs over `Arena`; \
-         stacks over `Mmap` or `Sbrk` are not measured.\n\n",
+        "\nThe stacks are the facade's named stacks (`freespace::stacks`) put over \
+         the shared `Arena`, so they compete on equal memory with the other arena \
+         subjects; `general-mmap` is `stacks::general()` exactly as shipped, over \
+         `Mmap` (not an arena subject, so not in the efficiency tables). `Sbrk` \
+         stacks are not measured (the program break is glibc's too).\n\n",
     );
 }
 
