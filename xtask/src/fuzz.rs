@@ -553,9 +553,9 @@ fn render(root: &Path, faults: &str, faults_ok: bool) -> String {
     );
     let mut rows = 0;
     let (mut caught, mut gaps) = (0, 0);
-    for line in faults.lines() {
+    for line in marked(faults, "FAULT\t") {
         let f: Vec<&str> = line.split('\t').collect();
-        if f.first() == Some(&"FAULT") && f.len() >= 5 {
+        if f.len() >= 5 {
             rows += 1;
             if f[3].starts_with("ok") && f[4].starts_with("ok") {
                 caught += 1;
@@ -600,9 +600,9 @@ fn render(root: &Path, faults: &str, faults_ok: bool) -> String {
          | stack (failing layer) | runs | result |\n|---|---|---|"
     );
     let mut oom_rows = 0;
-    for line in faults.lines() {
+    for line in marked(faults, "OOM\t") {
         let f: Vec<&str> = line.split('\t').collect();
-        if f.first() == Some(&"OOM") && f.len() >= 4 {
+        if f.len() >= 4 {
             oom_rows += 1;
             let _ = writeln!(p, "| `{}` | {} | {} |", f[1], f[2], f[3]);
         }
@@ -661,6 +661,13 @@ fn render(root: &Path, faults: &str, faults_ok: bool) -> String {
     // -- Miri ---------------------------------------------------------------
     p.push_str(&miri_section(root));
     p
+}
+
+/// The lines of the test output carrying `marker`, from the marker on (the
+/// first one a test prints shares its line with libtest's `test name ... `).
+fn marked<'a>(text: &'a str, marker: &'a str) -> impl Iterator<Item = &'a str> {
+    text.lines()
+        .filter_map(move |l| l.find(marker).map(|i| &l[i..]))
 }
 
 fn cell(s: &str) -> String {
