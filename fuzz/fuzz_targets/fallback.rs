@@ -10,7 +10,12 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     // SAFETY: the previous run's heaps over slots 0 and 1 have been dropped.
-    let (small, large) = unsafe { (freespace_fuzz::arena(0, 64 << 10), freespace_fuzz::arena(1, 512 << 10)) };
+    let (small, large) = unsafe {
+        (
+            freespace_fuzz::arena(0, 64 << 10),
+            freespace_fuzz::arena(1, 512 << 10),
+        )
+    };
     let primary: Buddy<Arena> = Buddy::new(small);
     let heap = Fallback::new(primary, FirstFitHeap::new(large));
     freespace_fuzz::run(&heap, data, &|| {

@@ -9,7 +9,9 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     // SAFETY: the previous run's heap over slot 0 has been dropped.
-    let heap: Locked<_> = Locked::new(BestFitHeap::new(unsafe { freespace_fuzz::arena(0, 256 << 10) }));
+    let heap: Locked<_> = Locked::new(BestFitHeap::new(unsafe {
+        freespace_fuzz::arena(0, 256 << 10)
+    }));
     let global = ViaGlobalAlloc(&heap);
     freespace_fuzz::run(&global, data, &|| {
         heap.check()?;

@@ -8,7 +8,9 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     // SAFETY: the previous run's heap over slot 0 has been dropped.
-    let heap = Slab::new(FirstFitHeap::new(unsafe { freespace_fuzz::arena(0, 1 << 20) }));
+    let heap = Slab::new(FirstFitHeap::new(unsafe {
+        freespace_fuzz::arena(0, 1 << 20)
+    }));
     freespace_fuzz::run(&heap, data, &|| {
         heap.check()?;
         heap.parent().check()

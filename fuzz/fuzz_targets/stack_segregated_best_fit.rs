@@ -7,7 +7,9 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     // SAFETY: the previous run's heap over slot 0 has been dropped.
-    let heap = Segregated::new(BestFitHeap::new(unsafe { freespace_fuzz::arena(0, 256 << 10) }));
+    let heap = Segregated::new(BestFitHeap::new(unsafe {
+        freespace_fuzz::arena(0, 256 << 10)
+    }));
     freespace_fuzz::run(&heap, data, &|| {
         heap.check()?;
         heap.parent().check()
