@@ -30,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// Seconds per target of `cargo xtask fuzz` without `--seconds`.
 const DEFAULT_SECONDS: u64 = 60;
 /// Seconds per target of the smoke run.
-const SMOKE_SECONDS: u64 = 4;
+pub const SMOKE_SECONDS: u64 = 4;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -65,7 +65,7 @@ pub fn targets(root: &Path) -> Vec<String> {
 }
 
 /// Why fuzzing cannot run here, if it cannot.
-fn unavailable() -> Option<String> {
+pub fn unavailable() -> Option<String> {
     let ok = |cmd: &mut Command| {
         cmd.stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -128,6 +128,8 @@ fn miri(crates: &[String]) -> ExitCode {
         // Single-threaded here, before any step runs.
         env::set_var(MIRI_CRATES_VAR, crates.join(","));
     }
+    // The standalone command records its coverage for docs/reliability.md.
+    env::set_var(matrix::MIRI_DOC_VAR, "1");
     let plan: Vec<_> = matrix::steps()
         .into_iter()
         .filter(|s| s.name == "miri")

@@ -85,6 +85,9 @@ const MIRI_INTEGRATION: &[(&str, &str, &[&str])] = &[
     ),
 ];
 
+/// Set to `1` (as `cargo xtask miri` does) to write `docs/miri.txt`.
+pub const MIRI_DOC_VAR: &str = "FREESPACE_MIRI_DOC";
+
 /// Set to `1` to run every test target under Miri, not only unit tests.
 pub const MIRI_FULL_VAR: &str = "FREESPACE_MIRI_FULL";
 
@@ -177,9 +180,24 @@ pub fn steps() -> Vec<Step> {
         },
         Step { name: "demo", what: "cargo xtask demo", run: demo },
         Step {
+            name: "examples",
+            what: "cargo run -p freespace --example <each example>",
+            run: examples,
+        },
+        Step {
+            name: "bench",
+            what: "cargo run --release -p freespace-bench -- --quick (builds and completes; no timing is judged)",
+            run: bench_quick,
+        },
+        Step {
             name: "loom",
             what: "RUSTFLAGS='--cfg loom' cargo test --release --lib --tests -p <crates with loom models>",
             run: loom,
+        },
+        Step {
+            name: "fuzz",
+            what: "cargo xtask fuzz --smoke: replay fuzz/regressions, a few seconds per target",
+            run: fuzz_smoke,
         },
         Step {
             name: "miri",
@@ -724,6 +742,44 @@ fn no_std(ws: &Workspace) -> Report {
     per_crate(items, None)
 }
 
+/// The facade's examples, each run to completion (they assert what they print).
+const EXAMPLES: &[&str] = &["compose", "collections", "global"];
+
+fn examples(ws: &Workspace) -> Report {
+    let items = EXAMPLES
+        .iter()
+        .map(|name| {
+            let mut cmd = cargo(&ws.root);
+            cmd.args(["run", "--quiet", "-p", "freespace", "--example", name]);
+            (name.to_string(), cmd)
+        })
+        .collect();
+    per_crate(items, None)
+}
+
+fn bench_quick(ws: &Workspace) -> Report {
+    outcome(exec(cargo(&ws.root).args([
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "freespace-bench",
+        "--",
+        "--quick",
+    ])))
+}
+
+fn fuzz_smoke(ws: &Workspace) -> Report {
+    if let Some(why) = crate::fuzz::unavailable() {
+        return Outcome::Skipped(why).into();
+    }
+    if crate::fuzz::run(&ws.root, &[], crate::fuzz::SMOKE_SECONDS, true) {
+        Outcome::Pass.into()
+    } else {
+        Outcome::Fail("a fuzz target crashed or did not build (see above)".into()).into()
+    }
+}
+
 fn demo(ws: &Workspace) -> Report {
     outcome(exec(&mut crate::demo_command(&ws.root)))
 }
@@ -860,7 +916,33 @@ fn miri_over(ws: &Workspace, crates: Vec<String>) -> Report {
         Err(e) => return Outcome::Fail(e).into(),
     }
     println!("(Miri budget for all crates: {budget}s; {MIRI_BUDGET_VAR} changes it)");
-    per_crate_in_lanes(lanes, Some(Duration::from_secs(budget)))
+    let report = per_crate_in_lanes(lanes, Some(Duration::from_secs(budget)));
+    if env::var(MIRI_DOC_VAR).is_ok_and(|v| v == "1") {
+        write_miri_doc(ws, &report, full);
+    }
+    report
+}
+
+/// Writes `docs/miri.txt`, the Miri coverage `cargo xtask reliability`
+/// puts into `docs/reliability.md`: one line per crate and mode.
+fn write_miri_doc(ws: &Workspace, report: &Report, full: bool) {
+    let mut text = format!(
+        "Miri runs, {} (`cargo xtask miri`; flags: -Zmiri-strict-provenance, plus -Zmiri-tree-borrows for the second mode):\n",
+        if full { "every test target" } else { "unit tests plus the Miri-sized integration tests listed in xtask/src/matrix.rs" }
+    );
+    for part in &report.parts {
+        let result = match &part.outcome {
+            Outcome::Pass => "pass".to_string(),
+            Outcome::Fail(why) => format!("FAIL ({why})"),
+            Outcome::Skipped(why) => format!("skipped ({why})"),
+        };
+        text += &format!("- {}: {result}, {}\n", part.name, Secs(part.time));
+    }
+    let path = ws.root.join("docs").join("miri.txt");
+    match std::fs::write(&path, text) {
+        Ok(()) => println!("(wrote {})", path.display()),
+        Err(e) => println!("(could not write {}: {e})", path.display()),
+    }
 }
 
 /// A whole number of seconds from the environment variable `var`, if set.
