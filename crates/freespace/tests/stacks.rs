@@ -173,3 +173,48 @@ fn a_pointer_from_another_layer_is_reported_not_absorbed() {
     a.check().unwrap();
     b.check().unwrap();
 }
+
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "mmap and thread-locals with destructors; covered by freespace-sync under Miri"
+)]
+fn shared_stack_runs_the_ops() {
+    fn prop(ops: Ops) -> Result<(), String> {
+        let heap = stacks::shared();
+        ops::run(&heap, &ops.0, &|| heap.check()).map(|_| ())
+    }
+    QuickCheck::new()
+        .tests(CASES)
+        .quickcheck(prop as fn(Ops) -> Result<(), String>);
+}
+
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "mmap and thread-locals with destructors; covered by freespace-sync under Miri"
+)]
+fn threaded_stack_conforms_and_runs_the_ops() {
+    static DEPOT: stacks::ThreadedDepot = stacks::threaded_depot();
+    static HEAP: stacks::Threaded = stacks::threaded(&DEPOT);
+    let check = || {
+        DEPOT.check()?;
+        let heap = DEPOT.parent().lock();
+        heap.check()?;
+        heap.parent().check()
+    };
+    conformance::run(&HEAP, &Config::default().check(&check));
+    fn prop(ops: Ops) -> Result<(), String> {
+        ops::run(&HEAP, &ops.0, &|| DEPOT.check()).map(|_| ())
+    }
+    QuickCheck::new()
+        .tests(CASES)
+        .quickcheck(prop as fn(Ops) -> Result<(), String>);
+    // Everything the ops allocated is back (in magazines, the depot or the heap).
+    HEAP.flush();
+    DEPOT.reap();
+    let heap = DEPOT.parent().lock();
+    heap.reap();
+    freespace_testkit::assert_all_free(&*heap);
+    freespace_testkit::assert_all_free(heap.parent());
+}
