@@ -19,7 +19,7 @@ use crate::slab::{Geometry, List, SlabPtr};
 use core::cell::Cell;
 use core::ptr::NonNull;
 use freespace_core::alloc::{AllocError, Allocator, Layout};
-use freespace_core::{BlockInfo, BlockState, Corruption, Violation};
+use freespace_core::{report, BlockInfo, BlockState, Corruption, Violation};
 
 /// What happens to the objects of a slab when it is made and when it is
 /// given back to the parent.
@@ -48,6 +48,18 @@ impl Hooks for NoHooks {
     unsafe fn destruct(&self, _: NonNull<u8>) {}
 }
 
+/// A free that [`Cache::validate`] cleared: the object, and the list move
+/// it causes (every header the move rewrites already verified).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Validated {
+    /// Index of the object in its slab.
+    index: usize,
+    /// The list the slab is on.
+    from: List,
+    /// The list it belongs on after the free.
+    to: List,
+}
+
 /// The slabs of one object size.
 ///
 /// # Invariants
@@ -57,6 +69,9 @@ impl Hooks for NoHooks {
 ///   `prev == None`, and `counts[l]` is its length.
 /// - C3: every slab on the lists is in the owner's index and carries this
 ///   cache's `class` (the slab invariants S1–S3 hold for it).
+///
+/// No link is followed and no header rewritten by a free or a list move
+/// until that header's seal (S1) has been verified.
 /// - C4: after every public operation, `counts[Empty] <= max_empty`.
 pub(crate) struct Cache {
     pub(crate) geometry: Geometry,
@@ -86,12 +101,15 @@ impl Cache {
         self.counts[list as usize].get()
     }
 
+    /// Files `slab` at the head of `list`.
+    ///
+    /// The old head (if any) must have passed [`SlabPtr::verify`]: its back
+    /// link is about to be rewritten.
     fn push(&self, list: List, slab: SlabPtr) {
         let head = &self.heads[list as usize];
-        slab.set_list(list);
-        slab.set_prev(None);
-        slab.set_next(head.get());
-        if let Some(old) = head.get() {
+        let old = head.get();
+        slab.link(list, None, old);
+        if let Some(old) = old {
             old.set_prev(Some(slab));
         }
         head.set(Some(slab));
@@ -99,46 +117,105 @@ impl Cache {
         count.set(count.get() + 1);
     }
 
-    fn unlink(&self, slab: SlabPtr) {
-        let list = slab.list();
-        match slab.prev() {
-            Some(p) => p.set_next(slab.next()),
-            None => self.heads[list as usize].set(slab.next()),
+    /// Takes `slab` off `list`, which it is on. Its neighbours must have
+    /// passed [`SlabPtr::verify`] (see [`Cache::push`]).
+    fn unlink(&self, slab: SlabPtr, list: List) {
+        let (prev, next) = (slab.prev(), slab.next());
+        match prev {
+            Some(p) => p.set_next(next),
+            None => self.heads[list as usize].set(next),
         }
-        if let Some(n) = slab.next() {
-            n.set_prev(slab.prev());
+        if let Some(n) = next {
+            n.set_prev(prev);
         }
         let count = &self.counts[list as usize];
         count.set(count.get() - 1);
     }
 
-    /// Moves `slab` to the list its free count calls for (C1).
-    fn refile(&self, slab: SlabPtr) {
-        let want = List::for_count(slab.free_count(), self.geometry.capacity);
-        if slab.list() != want {
-            self.unlink(slab);
-            self.push(want, slab);
+    /// Before `slab` (verified, on `from`) moves to `to`: verifies every
+    /// header the move rewrites — its neighbours and the head of `to` — and
+    /// that a slab without a back link really is the head of `from`.
+    fn check_move(&self, slab: SlabPtr, from: List, to: List) -> Result<(), Corruption> {
+        if from == to {
+            return Ok(());
+        }
+        if slab.prev().is_none() && self.heads[from as usize].get() != Some(slab) {
+            return Err(Corruption::OverwrittenHeader { addr: slab.addr() });
+        }
+        for other in [slab.prev(), slab.next(), self.heads[to as usize].get()]
+            .into_iter()
+            .flatten()
+        {
+            other.verify()?;
+        }
+        Ok(())
+    }
+
+    /// Moves `slab` from `from` to `to` (cleared by [`Cache::check_move`]).
+    fn move_to(&self, slab: SlabPtr, from: List, to: List) {
+        if from != to {
+            self.unlink(slab, from);
+            self.push(to, slab);
+        }
+    }
+
+    /// Verifies the head `slab` of `list` and its successor before the slab
+    /// is unlinked and given back.
+    fn check_head(&self, slab: SlabPtr, list: List) -> Result<(), Corruption> {
+        if slab.verify()? != list || slab.prev().is_some() {
+            return Err(Corruption::OverwrittenHeader { addr: slab.addr() });
+        }
+        match slab.next() {
+            Some(next) => next.verify().map(|_| ()),
+            None => Ok(()),
         }
     }
 
     /// Takes a free object, making a new slab from `parent` if no slab has
-    /// one.
+    /// one. A damaged slab header on the way is reported (and the request
+    /// fails if the report returns).
     pub(crate) fn allocate<A: Allocator, H: Hooks>(
         &self,
         parent: &A,
         index: &Index,
         hooks: &H,
     ) -> Result<NonNull<u8>, AllocError> {
-        let slab = match self.heads[List::Partial as usize].get() {
-            Some(s) => s,
+        let (slab, on) = match self.heads[List::Partial as usize].get() {
+            Some(s) => (s, List::Partial),
             None => match self.heads[List::Empty as usize].get() {
-                Some(s) => s,
-                None => self.grow(parent, index, hooks)?,
+                Some(s) => (s, List::Empty),
+                None => (self.grow(parent, index, hooks)?, List::Empty),
             },
         };
+        self.take_from(slab, on).map_err(|c| {
+            report(c, "slab");
+            AllocError
+        })
+    }
+
+    /// Takes the lowest free object of `slab`, the head of `on`.
+    ///
+    /// The common case (the slab stays on its list) reads and amends only
+    /// the counts: nothing there can make it touch memory outside the slab,
+    /// and damage elsewhere in the header stays visible to the next verify
+    /// (see `seal_of`). A move to another list follows and rewrites links,
+    /// so it first verifies the slab and every header the move rewrites.
+    fn take_from(&self, slab: SlabPtr, on: List) -> Result<NonNull<u8>, Corruption> {
+        let damaged = Corruption::OverwrittenHeader { addr: slab.addr() };
+        let capacity = self.geometry.capacity;
+        let free = slab.free_count();
+        if slab.list() != Some(on) || List::for_count(free, capacity) != on {
+            return Err(damaged);
+        }
+        // `on` is partial or empty, so `1 <= free <= capacity`.
+        let to = List::for_count(free - 1, capacity);
+        if to != on {
+            slab.verify()?;
+            self.check_move(slab, on, to)?;
+        }
         // SAFETY: `slab` is one of ours (C3), made with `self.geometry`.
-        let object = unsafe { slab.take(&self.geometry) }.ok_or(AllocError)?;
-        self.refile(slab);
+        let object = unsafe { slab.take(&self.geometry) }.ok_or(damaged)?;
+        self.move_to(slab, on, to);
         Ok(object)
     }
 
@@ -180,13 +257,23 @@ impl Cache {
             }
             return Err(AllocError);
         }
+        // Only called with the empty list empty (`allocate`), so the push
+        // rewrites no other header.
         self.push(List::Empty, slab);
         Ok(slab)
     }
 
-    /// Gives `slab` back to `parent`, destructing its free objects.
-    fn release<A: Allocator, H: Hooks>(&self, parent: &A, index: &Index, hooks: &H, slab: SlabPtr) {
-        self.unlink(slab);
+    /// Gives `slab`, the head of `list`, back to `parent`, destructing its
+    /// free objects. Its successor must have passed [`SlabPtr::verify`].
+    fn release<A: Allocator, H: Hooks>(
+        &self,
+        parent: &A,
+        index: &Index,
+        hooks: &H,
+        slab: SlabPtr,
+        list: List,
+    ) {
+        self.unlink(slab, list);
         let g = &self.geometry;
         // SAFETY: `slab` is ours, made with `g`; free objects are
         // constructed and owned by the cache (Hooks contract).
@@ -205,22 +292,43 @@ impl Cache {
         }
     }
 
-    /// Validates that `addr` is a live object of `slab` and returns its
-    /// index; the slab must be one of this cache's.
-    pub(crate) fn validate(&self, slab: SlabPtr, addr: usize) -> Result<usize, Corruption> {
-        if !slab.magic_ok() {
-            return Err(Corruption::OverwrittenHeader { addr: slab.addr() });
-        }
-        let i = slab.object_index(&self.geometry, addr)?;
-        // SAFETY: `i < capacity` (object_index), `slab` is ours with this geometry.
-        if unsafe { slab.is_free(i) } {
-            return Err(Corruption::DoubleFree { addr });
-        }
-        Ok(i)
+    /// Validates that `addr` is a live object of `slab`, one of this
+    /// cache's slabs, whose header is checked first (S1): see
+    /// [`Cache::validate_object`].
+    pub(crate) fn validate(&self, slab: SlabPtr, addr: usize) -> Result<Validated, Corruption> {
+        let from = slab.verify()?;
+        self.validate_object(slab, from, addr)
     }
 
-    /// Returns object `i` of `slab` (validated by [`Cache::validate`]); an
-    /// empty slab past `max_empty` goes back to the parent.
+    /// Validates that `addr` is a live object of `slab`, whose header passed
+    /// [`SlabPtr::verify`] naming `from`: the object must start at `addr`
+    /// and be in use, the header's free count must agree with its list, and
+    /// every header the free will rewrite is verified. Nothing is changed.
+    pub(crate) fn validate_object(
+        &self,
+        slab: SlabPtr,
+        from: List,
+        addr: usize,
+    ) -> Result<Validated, Corruption> {
+        let capacity = self.geometry.capacity;
+        let index = slab.object_index(&self.geometry, addr)?;
+        // SAFETY: `index < capacity` (object_index), `slab` is ours with this
+        // geometry.
+        if unsafe { slab.is_free(index) } {
+            return Err(Corruption::DoubleFree { addr });
+        }
+        let free = slab.free_count();
+        // An object in use means fewer than `capacity` are free.
+        if free >= capacity || List::for_count(free, capacity) != from {
+            return Err(Corruption::OverwrittenHeader { addr: slab.addr() });
+        }
+        let to = List::for_count(free + 1, capacity);
+        self.check_move(slab, from, to)?;
+        Ok(Validated { index, from, to })
+    }
+
+    /// Returns the object [`Cache::validate`] cleared; an empty slab past
+    /// `max_empty` goes back to the parent.
     pub(crate) fn free<A: Allocator, H: Hooks>(
         &self,
         parent: &A,
@@ -228,14 +336,39 @@ impl Cache {
         hooks: &H,
         max_empty: usize,
         slab: SlabPtr,
-        i: usize,
+        valid: Validated,
     ) {
-        // SAFETY: `i` is a used object of `slab` (validate).
-        unsafe { slab.put(i) };
-        self.refile(slab);
-        if slab.list() == List::Empty && self.count(List::Empty) > max_empty {
-            self.release(parent, index, hooks, slab);
+        // SAFETY: `valid.index` is a used object of `slab`, whose header was
+        // verified with fewer than `capacity` objects free (validate).
+        unsafe { slab.put(valid.index) };
+        self.move_to(slab, valid.from, valid.to);
+        if valid.to == List::Empty && self.count(List::Empty) > max_empty {
+            // `slab` is now the head of the empty list; its successor was
+            // the old head, verified by `check_move`.
+            self.release(parent, index, hooks, slab, List::Empty);
         }
+    }
+
+    /// Gives back every slab of `list`; returns how many. A damaged header
+    /// is reported and ends the walk, leaving that slab and the rest of the
+    /// list where they are (leaked, never read further).
+    fn release_while<A: Allocator, H: Hooks>(
+        &self,
+        parent: &A,
+        index: &Index,
+        hooks: &H,
+        list: List,
+    ) -> usize {
+        let mut n = 0;
+        while let Some(slab) = self.heads[list as usize].get() {
+            if let Err(c) = self.check_head(slab, list) {
+                report(c, "slab");
+                break;
+            }
+            self.release(parent, index, hooks, slab, list);
+            n += 1;
+        }
+        n
     }
 
     /// Gives every empty slab back to the parent; returns how many.
@@ -245,30 +378,25 @@ impl Cache {
         index: &Index,
         hooks: &H,
     ) -> usize {
-        let mut n = 0;
-        while let Some(slab) = self.heads[List::Empty as usize].get() {
-            self.release(parent, index, hooks, slab);
-            n += 1;
-        }
-        n
+        self.release_while(parent, index, hooks, List::Empty)
     }
 
     /// Gives every slab back to the parent, used objects included (drop).
     pub(crate) fn release_all<A: Allocator, H: Hooks>(&self, parent: &A, index: &Index, hooks: &H) {
         for list in [List::Partial, List::Full, List::Empty] {
-            while let Some(slab) = self.heads[list as usize].get() {
-                self.release(parent, index, hooks, slab);
-            }
+            self.release_while(parent, index, hooks, list);
         }
     }
 
-    /// Calls `visit` for every slab on every list.
+    /// Calls `visit` for every slab on every list, up to and including the
+    /// first slab of a list whose header fails [`SlabPtr::verify`].
     pub(crate) fn for_each_slab(&self, mut visit: impl FnMut(SlabPtr)) {
         for head in &self.heads {
             let mut at = head.get();
             while let Some(slab) = at {
                 visit(slab);
-                at = slab.next();
+                // A damaged header's links are not followed (S1).
+                at = slab.verify().ok().and_then(|_| slab.next());
             }
         }
     }
@@ -323,18 +451,20 @@ impl Cache {
                         "listed slab missing from the index",
                     ));
                 }
+                // S1 first: no other field is believed, and no link
+                // followed, before the seal passes.
+                // SAFETY: `slab` is ours (in the index), made with our geometry.
+                unsafe { slab.check(&self.geometry, self.class)? };
                 if slab.prev() != prev {
                     return Err(Violation::new("C2", slab.addr(), "broken back link"));
                 }
-                if slab.list() != list {
+                if slab.list() != Some(list) {
                     return Err(Violation::new(
                         "C1",
                         slab.addr(),
                         "slab header names another list",
                     ));
                 }
-                // SAFETY: `slab` is ours (in the index), made with our geometry.
-                unsafe { slab.check(&self.geometry, self.class)? };
                 n += 1;
                 if n > index.len() {
                     return Err(Violation::new(

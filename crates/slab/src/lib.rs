@@ -25,9 +25,10 @@
 //!
 //! - **Slabs come from the parent** with `Layout(SLAB_SIZE, SLAB_SIZE)`, so
 //!   the slab of an object is found by masking its address. The header sits
-//!   at offset 0 (no object ever starts there) with a magic (`KEY ^ its own
-//!   address`), the object size class, the free count and the list links; a
-//!   bitmap of free objects follows. Free objects are tracked in the bitmap,
+//!   at offset 0 (no object ever starts there) with the object size class,
+//!   the free count, the list links and tag, and a *seal* over all of them
+//!   (a keyed weighted sum of the header's address and every other header
+//!   word); a bitmap of free objects follows. Free objects are tracked in the bitmap,
 //!   never inside the objects, because an object cache keeps free objects
 //!   constructed; the bitmap also makes a double free an exact O(1) test.
 //! - **Partial, full and empty slabs**: allocation takes from a partial slab,
@@ -43,6 +44,13 @@
 //!   that is not ours: a block the parent served directly can start at a
 //!   slab-aligned address and hold bytes that look like a header, and it is
 //!   still never mistaken for a slab.
+//! - **Header damage** is caught before it is acted on: every free checks
+//!   the seal of its slab's header (any change confined to one header word,
+//!   seal included, always breaks it), and so does every list move before
+//!   it follows or rewrites a link, for each header it touches. The list tag
+//!   is a plain integer validated on read, never an enum built from
+//!   unchecked bytes. The allocator amends the seal by each change it makes
+//!   instead of recomputing it, so damage stays visible until verified.
 //! - **Corruption** (foreign pointer, interior pointer, double free,
 //!   overwritten header, a layout of the wrong class) is reported through
 //!   [`freespace_core::report`] as `freespace: double free at 0x… (slab)`;

@@ -294,7 +294,8 @@ impl<T, A: Allocator, const SLAB_SIZE: usize> ObjectCache<T, A, SLAB_SIZE> {
     }
 
     /// Returns `object` to the cache, reporting misuse (foreign or interior
-    /// pointer, double free) through [`freespace_core::report`].
+    /// pointer, double free, a damaged slab header) through
+    /// [`freespace_core::report`].
     ///
     /// # Safety
     /// `object` came from [`ObjectCache::alloc`] on `self` and is not used
@@ -337,14 +338,14 @@ impl<T, A: Allocator, const SLAB_SIZE: usize> ObjectCache<T, A, SLAB_SIZE> {
             .index
             .find(addr & !(SLAB_SIZE - 1))
             .ok_or(Corruption::ForeignPointer { addr })?;
-        let i = self.cache.validate(slab, addr)?;
+        let valid = self.cache.validate(slab, addr)?;
         self.cache.free(
             &self.parent,
             &self.index,
             &self.hooks,
             self.max_empty,
             slab,
-            i,
+            valid,
         );
         Ok(())
     }

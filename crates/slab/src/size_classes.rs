@@ -172,12 +172,23 @@ const fn default_count(slab_size: usize) -> usize {
 ///
 /// The slab of a pointer is `ptr & !(SLAB_SIZE - 1)`; the slab index
 /// confirms it is one of ours before its header is read, then the header's
-/// magic (`KEY ^ its address`) is checked, then the pointer must start an
-/// object that is in use. Failures are reported through
-/// [`freespace_core::report`] as `(slab)`: foreign pointer, overwritten
-/// header, size mismatch (an object freed with a layout of another class,
-/// or a slab object freed with a layout that routes to the parent), interior
-/// pointer, double free. [`Slab::try_deallocate`] returns them instead.
+/// seal is checked (S1: a keyed weighted sum of its address and every other
+/// header word, so damage to any one word — links, class, list tag, free
+/// count, search start or the seal itself — is always caught), then the
+/// pointer must start an object that is in use, the free count must agree
+/// with the list, and, if the free moves the slab to another list, the
+/// headers of its neighbours and of the new list's head are checked too.
+/// Nothing is changed before all of that passes. Failures are reported
+/// through [`freespace_core::report`] as `(slab)`: foreign pointer,
+/// overwritten header (naming the damaged header's address), size mismatch
+/// (an object freed with a layout of another class, or a slab object freed
+/// with a layout that routes to the parent), interior pointer, double free.
+/// [`Slab::try_deallocate`] returns them instead.
+///
+/// An allocation that keeps its slab on the same list checks only the list
+/// tag and free count it acts on (the fast path); one that moves the slab
+/// verifies every header it touches, and damage is reported (the request
+/// then fails). `reap` and drop verify each slab before following its link.
 ///
 /// # Empty slabs
 ///
@@ -195,7 +206,8 @@ const fn default_count(slab_size: usize) -> usize {
 /// # Invariants
 ///
 /// Per slab:
-/// - S1: the header's magic is `KEY ^ its address`, the slab is aligned to
+/// - S1: the header's seal is the keyed weighted sum of its address and its
+///   other words, its list tag names a list, the slab is aligned to
 ///   `SLAB_SIZE`, and the header names the class of the cache that lists it;
 /// - S2: the header's free count is the number of set bits in the bitmap, and
 ///   no bit past the last object is set;
@@ -532,17 +544,22 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
                 let slab = self
                     .slab_of(ptr)
                     .ok_or(Corruption::ForeignPointer { addr })?;
-                // The index proved `slab` ours; the header is trusted only
-                // after its magic passes (inside `validate`).
-                if !slab.magic_ok() {
-                    return Err(Corruption::OverwrittenHeader { addr: slab.addr() });
-                }
+                // The index proved `slab` ours; its header is believed only
+                // after its seal passes (S1).
+                let list = slab.verify()?;
                 if slab.class() as usize != class {
                     return Err(Corruption::SizeMismatch { addr });
                 }
                 let cache = &self.caches[class];
-                let i = cache.validate(slab, addr)?;
-                cache.free(&self.parent, &self.index, &NoHooks, self.max_empty, slab, i);
+                let valid = cache.validate_object(slab, list, addr)?;
+                cache.free(
+                    &self.parent,
+                    &self.index,
+                    &NoHooks,
+                    self.max_empty,
+                    slab,
+                    valid,
+                );
                 Ok(())
             }
             None => {
@@ -563,16 +580,21 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
     /// against the class its header names.
     fn free_object(&self, slab: SlabPtr, ptr: NonNull<u8>) -> Result<(), Corruption> {
         let addr = ptr.as_ptr().addr();
-        if !slab.magic_ok() {
-            return Err(Corruption::OverwrittenHeader { addr: slab.addr() });
-        }
+        let list = slab.verify()?;
         let cache = self
             .caches
             .get(slab.class() as usize)
             .filter(|_| (slab.class() as usize) < self.classes.len())
             .ok_or(Corruption::OverwrittenHeader { addr: slab.addr() })?;
-        let i = cache.validate(slab, addr)?;
-        cache.free(&self.parent, &self.index, &NoHooks, self.max_empty, slab, i);
+        let valid = cache.validate_object(slab, list, addr)?;
+        cache.free(
+            &self.parent,
+            &self.index,
+            &NoHooks,
+            self.max_empty,
+            slab,
+            valid,
+        );
         Ok(())
     }
 

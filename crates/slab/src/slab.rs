@@ -17,20 +17,45 @@
 //! objects themselves: an object cache keeps its free objects *constructed*,
 //! so their bytes are not ours to reuse as links. The bitmap also makes a
 //! double free an exact O(1) test.
+//!
+//! The header carries a seal ([`SlabPtr::verify`]): a stray write into it
+//! (an overflow from the block before the slab, a use after free of the
+//! parent's block) is caught before the allocator believes a damaged link,
+//! count or tag.
 
 use core::mem::size_of;
 use core::ptr::NonNull;
 use freespace_core::layout::{align_up, is_aligned};
 use freespace_core::{Corruption, Violation};
 
-/// Key folded into every header's magic: `magic == KEY ^ header address`.
-/// A header copied elsewhere, or overwritten by a stray write, fails the test.
-const KEY: usize = 0x51ab_5eed_c0ff_ee00_u64 as usize;
+/// Key of the header seal, folded into the address word (invariant S1).
+const SEAL_KEY: u64 = 0x51ab_5eed_c0ff_ee00;
+
+/// Weights of the header words in the seal: odd, so multiplying by one is a
+/// bijection of `u64` (the SplitMix64 / MurmurHash3 finaliser constants).
+const SEAL_WEIGHTS: [u64; 5] = [
+    0x9e37_79b9_7f4a_7c15,
+    0xbf58_476d_1ce4_e5b9,
+    0x94d0_49bb_1331_11eb,
+    0xd6e8_feb8_6659_fd93,
+    0xff51_afd7_ed55_8ccd,
+];
+
+/// Seal word holding the links (see [`words`]).
+const NEXT_WORD: usize = 1;
+/// Seal word holding the back link.
+const PREV_WORD: usize = 2;
+/// Seal word holding the class and list tag.
+const CLASS_LIST_WORD: usize = 3;
+/// Seal word holding the free count and search start.
+const COUNTS_WORD: usize = 4;
 
 /// Bits in one bitmap word.
 const WORD_BITS: usize = 64;
 
-/// Which list of its cache a slab is on.
+/// Which list of its cache a slab is on. The header stores it as a plain
+/// `u32` tag ([`List::from_tag`] validates it on read), never as this enum:
+/// a stray write must not be able to make an invalid enum value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
 pub(crate) enum List {
@@ -43,6 +68,16 @@ pub(crate) enum List {
 }
 
 impl List {
+    /// The list a header tag names, if it names one.
+    pub(crate) const fn from_tag(tag: u32) -> Option<Self> {
+        match tag {
+            0 => Some(List::Partial),
+            1 => Some(List::Full),
+            2 => Some(List::Empty),
+            _ => None,
+        }
+    }
+
     /// The list a slab with `free` of `capacity` objects free belongs on.
     pub(crate) const fn for_count(free: usize, capacity: usize) -> Self {
         if free == 0 {
@@ -57,22 +92,90 @@ impl List {
 
 /// The descriptor at offset 0 of every slab. The free bitmap (`u64` words)
 /// follows at [`BITMAP_OFFSET`].
+///
+/// ```text
+///  0        8        16       24    28    32    36    40  (64-bit targets)
+///  ├────────┼────────┼────────┼─────┼─────┼─────┼─────┤
+///  │ seal   │ next   │ prev   │class│list │free │search
+///  └────────┴────────┴────────┴─────┴─────┴─────┴─────┘
+///   seal = keyed weighted sum of (header address, next, prev,
+///          class|list, free|search_from), amended by every change we make
+/// ```
+///
+/// Every field is plain data for which any bit pattern is a valid value
+/// (`Option<SlabPtr>` is a nullable pointer, the list is a `u32` tag), so a
+/// damaged header can always be *read*; the seal says whether it may be
+/// *believed*.
 #[repr(C)]
+#[derive(Clone, Copy)]
 struct Header {
-    /// `KEY ^ address of this header` (invariant S1).
-    magic: usize,
+    /// [`seal_of`] this header's address and other fields (invariant S1).
+    seal: u64,
     /// Next slab on the same list.
     next: Option<SlabPtr>,
     /// Previous slab on the same list.
     prev: Option<SlabPtr>,
     /// Index of the owning cache within its allocator (a size class).
     class: u32,
-    /// Which list the slab is on.
-    list: List,
+    /// Which list the slab is on: a [`List`] tag, validated on read.
+    list: u32,
     /// Number of free objects (set bits in the bitmap).
     free: u32,
     /// Every bitmap word below this index is zero (invariant S3).
     search_from: u32,
+}
+
+/// The words a seal covers: the keyed header address, then every header
+/// field but the seal, packed in `u64`s.
+#[inline]
+fn words(addr: usize, h: &Header) -> [u64; 5] {
+    [
+        SEAL_KEY ^ addr as u64,
+        link_word(h.next),
+        link_word(h.prev),
+        class_list_word(h.class, h.list),
+        counts_word(h.free, h.search_from),
+    ]
+}
+
+#[inline]
+fn link_word(link: Option<SlabPtr>) -> u64 {
+    link.map_or(0, |s| s.addr() as u64)
+}
+
+#[inline]
+fn class_list_word(class: u32, list: u32) -> u64 {
+    u64::from(class) | u64::from(list) << 32
+}
+
+#[inline]
+fn counts_word(free: u32, search_from: u32) -> u64 {
+    u64::from(free) | u64::from(search_from) << 32
+}
+
+/// The seal of a header at `addr` holding `h`: `Σ words[i] · WEIGHTS[i]`
+/// (mod 2^64), five independent multiplies.
+///
+/// - Any change confined to one word — the address (a header copied
+///   elsewhere), a link, the class and list tag, the counts, or the seal
+///   itself — always changes it (each weight is odd, so `δ · weight ≠ 0` for
+///   `δ ≠ 0`); damage across several words passes only by a 64-bit
+///   coincidence.
+/// - It is additive, so the allocator *amends* it when it changes a field
+///   (`seal += (new − old) · weight`, one multiply; see
+///   [`SlabPtr::amend`]) and never recomputes it from a header it has not
+///   verified. `seal − seal_of(header)` is therefore unchanged by every
+///   write of ours: damage made behind the allocator's back stays visible
+///   until a free or a list move verifies the header, however many
+///   allocations touch the slab in between.
+#[inline]
+fn seal_of(addr: usize, h: &Header) -> u64 {
+    let w = words(addr, h);
+    let mut seal = 0u64;
+    for i in 0..w.len() {
+        seal = seal.wrapping_add(w[i].wrapping_mul(SEAL_WEIGHTS[i]));
+    }
+    seal
 }
 
 /// Offset of the free bitmap: right after the header, 8-aligned.
@@ -207,15 +310,17 @@ impl SlabPtr {
         // bytes of the slab, which the caller gave us; `base` is aligned to
         // the slab size, hence to 8.
         unsafe {
-            slab.0.as_ptr().write(Header {
-                magic: KEY ^ base.as_ptr().addr(),
+            let mut header = Header {
+                seal: 0,
                 next: None,
                 prev: None,
                 class,
-                list: List::Empty,
+                list: List::Empty as u32,
                 free: geometry.capacity as u32,
                 search_from: 0,
-            });
+            };
+            header.seal = seal_of(slab.addr(), &header);
+            slab.0.as_ptr().write(header);
             for w in 0..geometry.words {
                 let bits_here = (geometry.capacity - w * WORD_BITS).min(WORD_BITS);
                 let word = if bits_here == WORD_BITS {
@@ -256,13 +361,38 @@ impl SlabPtr {
     // slab is live: its memory belongs to the cache that hands out `self`.
     // SAFETY for all of them: the header is initialised by `init` and only
     // accessed through raw places, never through long-lived references, so
-    // no reference to it can alias the one-field read or write.
+    // no reference to it can alias the one-field read or write; every field
+    // is valid for any bit pattern, so even a damaged header reads soundly.
+    //
+    // The getters return what the header says; only after `verify` has
+    // passed is that believed (S1). Every setter amends the seal by the
+    // change it makes (`amend`), never recomputes it, so damage done behind
+    // our back survives our own writes until a `verify` sees it.
     // ---------------------------------------------------------------------
 
-    /// Whether the magic matches this header's address (S1).
-    pub(crate) fn magic_ok(self) -> bool {
+    /// Checks the seal (S1) and the list tag: `Ok(list)` if the header is
+    /// exactly as this allocator last wrote it, else `OverwrittenHeader`
+    /// naming the header. Call it before believing a link or acting on a
+    /// field that a free or a list move depends on.
+    #[inline]
+    pub(crate) fn verify(self) -> Result<List, Corruption> {
         // SAFETY: see the banner above.
-        unsafe { (*self.header()).magic == KEY ^ self.addr() }
+        let h = unsafe { self.header().read() };
+        match List::from_tag(h.list) {
+            Some(list) if h.seal == seal_of(self.addr(), &h) => Ok(list),
+            _ => Err(Corruption::OverwrittenHeader { addr: self.addr() }),
+        }
+    }
+
+    /// Amends the seal for seal word `word` changing from `old` to `new`.
+    #[inline]
+    fn amend(self, word: usize, old: u64, new: u64) {
+        let delta = new.wrapping_sub(old).wrapping_mul(SEAL_WEIGHTS[word]);
+        // SAFETY: see the banner above.
+        unsafe {
+            let h = self.header();
+            (*h).seal = (*h).seal.wrapping_add(delta);
+        }
     }
 
     pub(crate) fn class(self) -> u32 {
@@ -270,14 +400,10 @@ impl SlabPtr {
         unsafe { (*self.header()).class }
     }
 
-    pub(crate) fn list(self) -> List {
+    /// The list the header names, if its tag is a valid one.
+    pub(crate) fn list(self) -> Option<List> {
         // SAFETY: see the banner above.
-        unsafe { (*self.header()).list }
-    }
-
-    pub(crate) fn set_list(self, list: List) {
-        // SAFETY: see the banner above.
-        unsafe { (*self.header()).list = list }
+        List::from_tag(unsafe { (*self.header()).list })
     }
 
     pub(crate) fn free_count(self) -> usize {
@@ -295,14 +421,47 @@ impl SlabPtr {
         unsafe { (*self.header()).prev }
     }
 
+    /// Files the slab on `list` between `prev` and `next`.
+    pub(crate) fn link(self, list: List, prev: Option<SlabPtr>, next: Option<SlabPtr>) {
+        // SAFETY: see the banner above.
+        let (class, old) = unsafe {
+            let h = self.header();
+            let old = (*h).list;
+            (*h).list = list as u32;
+            ((*h).class, old)
+        };
+        self.amend(
+            CLASS_LIST_WORD,
+            class_list_word(class, old),
+            class_list_word(class, list as u32),
+        );
+        self.set_prev(prev);
+        self.set_next(next);
+    }
+
     pub(crate) fn set_next(self, next: Option<SlabPtr>) {
         // SAFETY: see the banner above.
-        unsafe { (*self.header()).next = next }
+        let old = unsafe { core::ptr::replace(&raw mut (*self.header()).next, next) };
+        self.amend(NEXT_WORD, link_word(old), link_word(next));
     }
 
     pub(crate) fn set_prev(self, prev: Option<SlabPtr>) {
         // SAFETY: see the banner above.
-        unsafe { (*self.header()).prev = prev }
+        let old = unsafe { core::ptr::replace(&raw mut (*self.header()).prev, prev) };
+        self.amend(PREV_WORD, link_word(old), link_word(prev));
+    }
+
+    /// Sets the free count and search start.
+    fn set_counts(self, free: u32, search_from: u32) {
+        // SAFETY: see the banner above.
+        let old = unsafe {
+            let h = self.header();
+            let old = counts_word((*h).free, (*h).search_from);
+            (*h).free = free;
+            (*h).search_from = search_from;
+            old
+        };
+        self.amend(COUNTS_WORD, old, counts_word(free, search_from));
     }
 
     /// Pointer to object `i`.
@@ -334,10 +493,13 @@ impl SlabPtr {
         unsafe { self.word_ptr(i / WORD_BITS).read() & (1 << (i % WORD_BITS)) != 0 }
     }
 
-    /// Takes the lowest free object, or `None` if the slab is full.
+    /// Takes the lowest free object, or `None` if the bitmap has none to
+    /// give (a full slab, or a bitmap bit set past the last object).
     ///
     /// # Safety
-    /// `g` is this slab's geometry.
+    /// `g` is this slab's geometry. The header need not be verified (a
+    /// damaged free count or search start costs no memory safety here, and
+    /// the amended seal keeps the damage visible).
     pub(crate) unsafe fn take(self, g: &Geometry) -> Option<NonNull<u8>> {
         // SAFETY: see the banner above.
         let mut w = unsafe { (*self.header()).search_from as usize };
@@ -348,26 +510,30 @@ impl SlabPtr {
             let bits = unsafe { word.read() };
             if bits != 0 {
                 let i = w * WORD_BITS + bits.trailing_zeros() as usize;
-                // SAFETY: as above; header fields per the banner. A set bit
-                // is below capacity (S2), so `object(i)` is in bounds.
+                if i >= g.capacity {
+                    // A damaged bitmap (S2): never hand out memory past
+                    // the last object.
+                    return None;
+                }
+                // SAFETY: as above; header fields per the banner;
+                // `i < capacity`, so `object(i)` is in bounds.
                 unsafe {
                     word.write(bits & (bits - 1));
-                    (*self.header()).free -= 1;
-                    (*self.header()).search_from = w as u32;
+                    let free = (*self.header()).free;
+                    self.set_counts(free.wrapping_sub(1), w as u32);
                     return Some(self.object(g, i));
                 }
             }
             w += 1;
         }
-        // SAFETY: see the banner above.
-        unsafe { (*self.header()).search_from = g.words as u32 };
         None
     }
 
     /// Marks object `i` free again.
     ///
     /// # Safety
-    /// `i < g.capacity`, `g` is this slab's geometry, and object `i` is in use.
+    /// `i < g.capacity`, `g` is this slab's geometry, and object `i` is in
+    /// use.
     pub(crate) unsafe fn put(self, i: usize) {
         let w = i / WORD_BITS;
         // SAFETY: `w < words` since `i < capacity`; header per the banner.
@@ -375,10 +541,7 @@ impl SlabPtr {
             let word = self.word_ptr(w);
             word.write(word.read() | 1 << (i % WORD_BITS));
             let h = self.header();
-            (*h).free += 1;
-            if (w as u32) < (*h).search_from {
-                (*h).search_from = w as u32;
-            }
+            self.set_counts((*h).free.wrapping_add(1), (*h).search_from.min(w as u32));
         }
     }
 
@@ -403,13 +566,13 @@ impl SlabPtr {
     /// `g` is the geometry the slab was made with.
     pub(crate) unsafe fn check(self, g: &Geometry, class: u32) -> Result<(), Violation> {
         let at = self.addr();
-        if !self.magic_ok() {
+        let Ok(list) = self.verify() else {
             return Err(Violation::new(
                 "S1",
                 at,
-                "slab header magic does not match its address",
+                "slab header seal does not match its address and contents",
             ));
-        }
+        };
         if !is_aligned(at, g.slab_size) {
             return Err(Violation::new(
                 "S1",
@@ -450,7 +613,7 @@ impl SlabPtr {
                 "free count differs from the bitmap",
             ));
         }
-        if self.list() != List::for_count(free, g.capacity) {
+        if list != List::for_count(free, g.capacity) {
             return Err(Violation::new(
                 "C1",
                 at,

@@ -625,7 +625,7 @@ fn checked_free_reports_every_misuse() {
             Err(Corruption::DoubleFree { addr: addr(p) })
         );
         slab.check().unwrap();
-        // An overwritten header: flip a byte of the magic, then restore it.
+        // An overwritten header: flip a byte of the seal, then restore it.
         let header = with_addr(keep, addr(keep) & !2047).unwrap();
         let saved = header.read();
         header.write(saved ^ 0x40);
@@ -676,6 +676,139 @@ fn object_cache_checked_free_reports_misuse() {
     cache.check().unwrap();
 }
 
+/// Bytes of a slab header: seal, two links, class, list tag, free count,
+/// search start.
+const HEADER_BYTES: usize = 8 + 2 * std::mem::size_of::<usize>() + 4 * 4;
+
+/// Flips byte `i` of the header at `header` (xor 0xFF).
+///
+/// # Safety
+/// `header` is the base of a live slab and `i < HEADER_BYTES`.
+unsafe fn flip(header: NonNull<u8>, i: usize) {
+    // SAFETY: byte `i` of the header lies in the slab (caller).
+    unsafe {
+        let b = header.add(i);
+        b.write(b.read() ^ 0xFF);
+    }
+}
+
+#[test]
+fn every_header_byte_flip_is_refused_by_the_checked_free() {
+    let slab: Slab<Global, 1024> = Slab::sized(Global);
+    let cache: ObjectCache<[u64; 3], Global, 1024> = ObjectCache::sized(Global);
+    let l = layout(32, 8);
+    let objects: Vec<NonNull<u8>> = (0..4).map(|_| slab.allocate(l).unwrap().cast()).collect();
+    let cached: Vec<_> = (0..4).map(|_| cache.alloc().unwrap()).collect();
+    let p = objects[1];
+    let o = cached[1];
+    let header = with_addr(p, addr(p) & !1023).unwrap();
+    let cache_header = with_addr(o.cast::<u8>(), addr(o) & !1023).unwrap();
+    // SAFETY: each flip is undone before the next; the refused frees touch
+    // nothing (checked below), and every object is freed once at the end.
+    unsafe {
+        for i in 0..HEADER_BYTES {
+            flip(header, i);
+            assert_eq!(
+                slab.try_deallocate(p, l),
+                Err(Corruption::OverwrittenHeader { addr: addr(header) }),
+                "slab header byte {i}"
+            );
+            assert!(slab.check().is_err(), "check misses header byte {i}");
+            flip(header, i);
+            slab.check().unwrap();
+
+            flip(cache_header, i);
+            assert_eq!(
+                cache.try_free(o),
+                Err(Corruption::OverwrittenHeader {
+                    addr: addr(cache_header)
+                }),
+                "object cache header byte {i}"
+            );
+            assert!(cache.check().is_err(), "check misses cache header byte {i}");
+            flip(cache_header, i);
+            cache.check().unwrap();
+        }
+        // Every bit of the list tag, one at a time: never an invalid enum.
+        for bit in 0..32 {
+            let tag = header.add(HEADER_BYTES - 12).cast::<u32>();
+            tag.write_unaligned(tag.read_unaligned() ^ 1 << bit);
+            assert_eq!(
+                slab.try_deallocate(p, l),
+                Err(Corruption::OverwrittenHeader { addr: addr(header) })
+            );
+            tag.write_unaligned(tag.read_unaligned() ^ 1 << bit);
+        }
+        for p in objects {
+            slab.deallocate(p, l);
+        }
+        for o in cached {
+            cache.free(o);
+        }
+    }
+    slab.check().unwrap();
+    cache.check().unwrap();
+    assert_eq!(cache.reap(), 1);
+}
+
+#[test]
+fn damage_survives_allocations_until_a_free_sees_it() {
+    // Allocations from a slab that stays on its list amend the seal without
+    // verifying it: they must not launder damage into a valid seal.
+    let slab: Slab<Global, 1024> = Slab::sized(Global);
+    let l = layout(32, 8);
+    let first = slab.allocate(l).unwrap().cast::<u8>();
+    let header = with_addr(first, addr(first) & !1023).unwrap();
+    // SAFETY: the flip is undone before the frees; every object is freed
+    // once, and the refused free touches nothing.
+    unsafe {
+        flip(header, 9); // the `next` link
+        let more: Vec<NonNull<u8>> = (0..5).map(|_| slab.allocate(l).unwrap().cast()).collect();
+        assert!(more.iter().all(|&p| addr(p) & !1023 == addr(header)));
+        assert_eq!(
+            slab.try_deallocate(first, l),
+            Err(Corruption::OverwrittenHeader { addr: addr(header) })
+        );
+        // Undoing the damage makes the amended seal exact again.
+        flip(header, 9);
+        slab.check().unwrap();
+        slab.deallocate(first, l);
+        for p in more {
+            slab.deallocate(p, l);
+        }
+    }
+    slab.check().unwrap();
+}
+
+#[test]
+fn a_damaged_neighbour_is_caught_before_a_free_relinks_it() {
+    // Two full slabs on the full list: B (newer, the head), then A. Freeing
+    // an object of A moves A to the partial list, rewriting B's `next`.
+    let cache: ObjectCache<[u64; 4], Global, 256> = ObjectCache::sized(Global);
+    let n = cache.objects_per_slab();
+    let objects: Vec<_> = (0..2 * n).map(|_| cache.alloc().unwrap()).collect();
+    let (a, b) = (objects[0], objects[n]);
+    let base = |o: NonNull<[u64; 4]>| with_addr(o.cast::<u8>(), addr(o) & !255).unwrap();
+    assert_ne!(base(a), base(b), "two slabs");
+    // SAFETY: the flip is undone; the refused free touches nothing, then
+    // every object is freed once.
+    unsafe {
+        flip(base(b), 12);
+        assert_eq!(
+            cache.try_free(a),
+            Err(Corruption::OverwrittenHeader {
+                addr: addr(base(b))
+            })
+        );
+        flip(base(b), 12);
+        cache.check().unwrap();
+        for o in objects {
+            cache.free(o);
+        }
+    }
+    cache.check().unwrap();
+}
+
 /// Runs this test binary again, running only `test`, with `SLAB_CHILD` set:
 /// the child does something fatal. Returns (stdout, stderr, signal).
 #[cfg(unix)]
@@ -720,6 +853,15 @@ fn corruption_aborts_with_the_documented_message() {
                     println!("addr={:#x}", addr(i));
                     slab.deallocate(i, l);
                 }
+                "overwritten header" => {
+                    // The allocation path verifies the header it takes
+                    // from: a bad list tag must not be acted on.
+                    let header =
+                        with_addr(p, addr(p) & !(freespace_slab::DEFAULT_SLAB_SIZE - 1)).unwrap();
+                    flip(header, HEADER_BYTES - 10);
+                    println!("addr={:#x}", addr(header));
+                    let _ = slab.allocate(l);
+                }
                 "object cache double free" => {
                     let cache: ObjectCache<u64, Global> = ObjectCache::new(Global);
                     let o = cache.alloc().unwrap();
@@ -738,6 +880,7 @@ fn corruption_aborts_with_the_documented_message() {
         "foreign pointer",
         "interior pointer",
         "object cache double free",
+        "overwritten header",
     ] {
         let (stdout, stderr, signal) = run_child(TEST, what);
         assert_eq!(
