@@ -88,7 +88,10 @@ fn locked_buddy_conforms() {
 /// The out-of-memory checks, without the per-step whole-heap check (which
 /// would make filling the heap with 16-byte blocks quadratic).
 #[test]
-#[cfg_attr(miri, ignore = "fills 256 KiB with 16-byte blocks: hours under Miri; runs natively")]
+#[cfg_attr(
+    miri,
+    ignore = "fills 256 KiB with 16-byte blocks: hours under Miri; runs natively"
+)]
 fn locked_bounded_buddy_conforms() {
     let heap = bounded();
     conformance::run(&heap, &conformance::Config::default().bounded());
@@ -127,7 +130,10 @@ fn magazines_conform() {
 /// With a bounded parent the cache still never runs the heap dry for good:
 /// after everything is freed and the depot reaped, all memory is back.
 #[test]
-#[cfg_attr(miri, ignore = "fills 256 KiB with 16-byte blocks: hours under Miri; runs natively")]
+#[cfg_attr(
+    miri,
+    ignore = "fills 256 KiB with 16-byte blocks: hours under Miri; runs natively"
+)]
 fn thread_cache_over_a_bounded_heap_conforms() {
     let depot = Depot::new(bounded());
     {
@@ -155,7 +161,10 @@ fn tests() -> u64 {
 }
 
 #[test]
-#[cfg_attr(miri, ignore = "the buddy's whole-heap check after every op takes minutes per case under Miri")]
+#[cfg_attr(
+    miri,
+    ignore = "the buddy's whole-heap check after every op takes minutes per case under Miri"
+)]
 fn ops_over_locked_buddy() {
     fn prop(o: ops::Ops) -> Result<(), String> {
         let heap = bounded();
@@ -169,7 +178,10 @@ fn ops_over_locked_buddy() {
 }
 
 #[test]
-#[cfg_attr(miri, ignore = "the buddy's whole-heap check after every op takes minutes per case under Miri")]
+#[cfg_attr(
+    miri,
+    ignore = "the buddy's whole-heap check after every op takes minutes per case under Miri"
+)]
 fn ops_over_thread_cache() {
     fn prop(o: ops::Ops) -> Result<(), String> {
         let depot = Depot::new(bounded());
@@ -187,7 +199,10 @@ fn ops_over_thread_cache() {
 }
 
 #[test]
-#[cfg_attr(miri, ignore = "the buddy's whole-heap check after every op takes minutes per case under Miri")]
+#[cfg_attr(
+    miri,
+    ignore = "the buddy's whole-heap check after every op takes minutes per case under Miri"
+)]
 fn ops_over_magazines() {
     fn prop(o: ops::Ops) -> Result<(), String> {
         let depot = Depot::new(bounded());
