@@ -149,12 +149,12 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
     }
     if o.budget.is_zero() {
         o.budget = Duration::from_secs(match (o.callgrind, o.scale) {
-            (true, _) => 120,
+            (true, _) => 60,
             (false, Scale::Quick) => 2,
             (false, _) => 3,
         });
     }
-    if o.callgrind && o.scale == Scale::Standard {
+    if (o.callgrind || o.child) && o.scale == Scale::Standard {
         o.scale = Scale::Callgrind;
     }
     Ok(Some(o))
