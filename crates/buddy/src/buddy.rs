@@ -483,20 +483,8 @@ impl<S: Source, const MIN: usize, const ORDERS: usize> Buddy<S, MIN, ORDERS> {
         new: Layout,
         zeroed: bool,
     ) -> Result<NonNull<[u8]>, AllocError> {
-        let block = if zeroed {
-            self.allocate_zeroed(new)?
-        } else {
-            self.allocate(new)?
-        };
-        // SAFETY: both blocks are live and distinct; `ptr` is readable for
-        // `old.size()` bytes and the new block is at least `new.size()` long.
-        unsafe {
-            block
-                .cast::<u8>()
-                .copy_from_nonoverlapping(ptr, old.size().min(new.size()));
-            self.deallocate(ptr, old);
-        }
-        Ok(block)
+        // SAFETY: `ptr` is a live block of `self` with `old` (caller).
+        unsafe { freespace_core::resize::relocate_within(self, ptr, old, new, zeroed) }
     }
 }
 

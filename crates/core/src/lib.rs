@@ -12,6 +12,7 @@
 //! | [`inspect`] | [`Inspect`]: walk every block of a heap, and [`HeapSummary`] built on it |
 //! | [`layout`] | checked size and alignment arithmetic (overflow is `None`, never a wrap) |
 //! | [`corruption`] | [`Corruption`] and the one reporting function, [`report`] |
+//! | [`resize`] | moving a block to a fresh one when a resize cannot happen in place |
 //! | [`violation`] | [`Violation`], what a heap's `check()` returns when an invariant is broken |
 //!
 //! # Example
@@ -63,6 +64,7 @@ pub mod corruption;
 pub mod inspect;
 pub mod layout;
 pub mod query;
+pub mod resize;
 pub mod source;
 pub mod violation;
 

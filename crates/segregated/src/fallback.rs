@@ -6,7 +6,7 @@ use freespace_core::alloc::{AllocError, Allocator, Layout};
 use freespace_core::layout::dangling;
 use freespace_core::{BlockInfo, BlockSize, Corruption, Inspect, Owns, Violation};
 
-use crate::relocate::relocate;
+use freespace_core::resize::relocate;
 
 /// Allocates from `P` (primary), and from `S` (secondary) when `P` fails;
 /// frees by asking `P` whether the block is its own.

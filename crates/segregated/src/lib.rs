@@ -78,7 +78,6 @@
 extern crate std;
 
 mod fallback;
-mod relocate;
 mod segregated;
 mod segregator;
 

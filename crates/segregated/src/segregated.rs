@@ -8,7 +8,7 @@ use freespace_core::alloc::{AllocError, Allocator, Layout};
 use freespace_core::layout::{dangling, is_aligned};
 use freespace_core::{report, BlockInfo, BlockState, Corruption, Inspect, Owns, Violation};
 
-use crate::relocate::relocate;
+use freespace_core::resize::relocate;
 
 /// The name [`Segregated`] reports corruption under.
 const NAME: &str = "segregated";

@@ -6,7 +6,7 @@ use freespace_core::alloc::{AllocError, Allocator, Layout};
 use freespace_core::layout::dangling;
 use freespace_core::{BlockInfo, BlockSize, Corruption, Inspect, Owns, Violation};
 
-use crate::relocate::relocate;
+use freespace_core::resize::relocate;
 
 /// Requests of at most `THRESHOLD` bytes go to `S` (small), larger ones to
 /// `L` (large).

@@ -724,22 +724,8 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
             (None, None) if zeroed => unsafe { self.parent.grow_zeroed(ptr, old, new) },
             // SAFETY: as above.
             (None, None) => unsafe { self.parent.shrink(ptr, old, new) },
-            _ => {
-                let fresh = if zeroed {
-                    self.allocate_zeroed(new)?
-                } else {
-                    self.allocate(new)?
-                };
-                let keep = old.size().min(new.size());
-                // SAFETY: both blocks hold at least `keep` bytes and are
-                // distinct live blocks; then the old block is freed with the
-                // layout it lives with.
-                unsafe {
-                    core::ptr::copy_nonoverlapping(ptr.as_ptr(), fresh.cast::<u8>().as_ptr(), keep);
-                    self.deallocate(ptr, old);
-                }
-                Ok(fresh)
-            }
+            // SAFETY: `ptr` is a live block of `self` with `old` (caller).
+            _ => unsafe { freespace_core::resize::relocate_within(self, ptr, old, new, zeroed) },
         }
     }
 }

@@ -508,17 +508,8 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
         old: Layout,
         new: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
-        let block = self.allocate(new)?;
-        // SAFETY: both blocks are live and disjoint; `ptr` is freed once.
-        unsafe {
-            core::ptr::copy_nonoverlapping(
-                ptr.as_ptr(),
-                block.cast::<u8>().as_ptr(),
-                old.size().min(new.size()),
-            );
-            self.deallocate(ptr, old);
-        }
-        Ok(block)
+        // SAFETY: `ptr` is a live block of `self` with `old` (caller).
+        unsafe { freespace_core::resize::relocate_within(self, ptr, old, new, false) }
     }
 }
 

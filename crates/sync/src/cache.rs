@@ -254,22 +254,23 @@ pub(crate) unsafe fn resize<F: Front + ?Sized>(
             }
             Ok(NonNull::slice_from_raw_parts(ptr, class_size(a)))
         }
-        _ => {
-            let block = if zeroed {
-                allocate_zeroed(f, new)?
-            } else {
-                allocate(f, new)?
-            };
-            // SAFETY: both blocks are live and distinct, and each holds at
-            // least `min(old, new)` bytes; then the old one is freed once.
-            unsafe {
-                block
-                    .cast::<u8>()
-                    .copy_from_nonoverlapping(ptr, old.size().min(new.size()));
-                deallocate(f, ptr, old);
-            }
-            Ok(block)
-        }
+        // SAFETY: `ptr` is a live block of this layer with `old` (caller), and
+        // a fresh block never overlaps a live one.
+        _ => unsafe {
+            freespace_core::resize::relocate(
+                ptr,
+                old,
+                new,
+                |l| {
+                    if zeroed {
+                        allocate_zeroed(f, l)
+                    } else {
+                        allocate(f, l)
+                    }
+                },
+                |p, l| deallocate(f, p, l),
+            )
+        },
     }
 }
 

@@ -1,0 +1,98 @@
+//! Moving a block: the slow path of every `grow`/`shrink` that cannot
+//! happen in place (a heap without room after the block, a router whose
+//! resize crosses from one side to the other).
+//!
+//! One home for the copy so its safety argument is written once.
+
+use crate::alloc::{AllocError, Allocator, Layout};
+use core::ptr::NonNull;
+
+/// Allocates a block for `new` with `allocate`, copies the first
+/// `min(old.size(), new.size())` bytes of `ptr` into it, then frees `ptr`
+/// with `free(ptr, old)`.
+///
+/// If `allocate` fails nothing has happened: the old block is untouched and
+/// still live (the contract of a failed `grow`/`shrink`).
+///
+/// # Safety
+///
+/// - `ptr` is a live block with at least `old.size()` readable bytes that
+///   `free(ptr, old)` may release;
+/// - a block returned by `allocate` has at least `new.size()` writable bytes
+///   and does not overlap `ptr` (it is a different live block).
+///
+/// ```
+/// use freespace_core::alloc::{Allocator, Global, Layout};
+/// use freespace_core::resize::relocate;
+///
+/// let old = Layout::from_size_align(4, 4).unwrap();
+/// let new = Layout::from_size_align(64, 4).unwrap();
+/// let p = Global.allocate(old).unwrap().cast::<u8>();
+/// // SAFETY: `p` is a live 4-byte block.
+/// unsafe { p.cast::<u32>().write(0xC0FFEE) };
+/// // SAFETY: `p` is live with `old`; `Global` never hands out a live block twice.
+/// let q = unsafe { relocate(p, old, new, |l| Global.allocate(l), |p, l| Global.deallocate(p, l)) }.unwrap();
+/// // SAFETY: the first 4 bytes were copied; `q` is live with `new`.
+/// unsafe {
+///     assert_eq!(q.cast::<u32>().read(), 0xC0FFEE);
+///     Global.deallocate(q.cast(), new);
+/// }
+/// ```
+pub unsafe fn relocate(
+    ptr: NonNull<u8>,
+    old: Layout,
+    new: Layout,
+    allocate: impl FnOnce(Layout) -> Result<NonNull<[u8]>, AllocError>,
+    free: impl FnOnce(NonNull<u8>, Layout),
+) -> Result<NonNull<[u8]>, AllocError> {
+    let block = allocate(new)?;
+    let keep = old.size().min(new.size());
+    // SAFETY: `ptr` has `old.size() >= keep` readable bytes, `block` has
+    // `new.size() >= keep` writable bytes, and the two are distinct live
+    // blocks, so they do not overlap (caller contract).
+    unsafe { core::ptr::copy_nonoverlapping(ptr.as_ptr(), block.cast::<u8>().as_ptr(), keep) };
+    free(ptr, old);
+    Ok(block)
+}
+
+/// [`relocate`] within one allocator: a fresh block from `alloc` (zeroed
+/// past the copied bytes when `zeroed`), the old one freed to `alloc`.
+///
+/// # Safety
+///
+/// `ptr` is a live block of `alloc` with layout `old` (a size it accepts on
+/// `deallocate`).
+///
+/// ```
+/// use freespace_core::alloc::{Allocator, Global, Layout};
+/// use freespace_core::resize::relocate_within;
+///
+/// let old = Layout::from_size_align(8, 8).unwrap();
+/// let new = Layout::from_size_align(32, 8).unwrap();
+/// let p = Global.allocate(old).unwrap().cast::<u8>();
+/// // SAFETY: `p` is a live block of `Global` with `old`.
+/// let q = unsafe { relocate_within(&Global, p, old, new, true) }.unwrap();
+/// // SAFETY: `q` is live with `new`; bytes 8.. were zeroed.
+/// unsafe {
+///     assert_eq!(q.cast::<u8>().add(31).read(), 0);
+///     Global.deallocate(q.cast(), new);
+/// }
+/// ```
+pub unsafe fn relocate_within<A: Allocator + ?Sized>(
+    alloc: &A,
+    ptr: NonNull<u8>,
+    old: Layout,
+    new: Layout,
+    zeroed: bool,
+) -> Result<NonNull<[u8]>, AllocError> {
+    let allocate = |l| {
+        if zeroed {
+            alloc.allocate_zeroed(l)
+        } else {
+            alloc.allocate(l)
+        }
+    };
+    // SAFETY: `ptr` is live in `alloc` with `old` (caller), and a fresh block
+    // from `alloc` is never a live one.
+    unsafe { relocate(ptr, old, new, allocate, |p, l| alloc.deallocate(p, l)) }
+}
