@@ -469,6 +469,9 @@ fn exec(cmd: &mut Command) -> Result<(), String> {
 /// `deadline`. A timeout's message holds `{budget}` for the caller to fill.
 fn exec_until(cmd: &mut Command, deadline: Instant) -> Result<(), String> {
     println!("$ {}", show(cmd));
+    // Its own process group, so a timeout can stop everything it started,
+    // grandchildren that were re-parented included.
+    std::os::unix::process::CommandExt::process_group(cmd, 0);
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("could not start `{}`: {e}", short(cmd)))?;
@@ -490,6 +493,9 @@ fn exec_until(cmd: &mut Command, deadline: Instant) -> Result<(), String> {
                         .args(["-KILL", &pid.to_string()])
                         .status();
                 }
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{}", child.id())])
+                    .status();
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err("timed out: the {budget}s budget was spent".into());
