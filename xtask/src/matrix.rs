@@ -789,7 +789,11 @@ fn fuzz_smoke(ws: &Workspace) -> Report {
     if let Some(why) = crate::fuzz::unavailable() {
         return Outcome::Skipped(why).into();
     }
-    if crate::fuzz::run(&ws.root, &[], crate::fuzz::SMOKE_SECONDS, true) {
+    let targets = crate::fuzz::targets(&ws.root);
+    if targets.is_empty() {
+        return Outcome::Fail("no fuzz targets found in fuzz/fuzz_targets".into()).into();
+    }
+    if crate::fuzz::run(&ws.root, &targets, crate::fuzz::SMOKE_SECONDS, true) {
         Outcome::Pass.into()
     } else {
         Outcome::Fail("a fuzz target crashed or did not build (see above)".into()).into()
