@@ -75,14 +75,7 @@ const MIRI_INTEGRATION: &[(&str, &str, &[&str])] = &[
             "checked_frees_name",
         ],
     ),
-    (
-        "freespace",
-        "stacks",
-        &[
-            "slab_over_buddy_over_global",
-            "a_pointer_from_another_layer",
-        ],
-    ),
+    ("freespace", "stacks", &["a_pointer_from_another_layer"]),
 ];
 
 /// Rough Miri seconds per crate (unit tests plus its integration
