@@ -99,8 +99,31 @@ struct Case {
     intact: bool,
 }
 
-fn list_free(
-    heap: &'static ListHeap,
+/// The heaps under test: each has a checked free beside its plain one.
+trait CheckedFree: Allocator {
+    /// `try_deallocate`.
+    ///
+    /// # Safety
+    ///
+    /// As the heap's own `try_deallocate`.
+    unsafe fn checked_free(&self, p: NonNull<u8>, lay: Layout) -> Result<(), Corruption>;
+}
+
+macro_rules! checked_free {
+    ($($heap:ty),*) => {$(
+        impl CheckedFree for $heap {
+            unsafe fn checked_free(&self, p: NonNull<u8>, lay: Layout) -> Result<(), Corruption> {
+                // SAFETY: the caller's contract is `try_deallocate`'s.
+                unsafe { self.try_deallocate(p, lay) }
+            }
+        }
+    )*};
+}
+checked_free!(ListHeap, BuddyHeap, SlabHeap);
+
+/// Frees `p` into `heap` through the checked free (`true`) or the plain one.
+fn free_into<H: CheckedFree>(
+    heap: &'static H,
     p: NonNull<u8>,
     lay: Layout,
 ) -> impl Fn(bool) -> Result<(), Corruption> {
@@ -108,43 +131,7 @@ fn list_free(
         // SAFETY: the fault under test; a valid heap reports before acting.
         unsafe {
             if checked {
-                heap.try_deallocate(p, lay)
-            } else {
-                heap.deallocate(p, lay);
-                Ok(())
-            }
-        }
-    }
-}
-
-fn buddy_free(
-    heap: &'static BuddyHeap,
-    p: NonNull<u8>,
-    lay: Layout,
-) -> impl Fn(bool) -> Result<(), Corruption> {
-    move |checked| {
-        // SAFETY: as in `list_free`.
-        unsafe {
-            if checked {
-                heap.try_deallocate(p, lay)
-            } else {
-                heap.deallocate(p, lay);
-                Ok(())
-            }
-        }
-    }
-}
-
-fn slab_free(
-    heap: &'static SlabHeap,
-    p: NonNull<u8>,
-    lay: Layout,
-) -> impl Fn(bool) -> Result<(), Corruption> {
-    move |checked| {
-        // SAFETY: as in `list_free`.
-        unsafe {
-            if checked {
-                heap.try_deallocate(p, lay)
+                heap.checked_free(p, lay)
             } else {
                 heap.deallocate(p, lay);
                 Ok(())
@@ -219,7 +206,7 @@ fn list_case(fault: &str) -> Case {
     let mk = |p, expect: Corruption, intact| Case {
         block: "free-list heap",
         expect: Expect::Exact(expect),
-        free: Box::new(list_free(heap, p, lay)),
+        free: Box::new(free_into(heap, p, lay)),
         check: Box::new(move || heap.check()),
         intact,
     };
@@ -294,7 +281,7 @@ fn slab_case(fault: &str) -> Case {
     let mk = |block, p, lay, expect: Expect, intact| Case {
         block,
         expect,
-        free: Box::new(slab_free(slab, p, lay)),
+        free: Box::new(free_into(slab, p, lay)),
         check: Box::new(check),
         intact,
     };
@@ -316,7 +303,7 @@ fn slab_case(fault: &str) -> Case {
         "slab pointer freed to the buddy" => Case {
             block: "buddy",
             expect: Expect::Exact(Corruption::InteriorPointer { addr: addr(p) }),
-            free: Box::new(buddy_free(buddy, p, lay)),
+            free: Box::new(free_into(buddy, p, lay)),
             check: Box::new(check),
             intact: true,
         },
@@ -349,7 +336,7 @@ fn buddy_case(fault: &str) -> Case {
     let mk = |p, lay, expect| Case {
         block: "buddy",
         expect: Expect::Exact(expect),
-        free: Box::new(buddy_free(heap, p, lay)),
+        free: Box::new(free_into(heap, p, lay)),
         check: Box::new(move || heap.check()),
         intact: true,
     };
