@@ -17,6 +17,9 @@ use freespace_core::{BlockInfo, BlockState, HeapSummary, Inspect};
 
 use crate::stats::{write_pow2, Label, SIZE_CLASSES};
 
+#[cfg(test)]
+mod tests;
+
 /// A heap's free memory, how it is split, and how much of the heap is in
 /// use, from one walk.
 ///

@@ -22,7 +22,7 @@ use freespace_core::{BlockState, Inspect};
 use crate::Fragmentation;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// What each character of an [`AsciiMap`] means.
 ///
