@@ -1,0 +1,319 @@
+//! The 16-byte header in front of every block `malloc` returns, and the size
+//! arithmetic that places it. Pure logic: no memory is touched here, so the
+//! module runs under Miri and builds without `std`.
+//!
+//! `free(p)` gets no size, so the block's shape travels with it, in the 16
+//! bytes just before `p`:
+//!
+//! ```text
+//!  base = what the stack returned, aligned to `align` (>= 16)
+//!  │                          p = base + offset   (offset = align)
+//!  ▼                          ▼
+//!  [ padding … | len | tag ][ user bytes …………………………… | excess ]
+//!               └─ Header ─┘
+//!  |<─────────────────── len (the stack's block) ───────────────────>|
+//! ```
+//!
+//! - `len` is the length the stack returned for the block (so
+//!   `malloc_usable_size(p) = len - offset` is the real room, and the
+//!   block is freed with a layout of exactly that size, which the allocator
+//!   contract accepts);
+//! - `tag` holds, in its low byte, `log2(align)` (bits 0–5) and the
+//!   *direct* route bit (bit 7: the block came straight from the shared
+//!   heap, not through the thread caches); its other 56 bits are a seal: a
+//!   keyed hash of the user address, `len` and the low byte.
+//!
+//! A freed block gets a different tag (a keyed hash of the address alone,
+//! low byte 0, which no live tag has), so a second `free` of it is told
+//! apart from a pointer that was never ours (whose 16 bytes match neither).
+//! The key is secret per process, so user data that happens to sit before
+//! a pointer cannot forge a tag by accident.
+//!
+//! glibc pays the same 16 bytes per chunk (`prev_size` and `size`).
+
+use freespace_core::alloc::Layout;
+
+/// Bytes of header before every user pointer.
+///
+/// ```
+/// assert_eq!(freespace_malloc::header::HEADER, 16);
+/// ```
+pub const HEADER: usize = 16;
+
+/// Alignment of every pointer the shim returns: 16, what glibc gives on
+/// 64-bit targets (`alignof(max_align_t)`).
+///
+/// ```
+/// assert_eq!(freespace_malloc::header::MIN_ALIGN, 16);
+/// ```
+pub const MIN_ALIGN: usize = 16;
+
+/// Low-byte bit of a tag: the block came straight from the shared heap.
+const DIRECT: usize = 0x80;
+/// Low-byte bits of a tag holding `log2(align)`.
+const SHIFT_MASK: usize = 0x3f;
+
+/// How a request is served: the layout asked of the stack, and where the
+/// user pointer sits in the block (`offset` bytes after its start).
+///
+/// # Invariants
+/// - P1: `offset` is the layout's alignment, a power of two of at least
+///   [`MIN_ALIGN`] (so at least [`HEADER`]).
+/// - P2: `layout.size() == offset + size` for the request's `size`.
+///
+/// ```
+/// use freespace_malloc::header::Plan;
+/// let plan = Plan::new(100, 8).unwrap();
+/// assert_eq!((plan.offset, plan.layout.size(), plan.layout.align()), (16, 116, 16));
+/// let plan = Plan::new(100, 4096).unwrap();
+/// assert_eq!((plan.offset, plan.layout.size()), (4096, 4196));
+/// assert!(Plan::new(usize::MAX - 8, 16).is_none(), "overflow is refused");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    /// What to ask the stack for.
+    pub layout: Layout,
+    /// Bytes from the block's start to the user pointer.
+    pub offset: usize,
+}
+
+impl Plan {
+    /// The plan for `size` user bytes aligned to `align` (a power of two;
+    /// anything below [`MIN_ALIGN`] counts as [`MIN_ALIGN`]). `None` when
+    /// `align` is not a power of two or the total overflows a `Layout`.
+    pub fn new(size: usize, align: usize) -> Option<Plan> {
+        if !align.is_power_of_two() {
+            return None;
+        }
+        let align = align.max(MIN_ALIGN);
+        let total = size.checked_add(align)?;
+        let layout = Layout::from_size_align(total, align).ok()?;
+        Some(Plan {
+            layout,
+            offset: align,
+        })
+    }
+
+    /// Checks P1 and P2 against the request's `size`.
+    ///
+    /// ```
+    /// let plan = freespace_malloc::header::Plan::new(5, 64).unwrap();
+    /// assert!(plan.check(5).is_ok());
+    /// assert!(plan.check(6).is_err());
+    /// ```
+    pub fn check(&self, size: usize) -> Result<(), freespace_core::Violation> {
+        if self.offset != self.layout.align() || self.offset < MIN_ALIGN {
+            return Err(freespace_core::Violation::new(
+                "P1",
+                self.offset,
+                "offset is not the alignment",
+            ));
+        }
+        if self.offset.checked_add(size) != Some(self.layout.size()) {
+            return Err(freespace_core::Violation::new(
+                "P2",
+                self.layout.size(),
+                "layout size is not offset + size",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The two words before a user pointer.
+///
+/// # Invariants
+/// - H1: for a live block at user address `p`, `tag == Header::live_tag(key,
+///   p, len, shift, direct)` and `len >= 1 << shift`; the block starts at
+///   `p - (1 << shift)` and is `len` bytes long, aligned to `1 << shift`.
+/// - H2: for a block freed at `p`, `tag == Header::freed_tag(key, p)`
+///   (until the stack reuses the memory).
+///
+/// ```
+/// use freespace_malloc::header::{Block, Header};
+/// let key = 0x1234_5678_9abc_def0;
+/// let h = Header::live(key, 0x1000, 64, 4, false);
+/// assert_eq!(h.decode(key, 0x1000), Ok(Block { len: 64, shift: 4, direct: false }));
+/// let f = Header::freed(key, 0x1000);
+/// assert_eq!(f.decode(key, 0x1000), Err(freespace_malloc::header::Bad::Freed));
+/// ```
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// The length of the stack's block (from its start, not from the user
+    /// pointer).
+    pub len: usize,
+    /// Route and alignment in the low byte, a keyed seal above it.
+    pub tag: usize,
+}
+
+const _: () = assert!(core::mem::size_of::<Header>() <= HEADER);
+const _: () = assert!(MIN_ALIGN >= HEADER && MIN_ALIGN.is_power_of_two());
+
+/// What a live header says about its block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Block {
+    /// The stack block's length.
+    pub len: usize,
+    /// `log2` of its alignment, which is also the user pointer's offset.
+    pub shift: u32,
+    /// Allocated straight from the shared heap (a re-entrant call), so it
+    /// goes back there, not into a thread cache.
+    pub direct: bool,
+}
+
+impl Block {
+    /// The block's alignment, and the user pointer's offset in it.
+    ///
+    /// ```
+    /// let b = freespace_malloc::header::Block { len: 4096 * 2, shift: 12, direct: false };
+    /// assert_eq!((b.align(), b.usable()), (4096, 4096));
+    /// ```
+    pub const fn align(&self) -> usize {
+        1 << self.shift
+    }
+
+    /// Bytes the user may use: from the user pointer to the block's end.
+    pub const fn usable(&self) -> usize {
+        self.len - self.align()
+    }
+
+    /// The layout the block is freed with (its full length; the allocator
+    /// contract accepts any size up to what `allocate` returned).
+    ///
+    /// ```
+    /// let b = freespace_malloc::header::Block { len: 48, shift: 4, direct: false };
+    /// assert_eq!(b.layout().map(|l| (l.size(), l.align())), Some((48, 16)));
+    /// ```
+    pub fn layout(&self) -> Option<Layout> {
+        Layout::from_size_align(self.len, self.align()).ok()
+    }
+}
+
+/// Why a header does not describe a live block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bad {
+    /// It carries the freed tag for this address: a double free.
+    Freed,
+    /// It matches nothing: a pointer that is not ours, or a header
+    /// overwritten by a stray write.
+    Unknown,
+}
+
+impl Header {
+    /// The header of a live block at user address `addr`.
+    pub fn live(key: u64, addr: usize, len: usize, shift: u32, direct: bool) -> Header {
+        Header {
+            len,
+            tag: Self::live_tag(key, addr, len, shift, direct),
+        }
+    }
+
+    /// The header written over a block at `addr` when it is freed.
+    pub fn freed(key: u64, addr: usize) -> Header {
+        Header {
+            len: 0,
+            tag: Self::freed_tag(key, addr),
+        }
+    }
+
+    /// The tag of a live block (H1).
+    ///
+    /// ```
+    /// use freespace_malloc::header::Header;
+    /// let (a, b) = (Header::live_tag(7, 0x40, 32, 4, false), Header::live_tag(7, 0x50, 32, 4, false));
+    /// assert_ne!(a, b, "the address is sealed in");
+    /// assert_eq!(a & 0xff, 4);
+    /// ```
+    pub fn live_tag(key: u64, addr: usize, len: usize, shift: u32, direct: bool) -> usize {
+        let low = (shift as usize & SHIFT_MASK) | if direct { DIRECT } else { 0 };
+        let seal = mix(key ^ addr as u64 ^ (len as u64).rotate_left(29) ^ (low as u64) << 56);
+        (seal as usize & !0xff) | low
+    }
+
+    /// The tag of a freed block (H2): depends on the address only, so it
+    /// survives the stack writing a free-list link over `len`; low byte 0,
+    /// which no live tag has.
+    ///
+    /// ```
+    /// use freespace_malloc::header::Header;
+    /// assert_eq!(Header::freed_tag(7, 0x40) & 0xff, 0);
+    /// ```
+    pub fn freed_tag(key: u64, addr: usize) -> usize {
+        mix(!key ^ addr as u64).rotate_left(17) as usize & !0xff
+    }
+
+    /// Reads the block's shape out of a header found before user address
+    /// `addr`, checking its seal (H1); [`Bad::Freed`] for a freed tag (H2).
+    pub fn decode(&self, key: u64, addr: usize) -> Result<Block, Bad> {
+        if self.tag == Self::freed_tag(key, addr) {
+            return Err(Bad::Freed);
+        }
+        let low = self.tag & 0xff;
+        let shift = (low & SHIFT_MASK) as u32;
+        let direct = low & DIRECT != 0;
+        if low & !(SHIFT_MASK | DIRECT) != 0
+            || (shift as usize) < MIN_ALIGN.trailing_zeros() as usize
+            || shift >= usize::BITS - 1
+            || self.len < 1 << shift
+            || self.tag != Self::live_tag(key, addr, self.len, shift, direct)
+        {
+            return Err(Bad::Unknown);
+        }
+        Ok(Block {
+            len: self.len,
+            shift,
+            direct,
+        })
+    }
+}
+
+/// A 64-bit finaliser (splitmix64's): every input bit moves about half the
+/// output bits.
+fn mix(mut x: u64) -> u64 {
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// Rounds `size` up to a multiple of `page` (a power of two), at least one
+/// page: `pvalloc`'s size. `None` on overflow.
+///
+/// ```
+/// use freespace_malloc::header::page_round;
+/// assert_eq!(page_round(0, 4096), Some(4096));
+/// assert_eq!(page_round(4097, 4096), Some(8192));
+/// assert_eq!(page_round(usize::MAX, 4096), None);
+/// ```
+pub fn page_round(size: usize, page: usize) -> Option<usize> {
+    freespace_core::layout::align_up(size.max(1), page)
+}
+
+/// The alignment `memalign` uses for `align`: glibc rounds an alignment
+/// that is not a power of two up to the next one (and anything below
+/// [`MIN_ALIGN`] to it). `None` when no such power of two exists.
+///
+/// ```
+/// use freespace_malloc::header::memalign_align;
+/// assert_eq!(memalign_align(0), Some(16));
+/// assert_eq!(memalign_align(24), Some(32));
+/// assert_eq!(memalign_align(4096), Some(4096));
+/// assert_eq!(memalign_align(usize::MAX), None);
+/// ```
+pub fn memalign_align(align: usize) -> Option<usize> {
+    align.max(MIN_ALIGN).checked_next_power_of_two()
+}
+
+/// Whether `align` is one `posix_memalign` accepts: a power of two and a
+/// multiple of `sizeof(void *)`.
+///
+/// ```
+/// use freespace_malloc::header::posix_align_ok;
+/// assert!(posix_align_ok(8) && posix_align_ok(1 << 20));
+/// assert!(!posix_align_ok(0) && !posix_align_ok(4) && !posix_align_ok(24));
+/// ```
+pub fn posix_align_ok(align: usize) -> bool {
+    align.is_power_of_two() && align % core::mem::size_of::<usize>() == 0
+}

@@ -1,0 +1,66 @@
+//! freespace-malloc: the C `malloc` family on a freespace stack, built as
+//! `libfreespace_malloc.so` so that any dynamically linked program can run
+//! on it with `LD_PRELOAD`:
+//!
+//! ```text
+//! cargo build --release -p freespace-malloc
+//! LD_PRELOAD=target/release/libfreespace_malloc.so python3 -c 'print("hello")'
+//! ```
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`header`] | the 16-byte header before every block (size, alignment, keyed seal) and the size arithmetic; pure logic, `no_std`, Miri-tested |
+//! | `shim` | the exported functions ([`malloc`], [`free`], [`calloc`], [`realloc`], [`reallocarray`], [`posix_memalign`], [`aligned_alloc`], [`memalign`], [`valloc`], [`pvalloc`], [`malloc_usable_size`]) over the threaded stack, with the re-entrancy guard (feature `std`, Linux) |
+//! | `fork` | the gate `pthread_atfork` closes around `fork()` so a child never inherits a held lock |
+//! | `stats` | call counters and the exit summary of `FREESPACE_MALLOC_STATS=1` |
+//!
+//! The stack is freespace's threaded one: per-thread magazines in front of
+//! a locked slab over a buddy heap in an `mmap` reservation (see
+//! `docs/malloc.md` for the design, what runs on it and what it costs).
+//!
+//! Nothing here panics or unwinds across the C boundary: every size is
+//! checked arithmetic, every failure is a null pointer with `errno`, and
+//! corruption (a double free, a foreign pointer, an overwritten header) is
+//! reported through [`freespace_core::report`], which prints
+//! `freespace: double free at 0x… (malloc)` and aborts.
+//!
+//! Linking the rlib into a program (rather than preloading the `.so`) makes
+//! these functions that program's `malloc` too:
+//!
+//! ```
+//! unsafe {
+//!     let p = freespace_malloc::malloc(32).cast::<u8>();
+//!     p.write_bytes(0xab, 32);
+//!     let q = freespace_malloc::realloc(p.cast(), 64).cast::<u8>();
+//!     assert_eq!(*q.add(31), 0xab);
+//!     freespace_malloc::free(q.cast());
+//! }
+//! ```
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(
+    missing_docs,
+    clippy::undocumented_unsafe_blocks,
+    clippy::missing_safety_doc
+)]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod header;
+
+#[cfg(all(feature = "std", target_os = "linux"))]
+mod fork;
+#[cfg(all(feature = "std", target_os = "linux"))]
+mod shim;
+#[cfg(all(feature = "std", target_os = "linux"))]
+mod stats;
+
+#[cfg(all(feature = "std", target_os = "linux"))]
+pub use shim::{
+    aligned_alloc, calloc, free, malloc, malloc_usable_size, memalign, posix_memalign, pvalloc,
+    realloc, reallocarray, shared, valloc, Shared, NAME,
+};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,742 @@
+//! The exported C functions, the stack behind them, and the per-call
+//! bookkeeping (re-entrancy depth, fork gate, counters).
+//!
+//! # The stack
+//!
+//! freespace's threaded stack, spelled out here (the facade sits above this
+//! crate, so it is built from the blocks):
+//!
+//! ```text
+//!   HEAP  = Magazines<Locked<Slab<Buddy<Mmap>>>>     per-thread magazines, classes 16 B … 1 KiB
+//!   DEPOT = Depot<Locked<Slab<Buddy<Mmap>>>>         full/empty magazines per class, one lock each
+//!           Locked<…>                                one spin lock for the heap
+//!           Slab<…>                                  size classes 16 B … 8 KiB, 64 KiB slabs
+//!           Buddy<Mmap>                              everything larger, up to 2 GiB, 64 GiB reserved
+//! ```
+//!
+//! `Mmap` and not `Sbrk` at the bottom: the C library's own code (and
+//! anything calling `sbrk` directly) may move the program break, so the
+//! heap keeps to its own reservation.
+//!
+//! # Re-entrancy
+//!
+//! glibc calls `malloc` from inside the stack's own first use on a thread:
+//! the thread caches live in a Rust thread-local with a destructor, which
+//! std registers with `__cxa_thread_atexit_impl`, which `calloc`s. A
+//! per-thread depth counter (a thread-local *without* destructor, so
+//! always usable) sends such nested calls straight to the shared heap,
+//! marking their blocks *direct* in the header so that `free` sends them
+//! back there and not into a thread cache (a cache round must be exactly
+//! its class's size; a heap block need not be). The same path serves the
+//! allocations `pthread_atfork` makes while the shim registers its fork
+//! handlers. Frees after a thread's caches are gone (glibc frees its TLS
+//! destructor list after running it) go to the depot, which the thread
+//! cache layer does by itself.
+
+extern crate std;
+
+use core::cell::Cell;
+use core::ffi::{c_int, c_void};
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use freespace_buddy::Buddy;
+use freespace_core::alloc::{AllocError, Allocator};
+use freespace_core::{report, Corruption, Owns};
+use freespace_slab::Slab;
+use freespace_source::Mmap;
+use freespace_sync::{Depot, Locked, Magazines};
+
+use crate::fork;
+use crate::header::{memalign_align, page_round, posix_align_ok, Bad, Block, Header, Plan};
+use crate::header::{HEADER, MIN_ALIGN};
+use crate::stats::{self, Counter};
+
+/// The name corruption reports carry: `freespace: double free at 0x… (malloc)`.
+pub const NAME: &str = "malloc";
+
+/// The shared heap: a slab over a buddy over an `mmap` reservation, behind
+/// one spin lock (freespace's `stacks::Shared`).
+pub type Shared = Locked<Slab<Buddy<Mmap>>>;
+
+static DEPOT: Depot<Shared> = Depot::new(Locked::new(Slab::new(Buddy::new(Mmap::new()))));
+static HEAP: Magazines<'static, Shared> = Magazines::new(&DEPOT);
+
+/// The shared heap behind the thread caches, for inspection (its `check`,
+/// `HeapSummary`): every block the shim hands out lives in it.
+///
+/// ```
+/// let shared = freespace_malloc::shared();
+/// shared.lock().check().unwrap();
+/// ```
+pub fn shared() -> &'static Shared {
+    DEPOT.parent()
+}
+
+// ---------------------------------------------------------------------------
+// Per-thread state and the call guard
+// ---------------------------------------------------------------------------
+
+/// What the shim keeps per thread. No destructor, so the thread-local is
+/// usable at every point of a thread's life, its exit included.
+pub(crate) struct ThreadState {
+    /// Calls of this thread inside the shim (more than one: re-entered).
+    depth: Cell<u32>,
+    /// The fork gate's stripe for this thread (`>= STRIPES`: none yet).
+    pub(crate) stripe: Cell<usize>,
+    /// This thread is forking: it passes the closed gate.
+    pub(crate) forking: Cell<bool>,
+}
+
+std::thread_local! {
+    pub(crate) static THREAD: ThreadState = const {
+        ThreadState { depth: Cell::new(0), stripe: Cell::new(usize::MAX), forking: Cell::new(false) }
+    };
+}
+
+/// One call inside the shim: counted by the fork gate, and told whether it
+/// re-entered the shim from inside another call on the same thread.
+struct Call {
+    stripe: Option<&'static fork::Stripe>,
+    nested: bool,
+}
+
+impl Call {
+    #[inline]
+    fn begin() -> Call {
+        THREAD
+            .try_with(|t| {
+                let depth = t.depth.get();
+                t.depth.set(depth + 1);
+                if depth > 0 {
+                    // Inside an outer call, which holds the gate already.
+                    return Call {
+                        stripe: None,
+                        nested: true,
+                    };
+                }
+                if !READY.load(Ordering::Acquire) {
+                    first_use();
+                }
+                Call {
+                    stripe: fork::enter(t),
+                    nested: false,
+                }
+            })
+            // A thread-local without destructor is never unavailable; if it
+            // were, the shared heap is always a correct place to go. (Built
+            // lazily: a `Call` is not dropped unless it was begun.)
+            .unwrap_or_else(|_| Call {
+                stripe: None,
+                nested: true,
+            })
+    }
+}
+
+impl Drop for Call {
+    #[inline]
+    fn drop(&mut self) {
+        fork::leave(self.stripe);
+        let _ = THREAD.try_with(|t| t.depth.set(t.depth.get().saturating_sub(1)));
+    }
+}
+
+static READY: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// The first call in the process: the header key, the fork handlers.
+#[cold]
+fn first_use() {
+    key();
+    fork::register_once();
+    READY.store(true, Ordering::Release);
+}
+
+// ---------------------------------------------------------------------------
+// The header key, errno, the page size
+// ---------------------------------------------------------------------------
+
+static KEY: AtomicU64 = AtomicU64::new(0);
+
+/// The process's secret for header seals: the kernel's 16 random bytes
+/// (`AT_RANDOM`), folded with where this library was loaded.
+#[inline]
+fn key() -> u64 {
+    match KEY.load(Ordering::Relaxed) {
+        0 => init_key(),
+        k => k,
+    }
+}
+
+#[cold]
+fn init_key() -> u64 {
+    // SAFETY: `getauxval` has no preconditions; `AT_RANDOM` is the address
+    // of 16 bytes the kernel placed on the initial stack, valid for the
+    // life of the process (or 0 where there are none).
+    let random = unsafe { libc::getauxval(libc::AT_RANDOM) } as *const u64;
+    let mut k = (&KEY as *const AtomicU64).addr() as u64 ^ 0x6672_6565_7370_6163;
+    if !random.is_null() {
+        // SAFETY: see above; read unaligned, the kernel promises no alignment.
+        k ^= unsafe { random.read_unaligned() };
+    }
+    let k = k | 1; // never 0, which means "not yet"
+    match KEY.compare_exchange(0, k, Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(_) => k,
+        Err(first) => first,
+    }
+}
+
+fn set_errno(code: c_int) {
+    // SAFETY: `__errno_location` returns this thread's `errno`.
+    unsafe { *libc::__errno_location() = code };
+}
+
+fn errno() -> c_int {
+    // SAFETY: as in `set_errno`.
+    unsafe { *libc::__errno_location() }
+}
+
+static PAGE: AtomicUsize = AtomicUsize::new(0);
+
+fn page_size() -> usize {
+    match PAGE.load(Ordering::Relaxed) {
+        0 => {
+            // SAFETY: `sysconf` has no preconditions and does not allocate.
+            let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+            let page = if page > 0 && (page as usize).is_power_of_two() {
+                page as usize
+            } else {
+                4096
+            };
+            PAGE.store(page, Ordering::Relaxed);
+            page
+        }
+        page => page,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The core: allocate, free, resize, all in terms of the header
+// ---------------------------------------------------------------------------
+
+/// The header slot of user pointer `p`.
+///
+/// # Safety
+/// `p` is at least [`HEADER`] bytes into an allocation (true of every
+/// pointer the shim returns; a foreign pointer is the caller's bug, as with
+/// any `free`).
+#[inline]
+unsafe fn header_of(p: NonNull<u8>) -> NonNull<Header> {
+    // SAFETY: the caller's contract.
+    unsafe { p.sub(HEADER) }.cast()
+}
+
+/// Allocates `size` bytes aligned to `align` (a power of two). `None` on
+/// failure; never touches `errno`.
+#[inline]
+fn allocate(size: usize, align: usize, zero: bool) -> Option<NonNull<u8>> {
+    let plan = Plan::new(size, align)?;
+    let call = Call::begin();
+    let block = if call.nested {
+        shared().allocate(plan.layout)
+    } else {
+        HEAP.allocate(plan.layout)
+    }
+    .ok()?;
+    let base = block.cast::<u8>();
+    // SAFETY: the block is at least `plan.layout.size() = offset + size`
+    // bytes (P2), so `base + offset` and the `size` bytes after it are in it.
+    let user = unsafe { base.add(plan.offset) };
+    let shift = plan.offset.trailing_zeros();
+    // SAFETY: `user` is `offset >= HEADER` bytes into the block (P1), and
+    // aligned to 16, as `Header` needs.
+    unsafe {
+        header_of(user).write(Header::live(
+            key(),
+            user.as_ptr().addr(),
+            block.len(),
+            shift,
+            call.nested,
+        ))
+    };
+    if zero {
+        // SAFETY: the `size` bytes after `user` are in the block (above).
+        unsafe { user.write_bytes(0, size) };
+    }
+    Some(user)
+}
+
+/// Reads and checks the header of `p`; reports (and returns `None`) when it
+/// is not a live block of ours.
+///
+/// # Safety
+/// `p` is readable 16 bytes back (see [`header_of`]).
+#[inline]
+unsafe fn block_of(p: NonNull<u8>) -> Option<Block> {
+    let addr = p.as_ptr().addr();
+    if addr % MIN_ALIGN != 0 {
+        report(Corruption::MisalignedPointer { addr }, NAME);
+        return None;
+    }
+    // SAFETY: the caller's contract; 16-aligned, so aligned for `Header`.
+    let header = unsafe { header_of(p).read() };
+    match header.decode(key(), addr) {
+        Ok(block) => Some(block),
+        Err(Bad::Freed) => {
+            report(Corruption::DoubleFree { addr }, NAME);
+            None
+        }
+        Err(Bad::Unknown) => {
+            report(unknown(p), NAME);
+            None
+        }
+    }
+}
+
+/// What a header that matches nothing means: inside our heap, a header
+/// overwritten (or a pointer into the middle of a block); outside it, a
+/// pointer that was never ours.
+#[cold]
+fn unknown(p: NonNull<u8>) -> Corruption {
+    let addr = p.as_ptr().addr();
+    let call = Call::begin();
+    let ours = shared().owns(p);
+    drop(call);
+    if ours {
+        Corruption::OverwrittenHeader { addr }
+    } else {
+        Corruption::ForeignPointer { addr }
+    }
+}
+
+/// Frees the live block `block` at user pointer `p`.
+///
+/// # Safety
+/// `block` was decoded from `p`'s header, and the block is not used again.
+#[inline]
+unsafe fn free_block(p: NonNull<u8>, block: Block) {
+    let Some(layout) = block.layout() else {
+        report(
+            Corruption::OverwrittenHeader {
+                addr: p.as_ptr().addr(),
+            },
+            NAME,
+        );
+        return;
+    };
+    // SAFETY: a live header sits before `p` (caller).
+    unsafe { header_of(p).write(Header::freed(key(), p.as_ptr().addr())) };
+    // SAFETY: the block starts `align` bytes before `p` (H1).
+    let base = unsafe { p.sub(block.align()) };
+    let call = Call::begin();
+    // SAFETY: the block came from the stack with a layout of this alignment
+    // and returned length `len` (H1), so `layout` fits it. A thread-cache
+    // block may also go straight to the shared heap: the cache asked it for
+    // exactly `len` bytes (a class's size) at this alignment.
+    unsafe {
+        if block.direct || call.nested {
+            shared().deallocate(base, layout)
+        } else {
+            HEAP.deallocate(base, layout)
+        }
+    }
+}
+
+/// `realloc` for a live `p` and `size > 0`. Null (and the block untouched)
+/// on failure.
+///
+/// # Safety
+/// `p` is a live block of the shim.
+unsafe fn resize(p: NonNull<u8>, size: usize) -> Option<NonNull<u8>> {
+    // SAFETY: the caller's contract.
+    let block = unsafe { block_of(p) }?;
+    let usable = block.usable();
+    // Room already, and not wasting more than half of it: stay.
+    if size <= usable && (size >= usable / 2 || block.len <= 64) {
+        return Some(p);
+    }
+    let Some(plan) = Plan::new(size, block.align()) else {
+        return None;
+    };
+    let call = Call::begin();
+    if block.direct || call.nested {
+        // A heap block (or a re-entrant call): move it by hand.
+        drop(call);
+        let q = allocate(size, block.align(), false)?;
+        // SAFETY: both blocks are live and distinct; `p` has `usable`
+        // bytes, `q` has `size`.
+        unsafe { ptr::copy_nonoverlapping(p.as_ptr(), q.as_ptr(), size.min(usable)) };
+        // SAFETY: decoded from `p` above; not used again.
+        unsafe { free_block(p, block) };
+        return Some(q);
+    }
+    let old = block.layout()?;
+    // SAFETY: `p` is live; until the resize ends the block is ours alone.
+    // Marked freed first: if the block moves, its old place is freed by the
+    // stack at once and may belong to another thread right after.
+    unsafe { header_of(p).write(Header::freed(key(), p.as_ptr().addr())) };
+    // SAFETY: the block came from `HEAP` with `old` (H1); `plan.layout` has
+    // the same alignment and a size on the right side of `old`'s.
+    let moved: Result<NonNull<[u8]>, AllocError> = unsafe {
+        if plan.layout.size() > block.len {
+            HEAP.grow(p.sub(block.align()), old, plan.layout)
+        } else {
+            HEAP.shrink(p.sub(block.align()), old, plan.layout)
+        }
+    };
+    drop(call);
+    match moved {
+        Ok(new) => {
+            // SAFETY: as in `allocate`: the user pointer is `offset` into a
+            // block of at least `offset + size` bytes.
+            let q = unsafe { new.cast::<u8>().add(plan.offset) };
+            // SAFETY: as in `allocate`.
+            unsafe {
+                header_of(q).write(Header::live(
+                    key(),
+                    q.as_ptr().addr(),
+                    new.len(),
+                    block.shift,
+                    false,
+                ))
+            };
+            Some(q)
+        }
+        Err(AllocError) => {
+            // Untouched by the failed resize: live again.
+            // SAFETY: `p`'s header slot, as above.
+            unsafe {
+                header_of(p).write(Header::live(
+                    key(),
+                    p.as_ptr().addr(),
+                    block.len,
+                    block.shift,
+                    false,
+                ))
+            };
+            // A shrink that cannot move keeps the larger block.
+            (size <= usable).then_some(p)
+        }
+    }
+}
+
+/// `allocate` with the C conventions: null and `errno = ENOMEM` on failure.
+#[inline]
+fn c_allocate(size: usize, align: usize, zero: bool, counter: Counter) -> *mut c_void {
+    stats::count(counter, size);
+    match allocate(size, align, zero) {
+        Some(p) => p.as_ptr().cast(),
+        None => {
+            stats::count(Counter::Failed, 0);
+            set_errno(libc::ENOMEM);
+            ptr::null_mut()
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The C malloc family
+// ---------------------------------------------------------------------------
+
+/// `malloc(3)`: `size` bytes aligned to 16, or null with `errno = ENOMEM`.
+/// `malloc(0)` returns a unique pointer that `free` accepts.
+///
+/// # Safety
+/// Always safe to call; `unsafe` for the C ABI's sake (the result must be
+/// freed once, with [`free`]).
+///
+/// ```
+/// use freespace_malloc::{free, malloc};
+/// unsafe {
+///     let p = malloc(100).cast::<u8>();
+///     assert!(!p.is_null() && p as usize % 16 == 0);
+///     p.write_bytes(7, 100);
+///     let (a, b) = (malloc(0), malloc(0));
+///     assert!(!a.is_null() && a != b);
+///     free(p.cast());
+///     free(a);
+///     free(b);
+/// }
+/// ```
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
+    c_allocate(size, MIN_ALIGN, false, Counter::Malloc)
+}
+
+/// `free(3)`: gives back a block from this shim; `free(NULL)` does
+/// nothing. A pointer whose header is not a live block's is reported
+/// through [`freespace_core::report`] (by default: the message
+/// `freespace: double free at 0x… (malloc)`, or `foreign pointer`,
+/// `overwritten header`, `misaligned pointer`, then `abort()`).
+///
+/// # Safety
+/// `p` is null or a live pointer from this shim's allocation functions,
+/// not used after.
+///
+/// ```
+/// unsafe {
+///     freespace_malloc::free(core::ptr::null_mut());
+///     let p = freespace_malloc::malloc(10);
+///     freespace_malloc::free(p);
+/// }
+/// ```
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn free(p: *mut c_void) {
+    let Some(p) = NonNull::new(p.cast::<u8>()) else {
+        return;
+    };
+    stats::count(Counter::Free, 0);
+    // SAFETY: the caller's contract.
+    if let Some(block) = unsafe { block_of(p) } {
+        // SAFETY: decoded from `p`; the caller does not use `p` again.
+        unsafe { free_block(p, block) }
+    }
+}
+
+/// `calloc(3)`: `n * size` zeroed bytes; null with `errno = ENOMEM` when
+/// the product overflows or memory runs out.
+///
+/// # Safety
+/// As [`malloc`].
+///
+/// ```
+/// unsafe {
+///     let p = freespace_malloc::calloc(10, 8).cast::<u64>();
+///     assert_eq!(*p.add(9), 0);
+///     freespace_malloc::free(p.cast());
+///     assert!(freespace_malloc::calloc(usize::MAX, 2).is_null());
+/// }
+/// ```
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
+    match n.checked_mul(size) {
+        Some(bytes) => c_allocate(bytes, MIN_ALIGN, true, Counter::Calloc),
+        None => {
+            stats::count(Counter::Failed, 0);
+            set_errno(libc::ENOMEM);
+            ptr::null_mut()
+        }
+    }
+}
+
+/// `realloc(3)`: resizes `p` to `size` bytes, keeping its contents up to
+/// the smaller size; in place when the block has room (or the stack can
+/// grow it in place). `realloc(NULL, size)` is `malloc(size)`;
+/// `realloc(p, 0)` frees `p` and returns null, as glibc does. On failure
+/// returns null with `errno = ENOMEM` and leaves `p` as it was. A block
+/// from `memalign` and friends keeps its alignment.
+///
+/// # Safety
+/// `p` is null or live from this shim; on success it must not be used
+/// again (only the result).
+///
+/// ```
+/// unsafe {
+///     let p = freespace_malloc::malloc(4).cast::<u8>();
+///     p.copy_from(b"abcd".as_ptr(), 4);
+///     let q = freespace_malloc::realloc(p.cast(), 100_000).cast::<u8>();
+///     assert_eq!(core::slice::from_raw_parts(q, 4), b"abcd");
+///     assert!(freespace_malloc::realloc(q.cast(), 0).is_null()); // freed
+/// }
+/// ```
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
+    let Some(old) = NonNull::new(p.cast::<u8>()) else {
+        return c_allocate(size, MIN_ALIGN, false, Counter::Malloc);
+    };
+    if size == 0 {
+        // SAFETY: the caller's contract.
+        unsafe { free(p) };
+        return ptr::null_mut();
+    }
+    stats::count(Counter::Realloc, size);
+    // SAFETY: `old` is live (caller).
+    match unsafe { resize(old, size) } {
+        Some(q) => q.as_ptr().cast(),
+        None => {
+            stats::count(Counter::Failed, 0);
+            set_errno(libc::ENOMEM);
+            ptr::null_mut()
+        }
+    }
+}
+
+/// `reallocarray(3)`: `realloc(p, n * size)`, except that an overflowing
+/// product fails (null, `errno = ENOMEM`, `p` untouched).
+///
+/// # Safety
+/// As [`realloc`].
+///
+/// ```
+/// unsafe {
+///     let p = freespace_malloc::reallocarray(core::ptr::null_mut(), 4, 8);
+///     assert!(!p.is_null());
+///     assert!(freespace_malloc::reallocarray(p, usize::MAX, 2).is_null());
+///     freespace_malloc::free(p); // still live
+/// }
+/// ```
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn reallocarray(p: *mut c_void, n: usize, size: usize) -> *mut c_void {
+    match n.checked_mul(size) {
+        // SAFETY: the caller's contract.
+        Some(bytes) => unsafe { realloc(p, bytes) },
+        None => {
+            set_errno(libc::ENOMEM);
+            ptr::null_mut()
+        }
+    }
+}
+
+/// `posix_memalign(3)`: stores in `*out` a block of `size` bytes aligned
+/// to `align` and returns 0; returns `EINVAL` when `align` is not a power
+/// of two multiple of `sizeof(void *)`, `ENOMEM` when memory runs out
+/// (`*out` untouched on failure). Never changes `errno`.
+///
+/// # Safety
+/// `out` is valid for a pointer-sized write.
+///
+/// ```
+/// unsafe {
+///     let mut p = core::ptr::null_mut();
+///     assert_eq!(freespace_malloc::posix_memalign(&mut p, 4096, 10), 0);
+///     assert_eq!(p as usize % 4096, 0);
+///     freespace_malloc::free(p);
+///     assert_eq!(freespace_malloc::posix_memalign(&mut p, 24, 10), libc::EINVAL);
+/// }
+/// ```
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int {
+    if !posix_align_ok(align) {
+        return libc::EINVAL;
+    }
+    stats::count(Counter::Aligned, size);
+    let saved = errno();
+    let result = allocate(size, align, false);
+    set_errno(saved);
+    match result {
+        Some(p) => {
+            // SAFETY: the caller's contract.
+            unsafe { out.write(p.as_ptr().cast()) };
+            0
+        }
+        None => {
+            stats::count(Counter::Failed, 0);
+            libc::ENOMEM
+        }
+    }
+}
+
+/// `aligned_alloc(3)` (C11): `size` bytes aligned to `align`, any power of
+/// two. An alignment that is not a power of two fails with `errno =
+/// EINVAL`, as in glibc 2.38 and later; `size` need not be a multiple of
+/// `align`.
+///
+/// # Safety
+/// As [`malloc`].
+///
+/// ```
+/// unsafe {
+///     let p = freespace_malloc::aligned_alloc(1 << 16, 100);
+///     assert_eq!(p as usize % (1 << 16), 0);
+///     freespace_malloc::free(p);
+///     assert!(freespace_malloc::aligned_alloc(48, 100).is_null());
+/// }
+/// ```
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
+    if !align.is_power_of_two() {
+        set_errno(libc::EINVAL);
+        return ptr::null_mut();
+    }
+    c_allocate(size, align, false, Counter::Aligned)
+}
+
+/// `memalign(3)` (obsolete): like [`aligned_alloc`], but, as glibc does, an
+/// alignment that is not a power of two is rounded up to the next one
+/// (`EINVAL` only when there is none).
+///
+/// # Safety
+/// As [`malloc`].
+///
+/// ```
+/// unsafe {
+///     let p = freespace_malloc::memalign(48, 10); // 64-aligned
+///     assert_eq!(p as usize % 64, 0);
+///     freespace_malloc::free(p);
+/// }
+/// ```
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
+    match memalign_align(align) {
+        Some(align) => c_allocate(size, align, false, Counter::Aligned),
+        None => {
+            set_errno(libc::EINVAL);
+            ptr::null_mut()
+        }
+    }
+}
+
+/// `valloc(3)` (obsolete): `size` bytes aligned to the page size.
+///
+/// # Safety
+/// As [`malloc`].
+///
+/// ```
+/// unsafe {
+///     let p = freespace_malloc::valloc(1);
+///     assert_eq!(p as usize % 4096, 0);
+///     freespace_malloc::free(p);
+/// }
+/// ```
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
+    c_allocate(size, page_size(), false, Counter::Aligned)
+}
+
+/// `pvalloc(3)` (obsolete): [`valloc`] of `size` rounded up to whole pages
+/// (one page for 0).
+///
+/// # Safety
+/// As [`malloc`].
+///
+/// ```
+/// unsafe {
+///     let p = freespace_malloc::pvalloc(1);
+///     assert!(freespace_malloc::malloc_usable_size(p) >= 4096);
+///     freespace_malloc::free(p);
+/// }
+/// ```
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
+    let page = page_size();
+    match page_round(size, page) {
+        Some(size) => c_allocate(size, page, false, Counter::Aligned),
+        None => {
+            set_errno(libc::ENOMEM);
+            ptr::null_mut()
+        }
+    }
+}
+
+/// `malloc_usable_size(3)`: the bytes the caller may really use at `p`
+/// (at least what it asked for: the stack's block, less the header and
+/// alignment padding); 0 for null.
+///
+/// # Safety
+/// `p` is null or live from this shim.
+///
+/// ```
+/// unsafe {
+///     let p = freespace_malloc::malloc(20);
+///     assert!(freespace_malloc::malloc_usable_size(p) >= 20);
+///     freespace_malloc::free(p);
+///     assert_eq!(freespace_malloc::malloc_usable_size(core::ptr::null_mut()), 0);
+/// }
+/// ```
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
+    match NonNull::new(p.cast::<u8>()) {
+        // SAFETY: the caller's contract.
+        Some(p) => unsafe { block_of(p) }.map_or(0, |b| b.usable()),
+        None => 0,
+    }
+}
