@@ -23,13 +23,13 @@
 //! the buddy's blocks per order.
 
 use std::cell::Cell;
-use std::fmt::Write as _;
 use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 
 use freespace_core::alloc::{Allocator, Layout};
 use freespace_core::{BlockState, HeapSummary, Inspect, Source, Violation};
 use freespace_source::{Arena, Sbrk};
+use freespace_stats::{AsciiMap, ASCII_LEGEND};
 
 /// The heap the demo runs: the free-list heap with the best-fit policy,
 /// which splits chunks on allocation and coalesces them on free.
@@ -51,7 +51,7 @@ fn main() {
     println!();
     println!("freespace demo: one free-list heap, step by step");
     println!("heap: {HEAP_NAME}");
-    println!("map:  the heap's address span, {MAP_WIDTH} cells: # used  + mixed  . free  m metadata only");
+    println!("map:  the heap's address span, {MAP_WIDTH} cells: {ASCII_LEGEND}");
 
     let memory: &'static mut [MaybeUninit<u8>] =
         Box::leak(vec![MaybeUninit::uninit(); ARENA_BYTES].into_boxed_slice());
@@ -450,55 +450,9 @@ fn report<H: Inspect, S>(step: &str, subject: &Subject<'_, H, S>, blocks: &[Bloc
         subject.source.regions.get(),
         subject.source.bytes.get(),
     );
-    println!("   [{}]", map(subject.heap));
-}
-
-/// The heap's address span as `MAP_WIDTH` cells, each by what most of its
-/// bytes are: `#` used (90% or more), `+` mixed, `.` free (90% or more),
-/// `m` metadata only, blank where no block lies (a gap between regions).
-fn map<H: Inspect>(heap: &H) -> String {
-    let mut blocks = Vec::new();
-    heap.inspect(&mut |b| blocks.push(b));
-    let Some(lo) = blocks.iter().map(|b| b.addr).min() else {
-        return " ".repeat(MAP_WIDTH);
-    };
-    let hi = blocks.iter().map(|b| b.addr + b.len).max().unwrap_or(lo);
-    let span = (hi - lo).max(1) as f64;
-    let cell_len = span / MAP_WIDTH as f64;
-    // Bytes of each cell that are [used, free, meta].
-    let mut cells = [[0f64; 3]; MAP_WIDTH];
-    for b in &blocks {
-        let kind = match b.state {
-            BlockState::Used => 0,
-            BlockState::Free => 1,
-            BlockState::Meta => 2,
-        };
-        let start = (b.addr - lo) as f64;
-        let end = start + b.len as f64;
-        let first = ((start / cell_len) as usize).min(MAP_WIDTH - 1);
-        let last = ((end / cell_len).ceil() as usize).clamp(first + 1, MAP_WIDTH);
-        for (i, cell) in cells.iter_mut().enumerate().take(last).skip(first) {
-            let (cell_start, cell_end) = (i as f64 * cell_len, (i + 1) as f64 * cell_len);
-            cell[kind] += (end.min(cell_end) - start.max(cell_start)).max(0.0);
-        }
-    }
-    let mut out = String::new();
-    for [used, free, meta] in cells {
-        let data = used + free;
-        let c = if data == 0.0 {
-            if meta > 0.0 {
-                'm'
-            } else {
-                ' '
-            }
-        } else if used >= 0.9 * data {
-            '#'
-        } else if free >= 0.9 * data {
-            '.'
-        } else {
-            '+'
-        };
-        let _ = write!(out, "{c}");
-    }
-    out
+    // The one-line map from freespace-stats (see `ASCII_LEGEND`).
+    let map = AsciiMap::fitted(subject.heap, MAP_WIDTH)
+        .display(subject.heap)
+        .to_string();
+    println!("   [{}]", map.trim_end_matches('\n'));
 }
