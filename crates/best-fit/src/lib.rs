@@ -5,8 +5,11 @@
 //! Best fit keeps large chunks whole for large requests and, in Wilson et
 //! al.'s measurements, fragments about as little as any policy; a plain
 //! list scan has to look at every free chunk (it stops early only on an
-//! exact fit). This scan is the reference a faster size index will be
-//! tested against: it must choose exactly the same chunk.
+//! exact fit). [`BestFit`] keeps the free chunks in a [`SizeIndex`], an AVL
+//! tree ordered by size then address, so its choice is one O(log n)
+//! search: the first chunk not smaller than the request. It chooses exactly
+//! what the plain scan ([`BestFitScan`], the reference it is tested against)
+//! chooses.
 //!
 //! # Example
 //!
@@ -33,26 +36,116 @@
     clippy::missing_safety_doc
 )]
 
-use freespace_freelist::{Chunk, Fit, FreeSet, Request};
+use freespace_core::{Corruption, Violation};
+use freespace_freelist::index::SizeIndex;
+use freespace_freelist::tree::{BySize, Key};
+use freespace_freelist::{Chunk, Fit, FreeSet, Request, Scan, Scanned};
 use freespace_split_coalesce::FreeListHeap;
 
-/// Best fit: the smallest free chunk that fits; ties go to the lowest
-/// address. Stateless.
+/// Best fit: the smallest free chunk that fits, the lowest address among
+/// equals, found in a [`SizeIndex`] ordered [`BySize`].
+///
+/// # Invariants
+///
+/// - B1: `index` holds exactly the heap's free chunks (T1–T5).
 ///
 /// ```
 /// use freespace_best_fit::BestFit;
-/// use freespace_freelist::{Fit, FreeSet, Request};
+/// use freespace_freelist::{Fit, Request};
 /// let r = Request::new(core::alloc::Layout::new::<u64>()).unwrap();
-/// assert!(BestFit.choose(&FreeSet::new(), &r).is_none());
+/// let mut policy = BestFit::INIT;
+/// assert!(policy.choose(&r).is_none());
+/// assert!(policy.check().is_ok());
+/// ```
+#[derive(Debug, Default)]
+pub struct BestFit {
+    index: SizeIndex<BySize>,
+}
+
+// SAFETY: `choose` returns a fitting member found by the index (P1); the
+// members are exactly those inserted and not removed, and the index writes
+// only link words 1 and 2 (P2); nothing panics (P3); `len` and `contains`
+// are the index's (P4).
+unsafe impl Fit for BestFit {
+    const INIT: Self = BestFit {
+        index: SizeIndex::new(),
+    };
+    const NAME: &'static str = "best fit";
+
+    #[inline]
+    fn choose(&mut self, req: &Request) -> Option<Chunk> {
+        // The first chunk of the request's size or more, lowest address
+        // first; over-aligned requests walk on from there.
+        let start = self.index.tree().lower_bound(Key {
+            addr: 0,
+            size: req.size(),
+        });
+        self.index.first_fit(start, req)
+    }
+
+    #[inline]
+    unsafe fn insert(&mut self, chunk: Chunk) -> Result<(), Corruption> {
+        // SAFETY: caller contract (Fit::insert) is the index's.
+        unsafe { self.index.insert(chunk) }
+    }
+
+    #[inline]
+    unsafe fn remove(&mut self, chunk: Chunk) -> Result<(), Corruption> {
+        // SAFETY: caller contract (Fit::remove) is the index's.
+        unsafe { self.index.remove(chunk) }
+    }
+
+    #[inline]
+    unsafe fn replace(
+        &mut self,
+        old: Chunk,
+        new: Chunk,
+        new_size: usize,
+    ) -> Result<(), Corruption> {
+        // SAFETY: caller contract (Fit::replace) is the index's.
+        unsafe { self.index.replace(old, new, new_size) }
+    }
+
+    #[inline]
+    unsafe fn resize(&mut self, chunk: Chunk, old_size: usize) -> Result<(), Corruption> {
+        // SAFETY: caller contract (Fit::resize) is the index's.
+        unsafe { self.index.resize(chunk, old_size) }
+    }
+
+    #[inline]
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    #[inline]
+    unsafe fn contains(&self, chunk: Chunk) -> bool {
+        // SAFETY: caller contract (Fit::contains).
+        unsafe { self.index.contains(chunk) }
+    }
+
+    fn check(&self) -> Result<(), Violation> {
+        self.index.check()
+    }
+}
+
+/// The plain best-fit scan: look at every free chunk, keep the smallest
+/// that fits (the first of equals in address order), stop early on an
+/// exact fit. The reference [`BestFit`] is tested against.
+///
+/// ```
+/// use freespace_best_fit::BestFitScan;
+/// use freespace_freelist::{FreeSet, Request, Scan};
+/// let r = Request::new(core::alloc::Layout::new::<u64>()).unwrap();
+/// assert!(BestFitScan.choose(&FreeSet::new(), &r).is_none());
 /// ```
 #[derive(Debug, Default, Clone, Copy)]
-pub struct BestFit;
+pub struct BestFitScan;
 
-// SAFETY: `choose` returns a member of `set` that fits (P1), the policy has
-// no state (P2), and nothing here panics (P3).
-unsafe impl Fit for BestFit {
-    const INIT: Self = BestFit;
-    const NAME: &'static str = "best fit";
+// SAFETY: `choose` returns a member of `set` that fits (R1), the rule has
+// no state (R2), and nothing here panics (R3).
+unsafe impl Scan for BestFitScan {
+    const INIT: Self = BestFitScan;
+    const NAME: &'static str = "best fit (scan)";
 
     #[inline]
     fn choose(&mut self, set: &FreeSet, req: &Request) -> Option<Chunk> {
@@ -83,3 +176,13 @@ unsafe impl Fit for BestFit {
 /// # let _ = heap;
 /// ```
 pub type BestFitHeap<S> = FreeListHeap<BestFit, S>;
+
+/// A free-list heap over `S` placing by the plain best-fit scan.
+///
+/// ```
+/// use freespace_best_fit::BestFitScanHeap;
+/// use freespace_source::Sbrk;
+/// let heap: BestFitScanHeap<Sbrk> = BestFitScanHeap::new(Sbrk::new());
+/// # let _ = heap;
+/// ```
+pub type BestFitScanHeap<S> = FreeListHeap<Scanned<BestFitScan>, S>;

@@ -1,14 +1,14 @@
 //! The first-fit policy for the freespace free-list heap: serve each
 //! request from the free chunk at the **lowest address** that fits.
 //!
-//! First fit is fast when the fitting chunk is near the front, and it
-//! leaves the large chunks at high addresses alone; its cost is that small
-//! leftovers pile up at the front of the list, which every later search
-//! walks past (Wilson et al. 1995, §3.5). Because the free set is kept in
-//! address order, the scan can stop at the first chunk that fits.
-//!
-//! This plain scan is the reference every faster first-fit index will be
-//! tested against: it must choose exactly the same chunk.
+//! First fit leaves the large chunks at high addresses alone; its cost, as
+//! a list scan, is that small leftovers pile up at the front of the list,
+//! which every later search walks past (Wilson et al. 1995, §3.5).
+//! [`FirstFit`] does not walk: it keeps the free chunks in an
+//! [`AddressIndex`] (an address-ordered AVL tree whose nodes know the
+//! largest chunk below them), so a search is one O(log n) descent, and
+//! chooses exactly the chunk the plain scan ([`FirstFitScan`], kept as the
+//! reference and tested side by side with it) would.
 //!
 //! # Example
 //!
@@ -36,25 +36,108 @@
     clippy::missing_safety_doc
 )]
 
-use freespace_freelist::{Chunk, Fit, FreeSet, Request};
+use freespace_core::{Corruption, Violation};
+use freespace_freelist::index::AddressIndex;
+use freespace_freelist::{Chunk, Fit, FreeSet, Request, Scan, Scanned};
 use freespace_split_coalesce::FreeListHeap;
 
-/// First fit: the lowest-addressed free chunk that fits. Stateless.
+/// First fit: the lowest-addressed free chunk that fits, found in an
+/// [`AddressIndex`].
+///
+/// # Invariants
+///
+/// - F1: `index` holds exactly the heap's free chunks (A1, T1–T5).
 ///
 /// ```
 /// use freespace_first_fit::FirstFit;
-/// use freespace_freelist::{Fit, FreeSet, Request};
+/// use freespace_freelist::{Fit, Request};
 /// let r = Request::new(core::alloc::Layout::new::<u64>()).unwrap();
-/// assert!(FirstFit.choose(&FreeSet::new(), &r).is_none());
+/// let mut policy = FirstFit::INIT;
+/// assert!(policy.choose(&r).is_none());
+/// assert!(policy.check().is_ok());
+/// ```
+#[derive(Debug, Default)]
+pub struct FirstFit {
+    index: AddressIndex,
+}
+
+// SAFETY: `choose` returns the index's first fitting member (P1); the
+// members are exactly those inserted and not removed, the index writes only
+// link words 1–3 of chunks larger than 32 bytes and 1–2 of the others (P2);
+// nothing panics (P3); `len` and `contains` are the index's (P4).
+unsafe impl Fit for FirstFit {
+    const INIT: Self = FirstFit {
+        index: AddressIndex::new(),
+    };
+    const NAME: &'static str = "first fit";
+
+    #[inline]
+    fn choose(&mut self, req: &Request) -> Option<Chunk> {
+        self.index.first_fit(0, req)
+    }
+
+    #[inline]
+    unsafe fn insert(&mut self, chunk: Chunk) -> Result<(), Corruption> {
+        // SAFETY: caller contract (Fit::insert) is the index's.
+        unsafe { self.index.insert(chunk) }
+    }
+
+    #[inline]
+    unsafe fn remove(&mut self, chunk: Chunk) -> Result<(), Corruption> {
+        // SAFETY: caller contract (Fit::remove) is the index's.
+        unsafe { self.index.remove(chunk) }
+    }
+
+    #[inline]
+    unsafe fn replace(
+        &mut self,
+        old: Chunk,
+        new: Chunk,
+        new_size: usize,
+    ) -> Result<(), Corruption> {
+        // SAFETY: caller contract (Fit::replace) is the index's.
+        unsafe { self.index.replace(old, new, new_size) }
+    }
+
+    #[inline]
+    unsafe fn resize(&mut self, chunk: Chunk, old_size: usize) -> Result<(), Corruption> {
+        // SAFETY: caller contract (Fit::resize) is the index's.
+        unsafe { self.index.resize(chunk, old_size) }
+    }
+
+    #[inline]
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    #[inline]
+    unsafe fn contains(&self, chunk: Chunk) -> bool {
+        // SAFETY: caller contract (Fit::contains).
+        unsafe { self.index.contains(chunk) }
+    }
+
+    fn check(&self) -> Result<(), Violation> {
+        self.index.check()
+    }
+}
+
+/// The plain first-fit scan: walk the address-ordered list, take the first
+/// chunk that fits. The reference [`FirstFit`] is tested against.
+///
+/// ```
+/// use freespace_first_fit::FirstFitScan;
+/// use freespace_freelist::{FreeSet, Request, Scan};
+/// let r = Request::new(core::alloc::Layout::new::<u64>()).unwrap();
+/// assert!(FirstFitScan.choose(&FreeSet::new(), &r).is_none());
 /// ```
 #[derive(Debug, Default, Clone, Copy)]
-pub struct FirstFit;
+pub struct FirstFitScan;
 
-// SAFETY: `choose` returns a member of `set` that fits (P1), the policy has
-// no state (P2), and nothing here panics (P3).
-unsafe impl Fit for FirstFit {
-    const INIT: Self = FirstFit;
-    const NAME: &'static str = "first fit";
+// SAFETY: `choose` returns a member of `set` that fits (R1), the rule has
+// no state (R2), and nothing here panics (R3).
+unsafe impl Scan for FirstFitScan {
+    const INIT: Self = FirstFitScan;
+    const NAME: &'static str = "first fit (scan)";
 
     #[inline]
     fn choose(&mut self, set: &FreeSet, req: &Request) -> Option<Chunk> {
@@ -73,3 +156,13 @@ unsafe impl Fit for FirstFit {
 /// # let _ = heap;
 /// ```
 pub type FirstFitHeap<S> = FreeListHeap<FirstFit, S>;
+
+/// A free-list heap over `S` placing by the plain first-fit scan.
+///
+/// ```
+/// use freespace_first_fit::FirstFitScanHeap;
+/// use freespace_source::Sbrk;
+/// let heap: FirstFitScanHeap<Sbrk> = FirstFitScanHeap::new(Sbrk::new());
+/// # let _ = heap;
+/// ```
+pub type FirstFitScanHeap<S> = FreeListHeap<Scanned<FirstFitScan>, S>;

@@ -366,6 +366,58 @@ impl Chunk {
         unsafe { self.0.as_ptr().add(index * WORD).cast::<*mut u8>().write(p) }
     }
 
+    /// Word `index` of a free chunk read as a raw pointer (tag bits
+    /// included): the tree's child links.
+    ///
+    /// # Safety
+    ///
+    /// The chunk is a free chunk at least `(index + 1) * WORD` bytes long.
+    #[inline]
+    pub(crate) unsafe fn raw_link(self, index: usize) -> *mut u8 {
+        // SAFETY: caller contract; read as a pointer to keep provenance.
+        unsafe { self.0.as_ptr().add(index * WORD).cast::<*mut u8>().read() }
+    }
+
+    /// Sets word `index` of a free chunk to a raw (possibly tagged) pointer.
+    ///
+    /// # Safety
+    ///
+    /// The chunk is a free chunk no user holds, at least `(index + 1) * WORD`
+    /// bytes long.
+    #[inline]
+    pub(crate) unsafe fn set_raw_link(self, index: usize, to: *mut u8) {
+        // SAFETY: caller contract.
+        unsafe {
+            self.0
+                .as_ptr()
+                .add(index * WORD)
+                .cast::<*mut u8>()
+                .write(to)
+        }
+    }
+
+    /// Word `index` of a free chunk read as an integer.
+    ///
+    /// # Safety
+    ///
+    /// As [`raw_link`](Self::raw_link).
+    #[inline]
+    pub(crate) unsafe fn field(self, index: usize) -> usize {
+        // SAFETY: caller contract.
+        unsafe { self.word(index).read() }
+    }
+
+    /// Sets word `index` of a free chunk to an integer.
+    ///
+    /// # Safety
+    ///
+    /// As [`set_raw_link`](Self::set_raw_link).
+    #[inline]
+    pub(crate) unsafe fn set_field(self, index: usize, value: usize) {
+        // SAFETY: caller contract.
+        unsafe { self.word(index).write(value) }
+    }
+
     /// Word-sized field `index` of a region header chunk, read as a pointer.
     ///
     /// # Safety

@@ -1,9 +1,10 @@
 //! The [`Fit`] trait (a placement policy) and the [`Request`] it places.
 
 use crate::chunk::{chunk_size_for, Chunk, GRANULE, HEADER, MIN_CHUNK};
+#[cfg(doc)]
 use crate::set::FreeSet;
 use freespace_core::alloc::Layout;
-use freespace_core::Violation;
+use freespace_core::{Corruption, Violation};
 
 /// A request as the heap sees it: a chunk size and an alignment.
 ///
@@ -107,83 +108,146 @@ impl Request {
     }
 }
 
-/// A placement policy: which free chunk serves a request.
+/// A placement policy together with the index of free chunks it chooses
+/// from.
 ///
 /// The heap owns one value of the policy (starting as [`INIT`](Fit::INIT))
-/// and tells it about every change to the free set, so a policy with state
-/// (next fit's roving pointer, an index) stays in step with the set.
+/// and hands it every free chunk, takes chunks back out, and tells it about
+/// every change of a free chunk's address or size, so the policy can keep
+/// the chunks in whatever order makes its choice fast.
+///
+/// What the heap promises about the chunks it passes (the calls'
+/// `# Safety` sections): each is a free chunk of the heap's memory, no user
+/// holds it, and its size word is as each method says. [`MIN_CHUNK`] bytes
+/// are the smallest chunk, so words 1 and 2 (and the footer) are always
+/// the policy's to use; a larger chunk has more.
 ///
 /// # Safety
 ///
 /// The heap trusts the policy to the point of writing through its answers.
 /// Implementors promise:
 ///
-/// - P1: [`choose`](Fit::choose) returns `None` or a current member `c` of
-///   `set` with `req.fits(c, size of c)`;
-/// - P2: the policy's state only names members of the set (or nothing), and
-///   only passes members to the set's `unsafe` methods;
-/// - P3: no method panics.
+/// - P1: [`choose`](Fit::choose) returns `None` or a current member `c`
+///   with `req.fits(c, size of c)`;
+/// - P2: the members are exactly the chunks inserted (or put in by
+///   `replace`) and not yet removed (or replaced); the policy writes only
+///   to words 1 up to the footer (exclusive) of members;
+/// - P3: no method panics;
+/// - P4: [`len`](Fit::len) is the number of members and
+///   [`contains`](Fit::contains) is exact.
 ///
 /// # Example
 ///
-/// A policy that takes the highest-addressed chunk that fits:
+/// The plain scans of the four policies are [`Scanned`](crate::Scanned)
+/// policies: an address-ordered [`FreeSet`] and a [`Scan`](crate::Scan)
+/// rule. A rule that takes the highest-addressed chunk that fits:
 ///
 /// ```
-/// use freespace_freelist::{Chunk, Fit, FreeSet, Request};
+/// use freespace_freelist::{Chunk, Fit, FreeSet, Request, Scan, Scanned};
 ///
 /// struct LastFit;
-/// // SAFETY: `choose` only returns members that fit (P1), keeps no state (P2)
-/// // and cannot panic (P3).
-/// unsafe impl Fit for LastFit {
+/// // SAFETY: `choose` only returns members that fit, keeps no state and
+/// // cannot panic.
+/// unsafe impl Scan for LastFit {
 ///     const INIT: Self = LastFit;
 ///     const NAME: &'static str = "last fit";
 ///     fn choose(&mut self, set: &FreeSet, req: &Request) -> Option<Chunk> {
 ///         set.iter().filter(|f| req.fits(f.chunk, f.size)).last().map(|f| f.chunk)
 ///     }
 /// }
-/// assert!(LastFit.choose(&FreeSet::new(), &Request::new(core::alloc::Layout::new::<u8>()).unwrap()).is_none());
+/// let mut policy = Scanned::<LastFit>::INIT;
+/// let r = Request::new(core::alloc::Layout::new::<u8>()).unwrap();
+/// assert!(policy.choose(&r).is_none());
+/// assert_eq!(Scanned::<LastFit>::NAME, "last fit");
 /// ```
 pub unsafe trait Fit {
-    /// The policy's state in a new heap.
+    /// The policy's state in a new heap: no free chunks.
     const INIT: Self;
 
     /// A short name for messages and benchmark tables (`"best fit"`).
     const NAME: &'static str;
 
     /// Picks the free chunk that serves `req`, or `None` if none fits.
-    fn choose(&mut self, set: &FreeSet, req: &Request) -> Option<Chunk>;
+    fn choose(&mut self, req: &Request) -> Option<Chunk>;
 
-    /// `chunk` was just added to `set`.
-    #[inline]
-    fn inserted(&mut self, set: &FreeSet, chunk: Chunk) {
-        let _ = (set, chunk);
+    /// Adds the free chunk `chunk`.
+    ///
+    /// # Safety
+    ///
+    /// `chunk` is a free chunk of the heap, not a member, no user holds it,
+    /// its size word and footer are written.
+    ///
+    /// # Errors
+    ///
+    /// [`Corruption::CorruptFreeList`] when the index is found damaged.
+    unsafe fn insert(&mut self, chunk: Chunk) -> Result<(), Corruption>;
+
+    /// Takes member `chunk` out, checking first that it is where the
+    /// index's links say (the "safe unlinking" check).
+    ///
+    /// # Safety
+    ///
+    /// `chunk` is heap memory whose size word and the policy's words are
+    /// as the policy left them.
+    ///
+    /// # Errors
+    ///
+    /// [`Corruption::CorruptFreeList`] when the chunk or the index is
+    /// damaged; nothing is changed then.
+    unsafe fn remove(&mut self, chunk: Chunk) -> Result<(), Corruption>;
+
+    /// Puts the free chunk `new` of `new_size` bytes in member `old`'s
+    /// place: `new` lies inside or right before `old`'s old bytes, so no
+    /// member lies between them in address order (a chunk split from its
+    /// front, or merged with the chunk before it).
+    ///
+    /// # Safety
+    ///
+    /// `old` as for [`remove`](Fit::remove); `new` as for
+    /// [`insert`](Fit::insert) except that its size word is **not yet**
+    /// written (the heap writes it after this call). `new`'s words may
+    /// overlap `old`'s.
+    ///
+    /// # Errors
+    ///
+    /// As [`remove`](Fit::remove).
+    unsafe fn replace(&mut self, old: Chunk, new: Chunk, new_size: usize)
+        -> Result<(), Corruption>;
+
+    /// Member `chunk` changed size from `old_size` (it absorbed a
+    /// neighbour or gave its tail away) and kept its address; its size
+    /// word and footer already say the new size.
+    ///
+    /// # Safety
+    ///
+    /// As [`remove`](Fit::remove), apart from the size word.
+    ///
+    /// # Errors
+    ///
+    /// As [`remove`](Fit::remove).
+    unsafe fn resize(&mut self, chunk: Chunk, old_size: usize) -> Result<(), Corruption>;
+
+    /// Number of members.
+    fn len(&self) -> usize;
+
+    /// Whether there are no members.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
-    /// `chunk` was just taken out of `set`; `successor` is the member that
-    /// followed it (now in its place in address order), if any.
-    #[inline]
-    fn removed(&mut self, set: &FreeSet, chunk: Chunk, successor: Option<Chunk>) {
-        let _ = (set, chunk, successor);
-    }
+    /// Whether the free chunk `chunk` is a member.
+    ///
+    /// # Safety
+    ///
+    /// `chunk` is a free chunk of the heap (size word readable).
+    unsafe fn contains(&self, chunk: Chunk) -> bool;
 
-    /// Member `old` was just replaced by `new` at the same list position
-    /// (a chunk split from its front, or merged with the chunk before it).
-    #[inline]
-    fn replaced(&mut self, set: &FreeSet, old: Chunk, new: Chunk) {
-        let _ = (set, old, new);
-    }
-
-    /// Member `chunk` changed size from `old_size` (it absorbed a neighbour
-    /// or gave its tail away) and kept its address.
-    #[inline]
-    fn resized(&mut self, set: &FreeSet, chunk: Chunk, old_size: usize) {
-        let _ = (set, chunk, old_size);
-    }
-
-    /// Checks the policy's own invariants against `set` (the heap's
-    /// `check()` calls it).
-    fn check(&self, set: &FreeSet) -> Result<(), Violation> {
-        let _ = set;
-        Ok(())
-    }
+    /// Checks the policy's own invariants (the heap's `check()` calls it,
+    /// after checking that every free chunk is a member and that there are
+    /// as many members as free chunks).
+    ///
+    /// # Errors
+    ///
+    /// The first [`Violation`] found.
+    fn check(&self) -> Result<(), Violation>;
 }

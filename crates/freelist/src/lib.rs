@@ -9,8 +9,11 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`chunk`] | [`Chunk`], the header/footer layout, [`Flags`], the [`magic`](chunk::magic) number |
-//! | [`set`] | [`FreeSet`]: the free chunks, doubly linked in address order |
-//! | [`fit`] | [`Fit`] (a placement policy) and [`Request`] |
+//! | [`fit`] | [`Fit`] (a placement policy and its index of free chunks) and [`Request`] |
+//! | [`tree`] | [`Tree`](tree::Tree): the intrusive AVL tree the indexes are made of |
+//! | [`index`] | [`AddressIndex`](index::AddressIndex) (first, next fit) and [`SizeIndex`](index::SizeIndex) (best, worst fit) |
+//! | [`set`] | [`FreeSet`]: free chunks doubly linked in address order, the plain list |
+//! | [`scan`] | [`Scanned`]: a policy that scans a [`FreeSet`] by a [`Scan`] rule, the reference for the indexes |
 //!
 //! # The chunk format
 //!
@@ -25,9 +28,9 @@
 //!  allocated chunk (A)                     free chunk (F)
 //!  +-------------------------+ c          +-------------------------+ c
 //!  | size | flags  (word 0)  |            | size | flags  (word 0)  |
-//!  | magic          (word 1) |            | next free      (word 1) |
-//!  +-------------------------+ c + 16     | prev free      (word 2) |
-//!  | payload (16-aligned)    |            | ...                     |
+//!  | magic          (word 1) |            | policy link    (word 1) |
+//!  +-------------------------+ c + 16     | policy link    (word 2) |
+//!  | payload (16-aligned)    |            | (word 3 if > 32 bytes)  |
 //!  |                         |            | size   (footer, last w) |
 //!  +-------------------------+ c + size   +-------------------------+ c + size
 //! ```
@@ -44,7 +47,10 @@
 //!   pointer to it never passes as live.
 //! - An allocated chunk carries 16 bytes of overhead and no footer; the
 //!   smallest chunk is 32 bytes (four words: a free chunk's size, two links
-//!   and footer).
+//!   and footer). The links are the policy's: tree children for the
+//!   indexed policies (word 3, in chunks larger than 32 bytes, holds a
+//!   subtree's largest size for first and next fit), list links for the
+//!   plain scans.
 //!
 //! # Example
 //!
@@ -74,10 +80,14 @@ extern crate std;
 
 pub mod chunk;
 pub mod fit;
+pub mod index;
+pub mod scan;
 pub mod set;
+pub mod tree;
 
 pub use chunk::{Chunk, Flags, GRANULE, HEADER, MIN_CHUNK};
 pub use fit::{Fit, Request};
+pub use scan::{Scan, Scanned};
 pub use set::{Free, FreeSet};
 
 #[cfg(test)]

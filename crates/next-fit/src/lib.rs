@@ -8,7 +8,13 @@
 //! first fit. The rover must survive the chunk it names being split
 //! (it moves to the remainder), coalesced into a neighbour or handed out
 //! whole (it moves to the next free chunk): the heap tells the policy about
-//! every such change through the [`Fit`] notifications.
+//! every such change through the [`Fit`] methods.
+//!
+//! [`NextFit`] keeps the free chunks in an [`AddressIndex`], so "the first
+//! chunk at or after the rover that fits, else the first from the bottom"
+//! is two O(log n) descents, and moving the rover to the next free chunk
+//! is one; it chooses exactly what the plain scan ([`NextFitScan`], the
+//! reference it is tested against) chooses.
 //!
 //! # Example
 //!
@@ -40,36 +46,156 @@
     clippy::missing_safety_doc
 )]
 
-use freespace_core::Violation;
-use freespace_freelist::{Chunk, Fit, FreeSet, Request};
+use freespace_core::{Corruption, Violation};
+use freespace_freelist::index::AddressIndex;
+use freespace_freelist::{Chunk, Fit, FreeSet, Request, Scan, Scanned};
 use freespace_split_coalesce::FreeListHeap;
 
-/// Next fit: first fit from the roving pointer, wrapping.
+/// Next fit: first fit from the roving pointer, wrapping, over an
+/// [`AddressIndex`].
 ///
 /// # Invariants
 ///
-/// - N1: `rover` is `None` or a member of the heap's free set.
+/// - N1: `rover` is `None` or a member of `index`.
+/// - N2: `index` holds exactly the heap's free chunks (A1, T1–T5).
 ///
 /// ```
 /// use freespace_next_fit::NextFit;
-/// use freespace_freelist::{Fit, FreeSet, Request};
+/// use freespace_freelist::{Fit, Request};
 /// let r = Request::new(core::alloc::Layout::new::<u64>()).unwrap();
 /// let mut policy = NextFit::INIT;
-/// assert!(policy.choose(&FreeSet::new(), &r).is_none());
-/// assert!(policy.check(&FreeSet::new()).is_ok());
+/// assert!(policy.choose(&r).is_none());
+/// assert!(policy.check().is_ok());
 /// ```
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default)]
 pub struct NextFit {
+    index: AddressIndex,
     /// Where the next search starts (N1); `None` means the lowest address.
     rover: Option<Chunk>,
 }
 
-// SAFETY: `choose` returns a member that fits (P1); the rover only ever
-// names a member, because every removal or replacement of the chunk it
-// names moves it (N1, P2); nothing here panics (P3).
+// SAFETY: `choose` returns a fitting member found by the index (P1); the
+// rover only names a member, because every removal or replacement of the
+// chunk it names moves it (N1); the members are the index's, which writes
+// only link words (P2); nothing panics (P3); `len` and `contains` are the
+// index's (P4).
 unsafe impl Fit for NextFit {
-    const INIT: Self = NextFit { rover: None };
+    const INIT: Self = NextFit {
+        index: AddressIndex::new(),
+        rover: None,
+    };
     const NAME: &'static str = "next fit";
+
+    fn choose(&mut self, req: &Request) -> Option<Chunk> {
+        let from = self.rover.map_or(0, Chunk::addr);
+        // From the rover up; if nothing there fits, whatever fits from the
+        // bottom lies below the rover: the wrap.
+        let found = self.index.first_fit(from, req).or_else(|| {
+            if from == 0 {
+                None
+            } else {
+                self.index.first_fit(0, req)
+            }
+        });
+        if found.is_some() {
+            self.rover = found;
+        }
+        found
+    }
+
+    #[inline]
+    unsafe fn insert(&mut self, chunk: Chunk) -> Result<(), Corruption> {
+        // SAFETY: caller contract (Fit::insert) is the index's.
+        unsafe { self.index.insert(chunk) }
+    }
+
+    #[inline]
+    unsafe fn remove(&mut self, chunk: Chunk) -> Result<(), Corruption> {
+        // SAFETY: caller contract (Fit::remove) is the index's.
+        unsafe { self.index.remove(chunk)? };
+        if self.rover == Some(chunk) {
+            // The scan's rover moves to the chunk that followed.
+            self.rover = self.index.successor(chunk);
+        }
+        Ok(())
+    }
+
+    #[inline]
+    unsafe fn replace(
+        &mut self,
+        old: Chunk,
+        new: Chunk,
+        new_size: usize,
+    ) -> Result<(), Corruption> {
+        // SAFETY: caller contract (Fit::replace) is the index's.
+        unsafe { self.index.replace(old, new, new_size)? };
+        if self.rover == Some(old) {
+            self.rover = Some(new);
+        }
+        Ok(())
+    }
+
+    #[inline]
+    unsafe fn resize(&mut self, chunk: Chunk, old_size: usize) -> Result<(), Corruption> {
+        // SAFETY: caller contract (Fit::resize) is the index's.
+        unsafe { self.index.resize(chunk, old_size) }
+    }
+
+    #[inline]
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    #[inline]
+    unsafe fn contains(&self, chunk: Chunk) -> bool {
+        // SAFETY: caller contract (Fit::contains).
+        unsafe { self.index.contains(chunk) }
+    }
+
+    fn check(&self) -> Result<(), Violation> {
+        self.index.check()?;
+        let mut rover_found = self.rover.is_none();
+        self.index
+            .for_each(&mut |c, _| rover_found |= Some(c) == self.rover);
+        match self.rover {
+            Some(r) if !rover_found => Err(Violation::new(
+                "N1",
+                r.addr(),
+                "next fit's rover is not a free chunk",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The plain next-fit scan: walk the address-ordered list from the rover
+/// to the end, then from the start up to the rover. The reference
+/// [`NextFit`] is tested against.
+///
+/// # Invariants
+///
+/// - N1: `rover` is `None` or a member of the free set.
+///
+/// ```
+/// use freespace_next_fit::NextFitScan;
+/// use freespace_freelist::{FreeSet, Request, Scan};
+/// let r = Request::new(core::alloc::Layout::new::<u64>()).unwrap();
+/// let mut rule = NextFitScan::INIT;
+/// assert!(rule.choose(&FreeSet::new(), &r).is_none());
+/// assert!(rule.check(&FreeSet::new()).is_ok());
+/// ```
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NextFitScan {
+    /// Where the next search starts (N1); `None` means the lowest address.
+    rover: Option<Chunk>,
+}
+
+// SAFETY: `choose` returns a member that fits (R1); the rover only ever
+// names a member, because every removal or replacement of the chunk it
+// names moves it (N1, R2); nothing here panics (R3).
+unsafe impl Scan for NextFitScan {
+    const INIT: Self = NextFitScan { rover: None };
+    const NAME: &'static str = "next fit (scan)";
 
     fn choose(&mut self, set: &FreeSet, req: &Request) -> Option<Chunk> {
         let start = self.rover.or(set.first())?;
@@ -121,3 +247,13 @@ unsafe impl Fit for NextFit {
 /// # let _ = heap;
 /// ```
 pub type NextFitHeap<S> = FreeListHeap<NextFit, S>;
+
+/// A free-list heap over `S` placing by the plain next-fit scan.
+///
+/// ```
+/// use freespace_next_fit::NextFitScanHeap;
+/// use freespace_source::Sbrk;
+/// let heap: NextFitScanHeap<Sbrk> = NextFitScanHeap::new(Sbrk::new());
+/// # let _ = heap;
+/// ```
+pub type NextFitScanHeap<S> = FreeListHeap<Scanned<NextFitScan>, S>;

@@ -205,32 +205,29 @@ unsafe fn coalesce<F: Fit>(st: &mut State<F>, region: Region, h: Chunk, size: us
         let n_size = if next_free { n.size() } else { 0 };
         match (prev, next_free) {
             (Some(p), true) => {
-                let successor = st.free.remove(n)?;
-                st.fit.removed(&st.free, n, successor);
+                st.fit.remove(n)?;
                 let old = p.size();
                 p.write_free(old + size + n_size, p.flags());
                 h.bury(key);
                 n.bury(key);
-                st.fit.resized(&st.free, p, old);
+                st.fit.resize(p, old)?;
             }
             (Some(p), false) => {
                 let old = p.size();
                 p.write_free(old + size, p.flags());
                 h.bury(key);
                 n.set_prev_free_allocated(true, key);
-                st.fit.resized(&st.free, p, old);
+                st.fit.resize(p, old)?;
             }
             (None, true) => {
-                st.free.replace(n, h);
+                st.fit.replace(n, h, size + n_size)?;
                 h.write_free(size + n_size, Flags::empty());
                 n.bury(key);
-                st.fit.replaced(&st.free, n, h);
             }
             (None, false) => {
                 h.write_free(size, Flags::empty());
+                st.fit.insert(h)?;
                 n.set_prev_free_allocated(true, key);
-                st.free.insert(h);
-                st.fit.inserted(&st.free, h);
             }
         }
         Ok(())

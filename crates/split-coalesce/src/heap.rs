@@ -8,7 +8,7 @@ use freespace_core::alloc::{AllocError, Allocator, Layout};
 use freespace_core::layout::{self, dangling};
 use freespace_core::{report, Corruption, Source};
 use freespace_freelist::chunk::{chunk_size_for, Chunk, Flags, FENCE, REGION_HEADER};
-use freespace_freelist::{Fit, FreeSet, Request, GRANULE, HEADER, MIN_CHUNK};
+use freespace_freelist::{Fit, Request, GRANULE, HEADER, MIN_CHUNK};
 
 use crate::region::Region;
 
@@ -44,11 +44,10 @@ pub const GROWTH: usize = 64 * 1024;
 ///   exactly when the chunk before it is free, and every free chunk's last
 ///   word is its size.
 /// - H5 (coalesced): no two free chunks are adjacent.
-/// - H6 (free set): the free set holds every free chunk exactly once, in
-///   increasing address order, with consistent back links, and nothing else
-///   (the `FreeSet`'s own L1–L3).
-/// - H7 (policy): the policy's state agrees with the free set
-///   ([`Fit::check`]).
+/// - H6 (free set): the policy's index holds every free chunk exactly once
+///   and nothing else ([`Fit::contains`], [`Fit::len`]).
+/// - H7 (policy): the policy's own invariants hold ([`Fit::check`]: for
+///   the indexed policies, the trees' order, balance and augmented sizes).
 /// - H8 (slack): an allocated chunk is at most 16 bytes larger than the
 ///   chunk its request needs (a remainder under [`MIN_CHUNK`] is not split
 ///   off: that is the internal fragmentation [`Inspect`](freespace_core::Inspect)
@@ -79,9 +78,7 @@ pub struct FreeListHeap<F: Fit, S: Source> {
 }
 
 pub(crate) struct State<F> {
-    /// The free chunks (H6).
-    pub(crate) free: FreeSet,
-    /// The placement policy and its state (H7).
+    /// The placement policy and its index of the free chunks (H6, H7).
     pub(crate) fit: F,
     /// The lowest region (H1).
     pub(crate) regions: Option<Region>,
@@ -115,7 +112,6 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
         Self {
             source,
             state: UnsafeCell::new(State {
-                free: FreeSet::new(),
                 fit: F::INIT,
                 regions: None,
                 key: 0,
@@ -202,7 +198,7 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
             // SAFETY: no reference into the state is live; `carve` does not
             // call out.
             let st = unsafe { self.state() };
-            if let Some(c) = st.fit.choose(&st.free, req) {
+            if let Some(c) = st.fit.choose(req) {
                 // SAFETY: `c` is a member that fits `req` (Fit P1).
                 return match unsafe { carve(st, c, req) } {
                     Ok(block) => Ok(block),
@@ -243,7 +239,13 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
         };
         // SAFETY: no reference into the state is live (the source has
         // returned); `add_region` does not call out.
-        unsafe { add_region(self.state(), region) }
+        match unsafe { add_region(self.state(), region) } {
+            Ok(added) => added,
+            Err(corruption) => {
+                report(corruption, NAME);
+                false
+            }
+        }
     }
 }
 
@@ -271,27 +273,24 @@ unsafe fn carve<F: Fit>(
         let block = c.forward(pad);
         let after = c.forward(size);
         let split = tail >= MIN_CHUNK;
-        // Free-set updates first: they read `c`'s links, which the block's
+        // Index updates first: they read `c`'s links, which the block's
         // header may overwrite.
         if pad == 0 && !split {
-            let successor = st.free.remove(c)?;
-            st.fit.removed(&st.free, c, successor);
+            st.fit.remove(c)?;
         }
         if pad > 0 {
             // `c`'s previous chunk is allocated (H5), so no PREV_FREE.
             c.write_free(pad, c.flags() & Flags::PREV_FREE);
-            st.fit.resized(&st.free, c, size);
+            st.fit.resize(c, size)?;
         }
         let chunk_size = if split {
             let rem = block.forward(req.size());
             if pad == 0 {
-                st.free.replace(c, rem);
+                st.fit.replace(c, rem, tail)?;
                 rem.write_free(tail, Flags::empty());
-                st.fit.replaced(&st.free, c, rem);
             } else {
                 rem.write_free(tail, Flags::empty());
-                st.free.insert_after(Some(c), rem);
-                st.fit.inserted(&st.free, rem);
+                st.fit.insert(rem)?;
             }
             req.size()
         } else {
@@ -316,7 +315,11 @@ unsafe fn carve<F: Fit>(
 ///
 /// `region` came from the heap's source just now (S1–S3) and belongs to the
 /// heap from here on.
-unsafe fn add_region<F: Fit>(st: &mut State<F>, region: NonNull<[u8]>) -> bool {
+///
+/// # Errors
+///
+/// The policy's index was found damaged.
+unsafe fn add_region<F: Fit>(st: &mut State<F>, region: NonNull<[u8]>) -> Result<bool, Corruption> {
     let start = region.cast::<u8>();
     let len = region.len();
     if st.key == 0 {
@@ -354,18 +357,17 @@ unsafe fn add_region<F: Fit>(st: &mut State<F>, region: NonNull<[u8]>) -> bool {
                     let old = tail.size();
                     tail.write_free(old + span, tail.flags());
                     old_fence.bury(key);
-                    st.fit.resized(&st.free, tail, old);
+                    st.fit.resize(tail, old)?;
                 } else {
                     old_fence.write_free(span, Flags::empty());
-                    st.free.insert(old_fence);
-                    st.fit.inserted(&st.free, old_fence);
+                    st.fit.insert(old_fence)?;
                 }
-                return true;
+                return Ok(true);
             }
             at = r.next();
         }
         if len < REGION_HEADER + MIN_CHUNK + FENCE {
-            return false;
+            return Ok(false);
         }
         let header = Chunk::new(start);
         let first = header.forward(REGION_HEADER);
@@ -394,9 +396,8 @@ unsafe fn add_region<F: Fit>(st: &mut State<F>, region: NonNull<[u8]>) -> bool {
             Some(b) => b.set_next(Some(region)),
             None => st.regions = Some(region),
         }
-        st.free.insert(first);
-        st.fit.inserted(&st.free, first);
-        true
+        st.fit.insert(first)?;
+        Ok(true)
     }
 }
 
@@ -491,7 +492,13 @@ unsafe impl<F: Fit, S: Source> Allocator for FreeListHeap<F, S> {
         }
         let need = chunk_size_for(new.size()).ok_or(AllocError)?;
         // SAFETY: `ptr` is live (caller contract), its header intact (H3).
-        Ok(unsafe { shrink_in_place(self.state(), ptr, need) })
+        match unsafe { shrink_in_place(self.state(), ptr, need) } {
+            Ok(block) => Ok(block),
+            Err(corruption) => {
+                report(corruption, NAME);
+                Err(AllocError)
+            }
+        }
     }
 }
 
@@ -545,15 +552,15 @@ unsafe fn grow_in_place<F: Fit>(
         let tail = total - need;
         let new_size = if tail >= MIN_CHUNK {
             let rem = h.forward(need);
-            st.free.replace(n, rem);
+            // `rem`'s words may overlap `n`'s links: the index reads them
+            // first.
+            st.fit.replace(n, rem, tail).ok()?;
             rem.write_free(tail, Flags::empty());
             n.bury(st.key);
-            st.fit.replaced(&st.free, n, rem);
             need
         } else {
-            let successor = st.free.remove(n).ok()?;
+            st.fit.remove(n).ok()?;
             n.bury(st.key);
-            st.fit.removed(&st.free, n, successor);
             h.forward(total).set_prev_free_allocated(false, st.key);
             total
         };
@@ -569,11 +576,15 @@ unsafe fn grow_in_place<F: Fit>(
 ///
 /// `ptr` is a live block of the heap whose state is `st`, and `need` is at
 /// most its chunk size.
+///
+/// # Errors
+///
+/// The policy's index was found damaged (the block keeps its size).
 unsafe fn shrink_in_place<F: Fit>(
     st: &mut State<F>,
     ptr: NonNull<u8>,
     need: usize,
-) -> NonNull<[u8]> {
+) -> Result<NonNull<[u8]>, Corruption> {
     // SAFETY: (for the whole body) as in `grow_in_place`; the tail lies inside the
     // block's own chunk.
     unsafe {
@@ -586,19 +597,19 @@ unsafe fn shrink_in_place<F: Fit>(
             size
         } else if !n.flags().contains(Flags::ALLOCATED) {
             let n_size = n.size();
-            st.free.replace(n, t);
+            // `t`'s words may overlap `n`'s links: the index reads them
+            // first.
+            st.fit.replace(n, t, tail + n_size)?;
             t.write_free(tail + n_size, Flags::empty());
             if tail >= MIN_CHUNK {
                 // Otherwise `n`'s header now holds `t`'s links.
                 n.bury(st.key);
             }
-            st.fit.replaced(&st.free, n, t);
             need
         } else if tail >= MIN_CHUNK {
             t.write_free(tail, Flags::empty());
+            st.fit.insert(t)?;
             n.set_prev_free_allocated(true, st.key);
-            st.free.insert(t);
-            st.fit.inserted(&st.free, t);
             need
         } else {
             size
@@ -606,6 +617,6 @@ unsafe fn shrink_in_place<F: Fit>(
         if new_size != size {
             h.write_allocated(new_size, h.flags(), st.key);
         }
-        NonNull::slice_from_raw_parts(ptr, new_size - HEADER)
+        Ok(NonNull::slice_from_raw_parts(ptr, new_size - HEADER))
     }
 }

@@ -6,7 +6,10 @@
 //! stay useful; in practice worst fit breaks up the large chunks that large
 //! requests need, and fragments badly (Wilson et al. 1995, §3.5). It is
 //! here because the seed names it. The plain scan looks at every free
-//! chunk; it is the reference a faster index will be tested against.
+//! chunk; [`WorstFit`] keeps them in a [`SizeIndex`] ordered largest first
+//! (lowest address among equals), so its choice is the first node of the
+//! tree, O(log n), and exactly what the plain scan ([`WorstFitScan`], the
+//! reference it is tested against) chooses.
 //!
 //! # Example
 //!
@@ -33,30 +36,115 @@
     clippy::missing_safety_doc
 )]
 
-use freespace_freelist::{Chunk, Fit, FreeSet, Request};
+use freespace_core::{Corruption, Violation};
+use freespace_freelist::index::SizeIndex;
+use freespace_freelist::tree::ByLargest;
+use freespace_freelist::{Chunk, Fit, FreeSet, Request, Scan, Scanned};
 use freespace_split_coalesce::FreeListHeap;
 
 /// Worst fit: the largest free chunk, if it fits; ties go to the lowest
-/// address. Stateless.
+/// address. Found in a [`SizeIndex`] ordered [`ByLargest`].
 ///
 /// Over-aligned requests are the one case where the largest chunk may not
 /// fit while a smaller one does (padding depends on the address); worst fit
 /// then takes the largest chunk that does fit.
 ///
+/// # Invariants
+///
+/// - W1: `index` holds exactly the heap's free chunks (T1–T5).
+///
 /// ```
 /// use freespace_worst_fit::WorstFit;
-/// use freespace_freelist::{Fit, FreeSet, Request};
+/// use freespace_freelist::{Fit, Request};
 /// let r = Request::new(core::alloc::Layout::new::<u64>()).unwrap();
-/// assert!(WorstFit.choose(&FreeSet::new(), &r).is_none());
+/// let mut policy = WorstFit::INIT;
+/// assert!(policy.choose(&r).is_none());
+/// assert!(policy.check().is_ok());
+/// ```
+#[derive(Debug, Default)]
+pub struct WorstFit {
+    index: SizeIndex<ByLargest>,
+}
+
+// SAFETY: `choose` returns a fitting member found by the index (P1); the
+// members are exactly those inserted and not removed, and the index writes
+// only link words 1 and 2 (P2); nothing panics (P3); `len` and `contains`
+// are the index's (P4).
+unsafe impl Fit for WorstFit {
+    const INIT: Self = WorstFit {
+        index: SizeIndex::new(),
+    };
+    const NAME: &'static str = "worst fit";
+
+    #[inline]
+    fn choose(&mut self, req: &Request) -> Option<Chunk> {
+        // Largest first: the walk stops at the first chunk too small.
+        self.index.first_fit(self.index.tree().first(), req)
+    }
+
+    #[inline]
+    unsafe fn insert(&mut self, chunk: Chunk) -> Result<(), Corruption> {
+        // SAFETY: caller contract (Fit::insert) is the index's.
+        unsafe { self.index.insert(chunk) }
+    }
+
+    #[inline]
+    unsafe fn remove(&mut self, chunk: Chunk) -> Result<(), Corruption> {
+        // SAFETY: caller contract (Fit::remove) is the index's.
+        unsafe { self.index.remove(chunk) }
+    }
+
+    #[inline]
+    unsafe fn replace(
+        &mut self,
+        old: Chunk,
+        new: Chunk,
+        new_size: usize,
+    ) -> Result<(), Corruption> {
+        // SAFETY: caller contract (Fit::replace) is the index's.
+        unsafe { self.index.replace(old, new, new_size) }
+    }
+
+    #[inline]
+    unsafe fn resize(&mut self, chunk: Chunk, old_size: usize) -> Result<(), Corruption> {
+        // SAFETY: caller contract (Fit::resize) is the index's.
+        unsafe { self.index.resize(chunk, old_size) }
+    }
+
+    #[inline]
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    #[inline]
+    unsafe fn contains(&self, chunk: Chunk) -> bool {
+        // SAFETY: caller contract (Fit::contains).
+        unsafe { self.index.contains(chunk) }
+    }
+
+    fn check(&self) -> Result<(), Violation> {
+        self.index.check()
+    }
+}
+
+/// The plain worst-fit scan: look at every free chunk, keep the largest
+/// that fits (the first of equals in address order). The reference
+/// [`WorstFit`] is tested against.
+///
+/// ```
+/// use freespace_worst_fit::WorstFitScan;
+/// use freespace_freelist::{FreeSet, Request, Scan};
+/// let r = Request::new(core::alloc::Layout::new::<u64>()).unwrap();
+/// assert!(WorstFitScan.choose(&FreeSet::new(), &r).is_none());
 /// ```
 #[derive(Debug, Default, Clone, Copy)]
-pub struct WorstFit;
+pub struct WorstFitScan;
 
-// SAFETY: `choose` returns a member of `set` that fits (P1), the policy has
-// no state (P2), and nothing here panics (P3).
-unsafe impl Fit for WorstFit {
-    const INIT: Self = WorstFit;
-    const NAME: &'static str = "worst fit";
+// SAFETY: `choose` returns a member of `set` that fits (R1), the rule has
+// no state (R2), and nothing here panics (R3).
+unsafe impl Scan for WorstFitScan {
+    const INIT: Self = WorstFitScan;
+    const NAME: &'static str = "worst fit (scan)";
 
     #[inline]
     fn choose(&mut self, set: &FreeSet, req: &Request) -> Option<Chunk> {
@@ -80,3 +168,13 @@ unsafe impl Fit for WorstFit {
 /// # let _ = heap;
 /// ```
 pub type WorstFitHeap<S> = FreeListHeap<WorstFit, S>;
+
+/// A free-list heap over `S` placing by the plain worst-fit scan.
+///
+/// ```
+/// use freespace_worst_fit::WorstFitScanHeap;
+/// use freespace_source::Sbrk;
+/// let heap: WorstFitScanHeap<Sbrk> = WorstFitScanHeap::new(Sbrk::new());
+/// # let _ = heap;
+/// ```
+pub type WorstFitScanHeap<S> = FreeListHeap<Scanned<WorstFitScan>, S>;

@@ -1,0 +1,485 @@
+//! The two indexes the fit policies keep their free chunks in, both built
+//! on [`Tree`]:
+//!
+//! - [`AddressIndex`] (first fit, next fit): address order. Chunks larger
+//!   than [`MIN_CHUNK`] sit in a tree whose nodes know their subtree's
+//!   largest size, so "the lowest address at or after `a` that is at least
+//!   `n` bytes" is one descent; chunks of exactly [`MIN_CHUNK`] (no room for
+//!   that word) sit in a plain address tree beside it, and only a request
+//!   of [`MIN_CHUNK`] looks there.
+//! - [`SizeIndex`] (best fit, worst fit): one tree over all free chunks,
+//!   by size (ascending or descending) then address.
+//!
+//! ```text
+//!  AddressIndex                              SizeIndex<BySize>
+//!          [0x400 96 |max 512]                    [0x400 96]
+//!          /                 \                    /        \
+//!  [0x100 48|48]     [0x900 512|512]      [0x100 48]      [0x900 512]
+//!  tiny: [0x300 32] - [0x700 32]          (and the 32s: (32,0x300) (32,0x700) on the left)
+//! ```
+//!
+//! A request whose alignment is above [`GRANULE`] may not fit a chunk
+//! that is large enough (the padding depends on the address): both
+//! indexes then walk the candidates in policy order until one fits, which
+//! is exactly the chunk the plain scan finds.
+
+use freespace_core::{Corruption, Violation};
+
+use crate::chunk::{Chunk, GRANULE, MIN_CHUNK};
+use crate::fit::Request;
+use crate::tree::{ByAddress, ByAddressMax, Key, Order, Tree};
+
+/// The free chunks in address order, for first and next fit.
+///
+/// # Invariants
+///
+/// - A1: `tiny` holds exactly the members of [`MIN_CHUNK`] bytes, `big`
+///   the larger ones; both are valid trees (T1–T5).
+///
+/// ```
+/// use freespace_freelist::index::AddressIndex;
+/// use freespace_freelist::Request;
+/// let index = AddressIndex::new();
+/// let r = Request::new(core::alloc::Layout::new::<u64>()).unwrap();
+/// assert!(index.first_fit(0, &r).is_none());
+/// assert!(index.check().is_ok());
+/// ```
+#[derive(Debug, Default)]
+pub struct AddressIndex {
+    tiny: Tree<ByAddress>,
+    big: Tree<ByAddressMax>,
+}
+
+#[inline]
+fn is_tiny(size: usize) -> bool {
+    size <= MIN_CHUNK
+}
+
+impl AddressIndex {
+    /// An empty index.
+    ///
+    /// ```
+    /// assert_eq!(freespace_freelist::index::AddressIndex::new().len(), 0);
+    /// ```
+    pub const fn new() -> Self {
+        Self {
+            tiny: Tree::new(),
+            big: Tree::new(),
+        }
+    }
+
+    /// Number of free chunks.
+    ///
+    /// ```
+    /// assert!(freespace_freelist::index::AddressIndex::new().len() == 0);
+    /// ```
+    pub const fn len(&self) -> usize {
+        self.tiny.len() + self.big.len()
+    }
+
+    /// Whether there are no free chunks.
+    ///
+    /// ```
+    /// assert!(freespace_freelist::index::AddressIndex::new().is_empty());
+    /// ```
+    pub const fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds the free chunk `c` (its size word written).
+    ///
+    /// # Safety
+    ///
+    /// As [`Tree::insert`] with `c`'s size.
+    ///
+    /// # Errors
+    ///
+    /// As [`Tree::insert`].
+    pub unsafe fn insert(&mut self, c: Chunk) -> Result<(), Corruption> {
+        // SAFETY: caller contract.
+        unsafe {
+            let size = c.size();
+            if is_tiny(size) {
+                self.tiny.insert(c, size)
+            } else {
+                self.big.insert(c, size)
+            }
+        }
+    }
+
+    /// Takes member `c` (its size word intact) out.
+    ///
+    /// # Safety
+    ///
+    /// As [`Tree::remove`] with `c`'s size.
+    ///
+    /// # Errors
+    ///
+    /// As [`Tree::remove`].
+    pub unsafe fn remove(&mut self, c: Chunk) -> Result<(), Corruption> {
+        // SAFETY: caller contract.
+        unsafe {
+            let size = c.size();
+            if is_tiny(size) {
+                self.tiny.remove(c, size)
+            } else {
+                self.big.remove(c, size)
+            }
+        }
+    }
+
+    /// Puts `new` (of `new_size` bytes, size word not yet written) in
+    /// member `old`'s place (size word intact); no member lies between
+    /// them.
+    ///
+    /// # Safety
+    ///
+    /// As [`Tree::replace`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Tree::remove`].
+    pub unsafe fn replace(
+        &mut self,
+        old: Chunk,
+        new: Chunk,
+        new_size: usize,
+    ) -> Result<(), Corruption> {
+        // SAFETY: caller contract.
+        unsafe {
+            let old_size = old.size();
+            match (is_tiny(old_size), is_tiny(new_size)) {
+                (true, true) => self.tiny.replace(old, old_size, new, new_size),
+                (false, false) => self.big.replace(old, old_size, new, new_size),
+                (true, false) => {
+                    self.tiny.remove(old, old_size)?;
+                    self.big.insert(new, new_size)
+                }
+                (false, true) => {
+                    self.big.remove(old, old_size)?;
+                    self.tiny.insert(new, new_size)
+                }
+            }
+        }
+    }
+
+    /// Member `c` changed size from `old_size` (its size word already
+    /// says the new one).
+    ///
+    /// # Safety
+    ///
+    /// As [`Tree::resize`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Tree::remove`].
+    pub unsafe fn resize(&mut self, c: Chunk, old_size: usize) -> Result<(), Corruption> {
+        // SAFETY: caller contract.
+        unsafe {
+            let new_size = c.size();
+            match (is_tiny(old_size), is_tiny(new_size)) {
+                (true, true) => Ok(()),
+                (false, false) => self.big.resize(c, old_size, new_size),
+                (true, false) => {
+                    self.tiny.remove(c, old_size)?;
+                    self.big.insert(c, new_size)
+                }
+                (false, true) => {
+                    self.big.remove(c, old_size)?;
+                    self.tiny.insert(c, new_size)
+                }
+            }
+        }
+    }
+
+    /// Whether `c` is a member.
+    ///
+    /// # Safety
+    ///
+    /// `c`'s size word is readable.
+    pub unsafe fn contains(&self, c: Chunk) -> bool {
+        // SAFETY: caller contract.
+        let size = unsafe { c.size() };
+        if is_tiny(size) {
+            self.tiny.contains(c, size)
+        } else {
+            self.big.contains(c, size)
+        }
+    }
+
+    /// The lowest member at address `from` or above.
+    fn lowest_from(&self, from: usize, need: usize) -> Option<Chunk> {
+        let big = self.big.first_at_least(Key {
+            addr: from,
+            size: need,
+        });
+        let tiny = if is_tiny(need) {
+            self.tiny.lower_bound(Key {
+                addr: from,
+                size: 0,
+            })
+        } else {
+            None
+        };
+        match (big, tiny) {
+            (Some(b), Some(t)) => Some(if b.addr() < t.addr() { b } else { t }),
+            (b, t) => b.or(t),
+        }
+    }
+
+    /// The lowest-addressed member at `from` or above that `req` fits.
+    ///
+    /// # Time complexity
+    ///
+    /// O(log n) when `req.align() <= GRANULE`; otherwise O(log n) for every
+    /// large-enough chunk tried.
+    ///
+    /// ```
+    /// use freespace_freelist::index::AddressIndex;
+    /// use freespace_freelist::Request;
+    /// let r = Request::new(core::alloc::Layout::from_size_align(64, 4096).unwrap()).unwrap();
+    /// assert!(AddressIndex::new().first_fit(0x1000, &r).is_none());
+    /// ```
+    pub fn first_fit(&self, from: usize, req: &Request) -> Option<Chunk> {
+        let mut at = from;
+        loop {
+            let c = self.lowest_from(at, req.size())?;
+            // SAFETY: `c` is a member (T1).
+            if req.fits(c, unsafe { c.size() }) {
+                return Some(c);
+            }
+            at = c.addr().checked_add(GRANULE)?;
+        }
+    }
+
+    /// The lowest member above `c` (which need not be a member).
+    ///
+    /// ```
+    /// use core::ptr::NonNull;
+    /// use freespace_freelist::{index::AddressIndex, Chunk};
+    /// let mut x = [0u128; 2];
+    /// let c = Chunk::new(NonNull::from(&mut x).cast());
+    /// assert!(AddressIndex::new().successor(c).is_none());
+    /// ```
+    pub fn successor(&self, c: Chunk) -> Option<Chunk> {
+        self.lowest_from(c.addr().checked_add(GRANULE)?, 0)
+    }
+
+    /// Calls `visit` with every member and its size: the tiny ones in
+    /// address order, then the others in address order.
+    ///
+    /// ```
+    /// let mut n = 0;
+    /// freespace_freelist::index::AddressIndex::new().for_each(&mut |_, _| n += 1);
+    /// assert_eq!(n, 0);
+    /// ```
+    pub fn for_each(&self, visit: &mut dyn FnMut(Chunk, usize)) {
+        self.tiny.for_each(visit);
+        self.big.for_each(visit);
+    }
+
+    /// Checks A1 and both trees' T1–T5.
+    ///
+    /// # Errors
+    ///
+    /// The first [`Violation`] found.
+    ///
+    /// ```
+    /// assert!(freespace_freelist::index::AddressIndex::new().check().is_ok());
+    /// ```
+    pub fn check(&self) -> Result<(), Violation> {
+        self.tiny.check(&mut |c, size| {
+            if size == MIN_CHUNK {
+                Ok(())
+            } else {
+                Err(Violation::new(
+                    "A1",
+                    c.addr(),
+                    "chunk in the tiny tree is not MIN_CHUNK",
+                ))
+            }
+        })?;
+        self.big.check(&mut |_, _| Ok(()))
+    }
+}
+
+/// All free chunks in one tree ordered by size then address, for best fit
+/// ([`BySize`](crate::tree::BySize)) and worst fit
+/// ([`ByLargest`](crate::tree::ByLargest)).
+///
+/// ```
+/// use freespace_freelist::index::SizeIndex;
+/// use freespace_freelist::tree::BySize;
+/// use freespace_freelist::Request;
+/// let index = SizeIndex::<BySize>::new();
+/// let r = Request::new(core::alloc::Layout::new::<u64>()).unwrap();
+/// assert!(index.first_fit(index.tree().first(), &r).is_none());
+/// ```
+#[derive(Debug)]
+pub struct SizeIndex<O: Order> {
+    tree: Tree<O>,
+}
+
+impl<O: Order> Default for SizeIndex<O> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<O: Order> SizeIndex<O> {
+    /// An empty index.
+    ///
+    /// ```
+    /// use freespace_freelist::{index::SizeIndex, tree::ByLargest};
+    /// assert_eq!(SizeIndex::<ByLargest>::new().len(), 0);
+    /// ```
+    pub const fn new() -> Self {
+        Self { tree: Tree::new() }
+    }
+
+    /// The tree.
+    ///
+    /// ```
+    /// use freespace_freelist::{index::SizeIndex, tree::ByLargest};
+    /// assert!(SizeIndex::<ByLargest>::new().tree().is_empty());
+    /// ```
+    pub const fn tree(&self) -> &Tree<O> {
+        &self.tree
+    }
+
+    /// Number of free chunks.
+    ///
+    /// ```
+    /// use freespace_freelist::{index::SizeIndex, tree::BySize};
+    /// assert!(SizeIndex::<BySize>::new().is_empty());
+    /// ```
+    pub const fn len(&self) -> usize {
+        self.tree.len()
+    }
+
+    /// Whether there are no free chunks.
+    ///
+    /// ```
+    /// use freespace_freelist::{index::SizeIndex, tree::BySize};
+    /// assert!(SizeIndex::<BySize>::new().is_empty());
+    /// ```
+    pub const fn is_empty(&self) -> bool {
+        self.tree.is_empty()
+    }
+
+    /// As [`AddressIndex::insert`].
+    ///
+    /// # Safety
+    ///
+    /// As [`Tree::insert`] with `c`'s size.
+    ///
+    /// # Errors
+    ///
+    /// As [`Tree::insert`].
+    pub unsafe fn insert(&mut self, c: Chunk) -> Result<(), Corruption> {
+        // SAFETY: caller contract.
+        unsafe { self.tree.insert(c, c.size()) }
+    }
+
+    /// As [`AddressIndex::remove`].
+    ///
+    /// # Safety
+    ///
+    /// As [`Tree::remove`] with `c`'s size.
+    ///
+    /// # Errors
+    ///
+    /// As [`Tree::remove`].
+    pub unsafe fn remove(&mut self, c: Chunk) -> Result<(), Corruption> {
+        // SAFETY: caller contract.
+        unsafe { self.tree.remove(c, c.size()) }
+    }
+
+    /// As [`AddressIndex::replace`].
+    ///
+    /// # Safety
+    ///
+    /// As [`Tree::replace`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Tree::remove`].
+    pub unsafe fn replace(
+        &mut self,
+        old: Chunk,
+        new: Chunk,
+        new_size: usize,
+    ) -> Result<(), Corruption> {
+        // SAFETY: caller contract.
+        unsafe { self.tree.replace(old, old.size(), new, new_size) }
+    }
+
+    /// As [`AddressIndex::resize`].
+    ///
+    /// # Safety
+    ///
+    /// As [`Tree::resize`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Tree::remove`].
+    pub unsafe fn resize(&mut self, c: Chunk, old_size: usize) -> Result<(), Corruption> {
+        // SAFETY: caller contract.
+        unsafe { self.tree.resize(c, old_size, c.size()) }
+    }
+
+    /// Whether `c` is a member.
+    ///
+    /// # Safety
+    ///
+    /// `c`'s size word is readable.
+    pub unsafe fn contains(&self, c: Chunk) -> bool {
+        // SAFETY: caller contract.
+        self.tree.contains(c, unsafe { c.size() })
+    }
+
+    /// The first member from `start` on, in the tree's order, that `req`
+    /// fits; the walk stops at the first member too small for it.
+    ///
+    /// # Time complexity
+    ///
+    /// O(log n) per member tried: one when `req.align() <= GRANULE`.
+    ///
+    /// ```
+    /// use freespace_freelist::{index::SizeIndex, tree::BySize, Request};
+    /// let r = Request::new(core::alloc::Layout::new::<u64>()).unwrap();
+    /// assert!(SizeIndex::<BySize>::new().first_fit(None, &r).is_none());
+    /// ```
+    pub fn first_fit(&self, start: Option<Chunk>, req: &Request) -> Option<Chunk> {
+        let mut at = start;
+        while let Some(c) = at {
+            // SAFETY: `c` is a member (T1).
+            let size = unsafe { c.size() };
+            if size < req.size() {
+                return None;
+            }
+            if req.fits(c, size) {
+                return Some(c);
+            }
+            at = self.tree.after(Key {
+                addr: c.addr(),
+                size,
+            });
+        }
+        None
+    }
+
+    /// Checks the tree's T1–T5.
+    ///
+    /// # Errors
+    ///
+    /// The first [`Violation`] found.
+    ///
+    /// ```
+    /// use freespace_freelist::{index::SizeIndex, tree::BySize};
+    /// assert!(SizeIndex::<BySize>::new().check().is_ok());
+    /// ```
+    pub fn check(&self) -> Result<(), Violation> {
+        self.tree.check(&mut |_, _| Ok(()))
+    }
+}

@@ -1,0 +1,1146 @@
+//! [`Tree`]: an intrusive AVL tree of free chunks, its nodes stored inside
+//! the chunks themselves, so the indexes of the fit policies cost no memory
+//! and no allocation.
+//!
+//! ```text
+//!  free chunk as a tree node (word = 8 bytes on 64-bit targets)
+//!  +---------------------------------------+ c
+//!  | size | flags                  (word 0) |
+//!  | left child | balance (low 2 bits) (w 1)|
+//!  | right child                    (word 2) |
+//!  | largest size in subtree        (word 3) |  augmented orders only,
+//!  | ...                                    |  so chunks > MIN_CHUNK
+//!  | footer: size              (last word)  |
+//!  +---------------------------------------+ c + size
+//! ```
+//!
+//! A 32-byte chunk ([`MIN_CHUNK`]) has exactly the two link words 1 and 2
+//! between its size word and its footer, so every free chunk can be a node
+//! of a plain tree; only trees whose [`Order`] is augmented need word 3,
+//! and they hold only larger chunks.
+//!
+//! There are no parent pointers: every update searches from the root by
+//! key, remembering the path on a fixed-size stack ([`MAX_DEPTH`] entries,
+//! more than an AVL tree of any possible number of chunks is tall), and
+//! rebalances and re-augments on the way back up. Because a chunk is always
+//! reached from the root before it is unlinked, a node whose key or links
+//! have been damaged is reported as [`Corruption::CorruptFreeList`] instead
+//! of being written through blindly.
+//!
+//! # Time complexity
+//!
+//! Insert, remove, replace, resize, lookup: O(log n). [`Tree::check`]: O(n).
+
+use core::marker::PhantomData;
+use core::mem::MaybeUninit;
+use core::ptr::NonNull;
+
+use freespace_core::{Corruption, Violation};
+
+use crate::chunk::{Chunk, Flags, GRANULE};
+
+/// Word of a node holding its left child, tagged with its balance.
+const LEFT: usize = 1;
+/// Word of a node holding its right child.
+const RIGHT: usize = 2;
+/// Word of a node holding the largest chunk size in its subtree (augmented
+/// orders only).
+const MAX: usize = 3;
+/// Low bits of the left link that hold the balance: 0 = even, 1 = left
+/// taller, 2 = right taller (chunks are 16-aligned, so 4 bits are free).
+const BALANCE_MASK: usize = 3;
+
+/// How deep a search may go: an AVL tree of `n` nodes is less than
+/// `1.4405 * log2(n + 2)` tall, so 96 levels hold far more chunks than an
+/// address space has room for. A deeper path can only come from damaged
+/// links (a cycle), and is reported as corruption.
+pub const MAX_DEPTH: usize = 96;
+
+/// What a tree sorts a chunk by: its address and its size.
+///
+/// ```
+/// use freespace_freelist::tree::{BySize, Key, Order};
+/// let small = Key { addr: 0x2000, size: 32 };
+/// let big = Key { addr: 0x1000, size: 64 };
+/// assert!(BySize::before(small, big));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    /// The chunk's address.
+    pub addr: usize,
+    /// The chunk's size in bytes.
+    pub size: usize,
+}
+
+/// How a [`Tree`] orders its chunks, and whether it keeps each subtree's
+/// largest size.
+///
+/// Orders must be strict and total on distinct addresses (two chunks never
+/// share an address), which every order here is because the address breaks
+/// ties.
+pub trait Order {
+    /// Whether every node keeps, in word 3, the largest chunk size in its
+    /// subtree. Such a tree may only hold chunks larger than
+    /// [`MIN_CHUNK`](crate::MIN_CHUNK) (word 3 of a 32-byte chunk is its
+    /// footer).
+    const AUGMENTED: bool;
+    /// Whether the size is part of the key, so a chunk that changes size
+    /// must move.
+    const BY_SIZE: bool;
+    /// Whether `a` sorts before `b`.
+    fn before(a: Key, b: Key) -> bool;
+}
+
+/// Address order: first and next fit's order, for chunks of one size.
+///
+/// ```
+/// use freespace_freelist::tree::{ByAddress, Key, Order};
+/// assert!(ByAddress::before(Key { addr: 16, size: 99 }, Key { addr: 32, size: 1 }));
+/// ```
+#[derive(Debug)]
+pub enum ByAddress {}
+
+impl Order for ByAddress {
+    const AUGMENTED: bool = false;
+    const BY_SIZE: bool = false;
+    #[inline]
+    fn before(a: Key, b: Key) -> bool {
+        a.addr < b.addr
+    }
+}
+
+/// Address order, each node knowing the largest size below it, so "the
+/// lowest address whose size is at least `n`" is one descent.
+///
+/// ```
+/// use freespace_freelist::tree::{ByAddressMax, Key, Order};
+/// assert!(ByAddressMax::AUGMENTED);
+/// assert!(ByAddressMax::before(Key { addr: 16, size: 99 }, Key { addr: 32, size: 1 }));
+/// ```
+#[derive(Debug)]
+pub enum ByAddressMax {}
+
+impl Order for ByAddressMax {
+    const AUGMENTED: bool = true;
+    const BY_SIZE: bool = false;
+    #[inline]
+    fn before(a: Key, b: Key) -> bool {
+        a.addr < b.addr
+    }
+}
+
+/// Smallest first, lowest address among equal sizes: best fit's order.
+///
+/// ```
+/// use freespace_freelist::tree::{BySize, Key, Order};
+/// assert!(BySize::before(Key { addr: 64, size: 32 }, Key { addr: 32, size: 48 }));
+/// assert!(BySize::before(Key { addr: 32, size: 48 }, Key { addr: 64, size: 48 }));
+/// ```
+#[derive(Debug)]
+pub enum BySize {}
+
+impl Order for BySize {
+    const AUGMENTED: bool = false;
+    const BY_SIZE: bool = true;
+    #[inline]
+    fn before(a: Key, b: Key) -> bool {
+        (a.size, a.addr) < (b.size, b.addr)
+    }
+}
+
+/// Largest first, lowest address among equal sizes: worst fit's order.
+///
+/// ```
+/// use freespace_freelist::tree::{ByLargest, Key, Order};
+/// assert!(ByLargest::before(Key { addr: 64, size: 48 }, Key { addr: 32, size: 32 }));
+/// assert!(ByLargest::before(Key { addr: 32, size: 48 }, Key { addr: 64, size: 48 }));
+/// ```
+#[derive(Debug)]
+pub enum ByLargest {}
+
+impl Order for ByLargest {
+    const AUGMENTED: bool = false;
+    const BY_SIZE: bool = true;
+    #[inline]
+    fn before(a: Key, b: Key) -> bool {
+        a.size > b.size || (a.size == b.size && a.addr < b.addr)
+    }
+}
+
+/// An intrusive AVL tree of free chunks in the order `O`.
+///
+/// # Invariants
+///
+/// - T1 (members): every member is a free chunk (`ALLOCATED` clear) in
+///   memory the owner manages, readable and writable by the tree while it
+///   is a member; its key is its address and the size in its size word.
+///   Under an augmented order every member is larger than
+///   [`MIN_CHUNK`](crate::MIN_CHUNK).
+/// - T2 (order): an in-order walk visits the members in strictly increasing
+///   `O` order; each member is reached exactly once from `root`.
+/// - T3 (balance): the two subtrees of every node differ in height by at
+///   most one, and the node's balance tag says which (if any) is taller.
+/// - T4 (augment): under an augmented order, word 3 of every node is the
+///   largest size in its subtree.
+/// - T5 (count): `len` is the number of members.
+///
+/// [`check`](Self::check) verifies all five.
+///
+/// # Example
+///
+/// ```
+/// use core::ptr::NonNull;
+/// use freespace_freelist::tree::{BySize, Tree};
+/// use freespace_freelist::{Chunk, Flags};
+///
+/// let mut memory = [0u128; 16]; // 256 bytes: free chunks of 96, 32, 128
+/// let base = Chunk::new(NonNull::from(&mut memory).cast());
+/// let mut tree = Tree::<BySize>::new();
+/// // SAFETY: the three chunks are disjoint parts of `memory`, ours alone.
+/// unsafe {
+///     for (offset, size) in [(0, 96), (96, 32), (128, 128)] {
+///         let c = base.forward(offset);
+///         c.write_free(size, Flags::empty());
+///         tree.insert(c, size).unwrap();
+///     }
+/// }
+/// assert_eq!(tree.first(), Some(unsafe { base.forward(96) })); // the smallest
+/// tree.check(&mut |_, _| Ok(())).unwrap();
+/// assert_eq!(tree.len(), 3);
+/// ```
+pub struct Tree<O: Order> {
+    /// The root (T2).
+    root: Option<Chunk>,
+    /// Number of members (T5).
+    len: usize,
+    order: PhantomData<fn() -> O>,
+}
+
+impl<O: Order> core::fmt::Debug for Tree<O> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Tree")
+            .field("root", &self.root)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+/// The chunk an operation is about, with its size: the one node whose size
+/// word the tree does not read (it may be stale or not yet written, see
+/// each operation).
+#[derive(Clone, Copy)]
+struct Subject {
+    chunk: Chunk,
+    size: usize,
+}
+
+/// The root-to-node path of a search: nodes and the direction taken from
+/// each.
+///
+/// # Invariants
+///
+/// - S1: `len <= MAX_DEPTH` and `nodes[..len]` are initialised.
+struct Path {
+    nodes: [MaybeUninit<Chunk>; MAX_DEPTH],
+    /// Bit `i` set: the path went right from `nodes[i]`.
+    right: u128,
+    len: usize,
+}
+
+const _: () = assert!(MAX_DEPTH <= 128);
+
+impl Path {
+    #[inline]
+    fn new() -> Self {
+        Self {
+            nodes: [const { MaybeUninit::uninit() }; MAX_DEPTH],
+            right: 0,
+            len: 0,
+        }
+    }
+
+    /// Appends `n`, left from it or right; `Err` when the path is already
+    /// [`MAX_DEPTH`] long (damaged links).
+    #[inline]
+    fn push(&mut self, n: Chunk, right: bool) -> Result<(), ()> {
+        let slot = self.nodes.get_mut(self.len).ok_or(())?;
+        slot.write(n);
+        self.set_right(self.len, right);
+        self.len += 1;
+        Ok(())
+    }
+
+    #[inline]
+    fn set_right(&mut self, i: usize, right: bool) {
+        if right {
+            self.right |= 1 << i;
+        } else {
+            self.right &= !(1 << i);
+        }
+    }
+
+    /// Node `i`.
+    ///
+    /// # Safety
+    ///
+    /// `i < self.len`.
+    #[inline]
+    unsafe fn node(&self, i: usize) -> Chunk {
+        debug_assert!(i < self.len);
+        // SAFETY: `i < len` (caller), and `nodes[..len]` are initialised (S1).
+        unsafe { self.nodes.get_unchecked(i).assume_init() }
+    }
+
+    /// Replaces node `i` (keeping the direction).
+    ///
+    /// # Safety
+    ///
+    /// `i < self.len`.
+    #[inline]
+    unsafe fn set_node(&mut self, i: usize, n: Chunk) {
+        // SAFETY: `i < len <= MAX_DEPTH` (caller, S1).
+        unsafe { self.nodes.get_unchecked_mut(i).write(n) };
+    }
+
+    #[inline]
+    fn went_right(&self, i: usize) -> bool {
+        self.right & (1 << i) != 0
+    }
+}
+
+// ----------------------------------------------------------------------
+// node words
+// ----------------------------------------------------------------------
+
+/// # Safety (all node accessors)
+///
+/// `n` is a member of a tree (or a free chunk being made one), so its link
+/// words (and word 3 under an augmented order) are its own (T1).
+#[inline]
+unsafe fn left(n: Chunk) -> Option<Chunk> {
+    // SAFETY: see above.
+    let p = unsafe { n.raw_link(LEFT) };
+    NonNull::new(p.map_addr(|a| a & !BALANCE_MASK)).map(Chunk::new)
+}
+
+#[inline]
+unsafe fn right(n: Chunk) -> Option<Chunk> {
+    // SAFETY: see `left`.
+    NonNull::new(unsafe { n.raw_link(RIGHT) }).map(Chunk::new)
+}
+
+/// Height of the right subtree minus that of the left one.
+#[inline]
+unsafe fn balance(n: Chunk) -> i8 {
+    // SAFETY: see `left`.
+    match unsafe { n.raw_link(LEFT) }.addr() & BALANCE_MASK {
+        1 => -1,
+        2 => 1,
+        _ => 0,
+    }
+}
+
+#[inline]
+fn balance_tag(b: i8) -> usize {
+    match b {
+        -1 => 1,
+        1 => 2,
+        _ => 0,
+    }
+}
+
+#[inline]
+unsafe fn set_left_and_balance(n: Chunk, to: Option<Chunk>, b: i8) {
+    let p = to.map_or(core::ptr::null_mut(), |c| c.ptr().as_ptr());
+    // SAFETY: see `left`; the tag is kept in the pointer's low bits, which
+    // are zero for a 16-aligned chunk.
+    unsafe { n.set_raw_link(LEFT, p.map_addr(|a| a | balance_tag(b))) }
+}
+
+#[inline]
+unsafe fn set_left(n: Chunk, to: Option<Chunk>) {
+    // SAFETY: see `left`.
+    unsafe { set_left_and_balance(n, to, balance(n)) }
+}
+
+#[inline]
+unsafe fn set_balance(n: Chunk, b: i8) {
+    // SAFETY: see `left`.
+    unsafe { set_left_and_balance(n, left(n), b) }
+}
+
+#[inline]
+unsafe fn set_right(n: Chunk, to: Option<Chunk>) {
+    let p = to.map_or(core::ptr::null_mut(), |c| c.ptr().as_ptr());
+    // SAFETY: see `left`.
+    unsafe { n.set_raw_link(RIGHT, p) }
+}
+
+#[inline]
+unsafe fn child(n: Chunk, go_right: bool) -> Option<Chunk> {
+    // SAFETY: see `left`.
+    unsafe {
+        if go_right {
+            right(n)
+        } else {
+            left(n)
+        }
+    }
+}
+
+#[inline]
+unsafe fn set_child(n: Chunk, go_right: bool, to: Option<Chunk>) {
+    // SAFETY: see `left`.
+    unsafe {
+        if go_right {
+            set_right(n, to)
+        } else {
+            set_left(n, to)
+        }
+    }
+}
+
+/// Word 3: the largest size in `n`'s subtree (augmented orders).
+#[inline]
+unsafe fn max(n: Chunk) -> usize {
+    // SAFETY: see `left`; augmented trees hold chunks with a word 3.
+    unsafe { n.field(MAX) }
+}
+
+impl<O: Order> Tree<O> {
+    /// An empty tree.
+    ///
+    /// ```
+    /// use freespace_freelist::tree::{ByAddress, Tree};
+    /// let tree = Tree::<ByAddress>::new();
+    /// assert!(tree.is_empty() && tree.first().is_none());
+    /// ```
+    pub const fn new() -> Self {
+        Self {
+            root: None,
+            len: 0,
+            order: PhantomData,
+        }
+    }
+
+    /// Number of members.
+    ///
+    /// ```
+    /// assert_eq!(freespace_freelist::tree::Tree::<freespace_freelist::tree::BySize>::new().len(), 0);
+    /// ```
+    pub const fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the tree is empty.
+    ///
+    /// ```
+    /// assert!(freespace_freelist::tree::Tree::<freespace_freelist::tree::BySize>::new().is_empty());
+    /// ```
+    pub const fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    // ------------------------------------------------------------------
+    // helpers
+    // ------------------------------------------------------------------
+
+    /// The size of `n`: the subject's given size, or `n`'s size word.
+    #[inline]
+    unsafe fn size_of(n: Chunk, s: Subject) -> usize {
+        if n == s.chunk {
+            s.size
+        } else {
+            // SAFETY: `n` is a member (caller), readable (T1).
+            unsafe { n.size() }
+        }
+    }
+
+    #[inline]
+    unsafe fn key_of(n: Chunk, s: Subject) -> Key {
+        Key {
+            addr: n.addr(),
+            // SAFETY: caller contract.
+            size: unsafe { Self::size_of(n, s) },
+        }
+    }
+
+    /// Recomputes word 3 of `n` from its size and its children's (T4).
+    #[inline]
+    unsafe fn fix_max(n: Chunk, s: Subject) {
+        if !O::AUGMENTED {
+            return;
+        }
+        // SAFETY: `n` and its children are members of an augmented tree.
+        unsafe {
+            let mut m = Self::size_of(n, s);
+            if let Some(l) = left(n) {
+                m = m.max(max(l));
+            }
+            if let Some(r) = right(n) {
+                m = m.max(max(r));
+            }
+            n.set_field(MAX, m);
+        }
+    }
+
+    /// Points the link that led to `path`'s entry `i` (the root when
+    /// `i == 0`) at `to`.
+    ///
+    /// # Safety
+    ///
+    /// `i <= path.len`; the path's nodes are members.
+    #[inline]
+    unsafe fn relink(&mut self, path: &Path, i: usize, to: Option<Chunk>) {
+        if i == 0 {
+            self.root = to;
+        } else {
+            // SAFETY: `i - 1 < path.len` (caller).
+            unsafe { set_child(path.node(i - 1), path.went_right(i - 1), to) }
+        }
+    }
+
+    /// Searches for `s.chunk` by its key, recording the path to it (not
+    /// including it).
+    ///
+    /// # Errors
+    ///
+    /// The chunk is not where its key says (not a member, or damaged
+    /// links or keys), or the path is too deep.
+    unsafe fn path_to(&self, s: Subject, path: &mut Path) -> Result<(), Corruption> {
+        let bad = Corruption::CorruptFreeList {
+            addr: s.chunk.addr(),
+        };
+        let key = Key {
+            addr: s.chunk.addr(),
+            size: s.size,
+        };
+        let mut at = self.root;
+        loop {
+            let Some(n) = at else { return Err(bad) };
+            if n == s.chunk {
+                return Ok(());
+            }
+            // SAFETY: `n` was reached from the root: a member (T2).
+            let go_right = !O::before(key, unsafe { Self::key_of(n, s) });
+            path.push(n, go_right).map_err(|()| bad)?;
+            // SAFETY: as above.
+            at = unsafe { child(n, go_right) };
+        }
+    }
+
+    /// Restores balance at `n`, whose balance would be `b` (±2). Returns
+    /// the subtree's new root and whether the subtree got shorter.
+    unsafe fn rebalance(n: Chunk, b: i8, s: Subject) -> (Chunk, bool) {
+        // SAFETY: (for the whole body) `n` and the nodes below it are
+        // members; a ±2 balance means the taller side has a child (T3).
+        unsafe {
+            let go_right = b > 0;
+            let sign = if go_right { 1 } else { -1 };
+            let Some(c) = child(n, go_right) else {
+                return (n, false);
+            };
+            let cb = balance(c);
+            if cb != -sign {
+                // Single rotation: `c` rises, `n` becomes its child.
+                set_child(n, go_right, child(c, !go_right));
+                set_child(c, !go_right, Some(n));
+                let shorter = cb == sign;
+                if shorter {
+                    set_balance(n, 0);
+                    set_balance(c, 0);
+                } else {
+                    set_balance(n, sign);
+                    set_balance(c, -sign);
+                }
+                Self::fix_max(n, s);
+                Self::fix_max(c, s);
+                (c, shorter)
+            } else {
+                // Double rotation: the grandchild `g` rises.
+                let Some(g) = child(c, !go_right) else {
+                    return (n, false);
+                };
+                let gb = balance(g);
+                set_child(c, !go_right, child(g, go_right));
+                set_child(n, go_right, child(g, !go_right));
+                set_child(g, !go_right, Some(n));
+                set_child(g, go_right, Some(c));
+                set_balance(n, if gb == sign { -sign } else { 0 });
+                set_balance(c, if gb == -sign { sign } else { 0 });
+                set_balance(g, 0);
+                Self::fix_max(n, s);
+                Self::fix_max(c, s);
+                Self::fix_max(g, s);
+                (g, true)
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // updates
+    // ------------------------------------------------------------------
+
+    /// Adds the free chunk `c` of `size` bytes.
+    ///
+    /// # Safety
+    ///
+    /// `c` is a free chunk of at least `size` bytes that is not a member,
+    /// in memory the owner manages and no user holds; under an augmented
+    /// order `size` is larger than [`MIN_CHUNK`](crate::MIN_CHUNK). Its
+    /// link words are overwritten; its size word is not read.
+    ///
+    /// # Errors
+    ///
+    /// [`Corruption::CorruptFreeList`] when the search meets `c` itself or
+    /// goes deeper than [`MAX_DEPTH`] (damaged links); nothing is changed.
+    pub unsafe fn insert(&mut self, c: Chunk, size: usize) -> Result<(), Corruption> {
+        let bad = Corruption::CorruptFreeList { addr: c.addr() };
+        let s = Subject { chunk: c, size };
+        let key = Key {
+            addr: c.addr(),
+            size,
+        };
+        let mut path = Path::new();
+        let mut at = self.root;
+        // SAFETY: (for the whole body) every node reached from the root is
+        // a member (T2); `c` is ours to write (caller).
+        unsafe {
+            while let Some(n) = at {
+                if n == c {
+                    return Err(bad);
+                }
+                let go_right = !O::before(key, Self::key_of(n, s));
+                path.push(n, go_right).map_err(|()| bad)?;
+                at = child(n, go_right);
+            }
+            set_left_and_balance(c, None, 0);
+            set_right(c, None);
+            Self::fix_max(c, s);
+            self.relink(&path, path.len, Some(c));
+            self.len += 1;
+            let mut grew = true;
+            let mut i = path.len;
+            while i > 0 {
+                i -= 1;
+                let n = path.node(i);
+                if grew {
+                    let b = balance(n) + if path.went_right(i) { 1 } else { -1 };
+                    match b {
+                        0 => {
+                            set_balance(n, 0);
+                            grew = false;
+                            Self::fix_max(n, s);
+                        }
+                        -1 | 1 => {
+                            set_balance(n, b);
+                            Self::fix_max(n, s);
+                        }
+                        _ => {
+                            let (top, _) = Self::rebalance(n, b, s);
+                            self.relink(&path, i, Some(top));
+                            grew = false;
+                        }
+                    }
+                } else if O::AUGMENTED {
+                    Self::fix_max(n, s);
+                } else {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes member `c`, sorted under `size`, out of the tree.
+    ///
+    /// # Safety
+    ///
+    /// `c` is readable heap memory the owner manages; its link words are
+    /// those the tree wrote (its size word is not read: `size` is the size
+    /// it was inserted, replaced or resized with).
+    ///
+    /// # Errors
+    ///
+    /// [`Corruption::CorruptFreeList`] when `c` is not found where its key
+    /// says, or a child link of `c` is misaligned or out of order: the
+    /// check that keeps a damaged node from being unlinked blindly.
+    /// Nothing is changed then.
+    pub unsafe fn remove(&mut self, c: Chunk, size: usize) -> Result<(), Corruption> {
+        let bad = Corruption::CorruptFreeList { addr: c.addr() };
+        let s = Subject { chunk: c, size };
+        let key = Key {
+            addr: c.addr(),
+            size,
+        };
+        let mut path = Path::new();
+        // SAFETY: (for the whole body) `c` and every node reached from the
+        // root are members (T2) once `path_to` succeeded.
+        unsafe {
+            self.path_to(s, &mut path)?;
+            let idx = path.len;
+            let (l, r, b) = (left(c), right(c), balance(c));
+            for (kid, is_right) in [(l, false), (r, true)] {
+                if let Some(k) = kid {
+                    if k.addr() % GRANULE != 0 || O::before(key, Self::key_of(k, s)) != is_right {
+                        return Err(bad);
+                    }
+                }
+            }
+            match (l, r) {
+                (Some(l), Some(r)) => {
+                    // Swap in the in-order successor `n`: the leftmost of
+                    // the right subtree.
+                    path.push(c, true).map_err(|()| bad)?;
+                    let mut n = r;
+                    while let Some(x) = left(n) {
+                        path.push(n, false).map_err(|()| bad)?;
+                        n = x;
+                    }
+                    if path.len - 1 != idx {
+                        set_left(path.node(path.len - 1), right(n));
+                        set_right(n, Some(r));
+                    }
+                    set_left_and_balance(n, Some(l), b);
+                    path.set_node(idx, n);
+                    self.relink(&path, idx, Some(n));
+                }
+                (only, None) | (None, only) => self.relink(&path, idx, only),
+            }
+            self.len -= 1;
+            let mut shrunk = true;
+            let mut i = path.len;
+            while i > 0 {
+                i -= 1;
+                let n = path.node(i);
+                if shrunk {
+                    let b = balance(n) - if path.went_right(i) { 1 } else { -1 };
+                    match b {
+                        -1 | 1 => {
+                            set_balance(n, b);
+                            shrunk = false;
+                            Self::fix_max(n, s);
+                        }
+                        0 => {
+                            set_balance(n, 0);
+                            Self::fix_max(n, s);
+                        }
+                        _ => {
+                            let (top, shorter) = Self::rebalance(n, b, s);
+                            self.relink(&path, i, Some(top));
+                            shrunk = shorter;
+                        }
+                    }
+                } else if O::AUGMENTED {
+                    Self::fix_max(n, s);
+                } else {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts the free chunk `new` (of `new_size` bytes) in member `old`'s
+    /// place. Under an address order `new` must sort where `old` did (no
+    /// member lies between them), and takes over `old`'s node in O(log n)
+    /// without rebalancing; under a size order it is a remove and an
+    /// insert.
+    ///
+    /// # Safety
+    ///
+    /// `old` is as for [`remove`](Self::remove) with `old_size`; `new` is
+    /// as for [`insert`](Self::insert) with `new_size`. `new`'s words may
+    /// overlap `old`'s: `old`'s are read before `new`'s are written.
+    ///
+    /// # Errors
+    ///
+    /// As [`remove`](Self::remove); nothing is changed then.
+    pub unsafe fn replace(
+        &mut self,
+        old: Chunk,
+        old_size: usize,
+        new: Chunk,
+        new_size: usize,
+    ) -> Result<(), Corruption> {
+        // SAFETY: (for the whole body) caller contract; `old` is found from
+        // the root before anything is written.
+        unsafe {
+            if O::BY_SIZE {
+                self.remove(old, old_size)?;
+                return self.insert(new, new_size);
+            }
+            let mut path = Path::new();
+            self.path_to(
+                Subject {
+                    chunk: old,
+                    size: old_size,
+                },
+                &mut path,
+            )?;
+            let (l, r, b) = (left(old), right(old), balance(old));
+            set_left_and_balance(new, l, b);
+            set_right(new, r);
+            self.relink(&path, path.len, Some(new));
+            let s = Subject {
+                chunk: new,
+                size: new_size,
+            };
+            Self::fix_max(new, s);
+            for i in (0..path.len).rev() {
+                Self::fix_max(path.node(i), s);
+            }
+        }
+        Ok(())
+    }
+
+    /// Member `c` changed size from `old_size` to `new_size` (its size word
+    /// may already say either).
+    ///
+    /// # Safety
+    ///
+    /// As [`remove`](Self::remove) with `old_size`, and `c` stays a free
+    /// chunk of at least `new_size` bytes (larger than
+    /// [`MIN_CHUNK`](crate::MIN_CHUNK) under an augmented order).
+    ///
+    /// # Errors
+    ///
+    /// As [`remove`](Self::remove); nothing is changed then.
+    pub unsafe fn resize(
+        &mut self,
+        c: Chunk,
+        old_size: usize,
+        new_size: usize,
+    ) -> Result<(), Corruption> {
+        // SAFETY: (for the whole body) caller contract.
+        unsafe {
+            if O::BY_SIZE {
+                if old_size != new_size {
+                    self.remove(c, old_size)?;
+                    self.insert(c, new_size)?;
+                }
+                return Ok(());
+            }
+            if !O::AUGMENTED {
+                return Ok(());
+            }
+            let mut path = Path::new();
+            self.path_to(
+                Subject {
+                    chunk: c,
+                    size: old_size,
+                },
+                &mut path,
+            )?;
+            let s = Subject {
+                chunk: c,
+                size: new_size,
+            };
+            Self::fix_max(c, s);
+            for i in (0..path.len).rev() {
+                Self::fix_max(path.node(i), s);
+            }
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------
+    // lookups
+    // ------------------------------------------------------------------
+
+    /// Whether `c`, sorted under `size`, is a member.
+    ///
+    /// ```
+    /// use core::ptr::NonNull;
+    /// use freespace_freelist::tree::{ByAddress, Tree};
+    /// use freespace_freelist::Chunk;
+    /// let mut x = [0u128; 2];
+    /// let c = Chunk::new(NonNull::from(&mut x).cast());
+    /// assert!(!Tree::<ByAddress>::new().contains(c, 32));
+    /// ```
+    pub fn contains(&self, c: Chunk, size: usize) -> bool {
+        let mut path = Path::new();
+        // SAFETY: only members are read (T1, T2); `c` itself is compared,
+        // not read.
+        unsafe { self.path_to(Subject { chunk: c, size }, &mut path) }.is_ok()
+    }
+
+    /// The first member in order.
+    ///
+    /// ```
+    /// assert!(freespace_freelist::tree::Tree::<freespace_freelist::tree::BySize>::new().first().is_none());
+    /// ```
+    pub fn first(&self) -> Option<Chunk> {
+        let mut at = self.root?;
+        for _ in 0..MAX_DEPTH {
+            // SAFETY: `at` was reached from the root: a member (T1, T2).
+            match unsafe { left(at) } {
+                Some(l) => at = l,
+                None => return Some(at),
+            }
+        }
+        None
+    }
+
+    /// The first member that does not sort before `key`.
+    ///
+    /// ```
+    /// use freespace_freelist::tree::{BySize, Key, Tree};
+    /// assert!(Tree::<BySize>::new().lower_bound(Key { addr: 0, size: 64 }).is_none());
+    /// ```
+    pub fn lower_bound(&self, key: Key) -> Option<Chunk> {
+        self.search(|k| !O::before(k, key))
+    }
+
+    /// The first member that sorts after `key`.
+    ///
+    /// ```
+    /// use freespace_freelist::tree::{ByAddress, Key, Tree};
+    /// assert!(Tree::<ByAddress>::new().after(Key { addr: 0, size: 0 }).is_none());
+    /// ```
+    pub fn after(&self, key: Key) -> Option<Chunk> {
+        self.search(|k| O::before(key, k))
+    }
+
+    /// The first member whose key satisfies `at_or_after`, a predicate that
+    /// is false for a prefix of the order and true for the rest.
+    fn search(&self, at_or_after: impl Fn(Key) -> bool) -> Option<Chunk> {
+        let mut found = None;
+        let mut at = self.root;
+        let mut depth = 0;
+        while let Some(n) = at {
+            depth += 1;
+            if depth > MAX_DEPTH {
+                return None;
+            }
+            // SAFETY: `n` was reached from the root: a member (T1, T2).
+            unsafe {
+                let k = Key {
+                    addr: n.addr(),
+                    size: n.size(),
+                };
+                if at_or_after(k) {
+                    found = Some(n);
+                    at = left(n);
+                } else {
+                    at = right(n);
+                }
+            }
+        }
+        found
+    }
+
+    /// The member of `chunk`'s size or more that sorts next after `chunk`
+    /// (which need not be a member). Under an augmented order this prunes
+    /// every subtree whose largest size is too small: O(log n).
+    ///
+    /// ```
+    /// use freespace_freelist::tree::{ByAddressMax, Key, Tree};
+    /// let tree = Tree::<ByAddressMax>::new();
+    /// assert!(tree.first_at_least(Key { addr: 0, size: 64 }).is_none());
+    /// ```
+    pub fn first_at_least(&self, from: Key) -> Option<Chunk> {
+        if !O::AUGMENTED {
+            // Without sizes in the nodes, walk the order.
+            let mut at = self.lower_bound(from);
+            while let Some(n) = at {
+                // SAFETY: `n` is a member (T1).
+                let size = unsafe { n.size() };
+                if size >= from.size {
+                    return Some(n);
+                }
+                at = self.after(Key {
+                    addr: n.addr(),
+                    size,
+                });
+            }
+            return None;
+        }
+        let need = from.size;
+        // Candidates: the nodes at or after `from` on the search path, each
+        // with its right subtree; deeper ones come first in order.
+        let mut candidates = Path::new();
+        let mut at = self.root;
+        // SAFETY: (for the whole body) every node is reached from the root:
+        // a member of an augmented tree (T1, T2, T4).
+        unsafe {
+            while let Some(n) = at {
+                if max(n) < need {
+                    break;
+                }
+                let k = Key {
+                    addr: n.addr(),
+                    size: n.size(),
+                };
+                if O::before(k, from) {
+                    at = right(n);
+                } else {
+                    candidates.push(n, false).ok()?;
+                    at = left(n);
+                }
+            }
+            for i in (0..candidates.len).rev() {
+                let n = candidates.node(i);
+                if n.size() >= need {
+                    return Some(n);
+                }
+                if let Some(r) = right(n) {
+                    if max(r) >= need {
+                        return Self::leftmost_at_least(r, need);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// The first node of the subtree at `n` whose size is at least `need`.
+    ///
+    /// # Safety
+    ///
+    /// `n` is a member of an augmented tree.
+    unsafe fn leftmost_at_least(mut n: Chunk, need: usize) -> Option<Chunk> {
+        for _ in 0..MAX_DEPTH {
+            // SAFETY: `n` and its children are members (caller, T2, T4).
+            unsafe {
+                if let Some(l) = left(n) {
+                    if max(l) >= need {
+                        n = l;
+                        continue;
+                    }
+                }
+                if n.size() >= need {
+                    return Some(n);
+                }
+                match right(n) {
+                    Some(r) if max(r) >= need => n = r,
+                    _ => return None,
+                }
+            }
+        }
+        None
+    }
+
+    /// Calls `visit` with every member and its size, in order.
+    ///
+    /// ```
+    /// let tree = freespace_freelist::tree::Tree::<freespace_freelist::tree::BySize>::new();
+    /// let mut n = 0;
+    /// tree.for_each(&mut |_, _| n += 1);
+    /// assert_eq!(n, 0);
+    /// ```
+    pub fn for_each(&self, visit: &mut dyn FnMut(Chunk, usize)) {
+        fn walk(n: Option<Chunk>, depth: usize, visit: &mut dyn FnMut(Chunk, usize)) {
+            let Some(n) = n else { return };
+            if depth > MAX_DEPTH {
+                return;
+            }
+            // SAFETY: reached from the root: a member (T1, T2).
+            unsafe {
+                walk(left(n), depth + 1, visit);
+                visit(n, n.size());
+                walk(right(n), depth + 1, visit);
+            }
+        }
+        walk(self.root, 0, visit);
+    }
+
+    /// Verifies T1–T5, calling `each` with every member and its size (the
+    /// owner's own checks on members).
+    ///
+    /// # Time complexity
+    ///
+    /// O(n).
+    ///
+    /// # Errors
+    ///
+    /// The first [`Violation`] found (labelled T1–T5), or the first `each`
+    /// returned.
+    ///
+    /// ```
+    /// let tree = freespace_freelist::tree::Tree::<freespace_freelist::tree::ByLargest>::new();
+    /// assert!(tree.check(&mut |_, _| Ok(())).is_ok());
+    /// ```
+    pub fn check(
+        &self,
+        each: &mut dyn FnMut(Chunk, usize) -> Result<(), Violation>,
+    ) -> Result<(), Violation> {
+        struct Walk<'a> {
+            count: usize,
+            prev: Option<Key>,
+            each: &'a mut dyn FnMut(Chunk, usize) -> Result<(), Violation>,
+        }
+        /// Returns the subtree's height and largest size.
+        fn walk<O: Order>(
+            n: Option<Chunk>,
+            depth: usize,
+            w: &mut Walk<'_>,
+        ) -> Result<(usize, usize), Violation> {
+            let Some(n) = n else { return Ok((0, 0)) };
+            let addr = n.addr();
+            if depth >= MAX_DEPTH {
+                return Err(Violation::new("T3", addr, "tree deeper than any AVL tree"));
+            }
+            if addr % GRANULE != 0 {
+                return Err(Violation::new("T1", addr, "tree node misaligned"));
+            }
+            // SAFETY: (for the whole body) reached from the root by links
+            // that T2 says lead to members; the checks stop at the first
+            // sign they do not.
+            unsafe {
+                if n.flags().contains(Flags::ALLOCATED) {
+                    return Err(Violation::new("T1", addr, "tree node is not a free chunk"));
+                }
+                let size = n.size();
+                if O::AUGMENTED && size <= crate::MIN_CHUNK {
+                    return Err(Violation::new(
+                        "T1",
+                        addr,
+                        "chunk too small for an augmented tree",
+                    ));
+                }
+                let (lh, lmax) = walk::<O>(left(n), depth + 1, w)?;
+                let key = Key { addr, size };
+                if let Some(p) = w.prev {
+                    if !O::before(p, key) {
+                        return Err(Violation::new("T2", addr, "tree out of order"));
+                    }
+                }
+                w.prev = Some(key);
+                w.count += 1;
+                (w.each)(n, size)?;
+                let (rh, rmax) = walk::<O>(right(n), depth + 1, w)?;
+                let b = rh as isize - lh as isize;
+                let tag = n.raw_link(LEFT).addr() & BALANCE_MASK;
+                if !(-1..=1).contains(&b) || tag != balance_tag(b as i8) {
+                    return Err(Violation::new("T3", addr, "tree node out of balance"));
+                }
+                let m = size.max(lmax).max(rmax);
+                if O::AUGMENTED && max(n) != m {
+                    return Err(Violation::new(
+                        "T4",
+                        addr,
+                        "subtree's largest size is wrong",
+                    ));
+                }
+                Ok((1 + lh.max(rh), m))
+            }
+        }
+        let mut w = Walk {
+            count: 0,
+            prev: None,
+            each,
+        };
+        walk::<O>(self.root, 0, &mut w)?;
+        if w.count != self.len {
+            return Err(Violation::new("T5", 0, "tree length is wrong"));
+        }
+        Ok(())
+    }
+}
+
+impl<O: Order> Default for Tree<O> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
