@@ -9,6 +9,25 @@
 //!   external fragmentation = 1 - largest / free = 1 - 64/96 = 0.33
 //!   a 65-byte request fails although 96 bytes are free
 //! ```
+//!
+//! ```
+//! use freespace_core::{BlockInfo, BlockState, Inspect};
+//! use freespace_stats::fragmentation::Fragmentation;
+//!
+//! struct Heap;
+//! impl Inspect for Heap {
+//!     fn inspect(&self, visit: &mut dyn FnMut(BlockInfo)) {
+//!         for (addr, len, state) in [(0, 64, BlockState::Free), (64, 8, BlockState::Used),
+//!                                    (72, 16, BlockState::Free), (88, 8, BlockState::Used),
+//!                                    (96, 16, BlockState::Free)] {
+//!             visit(BlockInfo { addr, len, state });
+//!         }
+//!     }
+//! }
+//! let f = Fragmentation::of(&Heap);
+//! assert_eq!((f.free_bytes(), f.free_blocks(), f.largest_free()), (96, 3, 64));
+//! assert!((f.external() - 1.0 / 3.0).abs() < 1e-12);
+//! ```
 
 use core::cell::Cell;
 use core::fmt;

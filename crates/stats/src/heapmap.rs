@@ -14,6 +14,24 @@
 //! Nothing here allocates: a map is written to any [`fmt::Write`], walking
 //! the heap once per row (so a map of a heap other threads are changing is
 //! a blend of moments; under a `Locked` each walk takes the lock).
+//!
+//! ```
+//! use freespace_core::{BlockInfo, BlockState, Inspect};
+//! use freespace_stats::heapmap::{AsciiMap, SvgMap};
+//!
+//! struct Heap;
+//! impl Inspect for Heap {
+//!     fn inspect(&self, visit: &mut dyn FnMut(BlockInfo)) {
+//!         visit(BlockInfo { addr: 0x100, len: 16, state: BlockState::Meta });
+//!         visit(BlockInfo { addr: 0x110, len: 112, state: BlockState::Used });
+//!         visit(BlockInfo { addr: 0x180, len: 128, state: BlockState::Free });
+//!     }
+//! }
+//! print!("{}", AsciiMap::new(16, 8).display(&Heap)); // +0x00 |m#######|  +0x80 |........|
+//! let mut svg = String::new();
+//! SvgMap::new(128).title("a tiny heap").render(&Heap, &mut svg).unwrap();
+//! assert!(svg.contains("a tiny heap"));
+//! ```
 
 use core::fmt;
 
@@ -364,7 +382,12 @@ impl<I: Inspect + ?Sized> fmt::Display for Shown<'_, I> {
 
 // ---- SVG ----------------------------------------------------------------
 
-/// Fill colours of an [`SvgMap`]: used, free, metadata, no block.
+/// Fill colours of an [`SvgMap`], by name: used, free, metadata, no block.
+///
+/// ```
+/// let (name, colour) = freespace_stats::SVG_COLOURS[1];
+/// assert_eq!((name, colour), ("free", "#a1d99b"));
+/// ```
 pub const SVG_COLOURS: [(&str, &str); 4] = [
     ("used", "#4c72b0"),
     ("free", "#a1d99b"),

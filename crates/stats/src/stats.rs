@@ -11,6 +11,17 @@
 //! as `A` is: `Stats<Locked<H>>` counts in front of the lock (no counter is
 //! touched under it), `Locked<Stats<H>>` counts behind it, and
 //! `Stats<std::alloc::System>` is a `#[global_allocator]`.
+//!
+//! ```
+//! use freespace_core::alloc::{Global, Vec};
+//! use freespace_stats::stats::Stats;
+//!
+//! let heap = Stats::new(Global);
+//! let v: Vec<u8, _> = Vec::with_capacity_in(100, &heap);
+//! assert_eq!(heap.snapshot().live_bytes, 100);
+//! drop(v);
+//! assert_eq!(heap.snapshot().frees, 1);
+//! ```
 
 use core::alloc::GlobalAlloc;
 use core::fmt;
