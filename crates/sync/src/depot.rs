@@ -100,7 +100,20 @@ impl Lists {
 ///   whole layer (depot and every rack).
 pub struct Depot<P: Allocator> {
     parent: P,
-    classes: [Locked<Lists>; CLASSES],
+    classes: [Line<Locked<Lists>>; CLASSES],
+}
+
+/// A value on a cache line of its own, so two threads exchanging magazines
+/// of different classes never write the same line.
+#[repr(align(64))]
+struct Line<T>(T);
+
+impl<T> core::ops::Deref for Line<T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        &self.0
+    }
 }
 
 impl<P: Allocator> Depot<P> {
@@ -109,7 +122,7 @@ impl<P: Allocator> Depot<P> {
     pub const fn new(parent: P) -> Self {
         Self {
             parent,
-            classes: [const { Locked::new(Lists::EMPTY) }; CLASSES],
+            classes: [const { Line(Locked::new(Lists::EMPTY)) }; CLASSES],
         }
     }
 
@@ -118,7 +131,7 @@ impl<P: Allocator> Depot<P> {
     pub fn new(parent: P) -> Self {
         Self {
             parent,
-            classes: core::array::from_fn(|_| Locked::new(Lists::EMPTY)),
+            classes: core::array::from_fn(|_| Line(Locked::new(Lists::EMPTY))),
         }
     }
 

@@ -104,6 +104,10 @@ static REGISTRY: Locked<[usize; MAX_LIVE]> = Locked::new([0; MAX_LIVE]);
 ///   that id, whose depot is at `slot.depot`; while `id` is in the
 ///   registry, that depot is alive and has not moved.
 /// - G2: a slot's rack is only touched by its thread, with `busy` set.
+// On a cache line of its own: every operation reads `id`, and a lock or
+// counter that happened to share the line would make each of its writes a
+// miss on every other core.
+#[repr(align(64))]
 pub struct Magazines<'d, P: Allocator> {
     depot: &'d Depot<P>,
     id: AtomicUsize,
