@@ -95,7 +95,8 @@ pub const fn size_class(size: usize) -> usize {
 /// taken while other threads allocate may combine counters from slightly
 /// different moments. A count is taken *after* `A` answers an allocation
 /// and *before* a free reaches `A`, so `peak_live_bytes` never counts a
-/// block that was already being freed.
+/// block that was already being freed (a checked free, whose outcome is
+/// only known afterwards, is counted once it succeeded).
 ///
 /// # Forwarding
 ///
