@@ -31,9 +31,17 @@ use freespace_stats::{AsciiMap, Fragmentation, Stats, SvgMap, ASCII_LEGEND};
 const ARENA: usize = 64 * 1024;
 const STEPS: usize = 3000;
 
+/// An arena aligned to its size, so the buddy heap cuts it the same way on
+/// every run (its blocks are aligned to their size in absolute addresses).
 fn arena() -> Arena {
+    let layout = std::alloc::Layout::from_size_align(ARENA, ARENA).expect("a power of two");
+    // SAFETY: `layout` has a non-zero size.
+    let ptr = unsafe { std::alloc::alloc(layout) }.cast::<MaybeUninit<u8>>();
+    assert!(!ptr.is_null(), "out of memory");
+    // SAFETY: `ptr` is a fresh allocation of `ARENA` bytes, never freed, so
+    // the slice may live for the rest of the program and is ours alone.
     let memory: &'static mut [MaybeUninit<u8>] =
-        Box::leak(vec![MaybeUninit::uninit(); ARENA].into_boxed_slice());
+        unsafe { std::slice::from_raw_parts_mut(ptr, ARENA) };
     Arena::new(memory)
 }
 
