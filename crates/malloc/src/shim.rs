@@ -73,6 +73,14 @@ pub fn shared() -> &'static Shared {
     DEPOT.parent()
 }
 
+/// Hands the calling thread's cached blocks to the depot, and everything
+/// the depot holds back to the heap.
+#[cfg(test)]
+pub(crate) fn trim() {
+    HEAP.flush();
+    DEPOT.reap();
+}
+
 // ---------------------------------------------------------------------------
 // Per-thread state and the call guard
 // ---------------------------------------------------------------------------
@@ -354,9 +362,7 @@ unsafe fn resize(p: NonNull<u8>, size: usize) -> Option<NonNull<u8>> {
     if size <= usable && (size >= usable / 2 || block.len <= 64) {
         return Some(p);
     }
-    let Some(plan) = Plan::new(size, block.align()) else {
-        return None;
-    };
+    let plan = Plan::new(size, block.align())?;
     let call = Call::begin();
     if block.direct || call.nested {
         // A heap block (or a re-entrant call): move it by hand.
@@ -422,10 +428,13 @@ unsafe fn resize(p: NonNull<u8>, size: usize) -> Option<NonNull<u8>> {
 /// `allocate` with the C conventions: null and `errno = ENOMEM` on failure.
 #[inline]
 fn c_allocate(size: usize, align: usize, zero: bool, counter: Counter) -> *mut c_void {
-    stats::count(counter, size);
     match allocate(size, align, zero) {
-        Some(p) => p.as_ptr().cast(),
+        Some(p) => {
+            stats::count(counter, size);
+            p.as_ptr().cast()
+        }
         None => {
+            stats::count(counter, 0);
             stats::count(Counter::Failed, 0);
             set_errno(libc::ENOMEM);
             ptr::null_mut()
@@ -511,6 +520,7 @@ pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
     match n.checked_mul(size) {
         Some(bytes) => c_allocate(bytes, MIN_ALIGN, true, Counter::Calloc),
         None => {
+            stats::count(Counter::Calloc, 0);
             stats::count(Counter::Failed, 0);
             set_errno(libc::ENOMEM);
             ptr::null_mut()
@@ -548,11 +558,14 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
         unsafe { free(p) };
         return ptr::null_mut();
     }
-    stats::count(Counter::Realloc, size);
     // SAFETY: `old` is live (caller).
     match unsafe { resize(old, size) } {
-        Some(q) => q.as_ptr().cast(),
+        Some(q) => {
+            stats::count(Counter::Realloc, size);
+            q.as_ptr().cast()
+        }
         None => {
+            stats::count(Counter::Realloc, 0);
             stats::count(Counter::Failed, 0);
             set_errno(libc::ENOMEM);
             ptr::null_mut()
@@ -608,10 +621,10 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
     if !posix_align_ok(align) {
         return libc::EINVAL;
     }
-    stats::count(Counter::Aligned, size);
     let saved = errno();
     let result = allocate(size, align, false);
     set_errno(saved);
+    stats::count(Counter::Aligned, if result.is_some() { size } else { 0 });
     match result {
         Some(p) => {
             // SAFETY: the caller's contract.

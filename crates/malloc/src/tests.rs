@@ -1,1 +1,468 @@
+//! Unit tests: the header logic (also under Miri), then the C functions
+//! called in-process (not under Miri: they reach `mmap`, thread-locals and
+//! `pthread_atfork`). In a test build the functions are not exported
+//! (`#[no_mangle]` is off under `cfg(test)`), so the test harness itself
+//! keeps the C library's `malloc`.
 
+use crate::header::{memalign_align, page_round, posix_align_ok, Bad, Block, Header, Plan};
+use crate::header::{HEADER, MIN_ALIGN};
+
+const KEY: u64 = 0x005e_ed0f_f5ee_d0ff;
+
+#[test]
+fn plan_places_the_user_pointer_after_a_header() {
+    for align in [1, 2, 8, 16, 32, 64, 4096, 1 << 20] {
+        for size in [0, 1, 15, 16, 17, 1000, 1 << 20] {
+            let plan = Plan::new(size, align).unwrap();
+            plan.check(size).unwrap();
+            assert!(plan.offset >= HEADER);
+            assert_eq!(plan.offset, align.max(MIN_ALIGN));
+            assert_eq!(plan.layout.size(), size + plan.offset);
+        }
+    }
+}
+
+#[test]
+fn plan_refuses_overflow_and_bad_alignment() {
+    assert!(Plan::new(usize::MAX, 16).is_none());
+    assert!(Plan::new(usize::MAX - 15, 16).is_none());
+    assert!(
+        Plan::new(isize::MAX as usize, 16).is_none(),
+        "beyond Layout's limit"
+    );
+    assert!(Plan::new(10, 0).is_none());
+    assert!(Plan::new(10, 24).is_none());
+    assert!(Plan::new(10, 1 << (usize::BITS - 1)).is_none());
+}
+
+#[test]
+fn live_header_round_trips() {
+    for (addr, len, shift, direct) in [
+        (0x1000, 16, 4, false),
+        (0x7f00_0000_1230, 1040, 4, true),
+        (0x10_0000, 1 << 21, 20, false),
+    ] {
+        let h = Header::live(KEY, addr, len, shift, direct);
+        assert_eq!(h.decode(KEY, addr), Ok(Block { len, shift, direct }));
+        // Another key, another address, another length: not ours.
+        assert_eq!(h.decode(KEY ^ 1, addr), Err(Bad::Unknown));
+        assert_eq!(h.decode(KEY, addr + 16), Err(Bad::Unknown));
+        let longer = Header { len: len + 16, ..h };
+        assert_eq!(longer.decode(KEY, addr), Err(Bad::Unknown));
+    }
+}
+
+#[test]
+fn freed_header_reads_as_a_double_free_even_with_len_overwritten() {
+    let f = Header::freed(KEY, 0x4000);
+    assert_eq!(f.decode(KEY, 0x4000), Err(Bad::Freed));
+    // A free-list link written over `len` by the stack changes nothing.
+    let linked = Header {
+        len: 0xdead_beef,
+        ..f
+    };
+    assert_eq!(linked.decode(KEY, 0x4000), Err(Bad::Freed));
+    // Freed at another address: unknown here.
+    assert_eq!(f.decode(KEY, 0x4010), Err(Bad::Unknown));
+}
+
+#[test]
+fn every_single_bit_flip_of_a_live_header_is_caught() {
+    let (addr, len, shift) = (0x7f12_3456_7890, 2048, 6);
+    let h = Header::live(KEY, addr, len, shift, false);
+    for bit in 0..usize::BITS {
+        let t = Header {
+            tag: h.tag ^ (1 << bit),
+            ..h
+        };
+        assert!(t.decode(KEY, addr).is_err(), "tag bit {bit}");
+        let l = Header {
+            len: h.len ^ (1 << bit),
+            ..h
+        };
+        assert!(l.decode(KEY, addr).is_err(), "len bit {bit}");
+    }
+}
+
+#[test]
+fn zeroed_and_all_ones_headers_are_not_blocks() {
+    for word in [0, usize::MAX] {
+        let h = Header {
+            len: word,
+            tag: word,
+        };
+        assert_eq!(h.decode(KEY, 0x1000), Err(Bad::Unknown));
+    }
+}
+
+#[test]
+fn block_geometry() {
+    let b = Block {
+        len: 4096 + 100,
+        shift: 12,
+        direct: false,
+    };
+    assert_eq!((b.align(), b.usable()), (4096, 100));
+    let l = b.layout().unwrap();
+    assert_eq!((l.size(), l.align()), (4196, 4096));
+}
+
+#[test]
+fn alignment_helpers() {
+    assert_eq!(memalign_align(1), Some(16));
+    assert_eq!(memalign_align(33), Some(64));
+    assert_eq!(memalign_align(1 << 40), Some(1 << 40));
+    assert_eq!(memalign_align((1 << (usize::BITS - 1)) + 1), None);
+    assert!(posix_align_ok(16) && !posix_align_ok(12) && !posix_align_ok(2));
+    assert_eq!(page_round(1, 4096), Some(4096));
+    assert_eq!(page_round(8192, 4096), Some(8192));
+}
+
+#[test]
+fn quickcheck_live_headers_decode_to_what_was_encoded() {
+    fn prop(key: u64, addr: usize, len: usize, shift: u8, direct: bool) -> bool {
+        let shift = 4 + u32::from(shift) % 40;
+        let addr = addr & !((1usize << shift) - 1) & !15;
+        let len = len.max(1 << shift);
+        let h = Header::live(key, addr, len, shift, direct);
+        h.decode(key, addr) == Ok(Block { len, shift, direct })
+            && Header::freed(key, addr).decode(key, addr) == Err(Bad::Freed)
+    }
+    let tests = if cfg!(miri) { 20 } else { 2000 };
+    quickcheck::QuickCheck::new()
+        .tests(tests)
+        .quickcheck(prop as fn(u64, usize, usize, u8, bool) -> bool);
+}
+
+// ---------------------------------------------------------------------------
+// The C functions, in-process
+// ---------------------------------------------------------------------------
+
+#[cfg(all(feature = "std", target_os = "linux", not(miri)))]
+mod c_functions {
+    use crate::shim::*;
+    use core::ffi::c_void;
+    use core::ptr::null_mut;
+    use freespace_core::HeapSummary;
+    use std::sync::Mutex;
+    use std::vec::Vec;
+
+    /// Tests that measure the heap run one at a time.
+    static EXCLUSIVE: Mutex<()> = Mutex::new(());
+
+    fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+        EXCLUSIVE.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn errno() -> i32 {
+        // SAFETY: this thread's errno.
+        unsafe { *libc::__errno_location() }
+    }
+
+    fn set_errno(v: i32) {
+        // SAFETY: this thread's errno.
+        unsafe { *libc::__errno_location() = v };
+    }
+
+    #[test]
+    fn malloc_zero_is_unique_and_freeable() {
+        let _only = exclusive();
+        // SAFETY: C calls on blocks this test allocated, each freed once and
+        // used only within its size.
+        unsafe {
+            let ps: Vec<*mut c_void> = (0..100).map(|_| malloc(0)).collect();
+            for (i, p) in ps.iter().enumerate() {
+                assert!(!p.is_null());
+                assert_eq!(*p as usize % 16, 0);
+                assert!(!ps[..i].contains(p), "malloc(0) returned a pointer twice");
+            }
+            for p in ps {
+                free(p);
+            }
+            free(null_mut());
+        }
+    }
+
+    /// Runs `call`, which must fail with null and `errno = code`.
+    fn fails(what: &str, code: i32, call: impl FnOnce() -> *mut c_void) {
+        set_errno(0);
+        assert!(call().is_null(), "{what}");
+        assert_eq!(errno(), code, "{what}");
+    }
+
+    #[test]
+    fn failures_are_null_with_enomem() {
+        let _only = exclusive();
+        // Every call below: C allocation calls without pointer arguments;
+        // each must fail, so there is nothing to free.
+        // SAFETY: as said.
+        fails("malloc(SIZE_MAX)", libc::ENOMEM, || unsafe {
+            malloc(usize::MAX)
+        });
+        // SAFETY: as above.
+        fails("malloc(SIZE_MAX/2)", libc::ENOMEM, || unsafe {
+            malloc(usize::MAX / 2)
+        });
+        // More than the buddy's largest block (2 GiB): refused cleanly.
+        // SAFETY: as above.
+        fails("malloc(3 GiB)", libc::ENOMEM, || unsafe { malloc(3 << 30) });
+        // SAFETY: as above.
+        fails("calloc", libc::ENOMEM, || unsafe {
+            calloc(usize::MAX / 2, 3)
+        });
+        // SAFETY: as above.
+        fails("calloc", libc::ENOMEM, || unsafe {
+            calloc(1 << 40, 1 << 40)
+        });
+        // SAFETY: as above.
+        fails("aligned_alloc", libc::ENOMEM, || unsafe {
+            aligned_alloc(16, usize::MAX - 8)
+        });
+        // SAFETY: as above.
+        fails("aligned_alloc(24)", libc::EINVAL, || unsafe {
+            aligned_alloc(24, 10)
+        });
+        // SAFETY: as above.
+        fails("memalign", libc::ENOMEM, || unsafe {
+            memalign(4096, usize::MAX - 4000)
+        });
+        // SAFETY: as above.
+        fails("valloc", libc::ENOMEM, || unsafe { valloc(usize::MAX) });
+        // SAFETY: as above.
+        fails("pvalloc", libc::ENOMEM, || unsafe {
+            pvalloc(usize::MAX - 1)
+        });
+    }
+
+    #[test]
+    fn calloc_zeroes_recycled_memory() {
+        let _only = exclusive();
+        // SAFETY: C calls on blocks this test allocated, each freed once and
+        // used only within its size.
+        unsafe {
+            for size in [1usize, 16, 100, 1000, 5000, 70_000] {
+                let p = malloc(size).cast::<u8>();
+                p.write_bytes(0xee, size);
+                free(p.cast());
+                let q = calloc(size, 1).cast::<u8>();
+                assert!(std::slice::from_raw_parts(q, size).iter().all(|&b| b == 0));
+                free(q.cast());
+            }
+        }
+    }
+
+    #[test]
+    fn realloc_keeps_contents_while_growing_and_shrinking() {
+        let _only = exclusive();
+        // SAFETY: C calls on blocks this test allocated, each freed once and
+        // used only within its size.
+        unsafe {
+            let mut p = realloc(null_mut(), 1).cast::<u8>();
+            *p = 0;
+            let mut size = 1usize;
+            for next in [
+                2,
+                17,
+                100,
+                1023,
+                1025,
+                9000,
+                100_000,
+                1 << 21,
+                50,
+                3,
+                40_000,
+                7,
+            ] {
+                p = realloc(p.cast(), next).cast();
+                assert!(!p.is_null() && p as usize % 16 == 0);
+                let keep = size.min(next);
+                for i in 0..keep {
+                    assert_eq!(
+                        *p.add(i),
+                        (i % 251) as u8,
+                        "byte {i} after realloc to {next}"
+                    );
+                }
+                for i in 0..next {
+                    *p.add(i) = (i % 251) as u8;
+                }
+                assert!(malloc_usable_size(p.cast()) >= next);
+                size = next;
+            }
+            assert!(realloc(p.cast(), 0).is_null(), "realloc(p, 0) frees");
+        }
+    }
+
+    #[test]
+    fn failed_realloc_leaves_the_block() {
+        let _only = exclusive();
+        // SAFETY: C calls on blocks this test allocated, each freed once and
+        // used only within its size.
+        unsafe {
+            let p = malloc(64).cast::<u8>();
+            p.write_bytes(5, 64);
+            set_errno(0);
+            assert!(realloc(p.cast(), usize::MAX - 100).is_null());
+            assert_eq!(errno(), libc::ENOMEM);
+            assert!(reallocarray(p.cast(), usize::MAX, 4).is_null());
+            assert_eq!(*p.add(63), 5);
+            free(p.cast());
+        }
+    }
+
+    #[test]
+    fn alignments_up_to_a_megabyte() {
+        let _only = exclusive();
+        // SAFETY: C calls on blocks this test allocated, each freed once and
+        // used only within its size.
+        unsafe {
+            let mut align = 1usize;
+            while align <= 1 << 20 {
+                for size in [0, 1, align, 3 * align + 1] {
+                    let a = aligned_alloc(align, size);
+                    let m = memalign(align, size);
+                    let mut p = null_mut();
+                    let before = 1234;
+                    set_errno(before);
+                    let rc = posix_memalign(&mut p, align.max(8), size);
+                    assert_eq!(errno(), before, "posix_memalign never sets errno");
+                    assert_eq!(rc, 0);
+                    for q in [a, m, p] {
+                        assert!(!q.is_null());
+                        assert_eq!(q as usize % align.max(16), 0);
+                        assert!(malloc_usable_size(q) >= size);
+                        q.cast::<u8>().write_bytes(1, size);
+                    }
+                    // realloc keeps the alignment of an aligned block.
+                    let r = realloc(a, size + 5000);
+                    assert_eq!(r as usize % align.max(16), 0);
+                    free(r);
+                    free(m);
+                    free(p);
+                }
+                align <<= 1;
+            }
+            let mut p = 0x55 as *mut c_void;
+            for bad in [0, 4, 12, 24, 100] {
+                assert_eq!(posix_memalign(&mut p, bad, 8), libc::EINVAL);
+            }
+            assert_eq!(p as usize, 0x55, "untouched on failure");
+            let v = valloc(10);
+            assert_eq!(v as usize % 4096, 0);
+            let pv = pvalloc(0);
+            assert!(malloc_usable_size(pv) >= 4096);
+            free(v);
+            free(pv);
+        }
+    }
+
+    #[test]
+    fn usable_size_is_real_room() {
+        let _only = exclusive();
+        // SAFETY: C calls on blocks this test allocated, each freed once and
+        // used only within its size.
+        unsafe {
+            for size in [
+                0usize,
+                1,
+                15,
+                16,
+                17,
+                31,
+                33,
+                100,
+                1000,
+                1024,
+                1025,
+                5000,
+                1 << 16,
+            ] {
+                let p = malloc(size).cast::<u8>();
+                let n = malloc_usable_size(p.cast());
+                assert!(n >= size, "{size}: {n}");
+                p.write_bytes(0x77, n); // all of it is ours
+                let q = malloc(size);
+                free(q);
+                free(p.cast());
+            }
+            assert_eq!(malloc_usable_size(null_mut()), 0);
+        }
+    }
+
+    fn used_bytes() -> usize {
+        let heap = shared().lock();
+        HeapSummary::of(&*heap).used_bytes
+    }
+
+    /// Threads that allocate, free each other's blocks and exit leave
+    /// nothing behind: their magazines go to the depot at thread exit, and
+    /// a reap returns them to the heap.
+    #[test]
+    fn exited_threads_lose_nothing() {
+        let _only = exclusive();
+        // Threads of earlier tests have had time to exit and flush.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        crate::shim::trim();
+        let before = used_bytes();
+        for _round in 0..5 {
+            let handles: Vec<_> = (0..4)
+                .map(|t| {
+                    std::thread::spawn(move || {
+                        let mut mine = Vec::new();
+                        for i in 0..3000usize {
+                            // SAFETY: plain C calls.
+                            mine.push(unsafe { malloc(1 + (i * 7 + t) % 1000) } as usize);
+                        }
+                        mine
+                    })
+                })
+                .collect();
+            let blocks: Vec<Vec<usize>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+            // Freed by other threads than the ones that allocated.
+            let frees: Vec<_> = blocks
+                .into_iter()
+                .map(|mine| {
+                    std::thread::spawn(move || {
+                        for p in mine {
+                            // SAFETY: each block freed once.
+                            unsafe { free(p as *mut c_void) };
+                        }
+                    })
+                })
+                .collect();
+            for f in frees {
+                f.join().unwrap();
+            }
+        }
+        crate::shim::trim();
+        assert_eq!(used_bytes(), before, "blocks of exited threads were lost");
+        shared().lock().check().unwrap();
+    }
+}
+
+#[cfg(all(feature = "std", target_os = "linux", not(miri)))]
+#[test]
+fn summary_line_is_formatted_without_allocating() {
+    let mut line = crate::stats::Line::new();
+    crate::stats::summary(&mut line);
+    let text = std::str::from_utf8(line.as_bytes()).unwrap();
+    assert!(text.starts_with("freespace-malloc: pid "), "{text}");
+    for word in [
+        " malloc ",
+        " calloc ",
+        " realloc ",
+        " aligned ",
+        " free ",
+        " failed ",
+        " bytes ",
+    ] {
+        assert!(text.contains(word), "{text}");
+    }
+    assert!(text.ends_with('\n'));
+    let mut n = crate::stats::Line::new();
+    n.number(0);
+    n.push(b" ");
+    n.number(u64::MAX);
+    assert_eq!(n.as_bytes(), b"0 18446744073709551615");
+}

@@ -1,0 +1,586 @@
+//! The shim in real processes, through `LD_PRELOAD`.
+//!
+//! - C programs compiled here from `tests/c/*.c` with `cc`: every function
+//!   and its edge cases, threads, thread-exit destructors, `fork()`
+//!   (`shim_test.c`), and misuse that must abort with freespace's report
+//!   (`misuse.c`).
+//! - Real programs: python3, git, sqlite3 and redis-server with
+//!   redis-benchmark. These are `#[ignore]`d in the plain test run (they
+//!   take most of a minute); `cargo xtask test --only preload` runs them,
+//!   in release.
+//!
+//! Every process runs with `FREESPACE_MALLOC_STATS=1`, and each test checks
+//! the summary line the shim prints at exit: non-zero counts prove the
+//! program's allocations really went through the shim. A program that is
+//! not installed makes its test print `SKIPPED` (and why) on standard
+//! error; with `CI=true` it fails the test instead.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------
+
+/// The shared library under test: cargo builds the package's `cdylib` next
+/// to this test's executable (in `deps/`) when it builds the test.
+fn shim() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let deps = exe.parent().expect("deps directory");
+    for dir in [deps, deps.parent().unwrap_or(deps)] {
+        let so = dir.join("libfreespace_malloc.so");
+        if so.exists() {
+            return so;
+        }
+    }
+    panic!(
+        "libfreespace_malloc.so not found next to {} (cargo builds it with this test)",
+        exe.display()
+    );
+}
+
+/// A fresh scratch directory for `name`.
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("preload")
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("scratch directory");
+    dir
+}
+
+/// Whether a missing program fails the test (`CI=true`) instead of
+/// skipping it.
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// `name` on `PATH` (or one of `preferred`, tried first), if installed.
+fn find(name: &str, preferred: &[&str]) -> Option<PathBuf> {
+    let on_path: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).collect())
+        .unwrap_or_default();
+    preferred
+        .iter()
+        .map(PathBuf::from)
+        .chain(on_path)
+        .find(|p| p.is_file())
+}
+
+/// Finds every program of `names`; when one is missing, says so loudly and
+/// returns `None` (the caller returns), or fails under CI.
+fn require(test: &str, names: &[&str], install: &str) -> Option<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for name in names {
+        let preferred: &[&str] = match *name {
+            // Debian's interpreter, not a pyenv shim in front of it.
+            "python3" => &["/usr/bin/python3"],
+            _ => &[],
+        };
+        match find(name, preferred) {
+            Some(p) => found.push(p),
+            None => {
+                let why = format!("`{name}` is not installed ({install})");
+                assert!(!in_ci(), "{test}: {why}; under CI=true this is a failure");
+                // Straight to the stream, past the test harness's capture.
+                let _ = writeln!(std::io::stderr(), "\n!!! SKIPPED {test}: {why}\n");
+                return None;
+            }
+        }
+    }
+    Some(found)
+}
+
+/// `cmd` with the shim preloaded and its exit summary on.
+fn preloaded(mut cmd: Command) -> Command {
+    cmd.env("LD_PRELOAD", shim())
+        .env("FREESPACE_MALLOC_STATS", "1");
+    cmd
+}
+
+/// What a finished process left.
+struct Run {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn ok(&self, what: &str) -> &Self {
+        assert!(
+            self.status.success(),
+            "{what}: {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.status,
+            tail(&self.stdout),
+            tail(&self.stderr)
+        );
+        self
+    }
+}
+
+fn tail(s: &str) -> &str {
+    let start = s.len().saturating_sub(4000);
+    let start = (start..s.len())
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(s.len());
+    &s[start..]
+}
+
+/// Runs `cmd` to completion, feeding it `input`; kills it and fails the
+/// test after `limit` (a deadlock must not hang the test run).
+fn run(mut cmd: Command, input: &[u8], limit: Duration) -> Run {
+    let shown = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {shown}: {e}"));
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_vec();
+    let feeder = thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = reader(child.stdout.take().expect("stdout"));
+    let err = reader(child.stderr.take().expect("stderr"));
+    let status = wait(&mut child, limit, &shown);
+    let _ = feeder.join();
+    Run {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
+fn reader(mut r: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = r.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+fn wait(child: &mut Child, limit: Duration, shown: &str) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{shown} did not finish within {limit:?} (killed): a hang under the shim");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One exit summary of the shim.
+#[derive(Debug, Default, Clone, Copy)]
+struct Summary {
+    malloc: u64,
+    calloc: u64,
+    realloc: u64,
+    free: u64,
+}
+
+impl Summary {
+    fn allocations(&self) -> u64 {
+        self.malloc + self.calloc + self.realloc
+    }
+}
+
+/// Every summary line in `stderr`.
+fn summaries(stderr: &str) -> Vec<Summary> {
+    stderr
+        .lines()
+        .filter_map(|l| l.split_once("freespace-malloc: pid ").map(|(_, rest)| rest))
+        .map(|rest| {
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            let get = |name: &str| -> u64 {
+                words
+                    .windows(2)
+                    .find(|w| w[0] == name)
+                    .and_then(|w| w[1].parse().ok())
+                    .unwrap_or(0)
+            };
+            Summary {
+                malloc: get("malloc"),
+                calloc: get("calloc"),
+                realloc: get("realloc"),
+                free: get("free"),
+            }
+        })
+        .collect()
+}
+
+/// The busiest process's summary, asserting the shim served at least
+/// `min_allocations` allocations and some frees in one process of `what`.
+fn served(what: &str, stderr: &str, min_allocations: u64) -> Summary {
+    let best = summaries(stderr)
+        .into_iter()
+        .max_by_key(Summary::allocations)
+        .unwrap_or_else(|| {
+            panic!(
+                "{what}: no freespace-malloc summary on stderr: the shim did not serve it\n{}",
+                tail(stderr)
+            )
+        });
+    assert!(
+        best.allocations() >= min_allocations && best.free > 0,
+        "{what}: the shim served too little: {best:?}"
+    );
+    println!("{what}: {best:?}");
+    best
+}
+
+/// Compiles `tests/c/<name>.c` with the C compiler into `dir`.
+fn compile(name: &str, dir: &Path, opt: &str) -> Option<PathBuf> {
+    let cc = require(name, &["cc"], "apt-get install build-essential")?;
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/c")
+        .join(format!("{name}.c"));
+    let exe = dir.join(name);
+    let mut cmd = Command::new(&cc[0]);
+    cmd.args([opt, "-g", "-pthread", "-Wall", "-o"])
+        .arg(&exe)
+        .arg(&src);
+    run(cmd, b"", Duration::from_secs(60)).ok(&format!("cc {}", src.display()));
+    Some(exe)
+}
+
+// ---------------------------------------------------------------------------
+// C programs
+// ---------------------------------------------------------------------------
+
+#[test]
+fn c_program_exercises_every_function() {
+    let dir = scratch("shim_test");
+    let Some(exe) = compile("shim_test", &dir, "-O1") else {
+        return;
+    };
+    let r = run(preloaded(Command::new(&exe)), b"", Duration::from_secs(120));
+    r.ok("shim_test under the shim");
+    assert!(r.stdout.contains("shim_test: ok"), "{}", r.stdout);
+    let s = served("shim_test", &r.stderr, 100_000);
+    assert!(s.realloc > 0 && s.calloc > 0, "{s:?}");
+}
+
+#[test]
+fn stats_are_off_unless_asked_for() {
+    let dir = scratch("quiet");
+    let Some(exe) = compile("misuse", &dir, "-O0") else {
+        return;
+    };
+    let mut cmd = Command::new(&exe);
+    cmd.arg("no-such-mode").env("LD_PRELOAD", shim());
+    let r = run(cmd, b"", Duration::from_secs(30));
+    assert_eq!(r.status.code(), Some(2));
+    assert!(summaries(&r.stderr).is_empty(), "{}", r.stderr);
+}
+
+/// Runs `misuse MODE` under the shim: it must abort with exactly
+/// `freespace: <what> at <the pointer it printed> (malloc)`.
+fn misuse(mode: &str, what: &str) {
+    let dir = scratch(&format!("misuse-{mode}"));
+    let Some(exe) = compile("misuse", &dir, "-O0") else {
+        return;
+    };
+    let mut cmd = Command::new(&exe);
+    cmd.arg(mode).env("LD_PRELOAD", shim());
+    let r = run(cmd, b"", Duration::from_secs(30));
+    let pointer = r.stdout.trim();
+    assert!(
+        pointer.starts_with("0x"),
+        "no pointer printed: {:?}",
+        r.stdout
+    );
+    assert_eq!(
+        r.status.signal(),
+        Some(libc::SIGABRT),
+        "{mode}: not aborted ({}); stderr: {}",
+        r.status,
+        r.stderr
+    );
+    let expected = format!("freespace: {what} at {pointer} (malloc)\n");
+    assert_eq!(r.stderr, expected, "{mode}");
+}
+
+#[test]
+fn double_free_aborts_with_the_report() {
+    misuse("double", "double free");
+}
+
+#[test]
+fn foreign_pointer_aborts_with_the_report() {
+    misuse("foreign", "foreign pointer");
+}
+
+#[test]
+fn overwritten_header_aborts_with_the_report() {
+    misuse("header", "overwritten header");
+}
+
+#[test]
+fn misaligned_pointer_aborts_with_the_report() {
+    misuse("misaligned", "misaligned pointer");
+}
+
+// ---------------------------------------------------------------------------
+// Real programs
+// ---------------------------------------------------------------------------
+
+/// The Python workload: dicts, lists and strings, a few MB of buffers,
+/// threads, JSON, a subprocess. Also used by docs/malloc.md's measurements.
+const PYTHON_WORKLOAD: &str = r#"
+import json, subprocess, sys, threading
+d = {i: str(i) * 20 for i in range(200000)}
+lists = [list(range(100)) for _ in range(5000)]
+buffers = [bytearray(1 << 20) for _ in range(8)]
+text = json.dumps({"k%d" % i: [i, str(i), {"x": i}] for i in range(50000)})
+assert len(json.loads(text)) == 50000
+def work(n, out):
+    m = {}
+    for i in range(60000):
+        m[(n, i)] = [i] * 3
+    out[n] = len(m)
+out = {}
+threads = [threading.Thread(target=work, args=(n, out)) for n in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+assert sum(out.values()) == 240000
+r = subprocess.run([sys.executable, "-c", "print(sum(range(1000)))"],
+                   capture_output=True, text=True, check=True)
+assert r.stdout.strip() == "499500"
+del d, lists, buffers
+print("python ok")
+"#;
+
+#[test]
+#[ignore = "real programs: cargo xtask test --only preload"]
+fn python3_runs_on_the_shim() {
+    let Some(p) = require("python3", &["python3"], "apt-get install python3") else {
+        return;
+    };
+    let mut cmd = Command::new(&p[0]);
+    cmd.args(["-c", PYTHON_WORKLOAD]);
+    let r = run(preloaded(cmd), b"", Duration::from_secs(120));
+    r.ok("python3 workload");
+    assert!(r.stdout.contains("python ok"), "{}", r.stdout);
+    served("python3", &r.stderr, 1000);
+}
+
+#[test]
+#[ignore = "real programs: cargo xtask test --only preload"]
+fn git_runs_on_the_shim() {
+    let Some(p) = require("git", &["git"], "apt-get install git") else {
+        return;
+    };
+    let dir = scratch("git");
+    let repo = dir.join("repo");
+    fs::create_dir_all(repo.join("src")).unwrap();
+    for i in 0..200 {
+        let body: String = (0..50).map(|j| format!("line {j} of file {i}\n")).collect();
+        fs::write(repo.join("src").join(format!("f{i}.txt")), body).unwrap();
+    }
+    let git = |args: &[&str]| {
+        let mut cmd = Command::new(&p[0]);
+        cmd.current_dir(&repo)
+            .args(args)
+            .env("HOME", &dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "freespace")
+            .env("GIT_AUTHOR_EMAIL", "malloc@freespace.invalid")
+            .env("GIT_COMMITTER_NAME", "freespace")
+            .env("GIT_COMMITTER_EMAIL", "malloc@freespace.invalid");
+        let r = run(preloaded(cmd), b"", Duration::from_secs(60));
+        r.ok(&format!("git {}", args.join(" ")));
+        r
+    };
+    git(&["init", "-q", "."]);
+    let add = git(&["add", "."]);
+    served("git add", &add.stderr, 100);
+    let commit = git(&["commit", "-q", "-m", "free space, committed"]);
+    served("git commit", &commit.stderr, 100);
+    fs::write(repo.join("src/f0.txt"), "changed\n").unwrap();
+    git(&["commit", "-q", "-a", "-m", "second"]);
+    let log = git(&["log", "--oneline", "--stat"]);
+    assert!(log.stdout.contains("free space, committed") && log.stdout.contains("second"));
+    // pack-objects runs threads.
+    let gc = git(&["gc", "--quiet", "--aggressive"]);
+    served("git gc", &gc.stderr, 100);
+    let fsck = git(&["fsck", "--full"]);
+    assert!(fsck.status.success());
+}
+
+/// The sqlite3 workload: 100k rows inserted one statement at a time in a
+/// transaction, an index, queries. Also used by docs/malloc.md.
+fn sqlite_script() -> String {
+    let mut s = String::from(
+        "PRAGMA journal_mode=WAL;\nCREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, v REAL);\nBEGIN;\n",
+    );
+    for i in 1..=100_000 {
+        s += &format!("INSERT INTO t VALUES({i}, 'name{i}', {i}.5);\n");
+    }
+    s += "COMMIT;\nCREATE INDEX t_name ON t(name);\n\
+          SELECT count(*) FROM t WHERE name LIKE 'name9%';\n\
+          SELECT id FROM t WHERE name = 'name77777';\n\
+          SELECT count(*), sum(id) FROM t;\n";
+    s
+}
+
+#[test]
+#[ignore = "real programs: cargo xtask test --only preload"]
+fn sqlite3_runs_on_the_shim() {
+    let Some(p) = require("sqlite3", &["sqlite3"], "apt-get install sqlite3") else {
+        return;
+    };
+    let dir = scratch("sqlite");
+    let mut cmd = Command::new(&p[0]);
+    cmd.arg(dir.join("db.sqlite"));
+    let r = run(
+        preloaded(cmd),
+        sqlite_script().as_bytes(),
+        Duration::from_secs(120),
+    );
+    r.ok("sqlite3 100k inserts");
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(
+        lines,
+        ["wal", "11111", "77777", "100000|5000050000"],
+        "{}",
+        r.stdout
+    );
+    served("sqlite3", &r.stderr, 1000);
+}
+
+/// A TCP port nobody listens on right now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[test]
+#[ignore = "real programs: cargo xtask test --only preload"]
+fn redis_runs_on_the_shim() {
+    let Some(p) = require(
+        "redis",
+        &["redis-server", "redis-benchmark", "redis-cli"],
+        "apt-get install redis-server",
+    ) else {
+        return;
+    };
+    let (server, benchmark, cli) = (&p[0], &p[1], &p[2]);
+    let dir = scratch("redis");
+    let port = free_port().to_string();
+    let mut cmd = Command::new(server);
+    cmd.args([
+        "--port",
+        &port,
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ])
+    .args(["--dbfilename", "dump.rdb", "--dir"])
+    .arg(&dir)
+    .stdin(Stdio::null())
+    .stdout(fs::File::create(dir.join("server.out")).unwrap())
+    .stderr(fs::File::create(dir.join("server.err")).unwrap());
+    let mut server = preloaded(cmd).spawn().expect("start redis-server");
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).is_err() {
+        if started.elapsed() > Duration::from_secs(20) || server.try_wait().ok().flatten().is_some()
+        {
+            let _ = server.kill();
+            panic!(
+                "redis-server did not come up: {}",
+                fs::read_to_string(dir.join("server.out")).unwrap_or_default()
+            );
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    let redis = |args: &[&str]| {
+        let mut cmd = Command::new(cli);
+        cmd.args(["-h", "127.0.0.1", "-p", &port]).args(args);
+        run(cmd, b"", Duration::from_secs(30))
+    };
+
+    let mut cmd = Command::new(benchmark);
+    cmd.args(["-h", "127.0.0.1", "-p", &port, "-q", "-n", "20000"]);
+    let bench = run(preloaded(cmd), b"", Duration::from_secs(180));
+    bench.ok("redis-benchmark");
+    for test in [
+        "SET: ",
+        "GET: ",
+        "LPUSH: ",
+        "LRANGE_600 (first 600 elements): ",
+    ] {
+        let line = bench
+            .stdout
+            .split(['\r', '\n'])
+            .find(|l| l.trim_start().starts_with(test) && l.contains("requests per second"));
+        assert!(
+            line.is_some(),
+            "no {test:?} result in:\n{}",
+            tail(&bench.stdout)
+        );
+    }
+    served("redis-benchmark", &bench.stderr, 1000);
+
+    // BGSAVE forks the server while its background threads run.
+    let mut keys = vec!["MSET"];
+    let pairs: Vec<String> = (0..2000).map(|i| format!("key:{i}")).collect();
+    for k in &pairs {
+        keys.push(k);
+        keys.push("some value to save");
+    }
+    assert_eq!(redis(&keys).stdout.trim(), "OK");
+    for _ in 0..3 {
+        let r = redis(&["BGSAVE"]);
+        assert!(
+            r.stdout.contains("Background saving started"),
+            "{}",
+            r.stdout
+        );
+        let saving = Instant::now();
+        loop {
+            let info = redis(&["INFO", "persistence"]).stdout;
+            if info.contains("rdb_bgsave_in_progress:0") {
+                assert!(info.contains("rdb_last_bgsave_status:ok"), "{info}");
+                break;
+            }
+            assert!(
+                saving.elapsed() < Duration::from_secs(30),
+                "BGSAVE did not finish: {info}"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+    assert!(dir.join("dump.rdb").exists());
+    assert_eq!(
+        redis(&["DBSIZE"])
+            .stdout
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .map(|n| n >= 2000),
+        Some(true)
+    );
+
+    redis(&["SHUTDOWN", "NOSAVE"]);
+    let status = wait(&mut server, Duration::from_secs(30), "redis-server");
+    let err = fs::read_to_string(dir.join("server.err")).unwrap_or_default();
+    assert!(status.success(), "redis-server: {status}\n{err}");
+    served("redis-server", &err, 10_000);
+}
