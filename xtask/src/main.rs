@@ -16,6 +16,7 @@ mod bench;
 mod fuzz;
 mod json;
 mod matrix;
+mod preload;
 
 use std::env;
 use std::path::Path;

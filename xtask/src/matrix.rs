@@ -15,6 +15,7 @@
 //! | doc      | `cargo test --workspace --doc` |
 //! | no_std   | `cargo build --target thumbv7em-none-eabihf -p <crate>` for every library crate |
 //! | demo     | `cargo xtask demo` |
+//! | preload  | freespace-malloc under `LD_PRELOAD`: C test programs, python3, git, sqlite3, redis (`preload.rs`) |
 //! | loom     | `cargo test --release --lib --tests -p <crates with loom>` under `--cfg loom` |
 //! | miri     | `cargo +nightly miri test -p <crate>` for every library crate |
 
@@ -191,6 +192,11 @@ pub fn steps() -> Vec<Step> {
             name: "bench",
             what: "cargo run --release -p freespace-bench -- --quick (builds and completes; no timing is judged)",
             run: bench_quick,
+        },
+        Step {
+            name: "preload",
+            what: "cargo test -p freespace-malloc --test preload -- --include-ignored: C programs, python3, git, sqlite3, redis under LD_PRELOAD",
+            run: |ws| crate::preload::run(&ws.root).into(),
         },
         Step {
             name: "loom",

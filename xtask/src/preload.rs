@@ -1,0 +1,103 @@
+//! The `preload` step: freespace-malloc under `LD_PRELOAD` in real
+//! processes.
+//!
+//! Runs `cargo test -p freespace-malloc --test preload -- --include-ignored`:
+//! the C test programs (every function, threads, fork, thread-exit
+//! destructors, misuse that must abort with freespace's report) and the
+//! real programs the plain test run skips — python3, git, sqlite3 and
+//! redis-server with redis-benchmark. Each asserts that the shim's exit
+//! summary (`FREESPACE_MALLOC_STATS=1`) shows it served the program.
+//!
+//! A program that is not installed makes its test print `SKIPPED <test>:
+//! <why>`; the step collects those lines and, if there are any, shows as
+//! SKIPPED with them (the rest having passed). Under `CI=true` the tests
+//! fail instead, so CI cannot pass without running every program.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::matrix::Outcome;
+
+/// The whole step, a cold build of the crate and its test included.
+const BUDGET: Duration = Duration::from_secs(300);
+
+/// Runs the step from the workspace at `root`.
+pub fn run(root: &Path) -> Outcome {
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(root).args([
+        "test",
+        "-p",
+        "freespace-malloc",
+        "--test",
+        "preload",
+        "--",
+        "--include-ignored",
+    ]);
+    println!(
+        "$ cargo test -p freespace-malloc --test preload -- --include-ignored   (CI={})",
+        std::env::var("CI").unwrap_or_default()
+    );
+    let mut child = match cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn() {
+        Ok(child) => child,
+        Err(e) => return Outcome::Fail(format!("could not start cargo: {e}")),
+    };
+    let skipped = Arc::new(Mutex::new(Vec::new()));
+    let out = echo(child.stdout.take(), false, Arc::clone(&skipped));
+    let err = echo(child.stderr.take(), true, Arc::clone(&skipped));
+    let started = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if started.elapsed() > BUDGET => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Outcome::Fail(format!("timed out after {}s", BUDGET.as_secs()));
+            }
+            Ok(None) => thread::sleep(Duration::from_millis(100)),
+            Err(e) => return Outcome::Fail(format!("waiting for cargo: {e}")),
+        }
+    };
+    let _ = out.join();
+    let _ = err.join();
+    let skipped = skipped.lock().map(|s| s.clone()).unwrap_or_default();
+    if !status.success() {
+        return Outcome::Fail(
+            status
+                .code()
+                .map_or("killed by a signal".into(), |c| format!("exit code {c}")),
+        );
+    }
+    if skipped.is_empty() {
+        Outcome::Pass
+    } else {
+        Outcome::Skipped(format!("the rest passed, but: {}", skipped.join("; ")))
+    }
+}
+
+/// Copies `from` to our stdout or stderr line by line, keeping the
+/// `SKIPPED` lines.
+fn echo(
+    from: Option<impl Read + Send + 'static>,
+    to_stderr: bool,
+    skipped: Arc<Mutex<Vec<String>>>,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let Some(from) = from else { return };
+        for line in BufReader::new(from).lines().map_while(Result::ok) {
+            if let Some((_, what)) = line.split_once("SKIPPED ") {
+                if let Ok(mut s) = skipped.lock() {
+                    s.push(what.trim().to_string());
+                }
+            }
+            if to_stderr {
+                let _ = writeln!(std::io::stderr(), "{line}");
+            } else {
+                let _ = writeln!(std::io::stdout(), "{line}");
+            }
+        }
+    })
+}
