@@ -665,9 +665,15 @@ unsafe impl<A: BlockSize> BlockSize for Stats<A> {
         self.live_blocks.fetch_sub(1, Relaxed);
         // Saturating: `usable` may exceed what was requested (S3 still
         // holds, since each free takes away at least its own request).
-        let _ = self
-            .live_bytes
-            .fetch_update(Relaxed, Relaxed, |live| Some(live.saturating_sub(usable)));
+        let mut live = self.live_bytes.load(Relaxed);
+        while let Err(now) = self.live_bytes.compare_exchange_weak(
+            live,
+            live.saturating_sub(usable),
+            Relaxed,
+            Relaxed,
+        ) {
+            live = now;
+        }
         // SAFETY: the caller's contract is `A`'s.
         unsafe { self.inner.free(ptr) }
     }

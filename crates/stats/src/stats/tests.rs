@@ -500,7 +500,8 @@ fn block_size_free_counts_a_free_and_saturates_live_bytes() {
 fn checked_frees_count_frees_and_corruptions() {
     let heap = Stats::new(ListHeap::new(FromAllocator::new(Global)));
     let p = heap.allocate(l(32)).unwrap().cast::<u8>();
-    let mut local = [0u64; 4];
+    // Aligned as every block of the heap is, so only its address is wrong.
+    let mut local = [0u128; 2];
     let foreign = NonNull::from(&mut local).cast::<u8>();
     // SAFETY: `p` is live with `l(32)`; `foreign` is not the heap's and is
     // refused before anything is done with it.
