@@ -470,6 +470,27 @@ impl<S: Source, const MIN: usize, const ORDERS: usize> Buddy<S, MIN, ORDERS> {
         Ok(Some(NonNull::slice_from_raw_parts(p, len)))
     }
 
+    /// Whether a shrink from `old` to `new` should move the block rather
+    /// than halve it in place: when it drops to a smaller order and a free
+    /// block of an order in `[new, old)` exists elsewhere. Halving in place
+    /// leaves the small block pinning its whole old block (none of the freed
+    /// upper halves can merge past it); moving it into an existing smaller
+    /// hole frees the old block whole, to merge with its buddy. Without such
+    /// a hole, moving would split a block larger than the old one, so the
+    /// block is halved in place instead (which cannot fail).
+    fn shrink_moves(&self, old: Layout, new: Layout) -> bool {
+        let (Some(k_old), Some(k_new)) = (Self::order_for(old), Self::order_for(new)) else {
+            return false;
+        };
+        if k_new >= k_old {
+            return false;
+        }
+        // SAFETY: no other reference to the state is live (see `state`).
+        let st = unsafe { self.state() };
+        let between = (usize::MAX << k_new) & !(usize::MAX << k_old);
+        st.nonempty & between != 0
+    }
+
     /// The moving half of `grow`/`shrink`: a new block, the contents copied,
     /// the old block freed.
     ///
@@ -560,6 +581,13 @@ unsafe impl<S: Source, const MIN: usize, const ORDERS: usize> Allocator for Budd
             // SAFETY: `ptr` is live with `old` (`shrink`'s contract).
             unsafe { self.deallocate(ptr, old) };
             return Ok(dangling(new));
+        }
+        if self.shrink_moves(old, new) {
+            // SAFETY: `ptr` is live with `old` (`shrink`'s contract); on
+            // failure the block is untouched and halving in place follows.
+            if let Ok(block) = unsafe { self.relocate(ptr, old, new, false) } {
+                return Ok(block);
+            }
         }
         // SAFETY: `ptr` is live with `old`, and `old.size() >= new.size() > 0`.
         match unsafe { self.resize_in_place(ptr, old, new, false) }? {

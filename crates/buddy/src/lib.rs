@@ -58,6 +58,14 @@
 //! and the order of a live block recoverable from its address, so this
 //! heap trades about one point of efficiency for it.
 //!
+//! Shrinking moves the block when a free block of a smaller order than the
+//! old one exists, and halves it in place otherwise: halving in place
+//! always leaves the small block pinning its whole old block. In the
+//! benchmark workload that resizes (`cargo xtask bench`,
+//! `efficiency-realloc`: 8 MiB, 20 seeds, 30 % of steps resize) halving
+//! every time scored 56.4 %; moving into holes scores 70.9 % against
+//! buddy_system_allocator's 72.2 % (which always moves).
+//!
 //! # Example
 //!
 //! ```

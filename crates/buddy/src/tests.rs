@@ -417,6 +417,20 @@ fn order_is_recovered_from_the_address() {
     assert_coalesced(&heap);
 }
 
+/// Allocates every free block smaller than `below` bytes (so no hole of a
+/// lower order is left); returns them with their layouts.
+fn fill_holes_below<S: Source>(heap: &Buddy<S>, below: usize) -> Vec<(NonNull<u8>, Layout)> {
+    let mut held = Vec::new();
+    for b in blocks(heap) {
+        if b.state == BlockState::Free && b.len < below {
+            let l = layout(b.len, 1);
+            held.push((heap.allocate(l).unwrap().cast::<u8>(), l));
+        }
+    }
+    assert!(free_sizes(heap).iter().all(|&s| s >= below));
+    held
+}
+
 #[test]
 fn grow_in_place_when_the_buddy_is_free_and_shrink_by_halving() {
     let src = Pieces::new(64 * KIB, 0, 0, 64 * KIB);
@@ -424,6 +438,9 @@ fn grow_in_place_when_the_buddy_is_free_and_shrink_by_halving() {
     let small = layout(16, 8);
     let big = layout(2048, 8);
     let p = heap.allocate(big).unwrap().cast::<u8>();
+    // No free block smaller than `big` anywhere: a shrink cannot move into
+    // a hole, so it halves in place.
+    let held = fill_holes_below(&heap, 2048);
     // SAFETY: `p` is live with the layouts passed; each call's result
     // replaces it.
     unsafe {
@@ -466,15 +483,31 @@ fn grow_in_place_when_the_buddy_is_free_and_shrink_by_halving() {
             .iter()
             .all(|&b| b == 0xAB));
         heap.check().unwrap();
-        // Shrink in place, halving: the upper halves are free again.
+        // Now `p`'s old 1024-byte block is a free hole smaller than `moved`'s
+        // block: the shrink moves into it (its lowest 32 bytes) and frees the
+        // whole 2048-byte block instead of pinning it with 32 bytes.
+        assert!(free_sizes(&heap).contains(&1024));
         let s = heap.shrink(moved, layout(2000, 8), layout(20, 8)).unwrap();
-        assert_eq!((s.cast::<u8>(), s.len()), (moved, 32));
+        assert_eq!((s.cast::<u8>(), s.len()), (p, 32));
+        assert!(core::slice::from_raw_parts(p.as_ptr(), 16)
+            .iter()
+            .all(|&b| b == 0xAB));
+        let old = moved.as_ptr().addr();
+        assert!(
+            blocks(&heap).iter().any(|b| b.state == BlockState::Free
+                && b.addr <= old
+                && old + 2048 <= b.addr + b.len),
+            "the old block is not free whole"
+        );
         heap.check().unwrap();
         // Shrinking to a larger alignment than the block has moves it.
-        let aligned = heap.shrink(moved, layout(20, 8), layout(8, 128)).unwrap();
+        let aligned = heap.shrink(p, layout(20, 8), layout(8, 128)).unwrap();
         assert_eq!(aligned.cast::<u8>().as_ptr().addr() % 128, 0);
         heap.deallocate(aligned.cast(), layout(8, 128));
         heap.deallocate(blocker, layout(1024, 1));
+        for (b, l) in held {
+            heap.deallocate(b, l);
+        }
     }
     assert_coalesced(&heap);
 }
