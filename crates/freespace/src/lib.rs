@@ -24,6 +24,7 @@
 //! | slab (object caches) | `freespace-slab` | [`Slab`], [`ObjectCache`] |
 //! | segregated lists, routing | `freespace-segregated` | [`Segregated`], [`Segregator`], [`Fallback`] |
 //! | concurrency | `freespace-sync` | [`Locked`], [`Spin`], [`Depot`], [`ThreadCache`], `Magazines` (feature `std`) |
+//! | counting, fragmentation, heap maps, fault injection | `freespace-stats` | [`Stats`], [`Snapshot`], [`Fragmentation`], [`AsciiMap`], [`SvgMap`], [`FailAfter`] |
 //!
 //! Ready-made stacks with names live in [`stacks`].
 //!
@@ -81,3 +82,5 @@ pub use freespace_slab::{ObjectCache, Slab};
 #[cfg(feature = "std")]
 pub use freespace_sync::Magazines;
 pub use freespace_sync::{Depot, Locked, Spin, ThreadCache};
+
+pub use freespace_stats::{AsciiMap, FailAfter, FailMode, Fragmentation, Snapshot, Stats, SvgMap};
