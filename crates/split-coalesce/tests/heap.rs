@@ -3,23 +3,23 @@
 //! growth and exhaustion, and every corruption case (in a child process,
 //! and through the checked API).
 
-use core::cell::Cell;
+use core::cell::{Cell, RefCell};
 use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 
-use freespace_best_fit::BestFit;
+use freespace_best_fit::{BestFit, BestFitScan};
 use freespace_core::alloc::{Allocator, Layout};
 use freespace_core::{BlockSize, BlockState, Corruption, HeapSummary, Inspect, Owns, Source};
-use freespace_first_fit::FirstFit;
-use freespace_freelist::{Fit, HEADER};
-use freespace_next_fit::NextFit;
+use freespace_first_fit::{FirstFit, FirstFitScan};
+use freespace_freelist::{Fit, Scanned, HEADER};
+use freespace_next_fit::{NextFit, NextFitScan};
 use freespace_source::Arena;
 use freespace_split_coalesce::testing::{
     arena_for, placed, policy_heap, units, POLICY_UNITS, UNIT,
 };
 use freespace_split_coalesce::FreeListHeap;
 use freespace_testkit::{assert_all_free, conformance, ops};
-use freespace_worst_fit::WorstFit;
+use freespace_worst_fit::{WorstFit, WorstFitScan};
 
 // ----------------------------------------------------------------------
 // sources
@@ -57,11 +57,42 @@ struct Pieces {
     acquires: Cell<usize>,
 }
 
+/// `len` zeroed bytes aligned to 4096, freed when dropped, so two heaps
+/// over two such buffers see the same addresses modulo every alignment the
+/// op interpreter asks for.
+struct PageAligned {
+    ptr: NonNull<u8>,
+    layout: std::alloc::Layout,
+}
+
+impl PageAligned {
+    fn new(len: usize) -> Self {
+        let layout = std::alloc::Layout::from_size_align(len, 4096).unwrap();
+        // SAFETY: `layout` has a non-zero size.
+        let ptr = NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) }).unwrap();
+        Self { ptr, layout }
+    }
+}
+
+impl Drop for PageAligned {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout; the heaps over it
+        // are gone (they borrow nothing, but are dropped before it).
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}
+
 impl Pieces {
     fn new(len: usize, gap: usize) -> Self {
         let buf: &'static mut [u128] = leak(vec![0u128; len / 16].into_boxed_slice());
+        Self::over(NonNull::new(buf.as_mut_ptr().cast()).unwrap(), len, gap)
+    }
+
+    /// Over `len` bytes at `base` (16-aligned, outliving the source and its
+    /// heap, used by nothing else).
+    fn over(base: NonNull<u8>, len: usize, gap: usize) -> Self {
         Self {
-            base: NonNull::new(buf.as_mut_ptr().cast()).unwrap(),
+            base,
             len: len / 16 * 16,
             used: Cell::new(0),
             gap,
@@ -701,4 +732,232 @@ fn deallocate_aborts_with_the_exact_message() {
         );
         assert!(!stdout.contains("returned"), "{name}");
     }
+}
+
+// ----------------------------------------------------------------------
+// the indexes against the plain scans, side by side
+// ----------------------------------------------------------------------
+
+/// An allocator in front of `inner` that logs where each block it hands
+/// out (or resizes) lies, as an offset from `base`, or `None` on failure.
+struct Recording<'a, A> {
+    inner: &'a A,
+    base: usize,
+    log: RefCell<Vec<Option<usize>>>,
+}
+
+impl<'a, A: Allocator> Recording<'a, A> {
+    fn new(inner: &'a A, base: NonNull<u8>) -> Self {
+        Self {
+            inner,
+            base: base.as_ptr() as usize,
+            log: RefCell::new(Vec::new()),
+        }
+    }
+
+    fn note(
+        &self,
+        r: Result<NonNull<[u8]>, freespace_core::alloc::AllocError>,
+    ) -> Result<NonNull<[u8]>, freespace_core::alloc::AllocError> {
+        // Zero-size blocks are dangling pointers, outside the memory.
+        let at = r.ok().map(|b| {
+            (b.cast::<u8>().as_ptr() as usize)
+                .checked_sub(self.base)
+                .unwrap_or(usize::MAX)
+        });
+        self.log.borrow_mut().push(at);
+        r
+    }
+}
+
+// SAFETY: every call goes to `inner` unchanged; the log only reads the
+// results.
+unsafe impl<A: Allocator> Allocator for Recording<'_, A> {
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, freespace_core::alloc::AllocError> {
+        self.note(self.inner.allocate(layout))
+    }
+    fn allocate_zeroed(
+        &self,
+        layout: Layout,
+    ) -> Result<NonNull<[u8]>, freespace_core::alloc::AllocError> {
+        self.note(self.inner.allocate_zeroed(layout))
+    }
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: caller contract, passed on.
+        unsafe { self.inner.deallocate(ptr, layout) }
+    }
+    unsafe fn grow(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, freespace_core::alloc::AllocError> {
+        // SAFETY: caller contract, passed on.
+        self.note(unsafe { self.inner.grow(ptr, old, new) })
+    }
+    unsafe fn grow_zeroed(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, freespace_core::alloc::AllocError> {
+        // SAFETY: caller contract, passed on.
+        self.note(unsafe { self.inner.grow_zeroed(ptr, old, new) })
+    }
+    unsafe fn shrink(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, freespace_core::alloc::AllocError> {
+        // SAFETY: caller contract, passed on.
+        self.note(unsafe { self.inner.shrink(ptr, old, new) })
+    }
+}
+
+/// Runs `ops` on a heap of policy `F` over `len` fresh page-aligned bytes
+/// (one arena, or pieces of a growing source with `gap` bytes between
+/// them), through the shadow model and `check()` after every
+/// `check_every`-th op (and at the end); returns where every block went.
+fn placements<F: Fit>(
+    ops: &[ops::Op],
+    len: usize,
+    growing: Option<usize>,
+    check_every: usize,
+) -> Result<Vec<Option<usize>>, String> {
+    fn play<A: Allocator, F: Fit, S: Source>(
+        heap: &FreeListHeap<F, S>,
+        base: NonNull<u8>,
+        ops: &[ops::Op],
+        check_every: usize,
+    ) -> Result<Vec<Option<usize>>, String> {
+        let rec = Recording::new(heap, base);
+        let n = Cell::new(0usize);
+        let check = || {
+            n.set(n.get() + 1);
+            if n.get() % check_every == 0 || n.get() > ops.len() {
+                heap.check()
+            } else {
+                Ok(())
+            }
+        };
+        ops::run(&rec, ops, &check)?;
+        heap.check().map_err(|v| v.to_string())?;
+        Ok(rec.log.into_inner())
+    }
+    let memory = PageAligned::new(len);
+    let base = memory.ptr;
+    match growing {
+        None => {
+            // SAFETY: `base` is `len` bytes of `memory`, which outlives the
+            // heap, used by this arena only.
+            let heap: FreeListHeap<F, _> =
+                FreeListHeap::new(unsafe { Arena::from_raw_parts(base.as_ptr(), len) });
+            play::<&FreeListHeap<F, Arena>, F, Arena>(&heap, base, ops, check_every)
+        }
+        Some(gap) => {
+            let source = Pieces::over(base, len, gap);
+            let heap: FreeListHeap<F, _> = FreeListHeap::new(&source);
+            play::<&FreeListHeap<F, &Pieces>, F, &Pieces>(&heap, base, ops, check_every)
+        }
+    }
+}
+
+/// The property: the indexed policy `F` and its plain scan `R` place every
+/// block of `ops` at the same offset, and both pass the shadow model and
+/// their checks.
+fn same_as_scan<F: Fit, R: Fit>(
+    ops: &[ops::Op],
+    len: usize,
+    growing: Option<usize>,
+    check_every: usize,
+) -> Result<(), String> {
+    let indexed =
+        placements::<F>(ops, len, growing, check_every).map_err(|e| format!("{}: {e}", F::NAME))?;
+    let scanned =
+        placements::<R>(ops, len, growing, check_every).map_err(|e| format!("{}: {e}", R::NAME))?;
+    if let Some(i) =
+        (0..indexed.len().max(scanned.len())).find(|&i| indexed.get(i) != scanned.get(i))
+    {
+        return Err(format!(
+            "{} and {} differ at block #{i}: {:x?} vs {:x?}",
+            F::NAME,
+            R::NAME,
+            indexed.get(i),
+            scanned.get(i)
+        ));
+    }
+    Ok(())
+}
+
+/// Side-by-side arena size: small enough that op sequences fill it.
+#[cfg(not(miri))]
+const SIDE_ARENA: usize = 1 << 16;
+#[cfg(miri)]
+const SIDE_ARENA: usize = 1 << 13;
+
+fn same_as_scan_prop<F: Fit, R: Fit>() {
+    fn over_arena<F: Fit, R: Fit>(o: ops::Ops) -> Result<(), String> {
+        same_as_scan::<F, R>(&o.0, SIDE_ARENA, None, 1)
+    }
+    fn over_scattered<F: Fit, R: Fit>(o: ops::Ops) -> Result<(), String> {
+        same_as_scan::<F, R>(&o.0, 4 * SIDE_ARENA, Some(4096), 1)
+    }
+    for prop in [
+        over_arena::<F, R> as fn(ops::Ops) -> Result<(), String>,
+        over_scattered::<F, R>,
+    ] {
+        quickcheck::QuickCheck::new()
+            .tests(CASES)
+            .max_tests(CASES * 10)
+            .rng(quickcheck::Gen::new(GEN_SIZE))
+            .quickcheck(prop);
+    }
+}
+
+/// One long deterministic trace of small blocks: thousands of free chunks,
+/// deep trees, chunks of every small size (32-byte ones included).
+fn same_as_scan_long<F: Fit, R: Fit>() {
+    #[cfg(not(miri))]
+    const OPS: usize = 20_000;
+    #[cfg(miri)]
+    const OPS: usize = 150;
+    let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut bytes = Vec::with_capacity(OPS * 4);
+    for i in 0..OPS {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let [a, b, c, d, ..] = x.to_le_bytes();
+        // Mostly small allocations and frees, the odd over-aligned one,
+        // grows and shrinks; frees lag allocations early on so many blocks
+        // are live.
+        let kind = if i % 3 == 2 { 7 + a % 5 } else { a % 7 };
+        bytes.extend_from_slice(&[kind | (a & 0xF0), b, c & 0x03, d]);
+        if i % 97 == 0 {
+            bytes.extend_from_slice(&[12, b, c & 0x0F, d]);
+            bytes.extend_from_slice(&[14, b, c, d]);
+        }
+    }
+    let trace = ops::decode(&bytes);
+    // The scan's check is O(n²): check every 1000th op only.
+    same_as_scan::<F, R>(&trace, 1 << 20, None, 1000).unwrap();
+    same_as_scan::<F, R>(&trace, PIECES, Some(4096), 1000).unwrap();
+}
+
+macro_rules! side_by_side {
+    ($($module:ident: $fit:ty, $scan:ty;)*) => {$(
+        mod $module {
+            use super::*;
+            #[test] fn same_choices_as_the_plain_scan() { same_as_scan_prop::<$fit, Scanned<$scan>>() }
+            #[test] fn same_choices_as_the_plain_scan_over_a_long_trace() { same_as_scan_long::<$fit, Scanned<$scan>>() }
+        }
+    )*};
+}
+
+side_by_side! {
+    first_fit_vs_scan: FirstFit, FirstFitScan;
+    next_fit_vs_scan: NextFit, NextFitScan;
+    best_fit_vs_scan: BestFit, BestFitScan;
+    worst_fit_vs_scan: WorstFit, WorstFitScan;
 }
