@@ -825,7 +825,7 @@ fn placements<F: Fit>(
     growing: Option<usize>,
     check_every: usize,
 ) -> Result<Vec<Option<usize>>, String> {
-    fn play<A: Allocator, F: Fit, S: Source>(
+    fn play<F: Fit, S: Source>(
         heap: &FreeListHeap<F, S>,
         base: NonNull<u8>,
         ops: &[ops::Op],
@@ -853,12 +853,12 @@ fn placements<F: Fit>(
             // heap, used by this arena only.
             let heap: FreeListHeap<F, _> =
                 FreeListHeap::new(unsafe { Arena::from_raw_parts(base.as_ptr(), len) });
-            play::<&FreeListHeap<F, Arena>, F, Arena>(&heap, base, ops, check_every)
+            play(&heap, base, ops, check_every)
         }
         Some(gap) => {
             let source = Pieces::over(base, len, gap);
             let heap: FreeListHeap<F, _> = FreeListHeap::new(&source);
-            play::<&FreeListHeap<F, &Pieces>, F, &Pieces>(&heap, base, ops, check_every)
+            play(&heap, base, ops, check_every)
         }
     }
 }
