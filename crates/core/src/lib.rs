@@ -12,6 +12,7 @@
 //! | [`inspect`] | [`Inspect`]: walk every block of a heap, and [`HeapSummary`] built on it |
 //! | [`layout`] | checked size and alignment arithmetic (overflow is `None`, never a wrap) |
 //! | [`corruption`] | [`Corruption`] and the one reporting function, [`report`] |
+//! | [`check`] | [`Check`] (a whole stack's invariants, layer by layer) and [`CheckedFree`] (any heap's checked free) |
 //! | [`resize`] | moving a block to a fresh one when a resize cannot happen in place |
 //! | [`violation`] | [`Violation`], what a heap's `check()` returns when an invariant is broken |
 //!
@@ -60,6 +61,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod check;
 pub mod corruption;
 pub mod inspect;
 pub mod layout;
@@ -91,6 +93,7 @@ pub mod alloc {
     pub use allocator_api2::{boxed, boxed::Box, vec, vec::Vec};
 }
 
+pub use check::{Check, CheckedFree};
 pub use corruption::{report, set_handler, Corruption, Handler};
 pub use inspect::{BlockInfo, BlockState, HeapSummary, Inspect};
 pub use query::{BlockSize, Owns};
