@@ -755,3 +755,25 @@ impl<S: Source, const MIN: usize, const ORDERS: usize> Drop for Buddy<S, MIN, OR
         }
     }
 }
+
+impl<S: Source, const MIN: usize, const ORDERS: usize> freespace_core::Check
+    for Buddy<S, MIN, ORDERS>
+{
+    /// B1–B6 ([`check`](Buddy::check)); the buddy is a leaf over its source.
+    fn check_all(&self) -> Result<(), Violation> {
+        self.check()
+    }
+}
+
+// SAFETY: `deallocate` is `try_deallocate` plus a report of its error, so a
+// live block is freed the same way; an `Err` is returned before the block
+// is marked free or linked (every check precedes the release).
+unsafe impl<S: Source, const MIN: usize, const ORDERS: usize> freespace_core::CheckedFree
+    for Buddy<S, MIN, ORDERS>
+{
+    #[inline]
+    unsafe fn try_deallocate(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Corruption> {
+        // SAFETY: the caller's contract is the inherent method's.
+        unsafe { Buddy::try_deallocate(self, ptr, layout) }
+    }
+}

@@ -15,7 +15,7 @@
 
 use core::ptr::NonNull;
 
-use crate::alloc::{Allocator, Global, Layout};
+use crate::alloc::{Allocator, Layout};
 use crate::{Corruption, Violation};
 
 /// A heap or layer whose invariants can be checked, together with those of
@@ -62,9 +62,10 @@ pub trait Check {
 ///
 /// Implementors promise that `try_deallocate(ptr, layout)` frees exactly
 /// like [`Allocator::deallocate`] when `ptr` is a live block of this heap
-/// allocated with a layout `deallocate` accepts, and that when it returns
-/// `Err` it has changed nothing (the block, if it was one, stays allocated
-/// and the heap stays consistent).
+/// allocated with a layout `deallocate` accepts, and that an `Err` means the
+/// block was not taken back: this call never makes the heap hand the same
+/// memory out twice. (After an error about damaged metadata the heap may
+/// have stopped using the damaged part; its `check` says what it found.)
 ///
 /// # Example
 ///
@@ -135,7 +136,8 @@ pub unsafe trait CheckedFree: Allocator {
 }
 
 /// The system allocator has no invariants freespace can see.
-impl Check for Global {
+#[cfg(feature = "alloc")]
+impl Check for crate::alloc::Global {
     #[inline]
     fn check_all(&self) -> Result<(), Violation> {
         Ok(())

@@ -364,3 +364,23 @@ impl<P: Inspect, S: Inspect> Inspect for Fallback<P, S> {
         self.secondary.inspect(visit);
     }
 }
+
+impl<P: freespace_core::Check, S: freespace_core::Check> freespace_core::Check for Fallback<P, S> {
+    /// Both sides' whole stacks (the router has no state of its own).
+    fn check_all(&self) -> Result<(), Violation> {
+        self.primary.check_all()?;
+        self.secondary.check_all()
+    }
+}
+
+// SAFETY: `try_deallocate` frees through the side that owns the block, as
+// `deallocate` does, and returns `Err` having freed nothing otherwise.
+unsafe impl<P: Allocator + Owns, S: Allocator + Owns> freespace_core::CheckedFree
+    for Fallback<P, S>
+{
+    #[inline]
+    unsafe fn try_deallocate(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Corruption> {
+        // SAFETY: the caller's contract is the inherent method's.
+        unsafe { Fallback::try_deallocate(self, ptr, layout) }
+    }
+}

@@ -796,6 +796,25 @@ impl<A: Allocator + Inspect> Inspect for Segregated<A> {
     }
 }
 
+impl<A: Allocator + freespace_core::Check> freespace_core::Check for Segregated<A> {
+    /// The lists ([`check`](Segregated::check)), then the parent's whole stack.
+    fn check_all(&self) -> Result<(), Violation> {
+        self.check()?;
+        self.parent.check_all()
+    }
+}
+
+// SAFETY: `try_deallocate` frees a live block like `deallocate` (onto its
+// class list, or to the parent), and returns `Err` before touching a list
+// or the parent.
+unsafe impl<A: Allocator + Owns> freespace_core::CheckedFree for Segregated<A> {
+    #[inline]
+    unsafe fn try_deallocate(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Corruption> {
+        // SAFETY: the caller's contract is the inherent method's.
+        unsafe { Segregated::try_deallocate(self, ptr, layout) }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -391,3 +391,25 @@ impl<const THRESHOLD: usize, S: Inspect, L: Inspect> Inspect for Segregator<THRE
         self.large.inspect(visit);
     }
 }
+
+impl<const THRESHOLD: usize, S: freespace_core::Check, L: freespace_core::Check>
+    freespace_core::Check for Segregator<THRESHOLD, S, L>
+{
+    /// Both sides' whole stacks (the router has no state of its own).
+    fn check_all(&self) -> Result<(), Violation> {
+        self.small.check_all()?;
+        self.large.check_all()
+    }
+}
+
+// SAFETY: `try_deallocate` frees through `deallocate` only when the routed
+// side owns the block, and returns `Err` having freed nothing otherwise.
+unsafe impl<const THRESHOLD: usize, S: Allocator + Owns, L: Allocator + Owns>
+    freespace_core::CheckedFree for Segregator<THRESHOLD, S, L>
+{
+    #[inline]
+    unsafe fn try_deallocate(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Corruption> {
+        // SAFETY: the caller's contract is the inherent method's.
+        unsafe { Segregator::try_deallocate(self, ptr, layout) }
+    }
+}

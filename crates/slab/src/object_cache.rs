@@ -478,3 +478,13 @@ impl<T, A: Allocator, const SLAB_SIZE: usize> Drop for ObjectCache<T, A, SLAB_SI
         self.index.release_table(&self.parent);
     }
 }
+
+impl<T, A: Allocator + freespace_core::Check, const SLAB_SIZE: usize> freespace_core::Check
+    for ObjectCache<T, A, SLAB_SIZE>
+{
+    /// The cache ([`check`](ObjectCache::check)), then the parent's whole stack.
+    fn check_all(&self) -> Result<(), Violation> {
+        self.check()?;
+        self.parent.check_all()
+    }
+}

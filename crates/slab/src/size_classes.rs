@@ -835,3 +835,26 @@ impl<A: Allocator, const SLAB_SIZE: usize> Drop for Slab<A, SLAB_SIZE> {
         self.index.release_table(&self.parent);
     }
 }
+
+impl<A: Allocator + freespace_core::Check, const SLAB_SIZE: usize> freespace_core::Check
+    for Slab<A, SLAB_SIZE>
+{
+    /// The slabs ([`check`](Slab::check)), then the parent's whole stack.
+    fn check_all(&self) -> Result<(), Violation> {
+        self.check()?;
+        self.parent.check_all()
+    }
+}
+
+// SAFETY: `deallocate` is `try_deallocate` plus a report of its error; a
+// slab block's bitmap bit and a large block's routing are checked before
+// anything is changed, so an `Err` leaves the block where it was.
+unsafe impl<A: Allocator, const SLAB_SIZE: usize> freespace_core::CheckedFree
+    for Slab<A, SLAB_SIZE>
+{
+    #[inline]
+    unsafe fn try_deallocate(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Corruption> {
+        // SAFETY: the caller's contract is the inherent method's.
+        unsafe { Slab::try_deallocate(self, ptr, layout) }
+    }
+}

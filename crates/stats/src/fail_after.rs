@@ -17,7 +17,7 @@ use core::cell::Cell;
 use core::ptr::NonNull;
 
 use freespace_core::alloc::{AllocError, Allocator, Layout};
-use freespace_core::{layout, BlockInfo, BlockSize, Inspect, Owns, Violation};
+use freespace_core::{layout, BlockInfo, BlockSize, Corruption, Inspect, Owns, Violation};
 
 /// Which requests a [`FailAfter`] fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -332,6 +332,23 @@ unsafe impl<A: BlockSize> BlockSize for FailAfter<A> {
 impl<A: Inspect> Inspect for FailAfter<A> {
     fn inspect(&self, visit: &mut dyn FnMut(BlockInfo)) {
         self.inner.inspect(visit)
+    }
+}
+
+impl<A: freespace_core::Check> freespace_core::Check for FailAfter<A> {
+    /// FA1 ([`check`](FailAfter::check)), then the inner allocator's whole stack.
+    fn check_all(&self) -> Result<(), Violation> {
+        self.check()?;
+        self.inner.check_all()
+    }
+}
+
+// SAFETY: frees are never failed: a checked free goes straight to `A`'s.
+unsafe impl<A: freespace_core::CheckedFree> freespace_core::CheckedFree for FailAfter<A> {
+    #[inline]
+    unsafe fn try_deallocate(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Corruption> {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { self.inner.try_deallocate(ptr, layout) }
     }
 }
 

@@ -892,3 +892,21 @@ impl fmt::Write for Label {
         Ok(())
     }
 }
+
+impl<A: freespace_core::Check> freespace_core::Check for Stats<A> {
+    /// S1–S3 ([`check`](Stats::check)), then the inner allocator's whole stack.
+    fn check_all(&self) -> Result<(), Violation> {
+        self.check()?;
+        self.inner.check_all()
+    }
+}
+
+// SAFETY: a checked free goes to `A`'s checked free, which keeps the
+// contract; the counters only record its outcome.
+unsafe impl<A: freespace_core::CheckedFree> freespace_core::CheckedFree for Stats<A> {
+    #[inline]
+    unsafe fn try_deallocate(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Corruption> {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { self.try_deallocate_with(ptr, layout, |a, p, l| a.try_deallocate(p, l)) }
+    }
+}

@@ -335,3 +335,12 @@ macro_rules! front_allocator {
 pub(crate) use front_allocator;
 
 front_allocator!(unsafe impl<P: Allocator> Allocator for ThreadCache<'_, P>);
+
+impl<P: Allocator + freespace_core::Check> freespace_core::Check for ThreadCache<'_, P> {
+    /// This handle's magazines ([`check`](ThreadCache::check)), then the
+    /// depot's whole stack.
+    fn check_all(&self) -> Result<(), Violation> {
+        self.check()?;
+        self.depot.check_all()
+    }
+}

@@ -369,3 +369,11 @@ impl<P: Allocator> core::fmt::Debug for Depot<P> {
         f.debug_struct("Depot").finish_non_exhaustive()
     }
 }
+
+impl<P: Allocator + freespace_core::Check> freespace_core::Check for Depot<P> {
+    /// D1–D3 ([`check`](Depot::check)), then the parent's whole stack.
+    fn check_all(&self) -> Result<(), Violation> {
+        self.check()?;
+        self.parent.check_all()
+    }
+}

@@ -382,3 +382,12 @@ impl Drop for Table {
 std::thread_local! {
     static TABLE: Table = const { Table::new() };
 }
+
+impl<P: Allocator + freespace_core::Check> freespace_core::Check for Magazines<'_, P> {
+    /// The calling thread's magazines ([`check`](Magazines::check)), then the
+    /// depot's whole stack. Other threads' magazines are theirs to check.
+    fn check_all(&self) -> Result<(), freespace_core::Violation> {
+        self.check()?;
+        self.depot.check_all()
+    }
+}
