@@ -8,107 +8,269 @@
 //! per-class lists and the thread-cache registry — and only the first is
 //! reachable from outside `freespace-sync`. So rather than take each lock
 //! before the fork, the shim makes sure no thread is inside the stack at
-//! all:
+//! all when the address space is copied; then every lock in it is free,
+//! whatever lock it is.
 //!
 //! ```text
-//!   call:     stripe += 1; if FORKING { stripe -= 1; wait; retry }   … stack …   stripe -= 1
-//!   prepare:  FORK_LOCK; FORKING = true; wait until every stripe is 0
+//!   call:     in_call = true; light barrier; if FORKING { in_call = false; wait; retry }
+//!             … stack …
+//!             in_call = false
+//!   prepare:  FORK_LOCK; FORKING = true; heavy barrier; wait until no in_call is set
 //!   parent:   FORKING = false; unlock FORK_LOCK
-//!   child:    FORKING = false; unlock FORK_LOCK   (the only thread left)
+//!   child:    forget the other threads' slots; FORKING = false; unlock FORK_LOCK
 //! ```
 //!
-//! With no thread inside the stack, every lock in it is free when the
-//! address space is copied, whatever lock it is. The counters are spread
-//! over [`STRIPES`] cache lines (a thread keeps one) so threads do not
-//! share one line on every call. The forking thread itself may allocate
-//! between `prepare` and the end of the fork (other fork handlers do): it
-//! passes the gate while it holds `FORK_LOCK`.
+//! # The fast path costs no atomic read-modify-write
 //!
-//! The counters follow Dekker's pattern: a call increments its stripe and
-//! then reads `FORKING`; `prepare` sets `FORKING` and then reads the
-//! stripes. Both are `SeqCst`, so at least one side sees the other: either
-//! the call sees `FORKING` and backs out, or `prepare` sees its count and
-//! waits for it.
+//! Each thread owns a slot (one of [`SLOTS`], claimed on its first call,
+//! released by a thread-local destructor when it exits) holding its
+//! `in_call` flag, so a call only *stores* to memory no other thread
+//! writes. The call and `prepare` follow Dekker's pattern — each writes its
+//! flag, then reads the other's — which needs a full barrier on both sides.
+//! The barrier is asymmetric: a call issues only a compiler fence, and
+//! `prepare`, which runs once per fork, issues
+//! `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`, which makes every running
+//! thread of the process execute a full memory barrier (the scheme of
+//! Folly's `asymmetricHeavyBarrier`). Where the kernel refuses `membarrier`,
+//! calls use a real `SeqCst` fence instead.
+//!
+//! Threads that find no free slot, and calls after a thread's slot was
+//! released (a thread's last frees, from later destructors), count on
+//! [`STRIPES`] shared counters with atomic increments instead (the same
+//! protocol, with `SeqCst` read-modify-writes as the barrier).
+//!
+//! The forking thread itself may allocate between `prepare` and the end of
+//! the fork (other fork handlers do): it passes the gate while it holds
+//! `FORK_LOCK`.
 //!
 //! # Invariants
-//! - F1: a stripe's count is the number of calls that passed the gate on it
-//!   and have not left.
+//! - F1: a slot's `in_call` is set only by its owner thread, and is set
+//!   during every call that passed the gate on that slot; a stripe's count
+//!   is the number of calls that passed the gate on it and have not left.
 //! - F2: while `FORKING` is set, the thread holding `FORK_LOCK` is the only
 //!   one that can pass the gate.
+//! - F3: `HEAVY` is set only while `membarrier` private expedited is
+//!   registered for this process.
 
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{compiler_fence, fence, AtomicBool, AtomicUsize, Ordering};
 
 use freespace_sync::Spin;
 use lock_api::RawMutex;
 
-use crate::shim::ThreadState;
+use crate::shim::{ThreadState, THREAD};
 
-/// Cache lines the call counters are spread over.
+/// Threads that get a slot of their own (the fast path).
+pub const SLOTS: usize = 256;
+
+/// Shared call counters for threads without a slot.
 pub const STRIPES: usize = 16;
 
-/// One call counter, alone on its cache line (two lines: the adjacent-line
-/// prefetcher pairs them).
+/// `ThreadState::slot` of a thread that has not tried to claim a slot yet.
+pub(crate) const UNCLAIMED: usize = usize::MAX;
+/// `ThreadState::slot` of a thread that counts on a stripe.
+pub(crate) const NO_SLOT: usize = usize::MAX - 1;
+
+const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_int = 1 << 3;
+const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_int = 1 << 4;
+
+/// One thread's flags, alone on its cache line (two lines: the
+/// adjacent-line prefetcher pairs them).
+#[repr(align(128))]
+pub(crate) struct Slot {
+    owned: AtomicBool,
+    in_call: AtomicBool,
+}
+
+/// One shared call counter, alone on its cache line.
 #[repr(align(128))]
 pub(crate) struct Stripe(AtomicUsize);
 
+static OWNERS: [Slot; SLOTS] = [const {
+    Slot {
+        owned: AtomicBool::new(false),
+        in_call: AtomicBool::new(false),
+    }
+}; SLOTS];
 static COUNTS: [Stripe; STRIPES] = [const { Stripe(AtomicUsize::new(0)) }; STRIPES];
-static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
+static NEXT: AtomicUsize = AtomicUsize::new(0);
 static FORKING: AtomicBool = AtomicBool::new(false);
 static FORK_LOCK: Spin = Spin::INIT;
 static REGISTERED: AtomicBool = AtomicBool::new(false);
+static HEAVY: AtomicBool = AtomicBool::new(false);
 
-/// Passes the gate for a call from the thread `t`; the returned stripe
-/// goes to [`leave`] when the call is done. `None`: the thread is the one
-/// forking (F2), nothing to count.
+/// How a call passed the gate; hand it back to [`leave`].
+pub(crate) enum Pass {
+    /// The forking thread, inside the fork: nothing to undo.
+    Forker,
+    /// On the thread's own slot.
+    Slot(&'static Slot),
+    /// On a shared stripe.
+    Stripe(&'static Stripe),
+}
+
+/// Passes the gate for a call from the thread `t` (waiting while a fork is
+/// under way).
 #[inline]
-pub(crate) fn enter(t: &ThreadState) -> Option<&'static Stripe> {
+pub(crate) fn enter(t: &ThreadState) -> Pass {
     if t.forking.get() {
-        return None;
+        return Pass::Forker;
     }
-    let mut i = t.stripe.get();
-    if i >= STRIPES {
-        i = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES;
-        t.stripe.set(i);
+    let mut i = t.slot.get();
+    if i == UNCLAIMED {
+        i = claim(t);
     }
-    let stripe = &COUNTS[i];
+    match OWNERS.get(i) {
+        Some(slot) => enter_slot(slot),
+        None => enter_stripe(t),
+    }
+}
+
+#[inline]
+fn enter_slot(slot: &'static Slot) -> Pass {
+    loop {
+        slot.in_call.store(true, Ordering::Relaxed);
+        light_barrier();
+        if !FORKING.load(Ordering::Relaxed) {
+            return Pass::Slot(slot);
+        }
+        slot.in_call.store(false, Ordering::Release);
+        wait_for_fork();
+    }
+}
+
+#[cold]
+fn enter_stripe(t: &ThreadState) -> Pass {
+    let stripe = &COUNTS[t.stripe.get() % STRIPES];
     loop {
         stripe.0.fetch_add(1, Ordering::SeqCst);
         if !FORKING.load(Ordering::SeqCst) {
-            return Some(stripe);
+            return Pass::Stripe(stripe);
         }
-        // A fork is on its way: step back out and wait for it to end.
         stripe.0.fetch_sub(1, Ordering::SeqCst);
-        while FORKING.load(Ordering::Acquire) {
-            // SAFETY: `sched_yield` has no preconditions.
-            unsafe { libc::sched_yield() };
+        wait_for_fork();
+    }
+}
+
+/// The call's half of the barrier: a compiler fence when `prepare` issues
+/// `membarrier` (F3), a full fence otherwise.
+#[inline]
+fn light_barrier() {
+    if HEAVY.load(Ordering::Relaxed) {
+        compiler_fence(Ordering::SeqCst);
+    } else {
+        fence(Ordering::SeqCst);
+    }
+}
+
+#[cold]
+fn wait_for_fork() {
+    while FORKING.load(Ordering::Acquire) {
+        // SAFETY: `sched_yield` has no preconditions.
+        unsafe { libc::sched_yield() };
+    }
+}
+
+/// Ends a call that [`enter`] let in.
+#[inline]
+pub(crate) fn leave(pass: Pass) {
+    match pass {
+        Pass::Forker => {}
+        Pass::Slot(slot) => slot.in_call.store(false, Ordering::Release),
+        Pass::Stripe(stripe) => {
+            stripe.0.fetch_sub(1, Ordering::Release);
         }
     }
 }
 
-/// Ends a call that [`enter`] let in on `stripe`.
-#[inline]
-pub(crate) fn leave(stripe: Option<&'static Stripe>) {
-    if let Some(stripe) = stripe {
-        stripe.0.fetch_sub(1, Ordering::Release);
+// ---------------------------------------------------------------------------
+// Slots: claimed on a thread's first call, released when it exits
+// ---------------------------------------------------------------------------
+
+/// Gives the slot back when the thread exits. A thread-local with a
+/// destructor: creating it registers the destructor with the C library,
+/// which allocates — a nested call, served without the gate.
+struct Release(core::cell::Cell<usize>);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        let i = self.0.get();
+        // Calls from here on (later destructors) count on a stripe.
+        let _ = THREAD.try_with(|t| t.slot.set(NO_SLOT));
+        if let Some(slot) = OWNERS.get(i) {
+            slot.owned.store(false, Ordering::Release);
+        }
     }
 }
 
-/// Registers the fork handlers, once per process. Called on the first
-/// allocation, inside a call (so the allocations `pthread_atfork` makes
-/// itself are re-entrant ones, served without the thread caches).
+extern crate std;
+std::thread_local! {
+    static RELEASE: Release = const { Release(core::cell::Cell::new(UNCLAIMED)) };
+}
+
+/// Claims a free slot for the calling thread, or settles it on stripes.
+#[cold]
+fn claim(t: &ThreadState) -> usize {
+    t.stripe.set(NEXT.fetch_add(1, Ordering::Relaxed));
+    t.slot.set(NO_SLOT);
+    let start = t.stripe.get();
+    for k in 0..SLOTS {
+        let i = (start + k) % SLOTS;
+        let slot = &OWNERS[i];
+        if !slot.owned.load(Ordering::Relaxed)
+            && slot
+                .owned
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        {
+            if RELEASE.try_with(|r| r.0.set(i)).is_ok() {
+                t.slot.set(i);
+                return i;
+            }
+            // The thread is already exiting: no destructor to give it back.
+            slot.owned.store(false, Ordering::Release);
+            return NO_SLOT;
+        }
+    }
+    NO_SLOT
+}
+
+// ---------------------------------------------------------------------------
+// The handlers
+// ---------------------------------------------------------------------------
+
+/// Registers the fork handlers (and `membarrier`), once per process.
+/// Called on the first allocation, inside a call, so the allocations
+/// `pthread_atfork` makes itself are nested ones, served without the gate.
 #[cold]
 pub(crate) fn register_once() {
     if REGISTERED.swap(true, Ordering::AcqRel) {
         return;
     }
+    register_membarrier();
     // SAFETY: the three handlers are `extern "C" fn()` that live as long as
     // the program (the shim is never unloaded: it is preloaded).
     unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
 }
 
+/// Sets `HEAVY` if this process may use private expedited `membarrier`
+/// (F3); a fresh child must register again.
+fn register_membarrier() {
+    // SAFETY: `membarrier` takes two integer arguments (and an unused CPU
+    // id) and touches no memory of ours.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_membarrier,
+            MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED,
+            0,
+            0,
+        )
+    };
+    HEAVY.store(rc == 0, Ordering::SeqCst);
+}
+
 fn set_forking(on: bool) {
     // Const thread-local without a destructor: never unavailable.
-    let _ = crate::shim::THREAD.try_with(|t| t.forking.set(on));
+    let _ = THREAD.try_with(|t| t.forking.set(on));
 }
 
 /// Before `fork()`: closes the gate and waits until no call is inside.
@@ -116,6 +278,25 @@ extern "C" fn prepare() {
     FORK_LOCK.lock();
     set_forking(true);
     FORKING.store(true, Ordering::SeqCst);
+    fence(Ordering::SeqCst);
+    if HEAVY.load(Ordering::SeqCst) {
+        // SAFETY: as in `register_membarrier`.
+        let rc =
+            unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) };
+        if rc != 0 {
+            // Cannot happen while registered (F3). If it did, a call that
+            // read FORKING clear may still hold its flag in a store buffer
+            // (the one reordering x86 allows); waiting lets it drain.
+            // SAFETY: no preconditions.
+            unsafe { libc::usleep(20_000) };
+        }
+    }
+    for slot in &OWNERS {
+        while slot.in_call.load(Ordering::Acquire) {
+            // SAFETY: no preconditions.
+            unsafe { libc::sched_yield() };
+        }
+    }
     for stripe in &COUNTS {
         while stripe.0.load(Ordering::SeqCst) != 0 {
             // SAFETY: no preconditions.
@@ -132,12 +313,25 @@ extern "C" fn parent() {
     unsafe { FORK_LOCK.unlock() };
 }
 
-/// After `fork()`, in the child: the forking thread is the only one; no
-/// call was inside the stack when it was copied (F1 with every stripe 0),
-/// so every lock in the stack is free. Opens the gate.
+/// After `fork()`, in the child: the forking thread is the only one, and no
+/// call was inside the stack when it was copied, so every lock in the stack
+/// is free. The other threads' slots and counts belong to threads that do
+/// not exist here: cleared. Opens the gate.
 extern "C" fn child() {
+    let mine = THREAD.try_with(|t| t.slot.get()).unwrap_or(NO_SLOT);
+    for (i, slot) in OWNERS.iter().enumerate() {
+        if i != mine {
+            slot.in_call.store(false, Ordering::Relaxed);
+            slot.owned.store(false, Ordering::Relaxed);
+        }
+    }
     for stripe in &COUNTS {
         stripe.0.store(0, Ordering::Relaxed);
+    }
+    // `membarrier` registration is per process: the child registers anew
+    // (one thread: switching modes is safe here).
+    if HEAVY.load(Ordering::Relaxed) {
+        register_membarrier();
     }
     FORKING.store(false, Ordering::SeqCst);
     set_forking(false);

@@ -49,14 +49,14 @@ extern crate std;
 
 pub mod header;
 
-#[cfg(all(feature = "std", target_os = "linux"))]
+#[cfg(all(feature = "std", target_os = "linux", not(miri)))]
 mod fork;
-#[cfg(all(feature = "std", target_os = "linux"))]
+#[cfg(all(feature = "std", target_os = "linux", not(miri)))]
 mod shim;
-#[cfg(all(feature = "std", target_os = "linux"))]
+#[cfg(all(feature = "std", target_os = "linux", not(miri)))]
 mod stats;
 
-#[cfg(all(feature = "std", target_os = "linux"))]
+#[cfg(all(feature = "std", target_os = "linux", not(miri)))]
 pub use shim::{
     aligned_alloc, calloc, free, malloc, malloc_usable_size, memalign, posix_memalign, pvalloc,
     realloc, reallocarray, shared, valloc, Shared, NAME,

@@ -90,7 +90,10 @@ pub(crate) fn trim() {
 pub(crate) struct ThreadState {
     /// Calls of this thread inside the shim (more than one: re-entered).
     depth: Cell<u32>,
-    /// The fork gate's stripe for this thread (`>= STRIPES`: none yet).
+    /// This thread's slot in the fork gate (or `fork::UNCLAIMED`,
+    /// `fork::NO_SLOT`).
+    pub(crate) slot: Cell<usize>,
+    /// The fork gate's stripe for this thread, when it has no slot.
     pub(crate) stripe: Cell<usize>,
     /// This thread is forking: it passes the closed gate.
     pub(crate) forking: Cell<bool>,
@@ -98,14 +101,20 @@ pub(crate) struct ThreadState {
 
 std::thread_local! {
     pub(crate) static THREAD: ThreadState = const {
-        ThreadState { depth: Cell::new(0), stripe: Cell::new(usize::MAX), forking: Cell::new(false) }
+        ThreadState {
+            depth: Cell::new(0),
+            slot: Cell::new(fork::UNCLAIMED),
+            stripe: Cell::new(0),
+            forking: Cell::new(false),
+        }
     };
 }
 
 /// One call inside the shim: counted by the fork gate, and told whether it
 /// re-entered the shim from inside another call on the same thread.
 struct Call {
-    stripe: Option<&'static fork::Stripe>,
+    /// How the call passed the fork gate (`None`: nested, it did not).
+    pass: Option<fork::Pass>,
     nested: bool,
 }
 
@@ -119,7 +128,7 @@ impl Call {
                 if depth > 0 {
                     // Inside an outer call, which holds the gate already.
                     return Call {
-                        stripe: None,
+                        pass: None,
                         nested: true,
                     };
                 }
@@ -127,7 +136,7 @@ impl Call {
                     first_use();
                 }
                 Call {
-                    stripe: fork::enter(t),
+                    pass: Some(fork::enter(t)),
                     nested: false,
                 }
             })
@@ -135,7 +144,7 @@ impl Call {
             // were, the shared heap is always a correct place to go. (Built
             // lazily: a `Call` is not dropped unless it was begun.)
             .unwrap_or_else(|_| Call {
-                stripe: None,
+                pass: None,
                 nested: true,
             })
     }
@@ -144,7 +153,9 @@ impl Call {
 impl Drop for Call {
     #[inline]
     fn drop(&mut self) {
-        fork::leave(self.stripe);
+        if let Some(pass) = self.pass.take() {
+            fork::leave(pass);
+        }
         let _ = THREAD.try_with(|t| t.depth.set(t.depth.get().saturating_sub(1)));
     }
 }
