@@ -246,25 +246,28 @@ impl Header {
     /// Reads the block's shape out of a header found before user address
     /// `addr`, checking its seal (H1); [`Bad::Freed`] for a freed tag (H2).
     pub fn decode(&self, key: u64, addr: usize) -> Result<Block, Bad> {
-        if self.tag == Self::freed_tag(key, addr) {
-            return Err(Bad::Freed);
-        }
         let low = self.tag & 0xff;
         let shift = (low & SHIFT_MASK) as u32;
         let direct = low & DIRECT != 0;
-        if low & !(SHIFT_MASK | DIRECT) != 0
-            || (shift as usize) < MIN_ALIGN.trailing_zeros() as usize
-            || shift >= usize::BITS - 1
-            || self.len < 1 << shift
-            || self.tag != Self::live_tag(key, addr, self.len, shift, direct)
+        // The live case first (one hash); a freed tag has low byte 0, which
+        // fails the shift bound, so it never passes for live.
+        if low & !(SHIFT_MASK | DIRECT) == 0
+            && (shift as usize) >= MIN_ALIGN.trailing_zeros() as usize
+            && shift < usize::BITS - 1
+            && self.len >= 1 << shift
+            && self.tag == Self::live_tag(key, addr, self.len, shift, direct)
         {
-            return Err(Bad::Unknown);
+            return Ok(Block {
+                len: self.len,
+                shift,
+                direct,
+            });
         }
-        Ok(Block {
-            len: self.len,
-            shift,
-            direct,
-        })
+        if self.tag == Self::freed_tag(key, addr) {
+            Err(Bad::Freed)
+        } else {
+            Err(Bad::Unknown)
+        }
     }
 }
 

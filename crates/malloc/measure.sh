@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Measures glibc's malloc against freespace-malloc (LD_PRELOAD) on the same
+# workloads, in one run, alternating the two so that machine noise falls on
+# both: wall time (hyperfine, or a loop of runs), peak RSS (/usr/bin/time -v)
+# and redis-benchmark throughput. Prints markdown for docs/malloc.md.
+#
+#   crates/malloc/measure.sh [RUNS]        (default 5)
+#
+# Needs: a release build of the shim (built here), python3, sqlite3,
+# redis-server + redis-benchmark; hyperfine and /usr/bin/time if present.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+RUNS="${1:-5}"
+TARGET="${CARGO_TARGET_DIR:-target}"
+cargo build --release -q -p freespace-malloc
+SO="$(cd "$TARGET/release" && pwd)/libfreespace_malloc.so"
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+
+# The workloads of tests/preload.rs.
+cat > "$WORK/workload.py" <<'EOF'
+import json, subprocess, sys, threading
+d = {i: str(i) * 20 for i in range(200000)}
+lists = [list(range(100)) for _ in range(5000)]
+buffers = [bytearray(1 << 20) for _ in range(8)]
+text = json.dumps({"k%d" % i: [i, str(i), {"x": i}] for i in range(50000)})
+assert len(json.loads(text)) == 50000
+def work(n, out):
+    m = {}
+    for i in range(60000):
+        m[(n, i)] = [i] * 3
+    out[n] = len(m)
+out = {}
+threads = [threading.Thread(target=work, args=(n, out)) for n in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+assert sum(out.values()) == 240000
+r = subprocess.run([sys.executable, "-c", "print(sum(range(1000)))"],
+                   capture_output=True, text=True, check=True)
+assert r.stdout.strip() == "499500"
+EOF
+{
+    echo "PRAGMA journal_mode=WAL;"
+    echo "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, v REAL);"
+    echo "BEGIN;"
+    for i in $(seq 1 100000); do echo "INSERT INTO t VALUES($i, 'name$i', $i.5);"; done
+    echo "COMMIT;"
+    echo "CREATE INDEX t_name ON t(name);"
+    echo "SELECT count(*) FROM t WHERE name LIKE 'name9%';"
+} > "$WORK/insert.sql"
+
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY="$(command -v python3)"
+PY_CMD="$PY $WORK/workload.py"
+SQL_CMD="rm -f $WORK/db*; sqlite3 $WORK/db < $WORK/insert.sql > /dev/null"
+
+echo "## Measured $(date -u +%Y-%m-%d) on $(nproc) cores, $RUNS runs each ($(uname -r))"
+echo
+echo "| workload | glibc | freespace-malloc | ratio |"
+echo "|---|---|---|---|"
+
+# Mean wall seconds of `sh -c CMD`, with or without the shim, alternating.
+time_pair() {
+    local cmd="$1" g=0 f=0 t0 t1
+    for _ in $(seq 1 "$RUNS"); do
+        t0=$(date +%s.%N); sh -c "$cmd"; t1=$(date +%s.%N)
+        g=$(echo "$g + $t1 - $t0" | bc -l)
+        t0=$(date +%s.%N); LD_PRELOAD="$SO" sh -c "$cmd"; t1=$(date +%s.%N)
+        f=$(echo "$f + $t1 - $t0" | bc -l)
+    done
+    printf '%.3f %.3f\n' "$(echo "$g / $RUNS" | bc -l)" "$(echo "$f / $RUNS" | bc -l)"
+}
+
+# Mean wall seconds via hyperfine when installed (it alternates nothing, but
+# warms up and reports the mean of RUNS).
+hyper_pair() {
+    local cmd="$1"
+    hyperfine --warmup 1 --runs "$RUNS" --export-json "$WORK/h.json" \
+        --shell sh -- "$cmd" "LD_PRELOAD=$SO $cmd" > /dev/null 2>&1 || return 1
+    "$PY" -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"]; print("%.3f %.3f" % (r[0]["mean"], r[1]["mean"]))' "$WORK/h.json"
+}
+
+wall() {
+    local name="$1" cmd="$2" pair
+    if command -v hyperfine > /dev/null && pair=$(hyper_pair "$cmd"); then :; else pair=$(time_pair "$cmd"); fi
+    read -r g f <<< "$pair"
+    printf '| %s, wall time | %.3f s | %.3f s | %.2f |\n' "$name" "$g" "$f" "$(echo "$f / $g" | bc -l)"
+}
+
+# Peak RSS in MiB of `sh -c CMD` (the largest process of the command).
+rss() {
+    local cmd="$1" pre="${2:-}"
+    env ${pre:+LD_PRELOAD=$pre} /usr/bin/time -v sh -c "$cmd" 2>&1 >/dev/null \
+        | awk -F: '/Maximum resident set size/ { printf "%.1f", $2 / 1024 }'
+}
+
+peak() {
+    local name="$1" cmd="$2" g f
+    [ -x /usr/bin/time ] || { echo "| $name, peak RSS | (no /usr/bin/time) | | |"; return; }
+    g=$(rss "$cmd"); f=$(rss "$cmd" "$SO")
+    printf '| %s, peak RSS | %s MiB | %s MiB | %.2f |\n' "$name" "$g" "$f" "$(echo "$f / $g" | bc -l)"
+}
+
+wall "python3 workload" "$PY_CMD"
+peak "python3 workload" "$PY_CMD"
+wall "sqlite3, 100k inserts + index" "$SQL_CMD"
+peak "sqlite3, 100k inserts + index" "$SQL_CMD"
+
+# redis: the server under each allocator in turn, the client the same.
+# Debian links redis-server with jemalloc; preloading the C library itself
+# puts glibc's malloc first in the symbol lookup, which gives the glibc row.
+LIBC=$(ldd /bin/sh | awk '/libc.so/ { print $3 }')
+if command -v redis-server > /dev/null && command -v redis-benchmark > /dev/null; then
+    PORT=$((20000 + RANDOM % 20000))
+    declare -A SET GET HWM
+    WHO="jemalloc glibc freespace"
+    for who in $WHO; do SET[$who]=0; GET[$who]=0; HWM[$who]=0; done
+    for _ in $(seq 1 "$RUNS"); do
+        for who in $WHO; do
+            case $who in
+                jemalloc) pre="" ;;
+                glibc) pre="$LIBC" ;;
+                freespace) pre="$SO" ;;
+            esac
+            env ${pre:+LD_PRELOAD=$pre} redis-server --port "$PORT" --bind 127.0.0.1 --save "" \
+                --appendonly no --daemonize no --logfile "$WORK/redis.log" &
+            pid=$!
+            until redis-cli -p "$PORT" ping > /dev/null 2>&1; do sleep 0.05; done
+            out=$(redis-benchmark -p "$PORT" -q -n 100000 -t set,get -r 100000 -d 100 2>/dev/null | tr '\r' '\n')
+            s=$(echo "$out" | awk '/^SET:/ { print $2 }' | tail -1)
+            g=$(echo "$out" | awk '/^GET:/ { print $2 }' | tail -1)
+            hwm=$(awk '/VmHWM/ { print $2 }' "/proc/$pid/status")
+            redis-cli -p "$PORT" shutdown nosave > /dev/null 2>&1 || true
+            wait "$pid" || true
+            SET[$who]=$(echo "${SET[$who]} + $s" | bc -l)
+            GET[$who]=$(echo "${GET[$who]} + $g" | bc -l)
+            [ "$hwm" -gt "${HWM[$who]}" ] && HWM[$who]=$hwm
+        done
+    done
+    echo
+    echo "redis-server (Debian's, linked with jemalloc), redis-benchmark -n 100000 -t set,get -r 100000 -d 100, mean of $RUNS runs:"
+    echo
+    echo "| redis-server | jemalloc (as shipped) | glibc | freespace-malloc | freespace / glibc |"
+    echo "|---|---|---|---|---|"
+    for op in SET GET; do
+        declare -n T="$op"
+        j=$(echo "${T[jemalloc]} / $RUNS" | bc -l); g=$(echo "${T[glibc]} / $RUNS" | bc -l)
+        f=$(echo "${T[freespace]} / $RUNS" | bc -l)
+        printf '| %s throughput | %.0f req/s | %.0f req/s | %.0f req/s | %.2f |\n' "$op" "$j" "$g" "$f" "$(echo "$f / $g" | bc -l)"
+    done
+    printf '| peak RSS (VmHWM) | %.1f MiB | %.1f MiB | %.1f MiB | %.2f |\n' \
+        "$(echo "${HWM[jemalloc]} / 1024" | bc -l)" "$(echo "${HWM[glibc]} / 1024" | bc -l)" \
+        "$(echo "${HWM[freespace]} / 1024" | bc -l)" "$(echo "${HWM[freespace]} / ${HWM[glibc]}" | bc -l)"
+fi
