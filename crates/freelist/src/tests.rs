@@ -1,5 +1,6 @@
 use super::*;
 use core::ptr::NonNull;
+use freespace_core::Corruption;
 use std::vec::Vec;
 
 /// A 16-aligned buffer of `n` granules to lay chunks out in.
@@ -86,5 +87,316 @@ fn placement_never_leaves_a_sliver() {
             assert!(pad == 0 || pad >= MIN_CHUNK);
             assert_eq!((addr + pad + HEADER) % align, 0);
         }
+    }
+}
+
+// ----------------------------------------------------------------------
+// the tree, against a model
+// ----------------------------------------------------------------------
+
+use crate::index::{AddressIndex, SizeIndex};
+use crate::tree::{ByAddress, ByAddressMax, ByLargest, BySize, Key, Order, Tree};
+
+/// Bytes per slot of the test buffer: each slot holds at most one chunk,
+/// at its start or 16 bytes in (so `replace` can move it within the slot
+/// without changing its place in address order).
+const SLOT: usize = 256;
+
+#[cfg(not(miri))]
+const STEPS: usize = 20_000;
+#[cfg(miri)]
+const STEPS: usize = 300;
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 as usize
+    }
+    fn below(&mut self, n: usize) -> usize {
+        self.next() % n
+    }
+}
+
+/// The members, as the model sees them, in `O` order.
+fn model_order<O: Order>(members: &[Option<(Chunk, usize)>]) -> Vec<(Chunk, usize)> {
+    let mut v: Vec<(Chunk, usize)> = members.iter().flatten().copied().collect();
+    v.sort_by(|a, b| {
+        let (ka, kb) = (
+            Key {
+                addr: a.0.addr(),
+                size: a.1,
+            },
+            Key {
+                addr: b.0.addr(),
+                size: b.1,
+            },
+        );
+        if O::before(ka, kb) {
+            core::cmp::Ordering::Less
+        } else if O::before(kb, ka) {
+            core::cmp::Ordering::Greater
+        } else {
+            core::cmp::Ordering::Equal
+        }
+    });
+    v
+}
+
+/// Random inserts, removes, resizes and replaces on a `Tree<O>` of up to
+/// `slots` chunks, with `check()` and every lookup compared to the model
+/// after each step.
+fn tree_against_model<O: Order>(slots: usize, min_size: usize, seed: u64) {
+    let (_keep, p) = buffer(slots * SLOT / 16);
+    let mut rng = Rng(seed);
+    let mut tree = Tree::<O>::new();
+    let mut members: Vec<Option<(Chunk, usize)>> = std::vec![None; slots];
+    let size = |rng: &mut Rng| min_size + 16 * rng.below((SLOT - 16 - min_size) / 16 + 1);
+    for step in 0..STEPS {
+        let i = rng.below(slots);
+        // SAFETY: every chunk lies inside its own slot of the buffer, which
+        // only this test uses; members are written only through the tree.
+        unsafe {
+            let slot = Chunk::new(p).forward(i * SLOT);
+            match members[i] {
+                None => {
+                    let s = size(&mut rng);
+                    let c = if rng.below(2) == 0 {
+                        slot
+                    } else {
+                        slot.forward(16)
+                    };
+                    c.write_free(s, Flags::empty());
+                    tree.insert(c, s).unwrap();
+                    members[i] = Some((c, s));
+                }
+                Some((c, s)) => match rng.below(3) {
+                    0 => {
+                        tree.remove(c, s).unwrap();
+                        members[i] = None;
+                    }
+                    1 => {
+                        let n = size(&mut rng);
+                        c.write_free(n, Flags::empty());
+                        tree.resize(c, s, n).unwrap();
+                        members[i] = Some((c, n));
+                    }
+                    _ => {
+                        // Move to the slot's other start: same place in
+                        // address order.
+                        let new = if c == slot { slot.forward(16) } else { slot };
+                        let n = size(&mut rng);
+                        tree.replace(c, s, new, n).unwrap();
+                        new.write_free(n, Flags::empty());
+                        members[i] = Some((new, n));
+                    }
+                },
+            }
+        }
+        let model = model_order::<O>(&members);
+        let mut seen = Vec::new();
+        tree.check(&mut |c, s| {
+            seen.push((c, s));
+            Ok(())
+        })
+        .unwrap_or_else(|v| panic!("step {step}: {v}"));
+        assert_eq!(seen, model, "step {step}: in-order walk");
+        assert_eq!(tree.len(), model.len());
+        assert_eq!(tree.first(), model.first().map(|m| m.0));
+        // Lookups from a random key.
+        let key = Key {
+            addr: p.as_ptr() as usize + rng.below(slots * SLOT),
+            size: 32 + 16 * rng.below(SLOT / 16),
+        };
+        let k = |m: &(Chunk, usize)| Key {
+            addr: m.0.addr(),
+            size: m.1,
+        };
+        let lower = model.iter().find(|m| !O::before(k(m), key)).map(|m| m.0);
+        let after = model.iter().find(|m| O::before(key, k(m))).map(|m| m.0);
+        assert_eq!(tree.lower_bound(key), lower, "step {step}: lower_bound");
+        assert_eq!(tree.after(key), after, "step {step}: after");
+        let at_least = model
+            .iter()
+            .find(|m| !O::before(k(m), key) && m.1 >= key.size)
+            .map(|m| m.0);
+        assert_eq!(
+            tree.first_at_least(key),
+            at_least,
+            "step {step}: first_at_least"
+        );
+        for m in &model {
+            assert!(tree.contains(m.0, m.1));
+        }
+    }
+    // Empty it again.
+    for m in members.iter().flatten() {
+        // SAFETY: `m` is a member with this size.
+        unsafe { tree.remove(m.0, m.1).unwrap() };
+    }
+    assert!(tree.is_empty() && tree.first().is_none());
+    tree.check(&mut |_, _| Ok(())).unwrap();
+}
+
+#[test]
+fn tree_by_address_matches_the_model() {
+    tree_against_model::<ByAddress>(64, 32, 1);
+}
+
+#[test]
+fn tree_by_address_with_max_matches_the_model() {
+    tree_against_model::<ByAddressMax>(64, 48, 2);
+}
+
+#[test]
+fn tree_by_size_matches_the_model() {
+    tree_against_model::<BySize>(64, 32, 3);
+}
+
+#[test]
+fn tree_by_largest_matches_the_model() {
+    tree_against_model::<ByLargest>(64, 32, 4);
+}
+
+#[test]
+fn tree_of_many_chunks_inserted_in_order_stays_balanced() {
+    // 500 chunks inserted in address order (the worst order for an
+    // unbalanced tree), then every other one removed: check() verifies the
+    // balance of every node (T3), so the height stays logarithmic.
+    let (_keep, p) = buffer(500 * 4);
+    // SAFETY: 64-byte slots of a buffer only this test uses.
+    let cs: Vec<Chunk> = (0..500)
+        .map(|i| unsafe { Chunk::new(p).forward(i * 64) })
+        .collect();
+    let mut tree = Tree::<ByAddressMax>::new();
+    // SAFETY: as above; members are removed with the size they have.
+    unsafe {
+        for (i, &c) in cs.iter().enumerate() {
+            let size = 48 + 16 * (i % 2);
+            c.write_free(size, Flags::empty());
+            tree.insert(c, size).unwrap();
+        }
+        tree.check(&mut |_, _| Ok(())).unwrap();
+        for &c in cs.iter().step_by(2) {
+            tree.remove(c, 48).unwrap();
+        }
+    }
+    tree.check(&mut |_, _| Ok(())).unwrap();
+    assert_eq!(tree.len(), 250);
+    assert_eq!(tree.first(), Some(cs[1]));
+    assert_eq!(tree.first_at_least(Key { addr: 0, size: 64 }), Some(cs[1]));
+    assert_eq!(tree.first_at_least(Key { addr: 0, size: 65 }), None);
+}
+
+#[test]
+fn tree_refuses_to_unlink_a_chunk_it_cannot_reach() {
+    let (_keep, p) = buffer(64);
+    let mut tree = Tree::<BySize>::new();
+    // SAFETY: 64-byte slots of a buffer only this test uses.
+    let cs: Vec<Chunk> = (0..16)
+        .map(|i| unsafe { Chunk::new(p).forward(i * 64) })
+        .collect();
+    // SAFETY: as above; the damage is done to the test's own memory.
+    unsafe {
+        for &c in &cs {
+            c.write_free(64, Flags::empty());
+            tree.insert(c, 64).unwrap();
+        }
+        // Not a member: refused, nothing changed.
+        let stranger = Chunk::new(p).forward(16);
+        assert_eq!(
+            tree.remove(stranger, 64),
+            Err(Corruption::CorruptFreeList {
+                addr: stranger.addr()
+            })
+        );
+        // The wrong key for a member: not where the key says.
+        assert!(tree.remove(cs[3], 48).is_err());
+        tree.check(&mut |_, _| Ok(())).unwrap();
+        // A damaged size word puts the last member out of order: check()
+        // sees it, and unlinking it by that size is refused.
+        cs[15].write_free(32, Flags::empty());
+        assert!(tree.check(&mut |_, _| Ok(())).is_err());
+        assert!(tree.remove(cs[15], 32).is_err());
+        cs[15].write_free(64, Flags::empty());
+        tree.check(&mut |_, _| Ok(())).unwrap();
+        // A left link pointing at the right child (out of order) is
+        // refused before anything is unlinked.
+        let victim = cs
+            .iter()
+            .copied()
+            .find(|c| !c.raw_link(1).is_null() && c.link(2).is_some())
+            .expect("a tree of 16 has a node with two children");
+        let right = victim.link(2).unwrap();
+        let left = victim.raw_link(1);
+        victim.set_raw_link(1, right.ptr().as_ptr());
+        assert!(tree.remove(victim, 64).is_err());
+        assert!(tree.check(&mut |_, _| Ok(())).is_err());
+        victim.set_raw_link(1, left);
+        tree.check(&mut |_, _| Ok(())).unwrap();
+        tree.remove(victim, 64).unwrap();
+        tree.check(&mut |_, _| Ok(())).unwrap();
+    }
+}
+
+#[test]
+fn indexes_choose_by_their_policies() {
+    let (_keep, p) = buffer(64);
+    // Free chunks of 96, 32, 160, 64, 32 bytes in address order, with
+    // 16-byte gaps (as if allocated chunks were between).
+    let sizes = [96usize, 32, 160, 64, 32];
+    let mut at = 0;
+    let mut cs = Vec::new();
+    for &s in &sizes {
+        // SAFETY: inside the 1024-byte buffer.
+        cs.push(unsafe { Chunk::new(p).forward(at) });
+        at += s + 16;
+    }
+    let mut addr = AddressIndex::new();
+    let mut best = SizeIndex::<BySize>::new();
+    let mut worst = SizeIndex::<ByLargest>::new();
+    // SAFETY: disjoint free chunks only this test uses.
+    unsafe {
+        for (&c, &s) in cs.iter().zip(&sizes) {
+            c.write_free(s, Flags::empty());
+        }
+        for &c in &cs {
+            addr.insert(c).unwrap();
+        }
+        addr.check().unwrap();
+        // Reuse the same chunks for the other two, one index at a time.
+        let r = |n: usize| {
+            Request::new(core::alloc::Layout::from_size_align(n - 16, 8).unwrap()).unwrap()
+        };
+        assert_eq!(addr.first_fit(0, &r(32)), Some(cs[0]));
+        assert_eq!(addr.first_fit(cs[0].addr() + 16, &r(32)), Some(cs[1]));
+        assert_eq!(addr.first_fit(0, &r(128)), Some(cs[2]));
+        assert_eq!(addr.first_fit(cs[2].addr() + 16, &r(64)), Some(cs[3]));
+        assert_eq!(addr.first_fit(0, &r(176)), None);
+        assert_eq!(addr.successor(cs[2]), Some(cs[3]));
+        assert_eq!(addr.successor(cs[4]), None);
+        for &c in &cs {
+            addr.remove(c).unwrap();
+        }
+        assert!(addr.is_empty());
+        for &c in &cs {
+            best.insert(c).unwrap();
+        }
+        let start = |n: usize| best.tree().lower_bound(Key { addr: 0, size: n });
+        assert_eq!(best.first_fit(start(32), &r(32)), Some(cs[1]));
+        assert_eq!(best.first_fit(start(48), &r(48)), Some(cs[3]));
+        assert_eq!(best.first_fit(start(112), &r(112)), Some(cs[2]));
+        best.check().unwrap();
+        for &c in &cs {
+            best.remove(c).unwrap();
+        }
+        for &c in &cs {
+            worst.insert(c).unwrap();
+        }
+        assert_eq!(worst.first_fit(worst.tree().first(), &r(32)), Some(cs[2]));
+        assert_eq!(worst.first_fit(worst.tree().first(), &r(176)), None);
+        worst.check().unwrap();
     }
 }

@@ -456,20 +456,26 @@ impl<O: Order> Tree<O> {
         }
     }
 
+    /// The key of `n` (its size read only when the order looks at it).
     #[inline]
     unsafe fn key_of(n: Chunk, s: Subject) -> Key {
         Key {
             addr: n.addr(),
-            // SAFETY: caller contract.
-            size: unsafe { Self::size_of(n, s) },
+            size: if O::BY_SIZE {
+                // SAFETY: caller contract.
+                unsafe { Self::size_of(n, s) }
+            } else {
+                0
+            },
         }
     }
 
-    /// Recomputes word 3 of `n` from its size and its children's (T4).
+    /// Recomputes word 3 of `n` from its size and its children's (T4);
+    /// returns whether it changed.
     #[inline]
-    unsafe fn fix_max(n: Chunk, s: Subject) {
+    unsafe fn fix_max(n: Chunk, s: Subject) -> bool {
         if !O::AUGMENTED {
-            return;
+            return false;
         }
         // SAFETY: `n` and its children are members of an augmented tree.
         unsafe {
@@ -480,7 +486,24 @@ impl<O: Order> Tree<O> {
             if let Some(r) = right(n) {
                 m = m.max(max(r));
             }
+            let changed = max(n) != m;
             n.set_field(MAX, m);
+            changed
+        }
+    }
+
+    /// Recomputes word 3 up `path` from its deepest entry, stopping where
+    /// a value does not change (nothing above it can then).
+    #[inline]
+    unsafe fn fix_max_up(path: &Path, s: Subject) {
+        if !O::AUGMENTED {
+            return;
+        }
+        for i in (0..path.len).rev() {
+            // SAFETY: `i < path.len`; the path's nodes are members.
+            if !unsafe { Self::fix_max(path.node(i), s) } {
+                break;
+            }
         }
     }
 
@@ -642,9 +665,8 @@ impl<O: Order> Tree<O> {
                             grew = false;
                         }
                     }
-                } else if O::AUGMENTED {
-                    Self::fix_max(n, s);
-                } else {
+                } else if !Self::fix_max(n, s) {
+                    // Balanced, and the sizes above already include this.
                     break;
                 }
             }
@@ -702,6 +724,11 @@ impl<O: Order> Tree<O> {
                         set_right(n, Some(r));
                     }
                     set_left_and_balance(n, Some(l), b);
+                    if O::AUGMENTED {
+                        // `n` takes over `c`'s word 3 with its place, so
+                        // that an unchanged value stops the walk up.
+                        n.set_field(MAX, max(c));
+                    }
                     path.set_node(idx, n);
                     self.relink(&path, idx, Some(n));
                 }
@@ -731,9 +758,11 @@ impl<O: Order> Tree<O> {
                             shrunk = shorter;
                         }
                     }
-                } else if O::AUGMENTED {
-                    Self::fix_max(n, s);
-                } else {
+                } else if !Self::fix_max(n, s) && i <= idx {
+                    // Balanced, and word 3 unchanged: nothing above moves.
+                    // (Below `idx`, on the way to the successor's old
+                    // place, the successor's removal must still be counted
+                    // at `idx` itself.)
                     break;
                 }
             }
@@ -779,6 +808,7 @@ impl<O: Order> Tree<O> {
                 &mut path,
             )?;
             let (l, r, b) = (left(old), right(old), balance(old));
+            let old_max = if O::AUGMENTED { max(old) } else { 0 };
             set_left_and_balance(new, l, b);
             set_right(new, r);
             self.relink(&path, path.len, Some(new));
@@ -786,9 +816,13 @@ impl<O: Order> Tree<O> {
                 chunk: new,
                 size: new_size,
             };
-            Self::fix_max(new, s);
-            for i in (0..path.len).rev() {
-                Self::fix_max(path.node(i), s);
+            // `new` inherits `old`'s word 3, so that an unchanged value
+            // stops the walk up.
+            if O::AUGMENTED {
+                new.set_field(MAX, old_max);
+            }
+            if Self::fix_max(new, s) {
+                Self::fix_max_up(&path, s);
             }
         }
         Ok(())
@@ -836,9 +870,8 @@ impl<O: Order> Tree<O> {
                 chunk: c,
                 size: new_size,
             };
-            Self::fix_max(c, s);
-            for i in (0..path.len).rev() {
-                Self::fix_max(path.node(i), s);
+            if Self::fix_max(c, s) {
+                Self::fix_max_up(&path, s);
             }
         }
         Ok(())
