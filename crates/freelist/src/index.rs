@@ -11,11 +11,18 @@
 //!   by size (ascending or descending) then address.
 //!
 //! ```text
-//!  AddressIndex                              SizeIndex<BySize>
-//!          [0x400 96 |max 512]                    [0x400 96]
-//!          /                 \                    /        \
-//!  [0x100 48|48]     [0x900 512|512]      [0x100 48]      [0x900 512]
-//!  tiny: [0x300 32] - [0x700 32]          (and the 32s: (32,0x300) (32,0x700) on the left)
+//!  free chunks (address: size)  0x100:48  0x300:32  0x400:96  0x700:32  0x900:512
+//!
+//!  AddressIndex: big (ByAddressMax)          tiny (ByAddress)
+//!        [0x400 96 | max 512]                   [0x300 32]
+//!         /               \                              \
+//!  [0x100 48 | 48]   [0x900 512 | 512]                [0x700 32]
+//!
+//!  SizeIndex<BySize>:          [48 @0x100]
+//!                             /           \
+//!                   [32 @0x300]           [96 @0x400]
+//!                             \                     \
+//!                           [32 @0x700]           [512 @0x900]
 //! ```
 //!
 //! A request whose alignment is above [`GRANULE`] may not fit a chunk

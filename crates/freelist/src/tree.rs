@@ -990,6 +990,18 @@ impl<O: Order> Tree<O> {
             return None;
         }
         let need = from.size;
+        if from.addr == 0 && !O::BY_SIZE {
+            // From the very start (first fit): one descent.
+            let root = self.root?;
+            // SAFETY: the root is a member of an augmented tree (T1, T4).
+            return unsafe {
+                if max(root) < need {
+                    None
+                } else {
+                    Self::leftmost_at_least(root, need)
+                }
+            };
+        }
         // Candidates: the nodes at or after `from` on the search path, each
         // with its right subtree; deeper ones come first in order.
         let mut candidates = Path::new();
