@@ -106,6 +106,20 @@ peak "python3 workload" "$PY_CMD"
 wall "sqlite3, 100k inserts + index" "$SQL_CMD"
 peak "sqlite3, 100k inserts + index" "$SQL_CMD"
 
+# malloc/free pairs, one and two threads.
+if command -v cc > /dev/null; then
+    cc -O2 -pthread -o "$WORK/micro" crates/malloc/bench/micro.c
+    for threads in 1 2; do
+        g=0; f=0
+        for _ in $(seq 1 "$RUNS"); do
+            g=$(echo "$g + $("$WORK/micro" "$threads")" | bc -l)
+            f=$(echo "$f + $(LD_PRELOAD="$SO" "$WORK/micro" "$threads")" | bc -l)
+        done
+        printf '| malloc/free pair, 1-128 B, %s thread(s) (bench/micro.c), wall ns per pair | %.1f ns | %.1f ns | %.2f |\n' \
+            "$threads" "$(echo "$g / $RUNS" | bc -l)" "$(echo "$f / $RUNS" | bc -l)" "$(echo "$f / $g" | bc -l)"
+    done
+fi
+
 # redis: the server under each allocator in turn, the client the same.
 # Debian links redis-server with jemalloc; preloading the C library itself
 # puts glibc's malloc first in the symbol lookup, which gives the glibc row.

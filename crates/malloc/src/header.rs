@@ -81,6 +81,12 @@ impl Plan {
     /// The plan for `size` user bytes aligned to `align` (a power of two;
     /// anything below [`MIN_ALIGN`] counts as [`MIN_ALIGN`]). `None` when
     /// `align` is not a power of two or the total overflows a `Layout`.
+    ///
+    /// ```
+    /// use freespace_malloc::header::Plan;
+    /// assert_eq!(Plan::new(0, 1).map(|p| p.layout.size()), Some(16), "malloc(0) still gets a block");
+    /// assert!(Plan::new(10, 24).is_none());
+    /// ```
     pub fn new(size: usize, align: usize) -> Option<Plan> {
         if !align.is_power_of_two() {
             return None;
@@ -151,6 +157,13 @@ const _: () = assert!(core::mem::size_of::<Header>() <= HEADER);
 const _: () = assert!(MIN_ALIGN >= HEADER && MIN_ALIGN.is_power_of_two());
 
 /// What a live header says about its block.
+///
+/// ```
+/// use freespace_malloc::header::{Block, Header};
+/// let b = Header::live(9, 0x3000, 64, 4, false).decode(9, 0x3000).unwrap();
+/// assert_eq!(b, Block { len: 64, shift: 4, direct: false });
+/// assert_eq!(b.usable(), 48);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Block {
     /// The stack block's length.
@@ -191,6 +204,12 @@ impl Block {
 }
 
 /// Why a header does not describe a live block.
+///
+/// ```
+/// use freespace_malloc::header::{Bad, Header};
+/// let zeros = Header { len: 0, tag: 0 };
+/// assert_eq!(zeros.decode(1, 0x1000), Err(Bad::Unknown));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bad {
     /// It carries the freed tag for this address: a double free.
@@ -201,7 +220,14 @@ pub enum Bad {
 }
 
 impl Header {
-    /// The header of a live block at user address `addr`.
+    /// The header of a live block at user address `addr`: `len` bytes
+    /// from the stack, aligned to `1 << shift`.
+    ///
+    /// ```
+    /// use freespace_malloc::header::Header;
+    /// let h = Header::live(42, 0x2000, 48, 4, false);
+    /// assert_eq!((h.len, h.tag & 0xff), (48, 4));
+    /// ```
     pub fn live(key: u64, addr: usize, len: usize, shift: u32, direct: bool) -> Header {
         Header {
             len,
@@ -210,6 +236,11 @@ impl Header {
     }
 
     /// The header written over a block at `addr` when it is freed.
+    ///
+    /// ```
+    /// use freespace_malloc::header::{Bad, Header};
+    /// assert_eq!(Header::freed(42, 0x2000).decode(42, 0x2000), Err(Bad::Freed));
+    /// ```
     pub fn freed(key: u64, addr: usize) -> Header {
         Header {
             len: 0,
@@ -245,6 +276,14 @@ impl Header {
 
     /// Reads the block's shape out of a header found before user address
     /// `addr`, checking its seal (H1); [`Bad::Freed`] for a freed tag (H2).
+    ///
+    /// ```
+    /// use freespace_malloc::header::{Bad, Header};
+    /// let h = Header::live(42, 0x2000, 48, 4, true);
+    /// assert!(h.decode(42, 0x2000).unwrap().direct);
+    /// let stray = Header { len: 48, tag: 0x1234_5604 }; // plausible low byte, wrong seal
+    /// assert_eq!(stray.decode(42, 0x2000), Err(Bad::Unknown));
+    /// ```
     pub fn decode(&self, key: u64, addr: usize) -> Result<Block, Bad> {
         let low = self.tag & 0xff;
         let shift = (low & SHIFT_MASK) as u32;

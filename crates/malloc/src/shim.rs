@@ -53,10 +53,21 @@ use crate::header::{HEADER, MIN_ALIGN};
 use crate::stats::{self, Counter};
 
 /// The name corruption reports carry: `freespace: double free at 0x… (malloc)`.
+///
+/// ```
+/// use freespace_core::Corruption;
+/// let line = Corruption::DoubleFree { addr: 0x10 }.message(freespace_malloc::NAME);
+/// assert_eq!(&*line, "freespace: double free at 0x10 (malloc)");
+/// ```
 pub const NAME: &str = "malloc";
 
 /// The shared heap: a slab over a buddy over an `mmap` reservation, behind
 /// one spin lock (freespace's `stacks::Shared`).
+///
+/// ```
+/// let shared: &freespace_malloc::Shared = freespace_malloc::shared();
+/// assert!(shared.check().is_ok(), "the lock is free between calls");
+/// ```
 pub type Shared = Locked<Slab<Buddy<Mmap>>>;
 
 static DEPOT: Depot<Shared> = Depot::new(Locked::new(Slab::new(Buddy::new(Mmap::new()))));
