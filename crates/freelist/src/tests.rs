@@ -105,7 +105,19 @@ const SLOT: usize = 256;
 #[cfg(not(miri))]
 const STEPS: usize = 20_000;
 #[cfg(miri)]
-const STEPS: usize = 300;
+const STEPS: usize = 60;
+
+/// Slots (so at most this many members) in the model tests.
+#[cfg(not(miri))]
+const SLOTS: usize = 64;
+#[cfg(miri)]
+const SLOTS: usize = 12;
+
+/// Chunks in the sorted-insert test.
+#[cfg(not(miri))]
+const SORTED: usize = 500;
+#[cfg(miri)]
+const SORTED: usize = 40;
 
 struct Rng(u64);
 impl Rng {
@@ -242,32 +254,32 @@ fn tree_against_model<O: Order>(slots: usize, min_size: usize, seed: u64) {
 
 #[test]
 fn tree_by_address_matches_the_model() {
-    tree_against_model::<ByAddress>(64, 32, 1);
+    tree_against_model::<ByAddress>(SLOTS, 32, 1);
 }
 
 #[test]
 fn tree_by_address_with_max_matches_the_model() {
-    tree_against_model::<ByAddressMax>(64, 48, 2);
+    tree_against_model::<ByAddressMax>(SLOTS, 48, 2);
 }
 
 #[test]
 fn tree_by_size_matches_the_model() {
-    tree_against_model::<BySize>(64, 32, 3);
+    tree_against_model::<BySize>(SLOTS, 32, 3);
 }
 
 #[test]
 fn tree_by_largest_matches_the_model() {
-    tree_against_model::<ByLargest>(64, 32, 4);
+    tree_against_model::<ByLargest>(SLOTS, 32, 4);
 }
 
 #[test]
 fn tree_of_many_chunks_inserted_in_order_stays_balanced() {
-    // 500 chunks inserted in address order (the worst order for an
+    // `SORTED` chunks inserted in address order (the worst order for an
     // unbalanced tree), then every other one removed: check() verifies the
     // balance of every node (T3), so the height stays logarithmic.
-    let (_keep, p) = buffer(500 * 4);
+    let (_keep, p) = buffer(SORTED * 4);
     // SAFETY: 64-byte slots of a buffer only this test uses.
-    let cs: Vec<Chunk> = (0..500)
+    let cs: Vec<Chunk> = (0..SORTED)
         .map(|i| unsafe { Chunk::new(p).forward(i * 64) })
         .collect();
     let mut tree = Tree::<ByAddressMax>::new();
@@ -284,7 +296,7 @@ fn tree_of_many_chunks_inserted_in_order_stays_balanced() {
         }
     }
     tree.check(&mut |_, _| Ok(())).unwrap();
-    assert_eq!(tree.len(), 250);
+    assert_eq!(tree.len(), SORTED / 2);
     assert_eq!(tree.first(), Some(cs[1]));
     assert_eq!(tree.first_at_least(Key { addr: 0, size: 64 }), Some(cs[1]));
     assert_eq!(tree.first_at_least(Key { addr: 0, size: 65 }), None);

@@ -552,6 +552,40 @@ impl<O: Order> Tree<O> {
         }
     }
 
+    /// The children and balance of member `s.chunk`, after checking that
+    /// they look like a node's: a valid balance tag, children 16-aligned
+    /// and on the right side of it in order. (Damaged links are refused
+    /// before the tree adopts them.)
+    ///
+    /// # Safety
+    ///
+    /// `s.chunk` was reached from the root (a member's place); its
+    /// children, if its links are intact, are members.
+    unsafe fn links_of(s: Subject) -> Result<(Option<Chunk>, Option<Chunk>, i8), Corruption> {
+        let c = s.chunk;
+        let bad = Corruption::CorruptFreeList { addr: c.addr() };
+        // SAFETY: (for the whole body) caller contract; a child is only
+        // read after its address passed the alignment check.
+        unsafe {
+            if c.raw_link(LEFT).addr() & BALANCE_MASK == BALANCE_MASK {
+                return Err(bad);
+            }
+            let key = Key {
+                addr: c.addr(),
+                size: s.size,
+            };
+            let (l, r) = (left(c), right(c));
+            for (kid, is_right) in [(l, false), (r, true)] {
+                if let Some(k) = kid {
+                    if k.addr() % GRANULE != 0 || O::before(key, Self::key_of(k, s)) != is_right {
+                        return Err(bad);
+                    }
+                }
+            }
+            Ok((l, r, balance(c)))
+        }
+    }
+
     /// Restores balance at `n`, whose balance would be `b` (±2). Returns
     /// the subtree's new root and whether the subtree got shorter.
     unsafe fn rebalance(n: Chunk, b: i8, s: Subject) -> (Chunk, bool) {
@@ -691,24 +725,13 @@ impl<O: Order> Tree<O> {
     pub unsafe fn remove(&mut self, c: Chunk, size: usize) -> Result<(), Corruption> {
         let bad = Corruption::CorruptFreeList { addr: c.addr() };
         let s = Subject { chunk: c, size };
-        let key = Key {
-            addr: c.addr(),
-            size,
-        };
         let mut path = Path::new();
         // SAFETY: (for the whole body) `c` and every node reached from the
         // root are members (T2) once `path_to` succeeded.
         unsafe {
             self.path_to(s, &mut path)?;
             let idx = path.len;
-            let (l, r, b) = (left(c), right(c), balance(c));
-            for (kid, is_right) in [(l, false), (r, true)] {
-                if let Some(k) = kid {
-                    if k.addr() % GRANULE != 0 || O::before(key, Self::key_of(k, s)) != is_right {
-                        return Err(bad);
-                    }
-                }
-            }
+            let (l, r, b) = Self::links_of(s)?;
             match (l, r) {
                 (Some(l), Some(r)) => {
                     // Swap in the in-order successor `n`: the leftmost of
@@ -784,7 +807,8 @@ impl<O: Order> Tree<O> {
     ///
     /// # Errors
     ///
-    /// As [`remove`](Self::remove); nothing is changed then.
+    /// As [`remove`](Self::remove) (`old`'s links are checked the same
+    /// way); nothing is changed then.
     pub unsafe fn replace(
         &mut self,
         old: Chunk,
@@ -807,7 +831,10 @@ impl<O: Order> Tree<O> {
                 },
                 &mut path,
             )?;
-            let (l, r, b) = (left(old), right(old), balance(old));
+            let (l, r, b) = Self::links_of(Subject {
+                chunk: old,
+                size: old_size,
+            })?;
             let old_max = if O::AUGMENTED { max(old) } else { 0 };
             set_left_and_balance(new, l, b);
             set_right(new, r);

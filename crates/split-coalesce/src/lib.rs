@@ -1,11 +1,13 @@
 //! Splitting and coalescing, and the free-list heap that uses them:
 //! [`FreeListHeap<F, S>`](FreeListHeap).
 //!
-//! The heap keeps its free chunks in a `freespace_freelist::FreeSet`
-//! (address-ordered, doubly linked) and lets a [`Fit`](freespace_freelist::Fit)
-//! policy pick the chunk for each request. The policies live in their own
-//! crates, each with an alias: `FirstFitHeap<S>`, `NextFitHeap<S>`,
-//! `BestFitHeap<S>`, `WorstFitHeap<S>`.
+//! The heap hands its free chunks to a [`Fit`](freespace_freelist::Fit)
+//! policy, which keeps them in its own index (an intrusive AVL tree inside
+//! the free chunks, see `freespace_freelist::tree`) and picks the chunk for
+//! each request. The policies live in their own crates, each with an
+//! alias: `FirstFitHeap<S>`, `NextFitHeap<S>`, `BestFitHeap<S>`,
+//! `WorstFitHeap<S>`; the plain list scans they are tested against are
+//! `FirstFitScanHeap<S>` and so on.
 //!
 //! | module | what it does |
 //! |---|---|
@@ -37,10 +39,10 @@
 //!
 //! | operation | cost |
 //! |---|---|
-//! | allocate | the policy's search (a scan of the free list for the four policies here) + O(1) split |
-//! | free | O(1) validation and coalescing; plus an address-ordered insertion (a walk of the free list up to the chunk) when neither neighbour is free |
+//! | allocate | the policy's search (O(log n) for the four policies here; O(n) for their plain scans) + a split (O(log n) index update) |
+//! | free | O(1) validation and coalescing, plus one O(log n) index update (O(n) insertion for the plain scans when neither neighbour is free) |
 //! | a free that is not valid | a walk of the pointer's region, to say exactly what is wrong |
-//! | grow/shrink in place | O(1); a shrink whose tail cannot join a free neighbour inserts it (walk) |
+//! | grow/shrink in place | O(1) plus one O(log n) index update |
 //!
 //! # Corruption
 //!

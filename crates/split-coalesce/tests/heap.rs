@@ -362,6 +362,40 @@ fn growth_over_sbrk<F: Fit>() {
     assert_all_free(&heap);
 }
 
+/// An overflow that reaches the index link (word 1) of the free chunk
+/// after a block but leaves its size intact: freeing the block, which
+/// merges with that chunk, is refused as a corrupt free list before
+/// anything is written (the index checks a node's links before adopting
+/// them).
+fn damaged_index_link_is_refused<F: Fit>() {
+    let heap: FreeListHeap<F, _> = FreeListHeap::new(arena(1 << 14));
+    let l = Layout::from_size_align(48, 8).unwrap();
+    let a = heap.allocate(l).unwrap();
+    let b = heap.allocate(l).unwrap().cast::<u8>();
+    let _guard = heap.allocate(l).unwrap();
+    // SAFETY: `b` is live with `l`; then 8 bytes past `a`'s usable length
+    // plus 8 (word 1 of `b`'s free chunk) are overwritten, inside the arena.
+    unsafe {
+        heap.deallocate(b, l);
+        a.cast::<u8>().add(a.len() + 8).write_bytes(0xA5, 8);
+    }
+    let before = free_chunks(&heap);
+    // SAFETY: `a` is live with `l`; the heap refuses before acting.
+    let got = unsafe { heap.try_deallocate(a.cast(), l) };
+    assert_eq!(
+        got,
+        Err(Corruption::CorruptFreeList {
+            addr: b.as_ptr() as usize - HEADER
+        })
+    );
+    assert_eq!(
+        free_chunks(&heap),
+        before,
+        "the refused free changed the heap"
+    );
+    assert!(heap.check().is_err(), "check() must see the damaged link");
+}
+
 macro_rules! suite {
     ($($module:ident: $fit:ty, $(#[$conformance_attr:meta])*,)*) => {$(
         mod $module {
@@ -382,6 +416,7 @@ macro_rules! suite {
             #[test] fn exhaustion_over_arena() { exhaustion::<$fit>() }
             #[test] fn growth_merges_contiguous_regions() { growth::<$fit>(0) }
             #[test] fn growth_links_scattered_regions() { growth::<$fit>(4096) }
+            #[test] fn damaged_index_link_is_refused() { super::damaged_index_link_is_refused::<$fit>() }
             #[cfg(all(unix, not(miri)))]
             #[test] fn growth_over_sbrk() { super::growth_over_sbrk::<$fit>() }
         }
