@@ -14,7 +14,7 @@
 //!  +---------------------------------------+ c + size
 //! ```
 //!
-//! A 32-byte chunk ([`MIN_CHUNK`]) has exactly the two link words 1 and 2
+//! A 32-byte chunk ([`MIN_CHUNK`](crate::MIN_CHUNK)) has exactly the two link words 1 and 2
 //! between its size word and its footer, so every free chunk can be a node
 //! of a plain tree; only trees whose [`Order`] is augmented need word 3,
 //! and they hold only larger chunks.
