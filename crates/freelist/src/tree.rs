@@ -235,26 +235,22 @@ struct Subject {
 }
 
 /// The root-to-node path of a search: nodes and the direction taken from
-/// each.
+/// each (in the low bit of the node's pointer: chunks are 16-aligned).
 ///
 /// # Invariants
 ///
-/// - S1: `len <= MAX_DEPTH` and `nodes[..len]` are initialised.
+/// - S1: `len <= MAX_DEPTH` and `nodes[..len]` are initialised, each a
+///   member's pointer with bit 0 set when the path went right from it.
 struct Path {
-    nodes: [MaybeUninit<Chunk>; MAX_DEPTH],
-    /// Bit `i` set: the path went right from `nodes[i]`.
-    right: u128,
+    nodes: [MaybeUninit<*mut u8>; MAX_DEPTH],
     len: usize,
 }
-
-const _: () = assert!(MAX_DEPTH <= 128);
 
 impl Path {
     #[inline]
     fn new() -> Self {
         Self {
             nodes: [const { MaybeUninit::uninit() }; MAX_DEPTH],
-            right: 0,
             len: 0,
         }
     }
@@ -264,19 +260,21 @@ impl Path {
     #[inline]
     fn push(&mut self, n: Chunk, right: bool) -> Result<(), ()> {
         let slot = self.nodes.get_mut(self.len).ok_or(())?;
-        slot.write(n);
-        self.set_right(self.len, right);
+        slot.write(n.ptr().as_ptr().map_addr(|a| a | usize::from(right)));
         self.len += 1;
         Ok(())
     }
 
+    /// Entry `i`, tagged.
+    ///
+    /// # Safety
+    ///
+    /// `i < self.len`.
     #[inline]
-    fn set_right(&mut self, i: usize, right: bool) {
-        if right {
-            self.right |= 1 << i;
-        } else {
-            self.right &= !(1 << i);
-        }
+    unsafe fn entry(&self, i: usize) -> *mut u8 {
+        debug_assert!(i < self.len);
+        // SAFETY: `i < len` (caller), and `nodes[..len]` are initialised (S1).
+        unsafe { self.nodes.get_unchecked(i).assume_init() }
     }
 
     /// Node `i`.
@@ -286,9 +284,10 @@ impl Path {
     /// `i < self.len`.
     #[inline]
     unsafe fn node(&self, i: usize) -> Chunk {
-        debug_assert!(i < self.len);
-        // SAFETY: `i < len` (caller), and `nodes[..len]` are initialised (S1).
-        unsafe { self.nodes.get_unchecked(i).assume_init() }
+        // SAFETY: caller contract; the entry is a chunk's (non-null,
+        // 16-aligned) pointer with at most bit 0 set, so clearing it gives
+        // the chunk's pointer back, non-null.
+        unsafe { Chunk::new(NonNull::new_unchecked(self.entry(i).map_addr(|a| a & !1))) }
     }
 
     /// Replaces node `i` (keeping the direction).
@@ -298,13 +297,25 @@ impl Path {
     /// `i < self.len`.
     #[inline]
     unsafe fn set_node(&mut self, i: usize, n: Chunk) {
+        // SAFETY: `i < len` (caller, S1).
+        let right = unsafe { self.went_right(i) };
         // SAFETY: `i < len <= MAX_DEPTH` (caller, S1).
-        unsafe { self.nodes.get_unchecked_mut(i).write(n) };
+        unsafe {
+            self.nodes
+                .get_unchecked_mut(i)
+                .write(n.ptr().as_ptr().map_addr(|a| a | usize::from(right)))
+        };
     }
 
+    /// Whether the path went right from node `i`.
+    ///
+    /// # Safety
+    ///
+    /// `i < self.len`.
     #[inline]
-    fn went_right(&self, i: usize) -> bool {
-        self.right & (1 << i) != 0
+    unsafe fn went_right(&self, i: usize) -> bool {
+        // SAFETY: caller contract.
+        unsafe { self.entry(i) }.addr() & 1 != 0
     }
 }
 
