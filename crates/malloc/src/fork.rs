@@ -32,7 +32,9 @@
 //! `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`, which makes every running
 //! thread of the process execute a full memory barrier (the scheme of
 //! Folly's `asymmetricHeavyBarrier`). Where the kernel refuses `membarrier`,
-//! calls use a real `SeqCst` fence instead.
+//! or with `FREESPACE_MALLOC_FENCE=1` in the environment, calls use a real
+//! `SeqCst` fence instead (the exit summary says which: `gate membarrier`
+//! or `gate fence`).
 //!
 //! Threads that find no free slot, and calls after a thread's slot was
 //! released (a thread's last frees, from later destructors), count on
@@ -49,8 +51,11 @@
 //!   is the number of calls that passed the gate on it and have not left.
 //! - F2: while `FORKING` is set, the thread holding `FORK_LOCK` is the only
 //!   one that can pass the gate.
-//! - F3: `HEAVY` is set only while `membarrier` private expedited is
-//!   registered for this process.
+//! - F3: `HEAVY` (calls use a compiler fence only) implies `MEMBARRIER`
+//!   (private expedited `membarrier` is registered for this process, and
+//!   `prepare` issues it). `HEAVY` may be cleared at any time — `prepare`
+//!   keeps issuing `membarrier` for the calls already under way — but only
+//!   set together with a successful registration.
 
 use core::sync::atomic::{compiler_fence, fence, AtomicBool, AtomicUsize, Ordering};
 
@@ -97,6 +102,9 @@ static FORKING: AtomicBool = AtomicBool::new(false);
 static FORK_LOCK: Spin = Spin::INIT;
 static REGISTERED: AtomicBool = AtomicBool::new(false);
 static HEAVY: AtomicBool = AtomicBool::new(false);
+static MEMBARRIER: AtomicBool = AtomicBool::new(false);
+/// Set by [`use_fences`]: `HEAVY` stays clear.
+static FENCES: AtomicBool = AtomicBool::new(false);
 
 /// How a call passed the gate; hand it back to [`leave`].
 pub(crate) enum Pass {
@@ -252,8 +260,9 @@ pub(crate) fn register_once() {
     unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
 }
 
-/// Sets `HEAVY` if this process may use private expedited `membarrier`
-/// (F3); a fresh child must register again.
+/// Registers private expedited `membarrier` for this process and sets
+/// `MEMBARRIER` and `HEAVY` accordingly (F3); a fresh child must register
+/// again.
 fn register_membarrier() {
     // SAFETY: `membarrier` takes two integer arguments (and an unused CPU
     // id) and touches no memory of ours.
@@ -265,7 +274,21 @@ fn register_membarrier() {
             0,
         )
     };
-    HEAVY.store(rc == 0, Ordering::SeqCst);
+    MEMBARRIER.store(rc == 0, Ordering::SeqCst);
+    HEAVY.store(rc == 0 && !FENCES.load(Ordering::SeqCst), Ordering::SeqCst);
+}
+
+/// Switches the gate to full fences on the call side for good (F3 allows
+/// clearing `HEAVY` at any time).
+#[cfg_attr(test, allow(dead_code))] // called by the library's constructor
+pub(crate) fn use_fences() {
+    FENCES.store(true, Ordering::SeqCst);
+    HEAVY.store(false, Ordering::SeqCst);
+}
+
+/// Whether calls rely on `prepare`'s `membarrier` (else on their own fence).
+pub(crate) fn uses_membarrier() -> bool {
+    HEAVY.load(Ordering::Relaxed)
 }
 
 fn set_forking(on: bool) {
@@ -279,7 +302,7 @@ extern "C" fn prepare() {
     set_forking(true);
     FORKING.store(true, Ordering::SeqCst);
     fence(Ordering::SeqCst);
-    if HEAVY.load(Ordering::SeqCst) {
+    if MEMBARRIER.load(Ordering::SeqCst) {
         // SAFETY: as in `register_membarrier`.
         let rc =
             unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) };
@@ -330,7 +353,7 @@ extern "C" fn child() {
     }
     // `membarrier` registration is per process: the child registers anew
     // (one thread: switching modes is safe here).
-    if HEAVY.load(Ordering::Relaxed) {
+    if MEMBARRIER.load(Ordering::Relaxed) {
         register_membarrier();
     }
     FORKING.store(false, Ordering::SeqCst);

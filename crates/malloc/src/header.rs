@@ -310,14 +310,15 @@ impl Header {
     }
 }
 
-/// A 64-bit finaliser (splitmix64's): every input bit moves about half the
-/// output bits.
-fn mix(mut x: u64) -> u64 {
-    x ^= x >> 30;
-    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x ^= x >> 27;
-    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
+/// One multiply and a fold: multiplying by an odd constant is a bijection
+/// (so any change of the input word changes the product, at its lowest
+/// changed bit and, through the carries, most bits above), and the fold
+/// brings the high half down. The seal guards against accidents and stray
+/// writes, not against an adversary; one multiply keeps it to a few cycles
+/// on every `malloc` and `free`.
+fn mix(x: u64) -> u64 {
+    let x = x.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    x ^ (x >> 29)
 }
 
 /// Rounds `size` up to a multiple of `page` (a power of two), at least one

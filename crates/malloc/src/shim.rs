@@ -45,7 +45,7 @@ use freespace_core::alloc::{AllocError, Allocator};
 use freespace_core::{report, Corruption, Owns};
 use freespace_slab::Slab;
 use freespace_source::Mmap;
-use freespace_sync::{Depot, Locked, Magazines};
+use freespace_sync::{Depot, Locked, Magazines, CLASS_ALIGN, MAX_CACHED};
 
 use crate::fork;
 use crate::header::{memalign_align, page_round, posix_align_ok, Bad, Block, Header, Plan};
@@ -108,6 +108,8 @@ pub(crate) struct ThreadState {
     pub(crate) stripe: Cell<usize>,
     /// This thread is forking: it passes the closed gate.
     pub(crate) forking: Cell<bool>,
+    /// [`EXIT_FLUSH`] is registered for this thread.
+    exit_flush: Cell<bool>,
 }
 
 std::thread_local! {
@@ -117,8 +119,32 @@ std::thread_local! {
             slot: Cell::new(fork::UNCLAIMED),
             stripe: Cell::new(0),
             forking: Cell::new(false),
+            exit_flush: Cell::new(false),
         }
     };
+}
+
+/// Flushes the thread's magazines to the depot when it exits, *through
+/// the fork gate*. The thread-cache layer flushes them itself in its own
+/// thread-local destructor, but that runs outside the shim, so a fork at
+/// that moment could copy a depot or heap lock held by the exiting thread
+/// into the child. This destructor is registered after the cache's (on the
+/// thread's first cached allocation), so it runs first and leaves the
+/// cache's own flush nothing to do.
+struct ExitFlush;
+
+impl Drop for ExitFlush {
+    fn drop(&mut self) {
+        let call = Call::begin();
+        if !call.nested {
+            HEAP.flush();
+        }
+        drop(call);
+    }
+}
+
+std::thread_local! {
+    static EXIT_FLUSH: ExitFlush = const { ExitFlush };
 }
 
 /// One call inside the shim: counted by the fork gate, and told whether it
@@ -127,6 +153,10 @@ struct Call {
     /// How the call passed the fork gate (`None`: nested, it did not).
     pass: Option<fork::Pass>,
     nested: bool,
+    /// This thread's state, for the depth count in `drop` (null: the
+    /// thread-local was unavailable). A raw pointer: `Call` stays on its
+    /// thread (`!Send`), within one call.
+    thread: *const ThreadState,
 }
 
 impl Call {
@@ -141,6 +171,7 @@ impl Call {
                     return Call {
                         pass: None,
                         nested: true,
+                        thread: t,
                     };
                 }
                 if !READY.load(Ordering::Acquire) {
@@ -149,6 +180,7 @@ impl Call {
                 Call {
                     pass: Some(fork::enter(t)),
                     nested: false,
+                    thread: t,
                 }
             })
             // A thread-local without destructor is never unavailable; if it
@@ -157,7 +189,26 @@ impl Call {
             .unwrap_or_else(|_| Call {
                 pass: None,
                 nested: true,
+                thread: ptr::null(),
             })
+    }
+}
+
+impl Call {
+    /// After a cached allocation (so the thread cache's thread-local, and
+    /// its destructor, exist): registers [`EXIT_FLUSH`] once per thread.
+    /// Inside the call, so the C library's allocation for the registration
+    /// is a nested one.
+    #[inline]
+    fn after_cached_allocation(&self) {
+        // SAFETY: as in `drop`.
+        let Some(t) = (unsafe { self.thread.as_ref() }) else {
+            return;
+        };
+        if !t.exit_flush.get() {
+            t.exit_flush.set(true);
+            let _ = EXIT_FLUSH.try_with(|_| ());
+        }
     }
 }
 
@@ -167,7 +218,12 @@ impl Drop for Call {
         if let Some(pass) = self.pass.take() {
             fork::leave(pass);
         }
-        let _ = THREAD.try_with(|t| t.depth.set(t.depth.get().saturating_sub(1)));
+        // SAFETY: `thread` is null or this thread's `THREAD`, a thread-local
+        // without destructor, which lives as long as the thread; the `Call`
+        // never leaves the thread (it is `!Send`).
+        if let Some(t) = unsafe { self.thread.as_ref() } {
+            t.depth.set(t.depth.get().saturating_sub(1));
+        }
     }
 }
 
@@ -269,7 +325,11 @@ fn allocate(size: usize, align: usize, zero: bool) -> Option<NonNull<u8>> {
     let block = if call.nested {
         shared().allocate(plan.layout)
     } else {
-        HEAP.allocate(plan.layout)
+        let block = HEAP.allocate(plan.layout);
+        if plan.layout.size() <= MAX_CACHED && plan.layout.align() <= CLASS_ALIGN {
+            call.after_cached_allocation();
+        }
+        block
     }
     .ok()?;
     let base = block.cast::<u8>();

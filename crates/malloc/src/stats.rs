@@ -8,7 +8,7 @@
 //! allocates while the process is going away.
 //!
 //! ```text
-//! freespace-malloc: pid 4242: malloc 18234 calloc 912 realloc 1406 aligned 3 free 17020 failed 0 bytes 9145612
+//! freespace-malloc: pid 4242: malloc 18234 calloc 912 realloc 1406 aligned 3 free 17020 failed 0 bytes 9145612 gate membarrier
 //! ```
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -39,18 +39,30 @@ pub(crate) fn count(counter: Counter, bytes: usize) {
     }
 }
 
-/// The library's constructor: turns counting on if `FREESPACE_MALLOC_STATS`
-/// is `1`.
+/// The library's constructor (it runs after the C library is initialised,
+/// so the environment is readable): turns counting on if
+/// `FREESPACE_MALLOC_STATS` is `1`, and makes the fork gate use full fences
+/// instead of `membarrier` if `FREESPACE_MALLOC_FENCE` is `1` (for a
+/// sandbox where `membarrier` misbehaves; the tests use it to cover that
+/// path).
 #[cfg(not(test))]
 extern "C" fn init() {
+    ENABLED.store(env_is_one(c"FREESPACE_MALLOC_STATS"), Ordering::Relaxed);
+    if env_is_one(c"FREESPACE_MALLOC_FENCE") {
+        crate::fork::use_fences();
+    }
+}
+
+/// Whether the environment variable `name` is exactly `1`.
+#[cfg(not(test))]
+fn env_is_one(name: &core::ffi::CStr) -> bool {
     // SAFETY: a NUL-terminated name; `getenv` returns null or a
     // NUL-terminated string that stays valid while we read it (nothing
     // changes the environment during a constructor).
-    let on = unsafe {
-        let v = libc::getenv(c"FREESPACE_MALLOC_STATS".as_ptr());
+    unsafe {
+        let v = libc::getenv(name.as_ptr());
         !v.is_null() && *v == b'1' as libc::c_char && *v.add(1) == 0
-    };
-    ENABLED.store(on, Ordering::Relaxed);
+    }
 }
 
 /// The library's destructor: prints the summary if counting is on.
@@ -87,6 +99,11 @@ pub(crate) fn summary(line: &mut Line) {
     }
     line.push(b" bytes ");
     line.number(BYTES.load(Ordering::Relaxed));
+    line.push(if crate::fork::uses_membarrier() {
+        b" gate membarrier"
+    } else {
+        b" gate fence"
+    });
     line.push(b"\n");
 }
 

@@ -272,6 +272,27 @@ fn c_program_exercises_every_function() {
     assert!(s.realloc > 0 && s.calloc > 0, "{s:?}");
 }
 
+/// The fork gate's fallback (full fences in every call, for kernels or
+/// sandboxes without `membarrier`) under the same program.
+#[test]
+fn c_program_with_fences_instead_of_membarrier() {
+    let dir = scratch("shim_test_fences");
+    let Some(exe) = compile("shim_test", &dir, "-O1") else {
+        return;
+    };
+    let mut cmd = preloaded(Command::new(&exe));
+    cmd.env("FREESPACE_MALLOC_FENCE", "1");
+    let r = run(cmd, b"", Duration::from_secs(120));
+    r.ok("shim_test under the shim, fences");
+    assert!(r.stdout.contains("shim_test: ok"), "{}", r.stdout);
+    served("shim_test (fences)", &r.stderr, 100_000);
+    assert!(
+        r.stderr.contains(" gate fence"),
+        "the fence fallback was not in effect: {}",
+        r.stderr
+    );
+}
+
 #[test]
 fn stats_are_off_unless_asked_for() {
     let dir = scratch("quiet");

@@ -319,6 +319,58 @@ static void test_fork(void) {
     for (int i = 0; i < 4; i++) CHECK(pthread_join(t[i], NULL) == 0);
 }
 
+/* fork() while other threads are exiting (their thread caches go back to
+   the shared depot in thread-exit destructors) */
+
+static void *short_lived(void *arg) {
+    (void)arg;
+    void *p[40];
+    for (int i = 0; i < 40; i++) p[i] = malloc((size_t)(i * 29) % 1000 + 1);
+    for (int i = 0; i < 40; i++) free(p[i]);
+    for (int i = 0; i < 40; i++) p[i] = malloc((size_t)(i * 13) % 900 + 1);
+    return p[7]; /* the rest stay cached or live until exit */
+}
+
+static void *spawner(void *arg) {
+    (void)arg;
+    while (!atomic_load(&stop)) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, short_lived, NULL) != 0) continue;
+        void *r;
+        pthread_join(t, &r);
+        free(r);
+    }
+    return NULL;
+}
+
+static void test_fork_while_threads_exit(void) {
+    atomic_store(&stop, 0);
+    pthread_t s[2];
+    for (int i = 0; i < 2; i++) CHECK(pthread_create(&s[i], NULL, spawner, NULL) == 0);
+    for (int round = 0; round < 60; round++) {
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0) {
+            alarm(10);
+            for (int i = 0; i < 2000; i++) free(malloc((size_t)(i * 7) % 1500 + 1));
+            /* a thread that starts and exits in the child */
+            pthread_t c;
+            if (pthread_create(&c, NULL, child_thread, NULL) != 0) _exit(5);
+            pthread_join(c, NULL);
+            _exit(0);
+        }
+        int status = 0;
+        CHECK(waitpid(pid, &status, 0) == pid);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            fprintf(stderr, "shim_test: fork-while-exiting round %d: child status %#x%s\n", round,
+                    status, WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM ? " (hung: SIGALRM)" : "");
+            exit(1);
+        }
+    }
+    atomic_store(&stop, 1);
+    for (int i = 0; i < 2; i++) CHECK(pthread_join(s[i], NULL) == 0);
+}
+
 int main(void) {
     test_malloc_free();
     test_calloc();
@@ -327,6 +379,7 @@ int main(void) {
     test_threads();
     test_thread_exit();
     test_fork();
+    test_fork_while_threads_exit();
     printf("shim_test: ok\n");
     return 0;
 }
