@@ -597,6 +597,68 @@ impl<O: Order> Tree<O> {
         }
     }
 
+    /// Whether a node with key `key` may take the place of `s.chunk` (at
+    /// the end of `path`, with children `l` and `r`) without breaking the
+    /// order: its in-order neighbours sort before and after `key`. Then a
+    /// chunk that changed size (best and worst fit's split remainders, a
+    /// chunk that grew by a merge) stays where it is, with no rebalancing.
+    ///
+    /// # Safety
+    ///
+    /// `path` leads from the root to `s.chunk`, a member; `l` and `r` are
+    /// its children.
+    unsafe fn sorts_in_place(
+        path: &Path,
+        l: Option<Chunk>,
+        r: Option<Chunk>,
+        key: Key,
+        s: Subject,
+    ) -> bool {
+        // SAFETY: (for the whole body) every node read is reached from the
+        // root or from `s.chunk`'s children: members (T2).
+        unsafe {
+            let pred = match l {
+                Some(l) => match Self::extreme(l, true) {
+                    Some(p) => Some(p),
+                    None => return false,
+                },
+                None => (0..path.len)
+                    .rev()
+                    .find(|&i| path.went_right(i))
+                    .map(|i| path.node(i)),
+            };
+            let succ = match r {
+                Some(r) => match Self::extreme(r, false) {
+                    Some(q) => Some(q),
+                    None => return false,
+                },
+                None => (0..path.len)
+                    .rev()
+                    .find(|&i| !path.went_right(i))
+                    .map(|i| path.node(i)),
+            };
+            pred.is_none_or(|p| O::before(Self::key_of(p, s), key))
+                && succ.is_none_or(|q| O::before(key, Self::key_of(q, s)))
+        }
+    }
+
+    /// The last (`rightmost`) or first node of the subtree at `n`; `None`
+    /// if it is deeper than any AVL tree (damaged links).
+    ///
+    /// # Safety
+    ///
+    /// `n` is a member.
+    unsafe fn extreme(mut n: Chunk, rightmost: bool) -> Option<Chunk> {
+        for _ in 0..MAX_DEPTH {
+            // SAFETY: `n` is a member (caller, T2).
+            match unsafe { child(n, rightmost) } {
+                Some(c) => n = c,
+                None => return Some(n),
+            }
+        }
+        None
+    }
+
     /// Restores balance at `n`, whose balance would be `b` (±2). Returns
     /// the subtree's new root and whether the subtree got shorter.
     unsafe fn rebalance(n: Chunk, b: i8, s: Subject) -> (Chunk, bool) {
@@ -807,8 +869,9 @@ impl<O: Order> Tree<O> {
     /// Puts the free chunk `new` (of `new_size` bytes) in member `old`'s
     /// place. Under an address order `new` must sort where `old` did (no
     /// member lies between them), and takes over `old`'s node in O(log n)
-    /// without rebalancing; under a size order it is a remove and an
-    /// insert.
+    /// without rebalancing; under a size order it does so too when its key
+    /// still sorts between `old`'s neighbours, and is otherwise a remove
+    /// and an insert.
     ///
     /// # Safety
     ///
@@ -830,22 +893,21 @@ impl<O: Order> Tree<O> {
         // SAFETY: (for the whole body) caller contract; `old` is found from
         // the root before anything is written.
         unsafe {
-            if O::BY_SIZE {
+            let old_s = Subject {
+                chunk: old,
+                size: old_size,
+            };
+            let mut path = Path::new();
+            self.path_to(old_s, &mut path)?;
+            let (l, r, b) = Self::links_of(old_s)?;
+            let new_key = Key {
+                addr: new.addr(),
+                size: new_size,
+            };
+            if O::BY_SIZE && !Self::sorts_in_place(&path, l, r, new_key, old_s) {
                 self.remove(old, old_size)?;
                 return self.insert(new, new_size);
             }
-            let mut path = Path::new();
-            self.path_to(
-                Subject {
-                    chunk: old,
-                    size: old_size,
-                },
-                &mut path,
-            )?;
-            let (l, r, b) = Self::links_of(Subject {
-                chunk: old,
-                size: old_size,
-            })?;
             let old_max = if O::AUGMENTED { max(old) } else { 0 };
             set_left_and_balance(new, l, b);
             set_right(new, r);
@@ -887,7 +949,21 @@ impl<O: Order> Tree<O> {
         // SAFETY: (for the whole body) caller contract.
         unsafe {
             if O::BY_SIZE {
-                if old_size != new_size {
+                if old_size == new_size {
+                    return Ok(());
+                }
+                let old_s = Subject {
+                    chunk: c,
+                    size: old_size,
+                };
+                let mut path = Path::new();
+                self.path_to(old_s, &mut path)?;
+                let (l, r, _) = Self::links_of(old_s)?;
+                let new_key = Key {
+                    addr: c.addr(),
+                    size: new_size,
+                };
+                if !Self::sorts_in_place(&path, l, r, new_key, old_s) {
                     self.remove(c, old_size)?;
                     self.insert(c, new_size)?;
                 }
