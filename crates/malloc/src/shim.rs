@@ -84,6 +84,26 @@ pub fn shared() -> &'static Shared {
     DEPOT.parent()
 }
 
+/// Runs `f` inside a call, as glibc's own allocations during the shim's
+/// first use on a thread are: every allocation `f` makes is nested.
+#[cfg(test)]
+pub(crate) fn nested<R>(f: impl FnOnce() -> R) -> R {
+    let call = Call::begin();
+    let r = f();
+    drop(call);
+    r
+}
+
+/// Whether `p`'s block came straight from the shared heap.
+///
+/// # Safety
+/// `p` is a live block of the shim.
+#[cfg(test)]
+pub(crate) unsafe fn is_direct(p: *mut c_void) -> bool {
+    // SAFETY: the caller's contract.
+    unsafe { block_of(NonNull::new(p.cast()).unwrap()) }.is_some_and(|b| b.direct)
+}
+
 /// Hands the calling thread's cached blocks to the depot, and everything
 /// the depot holds back to the heap.
 #[cfg(test)]
@@ -449,7 +469,10 @@ unsafe fn resize(p: NonNull<u8>, size: usize) -> Option<NonNull<u8>> {
     if block.direct || call.nested {
         // A heap block (or a re-entrant call): move it by hand.
         drop(call);
-        let q = allocate(size, block.align(), false)?;
+        let Some(q) = allocate(size, block.align(), false) else {
+            // A shrink that cannot move keeps the larger block.
+            return (size <= usable).then_some(p);
+        };
         // SAFETY: both blocks are live and distinct; `p` has `usable`
         // bytes, `q` has `size`.
         unsafe { ptr::copy_nonoverlapping(p.as_ptr(), q.as_ptr(), size.min(usable)) };

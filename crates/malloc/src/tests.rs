@@ -390,6 +390,64 @@ mod c_functions {
         }
     }
 
+    /// Allocations made from inside the shim (glibc's, during a thread's
+    /// first call) come straight from the shared heap, are marked direct,
+    /// and go back there from any later call: free, realloc (which moves
+    /// them, contents kept), usable size.
+    #[test]
+    fn nested_allocations_take_the_direct_route() {
+        let _only = exclusive();
+        // SAFETY: C calls on blocks this test allocated, each freed once and
+        // used only within its size.
+        unsafe {
+            let before = settled_used_bytes();
+            let blocks: Vec<(*mut c_void, usize)> = crate::shim::nested(|| {
+                let mut v = Vec::new();
+                for size in [0usize, 8, 24, 100, 1000, 5000] {
+                    let p = malloc(size);
+                    assert!(!p.is_null() && p as usize % 16 == 0);
+                    assert!(crate::shim::is_direct(p), "{size}");
+                    p.cast::<u8>().write_bytes(0x3c, size);
+                    v.push((p, size));
+                }
+                let z = calloc(3, 40);
+                assert!(crate::shim::is_direct(z));
+                v.push((z, 0));
+                v
+            });
+            for (i, (p, size)) in blocks.into_iter().enumerate() {
+                assert!(malloc_usable_size(p) >= size);
+                if i % 2 == 0 {
+                    free(p);
+                } else {
+                    let q = realloc(p, 20_000).cast::<u8>();
+                    assert!(!q.is_null());
+                    assert!(
+                        !crate::shim::is_direct(q.cast()),
+                        "moved to the cached route"
+                    );
+                    let kept = std::slice::from_raw_parts(q, size);
+                    assert!(kept.iter().all(|&b| b == 0x3c), "contents of {size} bytes");
+                    free(q.cast());
+                }
+            }
+            // A cached block freed inside a call goes to the shared heap too.
+            let p = malloc(48);
+            assert!(!crate::shim::is_direct(p));
+            crate::shim::nested(|| free(p));
+            crate::shim::trim();
+            assert_eq!(used_bytes(), before, "a nested block was lost");
+        }
+    }
+
+    /// The heap's used bytes once earlier tests' threads have exited (and
+    /// flushed their caches) and everything cached is reaped.
+    fn settled_used_bytes() -> usize {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        crate::shim::trim();
+        used_bytes()
+    }
+
     fn used_bytes() -> usize {
         let heap = shared().lock();
         HeapSummary::of(&*heap).used_bytes
@@ -401,10 +459,7 @@ mod c_functions {
     #[test]
     fn exited_threads_lose_nothing() {
         let _only = exclusive();
-        // Threads of earlier tests have had time to exit and flush.
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        crate::shim::trim();
-        let before = used_bytes();
+        let before = settled_used_bytes();
         for _round in 0..5 {
             let handles: Vec<_> = (0..4)
                 .map(|t| {
