@@ -190,6 +190,34 @@ pub(crate) fn leave(pass: Pass) {
     }
 }
 
+/// F1 at a quiescent point: no slot has a call in flight, every stripe
+/// count is 0, and no fork is under way.
+pub(crate) fn check_quiescent() -> Result<(), freespace_core::Violation> {
+    use freespace_core::Violation;
+    if FORKING.load(Ordering::SeqCst) {
+        return Err(Violation::new("F2", 0, "a fork is under way"));
+    }
+    for slot in &OWNERS {
+        if slot.in_call.load(Ordering::SeqCst) {
+            return Err(Violation::new(
+                "F1",
+                slot as *const Slot as usize,
+                "a slot has a call in flight at a quiescent point",
+            ));
+        }
+    }
+    for stripe in &COUNTS {
+        if stripe.0.load(Ordering::SeqCst) != 0 {
+            return Err(Violation::new(
+                "F1",
+                stripe as *const Stripe as usize,
+                "a stripe counts calls at a quiescent point",
+            ));
+        }
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------
 // Slots: claimed on a thread's first call, released when it exits
 // ---------------------------------------------------------------------------

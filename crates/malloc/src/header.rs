@@ -310,6 +310,32 @@ impl Header {
     }
 }
 
+impl Header {
+    /// Checks H1 for a header found before user address `addr`: `Ok` for a
+    /// live block, the broken invariant otherwise (H2 for a freed one).
+    ///
+    /// ```
+    /// use freespace_malloc::header::Header;
+    /// assert!(Header::live(3, 0x40, 32, 4, false).check(3, 0x40).is_ok());
+    /// assert_eq!(Header::freed(3, 0x40).check(3, 0x40).unwrap_err().invariant, "H2");
+    /// ```
+    pub fn check(&self, key: u64, addr: usize) -> Result<(), freespace_core::Violation> {
+        match self.decode(key, addr) {
+            Ok(_) => Ok(()),
+            Err(Bad::Freed) => Err(freespace_core::Violation::new(
+                "H2",
+                addr,
+                "the block was freed",
+            )),
+            Err(Bad::Unknown) => Err(freespace_core::Violation::new(
+                "H1",
+                addr,
+                "the header is not a live block's",
+            )),
+        }
+    }
+}
+
 /// One multiply and a fold: multiplying by an odd constant is a bijection
 /// (so any change of the input word changes the product, at its lowest
 /// changed bit and, through the carries, most bits above), and the fold

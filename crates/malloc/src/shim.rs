@@ -84,6 +84,26 @@ pub fn shared() -> &'static Shared {
     DEPOT.parent()
 }
 
+/// Checks every layer of the stack — the calling thread's magazines, the
+/// depot, the slab, the buddy heap — and the fork gate's invariant F1 as
+/// seen from outside (no call in flight). Meant for quiescent points: with
+/// other threads allocating, the gate's counts move under it.
+///
+/// ```
+/// unsafe { freespace_malloc::free(freespace_malloc::malloc(100)) };
+/// freespace_malloc::check().unwrap();
+/// ```
+pub fn check() -> Result<(), freespace_core::Violation> {
+    let call = Call::begin();
+    let stack = HEAP.check().and_then(|()| DEPOT.check()).and_then(|()| {
+        let heap = shared().lock();
+        heap.check().and_then(|()| heap.parent().check())
+    });
+    drop(call);
+    stack?;
+    fork::check_quiescent()
+}
+
 /// Runs `f` inside a call, as glibc's own allocations during the shim's
 /// first use on a thread are: every allocation `f` makes is nested.
 #[cfg(test)]

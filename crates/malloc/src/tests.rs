@@ -437,6 +437,10 @@ mod c_functions {
             crate::shim::nested(|| free(p));
             crate::shim::trim();
             assert_eq!(used_bytes(), before, "a nested block was lost");
+            crate::shim::check().unwrap();
+            // Not quiescent inside a call: the gate counts it (F1).
+            let inside = crate::shim::nested(crate::shim::check);
+            assert_eq!(inside.map_err(|v| v.invariant), Err("F1"));
         }
     }
 
@@ -492,7 +496,7 @@ mod c_functions {
         }
         crate::shim::trim();
         assert_eq!(used_bytes(), before, "blocks of exited threads were lost");
-        shared().lock().check().unwrap();
+        crate::shim::check().unwrap();
     }
 }
 
