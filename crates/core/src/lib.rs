@@ -13,6 +13,7 @@
 //! | [`layout`] | checked size and alignment arithmetic (overflow is `None`, never a wrap) |
 //! | [`corruption`] | [`Corruption`] and the one reporting function, [`report`] |
 //! | [`check`] | [`Check`] (a whole stack's invariants, layer by layer) and [`CheckedFree`] (any heap's checked free) |
+//! | [`size_class`] | the size-class series the slab and the thread caches round to |
 //! | [`resize`] | moving a block to a fresh one when a resize cannot happen in place |
 //! | [`violation`] | [`Violation`], what a heap's `check()` returns when an invariant is broken |
 //!
@@ -67,6 +68,7 @@ pub mod inspect;
 pub mod layout;
 pub mod query;
 pub mod resize;
+pub mod size_class;
 pub mod source;
 pub mod violation;
 

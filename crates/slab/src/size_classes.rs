@@ -47,11 +47,7 @@ pub const MAX_CLASS_ALIGN: usize = 4096;
 /// assert_eq!(&DEFAULT_CLASSES[..6], &[16, 32, 48, 64, 80, 96]);
 /// assert!(DEFAULT_CLASSES.windows(2).all(|w| w[0] < w[1]));
 /// ```
-pub const DEFAULT_CLASSES: &[usize] = &[
-    16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 896, 1024,
-    1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096, 5120, 6144, 7168, 8192, 10240, 12288, 14336,
-    16384, 20480, 24576, 28672, 32768,
-];
+pub const DEFAULT_CLASSES: &[usize] = freespace_core::size_class::SERIES;
 
 /// Why a class table or slab size was rejected.
 ///

@@ -11,7 +11,7 @@
 //! | `magazine` | size classes, magazines, and a thread's rack of loaded/previous magazines |
 //! | `depot` | [`Depot`]: the parent and, per class, the shared stacks of full and empty magazines |
 //! | `cache` | [`ThreadCache`]: an explicit per-thread handle on a depot (`no_std`) |
-//! | `magazines` | [`Magazines`]: the same racks in `std::thread_local!`, usable as `#[global_allocator]` (feature `std`) |
+//! | `magazines` | [`Magazines`]: the same racks in `std::thread_local!`, usable as `#[global_allocator]` (feature `std`); [`fork`] handlers |
 //!
 //! # The thread cache
 //!
@@ -24,7 +24,8 @@
 //! ```
 //!
 //! Requests of 1..=1024 bytes aligned to at most 16 are rounded up to one
-//! of seven power-of-two classes (16 … 1024 B). Each thread pops blocks
+//! of twenty classes (`freespace_core::size_class`: 16-byte steps to 64,
+//! then four per doubling: 80, 96, 112, 128, 160, …, 1024 B). Each thread pops blocks
 //! from its *loaded* magazine (32 blocks) and pushes frees onto it. When it
 //! runs dry, a full *previous* magazine takes its place; otherwise the
 //! thread exchanges its empty magazine for a full one at the depot, and
@@ -108,7 +109,7 @@ pub use depot::{Depot, MAX_EMPTY, MAX_FULL};
 pub use locked::{Locked, LockedGuard};
 pub use magazine::{CLASSES, CLASS_ALIGN, MAX_CACHED, MIN_CLASS, ROUNDS};
 #[cfg(all(feature = "std", not(loom)))]
-pub use magazines::{Magazines, MAX_LIVE, SLOTS};
+pub use magazines::{fork, Magazines, MAX_LIVE, SLOTS};
 pub use spin::Spin;
 
 #[cfg(all(test, not(loom)))]

@@ -129,6 +129,31 @@ impl<A, R: RawMutex> Locked<A, R> {
         }
     }
 
+    /// Releases a lock whose guard was forgotten (`core::mem::forget`):
+    /// for a lock held across a boundary no guard can span, such as
+    /// `fork()` between `pthread_atfork`'s prepare and parent/child
+    /// handlers.
+    ///
+    /// ```
+    /// use freespace_sync::Locked;
+    /// let heap = Locked::<u32>::new(0);
+    /// core::mem::forget(heap.lock());
+    /// assert!(heap.try_lock().is_none());
+    /// // SAFETY: held through the guard forgotten above, which is gone.
+    /// unsafe { heap.force_unlock() };
+    /// assert!(heap.try_lock().is_some());
+    /// ```
+    ///
+    /// # Safety
+    ///
+    /// The lock is held through a guard that was forgotten, by this thread
+    /// (or, in the child of a `fork`, by the thread that forked), and no
+    /// reference obtained through that guard is used any more.
+    pub unsafe fn force_unlock(&self) {
+        // SAFETY: held, with no access left through it (caller).
+        unsafe { self.raw.unlock() }
+    }
+
     /// # Safety
     ///
     /// This thread holds `raw`, and gives the responsibility of releasing it

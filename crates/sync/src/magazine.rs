@@ -14,21 +14,38 @@ use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 
 use freespace_core::alloc::{Allocator, Layout};
-use freespace_core::{report, Corruption};
+use freespace_core::{report, size_class, Corruption};
 
 use crate::depot::Depot;
 
-/// Number of size classes the cache serves: 16, 32, 64, …, 1024 bytes.
-pub const CLASSES: usize = 7;
-/// Smallest class, in bytes.
-pub const MIN_CLASS: usize = 16;
 /// Largest request (in bytes) the cache serves; larger ones go to the parent.
-pub const MAX_CACHED: usize = MIN_CLASS << (CLASSES - 1);
+pub const MAX_CACHED: usize = 1024;
+/// Number of size classes the cache serves: the classes of
+/// [`freespace_core::size_class::SERIES`] up to [`MAX_CACHED`] (16, 32, 48,
+/// 64, 80, 96, 112, 128, 160, …, 896, 1024 bytes: 20 classes).
+pub const CLASSES: usize = size_class::count_up_to(MAX_CACHED);
+/// Smallest class, in bytes.
+pub const MIN_CLASS: usize = size_class::SERIES[0];
 /// Alignment of every cached block; requests aligned more go to the parent.
 pub const CLASS_ALIGN: usize = 16;
 /// Blocks one magazine holds (2 under loom, so the models reach every
 /// exchange in a few operations).
 pub const ROUNDS: usize = if cfg!(loom) { 2 } else { 32 };
+
+/// `CLASS_OF[(size + 15) / 16]`: the class of a request of `size` bytes
+/// (`1..=MAX_CACHED`), one load instead of a search.
+static CLASS_OF: [u8; MAX_CACHED / 16 + 1] = {
+    let mut table = [0u8; MAX_CACHED / 16 + 1];
+    let mut i = 0;
+    while i < table.len() {
+        match size_class::class_for(i * 16) {
+            Some(c) => table[i] = c as u8,
+            None => panic!("MAX_CACHED is beyond the series"),
+        }
+        i += 1;
+    }
+    table
+};
 
 /// The class serving `layout`, or `None` when the cache does not serve it
 /// (zero size, larger than [`MAX_CACHED`], or aligned to more than
@@ -42,21 +59,20 @@ pub(crate) fn class_of(layout: Layout) -> Option<usize> {
     if size == 0 || size > MAX_CACHED || layout.align() > CLASS_ALIGN {
         return None;
     }
-    let block = size.max(MIN_CLASS).next_power_of_two();
-    Some((block.trailing_zeros() - MIN_CLASS.trailing_zeros()) as usize)
+    Some(CLASS_OF[size.div_ceil(16)] as usize)
 }
 
 /// Bytes in a block of `class`.
 #[inline]
 pub(crate) const fn class_size(class: usize) -> usize {
-    MIN_CLASS << class
+    size_class::SERIES[class]
 }
 
 /// The layout every block of `class` is allocated from the parent with.
 #[inline]
 pub(crate) fn class_layout(class: usize) -> Layout {
-    // SAFETY: `class_size` is a power of two no larger than `MAX_CACHED`, a
-    // multiple of `CLASS_ALIGN`, which is a power of two.
+    // SAFETY: `class_size` is a multiple of 16 = `CLASS_ALIGN` (a power of
+    // two) no larger than `MAX_CACHED`, far from overflowing when rounded.
     unsafe { Layout::from_size_align_unchecked(class_size(class), CLASS_ALIGN) }
 }
 

@@ -19,13 +19,22 @@
 //!   └────┴───────────────┘
 //! ```
 //!
-//! Nothing on the allocation path allocates through the global allocator:
-//! the table is `const`-initialised, the registry is a fixed array, and on
-//! Linux with glibc std registers the thread-exit destructor with
-//! `__cxa_thread_atexit_impl`, which uses the C library's own `malloc`.
-//! When the table cannot be used (re-entered from inside itself, or the
-//! thread is already running its destructors) a request goes straight to
-//! the depot's parent, which is always correct, just slower.
+//! Nothing on the allocation path allocates through this layer itself: the
+//! table is `const`-initialised and the registry is a fixed array. The one
+//! allocation in sight is std's: the first use of the table on a thread
+//! registers its destructor (on Linux with glibc through
+//! `__cxa_thread_atexit_impl`, which calls `calloc`). As a Rust
+//! `#[global_allocator]` that `calloc` is the C library's own; but when this
+//! layer *is* the C `malloc` (an `LD_PRELOAD` shim), it comes back here
+//! while the table is being set up. A second thread-local without a
+//! destructor, `ENTERED`, catches every such nested call before it touches
+//! the table. When the table cannot be used (a nested call, or the thread
+//! is already running its destructors) a request goes straight to the
+//! depot's parent, which is always correct, just slower.
+//!
+//! A process that forks while another thread is inside the layer would
+//! copy its locks held; [`fork`] has the `pthread_atfork` handlers for the
+//! registry lock (the depot and the parent are the caller's to quiesce).
 
 extern crate std;
 
@@ -52,7 +61,7 @@ pub const MAX_LIVE: usize = 64;
 const NO_CACHE: usize = usize::MAX;
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
-static REGISTRY: Locked<[usize; MAX_LIVE]> = Locked::new([0; MAX_LIVE]);
+pub(crate) static REGISTRY: Locked<[usize; MAX_LIVE]> = Locked::new([0; MAX_LIVE]);
 
 /// Thread caches over a shared [`Depot`], kept in thread-local storage: an
 /// [`Allocator`] and a [`GlobalAlloc`](core::alloc::GlobalAlloc).
@@ -190,6 +199,18 @@ impl<'d, P: Allocator> Magazines<'d, P> {
         if id == NO_CACHE {
             return None;
         }
+        // A call nested inside this one (through std's thread-local set-up,
+        // see the module docs) must not reach `TABLE`.
+        if ENTERED.with(|e| e.replace(true)) {
+            return None;
+        }
+        let result = self.with_table(id, f);
+        ENTERED.with(|e| e.set(false));
+        result
+    }
+
+    #[inline]
+    fn with_table<R>(&self, id: usize, f: impl FnOnce(&mut Rack) -> R) -> Option<R> {
         TABLE
             .try_with(|table| {
                 if table.busy.replace(true) {
@@ -381,6 +402,57 @@ impl Drop for Table {
 
 std::thread_local! {
     static TABLE: Table = const { Table::new() };
+    /// Set while this thread is inside the layer. No destructor, so using it
+    /// never registers one (which could allocate).
+    static ENTERED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// `pthread_atfork` handlers for a process whose `malloc` is a
+/// [`Magazines`] layer.
+///
+/// A thread that exits takes the registry lock to flush its magazines; a
+/// `fork()` at that moment would give the child a registry locked forever.
+/// Call [`prepare`](fork::prepare) from the prepare handler (after making
+/// sure no thread is inside the layer's depot or parent, which hold locks
+/// of their own), and [`parent`](fork::parent) / [`child`](fork::child)
+/// from the other two.
+///
+/// ```
+/// freespace_sync::fork::prepare();
+/// // fork() happens here
+/// // SAFETY: `prepare` ran on this thread just before.
+/// unsafe { freespace_sync::fork::parent() };
+/// ```
+pub mod fork {
+    use super::REGISTRY;
+
+    /// Takes the registry lock and keeps it across the fork.
+    pub fn prepare() {
+        core::mem::forget(REGISTRY.lock());
+    }
+
+    /// Releases the lock [`prepare`] took, in the parent.
+    ///
+    /// # Safety
+    ///
+    /// [`prepare`] ran on this thread, and neither `parent` nor [`child`]
+    /// has run since.
+    pub unsafe fn parent() {
+        // SAFETY: held through the guard `prepare` forgot (caller).
+        unsafe { REGISTRY.force_unlock() }
+    }
+
+    /// Releases the lock [`prepare`] took, in the child (whose only thread
+    /// is the one that forked).
+    ///
+    /// # Safety
+    ///
+    /// As for [`parent`].
+    pub unsafe fn child() {
+        // SAFETY: as in `parent`: the child's one thread is the one that
+        // took the lock.
+        unsafe { REGISTRY.force_unlock() }
+    }
 }
 
 impl<P: Allocator + freespace_core::Check> freespace_core::Check for Magazines<'_, P> {

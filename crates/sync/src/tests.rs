@@ -160,7 +160,7 @@ fn failed_realloc_is_null_and_keeps_the_block() {
 fn magazines_exchange_with_the_depot_and_nothing_is_lost() {
     let depot = Depot::new(Counting::default());
     let n = if cfg!(miri) { 100 } else { 2000 };
-    let l = layout(40); // class 64
+    let l = layout(60); // class 64
     {
         let cache = ThreadCache::new(&depot);
         let blocks: Vec<_> = (0..n).map(|_| cache.allocate(l).unwrap()).collect();
@@ -273,6 +273,19 @@ mod thread_local {
     use super::*;
 
     #[test]
+    fn fork_handlers_hold_the_registry_across_the_fork() {
+        crate::fork::prepare();
+        assert!(crate::magazines::REGISTRY.try_lock().is_none());
+        // SAFETY: `prepare` ran just before on this thread.
+        unsafe { crate::fork::parent() };
+        assert!(crate::magazines::REGISTRY.try_lock().is_some());
+        crate::fork::prepare();
+        // SAFETY: as above (the child handler releases the same way).
+        unsafe { crate::fork::child() };
+        assert!(crate::magazines::REGISTRY.try_lock().is_some());
+    }
+
+    #[test]
     fn an_exiting_thread_returns_its_magazines() {
         let depot = Depot::new(Counting::default());
         let heap = Magazines::new(&depot);
@@ -339,10 +352,10 @@ mod thread_local {
         let heap = Magazines::new(&depot);
         // SAFETY: live pointers, layouts as allocated.
         unsafe {
-            let p = heap.alloc_zeroed(layout(48));
-            assert!((0..48).all(|i| *p.add(i) == 0));
-            p.write_bytes(3, 48);
-            let q = heap.realloc(p, layout(48), 60); // same class: in place
+            let p = heap.alloc_zeroed(layout(50));
+            assert!((0..50).all(|i| *p.add(i) == 0));
+            p.write_bytes(3, 50);
+            let q = heap.realloc(p, layout(50), 60); // same class (64): in place
             assert_eq!(p, q);
             let r = heap.realloc(q, layout(60), 5000); // to the parent
             assert_eq!(*r.add(47), 3);
