@@ -9,15 +9,17 @@
 //! reachable from outside `freespace-sync`. So rather than take each lock
 //! before the fork, the shim makes sure no thread is inside the stack at
 //! all when the address space is copied; then every lock in it is free,
-//! whatever lock it is.
+//! whatever lock it is. The one lock a thread takes outside the stack's
+//! calls — the registry lock, for a moment while an exiting thread's
+//! destructor runs — is held across the fork with `freespace_sync::fork`.
 //!
 //! ```text
 //!   call:     in_call = true; light barrier; if FORKING { in_call = false; wait; retry }
 //!             … stack …
 //!             in_call = false
-//!   prepare:  FORK_LOCK; FORKING = true; heavy barrier; wait until no in_call is set
-//!   parent:   FORKING = false; unlock FORK_LOCK
-//!   child:    forget the other threads' slots; FORKING = false; unlock FORK_LOCK
+//!   prepare:  FORK_LOCK; FORKING = true; heavy barrier; wait until no in_call is set; registry lock
+//!   parent:   registry unlock; FORKING = false; unlock FORK_LOCK
+//!   child:    registry unlock; forget the other threads' slots; FORKING = false; unlock FORK_LOCK
 //! ```
 //!
 //! # The fast path costs no atomic read-modify-write
@@ -354,10 +356,15 @@ extern "C" fn prepare() {
             unsafe { libc::sched_yield() };
         }
     }
+    // No thread is inside the stack now; a thread that is exiting may still
+    // take the thread caches' registry lock outside the gate: hold it too.
+    freespace_sync::fork::prepare();
 }
 
 /// After `fork()`, in the parent: opens the gate.
 extern "C" fn parent() {
+    // SAFETY: `prepare` took the registry lock on this thread just before.
+    unsafe { freespace_sync::fork::parent() };
     FORKING.store(false, Ordering::SeqCst);
     set_forking(false);
     // SAFETY: `prepare` took the lock on this thread.
@@ -379,6 +386,9 @@ extern "C" fn child() {
     for stripe in &COUNTS {
         stripe.0.store(0, Ordering::Relaxed);
     }
+    // SAFETY: `prepare` took the registry lock on this thread, the child's
+    // only one.
+    unsafe { freespace_sync::fork::child() };
     // `membarrier` registration is per process: the child registers anew
     // (one thread: switching modes is safe here).
     if MEMBARRIER.load(Ordering::Relaxed) {
