@@ -614,31 +614,35 @@ impl<O: Order> Tree<O> {
         key: Key,
         s: Subject,
     ) -> bool {
+        let old = Key {
+            addr: s.chunk.addr(),
+            size: s.size,
+        };
+        // Only the neighbour on the side the key moved to can be passed.
+        let toward_first = O::before(key, old);
         // SAFETY: (for the whole body) every node read is reached from the
         // root or from `s.chunk`'s children: members (T2).
         unsafe {
-            let pred = match l {
-                Some(l) => match Self::extreme(l, true) {
-                    Some(p) => Some(p),
+            let neighbour = match if toward_first { l } else { r } {
+                Some(kid) => match Self::extreme(kid, toward_first) {
+                    Some(n) => Some(n),
                     None => return false,
                 },
+                // The nearest ancestor on that side: the deepest one the
+                // path left in the other direction.
                 None => (0..path.len)
                     .rev()
-                    .find(|&i| path.went_right(i))
+                    .find(|&i| path.went_right(i) == toward_first)
                     .map(|i| path.node(i)),
             };
-            let succ = match r {
-                Some(r) => match Self::extreme(r, false) {
-                    Some(q) => Some(q),
-                    None => return false,
-                },
-                None => (0..path.len)
-                    .rev()
-                    .find(|&i| !path.went_right(i))
-                    .map(|i| path.node(i)),
-            };
-            pred.is_none_or(|p| O::before(Self::key_of(p, s), key))
-                && succ.is_none_or(|q| O::before(key, Self::key_of(q, s)))
+            neighbour.is_none_or(|n| {
+                let k = Self::key_of(n, s);
+                if toward_first {
+                    O::before(k, key)
+                } else {
+                    O::before(key, k)
+                }
+            })
         }
     }
 
@@ -796,15 +800,41 @@ impl<O: Order> Tree<O> {
     /// check that keeps a damaged node from being unlinked blindly.
     /// Nothing is changed then.
     pub unsafe fn remove(&mut self, c: Chunk, size: usize) -> Result<(), Corruption> {
-        let bad = Corruption::CorruptFreeList { addr: c.addr() };
         let s = Subject { chunk: c, size };
         let mut path = Path::new();
-        // SAFETY: (for the whole body) `c` and every node reached from the
-        // root are members (T2) once `path_to` succeeded.
+        // SAFETY: `c` is found from the root, its links checked, before
+        // anything is written.
         unsafe {
             self.path_to(s, &mut path)?;
+            let links = Self::links_of(s)?;
+            self.unlink(s, &mut path, links)
+        }
+    }
+
+    /// Unlinks member `s.chunk`, found at the end of `path` with the
+    /// checked `links` (children and balance), and rebalances.
+    ///
+    /// # Safety
+    ///
+    /// `path` leads from the root to `s.chunk` (a member) and `links` are
+    /// its own, from [`links_of`](Self::links_of).
+    ///
+    /// # Errors
+    ///
+    /// [`Corruption::CorruptFreeList`] when the path to the successor is
+    /// too deep; nothing is changed then.
+    unsafe fn unlink(
+        &mut self,
+        s: Subject,
+        path: &mut Path,
+        (l, r, b): (Option<Chunk>, Option<Chunk>, i8),
+    ) -> Result<(), Corruption> {
+        let c = s.chunk;
+        let bad = Corruption::CorruptFreeList { addr: c.addr() };
+        // SAFETY: (for the whole body) `c` and every node on the path or
+        // below `c` are members (caller contract, T2).
+        unsafe {
             let idx = path.len;
-            let (l, r, b) = Self::links_of(s)?;
             match (l, r) {
                 (Some(l), Some(r)) => {
                     // Swap in the in-order successor `n`: the leftmost of
@@ -826,9 +856,9 @@ impl<O: Order> Tree<O> {
                         n.set_field(MAX, max(c));
                     }
                     path.set_node(idx, n);
-                    self.relink(&path, idx, Some(n));
+                    self.relink(path, idx, Some(n));
                 }
-                (only, None) | (None, only) => self.relink(&path, idx, only),
+                (only, None) | (None, only) => self.relink(path, idx, only),
             }
             self.len -= 1;
             let mut shrunk = true;
@@ -850,7 +880,7 @@ impl<O: Order> Tree<O> {
                         }
                         _ => {
                             let (top, shorter) = Self::rebalance(n, b, s);
-                            self.relink(&path, i, Some(top));
+                            self.relink(path, i, Some(top));
                             shrunk = shorter;
                         }
                     }
@@ -905,7 +935,7 @@ impl<O: Order> Tree<O> {
                 size: new_size,
             };
             if O::BY_SIZE && !Self::sorts_in_place(&path, l, r, new_key, old_s) {
-                self.remove(old, old_size)?;
+                self.unlink(old_s, &mut path, (l, r, b))?;
                 return self.insert(new, new_size);
             }
             let old_max = if O::AUGMENTED { max(old) } else { 0 };
@@ -958,13 +988,13 @@ impl<O: Order> Tree<O> {
                 };
                 let mut path = Path::new();
                 self.path_to(old_s, &mut path)?;
-                let (l, r, _) = Self::links_of(old_s)?;
+                let (l, r, b) = Self::links_of(old_s)?;
                 let new_key = Key {
                     addr: c.addr(),
                     size: new_size,
                 };
                 if !Self::sorts_in_place(&path, l, r, new_key, old_s) {
-                    self.remove(c, old_size)?;
+                    self.unlink(old_s, &mut path, (l, r, b))?;
                     self.insert(c, new_size)?;
                 }
                 return Ok(());
