@@ -16,7 +16,7 @@
 //!
 //! | idea | crate | types re-exported here |
 //! |---|---|---|
-//! | the contract | `freespace-core` | [`alloc`], [`Source`], [`Owns`], [`BlockSize`], [`Inspect`], [`Corruption`], [`Violation`] |
+//! | the contract | `freespace-core` | [`alloc`], [`Source`], [`Owns`], [`BlockSize`], [`Inspect`], [`Check`], [`CheckedFree`], [`Corruption`], [`Violation`] |
 //! | memory sources | `freespace-source` | [`Arena`], [`StaticMemory`], [`Sbrk`], [`Mmap`], [`FromAllocator`] |
 //! | free list: splitting, coalescing, magic numbers | `freespace-freelist`, `freespace-split-coalesce` | [`FreeListHeap`], [`Fit`] |
 //! | fit policies | `freespace-{first,next,best,worst}-fit` | [`FirstFit`], [`NextFit`], [`BestFit`], [`WorstFit`] and their `…Heap<S>` aliases |
@@ -60,8 +60,8 @@
 pub mod stacks;
 
 pub use freespace_core::{
-    alloc, corruption, layout, report, set_handler, BlockInfo, BlockSize, BlockState, Corruption,
-    HeapSummary, Inspect, Owns, Source, Violation,
+    alloc, corruption, layout, report, set_handler, size_class, BlockInfo, BlockSize, BlockState,
+    Check, CheckedFree, Corruption, HeapSummary, Inspect, Owns, Source, Violation,
 };
 
 pub use freespace_source::{Arena, ArenaError, FromAllocator, StaticMemory};

@@ -378,3 +378,28 @@ impl<A: Inspect, R: RawMutex> Inspect for Locked<A, R> {
         self.lock().inspect(visit)
     }
 }
+
+impl<A: freespace_core::Check, R: RawMutex> freespace_core::Check for Locked<A, R> {
+    /// L1 ([`check`](Locked::check): the lock is free), then, under the
+    /// lock, the block's whole stack.
+    fn check_all(&self) -> Result<(), Violation> {
+        self.check()?;
+        self.lock().check_all()
+    }
+}
+
+// SAFETY: the checked free runs under the lock, like `deallocate`, and is
+// the block's own, which keeps the contract.
+unsafe impl<A: freespace_core::CheckedFree, R: RawMutex> freespace_core::CheckedFree
+    for Locked<A, R>
+{
+    #[inline]
+    unsafe fn try_deallocate(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+    ) -> Result<(), freespace_core::Corruption> {
+        // SAFETY: the caller's contract, passed on under the lock.
+        unsafe { self.lock().try_deallocate(ptr, layout) }
+    }
+}
