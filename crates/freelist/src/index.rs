@@ -102,6 +102,34 @@ impl AddressIndex {
     /// # Errors
     ///
     /// As [`Tree::insert`].
+    ///
+    /// # Example
+    ///
+    /// A 96-byte chunk, split to a 32-byte remainder (it moves to the
+    /// tiny tree), grown back and taken out:
+    ///
+    /// ```
+    /// use core::ptr::NonNull;
+    /// use freespace_freelist::index::AddressIndex;
+    /// use freespace_freelist::{Chunk, Flags, Request};
+    /// let mut memory = [0u128; 6];
+    /// let c = Chunk::new(NonNull::from(&mut memory).cast());
+    /// let mut index = AddressIndex::new();
+    /// let small = Request::new(core::alloc::Layout::from_size_align(16, 8).unwrap()).unwrap();
+    /// // SAFETY: the chunks lie in `memory`, ours alone.
+    /// unsafe {
+    ///     c.write_free(96, Flags::empty());
+    ///     index.insert(c).unwrap();
+    ///     assert_eq!(index.first_fit(0, &small), Some(c));
+    ///     let rest = c.forward(64);
+    ///     index.replace(c, rest, 32).unwrap();
+    ///     rest.write_free(32, Flags::empty());
+    ///     assert_eq!(index.first_fit(0, &small), Some(rest));
+    ///     index.check().unwrap();
+    ///     index.remove(rest).unwrap();
+    /// }
+    /// assert!(index.is_empty());
+    /// ```
     pub unsafe fn insert(&mut self, c: Chunk) -> Result<(), Corruption> {
         // SAFETY: caller contract.
         unsafe {

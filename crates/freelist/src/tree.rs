@@ -728,6 +728,24 @@ impl<O: Order> Tree<O> {
     ///
     /// [`Corruption::CorruptFreeList`] when the search meets `c` itself or
     /// goes deeper than [`MAX_DEPTH`] (damaged links); nothing is changed.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use core::ptr::NonNull;
+    /// use freespace_freelist::tree::{ByLargest, Tree};
+    /// use freespace_freelist::{Chunk, Flags};
+    /// let mut memory = [0u128; 4];
+    /// let c = Chunk::new(NonNull::from(&mut memory).cast());
+    /// let mut tree = Tree::<ByLargest>::new();
+    /// // SAFETY: a 64-byte free chunk in `memory`, ours alone.
+    /// unsafe {
+    ///     c.write_free(64, Flags::empty());
+    ///     tree.insert(c, 64).unwrap();
+    ///     assert!(tree.insert(c, 64).is_err()); // already a member
+    /// }
+    /// assert!(tree.contains(c, 64));
+    /// ```
     pub unsafe fn insert(&mut self, c: Chunk, size: usize) -> Result<(), Corruption> {
         let bad = Corruption::CorruptFreeList { addr: c.addr() };
         let s = Subject { chunk: c, size };
@@ -799,6 +817,29 @@ impl<O: Order> Tree<O> {
     /// says, or a child link of `c` is misaligned or out of order: the
     /// check that keeps a damaged node from being unlinked blindly.
     /// Nothing is changed then.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use core::ptr::NonNull;
+    /// use freespace_freelist::tree::{ByAddress, Tree};
+    /// use freespace_freelist::{Chunk, Flags};
+    /// let mut memory = [0u128; 4];
+    /// let (a, b) = (Chunk::new(NonNull::from(&mut memory).cast()), unsafe {
+    ///     Chunk::new(NonNull::from(&mut memory).cast()).forward(32)
+    /// });
+    /// let mut tree = Tree::<ByAddress>::new();
+    /// // SAFETY: two 32-byte free chunks in `memory`, ours alone.
+    /// unsafe {
+    ///     a.write_free(32, Flags::empty());
+    ///     b.write_free(32, Flags::empty());
+    ///     tree.insert(a, 32).unwrap();
+    ///     tree.insert(b, 32).unwrap();
+    ///     tree.remove(a, 32).unwrap();
+    ///     assert!(tree.remove(a, 32).is_err()); // no longer a member
+    /// }
+    /// assert_eq!(tree.first(), Some(b));
+    /// ```
     pub unsafe fn remove(&mut self, c: Chunk, size: usize) -> Result<(), Corruption> {
         let s = Subject { chunk: c, size };
         let mut path = Path::new();
@@ -913,6 +954,30 @@ impl<O: Order> Tree<O> {
     ///
     /// As [`remove`](Self::remove) (`old`'s links are checked the same
     /// way); nothing is changed then.
+    ///
+    /// # Example
+    ///
+    /// A chunk split from its front: the remainder takes its place.
+    ///
+    /// ```
+    /// use core::ptr::NonNull;
+    /// use freespace_freelist::tree::{ByAddressMax, Tree};
+    /// use freespace_freelist::{Chunk, Flags};
+    /// let mut memory = [0u128; 8];
+    /// let c = Chunk::new(NonNull::from(&mut memory).cast());
+    /// let mut tree = Tree::<ByAddressMax>::new();
+    /// // SAFETY: a 128-byte free chunk in `memory`, ours alone; the
+    /// // remainder lies inside it.
+    /// unsafe {
+    ///     c.write_free(128, Flags::empty());
+    ///     tree.insert(c, 128).unwrap();
+    ///     let rest = c.forward(48);
+    ///     tree.replace(c, 128, rest, 80).unwrap();
+    ///     rest.write_free(80, Flags::empty());
+    ///     assert_eq!(tree.first(), Some(rest));
+    /// }
+    /// tree.check(&mut |_, size| { assert_eq!(size, 80); Ok(()) }).unwrap();
+    /// ```
     pub unsafe fn replace(
         &mut self,
         old: Chunk,
@@ -970,6 +1035,26 @@ impl<O: Order> Tree<O> {
     /// # Errors
     ///
     /// As [`remove`](Self::remove); nothing is changed then.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use core::ptr::NonNull;
+    /// use freespace_freelist::tree::{BySize, Key, Tree};
+    /// use freespace_freelist::{Chunk, Flags};
+    /// let mut memory = [0u128; 8];
+    /// let c = Chunk::new(NonNull::from(&mut memory).cast());
+    /// let mut tree = Tree::<BySize>::new();
+    /// // SAFETY: a free chunk in `memory`, ours alone, shrunk in place.
+    /// unsafe {
+    ///     c.write_free(128, Flags::empty());
+    ///     tree.insert(c, 128).unwrap();
+    ///     c.write_free(64, Flags::empty());
+    ///     tree.resize(c, 128, 64).unwrap();
+    /// }
+    /// assert_eq!(tree.lower_bound(Key { addr: 0, size: 65 }), None);
+    /// assert_eq!(tree.lower_bound(Key { addr: 0, size: 64 }), Some(c));
+    /// ```
     pub unsafe fn resize(
         &mut self,
         c: Chunk,
