@@ -766,37 +766,38 @@ impl<O: Order> Tree<O> {
                 path.push(n, go_right).map_err(|()| bad)?;
                 at = child(n, go_right);
             }
+            if O::AUGMENTED {
+                // Every node on the path gains `c` below it: raise word 3
+                // on the way down (the path is in cache; the siblings need
+                // not be read). Rotations below recompute their nodes.
+                for i in 0..path.len {
+                    let n = path.node(i);
+                    if max(n) < size {
+                        n.set_field(MAX, size);
+                    }
+                }
+                c.set_field(MAX, size);
+            }
             set_left_and_balance(c, None, 0);
             set_right(c, None);
-            Self::fix_max(c, s);
             self.relink(&path, path.len, Some(c));
             self.len += 1;
-            let mut grew = true;
             let mut i = path.len;
             while i > 0 {
                 i -= 1;
                 let n = path.node(i);
-                if grew {
-                    let b = balance(n) + if path.went_right(i) { 1 } else { -1 };
-                    match b {
-                        0 => {
-                            set_balance(n, 0);
-                            grew = false;
-                            Self::fix_max(n, s);
-                        }
-                        -1 | 1 => {
-                            set_balance(n, b);
-                            Self::fix_max(n, s);
-                        }
-                        _ => {
-                            let (top, _) = Self::rebalance(n, b, s);
-                            self.relink(&path, i, Some(top));
-                            grew = false;
-                        }
+                let b = balance(n) + if path.went_right(i) { 1 } else { -1 };
+                match b {
+                    0 => {
+                        set_balance(n, 0);
+                        break;
                     }
-                } else if !Self::fix_max(n, s) {
-                    // Balanced, and the sizes above already include this.
-                    break;
+                    -1 | 1 => set_balance(n, b),
+                    _ => {
+                        let (top, _) = Self::rebalance(n, b, s);
+                        self.relink(&path, i, Some(top));
+                        break;
+                    }
                 }
             }
         }
