@@ -926,11 +926,14 @@ impl<O: Order> Tree<O> {
                             shrunk = shorter;
                         }
                     }
-                } else if !Self::fix_max(n, s) && i <= idx {
-                    // Balanced, and word 3 unchanged: nothing above moves.
-                    // (Below `idx`, on the way to the successor's old
-                    // place, the successor's removal must still be counted
-                    // at `idx` itself.)
+                } else if i > idx {
+                    // On the way to the successor's old place: it left
+                    // these subtrees; `idx` itself must still count that.
+                    Self::fix_max(n, s);
+                } else if (O::AUGMENTED && max(n) > s.size) || !Self::fix_max(n, s) {
+                    // Balanced, and word 3 unchanged (a larger chunk than
+                    // the one removed is still below, or the recomputed
+                    // value is the same): nothing above moves.
                     break;
                 }
             }
