@@ -4,22 +4,22 @@
 //! A process that forks while another thread is inside the allocator
 //! would give the child a heap whose locks are held by a thread that does
 //! not exist there: the child's first `malloc` would spin forever. The
-//! stack has locks in three places — the heap's `Locked`, the depot's
-//! per-class lists and the thread-cache registry — and only the first is
-//! reachable from outside `freespace-sync`. So rather than take each lock
-//! before the fork, the shim makes sure no thread is inside the stack at
-//! all when the address space is copied; then every lock in it is free,
-//! whatever lock it is. The one lock a thread takes outside the stack's
-//! calls — the registry lock, for a moment while an exiting thread's
-//! destructor runs — is held across the fork with `freespace_sync::fork`.
+//! stack has locks in two places — the heap's `Locked` and the depot's
+//! per-class lists — and only the first is reachable from outside
+//! `freespace-sync`. So rather than take each lock before the fork, the
+//! shim makes sure no thread is inside the stack at all when the address
+//! space is copied; then every lock in it is free, whatever lock it is.
+//! Nothing takes a lock of the stack outside a call: the thread caches
+//! live in the shim's own thread-local and are flushed at thread exit by a
+//! destructor that passes the gate like any call.
 //!
 //! ```text
 //!   call:     in_call = true; light barrier; if FORKING { in_call = false; wait; retry }
 //!             … stack …
 //!             in_call = false
-//!   prepare:  FORK_LOCK; FORKING = true; heavy barrier; wait until no in_call is set; registry lock
-//!   parent:   registry unlock; FORKING = false; unlock FORK_LOCK
-//!   child:    registry unlock; forget the other threads' slots; FORKING = false; unlock FORK_LOCK
+//!   prepare:  FORK_LOCK; FORKING = true; heavy barrier; wait until no in_call is set
+//!   parent:   FORKING = false; unlock FORK_LOCK
+//!   child:    forget the other threads' slots; FORKING = false; unlock FORK_LOCK
 //! ```
 //!
 //! # The fast path costs no atomic read-modify-write
@@ -58,6 +58,9 @@
 //!   `prepare` issues it). `HEAVY` may be cleared at any time — `prepare`
 //!   keeps issuing `membarrier` for the calls already under way — but only
 //!   set together with a successful registration.
+//! - F4: a thread's `gate` (its fast path) is its slot when it owns one and
+//!   is not forking, and `None` otherwise; a call with `gate` set goes
+//!   straight to that slot.
 
 use core::sync::atomic::{compiler_fence, fence, AtomicBool, AtomicUsize, Ordering};
 
@@ -110,8 +113,9 @@ static FENCES: AtomicBool = AtomicBool::new(false);
 
 /// How a call passed the gate; hand it back to [`leave`].
 pub(crate) enum Pass {
-    /// The forking thread, inside the fork: nothing to undo.
-    Forker,
+    /// Nothing to undo: the forking thread inside the fork, or a call
+    /// nested in one that passed the gate.
+    Through,
     /// On the thread's own slot.
     Slot(&'static Slot),
     /// On a shared stripe.
@@ -120,32 +124,58 @@ pub(crate) enum Pass {
 
 /// Passes the gate for a call from the thread `t` (waiting while a fork is
 /// under way).
-#[inline]
+#[inline(always)]
 pub(crate) fn enter(t: &ThreadState) -> Pass {
+    match t.gate.get() {
+        // The common case: a slot of its own, not forking (F4).
+        Some(slot) => {
+            enter_slot(slot);
+            Pass::Slot(slot)
+        }
+        None => enter_slow(t),
+    }
+}
+
+/// [`enter`] for a thread that is forking, has no slot yet, or counts on a
+/// stripe.
+#[cold]
+fn enter_slow(t: &ThreadState) -> Pass {
     if t.forking.get() {
-        return Pass::Forker;
+        return Pass::Through;
     }
     let mut i = t.slot.get();
     if i == UNCLAIMED {
         i = claim(t);
     }
     match OWNERS.get(i) {
-        Some(slot) => enter_slot(slot),
+        Some(slot) => {
+            enter_slot(slot);
+            Pass::Slot(slot)
+        }
         None => enter_stripe(t),
     }
 }
 
-#[inline]
-fn enter_slot(slot: &'static Slot) -> Pass {
+/// Passes the gate on the calling thread's own `slot` (its `gate`, F4);
+/// undo with [`leave_slot`]. The fast path: a store, a barrier that is a
+/// compiler fence when `prepare` issues `membarrier`, a load.
+#[inline(always)]
+pub(crate) fn enter_slot(slot: &'static Slot) {
     loop {
         slot.in_call.store(true, Ordering::Relaxed);
         light_barrier();
         if !FORKING.load(Ordering::Relaxed) {
-            return Pass::Slot(slot);
+            return;
         }
         slot.in_call.store(false, Ordering::Release);
         wait_for_fork();
     }
+}
+
+/// Ends a call that [`enter_slot`] let in.
+#[inline(always)]
+pub(crate) fn leave_slot(slot: &'static Slot) {
+    slot.in_call.store(false, Ordering::Release);
 }
 
 #[cold]
@@ -163,16 +193,16 @@ fn enter_stripe(t: &ThreadState) -> Pass {
 
 /// The call's half of the barrier: a compiler fence when `prepare` issues
 /// `membarrier` (F3), a full fence otherwise.
-#[inline]
+#[inline(always)]
 fn light_barrier() {
-    if HEAVY.load(Ordering::Relaxed) {
-        compiler_fence(Ordering::SeqCst);
-    } else {
+    if !HEAVY.load(Ordering::Relaxed) {
         fence(Ordering::SeqCst);
     }
+    compiler_fence(Ordering::SeqCst);
 }
 
 #[cold]
+#[inline(never)]
 fn wait_for_fork() {
     while FORKING.load(Ordering::Acquire) {
         // SAFETY: `sched_yield` has no preconditions.
@@ -181,11 +211,11 @@ fn wait_for_fork() {
 }
 
 /// Ends a call that [`enter`] let in.
-#[inline]
-pub(crate) fn leave(pass: Pass) {
+#[inline(always)]
+pub(crate) fn leave(pass: &Pass) {
     match pass {
-        Pass::Forker => {}
-        Pass::Slot(slot) => slot.in_call.store(false, Ordering::Release),
+        Pass::Slot(slot) => leave_slot(slot),
+        Pass::Through => {}
         Pass::Stripe(stripe) => {
             stripe.0.fetch_sub(1, Ordering::Release);
         }
@@ -233,7 +263,10 @@ impl Drop for Release {
     fn drop(&mut self) {
         let i = self.0.get();
         // Calls from here on (later destructors) count on a stripe.
-        let _ = THREAD.try_with(|t| t.slot.set(NO_SLOT));
+        let _ = THREAD.try_with(|t| {
+            t.gate.set(None);
+            t.slot.set(NO_SLOT);
+        });
         if let Some(slot) = OWNERS.get(i) {
             slot.owned.store(false, Ordering::Release);
         }
@@ -262,6 +295,7 @@ fn claim(t: &ThreadState) -> usize {
         {
             if RELEASE.try_with(|r| r.0.set(i)).is_ok() {
                 t.slot.set(i);
+                t.gate.set(Some(slot));
                 return i;
             }
             // The thread is already exiting: no destructor to give it back.
@@ -321,9 +355,14 @@ pub(crate) fn uses_membarrier() -> bool {
     HEAVY.load(Ordering::Relaxed)
 }
 
+/// Marks the calling thread as the forking one (or not any more), keeping
+/// F4.
 fn set_forking(on: bool) {
     // Const thread-local without a destructor: never unavailable.
-    let _ = THREAD.try_with(|t| t.forking.set(on));
+    let _ = THREAD.try_with(|t| {
+        t.forking.set(on);
+        t.gate.set(if on { None } else { OWNERS.get(t.slot.get()) });
+    });
 }
 
 /// Before `fork()`: closes the gate and waits until no call is inside.
@@ -356,15 +395,10 @@ extern "C" fn prepare() {
             unsafe { libc::sched_yield() };
         }
     }
-    // No thread is inside the stack now; a thread that is exiting may still
-    // take the thread caches' registry lock outside the gate: hold it too.
-    freespace_sync::fork::prepare();
 }
 
 /// After `fork()`, in the parent: opens the gate.
 extern "C" fn parent() {
-    // SAFETY: `prepare` took the registry lock on this thread just before.
-    unsafe { freespace_sync::fork::parent() };
     FORKING.store(false, Ordering::SeqCst);
     set_forking(false);
     // SAFETY: `prepare` took the lock on this thread.
@@ -386,9 +420,6 @@ extern "C" fn child() {
     for stripe in &COUNTS {
         stripe.0.store(0, Ordering::Relaxed);
     }
-    // SAFETY: `prepare` took the registry lock on this thread, the child's
-    // only one.
-    unsafe { freespace_sync::fork::child() };
     // `membarrier` registration is per process: the child registers anew
     // (one thread: switching modes is safe here).
     if MEMBARRIER.load(Ordering::Relaxed) {

@@ -87,6 +87,7 @@ impl Plan {
     /// assert_eq!(Plan::new(0, 1).map(|p| p.layout.size()), Some(16), "malloc(0) still gets a block");
     /// assert!(Plan::new(10, 24).is_none());
     /// ```
+    #[inline(always)]
     pub fn new(size: usize, align: usize) -> Option<Plan> {
         if !align.is_power_of_two() {
             return None;
@@ -130,8 +131,10 @@ impl Plan {
 ///
 /// # Invariants
 /// - H1: for a live block at user address `p`, `tag == Header::live_tag(key,
-///   p, len, shift, direct)` and `len >= 1 << shift`; the block starts at
-///   `p - (1 << shift)` and is `len` bytes long, aligned to `1 << shift`.
+///   p, len, shift, direct)`, `shift` is at least `log2(MIN_ALIGN)` and
+///   `len >= 1 << shift` (and `len` and `1 << shift` make a valid
+///   `Layout`); the block starts at `p - (1 << shift)` and is `len` bytes
+///   long, aligned to `1 << shift`.
 /// - H2: for a block freed at `p`, `tag == Header::freed_tag(key, p)`
 ///   (until the stack reuses the memory).
 ///
@@ -182,11 +185,13 @@ impl Block {
     /// let b = freespace_malloc::header::Block { len: 4096 * 2, shift: 12, direct: false };
     /// assert_eq!((b.align(), b.usable()), (4096, 4096));
     /// ```
+    #[inline(always)]
     pub const fn align(&self) -> usize {
         1 << self.shift
     }
 
     /// Bytes the user may use: from the user pointer to the block's end.
+    #[inline(always)]
     pub const fn usable(&self) -> usize {
         self.len - self.align()
     }
@@ -198,6 +203,7 @@ impl Block {
     /// let b = freespace_malloc::header::Block { len: 48, shift: 4, direct: false };
     /// assert_eq!(b.layout().map(|l| (l.size(), l.align())), Some((48, 16)));
     /// ```
+    #[inline(always)]
     pub fn layout(&self) -> Option<Layout> {
         Layout::from_size_align(self.len, self.align()).ok()
     }
@@ -228,6 +234,7 @@ impl Header {
     /// let h = Header::live(42, 0x2000, 48, 4, false);
     /// assert_eq!((h.len, h.tag & 0xff), (48, 4));
     /// ```
+    #[inline(always)]
     pub fn live(key: u64, addr: usize, len: usize, shift: u32, direct: bool) -> Header {
         Header {
             len,
@@ -241,6 +248,7 @@ impl Header {
     /// use freespace_malloc::header::{Bad, Header};
     /// assert_eq!(Header::freed(42, 0x2000).decode(42, 0x2000), Err(Bad::Freed));
     /// ```
+    #[inline(always)]
     pub fn freed(key: u64, addr: usize) -> Header {
         Header {
             len: 0,
@@ -256,6 +264,7 @@ impl Header {
     /// assert_ne!(a, b, "the address is sealed in");
     /// assert_eq!(a & 0xff, 4);
     /// ```
+    #[inline(always)]
     pub fn live_tag(key: u64, addr: usize, len: usize, shift: u32, direct: bool) -> usize {
         let low = (shift as usize & SHIFT_MASK) | if direct { DIRECT } else { 0 };
         let seal = mix(key ^ addr as u64 ^ (len as u64).rotate_left(29) ^ (low as u64) << 56);
@@ -270,6 +279,7 @@ impl Header {
     /// use freespace_malloc::header::Header;
     /// assert_eq!(Header::freed_tag(7, 0x40) & 0xff, 0);
     /// ```
+    #[inline(always)]
     pub fn freed_tag(key: u64, addr: usize) -> usize {
         mix(!key ^ addr as u64).rotate_left(17) as usize & !0xff
     }
@@ -284,16 +294,16 @@ impl Header {
     /// let stray = Header { len: 48, tag: 0x1234_5604 }; // plausible low byte, wrong seal
     /// assert_eq!(stray.decode(42, 0x2000), Err(Bad::Unknown));
     /// ```
+    #[inline(always)]
     pub fn decode(&self, key: u64, addr: usize) -> Result<Block, Bad> {
         let low = self.tag & 0xff;
         let shift = (low & SHIFT_MASK) as u32;
         let direct = low & DIRECT != 0;
-        // The live case first (one hash); a freed tag has low byte 0, which
-        // fails the shift bound, so it never passes for live.
-        if low & !(SHIFT_MASK | DIRECT) == 0
-            && (shift as usize) >= MIN_ALIGN.trailing_zeros() as usize
-            && shift < usize::BITS - 1
-            && self.len >= 1 << shift
+        // The live case first (one hash). A tag equal to the live tag has
+        // the low byte `live_tag` builds, so its reserved bit 6 is clear; a
+        // freed tag has low byte 0, which fails the shape check, so it
+        // never passes for live.
+        if shape_ok(self.len, shift)
             && self.tag == Self::live_tag(key, addr, self.len, shift, direct)
         {
             return Ok(Block {
@@ -336,12 +346,30 @@ impl Header {
     }
 }
 
+/// Whether `len` bytes aligned to `1 << shift` is a shape a live header
+/// can describe (H1): `shift` from `log2(MIN_ALIGN)` to 62, and
+/// `1 << shift <= len <= isize::MAX + 1 - (1 << shift)`, so that
+/// [`Block::layout`] of a decoded block always succeeds. Written as two
+/// unsigned comparisons: it runs on every `free`.
+#[inline(always)]
+const fn shape_ok(len: usize, shift: u32) -> bool {
+    const MIN_SHIFT: u32 = MIN_ALIGN.trailing_zeros();
+    if shift.wrapping_sub(MIN_SHIFT) > 62 - MIN_SHIFT {
+        return false;
+    }
+    let align = 1usize << shift;
+    // `len - align` wraps to more than the bound when `len < align`; the
+    // bound is at least 0 as `align <= 1 << 62`.
+    len.wrapping_sub(align) <= (isize::MAX as usize + 1) - 2 * align
+}
+
 /// One multiply and a fold: multiplying by an odd constant is a bijection
 /// (so any change of the input word changes the product, at its lowest
 /// changed bit and, through the carries, most bits above), and the fold
 /// brings the high half down. The seal guards against accidents and stray
 /// writes, not against an adversary; one multiply keeps it to a few cycles
 /// on every `malloc` and `free`.
+#[inline(always)]
 fn mix(x: u64) -> u64 {
     let x = x.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     x ^ (x >> 29)

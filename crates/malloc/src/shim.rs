@@ -7,12 +7,18 @@
 //! crate, so it is built from the blocks):
 //!
 //! ```text
-//!   HEAP  = Magazines<Locked<Slab<Buddy<Mmap>>>>     per-thread magazines, classes 16 B … 1 KiB
+//!   THREAD.cache = ThreadCache<Locked<Slab<Buddy<Mmap>>>>   per-thread magazines, classes 16 B … 1 KiB
 //!   DEPOT = Depot<Locked<Slab<Buddy<Mmap>>>>         full/empty magazines per class, one lock each
 //!           Locked<…>                                one spin lock for the heap
 //!           Slab<…>                                  size classes 16 B … 8 KiB, 64 KiB slabs
 //!           Buddy<Mmap>                              everything larger, up to 2 GiB, 64 GiB reserved
 //! ```
+//!
+//! The magazines are the thread-cache layer's explicit per-thread handle
+//! (`ThreadCache`, the same racks and depot as its thread-local
+//! `Magazines`), kept in the shim's own thread-local next to the re-entrancy
+//! depth and the fork gate's slot: a call does one thread-local lookup, not
+//! one per layer.
 //!
 //! `Mmap` and not `Sbrk` at the bottom: the C library's own code (and
 //! anything calling `sbrk` directly) may move the program break, so the
@@ -20,32 +26,40 @@
 //!
 //! # Re-entrancy
 //!
-//! glibc calls `malloc` from inside the stack's own first use on a thread:
-//! the thread caches live in a Rust thread-local with a destructor, which
-//! std registers with `__cxa_thread_atexit_impl`, which `calloc`s. A
-//! per-thread depth counter (a thread-local *without* destructor, so
-//! always usable) sends such nested calls straight to the shared heap,
-//! marking their blocks *direct* in the header so that `free` sends them
-//! back there and not into a thread cache (a cache round must be exactly
-//! its class's size; a heap block need not be). The same path serves the
-//! allocations `pthread_atfork` makes while the shim registers its fork
-//! handlers. Frees after a thread's caches are gone (glibc frees its TLS
-//! destructor list after running it) go to the depot, which the thread
-//! cache layer does by itself.
+//! glibc calls `malloc` from inside the shim's own first call on a thread:
+//! registering a thread-local destructor (the one that flushes the
+//! magazines at thread exit, the one that gives back the fork gate's slot)
+//! goes through `__cxa_thread_atexit_impl`, which `calloc`s. A per-thread
+//! depth counter (in a thread-local *without* destructor, so always
+//! usable) sends such nested calls straight to the shared heap, marking
+//! their blocks *direct* in the header so that `free` sends them back there
+//! and not into a thread cache (a cache round must be exactly its class's
+//! size; a heap block need not be). The same path serves the allocations
+//! `pthread_atfork` makes while the shim registers its fork handlers.
+//! Calls after a thread's magazines were flushed at its exit (from later
+//! destructors) also go straight to the shared heap.
+//!
+//! # The fast path
+//!
+//! `malloc` and `free` inline the common case ([`Fast`]): one thread-local
+//! lookup, three checks (not nested, magazines live, a gate slot of its
+//! own), the gate's store and load, the header, and the magazine's pop or
+//! push. Everything else is out of line and cold ([`Call`]).
 
 extern crate std;
 
 use core::cell::Cell;
 use core::ffi::{c_int, c_void};
+use core::mem::ManuallyDrop;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use freespace_buddy::Buddy;
-use freespace_core::alloc::{AllocError, Allocator};
+use freespace_core::alloc::{AllocError, Allocator, Layout};
 use freespace_core::{report, Corruption, Owns};
 use freespace_slab::Slab;
 use freespace_source::Mmap;
-use freespace_sync::{Depot, Locked, Magazines, CLASS_ALIGN, MAX_CACHED};
+use freespace_sync::{Depot, Locked, ThreadCache};
 
 use crate::fork;
 use crate::header::{memalign_align, page_round, posix_align_ok, Bad, Block, Header, Plan};
@@ -70,8 +84,17 @@ pub const NAME: &str = "malloc";
 /// ```
 pub type Shared = Locked<Slab<Buddy<Mmap>>>;
 
-static DEPOT: Depot<Shared> = Depot::new(Locked::new(Slab::new(Buddy::new(Mmap::new()))));
-static HEAP: Magazines<'static, Shared> = Magazines::new(&DEPOT);
+/// Address space the heap reserves: `Mmap`'s default (64 GiB), or 4 GiB
+/// with the `valgrind` feature (valgrind refuses the larger reservation).
+const RESERVE: usize = if cfg!(feature = "valgrind") {
+    4 << 30
+} else {
+    freespace_source::mmap::DEFAULT_RESERVE
+};
+
+static DEPOT: Depot<Shared> = Depot::new(Locked::new(Slab::new(Buddy::new(Mmap::with_reserve(
+    RESERVE,
+)))));
 
 /// The shared heap behind the thread caches, for inspection (its `check`,
 /// `HeapSummary`): every block the shim hands out lives in it.
@@ -95,10 +118,14 @@ pub fn shared() -> &'static Shared {
 /// ```
 pub fn check() -> Result<(), freespace_core::Violation> {
     let call = Call::begin();
-    let stack = HEAP.check().and_then(|()| DEPOT.check()).and_then(|()| {
-        let heap = shared().lock();
-        heap.check().and_then(|()| heap.parent().check())
-    });
+    let stack = call
+        .cache()
+        .map_or(Ok(()), Cache::check)
+        .and_then(|()| DEPOT.check())
+        .and_then(|()| {
+            let heap = shared().lock();
+            heap.check().and_then(|()| heap.parent().check())
+        });
     drop(call);
     stack?;
     fork::check_quiescent()
@@ -121,14 +148,18 @@ pub(crate) fn nested<R>(f: impl FnOnce() -> R) -> R {
 #[cfg(test)]
 pub(crate) unsafe fn is_direct(p: *mut c_void) -> bool {
     // SAFETY: the caller's contract.
-    unsafe { block_of(NonNull::new(p.cast()).unwrap()) }.is_some_and(|b| b.direct)
+    unsafe { block_of(NonNull::new(p.cast()).unwrap(), key()) }.is_some_and(|b| b.direct)
 }
 
 /// Hands the calling thread's cached blocks to the depot, and everything
 /// the depot holds back to the heap.
 #[cfg(test)]
 pub(crate) fn trim() {
-    HEAP.flush();
+    let call = Call::begin();
+    if let Some(cache) = call.cache() {
+        cache.flush();
+    }
+    drop(call);
     DEPOT.reap();
 }
 
@@ -136,8 +167,37 @@ pub(crate) fn trim() {
 // Per-thread state and the call guard
 // ---------------------------------------------------------------------------
 
-/// What the shim keeps per thread. No destructor, so the thread-local is
-/// usable at every point of a thread's life, its exit included.
+/// A thread's magazines: freespace-sync's explicit per-thread handle on
+/// the shared [`DEPOT`], kept in [`THREAD`] with the rest of the thread's
+/// state, so a call finds everything it needs with one thread-local lookup.
+type Cache = ThreadCache<'static, Shared>;
+
+/// `ThreadState::cache_state`: the thread has not used its magazines yet.
+const NEW: u8 = 0;
+/// `ThreadState::cache_state`: [`EXIT_FLUSH`] is registered; the magazines
+/// are in use.
+const LIVE: u8 = 1;
+/// `ThreadState::cache_state`: the thread is exiting and its magazines were
+/// flushed; its calls go straight to the shared heap.
+const GONE: u8 = 2;
+
+/// What the shim keeps per thread: the re-entrancy depth, the fork gate's
+/// slot, and the thread's magazines. No destructor (the magazines are
+/// flushed by [`EXIT_FLUSH`]), so the thread-local is usable at every
+/// point of a thread's life, its exit included, and reaching it is a
+/// plain address computation.
+///
+/// # Invariants
+/// - S1: `depth` is the number of calls of this thread inside the shim.
+/// - S2: `cache` is only used by a call at depth 1 (never by a nested
+///   one) while `cache_state` is [`LIVE`]; nothing such a call does
+///   re-enters the shim, so the handle is never reached twice at once
+///   (`ThreadCache`'s T1).
+/// - S3: `cache_state` goes [`NEW`] → [`LIVE`] → [`GONE`], never back. It
+///   is [`LIVE`] only while [`EXIT_FLUSH`]'s destructor is registered for
+///   this thread and has not run; that destructor flushes `cache` to the
+///   depot before setting [`GONE`]. So every block the magazines hold
+///   reaches the depot when the thread exits.
 pub(crate) struct ThreadState {
     /// Calls of this thread inside the shim (more than one: re-entered).
     depth: Cell<u32>,
@@ -148,8 +208,14 @@ pub(crate) struct ThreadState {
     pub(crate) stripe: Cell<usize>,
     /// This thread is forking: it passes the closed gate.
     pub(crate) forking: Cell<bool>,
-    /// [`EXIT_FLUSH`] is registered for this thread.
-    exit_flush: Cell<bool>,
+    /// The slot a call enters the gate on without further checks (the fork
+    /// gate's F4).
+    pub(crate) gate: Cell<Option<&'static fork::Slot>>,
+    /// [`NEW`], [`LIVE`] or [`GONE`] (S3).
+    cache_state: Cell<u8>,
+    /// The thread's magazines (S2). Never dropped: [`EXIT_FLUSH`] empties
+    /// them, and an empty handle owns nothing.
+    cache: ManuallyDrop<Cache>,
 }
 
 std::thread_local! {
@@ -159,25 +225,32 @@ std::thread_local! {
             slot: Cell::new(fork::UNCLAIMED),
             stripe: Cell::new(0),
             forking: Cell::new(false),
-            exit_flush: Cell::new(false),
+            gate: Cell::new(None),
+            cache_state: Cell::new(NEW),
+            cache: ManuallyDrop::new(ThreadCache::new(&DEPOT)),
         }
     };
 }
 
 /// Flushes the thread's magazines to the depot when it exits, *through
-/// the fork gate*. The thread-cache layer flushes them itself in its own
-/// thread-local destructor, but that runs outside the shim, so a fork at
-/// that moment could copy a depot or heap lock held by the exiting thread
-/// into the child. This destructor is registered after the cache's (on the
-/// thread's first cached allocation), so it runs first and leaves the
-/// cache's own flush nothing to do.
+/// the fork gate* (a fork at that moment cannot copy a depot or heap lock
+/// held by the exiting thread), and sends the thread's later calls (from
+/// destructors that run after this one) straight to the shared heap (S3).
+/// Registered on the thread's first call, before its magazines hold
+/// anything.
 struct ExitFlush;
 
 impl Drop for ExitFlush {
     fn drop(&mut self) {
         let call = Call::begin();
-        if !call.nested {
-            HEAP.flush();
+        // A thread does not exit from inside `malloc`, so this call is not
+        // nested and the magazines are this call's (S2).
+        if let Some(cache) = call.cache() {
+            cache.flush();
+        }
+        // SAFETY: as in `Call::drop`.
+        if let Some(t) = unsafe { call.thread.as_ref() } {
+            t.cache_state.set(GONE);
         }
         drop(call);
     }
@@ -188,82 +261,169 @@ std::thread_local! {
 }
 
 /// One call inside the shim: counted by the fork gate, and told whether it
-/// re-entered the shim from inside another call on the same thread.
+/// may use the thread's magazines.
 struct Call {
-    /// How the call passed the fork gate (`None`: nested, it did not).
-    pass: Option<fork::Pass>,
-    nested: bool,
+    /// How the call passed the fork gate (`Through` for a nested call: it
+    /// did not).
+    pass: fork::Pass,
+    /// The thread's magazines when this call may use them (S2), else null:
+    /// a nested call, or a thread whose magazines are not live.
+    cache: *const Cache,
     /// This thread's state, for the depth count in `drop` (null: the
-    /// thread-local was unavailable). A raw pointer: `Call` stays on its
+    /// thread-local was unavailable). Raw pointers: `Call` stays on its
     /// thread (`!Send`), within one call.
     thread: *const ThreadState,
 }
 
 impl Call {
+    /// Enters the shim: one thread-local lookup, the depth count (S1), the
+    /// fork gate. Every case (`malloc` and `free` try [`Fast`] first).
     #[inline]
     fn begin() -> Call {
         THREAD
             .try_with(|t| {
                 let depth = t.depth.get();
                 t.depth.set(depth + 1);
-                if depth > 0 {
-                    // Inside an outer call, which holds the gate already.
+                if depth == 0 && t.cache_state.get() == LIVE {
+                    // An outermost call on a thread whose magazines are set
+                    // up (so `first_use` has run).
                     return Call {
-                        pass: None,
-                        nested: true,
+                        pass: fork::enter(t),
+                        cache: &*t.cache,
                         thread: t,
                     };
                 }
-                if !READY.load(Ordering::Acquire) {
-                    first_use();
-                }
-                Call {
-                    pass: Some(fork::enter(t)),
-                    nested: false,
-                    thread: t,
-                }
+                Call::begin_slow(t, depth)
             })
             // A thread-local without destructor is never unavailable; if it
             // were, the shared heap is always a correct place to go. (Built
             // lazily: a `Call` is not dropped unless it was begun.)
             .unwrap_or_else(|_| Call {
-                pass: None,
-                nested: true,
+                pass: fork::Pass::Through,
+                cache: ptr::null(),
                 thread: ptr::null(),
             })
     }
-}
 
-impl Call {
-    /// After a cached allocation (so the thread cache's thread-local, and
-    /// its destructor, exist): registers [`EXIT_FLUSH`] once per thread.
-    /// Inside the call, so the C library's allocation for the registration
-    /// is a nested one.
-    #[inline]
-    fn after_cached_allocation(&self) {
-        // SAFETY: as in `drop`.
-        let Some(t) = (unsafe { self.thread.as_ref() }) else {
-            return;
-        };
-        if !t.exit_flush.get() {
-            t.exit_flush.set(true);
-            let _ = EXIT_FLUSH.try_with(|_| ());
+    /// A nested call, the thread's first call, or a call after the
+    /// thread's magazines are gone.
+    #[cold]
+    fn begin_slow(t: &ThreadState, depth: u32) -> Call {
+        if depth > 0 {
+            // Inside an outer call, which holds the gate already.
+            return Call {
+                pass: fork::Pass::Through,
+                cache: ptr::null(),
+                thread: t,
+            };
         }
+        if !READY.load(Ordering::Acquire) {
+            first_use();
+        }
+        let pass = fork::enter(t);
+        if t.cache_state.get() == NEW {
+            // Inside the call: the C library's allocation for the
+            // registration is a nested one. If the thread-local is already
+            // gone (the thread is exiting), so are the magazines.
+            let registered = EXIT_FLUSH.try_with(|_| ()).is_ok();
+            t.cache_state.set(if registered { LIVE } else { GONE });
+        }
+        Call {
+            pass,
+            cache: if t.cache_state.get() == LIVE {
+                &*t.cache
+            } else {
+                ptr::null()
+            },
+            thread: t,
+        }
+    }
+
+    /// The thread's magazines, if this call may use them (S2).
+    #[inline(always)]
+    fn cache(&self) -> Option<&Cache> {
+        // SAFETY: `cache` is null or this thread's `THREAD.cache`, which
+        // lives as long as the thread (a thread-local without destructor);
+        // only this call, the outermost, uses it (S2).
+        unsafe { self.cache.as_ref() }
     }
 }
 
 impl Drop for Call {
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
-        if let Some(pass) = self.pass.take() {
-            fork::leave(pass);
-        }
+        fork::leave(&self.pass);
         // SAFETY: `thread` is null or this thread's `THREAD`, a thread-local
         // without destructor, which lives as long as the thread; the `Call`
         // never leaves the thread (it is `!Send`).
         if let Some(t) = unsafe { self.thread.as_ref() } {
             t.depth.set(t.depth.get().saturating_sub(1));
         }
+    }
+}
+
+/// The common case of a call, inlined: an outermost call on a thread
+/// whose magazines are live (S3) and which owns a slot of the fork gate
+/// (its `gate`, F4). One thread-local lookup, three checks, the gate's
+/// store, fence and load; ended by `drop`. Every other case goes through
+/// [`Call`].
+struct Fast {
+    /// This thread's state (a raw pointer, as in [`Call`]).
+    thread: *const ThreadState,
+    slot: &'static fork::Slot,
+}
+
+impl Fast {
+    /// Begins the call if it is the common case; `None` (and nothing done)
+    /// otherwise.
+    #[inline(always)]
+    fn begin() -> Option<Fast> {
+        Fast::begin_on(Fast::thread())
+    }
+
+    /// The calling thread's state, for [`begin_on`](Self::begin_on): the
+    /// thread-local lookup alone (a call into the C library's TLS code in a
+    /// shared library), so that a caller can make it before it has values
+    /// to keep across it.
+    #[inline(always)]
+    fn thread() -> *const ThreadState {
+        THREAD
+            .try_with(|t| t as *const ThreadState)
+            .unwrap_or(ptr::null())
+    }
+
+    /// [`begin`](Self::begin) with the state from [`thread`](Self::thread),
+    /// on the same thread.
+    #[inline(always)]
+    fn begin_on(thread: *const ThreadState) -> Option<Fast> {
+        // SAFETY: null or this thread's `THREAD` (caller), which has no
+        // destructor and so lives as long as the thread; the reference
+        // does not outlive this function.
+        let t = unsafe { thread.as_ref() }?;
+        if t.depth.get() != 0 || t.cache_state.get() != LIVE {
+            return None;
+        }
+        let slot = t.gate.get()?;
+        t.depth.set(1);
+        fork::enter_slot(slot);
+        Some(Fast { thread, slot })
+    }
+
+    /// The thread's magazines: this call is the outermost one and they are
+    /// live, so they are its own (S2).
+    #[inline(always)]
+    fn cache(&self) -> &Cache {
+        // SAFETY: as in `Call::drop`: `thread` is this thread's `THREAD`.
+        unsafe { &(*self.thread).cache }
+    }
+}
+
+impl Drop for Fast {
+    #[inline(always)]
+    fn drop(&mut self) {
+        fork::leave_slot(self.slot);
+        // SAFETY: as in `cache`.
+        unsafe { (*self.thread).depth.set(0) };
     }
 }
 
@@ -285,7 +445,7 @@ static KEY: AtomicU64 = AtomicU64::new(0);
 
 /// The process's secret for header seals: the kernel's 16 random bytes
 /// (`AT_RANDOM`), folded with where this library was loaded.
-#[inline]
+#[inline(always)]
 fn key() -> u64 {
     match KEY.load(Ordering::Relaxed) {
         0 => init_key(),
@@ -350,7 +510,7 @@ fn page_size() -> usize {
 /// `p` is at least [`HEADER`] bytes into an allocation (true of every
 /// pointer the shim returns; a foreign pointer is the caller's bug, as with
 /// any `free`).
-#[inline]
+#[inline(always)]
 unsafe fn header_of(p: NonNull<u8>) -> NonNull<Header> {
     // SAFETY: the caller's contract.
     unsafe { p.sub(HEADER) }.cast()
@@ -358,20 +518,52 @@ unsafe fn header_of(p: NonNull<u8>) -> NonNull<Header> {
 
 /// Allocates `size` bytes aligned to `align` (a power of two). `None` on
 /// failure; never touches `errno`.
-#[inline]
+#[inline(always)]
 fn allocate(size: usize, align: usize, zero: bool) -> Option<NonNull<u8>> {
     let plan = Plan::new(size, align)?;
-    let call = Call::begin();
-    let block = if call.nested {
-        shared().allocate(plan.layout)
-    } else {
-        let block = HEAP.allocate(plan.layout);
-        if plan.layout.size() <= MAX_CACHED && plan.layout.align() <= CLASS_ALIGN {
-            call.after_cached_allocation();
+    let user = match Fast::begin() {
+        Some(call) => {
+            let block = call.cache().allocate(plan.layout);
+            drop(call);
+            // SAFETY: a fresh block for `plan.layout`, from the thread caches.
+            unsafe { place(block.ok()?, &plan, false) }
         }
-        block
+        None => allocate_slow(size, align)?,
+    };
+    if zero {
+        // SAFETY: the `size` bytes after `user` are in the block (`place`).
+        unsafe { user.write_bytes(0, size) };
     }
-    .ok()?;
+    Some(user)
+}
+
+/// [`allocate`]'s call when it is not the common case: through the
+/// thread's magazines if this call may use them, else straight from the
+/// shared heap (a *direct* block). Takes the request, not the plan: two
+/// registers rather than a copy on the stack in the fast path.
+#[cold]
+#[inline(never)]
+fn allocate_slow(size: usize, align: usize) -> Option<NonNull<u8>> {
+    let plan = &Plan::new(size, align)?;
+    let call = Call::begin();
+    let (block, direct) = match call.cache() {
+        Some(cache) => (cache.allocate(plan.layout), false),
+        None => (shared().allocate(plan.layout), true),
+    };
+    drop(call);
+    // SAFETY: a fresh block for `plan.layout`, direct if from the shared heap.
+    Some(unsafe { place(block.ok()?, plan, direct) })
+}
+
+/// Writes the header of a fresh `block` served for `plan` and returns the
+/// user pointer, `plan.offset` bytes into it (so `plan.layout.size() -
+/// plan.offset` bytes after it are the user's).
+///
+/// # Safety
+/// `block` is a fresh block the stack returned for `plan.layout` (from the
+/// shared heap itself if `direct`), not yet handed to anyone.
+#[inline(always)]
+unsafe fn place(block: NonNull<[u8]>, plan: &Plan, direct: bool) -> NonNull<u8> {
     let base = block.cast::<u8>();
     // SAFETY: the block is at least `plan.layout.size() = offset + size`
     // bytes (P2), so `base + offset` and the `size` bytes after it are in it.
@@ -385,23 +577,20 @@ fn allocate(size: usize, align: usize, zero: bool) -> Option<NonNull<u8>> {
             user.as_ptr().addr(),
             block.len(),
             shift,
-            call.nested,
+            direct,
         ))
     };
-    if zero {
-        // SAFETY: the `size` bytes after `user` are in the block (above).
-        unsafe { user.write_bytes(0, size) };
-    }
-    Some(user)
+    user
 }
 
-/// Reads and checks the header of `p`; reports (and returns `None`) when it
-/// is not a live block of ours.
+/// Reads and checks the header of `p` against the process's `key` (from
+/// [`key`]); reports (and returns `None`) when it is not a live block of
+/// ours.
 ///
 /// # Safety
 /// `p` is readable 16 bytes back (see [`header_of`]).
-#[inline]
-unsafe fn block_of(p: NonNull<u8>) -> Option<Block> {
+#[inline(always)]
+unsafe fn block_of(p: NonNull<u8>, key: u64) -> Option<Block> {
     let addr = p.as_ptr().addr();
     if addr % MIN_ALIGN != 0 {
         report(Corruption::MisalignedPointer { addr }, NAME);
@@ -409,7 +598,7 @@ unsafe fn block_of(p: NonNull<u8>) -> Option<Block> {
     }
     // SAFETY: the caller's contract; 16-aligned, so aligned for `Header`.
     let header = unsafe { header_of(p).read() };
-    match header.decode(key(), addr) {
+    match header.decode(key, addr) {
         Ok(block) => Some(block),
         Err(Bad::Freed) => {
             report(Corruption::DoubleFree { addr }, NAME);
@@ -441,32 +630,48 @@ fn unknown(p: NonNull<u8>) -> Corruption {
 /// Frees the live block `block` at user pointer `p`.
 ///
 /// # Safety
-/// `block` was decoded from `p`'s header, and the block is not used again.
-#[inline]
-unsafe fn free_block(p: NonNull<u8>, block: Block) {
-    let Some(layout) = block.layout() else {
-        report(
-            Corruption::OverwrittenHeader {
-                addr: p.as_ptr().addr(),
-            },
-            NAME,
-        );
-        return;
-    };
+/// `block` was decoded from `p`'s header with `key`, and the block is not
+/// used again; `thread` is [`Fast::thread`] of the calling thread.
+#[inline(always)]
+unsafe fn free_block(p: NonNull<u8>, block: Block, key: u64, thread: *const ThreadState) {
+    // SAFETY: `Header::decode` returns only shapes that make a valid
+    // `Layout` (H1, its shape check), and `block` came from it (caller).
+    let layout = unsafe { Layout::from_size_align_unchecked(block.len, block.align()) };
     // SAFETY: a live header sits before `p` (caller).
-    unsafe { header_of(p).write(Header::freed(key(), p.as_ptr().addr())) };
+    unsafe { header_of(p).write(Header::freed(key, p.as_ptr().addr())) };
     // SAFETY: the block starts `align` bytes before `p` (H1).
     let base = unsafe { p.sub(block.align()) };
+    if !block.direct {
+        if let Some(call) = Fast::begin_on(thread) {
+            // SAFETY: the block came from the thread caches with a layout of
+            // this alignment and returned length `len` (H1), so `layout`
+            // fits it; any thread's magazines take any block of the depot's
+            // classes.
+            unsafe { call.cache().deallocate(base, layout) };
+            return;
+        }
+    }
+    // SAFETY: as above.
+    unsafe { free_slow(base, layout, block.direct) }
+}
+
+/// [`free_block`]'s call when it is not the common case.
+///
+/// # Safety
+/// `base` is a live block of the shim with a layout that fits it, `direct`
+/// if it came straight from the shared heap.
+#[cold]
+#[inline(never)]
+unsafe fn free_slow(base: NonNull<u8>, layout: Layout, direct: bool) {
     let call = Call::begin();
     // SAFETY: the block came from the stack with a layout of this alignment
     // and returned length `len` (H1), so `layout` fits it. A thread-cache
     // block may also go straight to the shared heap: the cache asked it for
     // exactly `len` bytes (a class's size) at this alignment.
     unsafe {
-        if block.direct || call.nested {
-            shared().deallocate(base, layout)
-        } else {
-            HEAP.deallocate(base, layout)
+        match call.cache() {
+            Some(cache) if !direct => cache.deallocate(base, layout),
+            _ => shared().deallocate(base, layout),
         }
     }
 }
@@ -478,7 +683,7 @@ unsafe fn free_block(p: NonNull<u8>, block: Block) {
 /// `p` is a live block of the shim.
 unsafe fn resize(p: NonNull<u8>, size: usize) -> Option<NonNull<u8>> {
     // SAFETY: the caller's contract.
-    let block = unsafe { block_of(p) }?;
+    let block = unsafe { block_of(p, key()) }?;
     let usable = block.usable();
     // Room already, and not wasting more than half of it: stay.
     if size <= usable && (size >= usable / 2 || block.len <= 64) {
@@ -486,7 +691,7 @@ unsafe fn resize(p: NonNull<u8>, size: usize) -> Option<NonNull<u8>> {
     }
     let plan = Plan::new(size, block.align())?;
     let call = Call::begin();
-    if block.direct || call.nested {
+    let Some(cache) = call.cache().filter(|_| !block.direct) else {
         // A heap block (or a re-entrant call): move it by hand.
         drop(call);
         let Some(q) = allocate(size, block.align(), false) else {
@@ -497,21 +702,23 @@ unsafe fn resize(p: NonNull<u8>, size: usize) -> Option<NonNull<u8>> {
         // bytes, `q` has `size`.
         unsafe { ptr::copy_nonoverlapping(p.as_ptr(), q.as_ptr(), size.min(usable)) };
         // SAFETY: decoded from `p` above; not used again.
-        unsafe { free_block(p, block) };
+        unsafe { free_block(p, block, key(), Fast::thread()) };
         return Some(q);
-    }
+    };
     let old = block.layout()?;
     // SAFETY: `p` is live; until the resize ends the block is ours alone.
     // Marked freed first: if the block moves, its old place is freed by the
     // stack at once and may belong to another thread right after.
     unsafe { header_of(p).write(Header::freed(key(), p.as_ptr().addr())) };
-    // SAFETY: the block came from `HEAP` with `old` (H1); `plan.layout` has
-    // the same alignment and a size on the right side of `old`'s.
+    // SAFETY: the block came from the thread caches with `old` (H1; any
+    // thread's handle takes any block of the depot's classes);
+    // `plan.layout` has the same alignment and a size on the right side of
+    // `old`'s.
     let moved: Result<NonNull<[u8]>, AllocError> = unsafe {
         if plan.layout.size() > block.len {
-            HEAP.grow(p.sub(block.align()), old, plan.layout)
+            cache.grow(p.sub(block.align()), old, plan.layout)
         } else {
-            HEAP.shrink(p.sub(block.align()), old, plan.layout)
+            cache.shrink(p.sub(block.align()), old, plan.layout)
         }
     };
     drop(call);
@@ -551,7 +758,7 @@ unsafe fn resize(p: NonNull<u8>, size: usize) -> Option<NonNull<u8>> {
 }
 
 /// `allocate` with the C conventions: null and `errno = ENOMEM` on failure.
-#[inline]
+#[inline(always)]
 fn c_allocate(size: usize, align: usize, zero: bool, counter: Counter) -> *mut c_void {
     match allocate(size, align, zero) {
         Some(p) => {
@@ -619,10 +826,13 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
         return;
     };
     stats::count(Counter::Free, 0);
+    let key = key();
+    // Before the header's values are live: fewer registers to keep.
+    let thread = Fast::thread();
     // SAFETY: the caller's contract.
-    if let Some(block) = unsafe { block_of(p) } {
+    if let Some(block) = unsafe { block_of(p, key) } {
         // SAFETY: decoded from `p`; the caller does not use `p` again.
-        unsafe { free_block(p, block) }
+        unsafe { free_block(p, block, key, thread) }
     }
 }
 
@@ -874,7 +1084,7 @@ pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
 pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
     match NonNull::new(p.cast::<u8>()) {
         // SAFETY: the caller's contract.
-        Some(p) => unsafe { block_of(p) }.map_or(0, |b| b.usable()),
+        Some(p) => unsafe { block_of(p, key()) }.map_or(0, |b| b.usable()),
         None => 0,
     }
 }

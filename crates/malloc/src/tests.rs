@@ -85,6 +85,28 @@ fn every_single_bit_flip_of_a_live_header_is_caught() {
 }
 
 #[test]
+fn sealed_headers_of_impossible_shapes_are_not_blocks() {
+    // Correctly sealed, but no stack returns these: refused, so that a
+    // decoded block always has a valid layout (H1).
+    let addr = 0x7f00_0000_1000;
+    for (len, shift) in [
+        (8, 4),                                    // shorter than its alignment
+        (usize::MAX, 4),                           // beyond `Layout`'s limit
+        (isize::MAX as usize + 2 - (1 << 20), 20), // one past it
+        (1 << 10, 3),                              // alignment below 16
+        (1 << 63, 63),                             // alignment beyond 1 << 62
+    ] {
+        let h = Header::live(KEY, addr, len, shift, false);
+        assert_eq!(h.decode(KEY, addr), Err(Bad::Unknown), "{len} {shift}");
+    }
+    // The largest shape that is allowed.
+    let len = isize::MAX as usize + 1 - (1 << 20);
+    let h = Header::live(KEY, addr, len, 20, false);
+    let b = h.decode(KEY, addr).unwrap();
+    assert!(b.layout().is_some());
+}
+
+#[test]
 fn zeroed_and_all_ones_headers_are_not_blocks() {
     for word in [0, usize::MAX] {
         let h = Header {
@@ -123,7 +145,10 @@ fn quickcheck_live_headers_decode_to_what_was_encoded() {
     fn prop(key: u64, addr: usize, len: usize, shift: u8, direct: bool) -> bool {
         let shift = 4 + u32::from(shift) % 40;
         let addr = addr & !((1usize << shift) - 1) & !15;
-        let len = len.max(1 << shift);
+        // H1's shape: at least the alignment, and a valid `Layout` with it.
+        let len = len
+            .max(1 << shift)
+            .min(isize::MAX as usize + 1 - (1 << shift));
         let h = Header::live(key, addr, len, shift, direct);
         h.decode(key, addr) == Ok(Block { len, shift, direct })
             && Header::freed(key, addr).decode(key, addr) == Err(Bad::Freed)
