@@ -1,16 +1,17 @@
 /*
  * malloc/free pairs: each thread keeps 256 live blocks of 1-128 bytes and
  * replaces a random one 20 million times. Prints nanoseconds per pair (wall
- * time over all threads' pairs). Used by measure.sh:
+ * time over all threads' pairs). Used by measure.sh, and with fewer pairs
+ * by callgrind.sh (instruction counts):
  *
- *   micro [THREADS]
+ *   micro [THREADS [PAIRS]]
  */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
-#define PAIRS 20000000L
+static long PAIRS = 20000000L;
 
 static void *work(void *arg) {
     void *keep[256] = {0};
@@ -28,6 +29,8 @@ static void *work(void *arg) {
 int main(int argc, char **argv) {
     int n = argc > 1 ? atoi(argv[1]) : 1;
     if (n < 1 || n > 64) return 2;
+    if (argc > 2) PAIRS = atol(argv[2]);
+    if (PAIRS < 1) return 2;
     pthread_t t[64];
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);

@@ -96,7 +96,7 @@ impl<'d, P: Allocator> ThreadCache<'d, P> {
         unsafe { (*self.rack.get()).check() }
     }
 
-    #[inline]
+    #[inline(always)]
     fn with_rack<R>(&self, f: impl FnOnce(&mut Rack) -> R) -> R {
         // SAFETY: T1: `&self` is held by one thread (`!Sync`), and `f` only
         // calls into the rack, the depot and the parent, none of which can
@@ -134,7 +134,7 @@ pub(crate) trait Front {
 
 /// `attempt`, and once more after [`Front::release`] if it failed: cached
 /// blocks never make a request fail that the parent alone could serve.
-#[inline]
+#[inline(always)]
 fn or_release<F: Front + ?Sized, T>(
     f: &F,
     attempt: impl Fn() -> Result<T, AllocError>,
@@ -151,11 +151,11 @@ impl<P: Allocator> Front for ThreadCache<'_, P> {
     fn parent(&self) -> &P {
         self.depot.parent()
     }
-    #[inline]
+    #[inline(always)]
     fn alloc_class(&self, class: usize) -> Option<NonNull<u8>> {
         self.with_rack(|r| r.alloc(self.depot, class))
     }
-    #[inline]
+    #[inline(always)]
     unsafe fn free_class(&self, class: usize, block: NonNull<u8>) {
         // SAFETY: the caller's contract.
         self.with_rack(|r| unsafe { r.free(self.depot, class, block) })
@@ -172,7 +172,7 @@ impl<P: Allocator> Front for ThreadCache<'_, P> {
 // everything else straight to the parent (so large blocks resize in place).
 // ---------------------------------------------------------------------------
 
-#[inline]
+#[inline(always)]
 pub(crate) fn allocate<F: Front + ?Sized>(
     f: &F,
     layout: Layout,
@@ -192,7 +192,7 @@ pub(crate) fn allocate<F: Front + ?Sized>(
 
 /// # Safety
 /// `Allocator::deallocate`'s.
-#[inline]
+#[inline(always)]
 pub(crate) unsafe fn deallocate<F: Front + ?Sized>(f: &F, ptr: NonNull<u8>, layout: Layout) {
     if layout.size() == 0 {
         return;
@@ -300,7 +300,7 @@ macro_rules! front_allocator {
         // and popped once); uncached requests are the parent's own, and
         // `class_of` routes every free back to where its block came from.
         $($impl_head)* {
-            #[inline]
+            #[inline(always)]
             fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
                 $crate::cache::allocate(self, layout)
             }
@@ -308,7 +308,7 @@ macro_rules! front_allocator {
             fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
                 $crate::cache::allocate_zeroed(self, layout)
             }
-            #[inline]
+            #[inline(always)]
             unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
                 // SAFETY: the caller's contract.
                 unsafe { $crate::cache::deallocate(self, ptr, layout) }

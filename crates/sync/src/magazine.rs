@@ -53,7 +53,7 @@ static CLASS_OF: [u8; MAX_CACHED / 16 + 1] = {
 ///
 /// Every size between a request and the class size maps to the same class,
 /// so a block can be freed with any size the `Allocator` contract allows.
-#[inline]
+#[inline(always)]
 pub(crate) fn class_of(layout: Layout) -> Option<usize> {
     let size = layout.size();
     if size == 0 || size > MAX_CACHED || layout.align() > CLASS_ALIGN {
@@ -63,7 +63,7 @@ pub(crate) fn class_of(layout: Layout) -> Option<usize> {
 }
 
 /// Bytes in a block of `class`.
-#[inline]
+#[inline(always)]
 pub(crate) const fn class_size(class: usize) -> usize {
     size_class::SERIES[class]
 }
@@ -148,16 +148,18 @@ pub(crate) mod mag {
 
     /// # Safety
     /// The caller owns `m` (M2).
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn pop(m: Mag) -> Option<NonNull<u8>> {
         // SAFETY: exclusive access to an initialised magazine (caller, M2).
         let m = unsafe { &mut *m.as_ptr() };
-        if m.count == 0 {
-            return None;
-        }
-        m.count -= 1;
+        // `get` rather than an index: one check that also proves the index
+        // in bounds (count <= ROUNDS, M1), where `count == 0` and an index
+        // would be two.
+        let top = m.count.checked_sub(1)?;
+        let round = m.rounds.get(top)?;
+        m.count = top;
         // SAFETY: `rounds[..count]` are initialised (M1).
-        Some(unsafe { m.rounds[m.count].assume_init() })
+        Some(unsafe { round.assume_init() })
     }
 
     /// Pushes `block`; returns `false` (and keeps nothing) when full.
@@ -165,14 +167,16 @@ pub(crate) mod mag {
     /// # Safety
     /// The caller owns `m` (M2); `block` is a free block of the
     /// magazine's class (M1).
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn push(m: Mag, block: NonNull<u8>) -> bool {
         // SAFETY: exclusive access to an initialised magazine (caller, M2).
         let m = unsafe { &mut *m.as_ptr() };
-        if m.count == ROUNDS {
+        // Full when `count == ROUNDS` (M1); `get_mut` makes that the only
+        // check.
+        let Some(slot) = m.rounds.get_mut(m.count) else {
             return false;
-        }
-        m.rounds[m.count] = MaybeUninit::new(block);
+        };
+        *slot = MaybeUninit::new(block);
         m.count += 1;
         true
     }
@@ -227,7 +231,7 @@ impl Rack {
 
     /// A free block of `class`: from the loaded magazine, else the previous
     /// one if full, else a full magazine from the depot, else the parent.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn alloc<P: Allocator>(
         &mut self,
         depot: &Depot<P>,
@@ -273,7 +277,7 @@ impl Rack {
     /// # Safety
     /// `block` is a live block of class `c` allocated through `depot` (by
     /// any thread), not used again by the caller.
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn free<P: Allocator>(
         &mut self,
         depot: &Depot<P>,
