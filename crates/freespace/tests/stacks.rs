@@ -4,7 +4,8 @@
 
 use freespace::alloc::{Allocator, Global, Layout};
 use freespace::{
-    stacks, Arena, BestFitHeap, Buddy, Corruption, FromAllocator, Segregated, Slab, StaticMemory,
+    stacks, Arena, BestFitHeap, Buddy, Check, Corruption, FromAllocator, Segregated, Slab,
+    StaticMemory,
 };
 use freespace_testkit::conformance::{self, Config};
 use freespace_testkit::ops::{self, Ops};
@@ -27,18 +28,11 @@ fn arena(len: usize) -> Arena {
 #[cfg_attr(miri, ignore = "mmap is not supported by Miri")]
 fn general_stack_conforms() {
     let heap = stacks::general();
-    let check = || {
-        heap.check()?;
-        heap.parent().check()
-    };
+    let check = || heap.check_all();
     conformance::run(&heap, &Config::default().check(&check));
     fn prop(ops: Ops) -> Result<(), String> {
         let heap = stacks::general();
-        ops::run(&heap, &ops.0, &|| {
-            heap.check()?;
-            heap.parent().check()
-        })
-        .map(|_| ())
+        ops::run(&heap, &ops.0, &|| heap.check_all()).map(|_| ())
     }
     QuickCheck::new()
         .tests(CASES)
@@ -49,7 +43,7 @@ fn general_stack_conforms() {
 #[cfg_attr(miri, ignore = "mmap is not supported by Miri")]
 fn shared_stack_conforms() {
     let heap = stacks::shared();
-    let check = || heap.check();
+    let check = || heap.check_all();
     conformance::run(&heap, &Config::default().check(&check));
 }
 
@@ -57,11 +51,11 @@ fn shared_stack_conforms() {
 #[cfg_attr(miri, ignore = "mmap is not supported by Miri")]
 fn segregated_best_fit_stack_conforms() {
     let heap = stacks::segregated_best_fit();
-    let check = || heap.parent().check();
+    let check = || heap.check_all();
     conformance::run(&heap, &Config::default().check(&check));
     fn prop(ops: Ops) -> Result<(), String> {
         let heap = stacks::segregated_best_fit();
-        ops::run(&heap, &ops.0, &|| heap.parent().check()).map(|_| ())
+        ops::run(&heap, &ops.0, &|| heap.check_all()).map(|_| ())
     }
     QuickCheck::new()
         .tests(CASES)
@@ -96,11 +90,7 @@ fn slab_over_buddy_over_global_runs_the_ops() {
     fn prop(ops: Ops) -> Result<(), String> {
         let heap: Slab<Buddy<FromAllocator<Global>>> =
             Slab::new(Buddy::new(FromAllocator::new(Global)));
-        ops::run(&heap, &ops.0, &|| {
-            heap.check()?;
-            heap.parent().check()
-        })
-        .map(|_| ())
+        ops::run(&heap, &ops.0, &|| heap.check_all()).map(|_| ())
     }
     QuickCheck::new()
         .tests(CASES)
@@ -188,7 +178,7 @@ fn a_pointer_from_another_layer_is_reported_not_absorbed() {
 fn shared_stack_runs_the_ops() {
     fn prop(ops: Ops) -> Result<(), String> {
         let heap = stacks::shared();
-        ops::run(&heap, &ops.0, &|| heap.check()).map(|_| ())
+        ops::run(&heap, &ops.0, &|| heap.check_all()).map(|_| ())
     }
     QuickCheck::new()
         .tests(CASES)
@@ -203,15 +193,10 @@ fn shared_stack_runs_the_ops() {
 fn threaded_stack_conforms_and_runs_the_ops() {
     static DEPOT: stacks::ThreadedDepot = stacks::threaded_depot();
     static HEAP: stacks::Threaded = stacks::threaded(&DEPOT);
-    let check = || {
-        DEPOT.check()?;
-        let heap = DEPOT.parent().lock();
-        heap.check()?;
-        heap.parent().check()
-    };
+    let check = || HEAP.check_all();
     conformance::run(&HEAP, &Config::default().check(&check));
     fn prop(ops: Ops) -> Result<(), String> {
-        ops::run(&HEAP, &ops.0, &|| DEPOT.check()).map(|_| ())
+        ops::run(&HEAP, &ops.0, &|| HEAP.check_all()).map(|_| ())
     }
     QuickCheck::new()
         .tests(CASES)
@@ -223,4 +208,61 @@ fn threaded_stack_conforms_and_runs_the_ops() {
     heap.reap();
     freespace_testkit::assert_all_free(&*heap);
     freespace_testkit::assert_all_free(heap.parent());
+}
+
+/// A parent whose invariants are broken on demand: `check_all` from the top
+/// of a stack must reach it through every layer in between.
+#[derive(Default)]
+struct Breakable {
+    broken: std::cell::Cell<bool>,
+}
+
+// SAFETY: every call goes to `Global`.
+unsafe impl Allocator for Breakable {
+    fn allocate(
+        &self,
+        l: Layout,
+    ) -> Result<core::ptr::NonNull<[u8]>, freespace::alloc::AllocError> {
+        Global.allocate(l)
+    }
+    unsafe fn deallocate(&self, p: core::ptr::NonNull<u8>, l: Layout) {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { Global.deallocate(p, l) }
+    }
+}
+
+impl Check for Breakable {
+    fn check_all(&self) -> Result<(), freespace::Violation> {
+        if self.broken.get() {
+            Err(freespace::Violation::new("X1", 0, "broken on purpose"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[test]
+fn check_all_reaches_the_bottom_of_every_stack_shape() {
+    use freespace::{Fallback, Locked, Segregator, Stats};
+    let bottom = Breakable::default();
+    let slab = Slab::new(&bottom);
+    let seg = Segregated::new(&bottom);
+    let routed = Segregator::<256, _, _>::new(&slab, &seg);
+    let stack: Locked<Stats<_>> = Locked::new(Stats::new(&routed));
+    let fallback = Fallback::new(&slab, &bottom);
+    let l = Layout::new::<[u64; 4]>();
+    let p = stack.allocate(l).unwrap();
+    assert_eq!(stack.check_all(), Ok(()));
+    assert_eq!(fallback.check_all(), Ok(()));
+    bottom.broken.set(true);
+    // The top layers' own checks see nothing wrong...
+    assert_eq!(stack.check(), Ok(()));
+    assert_eq!(slab.check(), Ok(()));
+    // ...the whole-stack check finds the bottom through every router.
+    assert_eq!(stack.check_all().unwrap_err().invariant, "X1");
+    assert_eq!(fallback.check_all().unwrap_err().invariant, "X1");
+    bottom.broken.set(false);
+    // SAFETY: allocated above with `l`.
+    unsafe { stack.deallocate(p.cast(), l) };
+    assert_eq!(stack.check_all(), Ok(()));
 }

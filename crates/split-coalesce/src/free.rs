@@ -260,3 +260,27 @@ unsafe impl<F: Fit, S: Source> BlockSize for FreeListHeap<F, S> {
         }
     }
 }
+
+impl<F: Fit, S: Source> freespace_core::Check for FreeListHeap<F, S> {
+    /// H1–H8 and the policy's index ([`check`](FreeListHeap::check)); the
+    /// heap is a leaf over its source.
+    fn check_all(&self) -> Result<(), freespace_core::Violation> {
+        self.check()
+    }
+}
+
+// SAFETY: `deallocate` is `try_deallocate` plus a report of its error, so a
+// live block is freed the same way; every check (magic, flags, layout,
+// the links of the neighbours it would merge with) comes before the chunk
+// is marked free or joins the index, so an `Err` leaves it allocated.
+unsafe impl<F: Fit, S: Source> freespace_core::CheckedFree for FreeListHeap<F, S> {
+    #[inline]
+    unsafe fn try_deallocate(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+    ) -> Result<(), freespace_core::Corruption> {
+        // SAFETY: the caller's contract is the inherent method's.
+        unsafe { FreeListHeap::try_deallocate(self, ptr, layout) }
+    }
+}
