@@ -99,30 +99,8 @@ struct Case {
     intact: bool,
 }
 
-/// The heaps under test: each has a checked free beside its plain one.
-trait CheckedFree: Allocator {
-    /// `try_deallocate`.
-    ///
-    /// # Safety
-    ///
-    /// As the heap's own `try_deallocate`.
-    unsafe fn checked_free(&self, p: NonNull<u8>, lay: Layout) -> Result<(), Corruption>;
-}
-
-macro_rules! checked_free {
-    ($($heap:ty),*) => {$(
-        impl CheckedFree for $heap {
-            unsafe fn checked_free(&self, p: NonNull<u8>, lay: Layout) -> Result<(), Corruption> {
-                // SAFETY: the caller's contract is `try_deallocate`'s.
-                unsafe { self.try_deallocate(p, lay) }
-            }
-        }
-    )*};
-}
-checked_free!(ListHeap, BuddyHeap, SlabHeap);
-
 /// Frees `p` into `heap` through the checked free (`true`) or the plain one.
-fn free_into<H: CheckedFree>(
+fn free_into<H: freespace_core::CheckedFree>(
     heap: &'static H,
     p: NonNull<u8>,
     lay: Layout,
@@ -131,7 +109,7 @@ fn free_into<H: CheckedFree>(
         // SAFETY: the fault under test; a valid heap reports before acting.
         unsafe {
             if checked {
-                heap.checked_free(p, lay)
+                freespace_core::CheckedFree::try_deallocate(heap, p, lay)
             } else {
                 heap.deallocate(p, lay);
                 Ok(())
