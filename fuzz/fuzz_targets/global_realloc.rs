@@ -3,6 +3,7 @@
 //! are `realloc`, in place when the free list allows).
 #![no_main]
 use freespace_best_fit::BestFitHeap;
+use freespace_core::Check;
 use freespace_fuzz::ViaGlobalAlloc;
 use freespace_sync::Locked;
 use libfuzzer_sys::fuzz_target;
@@ -13,8 +14,5 @@ fuzz_target!(|data: &[u8]| {
         freespace_fuzz::arena(0, 256 << 10)
     }));
     let global = ViaGlobalAlloc(&heap);
-    freespace_fuzz::run(&global, data, &|| {
-        heap.check()?;
-        heap.lock().check()
-    });
+    freespace_fuzz::run(&global, data, &|| heap.check_all());
 });

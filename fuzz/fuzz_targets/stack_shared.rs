@@ -2,6 +2,7 @@
 //! users install) over a 1 MiB arena, through `GlobalAlloc` with `realloc`.
 #![no_main]
 use freespace_buddy::Buddy;
+use freespace_core::Check;
 use freespace_fuzz::ViaGlobalAlloc;
 use freespace_slab::Slab;
 use freespace_source::Arena;
@@ -13,10 +14,5 @@ fuzz_target!(|data: &[u8]| {
     let buddy: Buddy<Arena> = Buddy::new(unsafe { freespace_fuzz::arena(0, 1 << 20) });
     let heap: Locked<_> = Locked::new(Slab::new(buddy));
     let global = ViaGlobalAlloc(&heap);
-    freespace_fuzz::run(&global, data, &|| {
-        heap.check()?;
-        let slab = heap.lock();
-        slab.check()?;
-        slab.parent().check()
-    });
+    freespace_fuzz::run(&global, data, &|| heap.check_all());
 });

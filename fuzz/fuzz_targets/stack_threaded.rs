@@ -2,6 +2,7 @@
 //! form of `Magazines`) on a `Depot<Locked<Slab<Buddy<Arena>>>>` over 1 MiB.
 #![no_main]
 use freespace_buddy::Buddy;
+use freespace_core::Check;
 use freespace_slab::Slab;
 use freespace_source::Arena;
 use freespace_sync::{Depot, Locked, ThreadCache};
@@ -13,11 +14,5 @@ fuzz_target!(|data: &[u8]| {
     let locked: Locked<_> = Locked::new(Slab::new(buddy));
     let depot = Depot::new(locked);
     let heap = ThreadCache::new(&depot);
-    freespace_fuzz::run(&heap, data, &|| {
-        heap.check()?;
-        depot.parent().check()?;
-        let slab = depot.parent().lock();
-        slab.check()?;
-        slab.parent().check()
-    });
+    freespace_fuzz::run(&heap, data, &|| heap.check_all());
 });
