@@ -43,8 +43,11 @@
 //!
 //! `malloc` and `free` inline the common case ([`Fast`]): one thread-local
 //! lookup, three checks (not nested, magazines live, a gate slot of its
-//! own), the gate's store and load, the header, and the magazine's pop or
-//! push. Everything else is out of line and cold ([`Call`]).
+//! own), the gate's store and load, the header, and a pop from or a push
+//! to the loaded magazine (`ThreadCache::try_allocate_loaded`,
+//! `try_deallocate_loaded`, which call nothing). Everything else — a
+//! nested call, a thread's first or last calls, an empty or full magazine
+//! — is out of line and cold ([`Call`]), and passes the gate again.
 
 extern crate std;
 
@@ -521,13 +524,12 @@ unsafe fn header_of(p: NonNull<u8>) -> NonNull<Header> {
 #[inline(always)]
 fn allocate(size: usize, align: usize, zero: bool) -> Option<NonNull<u8>> {
     let plan = Plan::new(size, align)?;
-    let user = match Fast::begin() {
-        Some(call) => {
-            let block = call.cache().allocate(plan.layout);
-            drop(call);
-            // SAFETY: a fresh block for `plan.layout`, from the thread caches.
-            unsafe { place(block.ok()?, &plan, false) }
-        }
+    // The common case: a round from the loaded magazine (the call ends with
+    // the closure; the header is the block's own business after that).
+    let fast = Fast::begin().and_then(|call| call.cache().try_allocate_loaded(plan.layout));
+    let user = match fast {
+        // SAFETY: a fresh block for `plan.layout`, from the thread caches.
+        Some(block) => unsafe { place(block, &plan, false) },
         None => allocate_slow(size, align)?,
     };
     if zero {
@@ -537,7 +539,8 @@ fn allocate(size: usize, align: usize, zero: bool) -> Option<NonNull<u8>> {
     Some(user)
 }
 
-/// [`allocate`]'s call when it is not the common case: through the
+/// [`allocate`]'s call when it is not the common case (or the loaded
+/// magazine was empty, or the request is not a cached class): through the
 /// thread's magazines if this call may use them, else straight from the
 /// shared heap (a *direct* block). Takes the request, not the plan: two
 /// registers rather than a copy on the stack in the fast path.
@@ -647,15 +650,17 @@ unsafe fn free_block(p: NonNull<u8>, block: Block, key: u64, thread: *const Thre
             // this alignment and returned length `len` (H1), so `layout`
             // fits it; any thread's magazines take any block of the depot's
             // classes.
-            unsafe { call.cache().deallocate(base, layout) };
-            return;
+            if unsafe { call.cache().try_deallocate_loaded(base, layout) } {
+                return;
+            }
         }
     }
     // SAFETY: as above.
     unsafe { free_slow(base, layout, block.direct) }
 }
 
-/// [`free_block`]'s call when it is not the common case.
+/// [`free_block`]'s call when it is not the common case (or the loaded
+/// magazine was full, or the block is not a cached class).
 ///
 /// # Safety
 /// `base` is a live block of the shim with a layout that fits it, `direct`

@@ -96,6 +96,75 @@ impl<'d, P: Allocator> ThreadCache<'d, P> {
         unsafe { (*self.rack.get()).check() }
     }
 
+    /// The common case of [`allocate`](Allocator::allocate), for a fast
+    /// path: a block from this thread's loaded magazine of the request's
+    /// class, or `None` — nothing done — when the request is not a cached
+    /// class or that magazine is empty (then call `allocate`). Calls
+    /// nothing, so a caller keeps few registers across it.
+    ///
+    /// ```
+    /// # use freespace_core::alloc::{Allocator, Global, Layout};
+    /// # use freespace_sync::{Depot, ThreadCache};
+    /// let depot = Depot::new(Global);
+    /// let cache = ThreadCache::new(&depot);
+    /// let l = Layout::new::<[u8; 40]>();
+    /// assert!(cache.try_allocate_loaded(l).is_none(), "nothing cached yet");
+    /// let p = cache.allocate(l).unwrap();
+    /// unsafe { cache.deallocate(p.cast(), l) };
+    /// let q = cache.try_allocate_loaded(l).unwrap();
+    /// assert_eq!((q.cast::<u8>(), q.len()), (p.cast(), 48), "the round, its class's size");
+    /// assert!(cache.try_allocate_loaded(l).is_none(), "the magazine is empty again");
+    /// // Not cached classes: never.
+    /// assert!(cache.try_allocate_loaded(Layout::from_size_align(2000, 8).unwrap()).is_none());
+    /// assert!(cache.try_allocate_loaded(Layout::from_size_align(64, 64).unwrap()).is_none());
+    /// unsafe { cache.deallocate(q.cast(), l) };
+    /// ```
+    #[inline(always)]
+    pub fn try_allocate_loaded(&self, layout: Layout) -> Option<NonNull<[u8]>> {
+        let c = class_of(layout)?;
+        self.with_rack(|r| r.pop_loaded(c))
+            .map(|p| NonNull::slice_from_raw_parts(p, class_size(c)))
+    }
+
+    /// The common case of [`deallocate`](Allocator::deallocate), for a
+    /// fast path: pushes the block into this thread's loaded magazine of
+    /// its class and returns `true`, or returns `false` — nothing done —
+    /// when the layout is not a cached class or that magazine is full (then
+    /// call `deallocate`). Calls nothing.
+    ///
+    /// # Safety
+    /// As for [`deallocate`](Allocator::deallocate): `ptr` is a live block
+    /// of this cache's depot (through any thread's handle) and `layout`
+    /// fits it; if this returns `true`, the block is not used again.
+    ///
+    /// ```
+    /// # use freespace_core::alloc::{Allocator, Global, Layout};
+    /// # use freespace_sync::{Depot, ThreadCache, ROUNDS};
+    /// let depot = Depot::new(Global);
+    /// let cache = ThreadCache::new(&depot);
+    /// let l = Layout::new::<u64>();
+    /// let blocks: Vec<_> = (0..ROUNDS + 1).map(|_| cache.allocate(l).unwrap().cast::<u8>()).collect();
+    /// // No magazine loaded yet: the caller takes the full path.
+    /// assert!(!unsafe { cache.try_deallocate_loaded(blocks[0], l) });
+    /// unsafe { cache.deallocate(blocks[0], l) };
+    /// // Now one is: the rest but one fit.
+    /// for &p in &blocks[1..ROUNDS] {
+    ///     assert!(unsafe { cache.try_deallocate_loaded(p, l) });
+    /// }
+    /// assert!(!unsafe { cache.try_deallocate_loaded(blocks[ROUNDS], l) }, "full");
+    /// unsafe { cache.deallocate(blocks[ROUNDS], l) };
+    /// assert_eq!(cache.cached_blocks(), ROUNDS + 1);
+    /// ```
+    #[inline(always)]
+    pub unsafe fn try_deallocate_loaded(&self, ptr: NonNull<u8>, layout: Layout) -> bool {
+        let Some(c) = class_of(layout) else {
+            return false;
+        };
+        // SAFETY: `layout` fits the block (caller), and every size a block
+        // of class `c` may be freed with maps to `c` (see `class_of`).
+        self.with_rack(|r| unsafe { r.push_loaded(c, ptr) })
+    }
+
     #[inline(always)]
     fn with_rack<R>(&self, f: impl FnOnce(&mut Rack) -> R) -> R {
         // SAFETY: T1: `&self` is held by one thread (`!Sync`), and `f` only

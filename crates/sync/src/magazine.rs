@@ -246,6 +246,33 @@ impl Rack {
         self.alloc_slow(depot, c)
     }
 
+    /// A round from the loaded magazine of `c`, or `None` (nothing done)
+    /// when it is empty or absent: [`alloc`](Self::alloc)'s first step
+    /// alone, which calls nothing.
+    #[inline(always)]
+    pub(crate) fn pop_loaded(&mut self, c: usize) -> Option<NonNull<u8>> {
+        // SAFETY: the rack owns its magazines (R2).
+        self.loaded[c].and_then(|m| unsafe { mag::pop(m) })
+    }
+
+    /// Pushes `block` into the loaded magazine of `c`; `false` (nothing
+    /// done) when it is full or absent: [`free`](Self::free)'s first step
+    /// alone, which calls nothing. In debug builds also `false` for a block
+    /// already among the rack's rounds, so that [`free`](Self::free)
+    /// reports it.
+    ///
+    /// # Safety
+    /// As for [`free`](Self::free).
+    #[inline(always)]
+    pub(crate) unsafe fn push_loaded(&mut self, c: usize, block: NonNull<u8>) -> bool {
+        if cfg!(debug_assertions) && self.holds(c, block) {
+            return false;
+        }
+        // SAFETY: the rack owns its magazines (R2); `block` is a free block
+        // of class `c` (caller), so M1 holds after the push.
+        self.loaded[c].is_some_and(|m| unsafe { mag::push(m, block) })
+    }
+
     #[cold]
     fn alloc_slow<P: Allocator>(&mut self, depot: &Depot<P>, c: usize) -> Option<NonNull<u8>> {
         // `loaded` is empty or absent here.
