@@ -71,13 +71,13 @@ impl<'d, P: Allocator> ThreadCache<'d, P> {
     ///
     /// ```
     /// # use freespace_core::alloc::{Allocator, Global, Layout};
-    /// # use freespace_sync::{Depot, ThreadCache};
+    /// # use freespace_sync::{Depot, ThreadCache, REFILL};
     /// let depot = Depot::new(Global);
     /// let cache = ThreadCache::new(&depot);
     /// let l = Layout::new::<[u8; 24]>();
-    /// let p = cache.allocate(l).unwrap();
+    /// let p = cache.allocate(l).unwrap(); // one of a batch of REFILL from the parent
     /// unsafe { cache.deallocate(p.cast(), l) };
-    /// assert_eq!(cache.cached_blocks(), 1);
+    /// assert_eq!(cache.cached_blocks(), REFILL);
     /// ```
     pub fn cached_blocks(&self) -> usize {
         // SAFETY: T1; no `&mut Rack` is live across this call.
@@ -104,20 +104,23 @@ impl<'d, P: Allocator> ThreadCache<'d, P> {
     ///
     /// ```
     /// # use freespace_core::alloc::{Allocator, Global, Layout};
-    /// # use freespace_sync::{Depot, ThreadCache};
+    /// # use freespace_sync::{Depot, ThreadCache, REFILL};
     /// let depot = Depot::new(Global);
     /// let cache = ThreadCache::new(&depot);
     /// let l = Layout::new::<[u8; 40]>();
     /// assert!(cache.try_allocate_loaded(l).is_none(), "nothing cached yet");
-    /// let p = cache.allocate(l).unwrap();
+    /// let p = cache.allocate(l).unwrap(); // loads a batch of REFILL blocks
     /// unsafe { cache.deallocate(p.cast(), l) };
     /// let q = cache.try_allocate_loaded(l).unwrap();
-    /// assert_eq!((q.cast::<u8>(), q.len()), (p.cast(), 48), "the round, its class's size");
-    /// assert!(cache.try_allocate_loaded(l).is_none(), "the magazine is empty again");
+    /// assert_eq!((q.cast::<u8>(), q.len()), (p.cast(), 48), "the round last freed, its class's size");
+    /// let rest: Vec<_> = (1..REFILL).map(|_| cache.try_allocate_loaded(l).unwrap()).collect();
+    /// assert!(cache.try_allocate_loaded(l).is_none(), "the magazine is empty now");
     /// // Not cached classes: never.
     /// assert!(cache.try_allocate_loaded(Layout::from_size_align(2000, 8).unwrap()).is_none());
     /// assert!(cache.try_allocate_loaded(Layout::from_size_align(64, 64).unwrap()).is_none());
-    /// unsafe { cache.deallocate(q.cast(), l) };
+    /// for b in rest.into_iter().chain([q]) {
+    ///     unsafe { cache.deallocate(b.cast(), l) };
+    /// }
     /// ```
     #[inline(always)]
     pub fn try_allocate_loaded(&self, layout: Layout) -> Option<NonNull<[u8]>> {
@@ -143,17 +146,20 @@ impl<'d, P: Allocator> ThreadCache<'d, P> {
     /// let depot = Depot::new(Global);
     /// let cache = ThreadCache::new(&depot);
     /// let l = Layout::new::<u64>();
-    /// let blocks: Vec<_> = (0..ROUNDS + 1).map(|_| cache.allocate(l).unwrap().cast::<u8>()).collect();
-    /// // No magazine loaded yet: the caller takes the full path.
-    /// assert!(!unsafe { cache.try_deallocate_loaded(blocks[0], l) });
-    /// unsafe { cache.deallocate(blocks[0], l) };
-    /// // Now one is: the rest but one fit.
-    /// for &p in &blocks[1..ROUNDS] {
-    ///     assert!(unsafe { cache.try_deallocate_loaded(p, l) });
+    /// let blocks: Vec<_> = (0..ROUNDS).map(|_| cache.allocate(l).unwrap().cast::<u8>()).collect();
+    /// // The loaded magazine holds what the last batch from the parent
+    /// // brought and nobody used yet; frees fill it up to ROUNDS.
+    /// let spare = cache.cached_blocks();
+    /// let mut fast = 0;
+    /// for &p in &blocks {
+    ///     if unsafe { cache.try_deallocate_loaded(p, l) } {
+    ///         fast += 1;
+    ///     } else {
+    ///         unsafe { cache.deallocate(p, l) }; // full: the caller takes the full path
+    ///     }
     /// }
-    /// assert!(!unsafe { cache.try_deallocate_loaded(blocks[ROUNDS], l) }, "full");
-    /// unsafe { cache.deallocate(blocks[ROUNDS], l) };
-    /// assert_eq!(cache.cached_blocks(), ROUNDS + 1);
+    /// assert_eq!(fast, ROUNDS - spare);
+    /// assert_eq!(cache.cached_blocks(), ROUNDS + spare);
     /// ```
     #[inline(always)]
     pub unsafe fn try_deallocate_loaded(&self, ptr: NonNull<u8>, layout: Layout) -> bool {

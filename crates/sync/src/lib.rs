@@ -29,7 +29,9 @@
 //! from its *loaded* magazine (32 blocks) and pushes frees onto it. When it
 //! runs dry, a full *previous* magazine takes its place; otherwise the
 //! thread exchanges its empty magazine for a full one at the depot, and
-//! only when the depot has none does it go to the parent for one block.
+//! only when the depot has none does it go to the parent, for a batch of
+//! [`REFILL`] blocks taken one after another (so one thread's blocks sit
+//! together rather than sharing cache lines with another's).
 //! Frees mirror this with empty magazines. Blocks of one class are
 //! interchangeable (all come from the parent with the same layout), so a
 //! block freed by a thread other than the one that allocated it simply goes
@@ -107,7 +109,7 @@ mod sync;
 pub use cache::ThreadCache;
 pub use depot::{Depot, MAX_EMPTY, MAX_FULL};
 pub use locked::{Locked, LockedGuard};
-pub use magazine::{CLASSES, CLASS_ALIGN, MAX_CACHED, MIN_CLASS, ROUNDS};
+pub use magazine::{CLASSES, CLASS_ALIGN, MAX_CACHED, MIN_CLASS, REFILL, ROUNDS};
 #[cfg(all(feature = "std", not(loom)))]
 pub use magazines::{fork, Magazines, MAX_LIVE, SLOTS};
 pub use spin::Spin;

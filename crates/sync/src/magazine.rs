@@ -31,6 +31,10 @@ pub const CLASS_ALIGN: usize = 16;
 /// Blocks one magazine holds (2 under loom, so the models reach every
 /// exchange in a few operations).
 pub const ROUNDS: usize = if cfg!(loom) { 2 } else { 32 };
+/// Blocks a thread takes from the parent at once when no full magazine is
+/// to be had: its new blocks then lie next to each other, not interleaved
+/// with another thread's on shared cache lines.
+pub const REFILL: usize = if ROUNDS < 8 { ROUNDS } else { 8 };
 
 /// `CLASS_OF[(size + 15) / 16]`: the class of a request of `size` bytes
 /// (`1..=MAX_CACHED`), one load instead of a search.
@@ -294,7 +298,35 @@ impl Rack {
             // SAFETY: the depot handed `full` over to the rack (M2).
             return unsafe { mag::pop(full) };
         }
-        depot.alloc_block(c)
+        self.refill(depot, c).or_else(|| depot.alloc_block(c))
+    }
+
+    /// No full magazine anywhere: loads up to [`REFILL`] fresh blocks from
+    /// the parent into `loaded` (an empty magazine from the depot if there
+    /// is none) and returns one of them. In a batch, a thread's new blocks
+    /// come from the parent one after another, next to each other, instead
+    /// of interleaved with another thread's: blocks of two threads that
+    /// share a cache line make every write to either a transfer between
+    /// cores, for as long as both stay live. `None` when there is no
+    /// magazine or the parent gives nothing.
+    #[cold]
+    fn refill<P: Allocator>(&mut self, depot: &Depot<P>, c: usize) -> Option<NonNull<u8>> {
+        let m = match self.loaded[c] {
+            Some(m) => m,
+            None => *self.loaded[c].insert(depot.take_empty(c)?),
+        };
+        let first = depot.alloc_block(c)?;
+        for _ in 1..REFILL {
+            let Some(block) = depot.alloc_block(c) else {
+                break;
+            };
+            // SAFETY: the rack owns `m` (R2); `loaded` is empty here (it
+            // was when `alloc_slow` began, or is a fresh empty magazine),
+            // so the push fits (`REFILL <= ROUNDS`); `block` is a fresh
+            // block of class `c` from the parent (M1).
+            unsafe { mag::push(m, block) };
+        }
+        Some(first)
     }
 
     /// Takes back `block` of `class`: into the loaded magazine, else the

@@ -140,13 +140,13 @@ impl<'d, P: Allocator> Magazines<'d, P> {
     ///
     /// ```
     /// # use freespace_core::alloc::{Allocator, Global, Layout};
-    /// # use freespace_sync::{Depot, Magazines};
+    /// # use freespace_sync::{Depot, Magazines, REFILL};
     /// let depot = Depot::new(Global);
     /// let heap = Magazines::new(&depot);
     /// let l = Layout::new::<u64>();
-    /// let p = heap.allocate(l).unwrap();
+    /// let p = heap.allocate(l).unwrap(); // one of a batch of REFILL from the parent
     /// unsafe { heap.deallocate(p.cast(), l) };
-    /// assert_eq!(heap.cached_blocks(), 1);
+    /// assert_eq!(heap.cached_blocks(), REFILL);
     /// heap.flush();
     /// assert_eq!(heap.cached_blocks(), 0);
     /// ```
