@@ -251,3 +251,89 @@ pub unsafe trait Fit {
     /// The first [`Violation`] found.
     fn check(&self) -> Result<(), Violation>;
 }
+
+/// Writes [`Fit`] methods that hand the call to an index field (an
+/// [`AddressIndex`](crate::index::AddressIndex) or a
+/// [`SizeIndex`](crate::index::SizeIndex)), for the policies whose work is
+/// all in `choose`: `forward_to_index!(index: insert, remove, len, ...)`
+/// inside the `unsafe impl Fit`. Each name is one of `insert`, `remove`,
+/// `replace`, `resize`, `len`, `contains`, `check`; a policy with state
+/// (next fit's rover) writes the methods that must update it itself.
+///
+/// ```
+/// use freespace_freelist::index::AddressIndex;
+/// use freespace_freelist::{Chunk, Fit, Request};
+///
+/// /// First fit again, under another name.
+/// struct LowestFirst { index: AddressIndex }
+///
+/// // SAFETY: `choose` returns the index's first fitting member (P1); the
+/// // rest is the index's own (P2–P4).
+/// unsafe impl Fit for LowestFirst {
+///     const INIT: Self = LowestFirst { index: AddressIndex::new() };
+///     const NAME: &'static str = "lowest first";
+///     fn choose(&mut self, req: &Request) -> Option<Chunk> {
+///         self.index.first_fit(0, req)
+///     }
+///     freespace_freelist::forward_to_index!(index: insert, remove, replace, resize, len, contains, check);
+/// }
+/// let r = Request::new(core::alloc::Layout::new::<u64>()).unwrap();
+/// assert!(LowestFirst::INIT.choose(&r).is_none());
+/// ```
+#[macro_export]
+macro_rules! forward_to_index {
+    ($field:ident: $($method:ident),+ $(,)?) => {
+        $($crate::forward_to_index!(@ $field $method);)+
+    };
+    (@ $f:ident insert) => {
+        #[inline]
+        unsafe fn insert(&mut self, chunk: $crate::Chunk) -> ::core::result::Result<(), ::freespace_core::Corruption> {
+            // SAFETY: the caller's contract (`Fit::insert`) is the index's.
+            unsafe { self.$f.insert(chunk) }
+        }
+    };
+    (@ $f:ident remove) => {
+        #[inline]
+        unsafe fn remove(&mut self, chunk: $crate::Chunk) -> ::core::result::Result<(), ::freespace_core::Corruption> {
+            // SAFETY: the caller's contract (`Fit::remove`) is the index's.
+            unsafe { self.$f.remove(chunk) }
+        }
+    };
+    (@ $f:ident replace) => {
+        #[inline]
+        unsafe fn replace(
+            &mut self,
+            old: $crate::Chunk,
+            new: $crate::Chunk,
+            new_size: usize,
+        ) -> ::core::result::Result<(), ::freespace_core::Corruption> {
+            // SAFETY: the caller's contract (`Fit::replace`) is the index's.
+            unsafe { self.$f.replace(old, new, new_size) }
+        }
+    };
+    (@ $f:ident resize) => {
+        #[inline]
+        unsafe fn resize(&mut self, chunk: $crate::Chunk, old_size: usize) -> ::core::result::Result<(), ::freespace_core::Corruption> {
+            // SAFETY: the caller's contract (`Fit::resize`) is the index's.
+            unsafe { self.$f.resize(chunk, old_size) }
+        }
+    };
+    (@ $f:ident len) => {
+        #[inline]
+        fn len(&self) -> usize {
+            self.$f.len()
+        }
+    };
+    (@ $f:ident contains) => {
+        #[inline]
+        unsafe fn contains(&self, chunk: $crate::Chunk) -> bool {
+            // SAFETY: the caller's contract (`Fit::contains`) is the index's.
+            unsafe { self.$f.contains(chunk) }
+        }
+    };
+    (@ $f:ident check) => {
+        fn check(&self) -> ::core::result::Result<(), ::freespace_core::Violation> {
+            self.$f.check()
+        }
+    };
+}

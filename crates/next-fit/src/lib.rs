@@ -103,11 +103,7 @@ unsafe impl Fit for NextFit {
         found
     }
 
-    #[inline]
-    unsafe fn insert(&mut self, chunk: Chunk) -> Result<(), Corruption> {
-        // SAFETY: caller contract (Fit::insert) is the index's.
-        unsafe { self.index.insert(chunk) }
-    }
+    freespace_freelist::forward_to_index!(index: insert, resize, len, contains);
 
     #[inline]
     unsafe fn remove(&mut self, chunk: Chunk) -> Result<(), Corruption> {
@@ -133,23 +129,6 @@ unsafe impl Fit for NextFit {
             self.rover = Some(new);
         }
         Ok(())
-    }
-
-    #[inline]
-    unsafe fn resize(&mut self, chunk: Chunk, old_size: usize) -> Result<(), Corruption> {
-        // SAFETY: caller contract (Fit::resize) is the index's.
-        unsafe { self.index.resize(chunk, old_size) }
-    }
-
-    #[inline]
-    fn len(&self) -> usize {
-        self.index.len()
-    }
-
-    #[inline]
-    unsafe fn contains(&self, chunk: Chunk) -> bool {
-        // SAFETY: caller contract (Fit::contains).
-        unsafe { self.index.contains(chunk) }
     }
 
     fn check(&self) -> Result<(), Violation> {

@@ -36,7 +36,6 @@
     clippy::missing_safety_doc
 )]
 
-use freespace_core::{Corruption, Violation};
 use freespace_freelist::index::SizeIndex;
 use freespace_freelist::tree::ByLargest;
 use freespace_freelist::{Chunk, Fit, FreeSet, Request, Scan, Scanned};
@@ -82,49 +81,7 @@ unsafe impl Fit for WorstFit {
         self.index.first_fit(self.index.tree().first(), req)
     }
 
-    #[inline]
-    unsafe fn insert(&mut self, chunk: Chunk) -> Result<(), Corruption> {
-        // SAFETY: caller contract (Fit::insert) is the index's.
-        unsafe { self.index.insert(chunk) }
-    }
-
-    #[inline]
-    unsafe fn remove(&mut self, chunk: Chunk) -> Result<(), Corruption> {
-        // SAFETY: caller contract (Fit::remove) is the index's.
-        unsafe { self.index.remove(chunk) }
-    }
-
-    #[inline]
-    unsafe fn replace(
-        &mut self,
-        old: Chunk,
-        new: Chunk,
-        new_size: usize,
-    ) -> Result<(), Corruption> {
-        // SAFETY: caller contract (Fit::replace) is the index's.
-        unsafe { self.index.replace(old, new, new_size) }
-    }
-
-    #[inline]
-    unsafe fn resize(&mut self, chunk: Chunk, old_size: usize) -> Result<(), Corruption> {
-        // SAFETY: caller contract (Fit::resize) is the index's.
-        unsafe { self.index.resize(chunk, old_size) }
-    }
-
-    #[inline]
-    fn len(&self) -> usize {
-        self.index.len()
-    }
-
-    #[inline]
-    unsafe fn contains(&self, chunk: Chunk) -> bool {
-        // SAFETY: caller contract (Fit::contains).
-        unsafe { self.index.contains(chunk) }
-    }
-
-    fn check(&self) -> Result<(), Violation> {
-        self.index.check()
-    }
+    freespace_freelist::forward_to_index!(index: insert, remove, replace, resize, len, contains, check);
 }
 
 /// The plain worst-fit scan: look at every free chunk, keep the largest
