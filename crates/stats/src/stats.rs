@@ -377,6 +377,28 @@ impl<A> Stats<A> {
         }
     }
 
+    /// Counts the outcome of `A`'s grow of `ptr` from `old` to `new` and
+    /// passes it on (cut to exactly `new.size()`).
+    #[inline]
+    fn counted_grow(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+        grown: Result<NonNull<[u8]>, AllocError>,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        match grown {
+            Ok(block) => {
+                self.count_grow(block.cast() == ptr, old.size(), new.size());
+                Ok(exactly(block, new.size()))
+            }
+            Err(e) => {
+                bump(&self.failed_grows);
+                Err(e)
+            }
+        }
+    }
+
     // ---- counting -------------------------------------------------------
 
     /// A block of `size > 0` bytes was handed out.
@@ -523,16 +545,8 @@ unsafe impl<A: Allocator> Allocator for Stats<A> {
         }
         // SAFETY: `ptr` is a live block of `A` with `old` (caller contract,
         // non-zero size); `new` is at least as large (caller contract).
-        match unsafe { self.inner.grow(ptr, old, new) } {
-            Ok(block) => {
-                self.count_grow(block.cast() == ptr, old.size(), new.size());
-                Ok(exactly(block, new.size()))
-            }
-            Err(e) => {
-                bump(&self.failed_grows);
-                Err(e)
-            }
-        }
+        let grown = unsafe { self.inner.grow(ptr, old, new) };
+        self.counted_grow(ptr, old, new, grown)
     }
 
     #[inline]
@@ -546,16 +560,8 @@ unsafe impl<A: Allocator> Allocator for Stats<A> {
             return self.allocate_zeroed(new);
         }
         // SAFETY: as in `grow`.
-        match unsafe { self.inner.grow_zeroed(ptr, old, new) } {
-            Ok(block) => {
-                self.count_grow(block.cast() == ptr, old.size(), new.size());
-                Ok(exactly(block, new.size()))
-            }
-            Err(e) => {
-                bump(&self.failed_grows);
-                Err(e)
-            }
-        }
+        let grown = unsafe { self.inner.grow_zeroed(ptr, old, new) };
+        self.counted_grow(ptr, old, new, grown)
     }
 
     #[inline]
