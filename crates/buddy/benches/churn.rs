@@ -19,6 +19,7 @@
 //!   less the bytes of our metadata (bitmaps and zone header), which shows
 //!   how much of the efficiency gap that metadata is.
 
+use freespace_testkit::Rng;
 use std::alloc::Layout;
 use std::hint::black_box;
 use std::ptr::NonNull;
@@ -41,27 +42,11 @@ const CHURN_ARENA: usize = 32 << 20;
 const EFF_ARENA: usize = 1 << 20;
 const TRIALS: u64 = 50;
 
-/// xorshift64*: deterministic and cheap.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// 16 B ..= 16 KiB, log-uniform.
-    fn size(&mut self) -> usize {
-        let r = self.next();
-        let log = 4.0 + (r >> 11) as f64 / (1u64 << 53) as f64 * 10.0;
-        (log.exp2() as usize).clamp(16, 16 * 1024)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
+/// 16 B ..= 16 KiB, log-uniform.
+fn size(rng: &mut Rng) -> usize {
+    let r = rng.next();
+    let log = 4.0 + (r >> 11) as f64 / (1u64 << 53) as f64 * 10.0;
+    (log.exp2() as usize).clamp(16, 16 * 1024)
 }
 
 /// The one interface both heaps are driven through.
@@ -156,13 +141,13 @@ enum Step {
 
 /// `OPS` steps; the live count is pulled towards `LIVE`.
 fn trace(seed: u64, ops: usize) -> Vec<Step> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut live = 0usize;
     (0..ops)
         .map(|_| {
             if rng.below(2 * LIVE) >= live {
                 live += 1;
-                Step::Alloc(Layout::from_size_align(rng.size(), 8).unwrap())
+                Step::Alloc(Layout::from_size_align(size(&mut rng), 8).unwrap())
             } else {
                 live -= 1;
                 Step::Free(rng.below(live + 1))
@@ -201,7 +186,7 @@ fn churn<H: Heap>(heap: &mut H, steps: &[Step]) -> f64 {
 /// Allocates until the first failure (`free_every`: also free a random
 /// live block every that many steps); live requested bytes ÷ arena bytes.
 fn efficiency<H: Heap>(heap: &mut H, seed: u64, free_every: usize) -> f64 {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut live: Vec<(NonNull<u8>, Layout)> = Vec::new();
     let mut bytes = 0usize;
     for step in 1.. {
@@ -212,7 +197,7 @@ fn efficiency<H: Heap>(heap: &mut H, seed: u64, free_every: usize) -> f64 {
             unsafe { heap.free(p, l) };
             continue;
         }
-        let l = Layout::from_size_align(rng.size(), 8).unwrap();
+        let l = Layout::from_size_align(size(&mut rng), 8).unwrap();
         match heap.alloc(l) {
             Some(p) => {
                 bytes += l.size();

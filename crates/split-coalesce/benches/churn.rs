@@ -5,6 +5,7 @@
 //!
 //! `cargo bench -p freespace-split-coalesce --bench churn`
 
+use freespace_testkit::Rng;
 use std::hint::black_box;
 use std::ptr::NonNull;
 use std::time::Instant;
@@ -23,20 +24,6 @@ const LIVE: usize = 1000;
 const OPS: usize = 200_000;
 const EFFICIENCY_ARENA: usize = 1 << 20;
 const TRIALS: u64 = 5;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + (self.next() % (hi - lo + 1) as u64) as usize
-    }
-}
 
 #[derive(Clone, Copy)]
 enum Sizes {
@@ -120,7 +107,7 @@ impl Memory {
 /// Fill `LIVE` blocks, then `OPS` times free a random one and allocate a
 /// new random size in its place. Returns ns per (alloc + free) pair.
 fn churn<H: Heap>(mut h: H, sizes: Sizes) -> f64 {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
     let mut live: Vec<(NonNull<u8>, Layout)> = (0..LIVE)
         .map(|_| {
             let l = sizes.layout(&mut rng);
@@ -152,7 +139,7 @@ fn churn<H: Heap>(mut h: H, sizes: Sizes) -> f64 {
 /// in, one for every three allocations, so the heap is fragmented as in
 /// use); live requested bytes ÷ arena bytes at that point.
 fn efficiency<H: Heap>(mut h: H, sizes: Sizes, seed: u64) -> f64 {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut live: Vec<(NonNull<u8>, Layout)> = Vec::new();
     let mut bytes = 0usize;
     loop {

@@ -17,6 +17,7 @@
 //! the live blocks is freed. The maps show the heap at that point; then
 //! everything is freed and the counts must balance.
 
+use freespace_testkit::Rng;
 use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
@@ -45,21 +46,9 @@ fn arena() -> Arena {
     Arena::new(memory)
 }
 
-/// xorshift64*: the same churn on every heap and every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
 /// Runs the churn on `heap` and returns the blocks still live.
 fn churn<H: Allocator>(heap: &Stats<H>) -> Vec<(NonNull<u8>, Layout)> {
-    let mut rng = Rng(0x05EE_D0FC_4A5E);
+    let mut rng = Rng::new(0x05EE_D0FC_4A5E);
     let mut live: Vec<(NonNull<u8>, Layout)> = Vec::new();
     for _ in 0..STEPS {
         if live.is_empty() || rng.next() % 10 < 6 {
@@ -70,7 +59,7 @@ fn churn<H: Allocator>(heap: &Stats<H>) -> Vec<(NonNull<u8>, Layout)> {
                 live.push((block.cast(), layout));
             }
         } else {
-            let i = (rng.next() % live.len() as u64) as usize;
+            let i = rng.below(live.len());
             let (p, layout) = live.swap_remove(i);
             // SAFETY: `p` was allocated by `heap` with `layout`, freed once.
             unsafe { heap.deallocate(p, layout) };
@@ -84,7 +73,7 @@ fn free_half<H: Allocator>(
     heap: &Stats<H>,
     live: Vec<(NonNull<u8>, Layout)>,
 ) -> Vec<(NonNull<u8>, Layout)> {
-    let mut rng = Rng(0x004A_1F0F_1175);
+    let mut rng = Rng::new(0x004A_1F0F_1175);
     let mut kept = Vec::new();
     for (p, layout) in live {
         if rng.next() % 2 == 0 {

@@ -23,6 +23,7 @@
 //! interface cost.
 #![allow(missing_docs)]
 
+use freespace_testkit::Rng;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::mpsc;
@@ -41,18 +42,8 @@ static DEPOT: Depot<Heap> = Depot::new(Locked::new(Buddy::new(FromAllocator::new
 static CACHED: Magazines<'static, Heap> = Magazines::new(&DEPOT);
 static MIMALLOC: MiMalloc = MiMalloc;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 fn layout(rng: &mut Rng, lo: usize, hi: usize) -> Layout {
-    Layout::from_size_align(lo + (rng.next() as usize % (hi - lo + 1)), 8).unwrap()
+    Layout::from_size_align(rng.range(lo, hi), 8).unwrap()
 }
 
 /// The harness alone, the ceiling of every row: each request gets the
@@ -90,7 +81,7 @@ unsafe impl GlobalAlloc for HarnessOnly {
 /// One thread's churn: `ops` frees + allocations over 64 live blocks.
 fn churn<A: GlobalAlloc>(a: &A, seed: u64, ops: usize) {
     let write = std::env::var_os("NOWRITE").is_none();
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut live: Vec<(*mut u8, Layout)> = (0..64)
         .map(|_| {
             let l = layout(&mut rng, 8, 256);
@@ -99,7 +90,7 @@ fn churn<A: GlobalAlloc>(a: &A, seed: u64, ops: usize) {
         })
         .collect();
     for _ in 0..ops {
-        let i = rng.next() as usize % live.len();
+        let i = rng.below(live.len());
         let (p, l) = live[i];
         // SAFETY: `p` is live with `l`; the new block has a non-zero size.
         unsafe {
@@ -178,7 +169,7 @@ fn producer_consumer<A: GlobalAlloc + Sync>(a: &A, n: usize) -> Duration {
     let (tx, rx) = mpsc::sync_channel::<Batch>(16);
     std::thread::scope(|s| {
         s.spawn(move || {
-            let mut rng = Rng(7);
+            let mut rng = Rng::new(7);
             let mut batch = Vec::with_capacity(64);
             for _ in 0..n {
                 let l = layout(&mut rng, 16, 256);

@@ -5,6 +5,7 @@
 
 #![cfg(not(loom))]
 
+use freespace_testkit::Rng;
 use std::cell::Cell;
 use std::ptr::NonNull;
 use std::sync::mpsc;
@@ -230,20 +231,6 @@ struct Parcel {
 // SAFETY: the block is owned by whoever holds the parcel.
 unsafe impl Send for Parcel {}
 
-/// xorshift64*: deterministic per thread.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 #[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
 struct Tally {
     allocs: usize,
@@ -266,7 +253,7 @@ fn worker<A: Allocator>(
     tx: mpsc::Sender<Parcel>,
     rx: mpsc::Receiver<Parcel>,
 ) -> Tally {
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     let mut shadow = Shadow::new();
     let mut live: Vec<NonNull<u8>> = Vec::new();
     let mut t = Tally::default();
@@ -287,11 +274,11 @@ fn worker<A: Allocator>(
         let roll = rng.below(100);
         if live.is_empty() || roll < 45 && live.len() < 2000 {
             let size = match rng.below(10) {
-                0 => 1 + rng.below(4000) as usize,
-                1..=2 => 1 + rng.below(1024) as usize,
-                _ => 1 + rng.below(128) as usize,
+                0 => 1 + rng.below(4000),
+                1..=2 => 1 + rng.below(1024),
+                _ => 1 + rng.below(128),
             };
-            let align = [1, 8, 16, 64][rng.below(4) as usize];
+            let align = [1, 8, 16, 64][rng.below(4)];
             let l = Layout::from_size_align(size, align).unwrap();
             let b = heap.allocate(l).expect("a growing heap does not run out");
             // SAFETY: a fresh block of `b.len()` bytes.
@@ -303,15 +290,15 @@ fn worker<A: Allocator>(
             live.push(b.cast());
             t.allocs += 1;
         } else if roll < 55 {
-            let k = rng.below(live.len() as u64) as usize;
+            let k = rng.below(live.len());
             let ptr = live.swap_remove(k);
             let entry = shadow.remove(ptr).unwrap();
             tx.send(Parcel { ptr, entry }).unwrap();
         } else if roll < 65 {
-            let k = rng.below(live.len() as u64) as usize;
+            let k = rng.below(live.len());
             let ptr = live[k];
             let e = shadow.remove(ptr).unwrap();
-            let new_size = 1 + rng.below(2048) as usize;
+            let new_size = 1 + rng.below(2048);
             let new = Layout::from_size_align(new_size, e.align).unwrap();
             // SAFETY: `ptr` is live with `e`'s layout; contents verified first.
             let b = unsafe {
@@ -335,7 +322,7 @@ fn worker<A: Allocator>(
             live[k] = b.cast();
             t.resizes += 1;
         } else {
-            let k = rng.below(live.len() as u64) as usize;
+            let k = rng.below(live.len());
             let ptr = live.swap_remove(k);
             // SAFETY: live, contents checked, freed once.
             unsafe {

@@ -35,9 +35,11 @@
 pub mod bump;
 pub mod conformance;
 pub mod ops;
+pub mod rng;
 pub mod shadow;
 
 pub use bump::Bump;
+pub use rng::Rng;
 
 use freespace_core::{BlockState, Inspect};
 
