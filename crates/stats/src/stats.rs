@@ -377,6 +377,26 @@ impl<A> Stats<A> {
         }
     }
 
+    /// Counts the outcome of `A`'s allocation for `layout` and passes it on
+    /// (cut to exactly `layout.size()`).
+    #[inline]
+    fn counted_allocation(
+        &self,
+        layout: Layout,
+        block: Result<NonNull<[u8]>, AllocError>,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        match block {
+            Ok(block) => {
+                self.count_allocation(layout.size());
+                Ok(exactly(block, layout.size()))
+            }
+            Err(e) => {
+                bump(&self.failed_allocations);
+                Err(e)
+            }
+        }
+    }
+
     /// Counts the outcome of `A`'s grow of `ptr` from `old` to `new` and
     /// passes it on (cut to exactly `new.size()`).
     #[inline]
@@ -492,16 +512,7 @@ unsafe impl<A: Allocator> Allocator for Stats<A> {
             bump(&self.zero_size);
             return Ok(layout::dangling(layout));
         }
-        match self.inner.allocate(layout) {
-            Ok(block) => {
-                self.count_allocation(layout.size());
-                Ok(exactly(block, layout.size()))
-            }
-            Err(e) => {
-                bump(&self.failed_allocations);
-                Err(e)
-            }
-        }
+        self.counted_allocation(layout, self.inner.allocate(layout))
     }
 
     #[inline]
@@ -510,16 +521,7 @@ unsafe impl<A: Allocator> Allocator for Stats<A> {
             bump(&self.zero_size);
             return Ok(layout::dangling(layout));
         }
-        match self.inner.allocate_zeroed(layout) {
-            Ok(block) => {
-                self.count_allocation(layout.size());
-                Ok(exactly(block, layout.size()))
-            }
-            Err(e) => {
-                bump(&self.failed_allocations);
-                Err(e)
-            }
-        }
+        self.counted_allocation(layout, self.inner.allocate_zeroed(layout))
     }
 
     #[inline]
