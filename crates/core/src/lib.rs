@@ -10,6 +10,7 @@
 //! | [`source`] | [`Source`]: where heaps get raw regions from |
 //! | [`query`] | [`Owns`] and [`BlockSize`]: "is this mine?" and "how big is it?" |
 //! | [`inspect`] | [`Inspect`]: walk every block of a heap, and [`HeapSummary`] built on it |
+//! | [`lock`] | the raw locks `Sync` layers wait on: [`lock::Futex`] (spin briefly, then sleep; the default on Linux) and [`lock::Spin`] (bare metal) |
 //! | [`layout`] | checked size and alignment arithmetic (overflow is `None`, never a wrap) |
 //! | [`corruption`] | [`Corruption`] and the one reporting function, [`report`] |
 //! | [`check`] | [`Check`] (a whole stack's invariants, layer by layer) and [`CheckedFree`] (any heap's checked free) |
@@ -59,13 +60,14 @@
     clippy::missing_safety_doc
 )]
 
-#[cfg(test)]
+#[cfg(any(test, loom))]
 extern crate std;
 
 pub mod check;
 pub mod corruption;
 pub mod inspect;
 pub mod layout;
+pub mod lock;
 pub mod query;
 pub mod resize;
 pub mod size_class;

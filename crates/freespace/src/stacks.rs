@@ -47,7 +47,8 @@ pub const fn general() -> General {
     Slab::new(Buddy::new(Mmap::new()))
 }
 
-/// [`General`] behind a spin lock: `Sync`, and a `GlobalAlloc`.
+/// [`General`] behind a lock (`freespace_sync::DefaultLock`: spins briefly,
+/// then sleeps, on Linux): `Sync`, and a `GlobalAlloc`.
 ///
 /// ```
 /// use freespace::stacks::{self, Shared};

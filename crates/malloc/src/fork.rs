@@ -64,7 +64,7 @@
 
 use core::sync::atomic::{compiler_fence, fence, AtomicBool, AtomicUsize, Ordering};
 
-use freespace_sync::Spin;
+use freespace_sync::DefaultLock;
 use lock_api::RawMutex;
 
 use crate::shim::{ThreadState, THREAD};
@@ -104,7 +104,7 @@ static OWNERS: [Slot; SLOTS] = [const {
 static COUNTS: [Stripe; STRIPES] = [const { Stripe(AtomicUsize::new(0)) }; STRIPES];
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 static FORKING: AtomicBool = AtomicBool::new(false);
-static FORK_LOCK: Spin = Spin::INIT;
+static FORK_LOCK: DefaultLock = DefaultLock::INIT;
 static REGISTERED: AtomicBool = AtomicBool::new(false);
 static HEAVY: AtomicBool = AtomicBool::new(false);
 static MEMBARRIER: AtomicBool = AtomicBool::new(false);

@@ -9,7 +9,7 @@
 //! ```text
 //!   THREAD.cache = ThreadCache<Locked<Slab<Buddy<Mmap>>>>   per-thread magazines, classes 16 B … 1 KiB
 //!   DEPOT = Depot<Locked<Slab<Buddy<Mmap>>>>         full/empty magazines per class, one lock each
-//!           Locked<…>                                one spin lock for the heap
+//!           Locked<…>                                one lock for the heap (spins briefly, then sleeps)
 //!           Slab<…>                                  size classes 16 B … 8 KiB, 64 KiB slabs
 //!           Buddy<Mmap>                              everything larger, up to 2 GiB, 64 GiB reserved
 //! ```
@@ -79,7 +79,7 @@ use crate::stats::{self, Counter};
 pub const NAME: &str = "malloc";
 
 /// The shared heap: a slab over a buddy over an `mmap` reservation, behind
-/// one spin lock (freespace's `stacks::Shared`).
+/// one lock (freespace's `stacks::Shared`).
 ///
 /// ```
 /// let shared: &freespace_malloc::Shared = freespace_malloc::shared();

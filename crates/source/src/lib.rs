@@ -62,8 +62,6 @@ pub mod mmap;
 #[cfg(unix)]
 pub mod sbrk;
 #[cfg(unix)]
-mod spin;
-
 pub use arena::{Arena, ArenaError, StaticMemory};
 pub use from_allocator::FromAllocator;
 #[cfg(unix)]

@@ -1,11 +1,12 @@
 //! [`Mmap`]: a reservation of address space, committed a chunk at a time.
 
-use crate::spin::SpinLock;
 use core::ffi::c_void;
 use core::fmt;
 use core::ptr::{self, NonNull};
 use freespace_core::layout::{align_up, is_aligned};
+use freespace_core::lock::DefaultLock;
 use freespace_core::{Source, Violation, REGION_ALIGN};
+use lock_api::Mutex;
 
 #[cfg(test)]
 mod tests;
@@ -57,7 +58,8 @@ const NORESERVE: libc::c_int = 0;
 /// the source that gave them (a heap owns its source, so this is the heap's
 /// lifetime). A `static` `Mmap` is never dropped.
 ///
-/// `Mmap` is `Sync`: a spin lock serialises acquire and release.
+/// `Mmap` is `Sync`: a lock ([`DefaultLock`]: it sleeps rather than spins
+/// when the holder is preempted) serialises acquire and release.
 ///
 /// # Invariants
 /// - M1: `base` is `None` and `reserved == committed == 0`, or `base` is the
@@ -92,7 +94,7 @@ const NORESERVE: libc::c_int = 0;
 pub struct Mmap {
     /// Bytes of address space to reserve on first use.
     reserve: usize,
-    state: SpinLock<State>,
+    state: Mutex<DefaultLock, State>,
 }
 
 /// The mutable part of an [`Mmap`], under its lock (fields: M1–M4).
@@ -139,12 +141,15 @@ impl Mmap {
     pub const fn with_reserve(bytes: usize) -> Self {
         Self {
             reserve: bytes,
-            state: SpinLock::new(State {
-                base: None,
-                reserved: 0,
-                committed: 0,
-                page: 0,
-            }),
+            state: Mutex::const_new(
+                <DefaultLock as lock_api::RawMutex>::INIT,
+                State {
+                    base: None,
+                    reserved: 0,
+                    committed: 0,
+                    page: 0,
+                },
+            ),
         }
     }
 

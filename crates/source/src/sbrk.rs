@@ -1,19 +1,20 @@
 //! [`Sbrk`]: regions from the program break, the classic way a heap grows.
 
 use crate::region_len;
-use crate::spin::SpinLock;
 use core::ffi::c_void;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use freespace_core::layout::align_up;
+use freespace_core::lock::DefaultLock;
 use freespace_core::{Source, Violation, REGION_ALIGN};
+use lock_api::{Mutex, RawMutex};
 
 #[cfg(test)]
 mod tests;
 
 /// Serialises every `sbrk` call made by every [`Sbrk`] in the process: the
 /// break is one per process, so one lock for all instances.
-static BREAK: SpinLock<()> = SpinLock::new(());
+static BREAK: Mutex<DefaultLock, ()> = Mutex::const_new(DefaultLock::INIT, ());
 
 /// How many times `acquire` retries when the break moved under it (see
 /// [`Sbrk`]'s docs) before giving up.
@@ -39,7 +40,7 @@ const ATTEMPTS: usize = 4;
 /// (glibc's trim applies the same rule to itself, and treats a break moved
 /// by someone else as a "foreign sbrk" it steps around).
 ///
-/// All `Sbrk` instances share one spin lock, so their `sbrk` calls never
+/// All `Sbrk` instances share one lock ([`DefaultLock`]), so their `sbrk` calls never
 /// interleave; the lock cannot cover `malloc`'s own calls. glibc's `sbrk` is
 /// not atomic, so a `malloc` on another thread that grows the main arena at
 /// the very moment `Sbrk` grows the break is a race this type cannot

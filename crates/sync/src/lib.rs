@@ -6,7 +6,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | `sync` | the shim: loom's atomics and cells under `--cfg loom`, `core`'s otherwise (the one place that chooses) |
-//! | `spin` | [`Spin`], a `lock_api::RawMutex` spin lock, `Locked`'s default |
+//! | (re-exported) | the raw locks of `freespace_core::lock`: [`Futex`] (spins briefly, then sleeps; [`DefaultLock`] on Linux) and [`Spin`] (bare metal) |
 //! | `locked` | [`Locked`] and its [`LockedGuard`]: `Allocator`, `GlobalAlloc`, `Owns`, `BlockSize`, `Inspect` under a lock |
 //! | `magazine` | size classes, magazines, and a thread's rack of loaded/previous magazines |
 //! | `depot` | [`Depot`]: the parent and, per class, the shared stacks of full and empty magazines |
@@ -112,16 +112,17 @@ mod locked;
 mod magazine;
 #[cfg(all(feature = "std", not(loom)))]
 mod magazines;
-mod spin;
 mod sync;
 
 pub use cache::ThreadCache;
 pub use depot::{Depot, MAX_EMPTY, MAX_FULL};
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub use freespace_core::lock::Futex;
+pub use freespace_core::lock::{DefaultLock, Spin};
 pub use locked::{Locked, LockedGuard};
 pub use magazine::{CLASSES, CLASS_ALIGN, MAX_CACHED, MIN_CLASS, REFILL, ROUNDS};
 #[cfg(all(feature = "std", not(loom)))]
 pub use magazines::{fork, Magazines, MAX_LIVE, SLOTS};
-pub use spin::Spin;
 
 #[cfg(all(test, not(loom)))]
 mod tests;

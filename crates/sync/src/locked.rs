@@ -11,9 +11,10 @@ use freespace_core::{BlockInfo, BlockSize, Inspect, Owns, Violation};
 use lock_api::RawMutex;
 
 use crate::sync::{MutPtr, UnsafeCell};
-use crate::Spin;
+use crate::DefaultLock;
 
-/// A block `A` behind a lock `R` ([`Spin`] by default): `Sync` whenever `A`
+/// A block `A` behind a lock `R` ([`DefaultLock`] by default: a lock that
+/// spins briefly and then sleeps on Linux, a spin lock on bare metal): `Sync` whenever `A`
 /// is `Send`, an [`Allocator`] and a [`GlobalAlloc`].
 ///
 /// Every method takes the lock, forwards to `A` and releases it. `realloc`
@@ -52,7 +53,7 @@ use crate::Spin;
 /// - L2: nothing here panics while holding the lock: `A`'s methods do not
 ///   panic (the `Allocator` contract of every freespace block), and the
 ///   guard releases the lock when dropped.
-pub struct Locked<A, R: RawMutex = Spin> {
+pub struct Locked<A, R: RawMutex = DefaultLock> {
     raw: R,
     inner: UnsafeCell<A>,
 }
@@ -87,7 +88,7 @@ impl<A, R: RawMutex> Locked<A, R> {
     #[cfg(loom)]
     pub fn new(inner: A) -> Self {
         let raw = R::INIT;
-        // `Spin` creates its loom atomic on first use; do that here, on the
+        // The locks create their loom primitives on first use; do that here, on the
         // constructing thread, so every later use happens-after it in the
         // model (a creation racing with another thread's first load is a
         // causality violation to loom).
@@ -233,7 +234,7 @@ impl<A, R: RawMutex> core::fmt::Debug for Locked<A, R> {
 /// v.lock().push(7);
 /// assert_eq!(v.lock()[0], 7);
 /// ```
-pub struct LockedGuard<'a, A, R: RawMutex = Spin> {
+pub struct LockedGuard<'a, A, R: RawMutex = DefaultLock> {
     lock: &'a Locked<A, R>,
     // Dropped (ending loom's record of the write access) before the unlock.
     inner: ManuallyDrop<MutPtr<A>>,

@@ -2,7 +2,7 @@
 //! previous magazines (Bonwick and Adams 2001, §3).
 //!
 //! ```text
-//!   thread A rack            depot (one per class, under a Spin lock)       thread B rack
+//!   thread A rack            depot (one per class, under its own lock)       thread B rack
 //!  ┌────────┬──────────┐    ┌─────────────────────────────────────┐    ┌────────┬──────────┐
 //!  │ loaded │ previous │ ⇄  │ full:  [■■■■] → [■■■■] → …          │ ⇄  │ loaded │ previous │
 //!  │ [■■□□] │ [■■■■]   │    │ empty: [□□□□] → …                   │    │ [■□□□] │ [□□□□]   │

@@ -7,11 +7,11 @@
 //! tagged with that id. The table has a destructor: when a thread exits it
 //! flushes every rack to its depot, so the memory of exited threads is not
 //! lost. A process-wide registry of live ids (a fixed array under a
-//! [`Spin`](crate::Spin) lock) lets that destructor tell a live depot from
+//! [`DefaultLock`](crate::DefaultLock)) lets that destructor tell a live depot from
 //! one whose `Magazines` is gone.
 //!
 //! ```text
-//!   thread-local table            registry (Spin)         depots
+//!   thread-local table            registry (lock)         depots
 //!   ┌────┬───────────────┐        ┌──────────────┐
 //!   │ id │ rack, &depot  │  ───▶  │ live ids     │   Magazines #3 ──▶ Depot A
 //!   │  3 │ …             │        │ 3, 5, …      │   Magazines #5 ──▶ Depot B

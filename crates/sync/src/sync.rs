@@ -1,11 +1,12 @@
 //! The one place the crate chooses between real and modelled concurrency
 //! primitives.
 //!
-//! Under `--cfg loom` every atomic, cell and spin hint the crate uses comes
+//! Under `--cfg loom` every cell the crate shares between threads comes
 //! from [loom](https://docs.rs/loom), so the models in `tests/loom.rs`
 //! explore every interleaving of them; otherwise they are `core`'s. No other
-//! module names `core::sync::atomic` or `core::cell::UnsafeCell` for state
-//! shared between threads.
+//! module names `core::cell::UnsafeCell` for state shared between threads.
+//! The locks (`freespace_core::lock`) make the same choice for their
+//! atomics.
 //!
 //! loom's `UnsafeCell` hands out tracked pointers ([`MutPtr`]) so that two
 //! threads holding a `&mut` to the same data at once is reported as a data
@@ -13,17 +14,7 @@
 //! pointer.
 
 #[cfg(loom)]
-pub(crate) use loom::{
-    cell::{MutPtr, UnsafeCell},
-    hint::spin_loop,
-    sync::atomic::{AtomicBool, Ordering},
-};
-
-#[cfg(not(loom))]
-pub(crate) use core::{
-    hint::spin_loop,
-    sync::atomic::{AtomicBool, Ordering},
-};
+pub(crate) use loom::cell::{MutPtr, UnsafeCell};
 
 #[cfg(not(loom))]
 pub(crate) use cell::{MutPtr, UnsafeCell};
