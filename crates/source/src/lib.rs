@@ -61,7 +61,7 @@ pub mod from_allocator;
 pub mod mmap;
 #[cfg(unix)]
 pub mod sbrk;
-#[cfg(unix)]
+
 pub use arena::{Arena, ArenaError, StaticMemory};
 pub use from_allocator::FromAllocator;
 #[cfg(unix)]
