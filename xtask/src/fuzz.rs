@@ -759,12 +759,12 @@ pub fn miri_section(root: &Path) -> String {
     let mut s = String::from("## Miri\n\n");
     match fs::read_to_string(root.join("docs/miri.txt")) {
         Ok(text) if !text.trim().is_empty() => {
-            s.push_str("From `docs/miri.txt` (written by `cargo xtask miri`):\n\n```text\n");
+            s.push_str("From `docs/miri.txt` (written by `cargo xtask miri --doc`):\n\n```text\n");
             s.push_str(text.trim_end());
             s.push_str("\n```\n");
         }
         _ => s.push_str(
-            "`docs/miri.txt` has not been written yet: `cargo xtask miri` runs every library \
+            "`docs/miri.txt` has not been written yet: `cargo xtask miri --doc` runs every library \
              crate's unit tests under Miri with `-Zmiri-strict-provenance`.\n",
         ),
     }

@@ -527,6 +527,14 @@ impl Workspace {
     }
 }
 
+/// The flags in the environment variable `var` with `extra` added.
+fn flags_plus(var: &str, extra: &str) -> String {
+    match env::var(var) {
+        Ok(flags) if !flags.trim().is_empty() => format!("{flags} {extra}"),
+        _ => extra.to_string(),
+    }
+}
+
 /// `cargo` with the workspace root as working directory.
 fn cargo(root: &std::path::Path) -> Command {
     let mut c = Command::new("cargo");
@@ -853,32 +861,24 @@ fn doc(ws: &Workspace) -> Report {
         "doc tests",
         cargo(&ws.root).args(["test", "--workspace", "--doc"]),
     );
-    let rustdocflags = match env::var("RUSTDOCFLAGS") {
-        Ok(flags) if !flags.trim().is_empty() => {
-            format!("{flags} -D rustdoc::broken_intra_doc_links")
+    let rustdocflags = flags_plus("RUSTDOCFLAGS", "-D rustdoc::broken_intra_doc_links");
+    let cargo_doc = |first: &str, per_tool: &str| {
+        let mut cmd = cargo(&ws.root);
+        cmd.env("RUSTDOCFLAGS", &rustdocflags).args(["doc", first]);
+        for name in DOC_NO_DEPS {
+            cmd.args([per_tool, name]);
         }
-        _ => "-D rustdoc::broken_intra_doc_links".to_string(),
+        cmd
     };
     // With `--no-deps`, cargo documents the crates in any order and rustdoc
     // silently drops a link into a crate whose pages do not exist yet; with
     // the dependencies documented, each crate's pages come after its
     // dependencies'.
-    let mut libraries = cargo(&ws.root);
-    libraries
-        .env("RUSTDOCFLAGS", &rustdocflags)
-        .args(["doc", "--workspace"]);
-    for name in DOC_NO_DEPS {
-        libraries.args(["--exclude", name]);
-    }
-    part("cargo doc (libraries and dependencies)", &mut libraries);
-    let mut tools = cargo(&ws.root);
-    tools
-        .env("RUSTDOCFLAGS", &rustdocflags)
-        .args(["doc", "--no-deps"]);
-    for name in DOC_NO_DEPS {
-        tools.args(["-p", name]);
-    }
-    part("cargo doc (tools)", &mut tools);
+    part(
+        "cargo doc (libraries and dependencies)",
+        &mut cargo_doc("--workspace", "--exclude"),
+    );
+    part("cargo doc (tools)", &mut cargo_doc("--no-deps", "-p"));
     let t = Instant::now();
     let dropped = dropped_links(&ws.target_dir.join("doc"));
     let outcome = if dropped.is_empty() {
@@ -1063,10 +1063,7 @@ fn loom(ws: &Workspace) -> Report {
         return Outcome::Skipped("no loom models yet (issue: concurrency)".into()).into();
     }
     let mut cmd = cargo(&ws.root);
-    let rustflags = match env::var("RUSTFLAGS") {
-        Ok(flags) if !flags.trim().is_empty() => format!("{flags} --cfg loom"),
-        _ => "--cfg loom".to_string(),
-    };
+    let rustflags = flags_plus("RUSTFLAGS", "--cfg loom");
     // Its own target directory: other RUSTFLAGS would otherwise rebuild
     // everything in the shared one, twice per run. Unit and integration
     // tests only: doc tests link the library built with loom's primitives
@@ -1237,5 +1234,73 @@ fn miri(ws: &Workspace) -> Report {
     match miri_crates(ws) {
         Ok(crates) => miri_over(ws, crates),
         Err(e) => Outcome::Fail(format!("cannot list the library crates: {e}")).into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_link_left_as_text_is_found_and_a_link_is_not() {
+        let dir = env::temp_dir().join(format!("xtask-dropped-links-{}", std::process::id()));
+        let page_dir = dir.join("freespace_demo").join("module");
+        std::fs::create_dir_all(&page_dir).unwrap();
+        std::fs::create_dir_all(dir.join("freespace_demo").join("alloc")).unwrap();
+        std::fs::write(
+            page_dir.join("struct.X.html"),
+            "<p>trimmed to [<code>REGION_ALIGN</code>] and <a href=\"y.html\"><code>Y</code></a>, \
+             see [<code>Z</code>].</p>",
+        )
+        .unwrap();
+        // allocator-api2's pages and other crates' pages are not ours.
+        std::fs::write(
+            dir.join("freespace_demo/alloc/struct.Vec.html"),
+            "[<code>vec!</code>]",
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.join("libc")).unwrap();
+        std::fs::write(dir.join("libc/index.html"), "[<code>x</code>]").unwrap();
+        let found = dropped_links(&dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let page = "freespace_demo/module/struct.X.html".to_string();
+        assert_eq!(
+            found,
+            vec![
+                (page.clone(), "REGION_ALIGN".to_string()),
+                (page, "Z".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_budget_shortfall_is_not_a_failure_but_a_failure_wins() {
+        let part = |name: &str, outcome: Outcome| Part {
+            name: name.to_string(),
+            outcome,
+            time: Duration::ZERO,
+        };
+        let late = || Outcome::OutOfTime("timed out: the 10s budget was spent".into());
+        let never = || Outcome::OutOfTime("never started: the 10s budget was spent".into());
+        let parts = [
+            part("a", Outcome::Pass),
+            part("b", late()),
+            part("c", never()),
+        ];
+        match sum_up(&parts) {
+            Outcome::OutOfTime(why) => assert_eq!(
+                why,
+                "budget exhausted: 1 timed out, 1 never started (none of them failed); 1 of 3 passed"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let parts = [
+            part("a", Outcome::Fail("exit code 1".into())),
+            part("b", late()),
+        ];
+        assert!(
+            matches!(sum_up(&parts), Outcome::Fail(why) if why.contains("also budget exhausted"))
+        );
+        assert_eq!(sum_up(&[part("a", Outcome::Pass)]), Outcome::Pass);
     }
 }
