@@ -20,7 +20,13 @@
 //! The stack part runs `Slab<Buddy<Sbrk>>` on 3000 blocks of 16 B – 16 KiB
 //! (log-uniform), frees a random half, allocates 1500 more, and prints for
 //! each layer its live blocks, free memory, slabs partial/full/empty, and
-//! the buddy's blocks per order.
+//! the buddy's blocks per order and heap map.
+//!
+//! "Fragmentation" is `1 - largest free block / total free bytes`
+//! (`HeapSummary::fragmentation`): 0 when all free memory is one block,
+//! near 1 when it is scattered in small pieces. It measures the free
+//! memory's shape, not waste, so it can be well above 0 with nothing live
+//! (the demo says why when that happens).
 
 use std::cell::Cell;
 use std::mem::MaybeUninit;
@@ -30,6 +36,7 @@ use freespace_core::alloc::{Allocator, Layout};
 use freespace_core::{BlockState, HeapSummary, Inspect, Source, Violation};
 use freespace_source::{Arena, Sbrk};
 use freespace_stats::{AsciiMap, ASCII_LEGEND};
+use freespace_testkit::Rng;
 
 /// The heap the demo runs: the free-list heap with the best-fit policy,
 /// which splits chunks on allocation and coalesces them on free.
@@ -46,7 +53,13 @@ const FIRST_ROUND: usize = 300;
 const SECOND_ROUND: usize = 100;
 const MAP_WIDTH: usize = 64;
 
+/// What the demo means by fragmentation, printed before the figures.
+const FRAGMENTATION: &str = "fragmentation = 1 - largest free block / total free bytes \
+(0: all free memory in one block; near 1: scattered in small pieces)";
+
 fn main() {
+    println!("{FRAGMENTATION}");
+    println!();
     stack_demo();
     println!();
     println!("freespace demo: one free-list heap, step by step");
@@ -81,8 +94,9 @@ type Stack = freespace::Slab<freespace::Buddy<Counted<Sbrk>>>;
 fn stack_demo() {
     const BLOCKS: usize = 3000;
     println!("freespace demo: the slab -> buddy -> sbrk stack, Slab<Buddy<Sbrk>>");
+    println!("buddy map: the buddy's address span, {MAP_WIDTH} cells: {ASCII_LEGEND}");
     let heap: Stack = freespace::Slab::new(freespace::Buddy::new(Counted::new(Sbrk::new())));
-    let mut rng = Rng(0xD15C_0B0F_F1CE_5EED);
+    let mut rng = Rng::new(0xD15C_0B0F_F1CE_5EED);
     let mut blocks = Vec::new();
     let refused = allocate_mixed(&heap, &mut rng, BLOCKS, &mut blocks);
     stack_table(
@@ -134,6 +148,21 @@ fn stack_demo() {
         &heap,
         &blocks,
     );
+    let buddy = HeapSummary::of(heap.parent());
+    if buddy.fragmentation() > 0.0 {
+        println!(
+            "   Why fragmentation is {:.2} with nothing live: the buddy's {} KiB from sbrk is not \
+             a power of two, so it is cut\n   \
+             into aligned power-of-two blocks (the free row above), and a block only ever merges \
+             with its buddy.\n   \
+             All {} KiB are free; the largest block is {} KiB, so only a request above that \
+             would need more from sbrk.",
+            buddy.fragmentation(),
+            (buddy.free_bytes + buddy.used_bytes + buddy.meta_bytes) / 1024,
+            buddy.free_bytes / 1024,
+            buddy.largest_free / 1024,
+        );
+    }
 }
 
 /// Allocates `count` blocks of 16 B..16 KiB (log-uniform, align 8), filled.
@@ -183,6 +212,8 @@ fn stack_table(step: &str, heap: &Stack, blocks: &[Block]) {
         live / 1024
     );
     println!("   layer   live blocks   live KiB   free KiB   meta KiB  detail");
+    // The buddy's live blocks are the program's large blocks plus the
+    // slab layer's slabs: the slab layer allocates its slabs from it.
     println!(
         "   slab    {:>11} {:>10} {:>10} {:>10}  slabs: {partial} partial, {full} full, {empty} empty",
         slab.used_blocks,
@@ -226,6 +257,16 @@ fn stack_table(step: &str, heap: &Stack, blocks: &[Block]) {
         "   buddy blocks per order (size:used/free): {}",
         row.join(" ")
     );
+    if partial + full + empty > 0 {
+        println!(
+            "   (the buddy's live blocks include the slab layer's {} slabs: they are buddy blocks too)",
+            partial + full + empty
+        );
+    }
+    let map = AsciiMap::fitted(heap.parent(), MAP_WIDTH)
+        .display(heap.parent())
+        .to_string();
+    println!("   buddy map [{}]", map.trim_end_matches('\n'));
 }
 
 /// `16B`, `4K`, `1M`.
@@ -293,35 +334,23 @@ struct Block {
     fill: u8,
 }
 
-/// A small deterministic generator (xorshift64*), so every run is the same.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// A size in 8..=512 and an alignment in {8, 16, 32, 64}.
-    fn layout(&mut self) -> Layout {
-        let size = 8 + (self.next() % 505) as usize;
-        let align = 8 << (self.next() % 4);
-        Layout::from_size_align(size, align).expect("small sizes and power-of-two alignments")
-    }
+/// A size in 8..=512 and an alignment in {8, 16, 32, 64}.
+fn random_layout(rng: &mut Rng) -> Layout {
+    let size = 8 + (rng.next() % 505) as usize;
+    let align = 8 << (rng.next() % 4);
+    Layout::from_size_align(size, align).expect("small sizes and power-of-two alignments")
 }
 
 fn workload<H: Allocator + Inspect, S>(subject: &Subject<'_, H, S>) {
     let heap = subject.heap;
     println!();
     println!("== heap over {}", subject.name);
-    let mut rng = Rng(0x5EED_F4EE_5BAC_E5ED);
+    let mut rng = Rng::new(0x5EED_F4EE_5BAC_E5ED);
     let mut blocks: Vec<Block> = Vec::new();
 
     let refused = allocate(heap, &mut rng, FIRST_ROUND, &mut blocks);
     let step = format!(
-        "1. allocated {} blocks of 8..=512 B ({refused} refused)",
+        "1. allocated {} blocks of 8..=512 B, aligned to 8, 16, 32 or 64 ({refused} refused)",
         blocks.len()
     );
     report(&step, subject, &blocks);
@@ -393,7 +422,7 @@ fn workload<H: Allocator + Inspect, S>(subject: &Subject<'_, H, S>) {
 fn allocate<H: Allocator>(heap: &H, rng: &mut Rng, count: usize, blocks: &mut Vec<Block>) -> usize {
     let mut refused = 0;
     for _ in 0..count {
-        let layout = rng.layout();
+        let layout = random_layout(rng);
         let Ok(region) = heap.allocate(layout) else {
             refused += 1;
             continue;

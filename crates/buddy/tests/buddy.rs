@@ -103,6 +103,16 @@ fn conformance_on_mmap_joins_the_regions() {
     heap.check().unwrap();
 }
 
+/// `n` quickcheck cases; under Miri three short traces (generator size 16,
+/// not quickcheck's 100: a trace's length grows with it).
+fn quickcheck(n: u64) -> QuickCheck {
+    if cfg!(miri) {
+        QuickCheck::new().tests(3).rng(quickcheck::Gen::new(16))
+    } else {
+        QuickCheck::new().tests(n)
+    }
+}
+
 #[test]
 fn op_interpreter_checks_after_every_op() {
     fn prop(ops: Ops) -> Result<(), String> {
@@ -113,10 +123,7 @@ fn op_interpreter_checks_after_every_op() {
         assert_all_free(&heap);
         Ok(())
     }
-    let tests = if cfg!(miri) { 3 } else { 1000 };
-    QuickCheck::new()
-        .tests(tests)
-        .quickcheck(prop as fn(Ops) -> Result<(), String>);
+    quickcheck(1000).quickcheck(prop as fn(Ops) -> Result<(), String>);
 }
 
 #[test]
@@ -129,10 +136,7 @@ fn op_interpreter_on_growing_small_regions() {
         assert_all_free(&heap);
         Ok(())
     }
-    let tests = if cfg!(miri) { 3 } else { 500 };
-    QuickCheck::new()
-        .tests(tests)
-        .quickcheck(prop as fn(Ops) -> Result<(), String>);
+    quickcheck(500).quickcheck(prop as fn(Ops) -> Result<(), String>);
 }
 
 #[test]

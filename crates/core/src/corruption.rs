@@ -25,8 +25,18 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 ///
 /// `addr` is the address the caller passed (for a free) or the address of
 /// the damaged metadata.
+///
+/// `Debug` prints the address in hex, as `Display` and the report do, so a
+/// test failure's `{:?}` reads like the abort message:
+///
+/// ```
+/// # use freespace_core::Corruption;
+/// let c = Corruption::DoubleFree { addr: 0x7f00 };
+/// assert_eq!(format!("{c:?}"), "DoubleFree { addr: 0x7f00 }");
+/// assert_eq!(format!("{c}"), "double free at 0x7f00");
+/// ```
 #[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Corruption {
     /// The block was already free (possibly since coalesced or reused).
     DoubleFree {
@@ -116,6 +126,31 @@ impl Corruption {
         let mut m = Message::new();
         let _ = fmt::write(&mut m, format_args!("freespace: {self} ({block})"));
         m
+    }
+}
+
+impl Corruption {
+    /// The variant's name, for `Debug`.
+    const fn variant(&self) -> &'static str {
+        match self {
+            Self::DoubleFree { .. } => "DoubleFree",
+            Self::ForeignPointer { .. } => "ForeignPointer",
+            Self::InteriorPointer { .. } => "InteriorPointer",
+            Self::MisalignedPointer { .. } => "MisalignedPointer",
+            Self::OverwrittenHeader { .. } => "OverwrittenHeader",
+            Self::SizeMismatch { .. } => "SizeMismatch",
+            Self::CorruptFreeList { .. } => "CorruptFreeList",
+        }
+    }
+}
+
+/// As the derived `Debug` would print it, but with the address in hex
+/// (`DoubleFree { addr: 0x7f00 }`), like [`Display`](fmt::Display).
+impl fmt::Debug for Corruption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(self.variant())
+            .field("addr", &format_args!("{:#x}", self.addr()))
+            .finish()
     }
 }
 
@@ -330,6 +365,35 @@ mod tests {
         for (c, what) in cases {
             let expected = std::format!("freespace: {what} at 0x10 (buddy)");
             assert_eq!(c.message("buddy").as_str(), expected);
+        }
+    }
+
+    #[test]
+    fn debug_prints_the_address_in_hex() {
+        let c = Corruption::OverwrittenHeader {
+            addr: 0x7f3a_1c00_0040,
+        };
+        assert_eq!(
+            std::format!("{c:?}"),
+            "OverwrittenHeader { addr: 0x7f3a1c000040 }"
+        );
+        // `{:#?}` too, as `assert_eq!` on a `Result` prints it.
+        assert_eq!(
+            std::format!("{:#?}", Err::<(), _>(Corruption::DoubleFree { addr: 16 })),
+            "Err(\n    DoubleFree {\n        addr: 0x10,\n    },\n)"
+        );
+        for c in [
+            Corruption::DoubleFree { addr: 255 },
+            Corruption::ForeignPointer { addr: 255 },
+            Corruption::InteriorPointer { addr: 255 },
+            Corruption::MisalignedPointer { addr: 255 },
+            Corruption::OverwrittenHeader { addr: 255 },
+            Corruption::SizeMismatch { addr: 255 },
+            Corruption::CorruptFreeList { addr: 255 },
+        ] {
+            let debug = std::format!("{c:?}");
+            assert!(debug.ends_with(" { addr: 0xff }"), "{debug}");
+            assert!(!debug.contains("255"), "{debug}");
         }
     }
 

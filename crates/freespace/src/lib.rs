@@ -28,9 +28,29 @@
 //!
 //! Ready-made stacks with names live in [`stacks`].
 //!
-//! # Example
+//! # The program's allocator
 //!
-//! A best-fit heap over a fixed arena, used by a `Vec` and a `HashMap`:
+//! A slab in front of a buddy allocator, memory from `sbrk`, behind a lock
+//! so threads can share it, as the `#[global_allocator]`:
+//!
+//! ```
+//! use freespace::{Buddy, Locked, Sbrk, Slab};
+//!
+//! #[global_allocator]
+//! static HEAP: Locked<Slab<Buddy<Sbrk>>> = Locked::new(Slab::new(Buddy::new(Sbrk::new())));
+//!
+//! fn main() {
+//!     // Every allocation of the program now goes through the stack.
+//!     let v: Vec<u64> = (0..1000).collect();
+//!     assert_eq!(v.iter().sum::<u64>(), 499_500);
+//! }
+//! ```
+//!
+//! # A heap of your own
+//!
+//! A best-fit heap over a fixed arena, used by a `Vec` and a `HashMap`
+//! (`hashbrown::HashMap::new_in` needs hashbrown's `allocator-api2`
+//! feature):
 //!
 //! ```
 //! use freespace::alloc::Vec;
@@ -59,6 +79,12 @@
 
 pub mod stacks;
 
+/// Every Rust snippet of the workspace's README, compiled and run as a doc
+/// test (`cargo test -p freespace --doc`), so the front page cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
+
 pub use freespace_core::{
     alloc, corruption, layout, report, set_handler, size_class, BlockInfo, BlockSize, BlockState,
     Check, CheckedFree, Corruption, HeapSummary, Inspect, Owns, Source, Violation,
@@ -70,6 +96,11 @@ pub use freespace_source::{Mmap, Sbrk};
 
 pub use freespace_best_fit::{BestFit, BestFitHeap};
 pub use freespace_first_fit::{FirstFit, FirstFitHeap};
+// Not inlined: `Fit`'s docs link to `FreeSet` through a private import of
+// freespace-freelist, which rustdoc cannot follow from another crate, so an
+// inlined copy here would show the link as text (`[FreeSet]`). The
+// re-export links to freespace-freelist's page instead, where it works.
+#[doc(no_inline)]
 pub use freespace_freelist::Fit;
 pub use freespace_next_fit::{NextFit, NextFitHeap};
 pub use freespace_split_coalesce::FreeListHeap;
