@@ -254,7 +254,7 @@ pub unsafe trait Fit {
 
 /// Writes [`Fit`] methods that hand the call to an index field (an
 /// [`AddressIndex`](crate::index::AddressIndex) or a
-/// [`SizeIndex`](crate::index::SizeIndex)), for the policies whose work is
+/// [`Binned`](crate::bins::Binned)), for the policies whose work is
 /// all in `choose`: `forward_to_index!(index: insert, remove, len, ...)`
 /// inside the `unsafe impl Fit`. Each name is one of `insert`, `remove`,
 /// `replace`, `resize`, `len`, `contains`, `check`; a policy with state

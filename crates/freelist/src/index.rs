@@ -1,14 +1,11 @@
-//! The two indexes the fit policies keep their free chunks in, both built
-//! on [`Tree`]:
-//!
-//! - [`AddressIndex`] (first fit, next fit): address order. Chunks larger
-//!   than [`MIN_CHUNK`] sit in a tree whose nodes know their subtree's
-//!   largest size, so "the lowest address at or after `a` that is at least
-//!   `n` bytes" is one descent; chunks of exactly [`MIN_CHUNK`] (no room for
-//!   that word) sit in a plain address tree beside it, and only a request
-//!   of [`MIN_CHUNK`] looks there.
-//! - [`SizeIndex`] (best fit, worst fit): one tree over all free chunks,
-//!   by size (ascending or descending) then address.
+//! [`AddressIndex`], the index first and next fit keep their free chunks
+//! in, built on [`Tree`]: address order. Chunks larger than [`MIN_CHUNK`]
+//! sit in a tree whose nodes know their subtree's largest size, so "the
+//! lowest address at or after `a` that is at least `n` bytes" is one
+//! descent; chunks of exactly [`MIN_CHUNK`] (no room for that word) sit in
+//! a plain address tree beside it, and only a request of [`MIN_CHUNK`]
+//! looks there. (Best and worst fit keep theirs in
+//! [`Binned`](crate::bins::Binned).)
 //!
 //! ```text
 //!  free chunks (address: size)  0x100:48  0x300:32  0x400:96  0x700:32  0x900:512
@@ -17,24 +14,18 @@
 //!        [0x400 96 | max 512]                   [0x300 32]
 //!         /               \                              \
 //!  [0x100 48 | 48]   [0x900 512 | 512]                [0x700 32]
-//!
-//!  SizeIndex<BySize>:          [48 @0x100]
-//!                             /           \
-//!                   [32 @0x300]           [96 @0x400]
-//!                             \                     \
-//!                           [32 @0x700]           [512 @0x900]
 //! ```
 //!
 //! A request whose alignment is above [`GRANULE`] may not fit a chunk
-//! that is large enough (the padding depends on the address): both
-//! indexes then walk the candidates in policy order until one fits, which
-//! is exactly the chunk the plain scan finds.
+//! that is large enough (the padding depends on the address): the index
+//! then walks the candidates in address order until one fits, which is
+//! exactly the chunk the plain scan finds.
 
 use freespace_core::{Corruption, Violation};
 
 use crate::chunk::{Chunk, GRANULE, MIN_CHUNK};
 use crate::fit::Request;
-use crate::tree::{ByAddress, ByAddressMax, Key, Order, Tree};
+use crate::tree::{ByAddress, ByAddressMax, Key, Tree};
 
 /// The free chunks in address order, for first and next fit.
 ///
@@ -335,186 +326,5 @@ impl AddressIndex {
             }
         })?;
         self.big.check(&mut |_, _| Ok(()))
-    }
-}
-
-/// All free chunks in one tree ordered by size then address, for best fit
-/// ([`BySize`](crate::tree::BySize)) and worst fit
-/// ([`ByLargest`](crate::tree::ByLargest)).
-///
-/// ```
-/// use freespace_freelist::index::SizeIndex;
-/// use freespace_freelist::tree::BySize;
-/// use freespace_freelist::Request;
-/// let index = SizeIndex::<BySize>::new();
-/// let r = Request::new(core::alloc::Layout::new::<u64>()).unwrap();
-/// assert!(index.first_fit(index.tree().first(), &r).is_none());
-/// ```
-#[derive(Debug)]
-pub struct SizeIndex<O: Order> {
-    tree: Tree<O>,
-}
-
-impl<O: Order> Default for SizeIndex<O> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<O: Order> SizeIndex<O> {
-    /// An empty index.
-    ///
-    /// ```
-    /// use freespace_freelist::{index::SizeIndex, tree::ByLargest};
-    /// assert_eq!(SizeIndex::<ByLargest>::new().len(), 0);
-    /// ```
-    pub const fn new() -> Self {
-        Self { tree: Tree::new() }
-    }
-
-    /// The tree.
-    ///
-    /// ```
-    /// use freespace_freelist::{index::SizeIndex, tree::ByLargest};
-    /// assert!(SizeIndex::<ByLargest>::new().tree().is_empty());
-    /// ```
-    pub const fn tree(&self) -> &Tree<O> {
-        &self.tree
-    }
-
-    /// Number of free chunks.
-    ///
-    /// ```
-    /// use freespace_freelist::{index::SizeIndex, tree::BySize};
-    /// assert!(SizeIndex::<BySize>::new().is_empty());
-    /// ```
-    pub const fn len(&self) -> usize {
-        self.tree.len()
-    }
-
-    /// Whether there are no free chunks.
-    ///
-    /// ```
-    /// use freespace_freelist::{index::SizeIndex, tree::BySize};
-    /// assert!(SizeIndex::<BySize>::new().is_empty());
-    /// ```
-    pub const fn is_empty(&self) -> bool {
-        self.tree.is_empty()
-    }
-
-    /// As [`AddressIndex::insert`].
-    ///
-    /// # Safety
-    ///
-    /// As [`Tree::insert`] with `c`'s size.
-    ///
-    /// # Errors
-    ///
-    /// As [`Tree::insert`].
-    pub unsafe fn insert(&mut self, c: Chunk) -> Result<(), Corruption> {
-        // SAFETY: caller contract.
-        unsafe { self.tree.insert(c, c.size()) }
-    }
-
-    /// As [`AddressIndex::remove`].
-    ///
-    /// # Safety
-    ///
-    /// As [`Tree::remove`] with `c`'s size.
-    ///
-    /// # Errors
-    ///
-    /// As [`Tree::remove`].
-    pub unsafe fn remove(&mut self, c: Chunk) -> Result<(), Corruption> {
-        // SAFETY: caller contract.
-        unsafe { self.tree.remove(c, c.size()) }
-    }
-
-    /// As [`AddressIndex::replace`].
-    ///
-    /// # Safety
-    ///
-    /// As [`Tree::replace`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Tree::remove`].
-    pub unsafe fn replace(
-        &mut self,
-        old: Chunk,
-        new: Chunk,
-        new_size: usize,
-    ) -> Result<(), Corruption> {
-        // SAFETY: caller contract.
-        unsafe { self.tree.replace(old, old.size(), new, new_size) }
-    }
-
-    /// As [`AddressIndex::resize`].
-    ///
-    /// # Safety
-    ///
-    /// As [`Tree::resize`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Tree::remove`].
-    pub unsafe fn resize(&mut self, c: Chunk, old_size: usize) -> Result<(), Corruption> {
-        // SAFETY: caller contract.
-        unsafe { self.tree.resize(c, old_size, c.size()) }
-    }
-
-    /// Whether `c` is a member.
-    ///
-    /// # Safety
-    ///
-    /// `c`'s size word is readable.
-    pub unsafe fn contains(&self, c: Chunk) -> bool {
-        // SAFETY: caller contract.
-        self.tree.contains(c, unsafe { c.size() })
-    }
-
-    /// The first member from `start` on, in the tree's order, that `req`
-    /// fits; the walk stops at the first member too small for it.
-    ///
-    /// # Time complexity
-    ///
-    /// O(log n) per member tried: one when `req.align() <= GRANULE`.
-    ///
-    /// ```
-    /// use freespace_freelist::{index::SizeIndex, tree::BySize, Request};
-    /// let r = Request::new(core::alloc::Layout::new::<u64>()).unwrap();
-    /// assert!(SizeIndex::<BySize>::new().first_fit(None, &r).is_none());
-    /// ```
-    pub fn first_fit(&self, start: Option<Chunk>, req: &Request) -> Option<Chunk> {
-        let mut at = start;
-        while let Some(c) = at {
-            // SAFETY: `c` is a member (T1).
-            let size = unsafe { c.size() };
-            if size < req.size() {
-                return None;
-            }
-            if req.fits(c, size) {
-                return Some(c);
-            }
-            at = self.tree.after(Key {
-                addr: c.addr(),
-                size,
-            });
-        }
-        None
-    }
-
-    /// Checks the tree's T1–T5.
-    ///
-    /// # Errors
-    ///
-    /// The first [`Violation`] found.
-    ///
-    /// ```
-    /// use freespace_freelist::{index::SizeIndex, tree::BySize};
-    /// assert!(SizeIndex::<BySize>::new().check().is_ok());
-    /// ```
-    pub fn check(&self) -> Result<(), Violation> {
-        self.tree.check(&mut |_, _| Ok(()))
     }
 }

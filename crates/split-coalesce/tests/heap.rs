@@ -996,3 +996,58 @@ side_by_side! {
     best_fit_vs_scan: BestFit, BestFitScan;
     worst_fit_vs_scan: WorstFit, WorstFitScan;
 }
+
+// ----------------------------------------------------------------------
+// a source too small for the heap's metadata (issue 19)
+// ----------------------------------------------------------------------
+
+#[test]
+fn a_region_smaller_than_the_metadata_is_an_error_that_says_so() {
+    use freespace_best_fit::BestFitHeap;
+    use freespace_split_coalesce::{RegionError, MIN_REGION};
+    // The lazy constructor can only refuse each request.
+    let lazy = BestFitHeap::new(arena(32));
+    assert!(lazy.allocate(Layout::new::<u8>()).is_err());
+    // The checked one says why, with the minimum.
+    let err = match BestFitHeap::try_new(arena(32)) {
+        Err(e) => e,
+        Ok(_) => panic!("a 32-byte arena cannot hold the heap's metadata"),
+    };
+    assert_eq!(
+        err,
+        RegionError::TooSmall {
+            len: 32,
+            min: MIN_REGION
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "the region (32 bytes) is smaller than the free-list heap's metadata: at least 80 \
+         bytes are needed (32-byte region header, 32-byte smallest chunk, 16-byte fencepost)"
+    );
+    // One byte short of the minimum is refused, the minimum itself serves
+    // the smallest block.
+    assert!(matches!(
+        BestFitHeap::try_new(arena(MIN_REGION - 16)),
+        Err(RegionError::TooSmall { .. })
+    ));
+    let heap = BestFitHeap::try_new(arena(MIN_REGION)).unwrap();
+    let l = Layout::from_size_align(16, 8).unwrap();
+    let p = heap.allocate(l).unwrap();
+    heap.check().unwrap();
+    // SAFETY: `p` is live with `l`.
+    unsafe { heap.deallocate(p.cast(), l) };
+    heap.check().unwrap();
+    // A source with nothing to give.
+    struct Empty;
+    // SAFETY: never returns a region.
+    unsafe impl Source for Empty {
+        fn acquire(&self, _: usize) -> Option<NonNull<[u8]>> {
+            None
+        }
+    }
+    assert_eq!(
+        FreeListHeap::<FirstFit, _>::try_new(Empty).err(),
+        Some(RegionError::NoRegion { min: MIN_REGION })
+    );
+}
