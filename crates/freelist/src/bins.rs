@@ -7,7 +7,7 @@
 //!  bin 1   (48 B)    head ──► [48 B] ◄──► [48 B] ──► null    most recent first
 //!  bin 2   (64 B)    head ──► [64 B] ──► null
 //!  ...
-//!  bin 127 (2064 B)
+//!  bin 511 (8208 B)
 //!  larger chunks: a Tree in the policy's order (size, then address)
 //! ```
 //!
@@ -36,7 +36,7 @@ use crate::chunk::{Chunk, Flags, GRANULE, MIN_CHUNK};
 use crate::tree::{Order, Tree};
 
 /// Number of exact-size bins.
-pub const BINS: usize = 128;
+pub const BINS: usize = 512;
 
 /// The largest chunk size with a bin: bins hold [`MIN_CHUNK`],
 /// `MIN_CHUNK + GRANULE`, ... up to this.
@@ -224,7 +224,7 @@ impl Bins {
     ///
     /// # Time complexity
     ///
-    /// O(1): a bit scan of at most [`BINS`]` / 64` words.
+    /// O(1): a bit scan of at most [`BINS`]` / 64` (8) words.
     #[inline]
     pub fn first_at_or_above(&self, bin: usize) -> Option<Chunk> {
         self.heads[self.first_bin_at_or_above(bin)?]

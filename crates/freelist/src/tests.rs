@@ -420,14 +420,14 @@ fn indexes_choose_by_their_policies() {
 
 #[test]
 fn bins_keep_the_most_recent_first_and_the_tree_the_rest() {
-    let (_keep, p) = buffer(1024);
+    let (_keep, p) = buffer(2048);
     // Free chunks (with 16-byte gaps): 48, 48, 64, LARGEST_BINNED + 16,
     // LARGEST_BINNED + 16 bytes.
     let sizes = [48usize, 48, 64, LARGEST_BINNED + 16, LARGEST_BINNED + 16];
     let mut at = 0;
     let mut cs = Vec::new();
     for &s in &sizes {
-        // SAFETY: inside the 16 KiB buffer.
+        // SAFETY: inside the 32 KiB buffer.
         cs.push(unsafe { Chunk::new(p).forward(at) });
         at += s + 16;
     }

@@ -980,12 +980,60 @@ fn same_as_scan_long<F: Fit, R: Fit>() {
     same_as_scan::<F, R>(&trace, PIECES, Some(4096), 1000).unwrap();
 }
 
+/// Many chunks of a few equal sizes on both sides of the bins' limit
+/// (`LARGEST_BINNED`), so ties are common: among binned sizes the policies
+/// with bins break them by recency, above by address, and the scans must
+/// agree at every step.
+fn same_as_scan_on_ties<F: Fit, R: Fit>() {
+    use freespace_freelist::bins::LARGEST_BINNED;
+    #[cfg(not(miri))]
+    const OPS: usize = 4_000;
+    #[cfg(miri)]
+    const OPS: usize = 100;
+    let sizes = [
+        16,
+        32,
+        LARGEST_BINNED - 2 * HEADER,
+        LARGEST_BINNED - HEADER,
+        LARGEST_BINNED,
+        LARGEST_BINNED + 16,
+    ];
+    let mut x = 0x2545_F491_4F6C_DD1D_u64;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let trace: Vec<ops::Op> = (0..OPS)
+        .map(|i| {
+            let r = next();
+            // Allocations outnumber frees early on, then they balance.
+            if r % 100 < if i < OPS / 4 { 75 } else { 50 } {
+                ops::Op::Alloc {
+                    size: sizes[(r >> 8) as usize % sizes.len()],
+                    align: if r >> 20 & 31 == 0 { 64 } else { 8 },
+                    zeroed: false,
+                }
+            } else {
+                ops::Op::Free {
+                    slot: (r >> 8) as usize,
+                    excess: 0,
+                }
+            }
+        })
+        .collect();
+    same_as_scan::<F, R>(&trace, 4 << 20, None, 100).unwrap();
+    same_as_scan::<F, R>(&trace, PIECES, Some(4096), 100).unwrap();
+}
+
 macro_rules! side_by_side {
     ($($module:ident: $fit:ty, $scan:ty;)*) => {$(
         mod $module {
             use super::*;
             #[test] fn same_choices_as_the_plain_scan() { same_as_scan_prop::<$fit, Scanned<$scan>>() }
             #[test] fn same_choices_as_the_plain_scan_over_a_long_trace() { same_as_scan_long::<$fit, Scanned<$scan>>() }
+            #[test] fn same_choices_as_the_plain_scan_on_ties() { same_as_scan_on_ties::<$fit, Scanned<$scan>>() }
         }
     )*};
 }
