@@ -527,8 +527,20 @@ fn small() -> Layout {
     Layout::from_size_align(48, 8).unwrap()
 }
 
+/// An arena whose bytes start out zero. The heap writes only the headers
+/// of a new region, not the whole region; a scenario that damages a size
+/// word sends `check()` and `Inspect` (which walk the chunks by their
+/// sizes) to wherever it points, which may be bytes nobody has written:
+/// zeroed, they are initialised memory, as pages fresh from the operating
+/// system are.
+fn zeroed_arena(len: usize) -> Arena {
+    Arena::new(leak(
+        vec![MaybeUninit::zeroed(); len + 15].into_boxed_slice(),
+    ))
+}
+
 fn case(name: &str) -> Case {
-    let heap: &'static Heap = leak(Box::new(FreeListHeap::new(arena(1 << 14))));
+    let heap: &'static Heap = leak(Box::new(FreeListHeap::new(zeroed_arena(1 << 14))));
     let l = small();
     let a = heap.allocate(l).unwrap().cast::<u8>();
     let b = heap.allocate(l).unwrap().cast::<u8>();
