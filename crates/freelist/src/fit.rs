@@ -22,6 +22,7 @@ pub struct Request {
 
 impl Request {
     /// The request for `layout`, or `None` when its chunk size overflows.
+    #[inline]
     pub const fn new(layout: Layout) -> Option<Self> {
         let align = if layout.align() > GRANULE {
             layout.align()
