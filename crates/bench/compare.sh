@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # Before/after for the free-list heap (docs/fits-before-after.md): two
 # builds of freespace-bench run back to back in one session, on the same
 # workloads and subjects, first timed (ratios within each build's own
@@ -9,7 +9,7 @@
 #
 # BEFORE_EXE / AFTER_EXE are release builds of freespace-bench (build the
 # old commit in a worktree, or keep a copy of its binary).
-set -eu
+set -euo pipefail
 before=$1 before_commit=$2 after=$3 after_commit=$4
 out=${5:-docs/fits-before-after.md}
 runs=${RUNS:-3}
@@ -19,12 +19,21 @@ counted=small,mixed,many-live,long-short,teardown-random,scaling-100,scaling-100
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-"$before" --runs "$runs" --subject "$subjects" --workload "$timed" >"$tmp/before.md"
-"$after" --runs "$runs" --subject "$subjects" --workload "$timed" >"$tmp/after.md"
-"$before" --callgrind --subject glibc,talc,rlsf,first-fit,next-fit,best-fit,worst-fit \
-    --workload "$counted" >"$tmp/before-cg.md"
-"$after" --callgrind --subject glibc,talc,rlsf,first-fit,next-fit,best-fit,worst-fit \
-    --workload "$counted" >"$tmp/after-cg.md"
+before=$(realpath "$before") after=$(realpath "$after") out=$(realpath -m "$out")
+# Run outside the repository, so the report's "commit" (which the harness
+# reads from `git` at run time) is filled in from the arguments instead.
+cd "$tmp"
+run() { # EXE COMMIT OUTFILE ARGS..
+    exe=$1 commit=$2 file=$3
+    shift 3
+    "$exe" "$@" | sed "s/commit unknown/commit $commit/" >"$file"
+}
+run "$before" "$before_commit" before.md --runs "$runs" --subject "$subjects" --workload "$timed"
+run "$after" "$after_commit" after.md --runs "$runs" --subject "$subjects" --workload "$timed"
+run "$before" "$before_commit" before-cg.md --callgrind \
+    --subject glibc,talc,rlsf,first-fit,next-fit,best-fit,worst-fit --workload "$counted"
+run "$after" "$after_commit" after-cg.md --callgrind \
+    --subject glibc,talc,rlsf,first-fit,next-fit,best-fit,worst-fit --workload "$counted"
 
 {
     echo "# The free-list heap before and after issue 12"
@@ -43,18 +52,18 @@ trap 'rm -rf "$tmp"' EXIT
     echo
     echo "## Before ($before_commit): time"
     echo
-    sed 's/^### /### before: /' "$tmp/before.md"
+    sed 's/^### /### before: /' before.md
     echo
     echo "## After ($after_commit): time"
     echo
-    sed 's/^### /### after: /' "$tmp/after.md"
+    sed 's/^### /### after: /' after.md
     echo
     echo "## Before ($before_commit): instructions"
     echo
-    sed -e '/^# /d' -e 's/^### /### before: /' "$tmp/before-cg.md"
+    sed -e '/^# /d' -e 's/^### /### before: /' before-cg.md
     echo
     echo "## After ($after_commit): instructions"
     echo
-    sed -e '/^# /d' -e 's/^### /### after: /' "$tmp/after-cg.md"
+    sed -e '/^# /d' -e 's/^### /### after: /' after-cg.md
 } >"$out"
 echo "wrote $out"

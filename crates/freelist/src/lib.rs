@@ -48,10 +48,10 @@
 //!   pointer to it never passes as live.
 //! - An allocated chunk carries 16 bytes of overhead and no footer; the
 //!   smallest chunk is 32 bytes (four words: a free chunk's size, two links
-//!   and footer). The links are the policy's: tree children for the
-//!   indexed policies (word 3, in chunks larger than 32 bytes, holds a
-//!   subtree's largest size for first and next fit), list links for the
-//!   plain scans.
+//!   and footer). The links are the policy's: bin links (next, previous)
+//!   for best and worst fit's binned sizes, tree children for the chunks in
+//!   a tree (word 3, in chunks larger than 32 bytes, holds a subtree's
+//!   largest size for first and next fit), list links for the plain scans.
 //!
 //! # Example
 //!

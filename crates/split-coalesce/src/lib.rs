@@ -2,12 +2,13 @@
 //! [`FreeListHeap<F, S>`](FreeListHeap).
 //!
 //! The heap hands its free chunks to a [`Fit`](freespace_freelist::Fit)
-//! policy, which keeps them in its own index (an intrusive AVL tree inside
-//! the free chunks, see `freespace_freelist::tree`) and picks the chunk for
-//! each request. The policies live in their own crates, each with an
-//! alias: `FirstFitHeap<S>`, `NextFitHeap<S>`, `BestFitHeap<S>`,
-//! `WorstFitHeap<S>`; the plain list scans they are tested against are
-//! `FirstFitScanHeap<S>` and so on.
+//! policy, which keeps them in its own index (exact-size bins and an
+//! intrusive AVL tree inside the free chunks, see `freespace_freelist::bins`
+//! and `freespace_freelist::tree`) and picks the chunk for each request.
+//! The policies live in their own crates, each with an alias:
+//! `FirstFitHeap<S>`, `NextFitHeap<S>`, `BestFitHeap<S>`, `WorstFitHeap<S>`;
+//! the plain list scans they are tested against are `FirstFitScanHeap<S>`
+//! and so on.
 //!
 //! | module | what it does |
 //! |---|---|
