@@ -29,10 +29,20 @@ use crate::tree::{ByAddress, ByAddressMax, Key, Tree};
 
 /// The free chunks in address order, for first and next fit.
 ///
+/// The highest-addressed free chunk — in a heap that grows at its end, the
+/// one before the last fencepost, from which new space is carved and into
+/// which the last block merges when freed — is kept out of the trees in
+/// `top`: taking from it, giving back to it and finding it when nothing
+/// below fits are O(1), however many smaller chunks the trees hold. (The
+/// "wilderness" of Korn and Vo; the choice stays exactly first fit's,
+/// since `top` is above every tree member.)
+///
 /// # Invariants
 ///
-/// - A1: `tiny` holds exactly the members of [`MIN_CHUNK`] bytes, `big`
-///   the larger ones; both are valid trees (T1–T5).
+/// - A1: `tiny` holds exactly the tree members of [`MIN_CHUNK`] bytes,
+///   `big` the larger ones; both are valid trees (T1–T5).
+/// - A2: `top` is `None` only when both trees are empty; otherwise it is a
+///   member in neither tree, with a higher address than every tree member.
 ///
 /// ```
 /// use freespace_freelist::index::AddressIndex;
@@ -46,6 +56,8 @@ use crate::tree::{ByAddress, ByAddressMax, Key, Tree};
 pub struct AddressIndex {
     tiny: Tree<ByAddress>,
     big: Tree<ByAddressMax>,
+    /// The highest-addressed member (A2).
+    top: Option<Chunk>,
 }
 
 #[inline]
@@ -63,6 +75,7 @@ impl AddressIndex {
         Self {
             tiny: Tree::new(),
             big: Tree::new(),
+            top: None,
         }
     }
 
@@ -72,7 +85,7 @@ impl AddressIndex {
     /// assert!(freespace_freelist::index::AddressIndex::new().len() == 0);
     /// ```
     pub const fn len(&self) -> usize {
-        self.tiny.len() + self.big.len()
+        self.tiny.len() + self.big.len() + if self.top.is_some() { 1 } else { 0 }
     }
 
     /// Whether there are no free chunks.
@@ -122,9 +135,35 @@ impl AddressIndex {
     /// assert!(index.is_empty());
     /// ```
     pub unsafe fn insert(&mut self, c: Chunk) -> Result<(), Corruption> {
+        // SAFETY: caller contract; `top` is a member (A2), its size word
+        // intact.
+        unsafe {
+            match self.top {
+                None => {
+                    self.top = Some(c);
+                    Ok(())
+                }
+                Some(t) if t == c => Err(Corruption::CorruptFreeList { addr: c.addr() }),
+                Some(t) if c.addr() > t.addr() => {
+                    // `c` is the new top; the old one joins the trees.
+                    self.tree_insert(t, t.size())?;
+                    self.top = Some(c);
+                    Ok(())
+                }
+                Some(_) => self.tree_insert(c, c.size()),
+            }
+        }
+    }
+
+    /// Adds `c` of `size` bytes to its tree.
+    ///
+    /// # Safety
+    ///
+    /// As [`Tree::insert`].
+    #[inline]
+    unsafe fn tree_insert(&mut self, c: Chunk, size: usize) -> Result<(), Corruption> {
         // SAFETY: caller contract.
         unsafe {
-            let size = c.size();
             if is_tiny(size) {
                 self.tiny.insert(c, size)
             } else {
@@ -143,9 +182,33 @@ impl AddressIndex {
     ///
     /// As [`Tree::remove`].
     pub unsafe fn remove(&mut self, c: Chunk) -> Result<(), Corruption> {
+        // SAFETY: caller contract; tree members are readable (T1).
+        unsafe {
+            if self.top == Some(c) {
+                // The highest tree member becomes the top (A2).
+                let last = match (self.tiny.last(), self.big.last()) {
+                    (Some(t), Some(b)) => Some(if t.addr() > b.addr() { t } else { b }),
+                    (t, b) => t.or(b),
+                };
+                if let Some(l) = last {
+                    self.tree_remove(l, l.size())?;
+                }
+                self.top = last;
+                return Ok(());
+            }
+            self.tree_remove(c, c.size())
+        }
+    }
+
+    /// Takes `c` of `size` bytes out of its tree.
+    ///
+    /// # Safety
+    ///
+    /// As [`Tree::remove`].
+    #[inline]
+    unsafe fn tree_remove(&mut self, c: Chunk, size: usize) -> Result<(), Corruption> {
         // SAFETY: caller contract.
         unsafe {
-            let size = c.size();
             if is_tiny(size) {
                 self.tiny.remove(c, size)
             } else {
@@ -171,6 +234,12 @@ impl AddressIndex {
         new: Chunk,
         new_size: usize,
     ) -> Result<(), Corruption> {
+        if self.top == Some(old) {
+            // Nothing lies between `old` and `new`, so `new` is above every
+            // tree member too (A2).
+            self.top = Some(new);
+            return Ok(());
+        }
         // SAFETY: caller contract.
         unsafe {
             let old_size = old.size();
@@ -200,6 +269,10 @@ impl AddressIndex {
     ///
     /// As [`Tree::remove`].
     pub unsafe fn resize(&mut self, c: Chunk, old_size: usize) -> Result<(), Corruption> {
+        if self.top == Some(c) {
+            // The top is in no tree: no key or subtree maximum to update.
+            return Ok(());
+        }
         // SAFETY: caller contract.
         unsafe {
             let new_size = c.size();
@@ -224,6 +297,9 @@ impl AddressIndex {
     ///
     /// `c`'s size word is readable.
     pub unsafe fn contains(&self, c: Chunk) -> bool {
+        if self.top == Some(c) {
+            return true;
+        }
         // SAFETY: caller contract.
         let size = unsafe { c.size() };
         if is_tiny(size) {
@@ -249,6 +325,13 @@ impl AddressIndex {
         };
         match (big, tiny) {
             (Some(b), Some(t)) => Some(if b.addr() < t.addr() { b } else { t }),
+            (None, None) => {
+                // Nothing in the trees: the top, if it qualifies (A2: it is
+                // above every tree member).
+                let t = self.top?;
+                // SAFETY: the top is a member, its size word readable.
+                (t.addr() >= from && unsafe { t.size() } >= need).then_some(t)
+            }
             (b, t) => b.or(t),
         }
     }
@@ -292,7 +375,8 @@ impl AddressIndex {
     }
 
     /// Calls `visit` with every member and its size: the tiny ones in
-    /// address order, then the others in address order.
+    /// address order, then the other tree members in address order, then
+    /// the top.
     ///
     /// ```
     /// let mut n = 0;
@@ -302,9 +386,13 @@ impl AddressIndex {
     pub fn for_each(&self, visit: &mut dyn FnMut(Chunk, usize)) {
         self.tiny.for_each(visit);
         self.big.for_each(visit);
+        if let Some(t) = self.top {
+            // SAFETY: the top is a member, its size word readable.
+            visit(t, unsafe { t.size() });
+        }
     }
 
-    /// Checks A1 and both trees' T1–T5.
+    /// Checks A1, A2 and both trees' T1–T5.
     ///
     /// # Errors
     ///
@@ -325,6 +413,24 @@ impl AddressIndex {
                 ))
             }
         })?;
-        self.big.check(&mut |_, _| Ok(()))
+        self.big.check(&mut |_, _| Ok(()))?;
+        match self.top {
+            None if self.tiny.len() + self.big.len() > 0 => {
+                Err(Violation::new("A2", 0, "tree members but no top chunk"))
+            }
+            None => Ok(()),
+            Some(t) => {
+                let below = |last: Option<Chunk>| last.is_none_or(|l| l.addr() < t.addr());
+                if below(self.tiny.last()) && below(self.big.last()) {
+                    Ok(())
+                } else {
+                    Err(Violation::new(
+                        "A2",
+                        t.addr(),
+                        "a tree member is not below the top chunk",
+                    ))
+                }
+            }
+        }
     }
 }

@@ -518,3 +518,52 @@ fn bins_refuse_to_unlink_through_a_damaged_link() {
     bins.check().unwrap();
     assert!(bins.is_empty());
 }
+
+#[test]
+fn address_index_keeps_the_highest_chunk_out_of_the_trees() {
+    let (_keep, p) = buffer(64);
+    // SAFETY: 64-byte slots of a buffer only this test uses.
+    let cs: Vec<Chunk> = (0..8)
+        .map(|i| unsafe { Chunk::new(p).forward(i * 128) })
+        .collect();
+    let r =
+        |n: usize| Request::new(core::alloc::Layout::from_size_align(n - 16, 8).unwrap()).unwrap();
+    let mut index = AddressIndex::new();
+    // SAFETY: disjoint free chunks only this test uses.
+    unsafe {
+        for (i, &c) in cs.iter().enumerate() {
+            c.write_free(if i % 2 == 0 { 32 } else { 96 }, Flags::empty());
+        }
+        // Out of order: the top moves up as higher chunks arrive.
+        for i in [3, 0, 7, 1, 5] {
+            index.insert(cs[i]).unwrap();
+            index.check().unwrap();
+        }
+        assert_eq!(index.len(), 5);
+        assert!(index.insert(cs[7]).is_err(), "the top is already a member");
+        assert_eq!(index.first_fit(0, &r(96)), Some(cs[1]));
+        assert_eq!(index.first_fit(cs[5].addr() + 16, &r(96)), Some(cs[7]));
+        assert_eq!(index.successor(cs[5]), Some(cs[7]));
+        // Removing the top promotes the highest tree member.
+        index.remove(cs[7]).unwrap();
+        index.check().unwrap();
+        assert_eq!(index.first_fit(cs[3].addr() + 16, &r(96)), Some(cs[5]));
+        assert_eq!(index.successor(cs[3]), Some(cs[5]));
+        // The top split from its front and grown in place.
+        let rest = cs[5].forward(32);
+        index.replace(cs[5], rest, 64).unwrap();
+        rest.write_free(64, Flags::empty());
+        rest.write_free(96, Flags::empty());
+        index.resize(rest, 64).unwrap();
+        index.check().unwrap();
+        assert_eq!(index.first_fit(cs[3].addr() + 16, &r(96)), Some(rest));
+        let mut seen = Vec::new();
+        index.for_each(&mut |c, _| seen.push(c));
+        assert_eq!(seen, [cs[0], cs[1], cs[3], rest]);
+        for c in [cs[0], rest, cs[1], cs[3]] {
+            index.remove(c).unwrap();
+            index.check().unwrap();
+        }
+    }
+    assert!(index.is_empty());
+}

@@ -1126,6 +1126,23 @@ impl<O: Order> Tree<O> {
         None
     }
 
+    /// The last member in order.
+    ///
+    /// ```
+    /// assert!(freespace_freelist::tree::Tree::<freespace_freelist::tree::ByAddress>::new().last().is_none());
+    /// ```
+    pub fn last(&self) -> Option<Chunk> {
+        let mut at = self.root?;
+        for _ in 0..MAX_DEPTH {
+            // SAFETY: `at` was reached from the root: a member (T1, T2).
+            match unsafe { right(at) } {
+                Some(r) => at = r,
+                None => return Some(at),
+            }
+        }
+        None
+    }
+
     /// The first member that does not sort before `key`.
     ///
     /// ```
