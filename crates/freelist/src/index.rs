@@ -24,7 +24,6 @@
 use freespace_core::{Corruption, Violation};
 
 use crate::chunk::{Chunk, GRANULE, MIN_CHUNK};
-use crate::fit::Request;
 use crate::tree::{ByAddress, ByAddressMax, Key, Tree};
 
 /// The free chunks in address order, for first and next fit.
@@ -46,10 +45,8 @@ use crate::tree::{ByAddress, ByAddressMax, Key, Tree};
 ///
 /// ```
 /// use freespace_freelist::index::AddressIndex;
-/// use freespace_freelist::Request;
 /// let index = AddressIndex::new();
-/// let r = Request::new(core::alloc::Layout::new::<u64>()).unwrap();
-/// assert!(index.first_fit(0, &r).is_none());
+/// assert!(index.lowest_at_least(0, 32).is_none());
 /// assert!(index.check().is_ok());
 /// ```
 #[derive(Debug, Default)]
@@ -115,20 +112,19 @@ impl AddressIndex {
     /// ```
     /// use core::ptr::NonNull;
     /// use freespace_freelist::index::AddressIndex;
-    /// use freespace_freelist::{Chunk, Flags, Request};
+    /// use freespace_freelist::{Chunk, Flags};
     /// let mut memory = [0u128; 6];
     /// let c = Chunk::new(NonNull::from(&mut memory).cast());
     /// let mut index = AddressIndex::new();
-    /// let small = Request::new(core::alloc::Layout::from_size_align(16, 8).unwrap()).unwrap();
     /// // SAFETY: the chunks lie in `memory`, ours alone.
     /// unsafe {
     ///     c.write_free(96, Flags::empty());
     ///     index.insert(c).unwrap();
-    ///     assert_eq!(index.first_fit(0, &small), Some(c));
+    ///     assert_eq!(index.lowest_at_least(0, 32), Some(c));
     ///     let rest = c.forward(64);
     ///     index.replace(c, rest, 32).unwrap();
     ///     rest.write_free(32, Flags::empty());
-    ///     assert_eq!(index.first_fit(0, &small), Some(rest));
+    ///     assert_eq!(index.lowest_at_least(0, 32), Some(rest));
     ///     index.check().unwrap();
     ///     index.remove(rest).unwrap();
     /// }
@@ -309,8 +305,22 @@ impl AddressIndex {
         }
     }
 
-    /// The lowest member at address `from` or above.
-    fn lowest_from(&self, from: usize, need: usize) -> Option<Chunk> {
+    /// The lowest-addressed member at address `from` or above of at least
+    /// `need` bytes: the query first and next fit are built on (their
+    /// crates hold the searches).
+    ///
+    /// # Time complexity
+    ///
+    /// O(log n): one descent of the large chunks' tree, which prunes every
+    /// subtree whose largest size (word 3) is below `need`, one of the
+    /// 32-byte chunks' tree when `need` is 32 or less, and a look at the
+    /// top chunk when neither has one.
+    ///
+    /// ```
+    /// use freespace_freelist::index::AddressIndex;
+    /// assert!(AddressIndex::new().lowest_at_least(0x1000, 64).is_none());
+    /// ```
+    pub fn lowest_at_least(&self, from: usize, need: usize) -> Option<Chunk> {
         let big = self.big.first_at_least(Key {
             addr: from,
             size: need,
@@ -336,31 +346,6 @@ impl AddressIndex {
         }
     }
 
-    /// The lowest-addressed member at `from` or above that `req` fits.
-    ///
-    /// # Time complexity
-    ///
-    /// O(log n) when `req.align() <= GRANULE`; otherwise O(log n) for every
-    /// large-enough chunk tried.
-    ///
-    /// ```
-    /// use freespace_freelist::index::AddressIndex;
-    /// use freespace_freelist::Request;
-    /// let r = Request::new(core::alloc::Layout::from_size_align(64, 4096).unwrap()).unwrap();
-    /// assert!(AddressIndex::new().first_fit(0x1000, &r).is_none());
-    /// ```
-    pub fn first_fit(&self, from: usize, req: &Request) -> Option<Chunk> {
-        let mut at = from;
-        loop {
-            let c = self.lowest_from(at, req.size())?;
-            // SAFETY: `c` is a member (T1).
-            if req.fits(c, unsafe { c.size() }) {
-                return Some(c);
-            }
-            at = c.addr().checked_add(GRANULE)?;
-        }
-    }
-
     /// The lowest member above `c` (which need not be a member).
     ///
     /// ```
@@ -371,7 +356,7 @@ impl AddressIndex {
     /// assert!(AddressIndex::new().successor(c).is_none());
     /// ```
     pub fn successor(&self, c: Chunk) -> Option<Chunk> {
-        self.lowest_from(c.addr().checked_add(GRANULE)?, 0)
+        self.lowest_at_least(c.addr().checked_add(GRANULE)?, 0)
     }
 
     /// Calls `visit` with every member and its size: the tiny ones in

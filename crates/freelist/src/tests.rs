@@ -378,7 +378,7 @@ fn tree_refuses_to_unlink_a_chunk_it_cannot_reach() {
 }
 
 #[test]
-fn indexes_choose_by_their_policies() {
+fn address_index_finds_the_lowest_large_enough_chunk() {
     let (_keep, p) = buffer(64);
     // Free chunks of 96, 32, 160, 64, 32 bytes in address order, with
     // 16-byte gaps (as if allocated chunks were between).
@@ -400,15 +400,11 @@ fn indexes_choose_by_their_policies() {
             addr.insert(c).unwrap();
         }
         addr.check().unwrap();
-        // Reuse the same chunks for the other two, one index at a time.
-        let r = |n: usize| {
-            Request::new(core::alloc::Layout::from_size_align(n - 16, 8).unwrap()).unwrap()
-        };
-        assert_eq!(addr.first_fit(0, &r(32)), Some(cs[0]));
-        assert_eq!(addr.first_fit(cs[0].addr() + 16, &r(32)), Some(cs[1]));
-        assert_eq!(addr.first_fit(0, &r(128)), Some(cs[2]));
-        assert_eq!(addr.first_fit(cs[2].addr() + 16, &r(64)), Some(cs[3]));
-        assert_eq!(addr.first_fit(0, &r(176)), None);
+        assert_eq!(addr.lowest_at_least(0, 32), Some(cs[0]));
+        assert_eq!(addr.lowest_at_least(cs[0].addr() + 16, 32), Some(cs[1]));
+        assert_eq!(addr.lowest_at_least(0, 128), Some(cs[2]));
+        assert_eq!(addr.lowest_at_least(cs[2].addr() + 16, 64), Some(cs[3]));
+        assert_eq!(addr.lowest_at_least(0, 176), None);
         assert_eq!(addr.successor(cs[2]), Some(cs[3]));
         assert_eq!(addr.successor(cs[4]), None);
         for &c in &cs {
@@ -522,12 +518,10 @@ fn bins_refuse_to_unlink_through_a_damaged_link() {
 #[test]
 fn address_index_keeps_the_highest_chunk_out_of_the_trees() {
     let (_keep, p) = buffer(64);
-    // SAFETY: 64-byte slots of a buffer only this test uses.
+    // SAFETY: 128-byte slots of a buffer only this test uses.
     let cs: Vec<Chunk> = (0..8)
         .map(|i| unsafe { Chunk::new(p).forward(i * 128) })
         .collect();
-    let r =
-        |n: usize| Request::new(core::alloc::Layout::from_size_align(n - 16, 8).unwrap()).unwrap();
     let mut index = AddressIndex::new();
     // SAFETY: disjoint free chunks only this test uses.
     unsafe {
@@ -541,13 +535,13 @@ fn address_index_keeps_the_highest_chunk_out_of_the_trees() {
         }
         assert_eq!(index.len(), 5);
         assert!(index.insert(cs[7]).is_err(), "the top is already a member");
-        assert_eq!(index.first_fit(0, &r(96)), Some(cs[1]));
-        assert_eq!(index.first_fit(cs[5].addr() + 16, &r(96)), Some(cs[7]));
+        assert_eq!(index.lowest_at_least(0, 96), Some(cs[1]));
+        assert_eq!(index.lowest_at_least(cs[5].addr() + 16, 96), Some(cs[7]));
         assert_eq!(index.successor(cs[5]), Some(cs[7]));
         // Removing the top promotes the highest tree member.
         index.remove(cs[7]).unwrap();
         index.check().unwrap();
-        assert_eq!(index.first_fit(cs[3].addr() + 16, &r(96)), Some(cs[5]));
+        assert_eq!(index.lowest_at_least(cs[3].addr() + 16, 96), Some(cs[5]));
         assert_eq!(index.successor(cs[3]), Some(cs[5]));
         // The top split from its front and grown in place.
         let rest = cs[5].forward(32);
@@ -556,7 +550,7 @@ fn address_index_keeps_the_highest_chunk_out_of_the_trees() {
         rest.write_free(96, Flags::empty());
         index.resize(rest, 64).unwrap();
         index.check().unwrap();
-        assert_eq!(index.first_fit(cs[3].addr() + 16, &r(96)), Some(rest));
+        assert_eq!(index.lowest_at_least(cs[3].addr() + 16, 96), Some(rest));
         let mut seen = Vec::new();
         index.for_each(&mut |c, _| seen.push(c));
         assert_eq!(seen, [cs[0], cs[1], cs[3], rest]);
