@@ -299,10 +299,16 @@ fn measure(o: &Options) -> Vec<Table> {
                     continue;
                 }
                 let outcome = match &w.kind {
-                    Kind::Efficiency { realloc, sizes, .. } => {
+                    Kind::Efficiency {
+                        realloc,
+                        free_share,
+                        sizes,
+                        ..
+                    } => {
                         let mut t = Trial {
                             seed: 1000 + round as u64,
                             realloc: *realloc,
+                            free_share: *free_share,
                             sizes: *sizes,
                             arena_len: w.arena,
                             budget: o.budget,
@@ -372,7 +378,10 @@ fn callgrind(o: &Options) -> ExitCode {
     let trace_workloads: Vec<&String> = o
         .workloads
         .iter()
-        .filter(|w| matches!(w.as_str(), "small" | "mixed" | "many-live" | "realloc"))
+        .filter(|w| {
+            let built = workloads::build(w, Scale::Quick);
+            matches!(built.kind, Kind::Trace(_))
+        })
         .collect();
     let bar = ProgressBar::new((trace_workloads.len() * o.subjects.len()) as u64);
     let mut tables = Vec::new();

@@ -110,9 +110,10 @@ fn summary(mut v: Vec<f64>) -> Option<Summary> {
     })
 }
 
-/// Per round, this row's value ÷ the glibc row's value in the same round.
-fn ratios(row: &Row, glibc: Option<&Row>) -> Vec<f64> {
-    let Some(g) = glibc else { return Vec::new() };
+/// Per round, this row's value ÷ the `base` row's value (glibc's, talc's,
+/// rlsf's) in the same round.
+fn ratios(row: &Row, base: Option<&Row>) -> Vec<f64> {
+    let Some(g) = base else { return Vec::new() };
     row.rounds
         .iter()
         .zip(&g.rounds)
@@ -151,12 +152,17 @@ fn fmt_ratio(x: f64) -> String {
 
 /// One timed table in markdown.
 fn timed_table(t: &Table, info: &RunInfo, out: &mut String) {
-    let glibc = t.rows.iter().find(|r| SUBJECTS[r.subject].name == "glibc");
+    let find = |name: &str| t.rows.iter().find(|r| SUBJECTS[r.subject].name == name);
+    let (glibc, talc, rlsf) = (find("glibc"), find("talc"), find("rlsf"));
+    // The median of the same-round ratios to another subject, or a dash.
+    let median_ratio = |row: &Row, base: Option<&Row>| {
+        summary(ratios(row, base)).map_or("—".to_string(), |r| fmt_ratio(r.median))
+    };
     let _ = writeln!(
         out,
-        "| subject | ns/op (median) | min–max | time ÷ glibc (median) | min–max |"
+        "| subject | ns/op (median) | min–max | time ÷ glibc (median) | min–max | ÷ talc | ÷ rlsf |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
     for row in &t.rows {
         let name = SUBJECTS[row.subject].name;
         let note = why(
@@ -174,14 +180,16 @@ fn timed_table(t: &Table, info: &RunInfo, out: &mut String) {
                 });
                 let _ = writeln!(
                     out,
-                    "| {name} | {} | {}–{} | {rm} | {rr} |",
+                    "| {name} | {} | {}–{} | {rm} | {rr} | {} | {} |",
                     fmt_ns(s.median),
                     fmt_ns(s.min),
-                    fmt_ns(s.max)
+                    fmt_ns(s.max),
+                    median_ratio(row, talc),
+                    median_ratio(row, rlsf)
                 );
             }
             _ => {
-                let _ = writeln!(out, "| {name} | {note} | | | |");
+                let _ = writeln!(out, "| {name} | {note} | | | | | |");
             }
         }
     }

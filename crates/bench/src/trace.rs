@@ -209,6 +209,103 @@ pub fn many_live(seed: u64, live: usize, ops: usize, sizes: Sizes) -> Trace {
     b.finish()
 }
 
+/// Long- and short-lived blocks mixed: every step allocates one block
+/// and then frees those whose time is up. A block lives `1..=2 short`
+/// steps, or with probability `long_share` a hundred times longer, so
+/// about `short × (1 - long_share + 100 long_share)` blocks are live and
+/// the long-lived ones pin memory between the short-lived ones.
+pub fn long_short(seed: u64, ops: usize, short: usize, long_share: f64, sizes: Sizes) -> Trace {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let mut b = Builder::new(seed, 2 * ops);
+    let mut due: BinaryHeap<Reverse<(usize, u32)>> = BinaryHeap::new();
+    for step in 0..ops {
+        let size = sizes.draw(&mut b.rng);
+        b.alloc(size, 8);
+        let slot = b.live.pop().expect("just allocated");
+        let span = if b.rng.unit() < long_share {
+            100 * short
+        } else {
+            short
+        };
+        let life = 1 + b.rng.below(2 * span);
+        due.push(Reverse((step + life, slot)));
+        while let Some(&Reverse((t, slot))) = due.peek() {
+            if t > step {
+                break;
+            }
+            due.pop();
+            b.empty.push(slot);
+            b.ops.push(Op::Free { slot });
+        }
+    }
+    b.live = due.into_iter().map(|Reverse((_, slot))| slot).collect();
+    b.finish()
+}
+
+/// The order [`build_teardown`] frees in.
+#[derive(Clone, Copy, Debug)]
+pub enum Teardown {
+    /// Last allocated, first freed.
+    Lifo,
+    /// First allocated, first freed.
+    Fifo,
+    /// Random order.
+    Random,
+}
+
+/// Allocate `n` blocks, then free them all in `order`.
+pub fn build_teardown(seed: u64, n: usize, sizes: Sizes, order: Teardown) -> Trace {
+    let mut b = Builder::new(seed, 2 * n);
+    for _ in 0..n {
+        let size = sizes.draw(&mut b.rng);
+        b.alloc(size, 8);
+    }
+    match order {
+        Teardown::Lifo => {
+            while let Some(slot) = b.live.pop() {
+                b.empty.push(slot);
+                b.ops.push(Op::Free { slot });
+            }
+        }
+        Teardown::Fifo => {
+            for slot in std::mem::take(&mut b.live) {
+                b.empty.push(slot);
+                b.ops.push(Op::Free { slot });
+            }
+        }
+        Teardown::Random => {}
+    }
+    b.finish()
+}
+
+/// The scaling measurement: `2 free_chunks` blocks of `small` bytes, every
+/// other one freed (so `free_chunks` free chunks too small for what
+/// follows sit below the rest of the heap), then `pairs` × (allocate a
+/// `large` block, free it).
+pub fn scaling(free_chunks: usize, pairs: usize, small: u32, large: u32) -> Trace {
+    let mut b = Builder::new(0, 4 * free_chunks + 2 * pairs);
+    for _ in 0..2 * free_chunks {
+        b.alloc(small, 8);
+    }
+    let slots = std::mem::take(&mut b.live);
+    for (i, slot) in slots.into_iter().enumerate() {
+        if i % 2 == 1 {
+            b.empty.push(slot);
+            b.ops.push(Op::Free { slot });
+        } else {
+            b.live.push(slot);
+        }
+    }
+    for _ in 0..pairs {
+        b.alloc(large, 8);
+        let slot = b.live.pop().expect("just allocated");
+        b.empty.push(slot);
+        b.ops.push(Op::Free { slot });
+    }
+    b.finish()
+}
+
 /// Request sizes for the producer of a producer/consumer run.
 pub fn sizes(seed: u64, n: usize, sizes: Sizes) -> Vec<u32> {
     let mut rng = Rng::new(seed);
@@ -246,6 +343,11 @@ mod tests {
         let b = churn(7, 10_000, 100, Sizes::LogUniform(16, 16384), 0.3);
         assert_eq!(format!("{:?}", a.ops), format!("{:?}", b.ops));
         well_formed(&many_live(1, 1000, 1000, Sizes::Uniform(8, 256)));
+        well_formed(&long_short(2, 10_000, 20, 0.1, Sizes::LogUniform(16, 1024)));
+        for order in [Teardown::Lifo, Teardown::Fifo, Teardown::Random] {
+            well_formed(&build_teardown(3, 1000, Sizes::LogUniform(16, 256), order));
+        }
+        well_formed(&scaling(100, 1000, 32, 256));
     }
 
     #[test]

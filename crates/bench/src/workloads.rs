@@ -28,6 +28,8 @@ pub enum Kind {
     Efficiency {
         /// Resize live blocks too.
         realloc: bool,
+        /// The share of steps that free a block (when not resizing).
+        free_share: f64,
         /// How many seeds.
         trials: usize,
         /// Request sizes.
@@ -69,9 +71,17 @@ pub const NAMES: &[&str] = &[
     "mixed",
     "many-live",
     "realloc",
+    "long-short",
+    "teardown-lifo",
+    "teardown-fifo",
+    "teardown-random",
+    "scaling-100",
+    "scaling-100k",
     "prodcons",
     "efficiency",
     "efficiency-realloc",
+    "efficiency-1k",
+    "efficiency-64k",
 ];
 
 /// How big the set is.
@@ -155,6 +165,68 @@ pub fn build(name: &str, scale: Scale) -> Workload {
                 kind: Kind::Trace(trace::churn(SEED + 3, ops, live, sizes, 0.5)),
             }
         }
+        "long-short" => {
+            let (ops, short, share) = (n(1_000_000, 10_000), 100, 0.1);
+            let sizes = Sizes::LogUniform(16, 1024);
+            Workload {
+                name: "long-short",
+                what: format!(
+                    "{ops} steps, each allocating a block ({}) and freeing the blocks whose time is up: 90 % live 1–{} steps, 10 % a hundred times longer (about {} live)",
+                    sizes.describe(),
+                    2 * short,
+                    (short as f64 * (1.0 - share + 100.0 * share)) as usize
+                ),
+                arena: arena_len,
+                kind: Kind::Trace(trace::long_short(SEED + 5, ops, short, share, sizes)),
+            }
+        }
+        "teardown-lifo" | "teardown-fifo" | "teardown-random" => {
+            let blocks = n(1_000_000, 10_000);
+            let sizes = Sizes::LogUniform(16, 256);
+            let (name, order, how) = match name {
+                "teardown-lifo" => (
+                    "teardown-lifo",
+                    trace::Teardown::Lifo,
+                    "last allocated first",
+                ),
+                "teardown-fifo" => (
+                    "teardown-fifo",
+                    trace::Teardown::Fifo,
+                    "first allocated first",
+                ),
+                _ => (
+                    "teardown-random",
+                    trace::Teardown::Random,
+                    "in random order",
+                ),
+            };
+            Workload {
+                name,
+                what: format!(
+                    "allocate {blocks} blocks ({}), then free them all, {how}",
+                    sizes.describe()
+                ),
+                arena: arena_len,
+                kind: Kind::Trace(trace::build_teardown(SEED + 6, blocks, sizes, order)),
+            }
+        }
+        "scaling-100" | "scaling-100k" => {
+            let (name, chunks) = if name == "scaling-100" {
+                ("scaling-100", 100)
+            } else {
+                ("scaling-100k", n(100_000, 1_000))
+            };
+            let pairs = n(1_000_000, 10_000);
+            Workload {
+                name,
+                what: format!(
+                    "{chunks} free 32 B chunks (every other one of {} blocks freed) below the rest of the heap, then {pairs} × (allocate 256 B, free it)",
+                    2 * chunks
+                ),
+                arena: arena_len,
+                kind: Kind::Trace(trace::scaling(chunks, pairs, 32, 256)),
+            }
+        }
         "prodcons" => {
             let blocks = n(1_000_000, 10_000);
             let sizes = Sizes::LogUniform(16, 1024);
@@ -166,6 +238,33 @@ pub fn build(name: &str, scale: Scale) -> Workload {
                 ),
                 arena: arena_len,
                 kind: Kind::ProdCons(trace::sizes(SEED + 4, blocks, sizes)),
+            }
+        }
+        "efficiency-1k" | "efficiency-64k" => {
+            let (name, sizes) = if name == "efficiency-1k" {
+                ("efficiency-1k", Sizes::LogUniform(16, 1024))
+            } else {
+                ("efficiency-64k", Sizes::LogUniform(16, 64 << 10))
+            };
+            let arena = match scale {
+                Scale::Quick => 4 << 20,
+                _ => 8 << 20,
+            };
+            let trials = n(10, 2).max(2);
+            Workload {
+                name,
+                what: format!(
+                    "{} arena; allocate 70 %, free 30 % (sizes {}) until the first failure; live requested bytes ÷ arena bytes; {trials} seeds",
+                    trace::bytes(arena),
+                    sizes.describe()
+                ),
+                arena,
+                kind: Kind::Efficiency {
+                    realloc: false,
+                    free_share: 0.30,
+                    trials,
+                    sizes,
+                },
             }
         }
         "efficiency" | "efficiency-realloc" => {
@@ -191,6 +290,7 @@ pub fn build(name: &str, scale: Scale) -> Workload {
                 arena,
                 kind: Kind::Efficiency {
                     realloc,
+                    free_share: 0.35,
                     trials,
                     sizes,
                 },
@@ -453,6 +553,8 @@ pub struct Trial {
     pub seed: u64,
     /// Resize too.
     pub realloc: bool,
+    /// The share of steps that free (without `realloc`).
+    pub free_share: f64,
     /// Request sizes.
     pub sizes: Sizes,
     /// The arena's length.
@@ -472,7 +574,7 @@ impl Visit for Trial {
         let (p_resize, p_free) = if self.realloc {
             (0.30, 0.55)
         } else {
-            (0.0, 0.35)
+            (0.0, self.free_share)
         };
         let mut step = 0u64;
         loop {

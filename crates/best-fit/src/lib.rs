@@ -5,11 +5,25 @@
 //! Best fit keeps large chunks whole for large requests and, in Wilson et
 //! al.'s measurements, fragments about as little as any policy; a plain
 //! list scan has to look at every free chunk (it stops early only on an
-//! exact fit). [`BestFit`] keeps the free chunks in a [`SizeIndex`], an AVL
-//! tree ordered by size then address, so its choice is one O(log n)
-//! search: the first chunk not smaller than the request. It chooses exactly
-//! what the plain scan ([`BestFitScan`], the reference it is tested against)
-//! chooses.
+//! exact fit). [`BestFit`] keeps the free chunks in a
+//! [`Binned`] index: one exact-size list per chunk size up to
+//! [`LARGEST_BINNED`] bytes with a bitmap of the non-empty ones, and an AVL
+//! tree ordered [`BySize`] for the larger chunks. The smallest binned chunk
+//! that fits is the head of the first non-empty bin at or above the
+//! request's: one bit scan, O(1); above the bins it is one O(log n)
+//! `lower_bound` in the tree. Freeing and splitting cost O(1) for binned
+//! chunks.
+//!
+//! # Ties
+//!
+//! Among free chunks of the smallest fitting size, a binned size
+//! (at most [`LARGEST_BINNED`] bytes) gives the **most recently freed**
+//! one (the head of its bin; a chunk counts as freed again whenever it
+//! changes size or place: split, merged, or grown in place); a larger size
+//! gives the **lowest address** (the tree's order). The plain scan
+//! ([`BestFitScan`], the reference [`BestFit`] is tested against) keeps its
+//! list most recent first ([`Scan::RECENT_FIRST`]) and applies the same
+//! rule, so the two choose exactly the same chunk at every step.
 //!
 //! # Example
 //!
@@ -36,17 +50,39 @@
     clippy::missing_safety_doc
 )]
 
-use freespace_freelist::index::SizeIndex;
-use freespace_freelist::tree::{BySize, Key};
-use freespace_freelist::{Chunk, Fit, FreeSet, Request, Scan, Scanned};
+use freespace_freelist::bins::{bin_of, size_of_bin, Binned, LARGEST_BINNED};
+use freespace_freelist::tree::{Key, Order};
+use freespace_freelist::{Chunk, Fit, FreeSet, Request, Scan, Scanned, GRANULE};
 use freespace_split_coalesce::FreeListHeap;
 
-/// Best fit: the smallest free chunk that fits, the lowest address among
-/// equals, found in a [`SizeIndex`] ordered [`BySize`].
+/// Best fit's tree order: smallest first, lowest address among equal
+/// sizes.
+///
+/// ```
+/// use freespace_best_fit::BySize;
+/// use freespace_freelist::tree::{Key, Order};
+/// assert!(BySize::before(Key { addr: 64, size: 32 }, Key { addr: 32, size: 48 }));
+/// assert!(BySize::before(Key { addr: 32, size: 48 }, Key { addr: 64, size: 48 }));
+/// ```
+#[derive(Debug)]
+pub enum BySize {}
+
+impl Order for BySize {
+    const AUGMENTED: bool = false;
+    const BY_SIZE: bool = true;
+    #[inline]
+    fn before(a: Key, b: Key) -> bool {
+        (a.size, a.addr) < (b.size, b.addr)
+    }
+}
+
+/// Best fit: the smallest free chunk that fits; among equals the most
+/// recently freed (binned sizes) or the lowest address (larger sizes).
 ///
 /// # Invariants
 ///
-/// - B1: `index` holds exactly the heap's free chunks (T1–T5).
+/// - B1: `index` holds exactly the heap's free chunks (I1, N1–N5, T1–T5),
+///   its tree ordered [`BySize`].
 ///
 /// ```
 /// use freespace_best_fit::BestFit;
@@ -58,36 +94,93 @@ use freespace_split_coalesce::FreeListHeap;
 /// ```
 #[derive(Debug, Default)]
 pub struct BestFit {
-    index: SizeIndex<BySize>,
+    index: Binned<BySize>,
 }
 
-// SAFETY: `choose` returns a fitting member found by the index (P1); the
-// members are exactly those inserted and not removed, and the index writes
-// only link words 1 and 2 (P2); nothing panics (P3); `len` and `contains`
-// are the index's (P4).
+impl BestFit {
+    /// The search for a request whose alignment is above [`GRANULE`]: a
+    /// chunk large enough may still not fit (the padding depends on its
+    /// address), so candidates are tried in the policy's order: bin by bin
+    /// upwards, each bin most recent first, then the tree in order.
+    ///
+    /// # Time complexity
+    ///
+    /// O(1) per binned candidate, O(log n) per tree candidate.
+    fn choose_aligned(&self, req: &Request) -> Option<Chunk> {
+        let bins = self.index.bins();
+        if let Some(mut from) = bin_of(req.size()) {
+            while let Some(bin) = bins.first_bin_at_or_above(from) {
+                let mut at = bins.head(bin);
+                while let Some(c) = at {
+                    if req.fits(c, size_of_bin(bin)) {
+                        return Some(c);
+                    }
+                    // SAFETY: `c` is a member of the bins (N1).
+                    at = unsafe { bins.next(c) };
+                }
+                from = bin + 1;
+            }
+        }
+        let tree = self.index.tree();
+        let mut at = tree.lower_bound(Key {
+            addr: 0,
+            size: req.size(),
+        });
+        while let Some(c) = at {
+            // SAFETY: `c` is a member of the tree (T1).
+            let size = unsafe { c.size() };
+            if req.fits(c, size) {
+                return Some(c);
+            }
+            at = tree.after(Key {
+                addr: c.addr(),
+                size,
+            });
+        }
+        None
+    }
+}
+
+// SAFETY: `choose` returns a fitting member found in the index (P1): a
+// bin's head is a chunk of that bin's size, at least the request's, and
+// alignment up to GRANULE always fits a large-enough chunk; the members are
+// exactly those inserted and not removed, and the index writes only link
+// words 1 and 2 (P2); nothing panics (P3); `len` and `contains` are the
+// index's (P4).
 unsafe impl Fit for BestFit {
     const INIT: Self = BestFit {
-        index: SizeIndex::new(),
+        index: Binned::new(),
     };
     const NAME: &'static str = "best fit";
 
     #[inline]
     fn choose(&mut self, req: &Request) -> Option<Chunk> {
-        // The first chunk of the request's size or more, lowest address
-        // first; over-aligned requests walk on from there.
-        let start = self.index.tree().lower_bound(Key {
+        if req.align() > GRANULE {
+            return self.choose_aligned(req);
+        }
+        // The first non-empty bin at or above the request's size is the
+        // smallest binned size that fits; its head the most recent chunk.
+        if let Some(bin) = bin_of(req.size()) {
+            if let Some(c) = self.index.bins().first_at_or_above(bin) {
+                return Some(c);
+            }
+        }
+        // Above the bins: the first chunk of the request's size or more,
+        // lowest address first.
+        self.index.tree().lower_bound(Key {
             addr: 0,
             size: req.size(),
-        });
-        self.index.first_fit(start, req)
+        })
     }
 
     freespace_freelist::forward_to_index!(index: insert, remove, replace, resize, len, contains, check);
 }
 
 /// The plain best-fit scan: look at every free chunk, keep the smallest
-/// that fits (the first of equals in address order), stop early on an
-/// exact fit. The reference [`BestFit`] is tested against.
+/// that fits; among equal sizes the first in the list (most recent first,
+/// [`Scan::RECENT_FIRST`]) for sizes up to [`LARGEST_BINNED`], the lowest
+/// address for larger ones; stop early on an exact fit of a binned size.
+/// The reference [`BestFit`] is tested against.
 ///
 /// ```
 /// use freespace_best_fit::BestFitScan;
@@ -103,6 +196,7 @@ pub struct BestFitScan;
 unsafe impl Scan for BestFitScan {
     const INIT: Self = BestFitScan;
     const NAME: &'static str = "best fit (scan)";
+    const RECENT_FIRST: bool = true;
 
     #[inline]
     fn choose(&mut self, set: &FreeSet, req: &Request) -> Option<Chunk> {
@@ -111,12 +205,14 @@ unsafe impl Scan for BestFitScan {
             if !req.fits(f.chunk, f.size) {
                 continue;
             }
-            // Strictly smaller only: the address-ordered scan makes the
-            // first of equal sizes, the lowest address, win.
-            if best.is_none_or(|(_, size)| f.size < size) {
+            let better = best.is_none_or(|(b, size)| {
+                f.size < size
+                    || (f.size == size && size > LARGEST_BINNED && f.chunk.addr() < b.addr())
+            });
+            if better {
                 best = Some((f.chunk, f.size));
-                if f.size == req.size() {
-                    break; // exact: nothing smaller can fit
+                if f.size == req.size() && f.size <= LARGEST_BINNED {
+                    break; // exact, and the most recent of its size
                 }
             }
         }

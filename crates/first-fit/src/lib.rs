@@ -6,9 +6,12 @@
 //! which every later search walks past (Wilson et al. 1995, §3.5).
 //! [`FirstFit`] does not walk: it keeps the free chunks in an
 //! [`AddressIndex`] (an address-ordered AVL tree whose nodes know the
-//! largest chunk below them), so a search is one O(log n) descent, and
-//! chooses exactly the chunk the plain scan ([`FirstFitScan`], kept as the
-//! reference and tested side by side with it) would.
+//! largest chunk below them, and the highest chunk kept apart), so a search
+//! is one O(log n) descent, and chooses exactly the chunk the plain scan
+//! ([`FirstFitScan`], kept as the reference and tested side by side with
+//! it) would. The search is [`first_fit_from`]: candidates of the
+//! request's size or more in address order, the first that fits;
+//! `freespace-next-fit` runs it from its rover.
 //!
 //! # Example
 //!
@@ -37,8 +40,43 @@
 )]
 
 use freespace_freelist::index::AddressIndex;
-use freespace_freelist::{Chunk, Fit, FreeSet, Request, Scan, Scanned};
+use freespace_freelist::{Chunk, Fit, FreeSet, Request, Scan, Scanned, GRANULE};
 use freespace_split_coalesce::FreeListHeap;
+
+/// First fit's search in `index`: the lowest-addressed free chunk at
+/// address `from` or above that `req` fits. Next fit is this search from
+/// its rover (and again from the bottom when that finds nothing).
+///
+/// Candidates are the chunks of at least the request's size, in address
+/// order ([`AddressIndex::lowest_at_least`]); each is checked for the front
+/// padding an over-aligned request needs, so only a request with
+/// alignment above [`GRANULE`] can go past the first candidate. The first
+/// that fits is the chunk the address-ordered list scan returns.
+///
+/// # Time complexity
+///
+/// O(log n) when `req.align() <= GRANULE`; otherwise O(log n) for every
+/// large-enough chunk tried.
+///
+/// ```
+/// use freespace_first_fit::first_fit_from;
+/// use freespace_freelist::index::AddressIndex;
+/// use freespace_freelist::Request;
+/// let r = Request::new(core::alloc::Layout::from_size_align(64, 4096).unwrap()).unwrap();
+/// assert!(first_fit_from(&AddressIndex::new(), 0x1000, &r).is_none());
+/// ```
+pub fn first_fit_from(index: &AddressIndex, from: usize, req: &Request) -> Option<Chunk> {
+    let mut at = from;
+    loop {
+        let c = index.lowest_at_least(at, req.size())?;
+        // SAFETY: `c` is a member of the index (T1, A2), a free chunk whose
+        // size word is readable.
+        if req.fits(c, unsafe { c.size() }) {
+            return Some(c);
+        }
+        at = c.addr().checked_add(GRANULE)?;
+    }
+}
 
 /// First fit: the lowest-addressed free chunk that fits, found in an
 /// [`AddressIndex`].
@@ -72,7 +110,8 @@ unsafe impl Fit for FirstFit {
 
     #[inline]
     fn choose(&mut self, req: &Request) -> Option<Chunk> {
-        self.index.first_fit(0, req)
+        // The lowest address that fits: the search from the bottom.
+        first_fit_from(&self.index, 0, req)
     }
 
     freespace_freelist::forward_to_index!(index: insert, remove, replace, resize, len, contains, check);

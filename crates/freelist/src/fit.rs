@@ -22,6 +22,7 @@ pub struct Request {
 
 impl Request {
     /// The request for `layout`, or `None` when its chunk size overflows.
+    #[inline]
     pub const fn new(layout: Layout) -> Option<Self> {
         let align = if layout.align() > GRANULE {
             layout.align()
@@ -254,7 +255,7 @@ pub unsafe trait Fit {
 
 /// Writes [`Fit`] methods that hand the call to an index field (an
 /// [`AddressIndex`](crate::index::AddressIndex) or a
-/// [`SizeIndex`](crate::index::SizeIndex)), for the policies whose work is
+/// [`Binned`](crate::bins::Binned)), for the policies whose work is
 /// all in `choose`: `forward_to_index!(index: insert, remove, len, ...)`
 /// inside the `unsafe impl Fit`. Each name is one of `insert`, `remove`,
 /// `replace`, `resize`, `len`, `contains`, `check`; a policy with state
@@ -262,18 +263,23 @@ pub unsafe trait Fit {
 ///
 /// ```
 /// use freespace_freelist::index::AddressIndex;
-/// use freespace_freelist::{Chunk, Fit, Request};
+/// use freespace_freelist::{Chunk, Fit, Request, GRANULE};
 ///
-/// /// First fit again, under another name.
+/// /// First fit for requests aligned to at most 16 bytes (it refuses the
+/// /// others).
 /// struct LowestFirst { index: AddressIndex }
 ///
-/// // SAFETY: `choose` returns the index's first fitting member (P1); the
-/// // rest is the index's own (P2–P4).
+/// // SAFETY: `choose` returns the lowest member of at least the request's
+/// // size, which fits when the alignment is at most GRANULE (P1); the rest
+/// // is the index's own (P2–P4).
 /// unsafe impl Fit for LowestFirst {
 ///     const INIT: Self = LowestFirst { index: AddressIndex::new() };
 ///     const NAME: &'static str = "lowest first";
 ///     fn choose(&mut self, req: &Request) -> Option<Chunk> {
-///         self.index.first_fit(0, req)
+///         if req.align() > GRANULE {
+///             return None;
+///         }
+///         self.index.lowest_at_least(0, req.size())
 ///     }
 ///     freespace_freelist::forward_to_index!(index: insert, remove, replace, resize, len, contains, check);
 /// }

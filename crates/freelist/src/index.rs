@@ -1,14 +1,11 @@
-//! The two indexes the fit policies keep their free chunks in, both built
-//! on [`Tree`]:
-//!
-//! - [`AddressIndex`] (first fit, next fit): address order. Chunks larger
-//!   than [`MIN_CHUNK`] sit in a tree whose nodes know their subtree's
-//!   largest size, so "the lowest address at or after `a` that is at least
-//!   `n` bytes" is one descent; chunks of exactly [`MIN_CHUNK`] (no room for
-//!   that word) sit in a plain address tree beside it, and only a request
-//!   of [`MIN_CHUNK`] looks there.
-//! - [`SizeIndex`] (best fit, worst fit): one tree over all free chunks,
-//!   by size (ascending or descending) then address.
+//! [`AddressIndex`], the index first and next fit keep their free chunks
+//! in, built on [`Tree`]: address order. Chunks larger than [`MIN_CHUNK`]
+//! sit in a tree whose nodes know their subtree's largest size, so "the
+//! lowest address at or after `a` that is at least `n` bytes" is one
+//! descent; chunks of exactly [`MIN_CHUNK`] (no room for that word) sit in
+//! a plain address tree beside it, and only a request of [`MIN_CHUNK`]
+//! looks there. (Best and worst fit keep theirs in
+//! [`Binned`](crate::bins::Binned).)
 //!
 //! ```text
 //!  free chunks (address: size)  0x100:48  0x300:32  0x400:96  0x700:32  0x900:512
@@ -17,44 +14,47 @@
 //!        [0x400 96 | max 512]                   [0x300 32]
 //!         /               \                              \
 //!  [0x100 48 | 48]   [0x900 512 | 512]                [0x700 32]
-//!
-//!  SizeIndex<BySize>:          [48 @0x100]
-//!                             /           \
-//!                   [32 @0x300]           [96 @0x400]
-//!                             \                     \
-//!                           [32 @0x700]           [512 @0x900]
 //! ```
 //!
 //! A request whose alignment is above [`GRANULE`] may not fit a chunk
-//! that is large enough (the padding depends on the address): both
-//! indexes then walk the candidates in policy order until one fits, which
-//! is exactly the chunk the plain scan finds.
+//! that is large enough (the padding depends on the address): the index
+//! then walks the candidates in address order until one fits, which is
+//! exactly the chunk the plain scan finds.
 
 use freespace_core::{Corruption, Violation};
 
 use crate::chunk::{Chunk, GRANULE, MIN_CHUNK};
-use crate::fit::Request;
-use crate::tree::{ByAddress, ByAddressMax, Key, Order, Tree};
+use crate::tree::{ByAddress, ByAddressMax, Key, Tree};
 
 /// The free chunks in address order, for first and next fit.
 ///
+/// The highest-addressed free chunk — in a heap that grows at its end, the
+/// one before the last fencepost, from which new space is carved and into
+/// which the last block merges when freed — is kept out of the trees in
+/// `top`: taking from it, giving back to it and finding it when nothing
+/// below fits are O(1), however many smaller chunks the trees hold. (The
+/// "wilderness" of Korn and Vo; the choice stays exactly first fit's,
+/// since `top` is above every tree member.)
+///
 /// # Invariants
 ///
-/// - A1: `tiny` holds exactly the members of [`MIN_CHUNK`] bytes, `big`
-///   the larger ones; both are valid trees (T1–T5).
+/// - A1: `tiny` holds exactly the tree members of [`MIN_CHUNK`] bytes,
+///   `big` the larger ones; both are valid trees (T1–T5).
+/// - A2: `top` is `None` only when both trees are empty; otherwise it is a
+///   member in neither tree, with a higher address than every tree member.
 ///
 /// ```
 /// use freespace_freelist::index::AddressIndex;
-/// use freespace_freelist::Request;
 /// let index = AddressIndex::new();
-/// let r = Request::new(core::alloc::Layout::new::<u64>()).unwrap();
-/// assert!(index.first_fit(0, &r).is_none());
+/// assert!(index.lowest_at_least(0, 32).is_none());
 /// assert!(index.check().is_ok());
 /// ```
 #[derive(Debug, Default)]
 pub struct AddressIndex {
     tiny: Tree<ByAddress>,
     big: Tree<ByAddressMax>,
+    /// The highest-addressed member (A2).
+    top: Option<Chunk>,
 }
 
 #[inline]
@@ -72,6 +72,7 @@ impl AddressIndex {
         Self {
             tiny: Tree::new(),
             big: Tree::new(),
+            top: None,
         }
     }
 
@@ -81,7 +82,7 @@ impl AddressIndex {
     /// assert!(freespace_freelist::index::AddressIndex::new().len() == 0);
     /// ```
     pub const fn len(&self) -> usize {
-        self.tiny.len() + self.big.len()
+        self.tiny.len() + self.big.len() + if self.top.is_some() { 1 } else { 0 }
     }
 
     /// Whether there are no free chunks.
@@ -111,29 +112,54 @@ impl AddressIndex {
     /// ```
     /// use core::ptr::NonNull;
     /// use freespace_freelist::index::AddressIndex;
-    /// use freespace_freelist::{Chunk, Flags, Request};
+    /// use freespace_freelist::{Chunk, Flags};
     /// let mut memory = [0u128; 6];
     /// let c = Chunk::new(NonNull::from(&mut memory).cast());
     /// let mut index = AddressIndex::new();
-    /// let small = Request::new(core::alloc::Layout::from_size_align(16, 8).unwrap()).unwrap();
     /// // SAFETY: the chunks lie in `memory`, ours alone.
     /// unsafe {
     ///     c.write_free(96, Flags::empty());
     ///     index.insert(c).unwrap();
-    ///     assert_eq!(index.first_fit(0, &small), Some(c));
+    ///     assert_eq!(index.lowest_at_least(0, 32), Some(c));
     ///     let rest = c.forward(64);
     ///     index.replace(c, rest, 32).unwrap();
     ///     rest.write_free(32, Flags::empty());
-    ///     assert_eq!(index.first_fit(0, &small), Some(rest));
+    ///     assert_eq!(index.lowest_at_least(0, 32), Some(rest));
     ///     index.check().unwrap();
     ///     index.remove(rest).unwrap();
     /// }
     /// assert!(index.is_empty());
     /// ```
     pub unsafe fn insert(&mut self, c: Chunk) -> Result<(), Corruption> {
+        // SAFETY: caller contract; `top` is a member (A2), its size word
+        // intact.
+        unsafe {
+            match self.top {
+                None => {
+                    self.top = Some(c);
+                    Ok(())
+                }
+                Some(t) if t == c => Err(Corruption::CorruptFreeList { addr: c.addr() }),
+                Some(t) if c.addr() > t.addr() => {
+                    // `c` is the new top; the old one joins the trees.
+                    self.tree_insert(t, t.size())?;
+                    self.top = Some(c);
+                    Ok(())
+                }
+                Some(_) => self.tree_insert(c, c.size()),
+            }
+        }
+    }
+
+    /// Adds `c` of `size` bytes to its tree.
+    ///
+    /// # Safety
+    ///
+    /// As [`Tree::insert`].
+    #[inline]
+    unsafe fn tree_insert(&mut self, c: Chunk, size: usize) -> Result<(), Corruption> {
         // SAFETY: caller contract.
         unsafe {
-            let size = c.size();
             if is_tiny(size) {
                 self.tiny.insert(c, size)
             } else {
@@ -152,9 +178,33 @@ impl AddressIndex {
     ///
     /// As [`Tree::remove`].
     pub unsafe fn remove(&mut self, c: Chunk) -> Result<(), Corruption> {
+        // SAFETY: caller contract; tree members are readable (T1).
+        unsafe {
+            if self.top == Some(c) {
+                // The highest tree member becomes the top (A2).
+                let last = match (self.tiny.last(), self.big.last()) {
+                    (Some(t), Some(b)) => Some(if t.addr() > b.addr() { t } else { b }),
+                    (t, b) => t.or(b),
+                };
+                if let Some(l) = last {
+                    self.tree_remove(l, l.size())?;
+                }
+                self.top = last;
+                return Ok(());
+            }
+            self.tree_remove(c, c.size())
+        }
+    }
+
+    /// Takes `c` of `size` bytes out of its tree.
+    ///
+    /// # Safety
+    ///
+    /// As [`Tree::remove`].
+    #[inline]
+    unsafe fn tree_remove(&mut self, c: Chunk, size: usize) -> Result<(), Corruption> {
         // SAFETY: caller contract.
         unsafe {
-            let size = c.size();
             if is_tiny(size) {
                 self.tiny.remove(c, size)
             } else {
@@ -180,6 +230,12 @@ impl AddressIndex {
         new: Chunk,
         new_size: usize,
     ) -> Result<(), Corruption> {
+        if self.top == Some(old) {
+            // Nothing lies between `old` and `new`, so `new` is above every
+            // tree member too (A2).
+            self.top = Some(new);
+            return Ok(());
+        }
         // SAFETY: caller contract.
         unsafe {
             let old_size = old.size();
@@ -209,6 +265,10 @@ impl AddressIndex {
     ///
     /// As [`Tree::remove`].
     pub unsafe fn resize(&mut self, c: Chunk, old_size: usize) -> Result<(), Corruption> {
+        if self.top == Some(c) {
+            // The top is in no tree: no key or subtree maximum to update.
+            return Ok(());
+        }
         // SAFETY: caller contract.
         unsafe {
             let new_size = c.size();
@@ -233,6 +293,9 @@ impl AddressIndex {
     ///
     /// `c`'s size word is readable.
     pub unsafe fn contains(&self, c: Chunk) -> bool {
+        if self.top == Some(c) {
+            return true;
+        }
         // SAFETY: caller contract.
         let size = unsafe { c.size() };
         if is_tiny(size) {
@@ -242,8 +305,22 @@ impl AddressIndex {
         }
     }
 
-    /// The lowest member at address `from` or above.
-    fn lowest_from(&self, from: usize, need: usize) -> Option<Chunk> {
+    /// The lowest-addressed member at address `from` or above of at least
+    /// `need` bytes: the query first and next fit are built on (their
+    /// crates hold the searches).
+    ///
+    /// # Time complexity
+    ///
+    /// O(log n): one descent of the large chunks' tree, which prunes every
+    /// subtree whose largest size (word 3) is below `need`, one of the
+    /// 32-byte chunks' tree when `need` is 32 or less, and a look at the
+    /// top chunk when neither has one.
+    ///
+    /// ```
+    /// use freespace_freelist::index::AddressIndex;
+    /// assert!(AddressIndex::new().lowest_at_least(0x1000, 64).is_none());
+    /// ```
+    pub fn lowest_at_least(&self, from: usize, need: usize) -> Option<Chunk> {
         let big = self.big.first_at_least(Key {
             addr: from,
             size: need,
@@ -258,32 +335,14 @@ impl AddressIndex {
         };
         match (big, tiny) {
             (Some(b), Some(t)) => Some(if b.addr() < t.addr() { b } else { t }),
-            (b, t) => b.or(t),
-        }
-    }
-
-    /// The lowest-addressed member at `from` or above that `req` fits.
-    ///
-    /// # Time complexity
-    ///
-    /// O(log n) when `req.align() <= GRANULE`; otherwise O(log n) for every
-    /// large-enough chunk tried.
-    ///
-    /// ```
-    /// use freespace_freelist::index::AddressIndex;
-    /// use freespace_freelist::Request;
-    /// let r = Request::new(core::alloc::Layout::from_size_align(64, 4096).unwrap()).unwrap();
-    /// assert!(AddressIndex::new().first_fit(0x1000, &r).is_none());
-    /// ```
-    pub fn first_fit(&self, from: usize, req: &Request) -> Option<Chunk> {
-        let mut at = from;
-        loop {
-            let c = self.lowest_from(at, req.size())?;
-            // SAFETY: `c` is a member (T1).
-            if req.fits(c, unsafe { c.size() }) {
-                return Some(c);
+            (None, None) => {
+                // Nothing in the trees: the top, if it qualifies (A2: it is
+                // above every tree member).
+                let t = self.top?;
+                // SAFETY: the top is a member, its size word readable.
+                (t.addr() >= from && unsafe { t.size() } >= need).then_some(t)
             }
-            at = c.addr().checked_add(GRANULE)?;
+            (b, t) => b.or(t),
         }
     }
 
@@ -297,11 +356,12 @@ impl AddressIndex {
     /// assert!(AddressIndex::new().successor(c).is_none());
     /// ```
     pub fn successor(&self, c: Chunk) -> Option<Chunk> {
-        self.lowest_from(c.addr().checked_add(GRANULE)?, 0)
+        self.lowest_at_least(c.addr().checked_add(GRANULE)?, 0)
     }
 
     /// Calls `visit` with every member and its size: the tiny ones in
-    /// address order, then the others in address order.
+    /// address order, then the other tree members in address order, then
+    /// the top.
     ///
     /// ```
     /// let mut n = 0;
@@ -311,9 +371,13 @@ impl AddressIndex {
     pub fn for_each(&self, visit: &mut dyn FnMut(Chunk, usize)) {
         self.tiny.for_each(visit);
         self.big.for_each(visit);
+        if let Some(t) = self.top {
+            // SAFETY: the top is a member, its size word readable.
+            visit(t, unsafe { t.size() });
+        }
     }
 
-    /// Checks A1 and both trees' T1–T5.
+    /// Checks A1, A2 and both trees' T1–T5.
     ///
     /// # Errors
     ///
@@ -334,187 +398,24 @@ impl AddressIndex {
                 ))
             }
         })?;
-        self.big.check(&mut |_, _| Ok(()))
-    }
-}
-
-/// All free chunks in one tree ordered by size then address, for best fit
-/// ([`BySize`](crate::tree::BySize)) and worst fit
-/// ([`ByLargest`](crate::tree::ByLargest)).
-///
-/// ```
-/// use freespace_freelist::index::SizeIndex;
-/// use freespace_freelist::tree::BySize;
-/// use freespace_freelist::Request;
-/// let index = SizeIndex::<BySize>::new();
-/// let r = Request::new(core::alloc::Layout::new::<u64>()).unwrap();
-/// assert!(index.first_fit(index.tree().first(), &r).is_none());
-/// ```
-#[derive(Debug)]
-pub struct SizeIndex<O: Order> {
-    tree: Tree<O>,
-}
-
-impl<O: Order> Default for SizeIndex<O> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<O: Order> SizeIndex<O> {
-    /// An empty index.
-    ///
-    /// ```
-    /// use freespace_freelist::{index::SizeIndex, tree::ByLargest};
-    /// assert_eq!(SizeIndex::<ByLargest>::new().len(), 0);
-    /// ```
-    pub const fn new() -> Self {
-        Self { tree: Tree::new() }
-    }
-
-    /// The tree.
-    ///
-    /// ```
-    /// use freespace_freelist::{index::SizeIndex, tree::ByLargest};
-    /// assert!(SizeIndex::<ByLargest>::new().tree().is_empty());
-    /// ```
-    pub const fn tree(&self) -> &Tree<O> {
-        &self.tree
-    }
-
-    /// Number of free chunks.
-    ///
-    /// ```
-    /// use freespace_freelist::{index::SizeIndex, tree::BySize};
-    /// assert!(SizeIndex::<BySize>::new().is_empty());
-    /// ```
-    pub const fn len(&self) -> usize {
-        self.tree.len()
-    }
-
-    /// Whether there are no free chunks.
-    ///
-    /// ```
-    /// use freespace_freelist::{index::SizeIndex, tree::BySize};
-    /// assert!(SizeIndex::<BySize>::new().is_empty());
-    /// ```
-    pub const fn is_empty(&self) -> bool {
-        self.tree.is_empty()
-    }
-
-    /// As [`AddressIndex::insert`].
-    ///
-    /// # Safety
-    ///
-    /// As [`Tree::insert`] with `c`'s size.
-    ///
-    /// # Errors
-    ///
-    /// As [`Tree::insert`].
-    pub unsafe fn insert(&mut self, c: Chunk) -> Result<(), Corruption> {
-        // SAFETY: caller contract.
-        unsafe { self.tree.insert(c, c.size()) }
-    }
-
-    /// As [`AddressIndex::remove`].
-    ///
-    /// # Safety
-    ///
-    /// As [`Tree::remove`] with `c`'s size.
-    ///
-    /// # Errors
-    ///
-    /// As [`Tree::remove`].
-    pub unsafe fn remove(&mut self, c: Chunk) -> Result<(), Corruption> {
-        // SAFETY: caller contract.
-        unsafe { self.tree.remove(c, c.size()) }
-    }
-
-    /// As [`AddressIndex::replace`].
-    ///
-    /// # Safety
-    ///
-    /// As [`Tree::replace`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Tree::remove`].
-    pub unsafe fn replace(
-        &mut self,
-        old: Chunk,
-        new: Chunk,
-        new_size: usize,
-    ) -> Result<(), Corruption> {
-        // SAFETY: caller contract.
-        unsafe { self.tree.replace(old, old.size(), new, new_size) }
-    }
-
-    /// As [`AddressIndex::resize`].
-    ///
-    /// # Safety
-    ///
-    /// As [`Tree::resize`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Tree::remove`].
-    pub unsafe fn resize(&mut self, c: Chunk, old_size: usize) -> Result<(), Corruption> {
-        // SAFETY: caller contract.
-        unsafe { self.tree.resize(c, old_size, c.size()) }
-    }
-
-    /// Whether `c` is a member.
-    ///
-    /// # Safety
-    ///
-    /// `c`'s size word is readable.
-    pub unsafe fn contains(&self, c: Chunk) -> bool {
-        // SAFETY: caller contract.
-        self.tree.contains(c, unsafe { c.size() })
-    }
-
-    /// The first member from `start` on, in the tree's order, that `req`
-    /// fits; the walk stops at the first member too small for it.
-    ///
-    /// # Time complexity
-    ///
-    /// O(log n) per member tried: one when `req.align() <= GRANULE`.
-    ///
-    /// ```
-    /// use freespace_freelist::{index::SizeIndex, tree::BySize, Request};
-    /// let r = Request::new(core::alloc::Layout::new::<u64>()).unwrap();
-    /// assert!(SizeIndex::<BySize>::new().first_fit(None, &r).is_none());
-    /// ```
-    pub fn first_fit(&self, start: Option<Chunk>, req: &Request) -> Option<Chunk> {
-        let mut at = start;
-        while let Some(c) = at {
-            // SAFETY: `c` is a member (T1).
-            let size = unsafe { c.size() };
-            if size < req.size() {
-                return None;
+        self.big.check(&mut |_, _| Ok(()))?;
+        match self.top {
+            None if self.tiny.len() + self.big.len() > 0 => {
+                Err(Violation::new("A2", 0, "tree members but no top chunk"))
             }
-            if req.fits(c, size) {
-                return Some(c);
+            None => Ok(()),
+            Some(t) => {
+                let below = |last: Option<Chunk>| last.is_none_or(|l| l.addr() < t.addr());
+                if below(self.tiny.last()) && below(self.big.last()) {
+                    Ok(())
+                } else {
+                    Err(Violation::new(
+                        "A2",
+                        t.addr(),
+                        "a tree member is not below the top chunk",
+                    ))
+                }
             }
-            at = self.tree.after(Key {
-                addr: c.addr(),
-                size,
-            });
         }
-        None
-    }
-
-    /// Checks the tree's T1–T5.
-    ///
-    /// # Errors
-    ///
-    /// The first [`Violation`] found.
-    ///
-    /// ```
-    /// use freespace_freelist::{index::SizeIndex, tree::BySize};
-    /// assert!(SizeIndex::<BySize>::new().check().is_ok());
-    /// ```
-    pub fn check(&self) -> Result<(), Violation> {
-        self.tree.check(&mut |_, _| Ok(()))
     }
 }

@@ -11,7 +11,8 @@
 //! | [`chunk`] | [`Chunk`], the header/footer layout, [`Flags`], the [`magic`](chunk::magic) number |
 //! | [`fit`] | [`Fit`] (a placement policy and its index of free chunks) and [`Request`] |
 //! | [`tree`] | [`Tree`](tree::Tree): the intrusive AVL tree the indexes are made of |
-//! | [`index`] | [`AddressIndex`](index::AddressIndex) (first, next fit) and [`SizeIndex`](index::SizeIndex) (best, worst fit) |
+//! | [`bins`] | [`Bins`](bins::Bins): exact-size lists with a bitmap; [`Binned`](bins::Binned): bins in front of a tree (best, worst fit) |
+//! | [`index`] | [`AddressIndex`](index::AddressIndex): the address-ordered index of first and next fit |
 //! | [`set`] | [`FreeSet`]: free chunks doubly linked in address order, the plain list |
 //! | [`scan`] | [`Scanned`]: a policy that scans a [`FreeSet`] by a [`Scan`] rule, the reference for the indexes |
 //!
@@ -47,10 +48,10 @@
 //!   pointer to it never passes as live.
 //! - An allocated chunk carries 16 bytes of overhead and no footer; the
 //!   smallest chunk is 32 bytes (four words: a free chunk's size, two links
-//!   and footer). The links are the policy's: tree children for the
-//!   indexed policies (word 3, in chunks larger than 32 bytes, holds a
-//!   subtree's largest size for first and next fit), list links for the
-//!   plain scans.
+//!   and footer). The links are the policy's: bin links (next, previous)
+//!   for best and worst fit's binned sizes, tree children for the chunks in
+//!   a tree (word 3, in chunks larger than 32 bytes, holds a subtree's
+//!   largest size for first and next fit), list links for the plain scans.
 //!
 //! # Example
 //!
@@ -78,6 +79,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod bins;
 pub mod chunk;
 pub mod fit;
 pub mod index;

@@ -43,6 +43,12 @@ pub unsafe trait Scan {
     /// The policy's name.
     const NAME: &'static str;
 
+    /// Whether the set is kept most recently inserted first instead of in
+    /// address order: every `insert`, `replace` and `resize` puts its chunk
+    /// at the head of the list. A rule that breaks ties by list order then
+    /// breaks them as [`Bins`](crate::bins::Bins) do (most recent first).
+    const RECENT_FIRST: bool = false;
+
     /// Picks the free chunk that serves `req`, or `None` if none fits.
     fn choose(&mut self, set: &FreeSet, req: &Request) -> Option<Chunk>;
 
@@ -152,13 +158,25 @@ unsafe impl<R: Scan> Fit for Scanned<R> {
 
     unsafe fn insert(&mut self, chunk: Chunk) -> Result<(), Corruption> {
         // SAFETY: caller contract is the set's.
-        unsafe { self.set.insert(chunk) };
+        unsafe {
+            if R::RECENT_FIRST {
+                self.set.insert_after(None, chunk);
+            } else {
+                self.set.insert(chunk);
+            }
+        }
         Ok(())
     }
 
     unsafe fn remove(&mut self, chunk: Chunk) -> Result<(), Corruption> {
         // SAFETY: caller contract: `chunk` is a member.
-        let successor = unsafe { self.set.remove(chunk) }?;
+        let successor = unsafe {
+            if R::RECENT_FIRST {
+                self.set.remove_unordered(chunk)
+            } else {
+                self.set.remove(chunk)
+            }
+        }?;
         self.rule.removed(&self.set, chunk, successor);
         Ok(())
     }
@@ -169,6 +187,16 @@ unsafe impl<R: Scan> Fit for Scanned<R> {
         new: Chunk,
         _new_size: usize,
     ) -> Result<(), Corruption> {
+        if R::RECENT_FIRST {
+            // SAFETY: caller contract: `old` is a member, `new` is not; `old`
+            // is unlinked (its links read) before `new`'s are written.
+            unsafe {
+                let successor = self.set.remove_unordered(old)?;
+                self.rule.removed(&self.set, old, successor);
+                self.set.insert_after(None, new);
+            }
+            return Ok(());
+        }
         // SAFETY: caller contract is the set's (same position, links read
         // before written).
         unsafe { self.set.replace(old, new) };
@@ -176,7 +204,16 @@ unsafe impl<R: Scan> Fit for Scanned<R> {
         Ok(())
     }
 
-    unsafe fn resize(&mut self, _chunk: Chunk, _old_size: usize) -> Result<(), Corruption> {
+    unsafe fn resize(&mut self, chunk: Chunk, _old_size: usize) -> Result<(), Corruption> {
+        if R::RECENT_FIRST {
+            // SAFETY: caller contract: `chunk` is a member; it goes back in
+            // at the head.
+            unsafe {
+                let successor = self.set.remove_unordered(chunk)?;
+                self.rule.removed(&self.set, chunk, successor);
+                self.set.insert_after(None, chunk);
+            }
+        }
         Ok(())
     }
 
@@ -195,7 +232,8 @@ unsafe impl<R: Scan> Fit for Scanned<R> {
             let c = f.chunk;
             // SAFETY: members are readable free chunks (L1).
             let (back, free) = unsafe { (self.set.prev(c), !c.flags().contains(Flags::ALLOCATED)) };
-            if prev.is_some_and(|p| p.addr() >= c.addr()) || back != prev {
+            let out_of_order = !R::RECENT_FIRST && prev.is_some_and(|p| p.addr() >= c.addr());
+            if out_of_order || back != prev {
                 return Err(Violation::new(
                     "L2",
                     c.addr(),

@@ -28,7 +28,11 @@ const PREV: usize = 2;
 /// - L2: `head` is the lowest member; following `next` from it visits every
 ///   member exactly once in strictly increasing address order and ends in
 ///   null; for every member `c`, `c.next.prev == c` and `c.prev.next == c`
-///   (`head.prev` is null).
+///   (`head.prev` is null). A set whose owner inserts only at the head
+///   ([`insert_after(None, ..)`](Self::insert_after) and
+///   [`remove_unordered`](Self::remove_unordered), a
+///   [`Scan`](crate::Scan) with `RECENT_FIRST`) keeps the links but not the
+///   address order.
 /// - L3: `len` is the number of members.
 ///
 /// The owning heap checks these with the rest of its invariants; the set
@@ -208,6 +212,34 @@ impl FreeSet {
     /// [`Corruption::CorruptFreeList`] when a link of `c` or a neighbour's link
     /// back to it is damaged; nothing is changed then.
     pub unsafe fn remove(&mut self, c: Chunk) -> Result<Option<Chunk>, Corruption> {
+        // SAFETY: caller contract.
+        unsafe { self.unlink(c, true) }
+    }
+
+    /// Like [`remove`](Self::remove), for a list kept in another order
+    /// than by address (the recency order of a [`Scan`](crate::Scan) with
+    /// [`RECENT_FIRST`](crate::Scan::RECENT_FIRST)): the neighbours' links
+    /// back to `c` are checked, their addresses are not compared with it.
+    ///
+    /// # Safety
+    ///
+    /// `c` is a member of the set.
+    ///
+    /// # Errors
+    ///
+    /// As [`remove`](Self::remove).
+    pub unsafe fn remove_unordered(&mut self, c: Chunk) -> Result<Option<Chunk>, Corruption> {
+        // SAFETY: caller contract.
+        unsafe { self.unlink(c, false) }
+    }
+
+    /// [`remove`](Self::remove), checking the address order of the
+    /// neighbours when `ordered`.
+    ///
+    /// # Safety
+    ///
+    /// `c` is a member of the set.
+    unsafe fn unlink(&mut self, c: Chunk, ordered: bool) -> Result<Option<Chunk>, Corruption> {
         let bad = Corruption::CorruptFreeList { addr: c.addr() };
         // SAFETY: `c` is a member; its neighbours, if the links are intact,
         // are members too, which is what the comparisons check before any
@@ -216,11 +248,11 @@ impl FreeSet {
             let next = self.next(c);
             let prev = self.prev(c);
             let prev_ok = match prev {
-                Some(p) => p.addr() < c.addr() && self.next(p) == Some(c),
+                Some(p) => (!ordered || p.addr() < c.addr()) && self.next(p) == Some(c),
                 None => self.head == Some(c),
             };
             let next_ok = match next {
-                Some(n) => n.addr() > c.addr() && self.prev(n) == Some(c),
+                Some(n) => (!ordered || n.addr() > c.addr()) && self.prev(n) == Some(c),
                 None => true,
             };
             if !(prev_ok && next_ok) {

@@ -94,8 +94,32 @@ fn placement_never_leaves_a_sliver() {
 // the tree, against a model
 // ----------------------------------------------------------------------
 
-use crate::index::{AddressIndex, SizeIndex};
-use crate::tree::{ByAddress, ByAddressMax, ByLargest, BySize, Key, Order, Tree};
+use crate::bins::{Binned, Bins, LARGEST_BINNED};
+use crate::index::AddressIndex;
+use crate::tree::{ByAddress, ByAddressMax, Key, Order, Tree};
+
+/// Smallest first, lowest address among equals: best fit's order (its
+/// crate has its own copy), to test the tree's size-keyed paths here.
+enum BySize {}
+
+impl Order for BySize {
+    const AUGMENTED: bool = false;
+    const BY_SIZE: bool = true;
+    fn before(a: Key, b: Key) -> bool {
+        (a.size, a.addr) < (b.size, b.addr)
+    }
+}
+
+/// Largest first, lowest address among equals: worst fit's order.
+enum ByLargest {}
+
+impl Order for ByLargest {
+    const AUGMENTED: bool = false;
+    const BY_SIZE: bool = true;
+    fn before(a: Key, b: Key) -> bool {
+        a.size > b.size || (a.size == b.size && a.addr < b.addr)
+    }
+}
 
 /// Bytes per slot of the test buffer: each slot holds at most one chunk,
 /// at its start or 16 bytes in (so `replace` can move it within the slot
@@ -354,7 +378,7 @@ fn tree_refuses_to_unlink_a_chunk_it_cannot_reach() {
 }
 
 #[test]
-fn indexes_choose_by_their_policies() {
+fn address_index_finds_the_lowest_large_enough_chunk() {
     let (_keep, p) = buffer(64);
     // Free chunks of 96, 32, 160, 64, 32 bytes in address order, with
     // 16-byte gaps (as if allocated chunks were between).
@@ -367,8 +391,6 @@ fn indexes_choose_by_their_policies() {
         at += s + 16;
     }
     let mut addr = AddressIndex::new();
-    let mut best = SizeIndex::<BySize>::new();
-    let mut worst = SizeIndex::<ByLargest>::new();
     // SAFETY: disjoint free chunks only this test uses.
     unsafe {
         for (&c, &s) in cs.iter().zip(&sizes) {
@@ -378,37 +400,164 @@ fn indexes_choose_by_their_policies() {
             addr.insert(c).unwrap();
         }
         addr.check().unwrap();
-        // Reuse the same chunks for the other two, one index at a time.
-        let r = |n: usize| {
-            Request::new(core::alloc::Layout::from_size_align(n - 16, 8).unwrap()).unwrap()
-        };
-        assert_eq!(addr.first_fit(0, &r(32)), Some(cs[0]));
-        assert_eq!(addr.first_fit(cs[0].addr() + 16, &r(32)), Some(cs[1]));
-        assert_eq!(addr.first_fit(0, &r(128)), Some(cs[2]));
-        assert_eq!(addr.first_fit(cs[2].addr() + 16, &r(64)), Some(cs[3]));
-        assert_eq!(addr.first_fit(0, &r(176)), None);
+        assert_eq!(addr.lowest_at_least(0, 32), Some(cs[0]));
+        assert_eq!(addr.lowest_at_least(cs[0].addr() + 16, 32), Some(cs[1]));
+        assert_eq!(addr.lowest_at_least(0, 128), Some(cs[2]));
+        assert_eq!(addr.lowest_at_least(cs[2].addr() + 16, 64), Some(cs[3]));
+        assert_eq!(addr.lowest_at_least(0, 176), None);
         assert_eq!(addr.successor(cs[2]), Some(cs[3]));
         assert_eq!(addr.successor(cs[4]), None);
         for &c in &cs {
             addr.remove(c).unwrap();
         }
         assert!(addr.is_empty());
-        for &c in &cs {
-            best.insert(c).unwrap();
-        }
-        let start = |n: usize| best.tree().lower_bound(Key { addr: 0, size: n });
-        assert_eq!(best.first_fit(start(32), &r(32)), Some(cs[1]));
-        assert_eq!(best.first_fit(start(48), &r(48)), Some(cs[3]));
-        assert_eq!(best.first_fit(start(112), &r(112)), Some(cs[2]));
-        best.check().unwrap();
-        for &c in &cs {
-            best.remove(c).unwrap();
-        }
-        for &c in &cs {
-            worst.insert(c).unwrap();
-        }
-        assert_eq!(worst.first_fit(worst.tree().first(), &r(32)), Some(cs[2]));
-        assert_eq!(worst.first_fit(worst.tree().first(), &r(176)), None);
-        worst.check().unwrap();
     }
+}
+
+#[test]
+fn bins_keep_the_most_recent_first_and_the_tree_the_rest() {
+    let (_keep, p) = buffer(2048);
+    // Free chunks (with 16-byte gaps): 48, 48, 64, LARGEST_BINNED + 16,
+    // LARGEST_BINNED + 16 bytes.
+    let sizes = [48usize, 48, 64, LARGEST_BINNED + 16, LARGEST_BINNED + 16];
+    let mut at = 0;
+    let mut cs = Vec::new();
+    for &s in &sizes {
+        // SAFETY: inside the 32 KiB buffer.
+        cs.push(unsafe { Chunk::new(p).forward(at) });
+        at += s + 16;
+    }
+    let mut index = Binned::<BySize>::new();
+    // SAFETY: disjoint free chunks only this test uses.
+    unsafe {
+        for (&c, &s) in cs.iter().zip(&sizes) {
+            c.write_free(s, Flags::empty());
+            index.insert(c).unwrap();
+        }
+        index.check().unwrap();
+        assert_eq!((index.bins().len(), index.tree().len()), (3, 2));
+        // 48 bytes: bin 1, the second 48 (inserted last) first.
+        assert_eq!(index.bins().first_at_or_above(1), Some(cs[1]));
+        assert_eq!(index.bins().next(cs[1]), Some(cs[0]));
+        assert_eq!(index.bins().first_at_or_above(2), Some(cs[2]));
+        assert_eq!(index.bins().first_at_or_above(3), None);
+        assert_eq!(
+            index.tree().first(),
+            Some(cs[3]),
+            "lowest address of equals"
+        );
+        // The older 48 grows to 64 (coalesced): it goes to the head of bin 2.
+        cs[0].write_free(64, Flags::empty());
+        index.resize(cs[0], 48).unwrap();
+        assert_eq!(index.bins().first_at_or_above(2), Some(cs[0]));
+        // A large chunk split down to a binned size moves to its bin; a
+        // binned one merged past the bins moves to the tree.
+        let rest = cs[3].forward(LARGEST_BINNED - 32);
+        index.replace(cs[3], rest, 48).unwrap();
+        rest.write_free(48, Flags::empty());
+        assert_eq!(index.bins().first_at_or_above(0), Some(rest));
+        cs[2].write_free(LARGEST_BINNED + 32, Flags::empty());
+        index.resize(cs[2], 64).unwrap();
+        assert_eq!(index.tree().first(), Some(cs[4]));
+        index.check().unwrap();
+        assert!(index.contains(cs[2]) && index.contains(rest) && !index.contains(cs[3]));
+        for c in [cs[0], cs[1], cs[2], cs[4], rest] {
+            index.remove(c).unwrap();
+        }
+        index.check().unwrap();
+    }
+    assert!(index.is_empty());
+}
+
+#[test]
+fn bins_refuse_to_unlink_through_a_damaged_link() {
+    let (_keep, p) = buffer(64);
+    // SAFETY: 64-byte slots of a buffer only this test uses.
+    let cs: Vec<Chunk> = (0..4)
+        .map(|i| unsafe { Chunk::new(p).forward(i * 64) })
+        .collect();
+    let mut bins = Bins::new();
+    // SAFETY: as above; the damage is done to the test's own memory.
+    unsafe {
+        for &c in &cs {
+            c.write_free(48, Flags::empty());
+            bins.push(c, 48);
+        }
+        // A misaligned next link, then one pointing outside every member,
+        // then one to a member that does not point back: all refused, and
+        // nothing changed.
+        let next = cs[2].raw_link(1);
+        for bad in [
+            next.map_addr(|a| a + 8),
+            next.map_addr(|a| a + 4096),
+            cs[0].ptr().as_ptr(),
+        ] {
+            cs[2].set_raw_link(1, bad);
+            assert_eq!(
+                bins.remove(cs[2], 48),
+                Err(Corruption::CorruptFreeList { addr: cs[2].addr() })
+            );
+            assert!(bins.check().is_err());
+        }
+        cs[2].set_raw_link(1, next);
+        bins.check().unwrap();
+        // Not a member (the head of another bin is not it): refused.
+        let stranger = Chunk::new(p).forward(512);
+        stranger.write_free(48, Flags::empty());
+        stranger.set_link(1, None);
+        stranger.set_link(2, None);
+        assert!(bins.remove(stranger, 48).is_err());
+        for &c in &cs {
+            bins.remove(c, 48).unwrap();
+        }
+    }
+    bins.check().unwrap();
+    assert!(bins.is_empty());
+}
+
+#[test]
+fn address_index_keeps_the_highest_chunk_out_of_the_trees() {
+    let (_keep, p) = buffer(64);
+    // SAFETY: 128-byte slots of a buffer only this test uses.
+    let cs: Vec<Chunk> = (0..8)
+        .map(|i| unsafe { Chunk::new(p).forward(i * 128) })
+        .collect();
+    let mut index = AddressIndex::new();
+    // SAFETY: disjoint free chunks only this test uses.
+    unsafe {
+        for (i, &c) in cs.iter().enumerate() {
+            c.write_free(if i % 2 == 0 { 32 } else { 96 }, Flags::empty());
+        }
+        // Out of order: the top moves up as higher chunks arrive.
+        for i in [3, 0, 7, 1, 5] {
+            index.insert(cs[i]).unwrap();
+            index.check().unwrap();
+        }
+        assert_eq!(index.len(), 5);
+        assert!(index.insert(cs[7]).is_err(), "the top is already a member");
+        assert_eq!(index.lowest_at_least(0, 96), Some(cs[1]));
+        assert_eq!(index.lowest_at_least(cs[5].addr() + 16, 96), Some(cs[7]));
+        assert_eq!(index.successor(cs[5]), Some(cs[7]));
+        // Removing the top promotes the highest tree member.
+        index.remove(cs[7]).unwrap();
+        index.check().unwrap();
+        assert_eq!(index.lowest_at_least(cs[3].addr() + 16, 96), Some(cs[5]));
+        assert_eq!(index.successor(cs[3]), Some(cs[5]));
+        // The top split from its front and grown in place.
+        let rest = cs[5].forward(32);
+        index.replace(cs[5], rest, 64).unwrap();
+        rest.write_free(64, Flags::empty());
+        rest.write_free(96, Flags::empty());
+        index.resize(rest, 64).unwrap();
+        index.check().unwrap();
+        assert_eq!(index.lowest_at_least(cs[3].addr() + 16, 96), Some(rest));
+        let mut seen = Vec::new();
+        index.for_each(&mut |c, _| seen.push(c));
+        assert_eq!(seen, [cs[0], cs[1], cs[3], rest]);
+        for c in [cs[0], rest, cs[1], cs[3]] {
+            index.remove(c).unwrap();
+            index.check().unwrap();
+        }
+    }
+    assert!(index.is_empty());
 }

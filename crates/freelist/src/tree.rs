@@ -59,10 +59,10 @@ pub const MAX_DEPTH: usize = 96;
 /// What a tree sorts a chunk by: its address and its size.
 ///
 /// ```
-/// use freespace_freelist::tree::{BySize, Key, Order};
-/// let small = Key { addr: 0x2000, size: 32 };
-/// let big = Key { addr: 0x1000, size: 64 };
-/// assert!(BySize::before(small, big));
+/// use freespace_freelist::tree::{ByAddress, Key, Order};
+/// let high = Key { addr: 0x2000, size: 32 };
+/// let low = Key { addr: 0x1000, size: 64 };
+/// assert!(ByAddress::before(low, high));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Key {
@@ -129,44 +129,6 @@ impl Order for ByAddressMax {
     }
 }
 
-/// Smallest first, lowest address among equal sizes: best fit's order.
-///
-/// ```
-/// use freespace_freelist::tree::{BySize, Key, Order};
-/// assert!(BySize::before(Key { addr: 64, size: 32 }, Key { addr: 32, size: 48 }));
-/// assert!(BySize::before(Key { addr: 32, size: 48 }, Key { addr: 64, size: 48 }));
-/// ```
-#[derive(Debug)]
-pub enum BySize {}
-
-impl Order for BySize {
-    const AUGMENTED: bool = false;
-    const BY_SIZE: bool = true;
-    #[inline]
-    fn before(a: Key, b: Key) -> bool {
-        (a.size, a.addr) < (b.size, b.addr)
-    }
-}
-
-/// Largest first, lowest address among equal sizes: worst fit's order.
-///
-/// ```
-/// use freespace_freelist::tree::{ByLargest, Key, Order};
-/// assert!(ByLargest::before(Key { addr: 64, size: 48 }, Key { addr: 32, size: 32 }));
-/// assert!(ByLargest::before(Key { addr: 32, size: 48 }, Key { addr: 64, size: 48 }));
-/// ```
-#[derive(Debug)]
-pub enum ByLargest {}
-
-impl Order for ByLargest {
-    const AUGMENTED: bool = false;
-    const BY_SIZE: bool = true;
-    #[inline]
-    fn before(a: Key, b: Key) -> bool {
-        a.size > b.size || (a.size == b.size && a.addr < b.addr)
-    }
-}
-
 /// An intrusive AVL tree of free chunks in the order `O`.
 ///
 /// # Invariants
@@ -190,8 +152,16 @@ impl Order for ByLargest {
 ///
 /// ```
 /// use core::ptr::NonNull;
-/// use freespace_freelist::tree::{BySize, Tree};
+/// use freespace_freelist::tree::Tree;
 /// use freespace_freelist::{Chunk, Flags};
+/// # use freespace_freelist::tree::{Key, Order};
+/// # /// Smallest first (best fit's order, which lives in its crate).
+/// # enum BySize {}
+/// # impl Order for BySize {
+/// #     const AUGMENTED: bool = false;
+/// #     const BY_SIZE: bool = true;
+/// #     fn before(a: Key, b: Key) -> bool { (a.size, a.addr) < (b.size, b.addr) }
+/// # }
 ///
 /// let mut memory = [0u128; 16]; // 256 bytes: free chunks of 96, 32, 128
 /// let base = Chunk::new(NonNull::from(&mut memory).cast());
@@ -437,7 +407,7 @@ impl<O: Order> Tree<O> {
     /// Number of members.
     ///
     /// ```
-    /// assert_eq!(freespace_freelist::tree::Tree::<freespace_freelist::tree::BySize>::new().len(), 0);
+    /// assert_eq!(freespace_freelist::tree::Tree::<freespace_freelist::tree::ByAddress>::new().len(), 0);
     /// ```
     pub const fn len(&self) -> usize {
         self.len
@@ -446,7 +416,7 @@ impl<O: Order> Tree<O> {
     /// Whether the tree is empty.
     ///
     /// ```
-    /// assert!(freespace_freelist::tree::Tree::<freespace_freelist::tree::BySize>::new().is_empty());
+    /// assert!(freespace_freelist::tree::Tree::<freespace_freelist::tree::ByAddress>::new().is_empty());
     /// ```
     pub const fn is_empty(&self) -> bool {
         self.len == 0
@@ -733,11 +703,11 @@ impl<O: Order> Tree<O> {
     ///
     /// ```
     /// use core::ptr::NonNull;
-    /// use freespace_freelist::tree::{ByLargest, Tree};
+    /// use freespace_freelist::tree::{ByAddress, Tree};
     /// use freespace_freelist::{Chunk, Flags};
     /// let mut memory = [0u128; 4];
     /// let c = Chunk::new(NonNull::from(&mut memory).cast());
-    /// let mut tree = Tree::<ByLargest>::new();
+    /// let mut tree = Tree::<ByAddress>::new();
     /// // SAFETY: a 64-byte free chunk in `memory`, ours alone.
     /// unsafe {
     ///     c.write_free(64, Flags::empty());
@@ -1044,8 +1014,16 @@ impl<O: Order> Tree<O> {
     ///
     /// ```
     /// use core::ptr::NonNull;
-    /// use freespace_freelist::tree::{BySize, Key, Tree};
+    /// use freespace_freelist::tree::Tree;
     /// use freespace_freelist::{Chunk, Flags};
+    /// # use freespace_freelist::tree::{Key, Order};
+    /// # /// Smallest first (best fit's order, which lives in its crate).
+    /// # enum BySize {}
+    /// # impl Order for BySize {
+    /// #     const AUGMENTED: bool = false;
+    /// #     const BY_SIZE: bool = true;
+    /// #     fn before(a: Key, b: Key) -> bool { (a.size, a.addr) < (b.size, b.addr) }
+    /// # }
     /// let mut memory = [0u128; 8];
     /// let c = Chunk::new(NonNull::from(&mut memory).cast());
     /// let mut tree = Tree::<BySize>::new();
@@ -1134,7 +1112,7 @@ impl<O: Order> Tree<O> {
     /// The first member in order.
     ///
     /// ```
-    /// assert!(freespace_freelist::tree::Tree::<freespace_freelist::tree::BySize>::new().first().is_none());
+    /// assert!(freespace_freelist::tree::Tree::<freespace_freelist::tree::ByAddress>::new().first().is_none());
     /// ```
     pub fn first(&self) -> Option<Chunk> {
         let mut at = self.root?;
@@ -1148,11 +1126,28 @@ impl<O: Order> Tree<O> {
         None
     }
 
+    /// The last member in order.
+    ///
+    /// ```
+    /// assert!(freespace_freelist::tree::Tree::<freespace_freelist::tree::ByAddress>::new().last().is_none());
+    /// ```
+    pub fn last(&self) -> Option<Chunk> {
+        let mut at = self.root?;
+        for _ in 0..MAX_DEPTH {
+            // SAFETY: `at` was reached from the root: a member (T1, T2).
+            match unsafe { right(at) } {
+                Some(r) => at = r,
+                None => return Some(at),
+            }
+        }
+        None
+    }
+
     /// The first member that does not sort before `key`.
     ///
     /// ```
-    /// use freespace_freelist::tree::{BySize, Key, Tree};
-    /// assert!(Tree::<BySize>::new().lower_bound(Key { addr: 0, size: 64 }).is_none());
+    /// use freespace_freelist::tree::{ByAddress, Key, Tree};
+    /// assert!(Tree::<ByAddress>::new().lower_bound(Key { addr: 0, size: 64 }).is_none());
     /// ```
     pub fn lower_bound(&self, key: Key) -> Option<Chunk> {
         self.search(|k| !O::before(k, key))
@@ -1302,7 +1297,7 @@ impl<O: Order> Tree<O> {
     /// Calls `visit` with every member and its size, in order.
     ///
     /// ```
-    /// let tree = freespace_freelist::tree::Tree::<freespace_freelist::tree::BySize>::new();
+    /// let tree = freespace_freelist::tree::Tree::<freespace_freelist::tree::ByAddress>::new();
     /// let mut n = 0;
     /// tree.for_each(&mut |_, _| n += 1);
     /// assert_eq!(n, 0);
@@ -1336,7 +1331,7 @@ impl<O: Order> Tree<O> {
     /// returned.
     ///
     /// ```
-    /// let tree = freespace_freelist::tree::Tree::<freespace_freelist::tree::ByLargest>::new();
+    /// let tree = freespace_freelist::tree::Tree::<freespace_freelist::tree::ByAddress>::new();
     /// assert!(tree.check(&mut |_, _| Ok(())).is_ok());
     /// ```
     pub fn check(

@@ -12,7 +12,8 @@
 //!
 //! [`NextFit`] keeps the free chunks in an [`AddressIndex`], so "the first
 //! chunk at or after the rover that fits, else the first from the bottom"
-//! is two O(log n) descents, and moving the rover to the next free chunk
+//! is first fit's search ([`first_fit_from`]) from the rover and then from
+//! the bottom: two O(log n) descents, and moving the rover to the next free chunk
 //! is one; it chooses exactly what the plain scan ([`NextFitScan`], the
 //! reference it is tested against) chooses.
 //!
@@ -47,6 +48,7 @@
 )]
 
 use freespace_core::{Corruption, Violation};
+use freespace_first_fit::first_fit_from;
 use freespace_freelist::index::AddressIndex;
 use freespace_freelist::{Chunk, Fit, FreeSet, Request, Scan, Scanned};
 use freespace_split_coalesce::FreeListHeap;
@@ -90,11 +92,11 @@ unsafe impl Fit for NextFit {
         let from = self.rover.map_or(0, Chunk::addr);
         // From the rover up; if nothing there fits, whatever fits from the
         // bottom lies below the rover: the wrap.
-        let found = self.index.first_fit(from, req).or_else(|| {
+        let found = first_fit_from(&self.index, from, req).or_else(|| {
             if from == 0 {
                 None
             } else {
-                self.index.first_fit(0, req)
+                first_fit_from(&self.index, 0, req)
             }
         });
         if found.is_some() {

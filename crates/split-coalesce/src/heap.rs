@@ -10,6 +10,7 @@ use freespace_core::{report, Corruption, Source};
 use freespace_freelist::chunk::{chunk_size_for, Chunk, Flags, FENCE, REGION_HEADER};
 use freespace_freelist::{Fit, Request, GRANULE, HEADER, MIN_CHUNK};
 
+use crate::error::RegionError;
 use crate::region::Region;
 
 /// The name corruption reports give this heap.
@@ -115,6 +116,64 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
                 fit: F::INIT,
                 regions: None,
                 key: 0,
+            }),
+        }
+    }
+
+    /// The checked constructor: a heap over `source` whose first region is
+    /// set up now, so that a source too small to ever serve a request is an
+    /// error that says so instead of an `AllocError` on every allocation.
+    ///
+    /// It asks the source for a region of any size; a region shorter than
+    /// [`MIN_REGION`](crate::MIN_REGION) (region header, one chunk,
+    /// fencepost) is offered back to the source and refused. Unlike
+    /// [`new`](Self::new) it is not `const` and does work.
+    ///
+    /// # Errors
+    ///
+    /// [`RegionError::TooSmall`] with the region's length and the minimum;
+    /// [`RegionError::NoRegion`] when the source gave nothing.
+    ///
+    /// ```
+    /// use core::mem::MaybeUninit;
+    /// use freespace_best_fit::BestFitHeap;
+    /// use freespace_source::Arena;
+    /// use freespace_split_coalesce::{RegionError, MIN_REGION};
+    ///
+    /// let tiny = Box::leak(Box::new([MaybeUninit::uninit(); 32]));
+    /// match BestFitHeap::try_new(Arena::new(tiny)) {
+    ///     Err(RegionError::TooSmall { len, min }) => assert!(len < min && min == MIN_REGION),
+    ///     _ => panic!("a 32-byte arena cannot hold the heap's metadata"),
+    /// }
+    /// let memory = Box::leak(Box::new([MaybeUninit::uninit(); 4096]));
+    /// let heap = BestFitHeap::try_new(Arena::new(memory)).unwrap();
+    /// let mut v = allocator_api2::vec::Vec::new_in(&heap);
+    /// v.push(1u8);
+    /// ```
+    pub fn try_new(source: S) -> Result<Self, RegionError> {
+        let heap = Self::new(source);
+        let min = crate::MIN_REGION;
+        let Some(region) = heap.source.acquire(1) else {
+            return Err(RegionError::NoRegion { min });
+        };
+        if region.len() < min {
+            // SAFETY: `region` is exactly what the source just returned, and
+            // nothing of it was touched.
+            unsafe { heap.source.release(region) };
+            return Err(RegionError::TooSmall {
+                len: region.len(),
+                min,
+            });
+        }
+        // SAFETY: no reference into the state is live; `add_region` does
+        // not call out; `region` came from the source just now.
+        match unsafe { add_region(heap.state(), region) } {
+            Ok(true) => Ok(heap),
+            // A fresh heap has no index to find damaged, and the region is
+            // long enough: neither happens.
+            _ => Err(RegionError::TooSmall {
+                len: region.len(),
+                min,
             }),
         }
     }
@@ -326,13 +385,10 @@ unsafe fn add_region<F: Fit>(st: &mut State<F>, region: NonNull<[u8]>) -> Result
         st.key = chunk_key(start.as_ptr().addr());
     }
     let key = st.key;
-    // Initialise the whole region once. The heap reads only its own headers
-    // on a valid free, but classifying an invalid pointer reads the 16 bytes
-    // before it, which may be payload: zeroing makes every byte of the heap
-    // initialised from the start, so that read is of initialised memory
-    // unless the user has since written uninitialised bytes there.
-    // SAFETY: the region is ours, valid for `len` bytes of writes (S1, S2).
-    unsafe { start.as_ptr().write_bytes(0, len) };
+    // Only the boundary headers are written (the region header, the
+    // fencepost, the free chunk's size word and footer): the rest of the
+    // region stays untouched until it is handed out, so a large region
+    // over `Mmap` costs no resident memory for the bytes nobody uses.
     // SAFETY: (for the whole body) every region in the list is intact (H1); the new
     // region is ours and `len` bytes long, a multiple of 16 (S3), so the
     // chunks written below lie inside it.

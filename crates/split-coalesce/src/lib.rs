@@ -2,12 +2,13 @@
 //! [`FreeListHeap<F, S>`](FreeListHeap).
 //!
 //! The heap hands its free chunks to a [`Fit`](freespace_freelist::Fit)
-//! policy, which keeps them in its own index (an intrusive AVL tree inside
-//! the free chunks, see `freespace_freelist::tree`) and picks the chunk for
-//! each request. The policies live in their own crates, each with an
-//! alias: `FirstFitHeap<S>`, `NextFitHeap<S>`, `BestFitHeap<S>`,
-//! `WorstFitHeap<S>`; the plain list scans they are tested against are
-//! `FirstFitScanHeap<S>` and so on.
+//! policy, which keeps them in its own index (exact-size bins and an
+//! intrusive AVL tree inside the free chunks, see `freespace_freelist::bins`
+//! and `freespace_freelist::tree`) and picks the chunk for each request.
+//! The policies live in their own crates, each with an alias:
+//! `FirstFitHeap<S>`, `NextFitHeap<S>`, `BestFitHeap<S>`, `WorstFitHeap<S>`;
+//! the plain list scans they are tested against are `FirstFitScanHeap<S>`
+//! and so on.
 //!
 //! | module | what it does |
 //! |---|---|
@@ -15,6 +16,7 @@
 //! | `free` | validation of a freed pointer, **coalescing**, classification of corruption, `Owns`, `BlockSize` |
 //! | `check` | [`FreeListHeap::check`] (invariants H1–H8) and `Inspect` |
 //! | `region` | the region list: header and fencepost sentinels |
+//! | `error` | [`RegionError`]: why [`FreeListHeap::try_new`] refused a source |
 //!
 //! # Splitting and coalescing
 //!
@@ -59,11 +61,14 @@
 //! message and abort); [`FreeListHeap::try_deallocate`] returns it instead.
 //!
 //! Classifying an invalid pointer reads the 16 bytes before it, which
-//! may be user data. Regions are zeroed when they arrive so those bytes are
-//! initialised, but a program that stores uninitialised bytes (struct
-//! padding, `MaybeUninit`) right there and then frees a pointer into its
-//! block makes that read one of uninitialised memory; such a free already
-//! breaks `deallocate`'s contract, and the check is best effort.
+//! may be user data or memory nobody has written yet: adding a region
+//! writes only its boundary headers (never the whole region, so a 2 GiB
+//! region over `Mmap` does not become 2 GiB of resident memory). A pointer
+//! into a block whose bytes there were never written (or hold
+//! uninitialised bytes: struct padding, `MaybeUninit`) makes that read one
+//! of uninitialised memory; such a free already breaks `deallocate`'s
+//! contract, and the check is best effort. Pointers at chunk boundaries
+//! (double frees, stale pointers) read headers the heap wrote.
 //!
 //! What cannot be detected: a stale pointer that happens to be the start of
 //! a new live block (it is indistinguishable from that block), and a
@@ -106,10 +111,12 @@
 extern crate std;
 
 mod check;
+mod error;
 mod free;
 mod heap;
 mod region;
 
+pub use error::{RegionError, MIN_REGION};
 pub use heap::{FreeListHeap, GROWTH};
 
 #[doc(hidden)]

@@ -527,8 +527,20 @@ fn small() -> Layout {
     Layout::from_size_align(48, 8).unwrap()
 }
 
+/// An arena whose bytes start out zero. The heap writes only the headers
+/// of a new region, not the whole region; a scenario that damages a size
+/// word sends `check()` and `Inspect` (which walk the chunks by their
+/// sizes) to wherever it points, which may be bytes nobody has written:
+/// zeroed, they are initialised memory, as pages fresh from the operating
+/// system are.
+fn zeroed_arena(len: usize) -> Arena {
+    Arena::new(leak(
+        vec![MaybeUninit::zeroed(); len + 15].into_boxed_slice(),
+    ))
+}
+
 fn case(name: &str) -> Case {
-    let heap: &'static Heap = leak(Box::new(FreeListHeap::new(arena(1 << 14))));
+    let heap: &'static Heap = leak(Box::new(FreeListHeap::new(zeroed_arena(1 << 14))));
     let l = small();
     let a = heap.allocate(l).unwrap().cast::<u8>();
     let b = heap.allocate(l).unwrap().cast::<u8>();
@@ -980,12 +992,60 @@ fn same_as_scan_long<F: Fit, R: Fit>() {
     same_as_scan::<F, R>(&trace, PIECES, Some(4096), 1000).unwrap();
 }
 
+/// Many chunks of a few equal sizes on both sides of the bins' limit
+/// (`LARGEST_BINNED`), so ties are common: among binned sizes the policies
+/// with bins break them by recency, above by address, and the scans must
+/// agree at every step.
+fn same_as_scan_on_ties<F: Fit, R: Fit>() {
+    use freespace_freelist::bins::LARGEST_BINNED;
+    #[cfg(not(miri))]
+    const OPS: usize = 4_000;
+    #[cfg(miri)]
+    const OPS: usize = 100;
+    let sizes = [
+        16,
+        32,
+        LARGEST_BINNED - 2 * HEADER,
+        LARGEST_BINNED - HEADER,
+        LARGEST_BINNED,
+        LARGEST_BINNED + 16,
+    ];
+    let mut x = 0x2545_F491_4F6C_DD1D_u64;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let trace: Vec<ops::Op> = (0..OPS)
+        .map(|i| {
+            let r = next();
+            // Allocations outnumber frees early on, then they balance.
+            if r % 100 < if i < OPS / 4 { 75 } else { 50 } {
+                ops::Op::Alloc {
+                    size: sizes[(r >> 8) as usize % sizes.len()],
+                    align: if r >> 20 & 31 == 0 { 64 } else { 8 },
+                    zeroed: false,
+                }
+            } else {
+                ops::Op::Free {
+                    slot: (r >> 8) as usize,
+                    excess: 0,
+                }
+            }
+        })
+        .collect();
+    same_as_scan::<F, R>(&trace, 4 << 20, None, 100).unwrap();
+    same_as_scan::<F, R>(&trace, PIECES, Some(4096), 100).unwrap();
+}
+
 macro_rules! side_by_side {
     ($($module:ident: $fit:ty, $scan:ty;)*) => {$(
         mod $module {
             use super::*;
             #[test] fn same_choices_as_the_plain_scan() { same_as_scan_prop::<$fit, Scanned<$scan>>() }
             #[test] fn same_choices_as_the_plain_scan_over_a_long_trace() { same_as_scan_long::<$fit, Scanned<$scan>>() }
+            #[test] fn same_choices_as_the_plain_scan_on_ties() { same_as_scan_on_ties::<$fit, Scanned<$scan>>() }
         }
     )*};
 }
@@ -995,4 +1055,59 @@ side_by_side! {
     next_fit_vs_scan: NextFit, NextFitScan;
     best_fit_vs_scan: BestFit, BestFitScan;
     worst_fit_vs_scan: WorstFit, WorstFitScan;
+}
+
+// ----------------------------------------------------------------------
+// a source too small for the heap's metadata (issue 19)
+// ----------------------------------------------------------------------
+
+#[test]
+fn a_region_smaller_than_the_metadata_is_an_error_that_says_so() {
+    use freespace_best_fit::BestFitHeap;
+    use freespace_split_coalesce::{RegionError, MIN_REGION};
+    // The lazy constructor can only refuse each request.
+    let lazy = BestFitHeap::new(arena(32));
+    assert!(lazy.allocate(Layout::new::<u8>()).is_err());
+    // The checked one says why, with the minimum.
+    let err = match BestFitHeap::try_new(arena(32)) {
+        Err(e) => e,
+        Ok(_) => panic!("a 32-byte arena cannot hold the heap's metadata"),
+    };
+    assert_eq!(
+        err,
+        RegionError::TooSmall {
+            len: 32,
+            min: MIN_REGION
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "the region (32 bytes) is smaller than the free-list heap's metadata: at least 80 \
+         bytes are needed (32-byte region header, 32-byte smallest chunk, 16-byte fencepost)"
+    );
+    // One byte short of the minimum is refused, the minimum itself serves
+    // the smallest block.
+    assert!(matches!(
+        BestFitHeap::try_new(arena(MIN_REGION - 16)),
+        Err(RegionError::TooSmall { .. })
+    ));
+    let heap = BestFitHeap::try_new(arena(MIN_REGION)).unwrap();
+    let l = Layout::from_size_align(16, 8).unwrap();
+    let p = heap.allocate(l).unwrap();
+    heap.check().unwrap();
+    // SAFETY: `p` is live with `l`.
+    unsafe { heap.deallocate(p.cast(), l) };
+    heap.check().unwrap();
+    // A source with nothing to give.
+    struct Empty;
+    // SAFETY: never returns a region.
+    unsafe impl Source for Empty {
+        fn acquire(&self, _: usize) -> Option<NonNull<[u8]>> {
+            None
+        }
+    }
+    assert_eq!(
+        FreeListHeap::<FirstFit, _>::try_new(Empty).err(),
+        Some(RegionError::NoRegion { min: MIN_REGION })
+    );
 }
