@@ -288,7 +288,7 @@ today, in one process, on the same deterministic op traces.
   dlmalloc, talc, rlsf, linked_list_allocator, buddy_system_allocator)
   runs in the *same* page-aligned, pre-touched arena of the workload's
   size, freshly set up for each run; in `prodcons` those that are not
-  `Sync` sit behind `freespace_sync::Locked` (one spin lock for all).
+  `Sync` sit behind `freespace_sync::Locked` (one lock for all: `DefaultLock`, a futex lock on Linux).
 - **Budget.** A subject whose run takes longer than the budget (CPU time)
   is dropped from that workload and shown as *timed out*: the plain list
   scans of the fit policies are O(free chunks) per request by design.

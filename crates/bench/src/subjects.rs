@@ -10,7 +10,8 @@
 //! | [`Excl<T>`] | the `&mut self` arena allocators: talc, rlsf, linked_list_allocator, buddy_system_allocator, dlmalloc |
 //!
 //! For the two-thread workload a subject that is not `Sync` goes behind
-//! `freespace_sync::Locked` (a spin lock), the same lock for all of them.
+//! `freespace_sync::Locked` (its `DefaultLock`: spins briefly, then sleeps
+//! on a futex), the same lock for all of them.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, UnsafeCell};

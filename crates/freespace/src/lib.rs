@@ -11,19 +11,19 @@
 //!   │      │    │     └─ source: address space reserved once, committed on demand
 //!   │      │    └─ binary buddy: power-of-two blocks, O(1) merge test
 //!   │      └─ Bonwick slabs: size classes for small objects
-//!   └─ a spin lock: Sync + GlobalAlloc
+//!   └─ a lock that spins briefly, then sleeps: Sync + GlobalAlloc
 //! ```
 //!
 //! | idea | crate | types re-exported here |
 //! |---|---|---|
 //! | the contract | `freespace-core` | [`alloc`], [`Source`], [`Owns`], [`BlockSize`], [`Inspect`], [`Check`], [`CheckedFree`], [`Corruption`], [`Violation`] |
 //! | memory sources | `freespace-source` | [`Arena`], [`StaticMemory`], [`Sbrk`], [`Mmap`], [`FromAllocator`] |
-//! | free list: splitting, coalescing, magic numbers | `freespace-freelist`, `freespace-split-coalesce` | [`FreeListHeap`], [`Fit`] |
-//! | fit policies | `freespace-{first,next,best,worst}-fit` | [`FirstFit`], [`NextFit`], [`BestFit`], [`WorstFit`] and their `…Heap<S>` aliases |
+//! | free list: splitting, coalescing, magic numbers | `freespace-freelist`, `freespace-split-coalesce` | [`FreeListHeap`], [`Fit`], [`RegionError`], [`MIN_REGION`] |
+//! | fit policies | `freespace-{first,next,best,worst}-fit` | [`FirstFit`], [`NextFit`], [`BestFit`], [`WorstFit`] and their `…Heap<S>` aliases; [`first_fit_from`] |
 //! | binary buddy | `freespace-buddy` | [`Buddy`] |
 //! | slab (object caches) | `freespace-slab` | [`Slab`], [`ObjectCache`] |
 //! | segregated lists, routing | `freespace-segregated` | [`Segregated`], [`Segregator`], [`Fallback`] |
-//! | concurrency | `freespace-sync` | [`Locked`], [`Spin`], [`Depot`], [`ThreadCache`], `Magazines` (feature `std`) |
+//! | concurrency | `freespace-sync` | [`Locked`], its locks [`DefaultLock`] ([`Futex`] on Linux, [`Spin`] elsewhere), [`Depot`], [`ThreadCache`], `Magazines` (feature `std`) |
 //! | counting, fragmentation, heap maps, fault injection | `freespace-stats` | [`Stats`], [`Snapshot`], [`Fragmentation`], [`AsciiMap`], [`SvgMap`], [`FailAfter`] |
 //!
 //! Ready-made stacks with names live in [`stacks`].
@@ -95,15 +95,10 @@ pub use freespace_source::{Arena, ArenaError, FromAllocator, StaticMemory};
 pub use freespace_source::{Mmap, Sbrk};
 
 pub use freespace_best_fit::{BestFit, BestFitHeap};
-pub use freespace_first_fit::{FirstFit, FirstFitHeap};
-// Not inlined: `Fit`'s docs link to `FreeSet` through a private import of
-// freespace-freelist, which rustdoc cannot follow from another crate, so an
-// inlined copy here would show the link as text (`[FreeSet]`). The
-// re-export links to freespace-freelist's page instead, where it works.
-#[doc(no_inline)]
+pub use freespace_first_fit::{first_fit_from, FirstFit, FirstFitHeap};
 pub use freespace_freelist::Fit;
 pub use freespace_next_fit::{NextFit, NextFitHeap};
-pub use freespace_split_coalesce::FreeListHeap;
+pub use freespace_split_coalesce::{FreeListHeap, RegionError, MIN_REGION};
 pub use freespace_worst_fit::{WorstFit, WorstFitHeap};
 
 pub use freespace_buddy::Buddy;
@@ -112,6 +107,6 @@ pub use freespace_slab::{ObjectCache, Slab};
 
 #[cfg(feature = "std")]
 pub use freespace_sync::Magazines;
-pub use freespace_sync::{Depot, Locked, Spin, ThreadCache};
+pub use freespace_sync::{DefaultLock, Depot, Futex, Locked, Spin, ThreadCache};
 
 pub use freespace_stats::{AsciiMap, FailAfter, FailMode, Fragmentation, Snapshot, Stats, SvgMap};

@@ -38,7 +38,8 @@
 //! `SeqCst` fence instead (the exit summary says which: `gate membarrier`
 //! or `gate fence`).
 //!
-//! Threads that find no free slot, and calls after a thread's slot was
+//! A thread's first call (it claims its slot during it), threads that find
+//! no free slot, and calls after a thread's slot was
 //! released (a thread's last frees, from later destructors), count on
 //! [`STRIPES`] shared counters with atomic increments instead (the same
 //! protocol, with `SeqCst` read-modify-writes as the barrier).
@@ -61,6 +62,11 @@
 //! - F4: a thread's `gate` (its fast path) is its slot when it owns one and
 //!   is not forking, and `None` otherwise; a call with `gate` set goes
 //!   straight to that slot.
+//! - F5: a call passes the gate *before* it does anything that can
+//!   allocate: a nested call (`Pass::Through`) is let in on the strength of
+//!   its outer call, so that outer call must already be counted. (A thread's
+//!   first call claims its slot while counted on a stripe, because claiming
+//!   registers a thread-local destructor, which allocates.)
 
 use core::sync::atomic::{compiler_fence, fence, AtomicBool, AtomicUsize, Ordering};
 
@@ -143,11 +149,21 @@ fn enter_slow(t: &ThreadState) -> Pass {
     if t.forking.get() {
         return Pass::Through;
     }
-    let mut i = t.slot.get();
-    if i == UNCLAIMED {
-        i = claim(t);
+    if t.slot.get() == UNCLAIMED {
+        // The thread's first call. Claiming a slot registers a thread-local
+        // destructor, and the C library allocates for that: a nested call,
+        // which passes no gate of its own (`Pass::Through`) because it
+        // trusts this outer one to have passed it already. So this call
+        // passes the gate on a stripe *before* it claims (later calls use
+        // the slot): else the nested allocation could take the heap's lock
+        // while `prepare` believes no thread is inside, and the child of
+        // that fork would inherit the lock held (F1).
+        t.stripe.set(NEXT.fetch_add(1, Ordering::Relaxed));
+        let pass = enter_stripe(t);
+        claim(t);
+        return pass;
     }
-    match OWNERS.get(i) {
+    match OWNERS.get(t.slot.get()) {
         Some(slot) => {
             enter_slot(slot);
             Pass::Slot(slot)
@@ -279,9 +295,10 @@ std::thread_local! {
 }
 
 /// Claims a free slot for the calling thread, or settles it on stripes.
+/// Called inside a call that passed the gate on a stripe (its allocations
+/// are nested calls, F5).
 #[cold]
 fn claim(t: &ThreadState) -> usize {
-    t.stripe.set(NEXT.fetch_add(1, Ordering::Relaxed));
     t.slot.set(NO_SLOT);
     let start = t.stripe.get();
     for k in 0..SLOTS {

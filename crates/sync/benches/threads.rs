@@ -20,7 +20,9 @@
 //!   sends them in batches of 64 to another that frees them.
 //!
 //! Allocators are called through `GlobalAlloc`, so all of them pay the same
-//! interface cost.
+//! interface cost. `Locked<Buddy>` waits on the default lock (`Futex` on
+//! Linux); the `Spin` row is the same heap behind the pure spin lock, so
+//! the two rows compare the locks, uncontended (1 thread) and contended.
 #![allow(missing_docs)]
 
 use freespace_testkit::Rng;
@@ -32,12 +34,16 @@ use std::time::{Duration, Instant};
 use freespace_buddy::Buddy;
 use freespace_core::alloc::Global;
 use freespace_source::FromAllocator;
-use freespace_sync::{Depot, Locked, Magazines};
+use freespace_sync::{Depot, Locked, Magazines, Spin};
 use mimalloc::MiMalloc;
 
 type Heap = Locked<Buddy<FromAllocator<Global>>>;
 
 static LOCKED: Heap = Locked::new(Buddy::new(FromAllocator::new(Global)));
+/// The same heap behind the pure spin lock (the default before the futex
+/// lock): what `Locked` costs with each lock.
+static LOCKED_SPIN: Locked<Buddy<FromAllocator<Global>>, Spin> =
+    Locked::new(Buddy::new(FromAllocator::new(Global)));
 static DEPOT: Depot<Heap> = Depot::new(Locked::new(Buddy::new(FromAllocator::new(Global))));
 static CACHED: Magazines<'static, Heap> = Magazines::new(&DEPOT);
 static MIMALLOC: MiMalloc = MiMalloc;
@@ -250,6 +256,12 @@ fn main() {
     row("Magazines<Locked<Buddy>>", &CACHED, ops, runs);
     // Every op takes the one lock: a tenth of the ops keeps the row short.
     row("Locked<Buddy> (no thread cache)", &LOCKED, ops / 10, runs);
+    row(
+        "Locked<Buddy, Spin> (no cache)",
+        &LOCKED_SPIN,
+        ops / 10,
+        runs,
+    );
     row("glibc (System)", &System, ops, runs);
     row("mimalloc", &MIMALLOC, ops, runs);
 
