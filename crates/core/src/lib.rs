@@ -16,6 +16,7 @@
 //! | [`check`] | [`Check`] (a whole stack's invariants, layer by layer) and [`CheckedFree`] (any heap's checked free) |
 //! | [`size_class`] | the size-class series the slab and the thread caches round to |
 //! | [`resize`] | moving a block to a fresh one when a resize cannot happen in place |
+//! | [`secret`] | [`KeySource`]: the secret a heap keys its header check values by (OS randomness or a seed) |
 //! | [`violation`] | [`Violation`], what a heap's `check()` returns when an invariant is broken |
 //!
 //! # Example
@@ -70,6 +71,7 @@ pub mod layout;
 pub mod lock;
 pub mod query;
 pub mod resize;
+pub mod secret;
 pub mod size_class;
 pub mod source;
 pub mod violation;
@@ -101,5 +103,6 @@ pub use check::{Check, CheckedFree};
 pub use corruption::{report, set_handler, Corruption, Handler};
 pub use inspect::{BlockInfo, BlockState, HeapSummary, Inspect};
 pub use query::{BlockSize, Owns};
+pub use secret::KeySource;
 pub use source::{Source, REGION_ALIGN};
 pub use violation::Violation;

@@ -90,6 +90,12 @@ pub const FLAG_MASK: usize = GRANULE - 1;
 /// magic. A stray write that changes word 0 or word 1 is caught unless it
 /// writes exactly the magic of the new word 0.
 ///
+/// The heap's `key` is a secret (`freespace_core::secret`), so this
+/// function being public does not let anyone compute a valid magic: for a
+/// fixed `addr` and `word0`, `magic` is also a bijection of `key`, so with a
+/// uniformly random key every magic value is equally likely and a guess is
+/// right with probability 2^-[`usize::BITS`].
+///
 /// ```
 /// use freespace_freelist::chunk::magic;
 /// assert_ne!(magic(0x1000, 0x41, 7), magic(0x1010, 0x41, 7));

@@ -41,8 +41,15 @@
 //!   before is free, so the word before this header is its size) and
 //!   `FENCE`.
 //! - The magic depends on the chunk's address, its size word and a per-heap
-//!   key, so an overwritten header, a header copied elsewhere or a pointer
-//!   into another heap all fail the check.
+//!   *secret* key (drawn from the OS when the heap's first region is set
+//!   up, see `freespace_core::secret`), so an overwritten header, a header
+//!   copied elsewhere, a pointer into another heap, or a header forged by
+//!   user data all fail the check: for a fixed address and size word the
+//!   magic is a bijection of the key, so a forger who does not know the key
+//!   guesses right with probability 2^-64 per attempt (2^-32 on 32-bit
+//!   targets). [`magic`](chunk::magic) is a mix, not a MAC: anyone who can
+//!   *read* one live header's two words (an out-of-bounds read) can solve
+//!   for the key.
 //! - A header swallowed by coalescing is *buried*: its size word zeroed and
 //!   its magic replaced by a [dead mark](chunk::dead_mark), so a stale
 //!   pointer to it never passes as live.

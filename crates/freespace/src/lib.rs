@@ -86,8 +86,9 @@ pub mod stacks;
 pub struct ReadmeDoctests;
 
 pub use freespace_core::{
-    alloc, corruption, layout, report, set_handler, size_class, BlockInfo, BlockSize, BlockState,
-    Check, CheckedFree, Corruption, HeapSummary, Inspect, Owns, Source, Violation,
+    alloc, corruption, layout, report, secret, set_handler, size_class, BlockInfo, BlockSize,
+    BlockState, Check, CheckedFree, Corruption, HeapSummary, Inspect, KeySource, Owns, Source,
+    Violation,
 };
 
 pub use freespace_source::{Arena, ArenaError, FromAllocator, StaticMemory};

@@ -6,7 +6,7 @@ use core::ptr::NonNull;
 
 use freespace_core::alloc::{AllocError, Allocator, Layout};
 use freespace_core::layout::{self, dangling};
-use freespace_core::{report, Corruption, Source};
+use freespace_core::{report, Corruption, KeySource, Source};
 use freespace_freelist::chunk::{chunk_size_for, Chunk, Flags, FENCE, REGION_HEADER};
 use freespace_freelist::{Fit, Request, GRANULE, HEADER, MIN_CHUNK};
 
@@ -83,9 +83,13 @@ pub(crate) struct State<F> {
     pub(crate) fit: F,
     /// The lowest region (H1).
     pub(crate) regions: Option<Region>,
-    /// Mixed into every magic: a pointer into another heap fails the check.
-    /// Fixed when the first region arrives, before any header is written.
+    /// The secret mixed into every magic, so user data cannot forge a
+    /// header and a pointer into another heap fails the check. 0 until the
+    /// first region arrives; drawn from `key_source` then, before any
+    /// header is written, and never changed after.
     pub(crate) key: usize,
+    /// Where `key` comes from.
+    pub(crate) key_source: KeySource,
 }
 
 // SAFETY: the heap owns its regions outright (Source S2) and the policy's
@@ -100,6 +104,12 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
     /// A heap over `source`; no memory is asked for until the first
     /// allocation.
     ///
+    /// The key its header magic numbers are computed with is drawn from the
+    /// operating system when the first region is set up
+    /// ([`KeySource::Os`]: `getrandom` on Linux). On a target without an OS
+    /// random source (bare metal) that key is derived from addresses and is
+    /// **not secret**: use [`with_seed`](Self::with_seed) there.
+    ///
     /// ```
     /// use freespace_best_fit::BestFit;
     /// use freespace_source::Sbrk;
@@ -110,12 +120,44 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
     /// # let _ = heap;
     /// ```
     pub const fn new(source: S) -> Self {
+        Self::with_key_source(source, KeySource::Os)
+    }
+
+    /// A heap over `source` whose header key is derived from `seed` alone
+    /// ([`KeySource::Seed`]): the same seed gives the same key.
+    ///
+    /// Two uses: on `no_std` targets without an OS random source, pass a
+    /// seed from a hardware RNG (the key is then as secret as the seed);
+    /// where a test wants the same key on every run, pass a constant (the
+    /// key is then not secret: anyone who knows the seed can forge a
+    /// header). Give different heaps different seeds.
+    ///
+    /// ```
+    /// use core::mem::MaybeUninit;
+    /// use freespace_first_fit::FirstFitHeap;
+    /// use freespace_source::Arena;
+    /// # fn hardware_rng() -> u64 { 0x2545_F491_4F6C_DD1D }
+    /// // `const`, like `new`.
+    /// const fn make(arena: Arena, seed: u64) -> FirstFitHeap<Arena> {
+    ///     FirstFitHeap::with_seed(arena, seed)
+    /// }
+    /// let heap = make(Arena::new(Box::leak(Box::new([MaybeUninit::uninit(); 4096]))), hardware_rng());
+    /// let mut v = allocator_api2::vec::Vec::new_in(&heap);
+    /// v.push(1u64);
+    /// heap.check().unwrap();
+    /// ```
+    pub const fn with_seed(source: S, seed: u64) -> Self {
+        Self::with_key_source(source, KeySource::Seed(seed))
+    }
+
+    const fn with_key_source(source: S, key_source: KeySource) -> Self {
         Self {
             source,
             state: UnsafeCell::new(State {
                 fit: F::INIT,
                 regions: None,
                 key: 0,
+                key_source,
             }),
         }
     }
@@ -212,9 +254,11 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
     ///
     /// Any pointer may be passed: the heap only reads its own memory to
     /// decide. But if `ptr` is a live block of this heap, it is freed, so
-    /// the caller must be done with it; and a pointer into another live
-    /// block of this heap whose user data imitates a header (magic computed
-    /// for that address) cannot be told from a real block.
+    /// the caller must be done with it. A pointer into another live block
+    /// whose user data imitates a header is rejected unless the imitation
+    /// carries the right magic, which depends on the heap's secret key: a
+    /// forger who does not know the key succeeds with probability 2^-64 per
+    /// attempt (2^-32 on 32-bit targets; see the crate docs).
     ///
     /// # Errors
     ///
@@ -382,7 +426,9 @@ unsafe fn add_region<F: Fit>(st: &mut State<F>, region: NonNull<[u8]>) -> Result
     let start = region.cast::<u8>();
     let len = region.len();
     if st.key == 0 {
-        st.key = chunk_key(start.as_ptr().addr());
+        // The first region: no header exists yet, so the key is fixed here,
+        // once (a non-zero secret, `KeySource::key`).
+        st.key = st.key_source.key(start.as_ptr().addr());
     }
     let key = st.key;
     // Only the boundary headers are written (the region header, the
@@ -455,12 +501,6 @@ unsafe fn add_region<F: Fit>(st: &mut State<F>, region: NonNull<[u8]>) -> Result
         st.fit.insert(first)?;
         Ok(true)
     }
-}
-
-/// The heap key derived from its first region's address: non-zero, and
-/// different for heaps in different places.
-fn chunk_key(addr: usize) -> usize {
-    freespace_freelist::chunk::magic(addr, 0x5A5A, 0x2545_F491) | 1
 }
 
 // ----------------------------------------------------------------------

@@ -71,11 +71,35 @@
 //! (double frees, stale pointers) read headers the heap wrote.
 //!
 //! What cannot be detected: a stale pointer that happens to be the start of
-//! a new live block (it is indistinguishable from that block), and a
-//! pointer into a live block whose user data deliberately imitates a header
-//! for its address *and* a consistent next header. Accidental matches are
-//! ruled out by the address- and size-dependent magic plus the
-//! confirmation, and stale headers are buried when merged.
+//! a new live block (it is indistinguishable from that block). A pointer
+//! into a live block whose user data imitates a header is caught unless the
+//! imitation carries the right magic, and the magic is keyed by a secret.
+//!
+//! # Forged headers and the secret key
+//!
+//! The magic of a header is `magic(address, size word, key)`, and `key` is
+//! a per-heap secret drawn when the first region is set up: from the OS
+//! (`getrandom`, else `AT_RANDOM`) for [`FreeListHeap::new`], from the
+//! caller's seed for [`FreeListHeap::with_seed`] (the `no_std` way, and the
+//! deterministic one for tests). Addresses are not secret (`Inspect` shows
+//! them), so without the key a forged header in user data (an allocated
+//! header inside a live block, lined up with the next real header) would be
+//! accepted by the checked free, and the chunk it claims would be handed out
+//! again over the live block. With the key:
+//!
+//! - for a fixed address and size word the magic is a bijection of the key,
+//!   so a forger who does not know the key passes the check with
+//!   probability **2^-64 per attempt** (2^-32 on 32-bit targets); a failed
+//!   attempt is reported (by default: abort), so a process gives one try;
+//! - accidental matches (user data that happens to look like a header) are
+//!   as unlikely, and must also be *confirmed* by the next chunk's header;
+//! - what the key does not protect against: a program that can **read** a
+//!   live header (an out-of-bounds read) learns `magic`, address and size
+//!   word and can solve for the key (`magic` is a cheap mix, not a MAC), and
+//!   a heap built with a seed the attacker knows.
+//!
+//! The cost is one `getrandom` call per heap, when its first region is set
+//! up; the check on each free is the same multiply-and-shift as before.
 //!
 //! Regions that arrive contiguous with an existing one are merged: the
 //! fencepost between them becomes free space. This assumes the source's

@@ -11,6 +11,7 @@ use freespace_best_fit::{BestFit, BestFitScan};
 use freespace_core::alloc::{Allocator, Layout};
 use freespace_core::{BlockSize, BlockState, Corruption, HeapSummary, Inspect, Owns, Source};
 use freespace_first_fit::{FirstFit, FirstFitScan};
+use freespace_freelist::chunk::REGION_HEADER;
 use freespace_freelist::{Fit, Scanned, HEADER};
 use freespace_next_fit::{NextFit, NextFitScan};
 use freespace_source::Arena;
@@ -641,6 +642,18 @@ fn case(name: &str) -> Case {
                     )
                 }
             }
+            "forged_header" => {
+                // The attack of issue 16: user data in `a` forges an
+                // allocated header whose chunk ends at `b`'s real header,
+                // with the magic an attacker can compute from public
+                // facts (addresses, and the key derivation before 16).
+                let region = addr(a) - HEADER - REGION_HEADER;
+                let (p, layout) = forge_header(a, l, public_key_guess(region));
+                Case {
+                    layout,
+                    ..mk(p, Corruption::InteriorPointer { addr: addr(p) }, true)
+                }
+            }
             "inside_heap_metadata" => {
                 // The region header: the first 32 bytes of the arena.
                 let p = a.sub(HEADER + 16);
@@ -651,7 +664,7 @@ fn case(name: &str) -> Case {
     }
 }
 
-const CASES_ALL: [&str; 12] = [
+const CASES_ALL: [&str; 13] = [
     "double_free",
     "double_free_after_coalescing",
     "double_free_after_reuse",
@@ -664,7 +677,132 @@ const CASES_ALL: [&str; 12] = [
     "size_mismatch",
     "alignment_mismatch",
     "inside_heap_metadata",
+    "forged_header",
 ];
+
+/// The key a heap had before issue 16, computed from its first region's
+/// address alone: what an attacker who reads addresses could compute.
+fn public_key_guess(region: usize) -> usize {
+    freespace_freelist::chunk::magic(region, 0x5A5A, 0x2545_F491) | 1
+}
+
+/// Writes into the live block `a` (layout `l`) a forged allocated header
+/// whose chunk ends exactly at the real header after `a`'s chunk (so the
+/// next chunk confirms it), its magic computed with `key`; returns the
+/// forged payload pointer and the layout its chunk answers to.
+///
+/// # Safety
+///
+/// `a` is a live block of layout `l` (at least 32 bytes of payload) of a
+/// free-list heap, and the chunk after it is allocated.
+unsafe fn forge_header(a: NonNull<u8>, l: Layout, key: usize) -> (NonNull<u8>, Layout) {
+    use freespace_freelist::chunk::{chunk_size_for, magic, Flags};
+    // SAFETY: (whole body) `a`'s header is 16 bytes before it (H3); the
+    // forged header lies inside `a`'s payload.
+    unsafe {
+        let chunk = a.sub(HEADER);
+        let chunk_size = chunk.cast::<usize>().read() & !15;
+        let forged_size = 32;
+        let h = chunk.add(chunk_size - forged_size);
+        assert!(h >= a && chunk_size_for(l.size()).unwrap() <= chunk_size);
+        let word0 = forged_size | Flags::ALLOCATED.bits();
+        h.cast::<usize>().write(word0);
+        h.cast::<usize>()
+            .add(1)
+            .write(magic(h.as_ptr() as usize, word0, key));
+        (h.add(HEADER), Layout::from_size_align(16, 8).unwrap())
+    }
+}
+
+/// The forgery, for one policy: every key guess an attacker can make from
+/// public facts is refused, the heap stays intact, and the next allocation
+/// of the forged chunk's size does not overlap the block it was forged in.
+fn forged_header_is_refused<F: Fit>() {
+    let heap: FreeListHeap<F, Arena> = FreeListHeap::new(zeroed_arena(1 << 14));
+    let l = Layout::from_size_align(256, 8).unwrap();
+    let a = heap.allocate(l).unwrap().cast::<u8>();
+    let _b = heap.allocate(l).unwrap();
+    let region = a.as_ptr() as usize - HEADER - REGION_HEADER;
+    let guesses = [
+        public_key_guess(region),
+        public_key_guess(a.as_ptr() as usize - HEADER),
+        0,
+        1,
+        usize::MAX,
+        freespace_core::KeySource::Seed(0).key(region),
+    ];
+    for key in guesses {
+        // SAFETY: `a` is live with layout `l`, `_b` follows it; the forged
+        // free is the misuse under test (the checked free only reads).
+        unsafe {
+            let (p, forged) = forge_header(a, l, key);
+            assert_eq!(
+                heap.try_deallocate(p, forged),
+                Err(Corruption::InteriorPointer {
+                    addr: p.as_ptr() as usize
+                }),
+                "key guess {key:#x} forged a header"
+            );
+        }
+        heap.check().unwrap();
+    }
+    let (lo, hi) = (a.as_ptr() as usize, a.as_ptr() as usize + l.size());
+    let next = heap
+        .allocate(Layout::from_size_align(16, 8).unwrap())
+        .unwrap();
+    let at = next.cast::<u8>().as_ptr() as usize;
+    assert!(
+        at + next.len() <= lo - HEADER || at >= hi,
+        "{at:#x} lies inside the live block {lo:#x}..{hi:#x}"
+    );
+    heap.check().unwrap();
+}
+
+#[test]
+fn forged_header_is_refused_first_fit() {
+    forged_header_is_refused::<FirstFit>();
+}
+#[test]
+fn forged_header_is_refused_next_fit() {
+    forged_header_is_refused::<NextFit>();
+}
+#[test]
+fn forged_header_is_refused_best_fit() {
+    forged_header_is_refused::<BestFit>();
+}
+#[test]
+fn forged_header_is_refused_worst_fit() {
+    forged_header_is_refused::<WorstFit>();
+}
+
+/// The control that keeps the test above honest: the forgery is
+/// well-formed, so with the key (here: a heap built from a seed the
+/// attacker knows) it passes, and the heap hands out memory inside a live
+/// block. The secret key is the only thing that stops it.
+#[test]
+fn forged_header_with_the_key_is_accepted() {
+    let seed = 42;
+    let heap: Heap = FreeListHeap::with_seed(zeroed_arena(1 << 14), seed);
+    let l = Layout::from_size_align(256, 8).unwrap();
+    let a = heap.allocate(l).unwrap().cast::<u8>();
+    let _b = heap.allocate(l).unwrap();
+    let key = freespace_core::KeySource::Seed(seed).key(0);
+    // SAFETY: as in `forged_header_is_refused`.
+    let p = unsafe {
+        let (p, forged) = forge_header(a, l, key);
+        assert_eq!(heap.try_deallocate(p, forged), Ok(()));
+        p
+    };
+    assert!(heap.check().is_err(), "the forged free broke H4");
+    let next = heap
+        .allocate(Layout::from_size_align(16, 8).unwrap())
+        .unwrap();
+    assert_eq!(
+        next.cast::<u8>(),
+        p,
+        "the forged chunk is handed out inside `a`"
+    );
+}
 
 #[test]
 fn checked_free_returns_each_corruption_and_changes_nothing() {
