@@ -592,7 +592,7 @@ fn render(root: &Path, faults: &str, faults_ok: bool) -> String {
          Covered by the blocks' own tests and not repeated above: the free-list heap's double frees \
          (immediate, after coalescing, after reuse), foreign, interior and misaligned pointers, an \
          overwritten size word and magic, an 8-byte overflow freeing the block that overflowed, size \
-         and alignment mismatches, header lookalikes in user data (`crates/split-coalesce/tests/heap.rs`); \
+         and alignment mismatches, header lookalikes in user data, a header forged in user data (refused: the magic is keyed by a per-heap secret) (`crates/split-coalesce/tests/heap.rs`); \
          the buddy's double free, foreign, interior and misaligned pointers, size mismatch and corrupt \
          free list (`crates/buddy/tests/buddy.rs`); the slab's double free, foreign and interior pointers \
          (`crates/slab/tests/slab.rs`); segregated double frees (`crates/segregated/tests/segregated.rs`); \

@@ -7,7 +7,8 @@ use crate::slab::{Geometry, List, SlabPtr, MIN_SLAB_SIZE};
 use core::ptr::NonNull;
 use freespace_core::alloc::{AllocError, Allocator, Layout};
 use freespace_core::{
-    layout, report, BlockInfo, BlockSize, BlockState, Corruption, Inspect, Owns, Violation,
+    layout, report, BlockInfo, BlockSize, BlockState, CheckedFree, Corruption, Inspect, Owns,
+    Violation,
 };
 
 /// Slab size used by [`Slab::new`]: 64 KiB.
@@ -179,7 +180,9 @@ const fn default_count(slab_size: usize) -> usize {
 /// overwritten header (naming the damaged header's address), size mismatch
 /// (an object freed with a layout of another class, or a slab object freed
 /// with a layout that routes to the parent), interior pointer, double free.
-/// [`Slab::try_deallocate`] returns them instead.
+/// [`Slab::try_deallocate`] (for a parent with a checked free) returns them
+/// instead, and hands a block that routes to the parent to the parent's
+/// checked free, so it never reports and never writes on an `Err`.
 ///
 /// An allocation that keeps its slab on the same list checks only the list
 /// tag and free count it acts on (the fast path); one that moves the slab
@@ -502,38 +505,15 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
         n
     }
 
-    /// Frees `ptr` like [`Allocator::deallocate`], but returns what is wrong
-    /// with it instead of reporting it; a rejected pointer is left alone.
+    /// The free of a slab object, or the verdict that `ptr` is the parent's:
+    /// `Ok(true)` freed here, `Ok(false)` a block for the parent (its layout
+    /// routes there and it lies in none of our slabs), `Err` refused with
+    /// nothing changed.
     ///
     /// # Safety
-    /// If `ptr` is a live block of this allocator, `layout` fits it (as for
-    /// `deallocate`). A pointer that is not a live block of ours is detected
-    /// when its layout routes to a size class (foreign, interior, double
-    /// free, wrong class); one whose layout routes to the parent is detected
-    /// only if it lies in one of our slabs, and is otherwise passed to the
-    /// parent's `deallocate`, whose contract it must then meet.
-    ///
-    /// ```
-    /// use freespace_core::alloc::{Allocator, Global, Layout};
-    /// use freespace_core::Corruption;
-    /// use freespace_slab::Slab;
-    /// let slab = Slab::new(Global);
-    /// let l = Layout::new::<u64>();
-    /// let p = slab.allocate(l).unwrap().cast::<u8>();
-    /// unsafe {
-    ///     assert_eq!(slab.try_deallocate(p, l), Ok(()));
-    ///     let addr = p.as_ptr() as usize;
-    ///     assert_eq!(slab.try_deallocate(p, l), Err(Corruption::DoubleFree { addr }));
-    /// }
-    /// ```
-    pub unsafe fn try_deallocate(
-        &self,
-        ptr: NonNull<u8>,
-        layout: Layout,
-    ) -> Result<(), Corruption> {
-        if layout.size() == 0 {
-            return Ok(());
-        }
+    /// As for [`try_deallocate`](Self::try_deallocate).
+    #[inline]
+    unsafe fn free_here(&self, ptr: NonNull<u8>, layout: Layout) -> Result<bool, Corruption> {
         let addr = ptr.as_ptr().addr();
         match self.route(layout) {
             Some(class) => {
@@ -556,7 +536,7 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
                     slab,
                     valid,
                 );
-                Ok(())
+                Ok(true)
             }
             None => {
                 if self.slab_of(ptr).is_some() {
@@ -564,14 +544,67 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
                     // serves: it must not reach the parent.
                     return Err(Corruption::SizeMismatch { addr });
                 }
-                // SAFETY: the layout routes to the parent, which served the
-                // block (caller contract).
-                unsafe { self.parent.deallocate(ptr, layout) };
-                Ok(())
+                Ok(false)
             }
         }
     }
+}
 
+impl<A: CheckedFree, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
+    /// Frees `ptr` like [`Allocator::deallocate`], but returns what is wrong
+    /// with it instead of reporting it; a rejected pointer is left alone
+    /// (nothing is written) and nothing is reported, at this layer or the
+    /// parent's.
+    ///
+    /// A pointer whose layout routes to a size class is checked here
+    /// (foreign, interior, double free, wrong class, damaged slab header);
+    /// one whose layout routes to the parent is refused here if it lies in
+    /// one of our slabs, and otherwise goes to the parent's checked free.
+    ///
+    /// # Safety
+    /// If `ptr` is a live block of this allocator, `layout` fits it (as for
+    /// `deallocate`), and the caller is done with it.
+    ///
+    /// ```
+    /// use freespace_core::alloc::{Allocator, Layout};
+    /// use freespace_core::Corruption;
+    /// use freespace_slab::Slab;
+    /// use freespace_testkit::misuse::Tracked;
+    ///
+    /// let slab = Slab::new(Tracked::new()); // any parent with a checked free
+    /// let l = Layout::new::<u64>();
+    /// let p = slab.allocate(l).unwrap().cast::<u8>();
+    /// let big = Layout::from_size_align(100_000, 8).unwrap(); // the parent's
+    /// let q = slab.allocate(big).unwrap().cast::<u8>();
+    /// unsafe {
+    ///     assert_eq!(slab.try_deallocate(p, l), Ok(()));
+    ///     let addr = p.as_ptr() as usize;
+    ///     assert_eq!(slab.try_deallocate(p, l), Err(Corruption::DoubleFree { addr }));
+    ///     assert_eq!(slab.try_deallocate(q, big), Ok(()));
+    ///     let addr = q.as_ptr() as usize;
+    ///     assert_eq!(slab.try_deallocate(q, big), Err(Corruption::DoubleFree { addr }));
+    /// }
+    /// ```
+    pub unsafe fn try_deallocate(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+    ) -> Result<(), Corruption> {
+        if layout.size() == 0 {
+            return Ok(());
+        }
+        // SAFETY: the caller's contract.
+        if unsafe { self.free_here(ptr, layout)? } {
+            return Ok(());
+        }
+        // SAFETY: the layout routes to the parent and `ptr` is in none of
+        // our slabs: if it is a live block of ours, the parent served it
+        // (caller contract); if not, the parent's checked free says so.
+        unsafe { self.parent.try_deallocate(ptr, layout) }
+    }
+}
+
+impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
     /// Frees the slab object at `ptr` whose slab is `slab`, validating it
     /// against the class its header names.
     fn free_object(&self, slab: SlabPtr, ptr: NonNull<u8>) -> Result<(), Corruption> {
@@ -639,10 +672,17 @@ unsafe impl<A: Allocator, const SLAB_SIZE: usize> Allocator for Slab<A, SLAB_SIZ
 
     #[inline]
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        if layout.size() == 0 {
+            return;
+        }
         // SAFETY: the caller meets `deallocate`'s contract, which is
-        // stronger than `try_deallocate`'s.
-        if let Err(c) = unsafe { self.try_deallocate(ptr, layout) } {
-            report(c, "slab");
+        // stronger than `free_here`'s.
+        match unsafe { self.free_here(ptr, layout) } {
+            Ok(true) => {}
+            // SAFETY: the layout routes to the parent, which served the
+            // block (caller contract).
+            Ok(false) => unsafe { self.parent.deallocate(ptr, layout) },
+            Err(c) => report(c, "slab"),
         }
     }
 
@@ -842,12 +882,11 @@ impl<A: Allocator + freespace_core::Check, const SLAB_SIZE: usize> freespace_cor
     }
 }
 
-// SAFETY: `deallocate` is `try_deallocate` plus a report of its error; a
-// slab block's bitmap bit and a large block's routing are checked before
-// anything is changed, so an `Err` leaves the block where it was.
-unsafe impl<A: Allocator, const SLAB_SIZE: usize> freespace_core::CheckedFree
-    for Slab<A, SLAB_SIZE>
-{
+// SAFETY: a slab object's free is `deallocate`'s (`free_here`), with its
+// slab header, class and bitmap bit checked before anything is changed; a
+// block routed to the parent goes to the parent's checked free, whose `Err`
+// leaves it where it was. So an `Err` changes nothing.
+unsafe impl<A: CheckedFree, const SLAB_SIZE: usize> CheckedFree for Slab<A, SLAB_SIZE> {
     #[inline]
     unsafe fn try_deallocate(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Corruption> {
         // SAFETY: the caller's contract is the inherent method's.

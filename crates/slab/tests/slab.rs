@@ -5,10 +5,11 @@
 
 use freespace_core::alloc::{AllocError, Allocator, Global, Layout};
 use freespace_core::{
-    layout::with_addr, BlockInfo, BlockSize, BlockState, Corruption, HeapSummary, Inspect, Owns,
-    Source,
+    layout::with_addr, BlockInfo, BlockSize, BlockState, CheckedFree, Corruption, HeapSummary,
+    Inspect, Owns, Source,
 };
 use freespace_slab::{ObjectCache, Slab};
+use freespace_testkit::misuse::{refuses_misuse, Tracked as Ledger};
 use freespace_testkit::{assert_all_free, conformance, ops, Bump};
 use quickcheck::{Gen, QuickCheck, TestResult};
 use std::cell::{Cell, RefCell};
@@ -107,6 +108,25 @@ impl Inspect for Counting {
 unsafe impl Owns for Counting {
     fn owns(&self, ptr: NonNull<u8>) -> bool {
         self.live.borrow().contains_key(&(ptr.as_ptr() as usize))
+    }
+}
+
+// SAFETY: only a recorded live block freed with its own layout is freed;
+// anything else is refused having read the ledger alone.
+unsafe impl CheckedFree for Counting {
+    unsafe fn try_deallocate(&self, ptr: NonNull<u8>, l: Layout) -> Result<(), Corruption> {
+        if l.size() == 0 {
+            return Ok(());
+        }
+        let addr = ptr.as_ptr() as usize;
+        match self.live.borrow().get(&addr) {
+            None => return Err(Corruption::ForeignPointer { addr }),
+            Some(r) if *r != l => return Err(Corruption::SizeMismatch { addr }),
+            Some(_) => {}
+        }
+        // SAFETY: a live parent block with its recorded layout.
+        unsafe { self.deallocate(ptr, l) };
+        Ok(())
     }
 }
 
@@ -642,10 +662,23 @@ fn checked_free_reports_every_misuse() {
     assert_eq!(parent.live_blocks(), 0);
 }
 
+/// Issue 16: the checked free never aborts and never writes, on both
+/// routes: a size-class object, and a block the layout sends to the parent
+/// (which used to reach the parent's reporting `deallocate`).
+#[test]
+fn checked_free_refuses_misuse_on_both_routes() {
+    let slab = Slab::new(Ledger::new());
+    let check = || slab.check();
+    refuses_misuse(&slab, Layout::from_size_align(48, 8).unwrap(), &check);
+    refuses_misuse(&slab, Layout::from_size_align(100_000, 16).unwrap(), &check);
+    slab.reap();
+    assert_eq!(slab.parent().live(), 0);
+}
+
 #[test]
 fn object_cache_checked_free_reports_misuse() {
     let cache: ObjectCache<[u32; 5], Global, 1024> = ObjectCache::sized(Global);
-    let slab = Slab::new(Global);
+    let slab = Slab::new(Ledger::new());
     let a = cache.alloc().unwrap();
     // SAFETY: each pointer is either a live object of that cache or layer, freed once with its layout, or one that is rejected without being touched.
     unsafe {
@@ -694,7 +727,7 @@ unsafe fn flip(header: NonNull<u8>, i: usize) {
 
 #[test]
 fn every_header_byte_flip_is_refused_by_the_checked_free() {
-    let slab: Slab<Global, 1024> = Slab::sized(Global);
+    let slab: Slab<Ledger, 1024> = Slab::sized(Ledger::new());
     let cache: ObjectCache<[u64; 3], Global, 1024> = ObjectCache::sized(Global);
     let l = layout(32, 8);
     let objects: Vec<NonNull<u8>> = (0..4).map(|_| slab.allocate(l).unwrap().cast()).collect();
@@ -755,7 +788,7 @@ fn every_header_byte_flip_is_refused_by_the_checked_free() {
 fn damage_survives_allocations_until_a_free_sees_it() {
     // Allocations from a slab that stays on its list amend the seal without
     // verifying it: they must not launder damage into a valid seal.
-    let slab: Slab<Global, 1024> = Slab::sized(Global);
+    let slab: Slab<Ledger, 1024> = Slab::sized(Ledger::new());
     let l = layout(32, 8);
     let first = slab.allocate(l).unwrap().cast::<u8>();
     let header = with_addr(first, addr(first) & !1023).unwrap();

@@ -6,6 +6,7 @@
 //! | [`shadow`] | a shadow model of the live blocks: overlap, bounds, alignment, contents |
 //! | [`ops`] | a byte string ⇄ a sequence of allocate/deallocate/grow/shrink ops, and the interpreter that runs one against an allocator and the shadow model, calling an invariant hook after every op |
 //! | [`bump`] | [`Bump`], a small bump heap over any [`freespace_core::Source`], to exercise sources |
+//! | [`misuse`] | [`misuse::refuses_misuse`]: a foreign, an interior and a double-freed pointer through a layer's checked free (must be `Err`, never abort, never write); [`misuse::Tracked`], an exact checked parent |
 //!
 //! quickcheck and cargo-fuzz drive the same interpreter: quickcheck through
 //! [`ops::Ops`]'s `Arbitrary`, the fuzzer through [`ops::run_bytes`].
@@ -34,6 +35,7 @@
 
 pub mod bump;
 pub mod conformance;
+pub mod misuse;
 pub mod ops;
 pub mod rng;
 pub mod shadow;
