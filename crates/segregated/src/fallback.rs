@@ -4,7 +4,7 @@ use core::ptr::NonNull;
 
 use freespace_core::alloc::{AllocError, Allocator, Layout};
 use freespace_core::layout::dangling;
-use freespace_core::{BlockInfo, BlockSize, Corruption, Inspect, Owns, Violation};
+use freespace_core::{BlockInfo, BlockSize, CheckedFree, Corruption, Inspect, Owns, Violation};
 
 use freespace_core::resize::relocate;
 
@@ -29,9 +29,10 @@ use freespace_core::resize::relocate;
 /// - `deallocate` goes to `P` if `P::owns(ptr)`, otherwise to `S`, which is
 ///   the catch-all: a pointer neither side handed out reaches `S`, whose own
 ///   checks report it (every freespace heap's `deallocate` does; `Global`
-///   cannot). When `S` is [`Owns`] too,
-///   [`try_deallocate`](Self::try_deallocate) checks it here and returns
-///   [`Corruption::ForeignPointer`] without touching either side.
+///   cannot). When both sides are [`Owns`] and have a checked free,
+///   [`try_deallocate`](Self::try_deallocate) routes the same way to the
+///   owner's checked free, and refuses a pointer neither owns (foreign, or
+///   a double free) without touching either side.
 /// - `grow` of a `P` block tries `P`'s grow, and if `P` cannot, moves the
 ///   block to `S` (allocate, copy, free in `P`); a failed move leaves it
 ///   where it was. `shrink` stays on the block's own side. Zero-size
@@ -258,41 +259,34 @@ impl<P: Allocator + Owns, S: Allocator> Fallback<P, S> {
     }
 }
 
-impl<P: Allocator + Owns, S: Allocator + Owns> Fallback<P, S> {
-    /// The checked free: frees `ptr` if one side owns it, and returns
-    /// [`Corruption::ForeignPointer`] (freeing nothing) if neither does.
+impl<P: CheckedFree + Owns, S: CheckedFree + Owns> Fallback<P, S> {
+    /// The checked free: frees `ptr` through the **checked** free of the
+    /// side that owns it. A pointer neither side owns is refused: a
+    /// [`Corruption::DoubleFree`] if either side's checked free recognises
+    /// it as one of its freed blocks, else [`Corruption::ForeignPointer`].
+    /// Never reports, and on `Err` nothing was freed or written.
     ///
     /// # Safety
     ///
-    /// If either side owns `ptr`, it must be a live block of this allocator
-    /// and `layout` must fit it.
+    /// If `ptr` is a live block of this allocator, `layout` must fit it, and
+    /// the caller is done with it.
     ///
     /// ```
-    /// # use core::ptr::NonNull;
-    /// # use freespace_core::alloc::{AllocError, Allocator, Global, Layout};
-    /// # use freespace_core::{Corruption, Owns};
+    /// use freespace_core::alloc::{Allocator, Global, Layout};
+    /// use freespace_core::Corruption;
     /// use freespace_segregated::Fallback;
-    /// # /// Global, owning only what it handed out.
-    /// # #[derive(Default)] struct Tracked(std::cell::RefCell<Vec<usize>>);
-    /// # unsafe impl Allocator for Tracked {
-    /// #     fn allocate(&self, l: Layout) -> Result<NonNull<[u8]>, AllocError> {
-    /// #         let b = Global.allocate(l)?; self.0.borrow_mut().push(b.cast::<u8>().as_ptr().addr()); Ok(b)
-    /// #     }
-    /// #     unsafe fn deallocate(&self, p: NonNull<u8>, l: Layout) {
-    /// #         self.0.borrow_mut().retain(|&a| a != p.as_ptr().addr());
-    /// #         unsafe { Global.deallocate(p, l) }
-    /// #     }
-    /// # }
-    /// # unsafe impl Owns for Tracked {
-    /// #     fn owns(&self, p: NonNull<u8>) -> bool { self.0.borrow().contains(&p.as_ptr().addr()) }
-    /// # }
-    /// let heap = Fallback::new(Tracked::default(), Tracked::default());
-    /// let l = Layout::new::<u64>();
+    /// use freespace_testkit::misuse::Tracked;
+    ///
+    /// let heap = Fallback::new(Tracked::new(), Tracked::new());
+    /// let l = Layout::new::<[u64; 4]>();
     /// let mine = heap.allocate(l).unwrap().cast::<u8>();
     /// let theirs = Global.allocate(l).unwrap().cast::<u8>();
     /// // SAFETY: `mine` is live with `l`; `theirs` is owned by neither side,
-    /// // so it is only checked, then freed where it came from.
+    /// // so it is only checked, then freed where it came from; `mine + 8`
+    /// // is inside a block the primary owns: its checked free refuses it.
     /// unsafe {
+    ///     let inner = mine.add(8);
+    ///     assert_eq!(heap.try_deallocate(inner, l), Err(Corruption::InteriorPointer { addr: inner.as_ptr().addr() }));
     ///     assert_eq!(heap.try_deallocate(mine, l), Ok(()));
     ///     assert_eq!(heap.try_deallocate(theirs, l),
     ///                Err(Corruption::ForeignPointer { addr: theirs.as_ptr().addr() }));
@@ -308,17 +302,27 @@ impl<P: Allocator + Owns, S: Allocator + Owns> Fallback<P, S> {
             return Ok(());
         }
         if self.primary.owns(ptr) {
-            // SAFETY: `P` owns it: a live block of `P` (caller contract).
-            unsafe { self.primary.deallocate(ptr, layout) };
+            // SAFETY: `P` owns it: a live block of ours there is `P`'s (F1);
+            // anything else `P`'s checked free refuses.
+            unsafe { self.primary.try_deallocate(ptr, layout) }
         } else if self.secondary.owns(ptr) {
-            // SAFETY: `S` owns it: a live block of `S` (caller contract).
-            unsafe { self.secondary.deallocate(ptr, layout) };
+            // SAFETY: as above, for `S`.
+            unsafe { self.secondary.try_deallocate(ptr, layout) }
         } else {
-            return Err(Corruption::ForeignPointer {
-                addr: ptr.as_ptr().addr(),
-            });
+            // Owned by neither, so a live block of neither: a foreign
+            // pointer or a double free. Only the sides' checked frees can
+            // tell which (they refuse it either way, writing nothing); a
+            // double free found by either wins over "foreign".
+            // SAFETY: not a live block of either side (`Owns` is exact for
+            // live blocks): both checked frees refuse it.
+            match unsafe { self.primary.try_deallocate(ptr, layout) } {
+                // SAFETY: as above.
+                Err(Corruption::ForeignPointer { .. }) => unsafe {
+                    self.secondary.try_deallocate(ptr, layout)
+                },
+                other => other,
+            }
         }
-        Ok(())
     }
 }
 
@@ -373,11 +377,10 @@ impl<P: freespace_core::Check, S: freespace_core::Check> freespace_core::Check f
     }
 }
 
-// SAFETY: `try_deallocate` frees through the side that owns the block, as
-// `deallocate` does, and returns `Err` having freed nothing otherwise.
-unsafe impl<P: Allocator + Owns, S: Allocator + Owns> freespace_core::CheckedFree
-    for Fallback<P, S>
-{
+// SAFETY: `try_deallocate` frees through the checked free of the side that
+// owns the block (whose `Err` changed nothing), and returns `Err` having
+// touched nothing otherwise.
+unsafe impl<P: CheckedFree + Owns, S: CheckedFree + Owns> CheckedFree for Fallback<P, S> {
     #[inline]
     unsafe fn try_deallocate(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Corruption> {
         // SAFETY: the caller's contract is the inherent method's.

@@ -46,9 +46,12 @@
 //! each layer can see: `Segregated` reports a double free of a cached block
 //! and a misaligned class pointer through [`freespace_core::report`] (as
 //! `"segregated"`), and every type has a checked `try_deallocate` (where its
-//! parents are [`freespace_core::Owns`]) that returns the
-//! [`freespace_core::Corruption`] — foreign pointer, size on the wrong side
-//! of a threshold, double free — without freeing anything.
+//! parents have a checked free, [`freespace_core::CheckedFree`], and for
+//! the routers are [`freespace_core::Owns`]) that returns the
+//! [`freespace_core::Corruption`] — foreign or interior pointer, size on
+//! the wrong side of a threshold, double free — without freeing or writing
+//! anything and without a report: what a layer cannot see itself goes to
+//! its parent's checked free, never to a reporting `deallocate`.
 //!
 //! # Example
 //!

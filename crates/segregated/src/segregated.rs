@@ -6,7 +6,9 @@ use core::ptr::NonNull;
 
 use freespace_core::alloc::{AllocError, Allocator, Layout};
 use freespace_core::layout::{dangling, is_aligned};
-use freespace_core::{report, BlockInfo, BlockState, Corruption, Inspect, Owns, Violation};
+use freespace_core::{
+    report, BlockInfo, BlockState, CheckedFree, Corruption, Inspect, Owns, Violation,
+};
 
 use freespace_core::resize::relocate;
 
@@ -82,8 +84,10 @@ pub const DEFAULT_BATCH: usize = 8;
 /// - in debug builds, and always in [`try_deallocate`](Self::try_deallocate),
 ///   the whole list is searched (at most `cap / S` links), so any double
 ///   free of a block still cached is found;
-/// - [`try_deallocate`](Self::try_deallocate) also asks an [`Owns`] parent
-///   whether the pointer is its own (a foreign pointer is never cached).
+/// - [`try_deallocate`](Self::try_deallocate) (for a parent with a checked
+///   free) gives the block to the parent's checked free instead of the
+///   list, so a foreign, interior or already returned pointer is refused
+///   there, without a report and without a write.
 ///
 /// Each goes through [`freespace_core::report`] as `"segregated"`; if the
 /// handler returns, the block is left alone. A double free of a block that
@@ -524,40 +528,35 @@ impl<A: Allocator> Segregated<A> {
     }
 }
 
-impl<A: Allocator + Owns> Segregated<A> {
+impl<A: CheckedFree> Segregated<A> {
     /// The checked free: like `deallocate`, but returns what it detects
-    /// instead of reporting it, and always searches the whole list.
+    /// instead of reporting it, never reports (here or in the parent), and
+    /// changes nothing on `Err`.
     ///
-    /// Detects a foreign pointer (the parent does not own it), a misaligned
-    /// class pointer, and a double free of any block still cached. On `Err`
-    /// nothing was freed.
+    /// A class block is first looked for in its list (a double free of a
+    /// block still cached, found by comparing addresses: the pointer is
+    /// never read), then given **straight back to the parent** through the
+    /// parent's checked free with the class's layout, instead of onto the
+    /// list: only the parent can tell a live block from a foreign, interior
+    /// or already freed pointer, and its checked free does so before it
+    /// writes. A forwarded block goes to the parent's checked free as it
+    /// is. So checked frees do not refill the lists (they are the careful
+    /// path, not the fast one).
     ///
     /// # Safety
     ///
     /// If `ptr` is a live block of this allocator, `layout` must fit it (its
-    /// alignment, a size between the request and the returned length).
+    /// alignment, a size between the request and the returned length), and
+    /// the caller is done with it.
     ///
     /// ```
     /// use core::ptr::NonNull;
     /// use freespace_core::alloc::{Allocator, Layout};
-    /// use freespace_core::{Corruption, Owns};
+    /// use freespace_core::Corruption;
     /// use freespace_segregated::Segregated;
-    /// # use freespace_core::alloc::{AllocError, Global};
-    /// # /// Global, owning only what it handed out (an `Owns` parent).
-    /// # struct Tracked(std::cell::RefCell<Vec<usize>>);
-    /// # unsafe impl Allocator for Tracked {
-    /// #     fn allocate(&self, l: Layout) -> Result<NonNull<[u8]>, AllocError> {
-    /// #         let b = Global.allocate(l)?; self.0.borrow_mut().push(b.cast::<u8>().as_ptr().addr()); Ok(b)
-    /// #     }
-    /// #     unsafe fn deallocate(&self, p: NonNull<u8>, l: Layout) {
-    /// #         self.0.borrow_mut().retain(|&a| a != p.as_ptr().addr());
-    /// #         unsafe { Global.deallocate(p, l) }
-    /// #     }
-    /// # }
-    /// # unsafe impl Owns for Tracked {
-    /// #     fn owns(&self, p: NonNull<u8>) -> bool { self.0.borrow().contains(&p.as_ptr().addr()) }
-    /// # }
-    /// let heap = Segregated::new(Tracked(Default::default()));
+    /// use freespace_testkit::misuse::Tracked;
+    ///
+    /// let heap = Segregated::new(Tracked::new()); // any parent with a checked free
     /// let l = Layout::new::<[u64; 2]>();
     /// let p = heap.allocate(l).unwrap().cast::<u8>();
     /// // SAFETY: `p` is live with layout `l`; afterwards it is not, and the
@@ -579,29 +578,21 @@ impl<A: Allocator + Owns> Segregated<A> {
         if layout.size() == 0 {
             return Ok(());
         }
-        let addr = ptr.as_ptr().addr();
         match self.class_of(layout) {
             Some(i) => {
-                if !self.parent.owns(ptr) {
-                    return Err(Corruption::ForeignPointer { addr });
-                }
                 if let Some(c) = self.diagnose(i, ptr, true) {
                     return Err(c);
                 }
-                // SAFETY: owned by the parent, not cached, so (caller
-                // contract) a live class-`i` block of ours.
-                unsafe { self.release(i, ptr) };
+                // SAFETY: not cached (G4 with the search above), so if it is
+                // a live class-`i` block of ours it is a live parent block of
+                // `class_layout(i)` (G3, caller contract); if it is not, the
+                // parent's checked free refuses it without writing.
+                unsafe { self.parent.try_deallocate(ptr, self.class_layout(i)) }
             }
-            None => {
-                if !self.parent.owns(ptr) {
-                    return Err(Corruption::ForeignPointer { addr });
-                }
-                // SAFETY: a live forwarded block with a fitting layout
-                // (caller contract), which the parent handed out.
-                unsafe { self.parent.deallocate(ptr, layout) };
-            }
+            // SAFETY: a forwarded block is the parent's, with a fitting
+            // layout (caller contract); anything else the parent refuses.
+            None => unsafe { self.parent.try_deallocate(ptr, layout) },
         }
-        Ok(())
     }
 }
 
@@ -804,10 +795,10 @@ impl<A: Allocator + freespace_core::Check> freespace_core::Check for Segregated<
     }
 }
 
-// SAFETY: `try_deallocate` frees a live block like `deallocate` (onto its
-// class list, or to the parent), and returns `Err` before touching a list
-// or the parent.
-unsafe impl<A: Allocator + Owns> freespace_core::CheckedFree for Segregated<A> {
+// SAFETY: `try_deallocate` frees a live block (to the parent, through its
+// checked free), and returns `Err` before touching a list, or with the
+// parent's `Err`, which changed nothing.
+unsafe impl<A: CheckedFree> CheckedFree for Segregated<A> {
     #[inline]
     unsafe fn try_deallocate(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Corruption> {
         // SAFETY: the caller's contract is the inherent method's.

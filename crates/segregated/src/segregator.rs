@@ -4,7 +4,7 @@ use core::ptr::NonNull;
 
 use freespace_core::alloc::{AllocError, Allocator, Layout};
 use freespace_core::layout::dangling;
-use freespace_core::{BlockInfo, BlockSize, Corruption, Inspect, Owns, Violation};
+use freespace_core::{BlockInfo, BlockSize, CheckedFree, Corruption, Inspect, Owns, Violation};
 
 use freespace_core::resize::relocate;
 
@@ -274,45 +274,38 @@ unsafe impl<const THRESHOLD: usize, S: Allocator, L: Allocator> Allocator
     }
 }
 
-impl<const THRESHOLD: usize, S: Allocator + Owns, L: Allocator + Owns> Segregator<THRESHOLD, S, L> {
-    /// The checked free: frees `ptr` only if the side its size routes to
+impl<const THRESHOLD: usize, S: CheckedFree + Owns, L: CheckedFree + Owns>
+    Segregator<THRESHOLD, S, L>
+{
+    /// The checked free: routes `ptr` by its size like `deallocate`, and
+    /// frees it through the routed side's **checked** free if that side
     /// owns it. A pointer the other side owns is a size mismatch (freed with
-    /// a size from the wrong side of the threshold); one neither owns is
-    /// foreign. On `Err` nothing was freed.
+    /// a size from the wrong side of the threshold); one neither owns goes
+    /// to the routed side's checked free, which names it (a double free, or
+    /// a foreign pointer). Never reports, and on `Err` nothing was freed or
+    /// written.
     ///
     /// # Safety
     ///
-    /// If the routed side owns `ptr`, it must be a live block of this
-    /// allocator and `layout` must fit it.
+    /// If `ptr` is a live block of this allocator, `layout` must fit it, and
+    /// the caller is done with it.
     ///
     /// ```
-    /// # use core::ptr::NonNull;
-    /// # use freespace_core::alloc::{AllocError, Allocator, Global, Layout};
-    /// # use freespace_core::{Corruption, Owns};
+    /// use freespace_core::alloc::{Allocator, Layout};
+    /// use freespace_core::Corruption;
     /// use freespace_segregated::Segregator;
-    /// # /// Global, owning only what it handed out.
-    /// # #[derive(Default)] struct Tracked(std::cell::RefCell<Vec<usize>>);
-    /// # unsafe impl Allocator for Tracked {
-    /// #     fn allocate(&self, l: Layout) -> Result<NonNull<[u8]>, AllocError> {
-    /// #         let b = Global.allocate(l)?; self.0.borrow_mut().push(b.cast::<u8>().as_ptr().addr()); Ok(b)
-    /// #     }
-    /// #     unsafe fn deallocate(&self, p: NonNull<u8>, l: Layout) {
-    /// #         self.0.borrow_mut().retain(|&a| a != p.as_ptr().addr());
-    /// #         unsafe { Global.deallocate(p, l) }
-    /// #     }
-    /// # }
-    /// # unsafe impl Owns for Tracked {
-    /// #     fn owns(&self, p: NonNull<u8>) -> bool { self.0.borrow().contains(&p.as_ptr().addr()) }
-    /// # }
-    /// let heap = Segregator::<64, Tracked, Tracked>::new(Tracked::default(), Tracked::default());
+    /// use freespace_testkit::misuse::Tracked;
+    ///
+    /// let heap = Segregator::<64, Tracked, Tracked>::new(Tracked::new(), Tracked::new());
     /// let big = Layout::from_size_align(100, 8).unwrap();
     /// let p = heap.allocate(big).unwrap().cast::<u8>();
     /// let wrong = Layout::from_size_align(10, 8).unwrap();
     /// // SAFETY: the small side does not own `p`, so nothing is freed; then
-    /// // `p` is freed with the layout it was allocated with.
+    /// // `p` is freed with the layout it was allocated with, once.
     /// unsafe {
     ///     assert_eq!(heap.try_deallocate(p, wrong), Err(Corruption::SizeMismatch { addr: p.as_ptr().addr() }));
     ///     assert_eq!(heap.try_deallocate(p, big), Ok(()));
+    ///     assert_eq!(heap.try_deallocate(p, big), Err(Corruption::DoubleFree { addr: p.as_ptr().addr() }));
     /// }
     /// ```
     pub unsafe fn try_deallocate(
@@ -330,13 +323,31 @@ impl<const THRESHOLD: usize, S: Allocator + Owns, L: Allocator + Owns> Segregato
             (self.large.owns(ptr), self.small.owns(ptr))
         };
         if routed {
-            // SAFETY: the routed side owns it (caller contract: live, fitting).
-            unsafe { self.deallocate(ptr, layout) };
-            Ok(())
+            // SAFETY: the routed side owns it: if it is a live block of ours
+            // it is that side's (R1, R2) with a fitting layout (caller
+            // contract); if not, that side's checked free refuses it.
+            unsafe {
+                if Self::is_small(layout) {
+                    self.small.try_deallocate(ptr, layout)
+                } else {
+                    self.large.try_deallocate(ptr, layout)
+                }
+            }
         } else if other {
             Err(Corruption::SizeMismatch { addr })
         } else {
-            Err(Corruption::ForeignPointer { addr })
+            // Owned by neither: not a live block of ours. The routed side's
+            // checked free tells a double free from a foreign pointer,
+            // refusing it either way without writing.
+            // SAFETY: not a live block of either side (`Owns` is exact for
+            // live blocks), so the routed side's checked free refuses it.
+            unsafe {
+                if Self::is_small(layout) {
+                    self.small.try_deallocate(ptr, layout)
+                } else {
+                    self.large.try_deallocate(ptr, layout)
+                }
+            }
         }
     }
 }
@@ -402,10 +413,11 @@ impl<const THRESHOLD: usize, S: freespace_core::Check, L: freespace_core::Check>
     }
 }
 
-// SAFETY: `try_deallocate` frees through `deallocate` only when the routed
-// side owns the block, and returns `Err` having freed nothing otherwise.
-unsafe impl<const THRESHOLD: usize, S: Allocator + Owns, L: Allocator + Owns>
-    freespace_core::CheckedFree for Segregator<THRESHOLD, S, L>
+// SAFETY: `try_deallocate` frees through the routed side's checked free
+// only when that side owns the block (so an `Err` from it changed
+// nothing), and returns `Err` having touched nothing otherwise.
+unsafe impl<const THRESHOLD: usize, S: CheckedFree + Owns, L: CheckedFree + Owns> CheckedFree
+    for Segregator<THRESHOLD, S, L>
 {
     #[inline]
     unsafe fn try_deallocate(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Corruption> {

@@ -10,7 +10,8 @@ use std::sync::Once;
 
 use freespace_core::alloc::{AllocError, Allocator, Global, Layout};
 use freespace_core::{
-    corruption, layout, report, BlockInfo, BlockState, Corruption, HeapSummary, Inspect, Owns,
+    corruption, layout, report, BlockInfo, BlockState, CheckedFree, Corruption, HeapSummary,
+    Inspect, Owns,
 };
 use freespace_segregated::{Fallback, Segregated, Segregator};
 use freespace_testkit::conformance::{self, Config};
@@ -25,6 +26,8 @@ use freespace_testkit::ops::{self, Ops};
 struct Counting<A: Allocator> {
     inner: A,
     blocks: RefCell<HashMap<usize, (Layout, usize)>>,
+    /// Addresses freed and not handed out since (for the checked free).
+    freed: RefCell<std::collections::HashSet<usize>>,
     allocs: Cell<usize>,
     deallocs: Cell<usize>,
     misfits: Cell<usize>,
@@ -35,6 +38,7 @@ impl<A: Allocator> Counting<A> {
         Self {
             inner,
             blocks: RefCell::default(),
+            freed: RefCell::default(),
             allocs: Cell::new(0),
             deallocs: Cell::new(0),
             misfits: Cell::new(0),
@@ -54,9 +58,40 @@ impl<A: Allocator> Counting<A> {
     }
 
     fn record(&self, block: NonNull<[u8]>, layout: Layout) {
-        self.blocks
-            .borrow_mut()
-            .insert(block.cast::<u8>().as_ptr().addr(), (layout, block.len()));
+        let addr = block.cast::<u8>().as_ptr().addr();
+        self.freed.borrow_mut().remove(&addr);
+        self.blocks.borrow_mut().insert(addr, (layout, block.len()));
+    }
+}
+
+// SAFETY: only a live block with a fitting layout is freed (through
+// `deallocate`, which then passes it on); anything else is refused having
+// read the ledger alone, and is not counted.
+unsafe impl<A: Allocator> CheckedFree for Counting<A> {
+    unsafe fn try_deallocate(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Corruption> {
+        if layout.size() == 0 {
+            return Ok(());
+        }
+        let addr = ptr.as_ptr().addr();
+        if self.fits(ptr, layout).is_none() {
+            return Err(if self.blocks.borrow().contains_key(&addr) {
+                Corruption::SizeMismatch { addr }
+            } else if self.freed.borrow().contains(&addr) {
+                Corruption::DoubleFree { addr }
+            } else if self
+                .blocks
+                .borrow()
+                .iter()
+                .any(|(&a, &(_, len))| a < addr && addr < a + len)
+            {
+                Corruption::InteriorPointer { addr }
+            } else {
+                Corruption::ForeignPointer { addr }
+            });
+        }
+        // SAFETY: a live block with a fitting layout (checked).
+        unsafe { self.deallocate(ptr, layout) };
+        Ok(())
     }
 }
 
@@ -94,6 +129,7 @@ unsafe impl<A: Allocator> Allocator for Counting<A> {
             return;
         }
         self.blocks.borrow_mut().remove(&ptr.as_ptr().addr());
+        self.freed.borrow_mut().insert(ptr.as_ptr().addr());
         // SAFETY: a live block of `inner` with a fitting layout (checked).
         unsafe { self.inner.deallocate(ptr, layout) }
     }
@@ -936,4 +972,73 @@ fn double_free_aborts_with_the_exact_message() {
 /// this workspace targets).
 fn libc_sigabrt() -> i32 {
     6
+}
+
+// ===== issue 16: checked frees never abort, never write =====================
+
+/// A foreign, an interior and a double-freed pointer through each layer's
+/// checked free, on every route: each must be refused with the right `Err`,
+/// write nothing and report nothing (a report would abort this process).
+#[test]
+fn checked_frees_refuse_misuse_on_every_route() {
+    use freespace_testkit::misuse::{refuses_misuse, Tracked};
+    let class = l(48, 8);
+    // Above the largest class: forwarded to the parent.
+    let large = l(4000, 16);
+
+    let seg = Segregated::new(Tracked::new()).with_cap(4096);
+    let check = || seg.check();
+    refuses_misuse(&seg, class, &check);
+    refuses_misuse(&seg, large, &check);
+    seg.trim();
+    assert_eq!(seg.parent().live(), 0);
+
+    let sg: Segregator<64, _, _> = Segregator::new(Tracked::new(), Tracked::new());
+    refuses_misuse(&sg, class, &|| Ok(()));
+    refuses_misuse(&sg, large, &|| Ok(()));
+    assert_eq!(sg.small().live() + sg.large().live(), 0);
+
+    // Both sides serve: the primary is a small cap, so large requests fall
+    // through to the secondary.
+    let fb = Fallback::new(
+        Segregator::<64, _, _>::new(Tracked::new(), Empty),
+        Tracked::new(),
+    );
+    refuses_misuse(&fb, class, &|| Ok(()));
+    refuses_misuse(&fb, large, &|| Ok(()));
+    assert_eq!(fb.primary().small().live() + fb.secondary().live(), 0);
+}
+
+/// A side that never has memory: owns nothing, refuses every free.
+struct Empty;
+
+// SAFETY: hands out nothing, so there is nothing to free.
+unsafe impl Allocator for Empty {
+    fn allocate(&self, _: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        Err(AllocError)
+    }
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, _: Layout) {
+        report(
+            Corruption::ForeignPointer {
+                addr: ptr.as_ptr().addr(),
+            },
+            "empty",
+        );
+    }
+}
+
+// SAFETY: nothing is ever freed; every pointer is refused unread.
+unsafe impl CheckedFree for Empty {
+    unsafe fn try_deallocate(&self, ptr: NonNull<u8>, _: Layout) -> Result<(), Corruption> {
+        Err(Corruption::ForeignPointer {
+            addr: ptr.as_ptr().addr(),
+        })
+    }
+}
+
+// SAFETY: owns nothing, and has no live blocks.
+unsafe impl Owns for Empty {
+    fn owns(&self, _: NonNull<u8>) -> bool {
+        false
+    }
 }

@@ -222,21 +222,15 @@ pub fn refuses_misuse<H: CheckedFree + ?Sized>(heap: &H, layout: Layout, check: 
 
     // 3a. double free after a checked free
     // SAFETY: `p` is live with `layout`, freed once here.
-    assert_eq!(
-        unsafe { heap.try_deallocate(p, layout) },
-        Ok(()),
-        "valid free"
-    );
+    let got = unsafe { heap.try_deallocate(p, layout) };
+    assert_eq!(got, Ok(()), "valid free");
     verify("valid free");
     let double = Err(Corruption::DoubleFree {
         addr: p.as_ptr() as usize,
     });
     // SAFETY: the double free under test: only checked.
-    assert_eq!(
-        unsafe { heap.try_deallocate(p, layout) },
-        double,
-        "double free (checked first)"
-    );
+    let got = unsafe { heap.try_deallocate(p, layout) };
+    assert_eq!(got, double, "double free (checked first)");
     verify("double free (checked first)");
     not_handed_out_twice(heap, layout, "double free (checked first)");
 
@@ -248,11 +242,8 @@ pub fn refuses_misuse<H: CheckedFree + ?Sized>(heap: &H, layout: Layout, check: 
         addr: q.as_ptr() as usize,
     });
     // SAFETY: the double free under test: only checked.
-    assert_eq!(
-        unsafe { heap.try_deallocate(q, layout) },
-        double,
-        "double free (plain first)"
-    );
+    let got = unsafe { heap.try_deallocate(q, layout) };
+    assert_eq!(got, double, "double free (plain first)");
     verify("double free (plain first)");
     not_handed_out_twice(heap, layout, "double free (plain first)");
     drop(buffer);
