@@ -230,3 +230,42 @@ fn threads_sharing_stats_behind_a_lock_add_up_exactly() {
     let f = Fragmentation::of(stats.inner());
     assert_eq!(f.summary.used_blocks, 0);
 }
+
+/// Issue 16: a foreign, an interior and a double-freed pointer through the
+/// checked free of `Stats` and `FailAfter` (alone and stacked over a slab,
+/// so both of the slab's routes are crossed): refused with the right `Err`,
+/// nothing written, nothing reported (a report would abort this process),
+/// and every refusal counted as a corruption, not a free.
+#[test]
+fn checked_frees_refuse_misuse_through_stats_and_fail_after() {
+    use freespace_stats::FailAfter;
+    use freespace_testkit::misuse::refuses_misuse;
+    let class = Layout::from_size_align(48, 8).unwrap();
+    let large = Layout::from_size_align(4000, 16).unwrap();
+
+    let heap = Stats::new(BestFitHeap::new(arena(1 << 16)));
+    let check = || heap.inner().check();
+    refuses_misuse(&heap, class, &check);
+    refuses_misuse(&heap, large, &check);
+    let s = balanced(&heap);
+    // Per layout: foreign, interior, and the two double frees.
+    assert_eq!(s.corruptions, 2 * 4, "{s}");
+
+    let heap = FailAfter::new(BestFitHeap::new(arena(1 << 16)), usize::MAX);
+    let check = || heap.inner().check();
+    refuses_misuse(&heap, class, &check);
+    refuses_misuse(&heap, large, &check);
+    assert_all_free(heap.inner());
+
+    let slab = freespace_slab::Slab::new(BestFitHeap::new(arena(1 << 20)));
+    let heap = FailAfter::new(Stats::new(slab), usize::MAX);
+    let check = || {
+        let stats = heap.inner();
+        stats.check()?;
+        stats.inner().check()?;
+        stats.inner().parent().check()
+    };
+    refuses_misuse(&heap, class, &check);
+    refuses_misuse(&heap, large, &check);
+    balanced(heap.inner());
+}

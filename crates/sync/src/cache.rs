@@ -5,10 +5,10 @@ use core::cell::UnsafeCell;
 use core::ptr::NonNull;
 
 use freespace_core::alloc::{AllocError, Allocator, Layout};
-use freespace_core::{layout, Violation};
+use freespace_core::{layout, CheckedFree, Corruption, Violation};
 
 use crate::depot::Depot;
-use crate::magazine::{class_of, class_size, Rack};
+use crate::magazine::{class_layout, class_of, class_size, Rack};
 
 /// A per-thread cache of free blocks in front of a shared [`Depot`]: an
 /// [`Allocator`] that serves requests of up to 1 KiB (aligned to at most
@@ -205,6 +205,9 @@ pub(crate) trait Front {
     /// The parent is out of memory: give back what this thread and the
     /// depot hold, so a retry can succeed.
     fn release(&self);
+    /// Whether `block` is a free round of class `class` cached where this
+    /// thread can see: its own magazines or the depot's full ones.
+    fn cached(&self, class: usize, block: NonNull<u8>) -> bool;
 }
 
 /// `attempt`, and once more after [`Front::release`] if it failed: cached
@@ -239,6 +242,69 @@ impl<P: Allocator> Front for ThreadCache<'_, P> {
     fn release(&self) {
         self.flush();
         self.depot.reap();
+    }
+    fn cached(&self, class: usize, block: NonNull<u8>) -> bool {
+        self.with_rack(|r| r.holds(class, block)) || self.depot.holds(class, block)
+    }
+}
+
+/// The checked free of a thread-cache front end ([`CheckedFree`] for
+/// [`ThreadCache`] and [`Magazines`](crate::Magazines)).
+///
+/// A block of a cached class is looked for among the free rounds this
+/// thread can see (its own magazines and the depot's full ones: a double
+/// free, found by comparing addresses, the block never read), then given
+/// **straight back to the parent** through the parent's checked free with
+/// the class's layout, rather than into a magazine: only the parent can
+/// tell a live block from a foreign, interior or freed pointer, and its
+/// checked free refuses one before writing. Other blocks go to the
+/// parent's checked free as they are. Never reports.
+///
+/// What it cannot see: a double free whose first free is a round in
+/// **another thread's** magazines (the parent still counts that block as
+/// live, so its checked free takes it back). Free through one thread, or
+/// flush the other threads' caches, for exact detection.
+///
+/// # Safety
+/// [`CheckedFree::try_deallocate`]'s.
+pub(crate) unsafe fn try_deallocate<F: Front + ?Sized>(
+    f: &F,
+    ptr: NonNull<u8>,
+    layout: Layout,
+) -> Result<(), Corruption>
+where
+    F::Parent: CheckedFree,
+{
+    if layout.size() == 0 {
+        return Ok(());
+    }
+    match class_of(layout) {
+        Some(c) => {
+            if f.cached(c, ptr) {
+                return Err(Corruption::DoubleFree {
+                    addr: ptr.as_ptr() as usize,
+                });
+            }
+            // SAFETY: not a cached round, so if it is a live block of this
+            // layer it is a live parent block of `class_layout(c)` (every
+            // round came from the parent with it; caller contract: the
+            // layout fits); if not, the parent's checked free refuses it.
+            unsafe { f.parent().try_deallocate(ptr, class_layout(c)) }
+        }
+        // SAFETY: an uncached block is the parent's, with this layout
+        // (caller); anything else the parent's checked free refuses.
+        None => unsafe { f.parent().try_deallocate(ptr, layout) },
+    }
+}
+
+// SAFETY: `try_deallocate` (above) frees a live block into the parent,
+// and an `Err` is either its own (nothing touched) or the parent's
+// checked free's (nothing changed).
+unsafe impl<P: CheckedFree> CheckedFree for ThreadCache<'_, P> {
+    #[inline]
+    unsafe fn try_deallocate(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Corruption> {
+        // SAFETY: the caller's contract.
+        unsafe { try_deallocate(self, ptr, layout) }
     }
 }
 

@@ -320,6 +320,27 @@ impl<P: Allocator> Depot<P> {
         }
     }
 
+    /// Whether `block` is a round of one of the full magazines of class `c`
+    /// held here: the depot's part of a checked free's double-free search.
+    ///
+    /// # Time complexity
+    /// O([`MAX_FULL`] × [`ROUNDS`]), under the class lock.
+    pub(crate) fn holds(&self, c: usize, block: NonNull<u8>) -> bool {
+        let l = self.classes[c].lock();
+        let mut at = l.full;
+        while let Some(m) = at {
+            // SAFETY: magazines on the list are owned by it (M2), and the
+            // list is under its lock (held): nobody changes `m` meanwhile.
+            unsafe {
+                if mag::contains(m, block) {
+                    return true;
+                }
+                at = (*m.as_ptr()).next;
+            }
+        }
+        false
+    }
+
     /// A block of class `c` straight from the parent.
     pub(crate) fn alloc_block(&self, c: usize) -> Option<NonNull<u8>> {
         self.parent

@@ -398,8 +398,9 @@ impl Rack {
         unsafe { depot.free_block(c, block) }
     }
 
-    /// Whether `block` is already a free round of this rack (debug check).
-    fn holds(&self, c: usize, block: NonNull<u8>) -> bool {
+    /// Whether `block` is already a free round of this rack (debug check,
+    /// and the checked free's search).
+    pub(crate) fn holds(&self, c: usize, block: NonNull<u8>) -> bool {
         [self.loaded[c], self.previous[c]]
             .into_iter()
             .flatten()

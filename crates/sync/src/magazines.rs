@@ -303,9 +303,49 @@ impl<P: Allocator> Front for Magazines<'_, P> {
         self.flush();
         self.depot.reap();
     }
+    fn cached(&self, class: usize, block: NonNull<u8>) -> bool {
+        self.with_rack(|r| r.holds(class, block)).unwrap_or(false) || self.depot.holds(class, block)
+    }
 }
 
 front_allocator!(unsafe impl<P: Allocator> Allocator for Magazines<'_, P>);
+
+// SAFETY: `cache::try_deallocate` frees a live block into the parent, and
+// an `Err` is either its own (nothing touched) or the parent's checked
+// free's (nothing changed).
+unsafe impl<P: freespace_core::CheckedFree> freespace_core::CheckedFree for Magazines<'_, P> {
+    /// The checked free: a double free of a round this thread (or the
+    /// depot) holds is refused; everything else goes straight to the
+    /// parent's checked free, bypassing the magazines. A double free whose
+    /// first free sits in another thread's magazines is not seen.
+    ///
+    /// ```
+    /// use freespace_core::alloc::{Allocator, Layout};
+    /// use freespace_core::{CheckedFree, Corruption};
+    /// use freespace_sync::{Depot, Locked, Magazines};
+    /// use freespace_testkit::misuse::Tracked;
+    ///
+    /// let depot: Depot<Locked<Tracked>> = Depot::new(Locked::new(Tracked::new()));
+    /// let heap = Magazines::new(&depot);
+    /// let l = Layout::new::<[u64; 4]>();
+    /// let p = heap.allocate(l).unwrap().cast::<u8>();
+    /// // SAFETY: `p` is live with `l`, freed once; the second free is only checked.
+    /// unsafe {
+    ///     heap.deallocate(p, l); // into this thread's magazine
+    ///     let addr = p.as_ptr() as usize;
+    ///     assert_eq!(heap.try_deallocate(p, l), Err(Corruption::DoubleFree { addr }));
+    /// }
+    /// ```
+    #[inline]
+    unsafe fn try_deallocate(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+    ) -> Result<(), freespace_core::Corruption> {
+        // SAFETY: the caller's contract.
+        unsafe { crate::cache::try_deallocate(self, ptr, layout) }
+    }
+}
 
 // SAFETY: through the `Allocator` impl (see `crate::global`).
 unsafe impl<P: Allocator> core::alloc::GlobalAlloc for Magazines<'_, P> {

@@ -433,3 +433,80 @@ fn stress_magazines() {
     depot.parent().lock().check().unwrap();
     assert_all_free(depot.parent());
 }
+
+// ---------------------------------------------------------------------------
+// Issue 16: checked frees never abort, never write
+// ---------------------------------------------------------------------------
+
+/// A foreign, an interior and a double-freed pointer through the checked
+/// free of `Locked`, `ThreadCache` and `Magazines`, for a cached class and
+/// for a block that goes straight to the parent: each must be refused with
+/// the right `Err`, write nothing and report nothing (a report would abort
+/// this process).
+#[test]
+fn checked_frees_refuse_misuse() {
+    use freespace_testkit::misuse::refuses_misuse;
+    let class = Layout::from_size_align(48, 8).unwrap();
+    let large = Layout::from_size_align(4000, 16).unwrap();
+
+    let heap = growing();
+    let check = || heap.check().and_then(|()| heap.lock().check());
+    refuses_misuse(&heap, class, &check);
+    refuses_misuse(&heap, large, &check);
+    assert_all_free(&heap);
+
+    let depot = Depot::new(growing());
+    {
+        let cache = ThreadCache::new(&depot);
+        let check = || cache.check().and_then(|()| depot.check());
+        refuses_misuse(&cache, class, &check);
+        refuses_misuse(&cache, large, &check);
+    }
+    {
+        let heap = Magazines::new(&depot);
+        let check = || heap.check().and_then(|()| depot.check());
+        refuses_misuse(&heap, class, &check);
+        refuses_misuse(&heap, large, &check);
+    }
+    depot.reap();
+    depot.parent().lock().check().unwrap();
+    assert_all_free(depot.parent());
+}
+
+/// A double free whose first free went into the depot (a full magazine
+/// handed over) is still found by the checked free.
+#[test]
+fn checked_free_finds_a_double_free_in_the_depot() {
+    use freespace_core::{CheckedFree, Corruption};
+    let depot = Depot::new(growing());
+    let l = Layout::from_size_align(64, 8).unwrap();
+    let cache = ThreadCache::new(&depot);
+    let blocks: Vec<NonNull<u8>> = (0..4 * freespace_sync::ROUNDS)
+        .map(|_| cache.allocate(l).unwrap().cast())
+        .collect();
+    for &b in &blocks {
+        // SAFETY: each block is live with `l`, freed once.
+        unsafe { cache.deallocate(b, l) };
+    }
+    cache.flush(); // the rounds are in the depot (or, partial, the parent)
+    assert_eq!(cache.cached_blocks(), 0);
+    let in_depot = blocks
+        .iter()
+        .filter(|&&b| {
+            // SAFETY: every block was freed: only checked.
+            let got = unsafe { cache.try_deallocate(b, l) };
+            assert!(got.is_err(), "{b:p}: a double free was taken back");
+            got == Err(Corruption::DoubleFree {
+                addr: b.as_ptr() as usize,
+            })
+        })
+        .count();
+    assert_eq!(
+        in_depot,
+        blocks.len(),
+        "every refused free is named a double free"
+    );
+    drop(cache);
+    depot.reap();
+    assert_all_free(depot.parent());
+}
