@@ -62,10 +62,23 @@ pub trait Check {
 ///
 /// Implementors promise that `try_deallocate(ptr, layout)` frees exactly
 /// like [`Allocator::deallocate`] when `ptr` is a live block of this heap
-/// allocated with a layout `deallocate` accepts, and that an `Err` means the
-/// block was not taken back: this call never makes the heap hand the same
-/// memory out twice. (After an error about damaged metadata the heap may
-/// have stopped using the damaged part; its `check` says what it found.)
+/// allocated with a layout `deallocate` accepts (it may return the block to
+/// a different place: a caching layer gives it to its parent), and that an
+/// `Err` means the block was not taken back: this call never makes the heap
+/// hand the same memory out twice. (After an error about damaged metadata
+/// the heap may have stopped using the damaged part; its `check` says what
+/// it found.)
+///
+/// Two more promises every freespace implementation keeps, and a layer
+/// keeps them by passing what it cannot check itself to its parent's
+/// `try_deallocate`, never to the parent's `deallocate`:
+///
+/// - it never calls [`report`](crate::report) (so it never aborts);
+/// - on `Err` it has written nothing: not the pointed-to memory, not the
+///   heap's metadata.
+///
+/// `freespace_testkit::misuse::refuses_misuse` tests all three with a
+/// foreign, an interior and a double-freed pointer.
 ///
 /// # Example
 ///
