@@ -381,6 +381,46 @@ impl<S: Source, const MIN: usize, const ORDERS: usize> Buddy<S, MIN, ORDERS> {
         st.release(a, k)
     }
 
+    /// What `ptr` is to this heap, looked up without changing anything:
+    /// `Ok(size)` when a used block of `size` bytes starts at `ptr`, else
+    /// the [`Corruption`] a free of it would be — a foreign or misaligned
+    /// pointer, an interior pointer, or a double free (`ptr` lies in a free
+    /// block: freed, perhaps since merged with its buddy).
+    ///
+    /// Reads only the heap's bitmaps, never the memory at `ptr`: a layer
+    /// above whose own tag in the block was overwritten by the free list's
+    /// links (the malloc shim's header) asks this to name the fault.
+    ///
+    /// # Time complexity
+    /// O(1) for a pointer in the zone used last, else O(zones).
+    ///
+    /// ```
+    /// # use freespace_buddy::Buddy;
+    /// # use freespace_core::{alloc::{Allocator, Layout}, Corruption};
+    /// # use freespace_source::{Arena, StaticMemory};
+    /// # static MEMORY: StaticMemory<{ 256 * 1024 }> = StaticMemory::new();
+    /// let heap: Buddy<Arena> = Buddy::new(Arena::new(MEMORY.take().unwrap()));
+    /// let l = Layout::from_size_align(100, 8).unwrap();
+    /// let p = heap.allocate(l).unwrap().cast::<u8>();
+    /// assert_eq!(heap.block_at(p), Ok(128));
+    /// // SAFETY: 16 bytes into the 128-byte block.
+    /// let inner = unsafe { p.add(16) };
+    /// assert_eq!(heap.block_at(inner), Err(Corruption::InteriorPointer { addr: inner.as_ptr() as usize }));
+    /// // SAFETY: `p` is live with `l`, freed once.
+    /// unsafe { heap.deallocate(p, l) };
+    /// assert_eq!(heap.block_at(p), Err(Corruption::DoubleFree { addr: p.as_ptr() as usize }));
+    /// ```
+    pub fn block_at(&self, ptr: NonNull<u8>) -> Result<usize, Corruption> {
+        // SAFETY: no mutable reference to the state is live (see `state`);
+        // this only reads it.
+        let st = unsafe { &*self.state.get() };
+        let a = ptr.as_ptr().addr();
+        let Some(v) = st.user_zone_of(a) else {
+            return Err(Corruption::ForeignPointer { addr: a });
+        };
+        Self::classify(&v, a).map(State::<MIN, ORDERS>::size)
+    }
+
     /// For `a` in a zone's block range: the order of the used block starting
     /// at `a`, or why `a` is not one.
     fn classify(v: &View<MIN, ORDERS>, a: usize) -> Result<usize, Corruption> {

@@ -14,6 +14,9 @@
 //!           Buddy<Mmap>                              everything larger, up to 2 GiB, 64 GiB reserved
 //! ```
 //!
+//! (The `Mmap` is the static [`MMAP`], lent to the buddy heap as `&MMAP`, so
+//! that `free` can range-check a pointer against it without the lock.)
+//!
 //! The magazines are the thread-cache layer's explicit per-thread handle
 //! (`ThreadCache`, the same racks and depot as its thread-local
 //! `Magazines`), kept in the shim's own thread-local next to the re-entrancy
@@ -59,6 +62,7 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use freespace_buddy::Buddy;
 use freespace_core::alloc::{AllocError, Allocator, Layout};
+use freespace_core::layout::with_addr;
 use freespace_core::{report, Corruption, Owns};
 use freespace_slab::Slab;
 use freespace_source::Mmap;
@@ -85,7 +89,7 @@ pub const NAME: &str = "malloc";
 /// let shared: &freespace_malloc::Shared = freespace_malloc::shared();
 /// assert!(shared.check().is_ok(), "the lock is free between calls");
 /// ```
-pub type Shared = Locked<Slab<Buddy<Mmap>>>;
+pub type Shared = Locked<Slab<Buddy<&'static Mmap>>>;
 
 /// Address space the heap reserves: `Mmap`'s default (64 GiB), or 4 GiB
 /// with the `valgrind` feature (valgrind refuses the larger reservation).
@@ -95,9 +99,12 @@ const RESERVE: usize = if cfg!(feature = "valgrind") {
     freespace_source::mmap::DEFAULT_RESERVE
 };
 
-static DEPOT: Depot<Shared> = Depot::new(Locked::new(Slab::new(Buddy::new(Mmap::with_reserve(
-    RESERVE,
-)))));
+/// The one reservation every block of the shim lies in. Its own static,
+/// so that `free` can range-check a pointer against it
+/// ([`Mmap::committed_range`], no lock) before reading any header.
+static MMAP: Mmap = Mmap::with_reserve(RESERVE);
+
+static DEPOT: Depot<Shared> = Depot::new(Locked::new(Slab::new(Buddy::new(&MMAP))));
 
 /// The shared heap behind the thread caches, for inspection (its `check`,
 /// `HeapSummary`): every block the shim hands out lives in it.
@@ -590,8 +597,14 @@ unsafe fn place(block: NonNull<[u8]>, plan: &Plan, direct: bool) -> NonNull<u8> 
 /// [`key`]); reports (and returns `None`) when it is not a live block of
 /// ours.
 ///
+/// A pointer outside the committed part of the shim's reservation (or in
+/// its first 16 bytes, where no header can be) is a *foreign pointer*,
+/// reported without reading anything: `free((void *)0x10)`, or of the
+/// first byte of a mapping whose previous page is unmapped, must not fault.
+///
 /// # Safety
-/// `p` is readable 16 bytes back (see [`header_of`]).
+/// Any pointer: `p`'s header is read only once it is known to lie in the
+/// shim's committed memory.
 #[inline(always)]
 unsafe fn block_of(p: NonNull<u8>, key: u64) -> Option<Block> {
     let addr = p.as_ptr().addr();
@@ -599,7 +612,13 @@ unsafe fn block_of(p: NonNull<u8>, key: u64) -> Option<Block> {
         report(Corruption::MisalignedPointer { addr }, NAME);
         return None;
     }
-    // SAFETY: the caller's contract; 16-aligned, so aligned for `Header`.
+    let ours = MMAP.committed_range();
+    if addr < ours.start.saturating_add(HEADER) || addr >= ours.end {
+        report(Corruption::ForeignPointer { addr }, NAME);
+        return None;
+    }
+    // SAFETY: `addr - 16 .. addr` lies in the reservation's committed part,
+    // readable (Mmap's M5); 16-aligned, so aligned for `Header`.
     let header = unsafe { header_of(p).read() };
     match header.decode(key, addr) {
         Ok(block) => Some(block),
@@ -614,20 +633,31 @@ unsafe fn block_of(p: NonNull<u8>, key: u64) -> Option<Block> {
     }
 }
 
-/// What a header that matches nothing means: inside our heap, a header
-/// overwritten (or a pointer into the middle of a block); outside it, a
-/// pointer that was never ours.
+/// What a header that matches nothing means: outside the heap, a pointer
+/// that was never ours; a header in a block the buddy heap holds as free, a
+/// double free (the buddy's free-list links overwrote the freed tag of a
+/// block it took back: every block above the slab's classes, whose header
+/// is the block's first 16 bytes); otherwise a header overwritten (or a
+/// pointer into the middle of a block).
 #[cold]
 fn unknown(p: NonNull<u8>) -> Corruption {
     let addr = p.as_ptr().addr();
     let call = Call::begin();
-    let ours = shared().owns(p);
-    drop(call);
-    if ours {
-        Corruption::OverwrittenHeader { addr }
-    } else {
+    let heap = shared().lock();
+    let what = if !heap.owns(p) {
         Corruption::ForeignPointer { addr }
-    }
+    } else {
+        // The header's own address: the block's start when its alignment
+        // is 16 (every `malloc`), where the buddy writes its links. The
+        // lookup reads only the buddy's bitmaps.
+        match with_addr(p, addr - HEADER).map(|h| heap.parent().block_at(h)) {
+            Some(Err(Corruption::DoubleFree { .. })) => Corruption::DoubleFree { addr },
+            _ => Corruption::OverwrittenHeader { addr },
+        }
+    };
+    drop(heap);
+    drop(call);
+    what
 }
 
 /// Frees the live block `block` at user pointer `p`.

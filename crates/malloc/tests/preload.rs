@@ -353,6 +353,48 @@ fn misaligned_pointer_aborts_with_the_report() {
     misuse("misaligned", "misaligned pointer");
 }
 
+/// Issue 16: a double free is named a double free at every size, through
+/// every route of the stack — the thread caches (up to 1 KiB), the slab
+/// (up to 8 KiB), and the buddy heap above that, where the buddy's
+/// free-list links overwrite the freed block's header — and for an
+/// over-aligned block.
+#[test]
+fn double_free_is_named_at_every_size() {
+    for n in [
+        1,
+        24,
+        1024,
+        1025,
+        4000,
+        8176,
+        8177,
+        8192,
+        20_000,
+        65_536,
+        1 << 20,
+        16 << 20,
+    ] {
+        misuse(&format!("double-{n}"), "double free");
+    }
+    for n in [100, 8177, 1 << 20] {
+        misuse(&format!("double-align-{n}"), "double free");
+    }
+}
+
+/// Issue 16: a pointer outside every reservation is a foreign pointer,
+/// named without reading the memory before it (which would fault).
+#[test]
+fn wild_pointer_is_a_foreign_pointer_not_a_fault() {
+    misuse("wild", "foreign pointer");
+}
+
+/// Issue 16: the first byte of a mapping whose previous page is unmapped:
+/// reading a header there would fault.
+#[test]
+fn pointer_at_a_mapping_start_is_a_foreign_pointer_not_a_fault() {
+    misuse("mapping", "foreign pointer");
+}
+
 // ---------------------------------------------------------------------------
 // Real programs
 // ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 use core::ffi::c_void;
 use core::fmt;
 use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicUsize, Ordering};
 use freespace_core::layout::{align_up, is_aligned};
 use freespace_core::lock::DefaultLock;
 use freespace_core::{Source, Violation, REGION_ALIGN};
@@ -74,6 +75,11 @@ const NORESERVE: libc::c_int = 0;
 ///   never overlap.
 /// - M4: `page` is a power of two, at least [`REGION_ALIGN`] (0 before the
 ///   first acquire).
+/// - M5: outside a call, `start..end` is `base..base + committed` (`0..0`
+///   without a reservation); `end` moves up only after pages are made
+///   readable and down before they are made inaccessible, so every address
+///   in `start..end` is readable whenever it is loaded (unless a release
+///   runs at the same time).
 ///
 /// # Example
 ///
@@ -95,6 +101,13 @@ pub struct Mmap {
     /// Bytes of address space to reserve on first use.
     reserve: usize,
     state: Mutex<DefaultLock, State>,
+    /// `base + committed` and `base` as addresses (0 before the first
+    /// acquire and after drop), mirrored outside the lock for
+    /// [`committed_range`](Mmap::committed_range). Written only under the
+    /// lock: `start` once, `end` after a commit and before a release
+    /// (M5).
+    start: AtomicUsize,
+    end: AtomicUsize,
 }
 
 /// The mutable part of an [`Mmap`], under its lock (fields: M1–M4).
@@ -150,7 +163,38 @@ impl Mmap {
                     page: 0,
                 },
             ),
+            start: AtomicUsize::new(0),
+            end: AtomicUsize::new(0),
         }
+    }
+
+    /// The committed part of the reservation, `base..base + committed`, read
+    /// without the lock (two atomic loads): every address in it is memory
+    /// this source has made readable and writable (M5). Empty before the
+    /// first acquire.
+    ///
+    /// For a range check before reading memory a pointer claims is ours:
+    /// the malloc shim tells a foreign `free` by it without touching the
+    /// pointer. A release running at the same time may take the tail back
+    /// just after the load; only a pointer into that tail (not a live block)
+    /// could then fault.
+    ///
+    /// ```
+    /// # #[cfg(not(miri))] { // Miri cannot call sbrk/mmap
+    /// use freespace_core::Source;
+    /// use freespace_source::Mmap;
+    /// let source = Mmap::new();
+    /// assert!(source.committed_range().is_empty());
+    /// let region = source.acquire(100).unwrap();
+    /// let start = region.cast::<u8>().as_ptr() as usize;
+    /// assert_eq!(source.committed_range(), start..start + region.len());
+    /// # }
+    /// ```
+    #[inline]
+    pub fn committed_range(&self) -> core::ops::Range<usize> {
+        let start = self.start.load(Ordering::Acquire);
+        let end = self.end.load(Ordering::Acquire);
+        start..end.max(start)
     }
 
     /// Bytes committed now: the total length of the regions lent out (M3).
@@ -169,7 +213,7 @@ impl Mmap {
         self.state.lock().committed
     }
 
-    /// Checks M1, M2 and M4 (the arithmetic; page protections are the
+    /// Checks M1, M2, M4 and M5 (the arithmetic; page protections are the
     /// kernel's).
     ///
     /// ```
@@ -198,6 +242,14 @@ impl Mmap {
         }
         if s.committed > s.reserved || !is_aligned(s.committed, s.page) {
             return Err(Violation::new("M2", addr, "committed end out of place"));
+        }
+        let range = self.committed_range();
+        if s.committed > 0 && range != (addr..addr + s.committed) {
+            return Err(Violation::new(
+                "M5",
+                addr,
+                "committed_range disagrees with the committed end",
+            ));
         }
         Ok(())
     }
@@ -281,6 +333,10 @@ unsafe impl Source for Mmap {
             return None;
         }
         s.committed = end;
+        // M5: the pages are readable now; then publish them.
+        let base_addr = base.as_ptr().addr();
+        self.start.store(base_addr, Ordering::Release);
+        self.end.store(base_addr + end, Ordering::Release);
         Some(NonNull::slice_from_raw_parts(start, len))
     }
 
@@ -305,9 +361,13 @@ unsafe impl Source for Mmap {
         // SAFETY: `offset < committed <= reserved`, inside the mapping (M1);
         // the pointer is derived from `base`, the mapping's own.
         let ptr = unsafe { base.add(offset) }.as_ptr().cast::<c_void>();
+        // M5: withdraw the tail from the range before it stops being
+        // readable.
+        self.end.store(start, Ordering::Release);
         // SAFETY: the region is committed, ours, and unused (caller contract
         // of `release`); making it inaccessible touches nothing else.
         if unsafe { libc::mprotect(ptr, len, libc::PROT_NONE) } != 0 {
+            self.end.store(base_addr + s.committed, Ordering::Release);
             return false;
         }
         // Give the pages back to the system. If that fails they stay
@@ -321,6 +381,8 @@ unsafe impl Source for Mmap {
 
 impl Drop for Mmap {
     fn drop(&mut self) {
+        *self.start.get_mut() = 0;
+        *self.end.get_mut() = 0;
         let s = self.state.lock();
         if let Some(base) = s.base {
             // SAFETY: the reservation is this source's own mapping (M1), and

@@ -4,14 +4,22 @@
  * then commits the error. The shim reports it and aborts; reaching the end
  * means the error went unnoticed (exit 0 then fails the test).
  *
- *   double     free(p); free(p)
- *   foreign    free() of a pointer into the stack
- *   header     free() of a block whose header was overwritten
- *   misaligned free(p + 8)
+ *   double       free(p); free(p)
+ *   double-N     the same for p = malloc(N) (every route: magazines, slab,
+ *                buddy)
+ *   double-align-N  the same for p = aligned_alloc(4096, N)
+ *   foreign      free() of a pointer into the stack
+ *   wild         free((void *)0x10): outside every reservation, unreadable
+ *   mapping      free() of the first byte of a fresh mapping whose previous
+ *                page is unmapped
+ *   header       free() of a block whose header was overwritten
+ *   misaligned   free(p + 8)
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 int main(int argc, char **argv) {
     if (argc != 2) return 2;
@@ -23,6 +31,34 @@ int main(int argc, char **argv) {
         printf("%p\n", (void *)victim);
         fflush(stdout);
         free(victim);
+        free(victim);
+    } else if (strncmp(mode, "double-align-", 13) == 0) {
+        victim = aligned_alloc(4096, (size_t)atol(mode + 13));
+        printf("%p\n", (void *)victim);
+        fflush(stdout);
+        free(victim);
+        free(victim);
+    } else if (strncmp(mode, "double-", 7) == 0) {
+        victim = malloc((size_t)atol(mode + 7));
+        memset(victim, 0x5a, (size_t)atol(mode + 7));
+        printf("%p\n", (void *)victim);
+        fflush(stdout);
+        free(victim);
+        free(victim);
+    } else if (strcmp(mode, "wild") == 0) {
+        victim = (char *)0x10;
+        printf("%p\n", (void *)victim);
+        fflush(stdout);
+        free(victim);
+    } else if (strcmp(mode, "mapping") == 0) {
+        long page = sysconf(_SC_PAGESIZE);
+        char *two = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (two == MAP_FAILED) return 3;
+        munmap(two, page); /* the page before `victim` is unmapped */
+        victim = two + page;
+        printf("%p\n", (void *)victim);
+        fflush(stdout);
         free(victim);
     } else if (strcmp(mode, "foreign") == 0) {
         victim = on_stack + 32;

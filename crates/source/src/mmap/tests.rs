@@ -174,3 +174,23 @@ fn constructors_are_const() {
     assert_eq!(SHARED.committed(), 0);
     assert_eq!(fresh.check(), Ok(()));
 }
+
+/// M5: `committed_range` follows every acquire and release, so a range
+/// check before a read never admits an inaccessible page.
+#[test]
+#[cfg_attr(miri, ignore)]
+fn committed_range_follows_acquire_and_release() {
+    let source = Mmap::with_reserve(8 * page());
+    assert!(source.committed_range().is_empty());
+    let a = source.acquire(page()).unwrap();
+    let b = source.acquire(2 * page()).unwrap();
+    assert_eq!(source.committed_range(), start(a)..end(b));
+    // SAFETY: `b` is the last region, unused.
+    assert!(unsafe { source.release(b) });
+    assert_eq!(source.committed_range(), start(a)..end(a));
+    assert_eq!(source.check(), Ok(()));
+    // SAFETY: `a` is now the last region, unused.
+    assert!(unsafe { source.release(a) });
+    assert!(source.committed_range().is_empty());
+    assert_eq!(source.check(), Ok(()));
+}
