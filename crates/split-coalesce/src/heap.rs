@@ -428,7 +428,7 @@ unsafe fn add_region<F: Fit>(st: &mut State<F>, region: NonNull<[u8]>) -> Result
     if st.key == 0 {
         // The first region: no header exists yet, so the key is fixed here,
         // once (a non-zero secret, `KeySource::key`).
-        st.key = st.key_source.key(start.as_ptr().addr());
+        st.key = draw_key(st.key_source, start.as_ptr().addr());
     }
     let key = st.key;
     // Only the boundary headers are written (the region header, the
@@ -501,6 +501,14 @@ unsafe fn add_region<F: Fit>(st: &mut State<F>, region: NonNull<[u8]>) -> Result
         st.fit.insert(first)?;
         Ok(true)
     }
+}
+
+/// The heap's key, drawn once per heap: out of line and cold, so the
+/// system call behind it stays out of the allocation path's code.
+#[cold]
+#[inline(never)]
+fn draw_key(source: KeySource, region_addr: usize) -> usize {
+    source.key(region_addr)
 }
 
 // ----------------------------------------------------------------------
