@@ -2,9 +2,17 @@
 //!
 //! ```text
 //! cargo xtask fuzz [TARGET..] [--seconds N]   fuzz each target (default: all, 60 s each)
+//! cargo xtask fuzz --long [TARGET..]          each target to at least 10^6 executions
 //! cargo xtask fuzz --smoke [TARGET..]         a few seconds each + replay fuzz/regressions/<target>/*
 //! cargo xtask reliability [--fuzz-seconds N]  regenerate docs/reliability.md (fuzzing first if N given)
 //! ```
+//!
+//! Every run lets libFuzzer make inputs of up to [`MAX_LEN`] bytes (a few
+//! hundred ops: deep heap states) from the start ([`LEN_CONTROL`] 0:
+//! libFuzzer's default grows the length limit slowly from a few bytes, so
+//! short runs never left 10–20 ops). `--long` runs each target for
+//! [`LONG_RUNS`] executions instead of a time, and records the date and
+//! the commit with the figures.
 //!
 //! Fuzzing runs `cargo +nightly fuzz run` (cargo-fuzz, libFuzzer) in
 //! `fuzz/`, its own workspace. Every run records the executions libFuzzer
@@ -34,6 +42,34 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const DEFAULT_SECONDS: u64 = 60;
 /// Seconds per target of the smoke run.
 pub const SMOKE_SECONDS: u64 = 4;
+/// Executions per target of `cargo xtask fuzz --long`.
+pub const LONG_RUNS: u64 = 1_000_000;
+/// Longest input libFuzzer makes (`-max_len`): 4 KiB, a few hundred ops.
+pub const MAX_LEN: usize = 4096;
+/// libFuzzer's `-len_control`: 0 uses [`MAX_LEN`] from the first input on,
+/// instead of raising the limit slowly (its default, 100, kept a smoke
+/// run's inputs at 38–80 bytes; with 0, a 4-minute run of the segregator
+/// target covered 755 edges instead of 565).
+pub const LEN_CONTROL: u32 = 0;
+
+/// How long one target is fuzzed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Budget {
+    /// For this many seconds (`-max_total_time`).
+    Seconds(u64),
+    /// For this many executions (`-runs`).
+    Runs(u64),
+}
+
+impl Budget {
+    /// libFuzzer's flag for it.
+    fn flag(self) -> String {
+        match self {
+            Budget::Seconds(n) => format!("-max_total_time={n}"),
+            Budget::Runs(n) => format!("-runs={n}"),
+        }
+    }
+}
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -125,15 +161,25 @@ fn build(root: &Path) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Fuzzes `target` for `seconds`, drawing a progress bar; with `keep`,
+/// The libFuzzer flags every run passes, after the budget's: inputs up to
+/// [`MAX_LEN`] bytes from the start.
+pub fn depth_flags() -> [String; 2] {
+    [
+        format!("-max_len={MAX_LEN}"),
+        format!("-len_control={LEN_CONTROL}"),
+    ]
+}
+
+/// Fuzzes `target` within `budget`, drawing a progress bar; with `keep`,
 /// copies any crash input to `fuzz/regressions/<target>/`.
-fn fuzz_one(root: &Path, target: &str, seconds: u64, label: &str, keep: bool) -> Run {
+fn fuzz_one(root: &Path, target: &str, budget: Budget, label: &str, keep: bool) -> Run {
     let corpus = root.join("fuzz/corpus").join(target);
     let _ = fs::create_dir_all(&corpus);
     let mut cmd = fuzz_command(root, target);
     cmd.arg(&corpus)
         .arg("--")
-        .arg(format!("-max_total_time={seconds}"))
+        .arg(budget.flag())
+        .args(depth_flags())
         .arg("-print_final_stats=1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -208,7 +254,7 @@ fn fuzz_one(root: &Path, target: &str, seconds: u64, label: &str, keep: bool) ->
         }
         if tty && last_draw.elapsed() >= Duration::from_millis(250) {
             last_draw = Instant::now();
-            draw(label, start.elapsed(), seconds, run.execs);
+            draw(label, start.elapsed(), budget, run.execs);
         }
     }
     run.ok = child.wait().is_ok_and(|s| s.success());
@@ -244,12 +290,15 @@ fn keep_crash(root: &Path, target: &str, found: PathBuf) -> PathBuf {
     }
 }
 
-fn draw(label: &str, elapsed: Duration, seconds: u64, execs: u64) {
+fn draw(label: &str, elapsed: Duration, budget: Budget, execs: u64) {
     const WIDTH: usize = 30;
-    let frac = (elapsed.as_secs_f64() / seconds.max(1) as f64).min(1.0);
-    let filled = (frac * WIDTH as f64) as usize;
+    let (frac, of) = match budget {
+        Budget::Seconds(n) => (elapsed.as_secs_f64() / n.max(1) as f64, format!("/{n}s")),
+        Budget::Runs(n) => (execs as f64 / n.max(1) as f64, String::from("s")),
+    };
+    let filled = (frac.min(1.0) * WIDTH as f64) as usize;
     eprint!(
-        "\r\x1b[2K{label} [{}{}] {:>4}s/{seconds}s {execs:>10} execs",
+        "\r\x1b[2K{label} [{}{}] {:>4}{of} {execs:>10} execs",
         "#".repeat(filled),
         "-".repeat(WIDTH - filled),
         elapsed.as_secs()
@@ -290,7 +339,7 @@ fn replay(root: &Path, target: &str) -> Result<usize, Vec<String>> {
 }
 
 // ---------------------------------------------------------------------------
-// fuzz/stats.tsv: target, seconds, executions, unix time, result
+// fuzz/stats.tsv: target, seconds, executions, unix time, result, commit
 // ---------------------------------------------------------------------------
 
 struct Stat {
@@ -298,6 +347,8 @@ struct Stat {
     execs: u64,
     when: u64,
     result: String,
+    /// The commit fuzzed (empty in lines written before it was recorded).
+    commit: String,
 }
 
 fn stats_path(root: &Path) -> PathBuf {
@@ -317,6 +368,7 @@ fn read_stats(root: &Path) -> BTreeMap<String, Stat> {
                     execs: f.get(2)?.parse().ok()?,
                     when: f.get(3)?.parse().ok()?,
                     result: f.get(4)?.to_string(),
+                    commit: f.get(5).unwrap_or(&"").to_string(),
                 },
             ))
         })
@@ -324,15 +376,41 @@ fn read_stats(root: &Path) -> BTreeMap<String, Stat> {
 }
 
 fn write_stats(root: &Path, stats: &BTreeMap<String, Stat>) {
-    let mut text = String::from("# target\tseconds\texecutions\tunix time\tresult\n");
+    let mut text = String::from("# target\tseconds\texecutions\tunix time\tresult\tcommit\n");
     for (t, s) in stats {
         let _ = writeln!(
             text,
-            "{t}\t{}\t{}\t{}\t{}",
-            s.seconds, s.execs, s.when, s.result
+            "{t}\t{}\t{}\t{}\t{}\t{}",
+            s.seconds, s.execs, s.when, s.result, s.commit
         );
     }
     let _ = fs::write(stats_path(root), text);
+}
+
+/// The commit being fuzzed: `git rev-parse --short HEAD`, with `+` when
+/// the tree has uncommitted changes; `unknown` without git.
+fn commit(root: &Path) -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .current_dir(root)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(hash) if !hash.is_empty() => {
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            if dirty {
+                format!("{hash}+")
+            } else {
+                hash
+            }
+        }
+        _ => "unknown".into(),
+    }
 }
 
 fn now() -> u64 {
@@ -346,17 +424,19 @@ fn now() -> u64 {
 // commands
 // ---------------------------------------------------------------------------
 
-/// `cargo xtask fuzz [TARGET..] [--seconds N] [--smoke]`.
+/// `cargo xtask fuzz [TARGET..] [--seconds N | --long] [--smoke]`.
 pub fn command(args: &[String]) -> ExitCode {
     let root = root();
     let all = targets(&root);
     let mut seconds = None;
     let mut smoke = false;
+    let mut long = false;
     let mut chosen = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--smoke" => smoke = true,
+            "--long" => long = true,
             "--seconds" => match it.next().and_then(|n| n.parse().ok()) {
                 Some(n) => seconds = Some(n),
                 None => return fail("--seconds needs a number"),
@@ -378,12 +458,21 @@ pub fn command(args: &[String]) -> ExitCode {
     if chosen.is_empty() {
         chosen = all;
     }
-    let seconds = seconds.unwrap_or(if smoke {
-        SMOKE_SECONDS
+    if long && (smoke || seconds.is_some()) {
+        return fail(
+            "--long runs each target to a number of executions: not with --smoke or --seconds",
+        );
+    }
+    let budget = if long {
+        Budget::Runs(LONG_RUNS)
     } else {
-        DEFAULT_SECONDS
-    });
-    if run(&root, &chosen, seconds, smoke) {
+        Budget::Seconds(seconds.unwrap_or(if smoke {
+            SMOKE_SECONDS
+        } else {
+            DEFAULT_SECONDS
+        }))
+    };
+    if run(&root, &chosen, budget, smoke) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -395,10 +484,11 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// Fuzzes `chosen` for `seconds` each (and replays the regressions when
-/// `smoke`); true unless something crashed. Prints SKIPPED and returns true
-/// when fuzzing is unavailable here.
-pub fn run(root: &Path, chosen: &[String], seconds: u64, smoke: bool) -> bool {
+/// Fuzzes `chosen` within `budget` each (and replays the regressions when
+/// `smoke`); true unless something crashed (or, for a [`Budget::Runs`],
+/// a target stopped short of it). Prints SKIPPED and returns true when
+/// fuzzing is unavailable here.
+pub fn run(root: &Path, chosen: &[String], budget: Budget, smoke: bool) -> bool {
     if let Some(why) = unavailable() {
         eprintln!("\n*** fuzz: SKIPPED: {why} ***\n");
         return true;
@@ -409,6 +499,7 @@ pub fn run(root: &Path, chosen: &[String], seconds: u64, smoke: bool) -> bool {
     }
     let mut stats = read_stats(root);
     let mut failed = Vec::new();
+    let fuzzed = commit(root);
     let width = chosen.iter().map(String::len).max().unwrap_or(0);
     for (i, target) in chosen.iter().enumerate() {
         let label = format!("[{}/{}] {target:<width$}", i + 1, chosen.len());
@@ -422,7 +513,10 @@ pub fn run(root: &Path, chosen: &[String], seconds: u64, smoke: bool) -> bool {
                 }
             }
         }
-        let r = fuzz_one(root, target, seconds, &label, !smoke);
+        let started = Instant::now();
+        let r = fuzz_one(root, target, budget, &label, !smoke);
+        let seconds = started.elapsed().as_secs();
+        let short = matches!(budget, Budget::Runs(n) if r.execs < n);
         let result = match (&r.crash, r.ok) {
             (Some(path), _) => {
                 eprintln!(
@@ -442,6 +536,15 @@ pub fn run(root: &Path, chosen: &[String], seconds: u64, smoke: bool) -> bool {
                 failed.push(format!("{target} (failed)"));
                 "failed".into()
             }
+            (None, true) if short => {
+                eprintln!(
+                    "{label} FAILED: stopped after {} execs, short of {budget:?}\n{}",
+                    r.execs,
+                    r.tail.join("\n")
+                );
+                failed.push(format!("{target} (short run)"));
+                "short".into()
+            }
             (None, true) => {
                 eprintln!("{label} ok: {} execs in {seconds}s", r.execs);
                 "ok".into()
@@ -458,6 +561,7 @@ pub fn run(root: &Path, chosen: &[String], seconds: u64, smoke: bool) -> bool {
                     execs: r.execs,
                     when: now(),
                     result,
+                    commit: fuzzed.clone(),
                 },
             );
         }
@@ -494,7 +598,7 @@ pub fn reliability(args: &[String]) -> ExitCode {
     }
     let mut ok = true;
     if let Some(n) = fuzz_seconds {
-        ok &= run(&root, &targets(&root), n, false);
+        ok &= run(&root, &targets(&root), Budget::Seconds(n), false);
     }
     eprintln!(
         "reliability: running the fault matrix (cargo test -p freespace-stats --test faults)"
@@ -599,6 +703,9 @@ fn render(root: &Path, faults: &str, faults_ok: bool) -> String {
          a thread cache's double free in debug builds (`crates/sync/src/tests.rs`).\n"
     );
 
+    // -- stale pointers -------------------------------------------------------
+    p.push_str(STALE_POINTERS);
+
     // -- OOM --------------------------------------------------------------
     let _ = writeln!(
         p,
@@ -631,9 +738,13 @@ fn render(root: &Path, faults: &str, faults_ok: bool) -> String {
         "\n## Fuzzing\n\n\
          Every target decodes its input into allocate/free/grow/shrink ops (`freespace_testkit::ops`), \
          plays them against a fresh heap over a zeroed arena and the shadow model, and calls the \
-         blocks' `check()` after every op (`fuzz/fuzz_targets/`). Executions from libFuzzer's final \
-         stats, latest run per target.\n\n\
-         | target | seconds | executions | result | when (UTC) |\n|---|---|---|---|---|"
+         blocks' `check()` after every op (`fuzz/fuzz_targets/`). Inputs up to {MAX_LEN} bytes \
+         (`-max_len={MAX_LEN} -len_control={LEN_CONTROL}`: deep heap states from the first input). \
+         `cargo xtask fuzz --long` runs each target to {LONG_RUNS} executions. Executions from \
+         libFuzzer's final stats, latest run per target, with the commit it fuzzed (`+`: with \
+         uncommitted changes; a row without a commit was recorded before the commit was, with \
+         libFuzzer's default input lengths).\n\n\
+         | target | seconds | executions | result | when (UTC) | commit |\n|---|---|---|---|---|---|"
     );
     let stats = read_stats(root);
     for t in targets(root) {
@@ -641,15 +752,16 @@ fn render(root: &Path, faults: &str, faults_ok: bool) -> String {
             Some(s) => {
                 let _ = writeln!(
                     p,
-                    "| `{t}` | {} | {} | {} | {} |",
+                    "| `{t}` | {} | {} | {} | {} | {} |",
                     s.seconds,
                     s.execs,
                     s.result,
-                    date(s.when)
+                    date(s.when),
+                    s.commit
                 );
             }
             None => {
-                let _ = writeln!(p, "| `{t}` | | | not run yet | |");
+                let _ = writeln!(p, "| `{t}` | | | not run yet | | |");
             }
         }
     }
@@ -673,6 +785,34 @@ fn render(root: &Path, faults: &str, faults_ok: bool) -> String {
     p.push_str(&miri_section(root));
     p
 }
+
+/// What a free of a *stale* pointer (one freed before) meets in each block,
+/// depending on what became of its memory since: prose, not figures (each
+/// case is a test named here).
+const STALE_POINTERS: &str = "\
+## Stale pointers: what a second free can and cannot be told
+
+A pointer freed once and freed (or resized) again is caught when the memory still says it \
+was freed; it cannot be told apart when a new block now starts at the same address. No header \
+field can change that: the pointer itself carries nothing (C's `free(p)`), so a generation \
+count in the header would only say what the header already says. Only a tag in the pointer \
+(hardware memory tagging, which freespace does not use) could.
+
+| what became of the memory | free-list heap | buddy | slab | segregated lists, magazines | malloc shim |
+|---|---|---|---|---|---|
+| still free, as freed | double free (the chunk is free) | double free (bitmap) | double free (bitmap) | double free while cached (list head always; whole list in debug and checked frees; this thread and the depot for magazines) | double free (freed tag; for blocks above 8 KiB, the buddy's bitmap) |
+| merged into a free neighbour | double free (the header is buried with a dead mark) | double free (inside a free block) | — | given back to the parent: the parent's answer | double free (buddy's bitmap) |
+| reused by a block that starts elsewhere and covers it | double free while the dead mark survives, else interior pointer: refused either way | interior pointer: refused | — (objects do not merge) | the parent's answer | overwritten header: refused |
+| reused by a new block at the same address | **not detected**: the new block is freed | **not detected** | **not detected** | **not detected** | **not detected** |
+| a round cached in another thread's magazine | — | — | — | **not detected** by the magazines (the parent counts it live) | **not detected** |
+| given back by the layer (an empty slab to its parent; pages off the shim's committed end) | — (regions are kept while the heap lives) | — (as the free-list heap) | foreign pointer (in no slab) | the parent's answer | foreign pointer (outside the committed reservation: the range check) |
+
+Tests: `crates/split-coalesce/tests/heap.rs` (double free immediate, after coalescing, after \
+reuse), `crates/buddy/tests/buddy.rs` and this matrix (after coalescing, after reuse), \
+`crates/slab/tests/slab.rs`, `crates/sync/tests/sync.rs` (`checked_free_finds_a_double_free_in_the_depot`), \
+`crates/malloc/tests/preload.rs` (`double_free_is_named_at_every_size`).
+
+";
 
 /// The lines of the test output carrying `marker`, from the marker on (the
 /// first one a test prints shares its line with libtest's `test name ... `).

@@ -5,7 +5,7 @@
 //! cargo xtask miri [--doc] [CRATE..]
 //! cargo xtask demo
 //! cargo xtask bench [ARGS..]
-//! cargo xtask fuzz [TARGET..] [--seconds N] [--smoke]
+//! cargo xtask fuzz [TARGET..] [--seconds N | --long] [--smoke]
 //! cargo xtask reliability [--fuzz-seconds N]
 //! cargo xtask docs
 //! cargo xtask help
@@ -53,8 +53,9 @@ commands:
                     over Sbrk, step by step with heap maps and fragmentation
   bench [ARGS..]    benchmarks next to glibc, mimalloc, jemalloc, ...: writes docs/benchmarks.md
                     (ARGS go to freespace-bench: --quick, --workload W, --subject S, --runs N, --callgrind)
-  fuzz [TARGET..] [--seconds N] [--smoke]
-                    cargo-fuzz every target (default 60 s each), recording fuzz/stats.tsv;
+  fuzz [TARGET..] [--seconds N | --long] [--smoke]
+                    cargo-fuzz every target (default 60 s each; inputs up to 4 KiB), recording
+                    fuzz/stats.tsv (with date and commit); --long: each to 10^6 executions;
                     --smoke: a few seconds each and replay fuzz/regressions, recording nothing
                     (SKIPPED without cargo-fuzz/nightly)
   reliability [--fuzz-seconds N]

@@ -54,6 +54,8 @@ const MIRI_INTEGRATION: &[(&str, &str, &[&str])] = &[
             "first_fit::growth_merges_contiguous_regions",
             "checked_free_returns_each_corruption",
             "header_lookalikes_in_user_data",
+            "forged_header_is_refused_first_fit",
+            "forged_header_with_the_key_is_accepted",
         ],
     ),
     (
@@ -71,8 +73,11 @@ const MIRI_INTEGRATION: &[(&str, &str, &[&str])] = &[
             "ops_",
             "routes_every_fitting_size_home",
             "checked_frees_name",
+            "checked_frees_refuse_misuse",
         ],
     ),
+    ("freespace-slab", "slab", &["checked_free_refuses_misuse"]),
+    ("freespace-sync", "sync", &["checked_free"]),
     ("freespace", "stacks", &["a_pointer_from_another_layer"]),
 ];
 
@@ -1046,7 +1051,8 @@ fn fuzz_smoke(ws: &Workspace) -> Report {
     if targets.is_empty() {
         return Outcome::Fail("no fuzz targets found in fuzz/fuzz_targets".into()).into();
     }
-    if crate::fuzz::run(&ws.root, &targets, crate::fuzz::SMOKE_SECONDS, true) {
+    let budget = crate::fuzz::Budget::Seconds(crate::fuzz::SMOKE_SECONDS);
+    if crate::fuzz::run(&ws.root, &targets, budget, true) {
         Outcome::Pass.into()
     } else {
         Outcome::Fail("a fuzz target crashed or did not build (see above)".into()).into()
