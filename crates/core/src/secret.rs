@@ -51,7 +51,7 @@ impl KeySource {
     /// ```
     pub fn key(self, region_addr: usize) -> usize {
         let raw = match self {
-            KeySource::Seed(seed) => mix(seed ^ 0x6672_6565_7370_6163),
+            KeySource::Seed(seed) => return key_from_seed(seed),
             KeySource::Os => match os_random() {
                 Some(r) => r,
                 // No OS randomness: addresses and a counter at least make
@@ -64,17 +64,36 @@ impl KeySource {
                 }
             },
         };
-        // Fold a 64-bit secret into a word; 0 means "not drawn yet" to the
-        // heaps, so it is replaced (probability 2^-64 for a random secret).
-        let folded = if usize::BITS >= 64 {
-            raw as usize
-        } else {
-            (raw ^ (raw >> 32)) as usize
-        };
-        match folded {
-            0 => 0x005E_C2E7,
-            k => k,
-        }
+        fold(raw)
+    }
+}
+
+/// The key [`KeySource::Seed`]`(seed)` gives, computed at compile time if
+/// need be (a heap built with a seed has its key from its `const`
+/// constructor on). Non-zero.
+///
+/// ```
+/// use freespace_core::secret::{key_from_seed, KeySource};
+/// const KEY: usize = key_from_seed(42);
+/// assert_eq!(KEY, KeySource::Seed(42).key(0x1000));
+/// assert_ne!(KEY, 0);
+/// ```
+pub const fn key_from_seed(seed: u64) -> usize {
+    fold(mix(seed ^ 0x6672_6565_7370_6163))
+}
+
+/// A 64-bit secret folded into a non-zero word: 0 means "not drawn yet" to
+/// the heaps, so it is replaced (probability 2^-64 for a random secret).
+const fn fold(raw: u64) -> usize {
+    let folded = if usize::BITS >= 64 {
+        raw as usize
+    } else {
+        (raw ^ (raw >> 32)) as usize
+    };
+    if folded == 0 {
+        0x005E_C2E7
+    } else {
+        folded
     }
 }
 

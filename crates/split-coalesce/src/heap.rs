@@ -84,12 +84,11 @@ pub(crate) struct State<F> {
     /// The lowest region (H1).
     pub(crate) regions: Option<Region>,
     /// The secret mixed into every magic, so user data cannot forge a
-    /// header and a pointer into another heap fails the check. 0 until the
-    /// first region arrives; drawn from `key_source` then, before any
-    /// header is written, and never changed after.
+    /// header and a pointer into another heap fails the check. Derived
+    /// from the seed by the constructor of a seeded heap; otherwise 0
+    /// until the first region arrives, drawn from the OS then, before any
+    /// header is written. Never changed once non-zero.
     pub(crate) key: usize,
-    /// Where `key` comes from.
-    pub(crate) key_source: KeySource,
 }
 
 // SAFETY: the heap owns its regions outright (Source S2) and the policy's
@@ -120,7 +119,7 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
     /// # let _ = heap;
     /// ```
     pub const fn new(source: S) -> Self {
-        Self::with_key_source(source, KeySource::Os)
+        Self::with_key(source, 0)
     }
 
     /// A heap over `source` whose header key is derived from `seed` alone
@@ -147,17 +146,18 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
     /// heap.check().unwrap();
     /// ```
     pub const fn with_seed(source: S, seed: u64) -> Self {
-        Self::with_key_source(source, KeySource::Seed(seed))
+        Self::with_key(source, freespace_core::secret::key_from_seed(seed))
     }
 
-    const fn with_key_source(source: S, key_source: KeySource) -> Self {
+    /// A heap whose key is `key`, or drawn from the OS with the first
+    /// region if `key` is 0.
+    const fn with_key(source: S, key: usize) -> Self {
         Self {
             source,
             state: UnsafeCell::new(State {
                 fit: F::INIT,
                 regions: None,
-                key: 0,
-                key_source,
+                key,
             }),
         }
     }
@@ -412,7 +412,8 @@ unsafe fn carve<F: Fit>(
 }
 
 /// Adds a region from the source: merged into the region it continues, or
-/// set up as a new region. Returns whether any memory was added.
+/// set up as a new region. Returns whether any memory was added. The first
+/// region of a heap without a key yet draws it from the OS.
 ///
 /// # Safety
 ///
@@ -426,9 +427,10 @@ unsafe fn add_region<F: Fit>(st: &mut State<F>, region: NonNull<[u8]>) -> Result
     let start = region.cast::<u8>();
     let len = region.len();
     if st.key == 0 {
-        // The first region: no header exists yet, so the key is fixed here,
-        // once (a non-zero secret, `KeySource::key`).
-        st.key = draw_key(st.key_source, start.as_ptr().addr());
+        // The first region of a heap not built with a seed: no header
+        // exists yet, so the key is fixed here, once (a non-zero secret,
+        // `KeySource::key`).
+        st.key = draw_key(start.as_ptr().addr());
     }
     let key = st.key;
     // Only the boundary headers are written (the region header, the
@@ -503,12 +505,12 @@ unsafe fn add_region<F: Fit>(st: &mut State<F>, region: NonNull<[u8]>) -> Result
     }
 }
 
-/// The heap's key, drawn once per heap: out of line and cold, so the
-/// system call behind it stays out of the allocation path's code.
+/// The heap's key from the OS, drawn once per heap: out of line and cold,
+/// so the system call behind it stays out of the allocation path's code.
 #[cold]
 #[inline(never)]
-fn draw_key(source: KeySource, region_addr: usize) -> usize {
-    source.key(region_addr)
+fn draw_key(region_addr: usize) -> usize {
+    KeySource::Os.key(region_addr)
 }
 
 // ----------------------------------------------------------------------
