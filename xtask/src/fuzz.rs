@@ -700,7 +700,12 @@ fn render(root: &Path, faults: &str, faults_ok: bool) -> String {
          the buddy's double free, foreign, interior and misaligned pointers, size mismatch and corrupt \
          free list (`crates/buddy/tests/buddy.rs`); the slab's double free, foreign and interior pointers \
          (`crates/slab/tests/slab.rs`); segregated double frees (`crates/segregated/tests/segregated.rs`); \
-         a thread cache's double free in debug builds (`crates/sync/src/tests.rs`).\n"
+         a thread cache's double free in debug builds (`crates/sync/src/tests.rs`); a foreign, an \
+         interior and a double-freed pointer through the checked free of every layer and \
+         combinator, on each of its routes, which must return the error without a report and \
+         without a write (`freespace_testkit::misuse::refuses_misuse`, in each layer's tests); the \
+         malloc shim's double free at every size and foreign pointers outside its reservation \
+         (`crates/malloc/tests/preload.rs`).\n"
     );
 
     // -- stale pointers -------------------------------------------------------

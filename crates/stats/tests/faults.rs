@@ -18,7 +18,9 @@
 //! buddy's double free, foreign/interior/misaligned pointers, size mismatch
 //! and corrupt free list (crates/buddy/tests/buddy.rs); the slab's double
 //! free, foreign and interior pointers (crates/slab/tests/slab.rs);
-//! segregated double frees (crates/segregated/tests/segregated.rs).
+//! segregated double frees (crates/segregated/tests/segregated.rs); a
+//! foreign, an interior and a double-freed pointer through every layer's
+//! checked free (`freespace_testkit::misuse`, in each layer's tests).
 
 use std::ptr::NonNull;
 
@@ -158,6 +160,9 @@ fn case_names() -> Vec<String> {
             "slab/slab pointer freed to the buddy",
             "slab/wrong layout on free (another class)",
             "slab/user data equal to the slab header (no false report)",
+            "slab/foreign pointer, layout routed to the parent",
+            "slab/interior pointer, layout routed to the parent",
+            "slab/double free, layout routed to the parent",
             "buddy/double free after coalescing",
             "buddy/double free after reuse",
             "buddy/wrong layout on free (larger order)",
@@ -303,6 +308,31 @@ fn slab_case(fault: &str) -> Case {
                 }
             }
             mk("slab", p, lay, Expect::Nothing, true)
+        }
+        // Issue 16: a free whose layout routes past the slab to its parent
+        // is checked by the parent's checked free (its plain free reports).
+        "foreign pointer, layout routed to the parent" => {
+            let outside: &'static mut [u128; 4] = Box::leak(Box::new([0; 4]));
+            let q = NonNull::from(&mut outside[2]).cast::<u8>();
+            let big = l(20_000, 8);
+            let expect = Expect::Exact(Corruption::ForeignPointer { addr: addr(q) });
+            mk("buddy", q, big, expect, true)
+        }
+        "interior pointer, layout routed to the parent" => {
+            let big = l(20_000, 8);
+            let b = slab.allocate(big).unwrap().cast::<u8>();
+            // SAFETY: 16 bytes into a live 20000-byte block.
+            let q = unsafe { b.add(16) };
+            let expect = Expect::Exact(Corruption::InteriorPointer { addr: addr(q) });
+            mk("buddy", q, big, expect, true)
+        }
+        "double free, layout routed to the parent" => {
+            let big = l(20_000, 8);
+            let b = slab.allocate(big).unwrap().cast::<u8>();
+            // SAFETY: `b` is live with `big`, freed once here.
+            unsafe { slab.deallocate(b, big) };
+            let expect = Expect::Exact(Corruption::DoubleFree { addr: addr(b) });
+            mk("buddy", b, big, expect, true)
         }
         _ => panic!("no slab case {fault}"),
     }
