@@ -75,7 +75,10 @@ pub trait Check {
 ///
 /// - it never calls [`report`](crate::report) (so it never aborts);
 /// - on `Err` it has written nothing: not the pointed-to memory, not the
-///   heap's metadata.
+///   heap's metadata (the one exception is the parenthesis above: damaged
+///   metadata found half-way through a valid free, which the heap then
+///   stops using; a layer's own counters, such as `Stats`'s count of
+///   corruptions, are not metadata of the heap).
 ///
 /// `freespace_testkit::misuse::refuses_misuse` tests all three with a
 /// foreign, an interior and a double-freed pointer.
