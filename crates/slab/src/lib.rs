@@ -28,7 +28,9 @@
 //!   at offset 0 (no object ever starts there) with the object size class,
 //!   the free count, the list links and tag, and a *seal* over all of them
 //!   (a keyed weighted sum of the header's address and every other header
-//!   word); a bitmap of free objects follows. Free objects are tracked in the bitmap,
+//!   word; the key is a per-process secret drawn from the OS with the first
+//!   slab, so bytes written over a header cannot forge a seal that passes);
+//!   a bitmap of free objects follows. Free objects are tracked in the bitmap,
 //!   never inside the objects, because an object cache keeps free objects
 //!   constructed; the bitmap also makes a double free an exact O(1) test.
 //! - **Partial, full and empty slabs**: allocation takes from a partial slab,

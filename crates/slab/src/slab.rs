@@ -25,11 +25,37 @@
 
 use core::mem::size_of;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use freespace_core::layout::{align_up, is_aligned};
-use freespace_core::{Corruption, Violation};
+use freespace_core::{Corruption, KeySource, Violation};
 
-/// Key of the header seal, folded into the address word (invariant S1).
-const SEAL_KEY: u64 = 0x51ab_5eed_c0ff_ee00;
+/// Key of the header seal, folded into the address word (invariant S1): a
+/// per-process secret, drawn from the OS when the first slab is set up
+/// ([`seal_key`]), so that bytes written over a header (an overflow from
+/// the memory before a slab) cannot forge a seal that passes. 0 until then.
+static SEAL_KEY: AtomicUsize = AtomicUsize::new(0);
+
+/// The seal key ([`SEAL_KEY`]), drawn on first use.
+#[inline]
+fn seal_key() -> u64 {
+    match SEAL_KEY.load(Ordering::Relaxed) {
+        0 => draw_seal_key(),
+        k => k as u64,
+    }
+}
+
+/// Draws the seal key once per process (the first caller's draw wins a
+/// race): `getrandom` where there is an OS (see `freespace_core::secret`;
+/// without one, only addresses, which are not secret).
+#[cold]
+#[inline(never)]
+fn draw_seal_key() -> u64 {
+    let k = KeySource::Os.key(core::ptr::addr_of!(SEAL_KEY).addr());
+    match SEAL_KEY.compare_exchange(0, k, Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(_) => k as u64,
+        Err(first) => first as u64,
+    }
+}
 
 /// Weights of the header words in the seal: odd, so multiplying by one is a
 /// bijection of `u64` (the SplitMix64 / MurmurHash3 finaliser constants).
@@ -130,7 +156,7 @@ struct Header {
 #[inline]
 fn words(addr: usize, h: &Header) -> [u64; 5] {
     [
-        SEAL_KEY ^ addr as u64,
+        seal_key() ^ addr as u64,
         link_word(h.next),
         link_word(h.prev),
         class_list_word(h.class, h.list),
@@ -621,5 +647,37 @@ impl SlabPtr {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod seal_tests {
+    use super::*;
+
+    /// Issue 16: the seal's key is a secret drawn at run time, so a header
+    /// sealed with the key an attacker could read from the source (the
+    /// constant it used to be) does not verify.
+    #[test]
+    fn a_seal_made_with_the_old_public_key_does_not_match() {
+        const OLD_PUBLIC_KEY: u64 = 0x51ab_5eed_c0ff_ee00;
+        let h = Header {
+            seal: 0,
+            next: None,
+            prev: None,
+            class: 3,
+            list: List::Empty as u32,
+            free: 5,
+            search_from: 0,
+        };
+        let addr = 0x7000_0000;
+        let mut w = words(addr, &h);
+        w[0] = OLD_PUBLIC_KEY ^ addr as u64;
+        let forged = w
+            .iter()
+            .zip(SEAL_WEIGHTS)
+            .fold(0u64, |s, (&w, k)| s.wrapping_add(w.wrapping_mul(k)));
+        assert_ne!(forged, seal_of(addr, &h));
+        assert_eq!(seal_key(), seal_key(), "drawn once");
+        assert_ne!(seal_key(), OLD_PUBLIC_KEY);
     }
 }
