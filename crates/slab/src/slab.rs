@@ -35,13 +35,24 @@ use freespace_core::{Corruption, KeySource, Violation};
 /// the memory before a slab) cannot forge a seal that passes. 0 until then.
 static SEAL_KEY: AtomicUsize = AtomicUsize::new(0);
 
-/// The seal key ([`SEAL_KEY`]), drawn on first use.
+/// The seal key ([`SEAL_KEY`]), drawn on first use: called where a slab
+/// header is first written, so every header that exists was sealed after
+/// the key was drawn.
 #[inline]
 fn seal_key() -> u64 {
     match SEAL_KEY.load(Ordering::Relaxed) {
         0 => draw_seal_key(),
         k => k as u64,
     }
+}
+
+/// The seal key for a header that exists: drawn already (its slab was set
+/// up after [`seal_key`] ran, and reached this thread through whatever
+/// handed the allocator over: a lock, or a move between threads, each of
+/// which orders the key's store before this load).
+#[inline(always)]
+fn drawn_seal_key() -> u64 {
+    SEAL_KEY.load(Ordering::Relaxed) as u64
 }
 
 /// Draws the seal key once per process (the first caller's draw wins a
@@ -156,7 +167,7 @@ struct Header {
 #[inline]
 fn words(addr: usize, h: &Header) -> [u64; 5] {
     [
-        seal_key() ^ addr as u64,
+        drawn_seal_key() ^ addr as u64,
         link_word(h.next),
         link_word(h.prev),
         class_list_word(h.class, h.list),
@@ -345,6 +356,8 @@ impl SlabPtr {
                 free: geometry.capacity as u32,
                 search_from: 0,
             };
+            // The key exists before the first seal that uses it.
+            seal_key();
             header.seal = seal_of(slab.addr(), &header);
             slab.0.as_ptr().write(header);
             for w in 0..geometry.words {
