@@ -107,6 +107,8 @@ pub use freespace_slab::{ObjectCache, Slab};
 
 #[cfg(feature = "std")]
 pub use freespace_sync::Magazines;
-pub use freespace_sync::{DefaultLock, Depot, Futex, Locked, Spin, ThreadCache};
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub use freespace_sync::Futex;
+pub use freespace_sync::{DefaultLock, Depot, Locked, Spin, ThreadCache};
 
 pub use freespace_stats::{AsciiMap, FailAfter, FailMode, Fragmentation, Snapshot, Stats, SvgMap};
