@@ -72,6 +72,7 @@ pub mod query;
 pub mod resize;
 pub mod size_class;
 pub mod source;
+pub mod trim;
 pub mod violation;
 
 /// The allocator API every freespace block speaks: allocator-api2's mirror of
@@ -102,4 +103,5 @@ pub use corruption::{report, set_handler, Corruption, Handler};
 pub use inspect::{BlockInfo, BlockState, HeapSummary, Inspect};
 pub use query::{BlockSize, Owns};
 pub use source::{Source, REGION_ALIGN};
+pub use trim::Trim;
 pub use violation::Violation;

@@ -58,8 +58,8 @@ mod stats;
 
 #[cfg(all(feature = "std", target_os = "linux", not(miri)))]
 pub use shim::{
-    aligned_alloc, calloc, check, free, malloc, malloc_usable_size, memalign, posix_memalign,
-    pvalloc, realloc, reallocarray, shared, valloc, Shared, NAME,
+    aligned_alloc, calloc, check, free, malloc, malloc_trim, malloc_usable_size, memalign,
+    posix_memalign, pvalloc, realloc, reallocarray, shared, valloc, Shared, NAME,
 };
 
 #[cfg(test)]

@@ -59,7 +59,8 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use freespace_buddy::Buddy;
 use freespace_core::alloc::{AllocError, Allocator, Layout};
-use freespace_core::{report, Corruption, Owns};
+use freespace_core::source::CLEAR_BY_DECOMMIT;
+use freespace_core::{report, Corruption, Owns, Trim};
 use freespace_slab::Slab;
 use freespace_source::Mmap;
 use freespace_sync::{Depot, Locked, ThreadCache};
@@ -524,6 +525,11 @@ unsafe fn header_of(p: NonNull<u8>) -> NonNull<Header> {
 #[inline(always)]
 fn allocate(size: usize, align: usize, zero: bool) -> Option<NonNull<u8>> {
     let plan = Plan::new(size, align)?;
+    if zero && size >= CLEAR_BY_DECOMMIT {
+        // Large and zeroed: the stack clears it without writing it (pages
+        // decommitted read as zeros), so `calloc(1, 1 GiB)` touches a page.
+        return allocate_zeroed_large(size, align);
+    }
     // The common case: a round from the loaded magazine (the call ends with
     // the closure; the header is the block's own business after that).
     let fast = Fast::begin().and_then(|call| call.cache().try_allocate_loaded(plan.layout));
@@ -555,6 +561,24 @@ fn allocate_slow(size: usize, align: usize) -> Option<NonNull<u8>> {
     };
     drop(call);
     // SAFETY: a fresh block for `plan.layout`, direct if from the shared heap.
+    Some(unsafe { place(block.ok()?, plan, direct) })
+}
+
+/// [`allocate`] of `size >= CLEAR_BY_DECOMMIT` zeroed bytes: the stack's
+/// `allocate_zeroed` (the buddy decommits the block's whole pages, so they
+/// read as zeros without being written or made resident), then the header.
+#[cold]
+#[inline(never)]
+fn allocate_zeroed_large(size: usize, align: usize) -> Option<NonNull<u8>> {
+    let plan = &Plan::new(size, align)?;
+    let call = Call::begin();
+    let (block, direct) = match call.cache() {
+        Some(cache) => (cache.allocate_zeroed(plan.layout), false),
+        None => (shared().allocate_zeroed(plan.layout), true),
+    };
+    drop(call);
+    // SAFETY: a fresh block for `plan.layout`, all zeros, direct if from the
+    // shared heap; `place` writes only the header, before the user bytes.
     Some(unsafe { place(block.ok()?, plan, direct) })
 }
 
@@ -1092,4 +1116,35 @@ pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
         Some(p) => unsafe { block_of(p, key()) }.map_or(0, |b| b.usable()),
         None => 0,
     }
+}
+
+/// `malloc_trim(3)`: gives free memory back to the system. The calling
+/// thread's magazines go back to the depot, the depot's to the slab, the
+/// slab's empty slabs to the buddy, and the buddy gives back the pages of
+/// every free block of a page or more (`madvise(MADV_DONTNEED)`: the
+/// address space stays, the memory goes). Other threads' magazines stay
+/// with them until they exit. `pad` is ignored. Returns 1 if any memory
+/// was given back, else 0, as glibc does.
+///
+/// # Safety
+/// Always safe to call; `unsafe` for the C ABI's sake.
+///
+/// ```
+/// unsafe {
+///     let p = freespace_malloc::malloc(8 << 20);
+///     p.cast::<u8>().write_bytes(1, 8 << 20);
+///     freespace_malloc::free(p);
+///     assert_eq!(freespace_malloc::malloc_trim(0), 1);
+/// }
+/// ```
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn malloc_trim(pad: usize) -> c_int {
+    let _ = pad;
+    let call = Call::begin();
+    let given = match call.cache() {
+        Some(cache) => cache.trim(),
+        None => DEPOT.trim(),
+    };
+    drop(call);
+    c_int::from(given > 0)
 }

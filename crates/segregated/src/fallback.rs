@@ -384,3 +384,10 @@ unsafe impl<P: Allocator + Owns, S: Allocator + Owns> freespace_core::CheckedFre
         unsafe { Fallback::try_deallocate(self, ptr, layout) }
     }
 }
+
+/// Trims both parts.
+impl<P: freespace_core::Trim, S: freespace_core::Trim> freespace_core::Trim for Fallback<P, S> {
+    fn trim(&self) -> usize {
+        self.primary.trim() + self.secondary.trim()
+    }
+}
