@@ -907,8 +907,18 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
             });
             // Interleaved by word groups, so the old bits are a prefix.
             let bitmap = header.as_ptr().add(1).cast::<usize>();
-            bitmap.copy_from_nonoverlapping(old_bitmap, 2 * old_words);
-            if !zeroed {
+            if zeroed {
+                // The new bitmaps read as zeros: copy only the words with
+                // bits set, so the pages of a large, mostly empty bitmap
+                // are not made resident by writing zeros over zeros.
+                for i in 0..2 * old_words {
+                    let w = old_bitmap.add(i).read();
+                    if w != 0 {
+                        bitmap.add(i).write(w);
+                    }
+                }
+            } else {
+                bitmap.copy_from_nonoverlapping(old_bitmap, 2 * old_words);
                 bitmap
                     .add(2 * old_words)
                     .write_bytes(0, 2 * (words - old_words));
