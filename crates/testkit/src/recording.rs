@@ -32,13 +32,13 @@ pub enum Event {
     },
 }
 
-/// A [`Source`] of `page`-aligned regions leaked from the Rust heap, each a
+/// A [`Source`] of `page`-aligned regions allocated from the Rust heap, each a
 /// whole number of pages, that logs every call. `decommit` gives back the
 /// whole `page`s inside the range by writing zeros over them (what
 /// `MADV_DONTNEED` makes them read as), and logs the pages, so a test can
 /// check that a heap decommits only memory it does not hand out and that a
-/// zeroed allocation relies only on decommitted pages. Regions are never
-/// freed (a test's heap outlives nothing it needs). `!Sync`.
+/// zeroed allocation relies only on decommitted pages. Regions live until
+/// the source is dropped (S1), then go back to the Rust heap. `!Sync`.
 ///
 /// ```
 /// use freespace_core::Source;
@@ -60,6 +60,8 @@ pub struct Recording {
     limit: usize,
     log: RefCell<Vec<Event>>,
     lent: std::cell::Cell<usize>,
+    /// Every region handed out, freed when the source is dropped.
+    regions: RefCell<Vec<(NonNull<u8>, std::alloc::Layout)>>,
 }
 
 impl Recording {
@@ -72,6 +74,7 @@ impl Recording {
             limit,
             log: RefCell::new(Vec::new()),
             lent: std::cell::Cell::new(0),
+            regions: RefCell::new(Vec::new()),
         }
     }
 
@@ -96,9 +99,20 @@ impl Recording {
     }
 }
 
-// SAFETY: each region is a fresh leaked allocation of `len` bytes aligned
-// to `page >= 16` (S1, S3: the length is a multiple of `page`, a multiple
-// of 16), handed out once and never reused (S2); `decommit` writes zeros
+impl Drop for Recording {
+    fn drop(&mut self) {
+        for (ptr, layout) in self.regions.get_mut().drain(..) {
+            // SAFETY: allocated in `acquire` with this layout, freed once;
+            // regions live only as long as the source (S1).
+            unsafe { std::alloc::dealloc(ptr.as_ptr(), layout) };
+        }
+    }
+}
+
+// SAFETY: each region is a fresh allocation of `len` bytes aligned
+// to `page >= 16`, freed only when the source is dropped (S1, S3: the
+// length is a multiple of `page`, a multiple of 16), handed out once and
+// never reused (S2); `decommit` writes zeros
 // only over the whole pages inside the range it is given, which the caller
 // owns (S5); nothing here panics on a request the source cannot serve
 // (S4: an impossible layout is `None`); regions come from `alloc_zeroed`
@@ -124,6 +138,7 @@ unsafe impl Source for Recording {
         // SAFETY: `layout` has a non-zero size.
         let ptr = NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) })?;
         self.lent.set(lent);
+        self.regions.borrow_mut().push((ptr, layout));
         self.log.borrow_mut().push(Event::Acquire {
             min_len,
             addr: ptr.as_ptr() as usize,
