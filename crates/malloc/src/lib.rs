@@ -36,6 +36,10 @@
 //!     freespace_malloc::free(q.cast());
 //! }
 //! ```
+// Under `--cfg loom` only the loom model of the fork gate
+// (`tests/loom_gate.rs`) builds: the stack's statics need const
+// constructors, which loom's primitives do not have.
+#![cfg(not(loom))]
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(

@@ -14,6 +14,7 @@
 //! program's allocations really went through the shim. A program that is
 //! not installed makes its test print `SKIPPED` (and why) on standard
 //! error; with `CI=true` it fails the test instead.
+#![cfg(not(loom))]
 
 use std::fs;
 use std::io::{Read, Write};
