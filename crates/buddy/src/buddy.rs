@@ -106,7 +106,7 @@ pub struct Buddy<S: Source, const MIN: usize = 16, const ORDERS: usize = 28> {
     state: UnsafeCell<State<MIN, ORDERS>>,
     /// Bytes freed between automatic trims of the largest free blocks
     /// (`usize::MAX`: never).
-    purge_after: usize,
+    purge_after: core::cell::Cell<usize>,
 }
 
 /// Free blocks this large or larger are trimmed automatically, once
@@ -168,7 +168,7 @@ impl<S: Source, const MIN: usize, const ORDERS: usize> Buddy<S, MIN, ORDERS> {
         Buddy {
             source,
             state: UnsafeCell::new(State::new()),
-            purge_after: DEFAULT_PURGE_AFTER,
+            purge_after: core::cell::Cell::new(DEFAULT_PURGE_AFTER),
         }
     }
 
@@ -189,13 +189,30 @@ impl<S: Source, const MIN: usize, const ORDERS: usize> Buddy<S, MIN, ORDERS> {
     /// assert_eq!(heap.purge_after(), usize::MAX);
     /// ```
     pub const fn with_purge_after(mut self, bytes: usize) -> Self {
-        self.purge_after = bytes;
+        self.purge_after = core::cell::Cell::new(bytes);
         self
     }
 
+    /// Changes the purge budget of a heap in use (a `static` stack set up
+    /// from the environment, say); the count of bytes freed carries on.
+    ///
+    /// ```
+    /// use freespace_buddy::Buddy;
+    /// # struct Nothing;
+    /// # unsafe impl freespace_core::Source for Nothing {
+    /// #     fn acquire(&self, _: usize) -> Option<core::ptr::NonNull<[u8]>> { None }
+    /// # }
+    /// let heap: Buddy<Nothing> = Buddy::new(Nothing);
+    /// heap.set_purge_after(1 << 20);
+    /// assert_eq!(heap.purge_after(), 1 << 20);
+    /// ```
+    pub fn set_purge_after(&self, bytes: usize) {
+        self.purge_after.set(bytes);
+    }
+
     /// The purge budget ([`with_purge_after`](Self::with_purge_after)).
-    pub const fn purge_after(&self) -> usize {
-        self.purge_after
+    pub fn purge_after(&self) -> usize {
+        self.purge_after.get()
     }
 
     /// Gives back the pages of the free blocks of at least `min` bytes
@@ -232,7 +249,7 @@ impl<S: Source, const MIN: usize, const ORDERS: usize> Buddy<S, MIN, ORDERS> {
     #[inline(always)]
     fn count_free(&self, st: &mut State<MIN, ORDERS>, s: usize) {
         st.freed = st.freed.saturating_add(s);
-        if st.freed >= self.purge_after {
+        if st.freed >= self.purge_after.get() {
             self.purge(st);
         }
     }

@@ -111,6 +111,23 @@ pub fn shared() -> &'static Shared {
     DEPOT.parent()
 }
 
+/// Sets the buddy's purge budget: after each `mib` MiB freed, its free
+/// blocks of 1 MiB or more give their pages back (`0`: never; the default
+/// is 64). The library's constructor calls it with `FREESPACE_MALLOC_PURGE`.
+///
+/// ```
+/// freespace_malloc::set_purge_mib(16);
+/// assert_eq!(freespace_malloc::shared().lock().parent().purge_after(), 16 << 20);
+/// freespace_malloc::set_purge_mib(64);
+/// ```
+pub fn set_purge_mib(mib: usize) {
+    let bytes = match mib {
+        0 => usize::MAX,
+        n => n.saturating_mul(1 << 20),
+    };
+    shared().lock().parent().set_purge_after(bytes);
+}
+
 /// Checks every layer of the stack — the calling thread's magazines, the
 /// depot, the slab, the buddy heap — and the fork gate's invariant F1 as
 /// seen from outside (no call in flight). Meant for quiescent points: with

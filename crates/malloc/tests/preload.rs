@@ -584,3 +584,58 @@ fn redis_runs_on_the_shim() {
     assert!(status.success(), "redis-server: {status}\n{err}");
     served("redis-server", &err, 10_000);
 }
+
+// ---------------------------------------------------------------------------
+// Memory given back
+// ---------------------------------------------------------------------------
+
+/// `give_back.c`'s "name value" lines.
+fn figures(stdout: &str) -> std::collections::HashMap<String, i64> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_string(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// Freed memory goes back by itself (the purge budget), `malloc_trim`
+/// gives back the rest, and a 1 GiB `calloc` stays off the resident set;
+/// `FREESPACE_MALLOC_PURGE=0` turns the automatic give-back off.
+#[test]
+fn freed_memory_goes_back_to_the_system() {
+    let dir = scratch("give_back");
+    let Some(exe) = compile("give_back", &dir, "-O1") else {
+        return;
+    };
+    let r = run(preloaded(Command::new(&exe)), b"", Duration::from_secs(120));
+    r.ok("give_back under the shim");
+    let f = figures(&r.stdout);
+    let (peak, freed, trimmed) = (f["peak"], f["freed"], f["trimmed"]);
+    assert!(peak > 150, "200 MB written: {f:?}");
+    assert!(
+        freed < peak / 2,
+        "the purge budget gave back too little: {f:?}"
+    );
+    assert!(
+        trimmed < peak / 8,
+        "malloc_trim gave back too little: {f:?}"
+    );
+    assert_eq!(f["trim_result"], 1, "{f:?}");
+    assert!(
+        f["calloc"] < 64,
+        "calloc(1 GiB) made memory resident: {f:?}"
+    );
+
+    let mut cmd = preloaded(Command::new(&exe));
+    cmd.env("FREESPACE_MALLOC_PURGE", "0");
+    let r = run(cmd, b"", Duration::from_secs(120));
+    r.ok("give_back under the shim, purge off");
+    let f = figures(&r.stdout);
+    assert!(
+        f["freed"] > f["peak"] * 3 / 4,
+        "nothing should go back before the trim: {f:?}"
+    );
+    assert!(f["trimmed"] < f["peak"] / 8, "{f:?}");
+}
