@@ -70,7 +70,7 @@ pub const DEFAULT_BATCH: usize = 8;
 /// `cap / S` blocks, in which case it goes back to the parent with
 /// `Layout(S, 16)`. An empty list asks the parent for
 /// `min(batch, cap / S + 1)` blocks at once: one for the caller, the rest
-/// cached. [`release_cached`](Self::release_cached), [`Trim::trim`] and
+/// cached. [`release_cached`](Self::release_cached), [`Trim::trim`](freespace_core::Trim::trim) and
 /// `Drop` give every cached block back.
 ///
 /// # Corruption
