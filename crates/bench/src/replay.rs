@@ -1,0 +1,526 @@
+//! Replaying a recorded trace (`FREESPACE_TRACE`, the format of
+//! [`freespace_stats::trace`]) against a subject, and what it says about
+//! the subject's use of memory, the way Johnstone and Wilson (1998)
+//! measured it.
+//!
+//! [`prepare`] turns the records into the slot-numbered ops of
+//! [`crate::trace`]: sorted by `seq`, each block id mapped to a slot while
+//! its block is live (so the replay is in order, on one thread, with ids
+//! remapped to the subject's pointers). [`measure`] replays them against one
+//! subject and reports [`Figures`]:
+//!
+//! - **footprint**: the highest byte of the arena any block reached, over
+//!   the arena's start (arena subjects only: the heap's extent, J&W's
+//!   "memory used by the allocator"); its peak over the peak of live
+//!   (requested) bytes is J&W's fragmentation measure (1.0 = none).
+//! - **internal**: bytes granted over bytes requested, over the blocks
+//!   live at the moment live bytes peak (subjects that report their
+//!   granted length: the freespace blocks and stacks).
+//! - **external at the peak**: `1 - largest free / total free` over the
+//!   free blocks below the footprint at that moment (subjects that can
+//!   walk their blocks); the untouched rest of the arena does not count.
+//! - **failures**: allocations and resizes that returned null.
+//!
+//! ```
+//! use freespace_bench::replay::{measure, prepare};
+//! use freespace_bench::subjects::Heap;
+//! use freespace_stats::trace::Record;
+//!
+//! // malloc 100 (id 1), malloc 50 (id 2), free 1, malloc 60 (id 3).
+//! let mut records = vec![
+//!     Record::alloc(0, 1, 100, 16, 0),
+//!     Record::alloc(1, 2, 50, 16, 0),
+//!     Record::free(2, 1, 0),
+//!     Record::alloc(3, 3, 60, 16, 0),
+//! ];
+//! let p = prepare(&mut records).unwrap();
+//! assert_eq!((p.peak_live, p.peak_at, p.appended_frees), (150, 2, 2));
+//! let figures = measure(&Heap(freespace_core::alloc::Global), &p, None, 0);
+//! assert_eq!(figures.failures, 0);
+//! assert_eq!(figures.requested_at_peak, 150);
+//! ```
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use freespace_core::{BlockInfo, Inspect};
+use freespace_stats::trace::{self as recorded, Record, TraceError};
+use freespace_stats::Fragmentation;
+
+use crate::subjects::{with_subject, Memory, Subject, Visit, SUBJECTS};
+use crate::trace::Op;
+use crate::workloads::{measured_replay, thread_cpu_ns, EMPTY};
+
+#[cfg(test)]
+mod tests;
+
+/// Why a trace cannot be replayed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReplayError {
+    /// The file is not a readable trace.
+    Read(TraceError),
+    /// A free or realloc of a block id that is not live.
+    UnknownId {
+        /// The record's `seq`.
+        seq: u64,
+        /// The id.
+        id: u64,
+    },
+    /// An allocation (or a realloc's new block) under an id still live.
+    LiveId {
+        /// The record's `seq`.
+        seq: u64,
+        /// The id.
+        id: u64,
+    },
+    /// A size or alignment beyond what a replay op holds (4 GiB).
+    TooLarge {
+        /// The record's `seq`.
+        seq: u64,
+    },
+}
+
+impl fmt::Display for ReplayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ReplayError::Read(e) => e.fmt(f),
+            ReplayError::UnknownId { seq, id } => {
+                write!(
+                    f,
+                    "call {seq} frees or resizes block {id:#x}, which is not live"
+                )
+            }
+            ReplayError::LiveId { seq, id } => {
+                write!(f, "call {seq} allocates block {id:#x}, which is still live")
+            }
+            ReplayError::TooLarge { seq } => {
+                write!(
+                    f,
+                    "call {seq} asks for 4 GiB or more, beyond what a replay holds"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for ReplayError {}
+
+impl From<TraceError> for ReplayError {
+    fn from(e: TraceError) -> Self {
+        ReplayError::Read(e)
+    }
+}
+
+/// A recorded trace ready to replay.
+///
+/// # Invariants
+/// - P1: `ops` is well formed: an `Alloc` fills an empty slot below
+///   `slots`, `Free` and `Realloc` name a full one, and every slot is empty
+///   at the end.
+/// - P2: after the first `peak_at` ops the live requested bytes are
+///   `peak_live`, and never more at any point.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// The ops, in call order.
+    pub ops: Vec<Op>,
+    /// Slots the replay needs (the peak number of live blocks).
+    pub slots: usize,
+    /// Records in the trace.
+    pub records: usize,
+    /// The peak of live requested bytes (a request of 0 counts as 1).
+    pub peak_live: usize,
+    /// How many ops have run when the live bytes first reach their peak.
+    pub peak_at: usize,
+    /// Frees added at the end for blocks the program never freed.
+    pub appended_frees: usize,
+}
+
+/// Reads, sorts and [`prepare`]s the trace in `bytes`.
+///
+/// ```
+/// use freespace_bench::replay::{read, ReplayError};
+/// use freespace_stats::trace::{Header, Record};
+/// let mut file = Header::CURRENT.encode().to_vec();
+/// file.extend(Record::free(0, 7, 0).encode());
+/// assert_eq!(read(&file).unwrap_err(), ReplayError::UnknownId { seq: 0, id: 7 });
+/// assert!(read(&file[..20]).unwrap_err().to_string().starts_with("trace truncated"));
+/// ```
+pub fn read(bytes: &[u8]) -> Result<Prepared, ReplayError> {
+    let mut records = recorded::records(bytes)?.collect::<Result<Vec<Record>, _>>()?;
+    prepare(&mut records)
+}
+
+/// Sorts `records` by `seq` and maps block ids to slots.
+///
+/// A request of 0 bytes is replayed as 1 (the subjects never see size 0);
+/// blocks still live at the end are freed by appended ops.
+///
+/// ```
+/// use freespace_bench::replay::{prepare, ReplayError};
+/// use freespace_stats::trace::Record;
+/// let mut twice = vec![Record::alloc(0, 5, 8, 8, 0), Record::alloc(1, 5, 8, 8, 0)];
+/// assert_eq!(prepare(&mut twice).unwrap_err(), ReplayError::LiveId { seq: 1, id: 5 });
+/// ```
+pub fn prepare(records: &mut [Record]) -> Result<Prepared, ReplayError> {
+    records.sort_by_key(|r| r.seq);
+    let mut ops = Vec::with_capacity(records.len() + 16);
+    // id -> (slot, size)
+    let mut live: HashMap<u64, (u32, u32)> = HashMap::new();
+    let mut empty: Vec<u32> = Vec::new();
+    let mut slots = 0u32;
+    let (mut live_bytes, mut peak_live, mut peak_at) = (0usize, 0usize, 0usize);
+    for r in records.iter() {
+        let size =
+            u32::try_from(r.size.max(1)).map_err(|_| ReplayError::TooLarge { seq: r.seq })?;
+        match r.op {
+            recorded::Op::Alloc => {
+                let align =
+                    u32::try_from(r.align()).map_err(|_| ReplayError::TooLarge { seq: r.seq })?;
+                let slot = empty.pop().unwrap_or_else(|| {
+                    slots += 1;
+                    slots - 1
+                });
+                if live.insert(r.id, (slot, size)).is_some() {
+                    return Err(ReplayError::LiveId {
+                        seq: r.seq,
+                        id: r.id,
+                    });
+                }
+                live_bytes += size as usize;
+                ops.push(Op::Alloc { slot, size, align });
+            }
+            recorded::Op::Free => {
+                let (slot, old) = live.remove(&r.id).ok_or(ReplayError::UnknownId {
+                    seq: r.seq,
+                    id: r.id,
+                })?;
+                live_bytes -= old as usize;
+                empty.push(slot);
+                ops.push(Op::Free { slot });
+            }
+            recorded::Op::Realloc => {
+                let (slot, old) = live.remove(&r.id).ok_or(ReplayError::UnknownId {
+                    seq: r.seq,
+                    id: r.id,
+                })?;
+                if live.insert(r.new_id, (slot, size)).is_some() {
+                    return Err(ReplayError::LiveId {
+                        seq: r.seq,
+                        id: r.new_id,
+                    });
+                }
+                live_bytes = live_bytes - old as usize + size as usize;
+                ops.push(Op::Realloc { slot, size });
+            }
+        }
+        if live_bytes > peak_live {
+            (peak_live, peak_at) = (live_bytes, ops.len());
+        }
+    }
+    let mut left: Vec<u32> = live.values().map(|&(slot, _)| slot).collect();
+    left.sort_unstable();
+    let appended_frees = left.len();
+    ops.extend(left.into_iter().map(|slot| Op::Free { slot }));
+    Ok(Prepared {
+        ops,
+        slots: slots as usize,
+        records: records.len(),
+        peak_live,
+        peak_at,
+        appended_frees,
+    })
+}
+
+/// What one replay showed of one subject.
+#[derive(Clone, Debug, Default)]
+pub struct Figures {
+    /// The highest extent of the heap over the arena's start (arena
+    /// subjects only).
+    pub peak_footprint: Option<usize>,
+    /// Bytes granted to the blocks live at the peak of live bytes (when
+    /// the subject reports what it grants).
+    pub granted_at_peak: Option<usize>,
+    /// Bytes requested by the blocks live at that moment (the trace's peak
+    /// less what failed).
+    pub requested_at_peak: usize,
+    /// External fragmentation at that moment, below the footprint (when
+    /// the subject can walk its blocks).
+    pub external_at_peak: Option<f64>,
+    /// Allocations and resizes that returned null.
+    pub failures: usize,
+    /// `(ops run, footprint)`, at most `samples + 1` points, for the plot.
+    pub curve: Vec<(usize, usize)>,
+}
+
+impl Figures {
+    /// Peak footprint over peak live bytes (J&W: 1.0 is no fragmentation).
+    ///
+    /// ```
+    /// use freespace_bench::replay::Figures;
+    /// let f = Figures { peak_footprint: Some(300), ..Figures::default() };
+    /// assert_eq!(f.footprint_ratio(200), Some(1.5));
+    /// ```
+    pub fn footprint_ratio(&self, peak_live: usize) -> Option<f64> {
+        Some(self.peak_footprint? as f64 / peak_live.max(1) as f64)
+    }
+
+    /// Granted over requested bytes at the peak (1.0: no internal
+    /// fragmentation).
+    ///
+    /// ```
+    /// use freespace_bench::replay::Figures;
+    /// let f = Figures { granted_at_peak: Some(160), requested_at_peak: 150, ..Figures::default() };
+    /// assert!((f.internal().unwrap() - 160.0 / 150.0).abs() < 1e-12);
+    /// ```
+    pub fn internal(&self) -> Option<f64> {
+        Some(self.granted_at_peak? as f64 / self.requested_at_peak.max(1) as f64)
+    }
+}
+
+/// A live block of the measuring replay (null `ptr`: its allocation
+/// failed, so the ops on it are skipped).
+#[derive(Clone, Copy)]
+struct Block {
+    ptr: *mut u8,
+    size: u32,
+    align: u32,
+    granted: Option<usize>,
+}
+
+impl Block {
+    fn layout(&self) -> std::alloc::Layout {
+        // SAFETY: size and align came from `prepare`: align a power of two
+        // below 2^32, size below 2^32.
+        unsafe {
+            std::alloc::Layout::from_size_align_unchecked(self.size as usize, self.align as usize)
+        }
+    }
+}
+
+/// The free blocks of a subject below `hi` (and from `lo`), clipped to
+/// that range.
+struct Below<'a, S: ?Sized> {
+    subject: &'a S,
+    lo: usize,
+    hi: usize,
+    walked: Cell<bool>,
+}
+
+impl<S: Subject + ?Sized> Inspect for Below<'_, S> {
+    fn inspect(&self, visit: &mut dyn FnMut(BlockInfo)) {
+        let walked = self.subject.inspect(&mut |b: BlockInfo| {
+            let start = b.addr.max(self.lo);
+            let end = b.addr.saturating_add(b.len).min(self.hi);
+            if start < end {
+                visit(BlockInfo {
+                    addr: start,
+                    len: end - start,
+                    state: b.state,
+                });
+            }
+        });
+        self.walked.set(walked);
+    }
+}
+
+/// Replays `p` against `s` and measures it. `base` is the arena's first
+/// address for an arena subject (`None` for one that gets memory from the
+/// OS: no footprint). `samples` is how many points of the footprint curve
+/// to keep (0: none).
+pub fn measure<S: Subject + ?Sized>(
+    s: &S,
+    p: &Prepared,
+    base: Option<usize>,
+    samples: usize,
+) -> Figures {
+    measure_with(s, p, base, samples, &mut |_| {})
+}
+
+/// [`measure`], calling `progress(ops done)` every 4096 ops.
+///
+/// ```
+/// use freespace_bench::replay::{measure_with, prepare};
+/// use freespace_bench::subjects::Heap;
+/// use freespace_stats::trace::Record;
+/// let p = prepare(&mut [Record::alloc(0, 1, 8, 8, 0)]).unwrap();
+/// let mut done = 0;
+/// measure_with(&Heap(freespace_core::alloc::Global), &p, None, 0, &mut |n| done += n);
+/// assert_eq!(done, 2);
+/// ```
+pub fn measure_with<S: Subject + ?Sized>(
+    s: &S,
+    p: &Prepared,
+    base: Option<usize>,
+    samples: usize,
+    progress: &mut dyn FnMut(usize),
+) -> Figures {
+    let empty = Block {
+        ptr: std::ptr::null_mut(),
+        size: 1,
+        align: 1,
+        granted: None,
+    };
+    let mut blocks = vec![empty; p.slots];
+    let mut f = Figures::default();
+    let mut top = base.unwrap_or(0);
+    let every = if samples == 0 {
+        usize::MAX
+    } else {
+        p.ops.len().div_ceil(samples).max(1)
+    };
+    let end_of = |b: &Block| b.ptr.addr() + b.granted.unwrap_or(b.size as usize);
+    for (chunk_index, chunk) in p.ops.chunks(4096).enumerate() {
+        for (i, op) in chunk.iter().enumerate() {
+            let done = chunk_index * 4096 + i + 1;
+            match *op {
+                Op::Alloc { slot, size, align } => {
+                    let mut b = Block {
+                        ptr: std::ptr::null_mut(),
+                        size,
+                        align,
+                        granted: None,
+                    };
+                    (b.ptr, b.granted) = s.alloc_granted(b.layout());
+                    if b.ptr.is_null() {
+                        f.failures += 1;
+                    } else {
+                        top = top.max(end_of(&b));
+                    }
+                    blocks[slot as usize] = b;
+                }
+                Op::Free { slot } => {
+                    let b = std::mem::replace(&mut blocks[slot as usize], empty);
+                    if !b.ptr.is_null() {
+                        // SAFETY: a live block of `s` with this layout (P1).
+                        unsafe { s.dealloc(b.ptr, b.layout()) };
+                    }
+                }
+                Op::Realloc { slot, size } => {
+                    let b = blocks[slot as usize];
+                    let (ptr, granted) = if b.ptr.is_null() {
+                        s.alloc_granted(Block { size, ..b }.layout())
+                    } else {
+                        // SAFETY: a live block of `s` with this layout (P1);
+                        // `size > 0`.
+                        unsafe { s.realloc_granted(b.ptr, b.layout(), size as usize) }
+                    };
+                    if ptr.is_null() {
+                        f.failures += 1;
+                    } else {
+                        let nb = Block {
+                            ptr,
+                            size,
+                            granted,
+                            ..b
+                        };
+                        top = top.max(end_of(&nb));
+                        blocks[slot as usize] = nb;
+                    }
+                }
+            }
+            if done == p.peak_at {
+                let live = blocks.iter().filter(|b| !b.ptr.is_null());
+                f.requested_at_peak = live.clone().map(|b| b.size as usize).sum();
+                f.granted_at_peak = live.map(|b| b.granted).sum();
+                if let Some(lo) = base {
+                    let below = Below {
+                        subject: s,
+                        lo,
+                        hi: top,
+                        walked: Cell::new(false),
+                    };
+                    let frag = Fragmentation::of(&below);
+                    if below.walked.get() {
+                        f.external_at_peak = Some(frag.external());
+                    }
+                }
+            }
+            if let Some(lo) = base {
+                if done % every == 0 || done == p.ops.len() {
+                    f.curve.push((done, top - lo));
+                }
+            }
+        }
+        progress(chunk.len());
+    }
+    f.peak_footprint = base.map(|lo| top - lo);
+    f
+}
+
+/// Builds subject `index` of [`SUBJECTS`] (an arena subject over the first
+/// `arena_len` bytes of `memory`) and [`measure_with`]s it.
+pub fn measure_subject(
+    index: usize,
+    memory: &mut Memory,
+    arena_len: usize,
+    p: &Prepared,
+    samples: usize,
+    progress: &mut dyn FnMut(usize),
+) -> Figures {
+    struct Visitor<'a> {
+        p: &'a Prepared,
+        base: Option<usize>,
+        samples: usize,
+        progress: &'a mut dyn FnMut(usize),
+        figures: Figures,
+    }
+    impl Visit for Visitor<'_> {
+        fn single<S: Subject>(&mut self, s: &S) {
+            self.figures = measure_with(s, self.p, self.base, self.samples, self.progress);
+        }
+        fn shared<S: Subject + Sync>(&mut self, s: &S) {
+            self.single(s)
+        }
+    }
+    let base = SUBJECTS[index].arena.then(|| memory.addr());
+    let mut v = Visitor {
+        p,
+        base,
+        samples,
+        progress,
+        figures: Figures::default(),
+    };
+    with_subject(index, memory, arena_len, false, &mut v);
+    v.figures
+}
+
+/// Times a replay of `p` against subject `index` (built as in
+/// [`measure_subject`]): thread CPU nanoseconds per op, or `None` when an
+/// allocation failed (the replay stops there) or it took longer than
+/// `budget`.
+pub fn time_subject(
+    index: usize,
+    memory: &mut Memory,
+    arena_len: usize,
+    p: &Prepared,
+    budget: Duration,
+) -> Option<f64> {
+    struct Visitor<'a> {
+        p: &'a Prepared,
+        budget: Duration,
+        ns_per_op: Option<f64>,
+    }
+    impl Visit for Visitor<'_> {
+        fn single<S: Subject>(&mut self, s: &S) {
+            let mut slots = vec![EMPTY; self.p.slots];
+            let start = thread_cpu_ns();
+            let deadline = start + self.budget.as_nanos() as u64;
+            if measured_replay(s, &self.p.ops, &mut slots, deadline).is_ok() {
+                let ns = thread_cpu_ns() - start;
+                self.ns_per_op = Some(ns as f64 / self.p.ops.len().max(1) as f64);
+            }
+        }
+        fn shared<S: Subject + Sync>(&mut self, s: &S) {
+            self.single(s)
+        }
+    }
+    let mut v = Visitor {
+        p,
+        budget,
+        ns_per_op: None,
+    };
+    with_subject(index, memory, arena_len, false, &mut v);
+    v.ns_per_op
+}
