@@ -9,10 +9,13 @@
 //! remapped to the subject's pointers). [`measure`] replays them against one
 //! subject and reports [`Figures`]:
 //!
-//! - **footprint**: the highest byte of the arena any block reached, over
-//!   the arena's start (arena subjects only: the heap's extent, J&W's
-//!   "memory used by the allocator"); its peak over the peak of live
-//!   (requested) bytes is J&W's fragmentation measure (1.0 = none).
+//! - **footprint**: how far into the arena any block reached, from the
+//!   end the subject grows from (arena subjects only): the highest block
+//!   end over the arena's start, or the arena's end over the lowest block
+//!   start, whichever is smaller — the heap's extent had it grown from that
+//!   end with `sbrk` (J&W's "memory used by the allocator"). Its peak over
+//!   the peak of live (requested) bytes is J&W's fragmentation measure
+//!   (1.0 = none).
 //! - **internal**: bytes granted over bytes requested, over the blocks
 //!   live at the moment live bytes peak (subjects that report their
 //!   granted length: the freespace blocks and stacks).
@@ -325,17 +328,17 @@ impl<S: Subject + ?Sized> Inspect for Below<'_, S> {
     }
 }
 
-/// Replays `p` against `s` and measures it. `base` is the arena's first
-/// address for an arena subject (`None` for one that gets memory from the
-/// OS: no footprint). `samples` is how many points of the footprint curve
+/// Replays `p` against `s` and measures it. `arena` is the arena's first
+/// address and length for an arena subject (`None` for one that gets
+/// memory from the OS: no footprint). `samples` is how many points of the footprint curve
 /// to keep (0: none).
 pub fn measure<S: Subject + ?Sized>(
     s: &S,
     p: &Prepared,
-    base: Option<usize>,
+    arena: Option<(usize, usize)>,
     samples: usize,
 ) -> Figures {
-    measure_with(s, p, base, samples, &mut |_| {})
+    measure_with(s, p, arena, samples, &mut |_| {})
 }
 
 /// [`measure`], calling `progress(ops done)` every 4096 ops.
@@ -352,10 +355,14 @@ pub fn measure<S: Subject + ?Sized>(
 pub fn measure_with<S: Subject + ?Sized>(
     s: &S,
     p: &Prepared,
-    base: Option<usize>,
+    arena: Option<(usize, usize)>,
     samples: usize,
     progress: &mut dyn FnMut(usize),
 ) -> Figures {
+    let (base, end) = match arena {
+        Some((base, len)) => (base, base + len),
+        None => (0, usize::MAX),
+    };
     let empty = Block {
         ptr: std::ptr::null_mut(),
         size: 1,
@@ -364,7 +371,9 @@ pub fn measure_with<S: Subject + ?Sized>(
     };
     let mut blocks = vec![empty; p.slots];
     let mut f = Figures::default();
-    let mut top = base.unwrap_or(0);
+    // The highest block end and the lowest block start so far.
+    let (mut top, mut bottom) = (base, end);
+    let footprint = |top: usize, bottom: usize| (top - base).min(end - bottom);
     let every = if samples == 0 {
         usize::MAX
     } else {
@@ -387,6 +396,7 @@ pub fn measure_with<S: Subject + ?Sized>(
                         f.failures += 1;
                     } else {
                         top = top.max(end_of(&b));
+                        bottom = bottom.min(b.ptr.addr());
                     }
                     blocks[slot as usize] = b;
                 }
@@ -416,6 +426,7 @@ pub fn measure_with<S: Subject + ?Sized>(
                             ..b
                         };
                         top = top.max(end_of(&nb));
+                        bottom = bottom.min(ptr.addr());
                         blocks[slot as usize] = nb;
                     }
                 }
@@ -424,11 +435,17 @@ pub fn measure_with<S: Subject + ?Sized>(
                 let live = blocks.iter().filter(|b| !b.ptr.is_null());
                 f.requested_at_peak = live.clone().map(|b| b.size as usize).sum();
                 f.granted_at_peak = live.map(|b| b.granted).sum();
-                if let Some(lo) = base {
+                if arena.is_some() {
+                    // The heap as far as it reached, from the end it grows from.
+                    let (lo, hi) = if top - base <= end - bottom {
+                        (base, top)
+                    } else {
+                        (bottom, end)
+                    };
                     let below = Below {
                         subject: s,
                         lo,
-                        hi: top,
+                        hi,
                         walked: Cell::new(false),
                     };
                     let frag = Fragmentation::of(&below);
@@ -437,15 +454,13 @@ pub fn measure_with<S: Subject + ?Sized>(
                     }
                 }
             }
-            if let Some(lo) = base {
-                if done % every == 0 || done == p.ops.len() {
-                    f.curve.push((done, top - lo));
-                }
+            if arena.is_some() && (done % every == 0 || done == p.ops.len()) {
+                f.curve.push((done, footprint(top, bottom)));
             }
         }
         progress(chunk.len());
     }
-    f.peak_footprint = base.map(|lo| top - lo);
+    f.peak_footprint = arena.map(|_| footprint(top, bottom));
     f
 }
 
@@ -461,23 +476,23 @@ pub fn measure_subject(
 ) -> Figures {
     struct Visitor<'a> {
         p: &'a Prepared,
-        base: Option<usize>,
+        arena: Option<(usize, usize)>,
         samples: usize,
         progress: &'a mut dyn FnMut(usize),
         figures: Figures,
     }
     impl Visit for Visitor<'_> {
         fn single<S: Subject>(&mut self, s: &S) {
-            self.figures = measure_with(s, self.p, self.base, self.samples, self.progress);
+            self.figures = measure_with(s, self.p, self.arena, self.samples, self.progress);
         }
         fn shared<S: Subject + Sync>(&mut self, s: &S) {
             self.single(s)
         }
     }
-    let base = SUBJECTS[index].arena.then(|| memory.addr());
+    let arena = SUBJECTS[index].arena.then(|| (memory.addr(), arena_len));
     let mut v = Visitor {
         p,
-        base,
+        arena,
         samples,
         progress,
         figures: Figures::default(),

@@ -586,8 +586,21 @@ pub struct Memory {
 impl Memory {
     /// `len` bytes, page-aligned and touched.
     pub fn new(len: usize) -> Self {
-        let buf = vec![1u8; len + 4096];
-        let offset = buf.as_ptr().align_offset(4096);
+        Memory::aligned(len, 4096)
+    }
+
+    /// `len` bytes aligned to `align` (a power of two), touched: the
+    /// replay gives its arena the alignment of its length, as a heap at the
+    /// start of a fresh address range would have, so that the buddies are
+    /// not cut into leading and trailing pieces at both ends.
+    ///
+    /// ```
+    /// let m = freespace_bench::subjects::Memory::aligned(1 << 16, 1 << 16);
+    /// assert_eq!((m.addr() % (1 << 16), m.len()), (0, 1 << 16));
+    /// ```
+    pub fn aligned(len: usize, align: usize) -> Self {
+        let buf = vec![1u8; len + align];
+        let offset = buf.as_ptr().align_offset(align);
         Memory { buf, offset, len }
     }
 
