@@ -92,7 +92,8 @@ impl fmt::Display for ReplayError {
             ReplayError::UnknownId { seq, id } => {
                 write!(
                     f,
-                    "call {seq} frees or resizes block {id:#x}, which is not live"
+                    "call {seq} frees or resizes block {id:#x}, which is not live \
+                     (allocated before tracing began? --skip-unknown replays the rest)"
                 )
             }
             ReplayError::LiveId { seq, id } => {
@@ -138,6 +139,9 @@ pub struct Prepared {
     pub peak_at: usize,
     /// Frees added at the end for blocks the program never freed.
     pub appended_frees: usize,
+    /// Frees of unknown blocks skipped, and reallocs of unknown blocks
+    /// replayed as allocations ([`prepare_with`] with `skip_unknown`).
+    pub skipped_unknown: usize,
 }
 
 /// Reads, sorts and [`prepare`]s the trace in `bytes`.
@@ -151,8 +155,21 @@ pub struct Prepared {
 /// assert!(read(&file[..20]).unwrap_err().to_string().starts_with("trace truncated"));
 /// ```
 pub fn read(bytes: &[u8]) -> Result<Prepared, ReplayError> {
+    read_with(bytes, false)
+}
+
+/// [`read`], then [`prepare_with`] `skip_unknown`.
+///
+/// ```
+/// use freespace_bench::replay::read_with;
+/// use freespace_stats::trace::{Header, Record};
+/// let mut file = Header::CURRENT.encode().to_vec();
+/// file.extend(Record::free(0, 7, 0).encode());
+/// assert_eq!(read_with(&file, true).unwrap().skipped_unknown, 1);
+/// ```
+pub fn read_with(bytes: &[u8], skip_unknown: bool) -> Result<Prepared, ReplayError> {
     let mut records = recorded::records(bytes)?.collect::<Result<Vec<Record>, _>>()?;
-    prepare(&mut records)
+    prepare_with(&mut records, skip_unknown)
 }
 
 /// Sorts `records` by `seq` and maps block ids to slots.
@@ -167,7 +184,25 @@ pub fn read(bytes: &[u8]) -> Result<Prepared, ReplayError> {
 /// assert_eq!(prepare(&mut twice).unwrap_err(), ReplayError::LiveId { seq: 1, id: 5 });
 /// ```
 pub fn prepare(records: &mut [Record]) -> Result<Prepared, ReplayError> {
+    prepare_with(records, false)
+}
+
+/// [`prepare`]; with `skip_unknown`, a free of a block id that is not live
+/// is skipped and a realloc of one replayed as an allocation, counted in
+/// [`Prepared::skipped_unknown`] (a program's blocks from before tracing
+/// began: the shim starts tracing in its constructor, after the dynamic
+/// loader's first allocations), instead of an error.
+///
+/// ```
+/// use freespace_bench::replay::prepare_with;
+/// use freespace_stats::trace::Record;
+/// let mut early = vec![Record::realloc(0, 3, 4, 64, 0), Record::free(1, 4, 0), Record::free(2, 9, 0)];
+/// let p = prepare_with(&mut early, true).unwrap();
+/// assert_eq!((p.skipped_unknown, p.ops.len(), p.peak_live), (2, 2, 64));
+/// ```
+pub fn prepare_with(records: &mut [Record], skip_unknown: bool) -> Result<Prepared, ReplayError> {
     records.sort_by_key(|r| r.seq);
+    let mut skipped_unknown = 0;
     let mut ops = Vec::with_capacity(records.len() + 16);
     // id -> (slot, size)
     let mut live: HashMap<u64, (u32, u32)> = HashMap::new();
@@ -194,20 +229,44 @@ pub fn prepare(records: &mut [Record]) -> Result<Prepared, ReplayError> {
                 live_bytes += size as usize;
                 ops.push(Op::Alloc { slot, size, align });
             }
-            recorded::Op::Free => {
-                let (slot, old) = live.remove(&r.id).ok_or(ReplayError::UnknownId {
-                    seq: r.seq,
-                    id: r.id,
-                })?;
-                live_bytes -= old as usize;
-                empty.push(slot);
-                ops.push(Op::Free { slot });
-            }
+            recorded::Op::Free => match live.remove(&r.id) {
+                Some((slot, old)) => {
+                    live_bytes -= old as usize;
+                    empty.push(slot);
+                    ops.push(Op::Free { slot });
+                }
+                None if skip_unknown => skipped_unknown += 1,
+                None => {
+                    return Err(ReplayError::UnknownId {
+                        seq: r.seq,
+                        id: r.id,
+                    })
+                }
+            },
             recorded::Op::Realloc => {
-                let (slot, old) = live.remove(&r.id).ok_or(ReplayError::UnknownId {
-                    seq: r.seq,
-                    id: r.id,
-                })?;
+                let (slot, old) = match live.remove(&r.id) {
+                    Some(known) => known,
+                    None if skip_unknown => {
+                        skipped_unknown += 1;
+                        let slot = empty.pop().unwrap_or_else(|| {
+                            slots += 1;
+                            slots - 1
+                        });
+                        // An allocation at the C library's alignment.
+                        ops.push(Op::Alloc {
+                            slot,
+                            size,
+                            align: 16,
+                        });
+                        (slot, 0)
+                    }
+                    None => {
+                        return Err(ReplayError::UnknownId {
+                            seq: r.seq,
+                            id: r.id,
+                        })
+                    }
+                };
                 if live.insert(r.new_id, (slot, size)).is_some() {
                     return Err(ReplayError::LiveId {
                         seq: r.seq,
@@ -215,7 +274,9 @@ pub fn prepare(records: &mut [Record]) -> Result<Prepared, ReplayError> {
                     });
                 }
                 live_bytes = live_bytes - old as usize + size as usize;
-                ops.push(Op::Realloc { slot, size });
+                if old != 0 {
+                    ops.push(Op::Realloc { slot, size });
+                }
             }
         }
         if live_bytes > peak_live {
@@ -233,6 +294,7 @@ pub fn prepare(records: &mut [Record]) -> Result<Prepared, ReplayError> {
         peak_live,
         peak_at,
         appended_frees,
+        skipped_unknown,
     })
 }
 
@@ -253,6 +315,9 @@ pub struct Figures {
     pub external_at_peak: Option<f64>,
     /// Allocations and resizes that returned null.
     pub failures: usize,
+    /// The replay ran out of its CPU-time budget after this many ops and
+    /// stopped (the other figures cover the ops before).
+    pub stopped_at: Option<usize>,
     /// `(ops run, footprint)`, at most `samples + 1` points, for the plot.
     pub curve: Vec<(usize, usize)>,
 }
@@ -338,18 +403,20 @@ pub fn measure<S: Subject + ?Sized>(
     arena: Option<(usize, usize)>,
     samples: usize,
 ) -> Figures {
-    measure_with(s, p, arena, samples, &mut |_| {})
+    measure_with(s, p, arena, samples, Duration::MAX, &mut |_| {})
 }
 
-/// [`measure`], calling `progress(ops done)` every 4096 ops.
+/// [`measure`], calling `progress(ops done)` every 4096 ops, and stopping
+/// (with [`Figures::stopped_at`]) once it has taken `budget` of CPU time.
 ///
 /// ```
+/// use std::time::Duration;
 /// use freespace_bench::replay::{measure_with, prepare};
 /// use freespace_bench::subjects::Heap;
 /// use freespace_stats::trace::Record;
 /// let p = prepare(&mut [Record::alloc(0, 1, 8, 8, 0)]).unwrap();
 /// let mut done = 0;
-/// measure_with(&Heap(freespace_core::alloc::Global), &p, None, 0, &mut |n| done += n);
+/// measure_with(&Heap(freespace_core::alloc::Global), &p, None, 0, Duration::MAX, &mut |n| done += n);
 /// assert_eq!(done, 2);
 /// ```
 pub fn measure_with<S: Subject + ?Sized>(
@@ -357,8 +424,10 @@ pub fn measure_with<S: Subject + ?Sized>(
     p: &Prepared,
     arena: Option<(usize, usize)>,
     samples: usize,
+    budget: Duration,
     progress: &mut dyn FnMut(usize),
 ) -> Figures {
+    let deadline = thread_cpu_ns().saturating_add(budget.as_nanos().min(u64::MAX as u128) as u64);
     let (base, end) = match arena {
         Some((base, len)) => (base, base + len),
         None => (0, usize::MAX),
@@ -381,6 +450,11 @@ pub fn measure_with<S: Subject + ?Sized>(
     };
     let end_of = |b: &Block| b.ptr.addr() + b.granted.unwrap_or(b.size as usize);
     for (chunk_index, chunk) in p.ops.chunks(4096).enumerate() {
+        if thread_cpu_ns() > deadline {
+            // The live blocks are abandoned with the subject.
+            f.stopped_at = Some(chunk_index * 4096);
+            break;
+        }
         for (i, op) in chunk.iter().enumerate() {
             let done = chunk_index * 4096 + i + 1;
             match *op {
@@ -472,18 +546,27 @@ pub fn measure_subject(
     arena_len: usize,
     p: &Prepared,
     samples: usize,
+    budget: Duration,
     progress: &mut dyn FnMut(usize),
 ) -> Figures {
     struct Visitor<'a> {
         p: &'a Prepared,
         arena: Option<(usize, usize)>,
         samples: usize,
+        budget: Duration,
         progress: &'a mut dyn FnMut(usize),
         figures: Figures,
     }
     impl Visit for Visitor<'_> {
         fn single<S: Subject>(&mut self, s: &S) {
-            self.figures = measure_with(s, self.p, self.arena, self.samples, self.progress);
+            self.figures = measure_with(
+                s,
+                self.p,
+                self.arena,
+                self.samples,
+                self.budget,
+                self.progress,
+            );
         }
         fn shared<S: Subject + Sync>(&mut self, s: &S) {
             self.single(s)
@@ -494,6 +577,7 @@ pub fn measure_subject(
         p,
         arena,
         samples,
+        budget,
         progress,
         figures: Figures::default(),
     };

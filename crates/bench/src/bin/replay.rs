@@ -21,7 +21,11 @@ usage: replay [options] TRACE..
   --subject S[,S..]   only these subjects (default: all)
   --arena-mib N       the arena every arena subject runs in (default: 8 x the
                       trace's peak live bytes, a power of two, at least 64 MiB)
-  --budget SECONDS    CPU time the timed replay of one subject may take (default 60)
+  --budget SECONDS    CPU time each of the two replays of one subject (measured,
+                      timed) may take before it stops (default 60)
+  --skip-unknown      skip frees of blocks the trace never allocated (and replay
+                      reallocs of them as allocations): blocks from before
+                      tracing began; without it they are an error
   --list              list the subjects
 
 For each trace: peak footprint / peak live bytes (arena subjects: the highest
@@ -33,6 +37,7 @@ struct Options {
     subjects: Vec<usize>,
     arena_mib: Option<usize>,
     budget: Duration,
+    skip_unknown: bool,
     traces: Vec<String>,
 }
 
@@ -41,6 +46,7 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
         subjects: Vec::new(),
         arena_mib: None,
         budget: Duration::from_secs(60),
+        skip_unknown: false,
         traces: Vec::new(),
     };
     let mut it = args.iter();
@@ -78,6 +84,7 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
                     .map_err(|_| "--budget needs seconds".to_string())?;
                 o.budget = Duration::from_secs_f64(s);
             }
+            "--skip-unknown" => o.skip_unknown = true,
             "--list" => {
                 for s in SUBJECTS {
                     println!("  {:<24} {}", s.name, s.what);
@@ -137,17 +144,19 @@ fn arena_len(peak_live: usize, o: &Options) -> usize {
 
 fn one(path: &str, o: &Options) -> Result<(), String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    let p = replay::read(&bytes).map_err(|e| e.to_string())?;
+    let p = replay::read_with(&bytes, o.skip_unknown).map_err(|e| e.to_string())?;
     let arena = arena_len(p.peak_live, o);
     let name = Path::new(path)
         .file_name()
         .map_or(path.to_string(), |n| n.to_string_lossy().into_owned());
     println!(
-        "## {name}\n\n{} calls, {} ops replayed ({} frees added for blocks never freed), \
-         at most {} live blocks; live bytes peak at {} after op {}; arena {} MiB\n",
+        "## {name}\n\n{} calls, {} ops replayed ({} frees added for blocks never freed, \
+         {} calls on blocks from before tracing skipped), at most {} live blocks; \
+         live bytes peak at {} after op {}; arena {} MiB\n",
         p.records,
         p.ops.len(),
         p.appended_frees,
+        p.skipped_unknown,
         p.slots,
         p.peak_live,
         p.peak_at,
@@ -164,7 +173,9 @@ fn one(path: &str, o: &Options) -> Result<(), String> {
     for &i in &o.subjects {
         bar.set_message(SUBJECTS[i].name);
         let figures =
-            replay::measure_subject(i, &mut memory, arena, &p, 1000, &mut |n| bar.inc(n as u64));
+            replay::measure_subject(i, &mut memory, arena, &p, 1000, o.budget, &mut |n| {
+                bar.inc(n as u64)
+            });
         let ns = replay::time_subject(i, &mut memory, arena, &p, o.budget);
         bar.inc(p.ops.len() as u64);
         rows.push((i, figures, ns));
@@ -189,7 +200,10 @@ fn table(p: &Prepared, rows: &[(usize, Figures, Option<f64>)]) -> String {
             ratio(f.internal()),
             ratio(f.external_at_peak),
             ns.map_or("—".to_string(), |ns| format!("{ns:.0}")),
-            f.failures
+            match f.stopped_at {
+                Some(at) => format!("{} (out of time after {at} ops)", f.failures),
+                None => f.failures.to_string(),
+            }
         );
     }
     out

@@ -75,7 +75,8 @@ fn realloc_keeps_the_slot_and_moves_the_id() {
 fn errors_name_the_call() {
     assert_eq!(
         ReplayError::UnknownId { seq: 3, id: 0x10 }.to_string(),
-        "call 3 frees or resizes block 0x10, which is not live"
+        "call 3 frees or resizes block 0x10, which is not live \
+         (allocated before tracing began? --skip-unknown replays the rest)"
     );
     let mut huge = vec![Record::alloc(0, 1, 1 << 40, 16, 0)];
     assert_eq!(
@@ -110,6 +111,7 @@ fn first_fit_footprints_match_the_hand_computation() {
             1 << 20,
             &p,
             100,
+            Duration::MAX,
             &mut |_| {},
         );
         assert_eq!(f.failures, 0, "{name}");
@@ -142,6 +144,7 @@ fn subjects_say_what_they_can() {
         1 << 20,
         &p,
         0,
+        Duration::MAX,
         &mut |_| {},
     );
     assert_eq!(
@@ -159,6 +162,7 @@ fn subjects_say_what_they_can() {
         1 << 20,
         &p,
         0,
+        Duration::MAX,
         &mut |_| {},
     );
     assert!(talc.peak_footprint.is_some_and(|f| f >= 400));
@@ -169,6 +173,7 @@ fn subjects_say_what_they_can() {
         1 << 20,
         &p,
         0,
+        Duration::MAX,
         &mut |_| {},
     );
     assert_eq!(worst.peak_footprint, Some(768));
@@ -185,6 +190,7 @@ fn failures_are_counted_not_fatal() {
         512,
         &p,
         0,
+        Duration::MAX,
         &mut |_| {},
     );
     assert_eq!(f.failures, 1);
@@ -208,4 +214,54 @@ fn failures_are_counted_not_fatal() {
         Duration::from_secs(5)
     )
     .is_some());
+}
+
+/// Blocks from before tracing began: an error by default, skipped (and a
+/// realloc of one replayed as an allocation) on request.
+#[test]
+fn unknown_blocks_are_an_error_or_skipped() {
+    let early = || {
+        vec![
+            Record::free(0, 0x99, 0),
+            Record::alloc(1, 1, 40, 16, 0),
+            Record::realloc(2, 0x98, 2, 100, 0),
+            Record::free(3, 2, 0),
+        ]
+    };
+    assert_eq!(
+        prepare(&mut early()).unwrap_err(),
+        ReplayError::UnknownId { seq: 0, id: 0x99 }
+    );
+    let p = prepare_with(&mut early(), true).unwrap();
+    assert_eq!(p.skipped_unknown, 2);
+    assert_eq!((p.peak_live, p.peak_at), (140, 2));
+    assert!(matches!(
+        p.ops[1],
+        Op::Alloc {
+            slot: 1,
+            size: 100,
+            align: 16
+        }
+    ));
+    assert_eq!(p.ops.len(), 4, "alloc, alloc, free, and the appended free");
+}
+
+/// A budget of nothing stops the measuring replay before its first op.
+#[test]
+fn a_spent_budget_stops_the_replay() {
+    let p = prepare(&mut two_holes()).unwrap();
+    let mut memory = Memory::new(1 << 20);
+    let f = measure_subject(
+        index_of("first-fit").unwrap(),
+        &mut memory,
+        1 << 20,
+        &p,
+        0,
+        Duration::ZERO,
+        &mut |_| {},
+    );
+    assert_eq!(
+        (f.stopped_at, f.failures, f.peak_footprint),
+        (Some(0), 0, Some(0))
+    );
 }
