@@ -38,7 +38,7 @@
 //! ];
 //! let p = prepare(&mut records).unwrap();
 //! assert_eq!((p.peak_live, p.peak_at, p.appended_frees), (150, 2, 2));
-//! let figures = measure(&Heap(freespace_core::alloc::Global), &p, None, 0);
+//! let figures = measure(&Heap(freespace_core::alloc::Global), &p, None);
 //! assert_eq!(figures.failures, 0);
 //! assert_eq!(figures.requested_at_peak, 150);
 //! ```
@@ -50,7 +50,7 @@ use std::time::Duration;
 
 use freespace_core::{BlockInfo, Inspect};
 use freespace_stats::trace::{self as recorded, Record, TraceError};
-use freespace_stats::Fragmentation;
+use freespace_stats::{Fragmentation, SvgMap};
 
 use crate::subjects::{with_subject, Memory, Subject, Visit, SUBJECTS};
 use crate::trace::Op;
@@ -320,6 +320,9 @@ pub struct Figures {
     pub stopped_at: Option<usize>,
     /// `(ops run, footprint)`, at most `samples + 1` points, for the plot.
     pub curve: Vec<(usize, usize)>,
+    /// The heap map at the peak of live bytes (SVG), if asked for and the
+    /// subject can walk its blocks.
+    pub peak_map: Option<String>,
 }
 
 impl Figures {
@@ -393,40 +396,75 @@ impl<S: Subject + ?Sized> Inspect for Below<'_, S> {
     }
 }
 
-/// Replays `p` against `s` and measures it. `arena` is the arena's first
-/// address and length for an arena subject (`None` for one that gets
-/// memory from the OS: no footprint). `samples` is how many points of the footprint curve
-/// to keep (0: none).
-pub fn measure<S: Subject + ?Sized>(
-    s: &S,
-    p: &Prepared,
-    arena: Option<(usize, usize)>,
-    samples: usize,
-) -> Figures {
-    measure_with(s, p, arena, samples, Duration::MAX, &mut |_| {})
-}
-
-/// [`measure`], calling `progress(ops done)` every 4096 ops, and stopping
-/// (with [`Figures::stopped_at`]) once it has taken `budget` of CPU time.
+/// How a measuring replay runs.
 ///
 /// ```
-/// use std::time::Duration;
-/// use freespace_bench::replay::{measure_with, prepare};
+/// let s = freespace_bench::replay::Settings::default();
+/// assert_eq!((s.samples, s.map), (0, false));
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    /// Points of the footprint curve to keep (0: none).
+    pub samples: usize,
+    /// CPU time the replay may take before it stops.
+    pub budget: Duration,
+    /// Draw an SVG heap map at the peak of live bytes ([`Figures::peak_map`]),
+    /// if the subject can walk its blocks.
+    pub map: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            samples: 0,
+            budget: Duration::MAX,
+            map: false,
+        }
+    }
+}
+
+/// Replays `p` against `s` and measures it. `arena` is the arena's first
+/// address and length for an arena subject (`None` for one that gets
+/// memory from the OS: no footprint).
+///
+/// ```
+/// use freespace_bench::replay::{measure, prepare};
+/// use freespace_bench::subjects::Heap;
+/// use freespace_stats::trace::Record;
+/// let p = prepare(&mut [Record::alloc(0, 1, 8, 8, 0)]).unwrap();
+/// let f = measure(&Heap(freespace_core::alloc::Global), &p, None);
+/// assert_eq!((f.failures, f.granted_at_peak.is_some()), (0, true));
+/// ```
+pub fn measure<S: Subject + ?Sized>(s: &S, p: &Prepared, arena: Option<(usize, usize)>) -> Figures {
+    measure_with(s, p, arena, &Settings::default(), &mut |_| {})
+}
+
+/// [`measure`] with `settings`, calling `progress(ops done)` every 4096
+/// ops, and stopping (with [`Figures::stopped_at`]) once it has taken the
+/// budget.
+///
+/// ```
+/// use freespace_bench::replay::{measure_with, prepare, Settings};
 /// use freespace_bench::subjects::Heap;
 /// use freespace_stats::trace::Record;
 /// let p = prepare(&mut [Record::alloc(0, 1, 8, 8, 0)]).unwrap();
 /// let mut done = 0;
-/// measure_with(&Heap(freespace_core::alloc::Global), &p, None, 0, Duration::MAX, &mut |n| done += n);
+/// let heap = Heap(freespace_core::alloc::Global);
+/// measure_with(&heap, &p, None, &Settings::default(), &mut |n| done += n);
 /// assert_eq!(done, 2);
 /// ```
 pub fn measure_with<S: Subject + ?Sized>(
     s: &S,
     p: &Prepared,
     arena: Option<(usize, usize)>,
-    samples: usize,
-    budget: Duration,
+    settings: &Settings,
     progress: &mut dyn FnMut(usize),
 ) -> Figures {
+    let Settings {
+        samples,
+        budget,
+        map,
+    } = *settings;
     let deadline = thread_cpu_ns().saturating_add(budget.as_nanos().min(u64::MAX as u128) as u64);
     let (base, end) = match arena {
         Some((base, len)) => (base, base + len),
@@ -525,6 +563,13 @@ pub fn measure_with<S: Subject + ?Sized>(
                     let frag = Fragmentation::of(&below);
                     if below.walked.get() {
                         f.external_at_peak = Some(frag.external());
+                        if map {
+                            let mut svg = String::new();
+                            let drawn = SvgMap::fitted(&below, 40)
+                                .title("at the peak of live bytes")
+                                .render(&below, &mut svg);
+                            f.peak_map = drawn.ok().map(|()| svg);
+                        }
                     }
                 }
             }
@@ -545,28 +590,19 @@ pub fn measure_subject(
     memory: &mut Memory,
     arena_len: usize,
     p: &Prepared,
-    samples: usize,
-    budget: Duration,
+    settings: &Settings,
     progress: &mut dyn FnMut(usize),
 ) -> Figures {
     struct Visitor<'a> {
         p: &'a Prepared,
         arena: Option<(usize, usize)>,
-        samples: usize,
-        budget: Duration,
+        settings: &'a Settings,
         progress: &'a mut dyn FnMut(usize),
         figures: Figures,
     }
     impl Visit for Visitor<'_> {
         fn single<S: Subject>(&mut self, s: &S) {
-            self.figures = measure_with(
-                s,
-                self.p,
-                self.arena,
-                self.samples,
-                self.budget,
-                self.progress,
-            );
+            self.figures = measure_with(s, self.p, self.arena, self.settings, self.progress);
         }
         fn shared<S: Subject + Sync>(&mut self, s: &S) {
             self.single(s)
@@ -576,8 +612,7 @@ pub fn measure_subject(
     let mut v = Visitor {
         p,
         arena,
-        samples,
-        budget,
+        settings,
         progress,
         figures: Figures::default(),
     };
@@ -622,4 +657,118 @@ pub fn time_subject(
     };
     with_subject(index, memory, arena_len, false, &mut v);
     v.ns_per_op
+}
+
+/// Line colours of [`footprint_svg`], one per subject in turn.
+const PALETTE: [&str; 14] = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39",
+];
+
+/// An SVG line chart of footprint over time: one line per `(name, curve)`
+/// (a [`Figures::curve`]), the ops on x, the footprint in MiB on y, a
+/// dashed line at `peak_live`.
+///
+/// ```
+/// let svg = freespace_bench::replay::footprint_svg(
+///     "tiny",
+///     100,
+///     &[("first-fit", &[(1, 50), (2, 120)][..]), ("buddy", &[(1, 64), (2, 256)][..])],
+/// );
+/// assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+/// assert_eq!(svg.matches("<polyline").count(), 2);
+/// ```
+pub fn footprint_svg(title: &str, peak_live: usize, lines: &[(&str, &[(usize, usize)])]) -> String {
+    use std::fmt::Write as _;
+    let (w, h, left, right, top, bottom) = (760.0, 420.0, 70.0, 180.0, 40.0, 40.0);
+    let max_x = lines
+        .iter()
+        .flat_map(|(_, c)| c.iter().map(|p| p.0))
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let max_y = lines
+        .iter()
+        .flat_map(|(_, c)| c.iter().map(|p| p.1))
+        .chain([peak_live])
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let x = |v: f64| left + v / max_x * (w - left - right);
+    let y = |v: f64| h - bottom - v / max_y * (h - top - bottom);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="11">"#
+    );
+    let _ = writeln!(out, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+    let _ = writeln!(
+        out,
+        r#"<text x="{left}" y="20" font-size="14">{}: footprint over time</text>"#,
+        xml(title)
+    );
+    for i in 0..=4 {
+        let v = max_y * i as f64 / 4.0;
+        let _ = writeln!(
+            out,
+            r##"<line x1="{left}" y1="{0:.1}" x2="{1:.1}" y2="{0:.1}" stroke="#dddddd"/><text x="{2:.1}" y="{3:.1}" text-anchor="end">{4:.1} MiB</text>"##,
+            y(v),
+            w - right,
+            left - 4.0,
+            y(v) + 4.0,
+            v / (1 << 20) as f64
+        );
+    }
+    let _ = writeln!(
+        out,
+        r#"<text x="{0:.1}" y="{1:.1}" text-anchor="middle">ops replayed (of {2})</text>"#,
+        (left + w - right) / 2.0,
+        h - 10.0,
+        max_x as usize
+    );
+    let _ = writeln!(
+        out,
+        r#"<line x1="{left}" y1="{0:.1}" x2="{1:.1}" y2="{0:.1}" stroke="black" stroke-dasharray="4 3"/>"#,
+        y(peak_live as f64),
+        w - right
+    );
+    for (i, (name, curve)) in lines.iter().enumerate() {
+        let colour = PALETTE[i % PALETTE.len()];
+        let points: Vec<String> = curve
+            .iter()
+            .map(|&(a, b)| format!("{:.1},{:.1}", x(a as f64), y(b as f64)))
+            .collect();
+        let _ = writeln!(
+            out,
+            r#"<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{}"/>"#,
+            points.join(" ")
+        );
+        let ly = top + 14.0 * i as f64;
+        let _ = writeln!(
+            out,
+            r#"<line x1="{0:.1}" y1="{ly:.1}" x2="{1:.1}" y2="{ly:.1}" stroke="{colour}" stroke-width="3"/><text x="{2:.1}" y="{3:.1}">{4}</text>"#,
+            w - right + 10.0,
+            w - right + 30.0,
+            w - right + 35.0,
+            ly + 4.0,
+            xml(name)
+        );
+    }
+    let ly = top + 14.0 * lines.len() as f64;
+    let _ = writeln!(
+        out,
+        r#"<line x1="{0:.1}" y1="{ly:.1}" x2="{1:.1}" y2="{ly:.1}" stroke="black" stroke-dasharray="4 3"/><text x="{2:.1}" y="{3:.1}">peak live bytes</text>"#,
+        w - right + 10.0,
+        w - right + 30.0,
+        w - right + 35.0,
+        ly + 4.0
+    );
+    out.push_str("</svg>\n");
+    out
+}
+
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }

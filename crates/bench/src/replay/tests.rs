@@ -110,8 +110,11 @@ fn first_fit_footprints_match_the_hand_computation() {
             &mut memory,
             1 << 20,
             &p,
-            100,
-            Duration::MAX,
+            &Settings {
+                samples: 100,
+                budget: Duration::MAX,
+                map: false,
+            },
             &mut |_| {},
         );
         assert_eq!(f.failures, 0, "{name}");
@@ -143,8 +146,11 @@ fn subjects_say_what_they_can() {
         &mut memory,
         1 << 20,
         &p,
-        0,
-        Duration::MAX,
+        &Settings {
+            samples: 0,
+            budget: Duration::MAX,
+            map: false,
+        },
         &mut |_| {},
     );
     assert_eq!(
@@ -161,8 +167,11 @@ fn subjects_say_what_they_can() {
         &mut memory,
         1 << 20,
         &p,
-        0,
-        Duration::MAX,
+        &Settings {
+            samples: 0,
+            budget: Duration::MAX,
+            map: false,
+        },
         &mut |_| {},
     );
     assert!(talc.peak_footprint.is_some_and(|f| f >= 400));
@@ -172,8 +181,11 @@ fn subjects_say_what_they_can() {
         &mut memory,
         1 << 20,
         &p,
-        0,
-        Duration::MAX,
+        &Settings {
+            samples: 0,
+            budget: Duration::MAX,
+            map: false,
+        },
         &mut |_| {},
     );
     assert_eq!(worst.peak_footprint, Some(768));
@@ -189,8 +201,11 @@ fn failures_are_counted_not_fatal() {
         &mut memory,
         512,
         &p,
-        0,
-        Duration::MAX,
+        &Settings {
+            samples: 0,
+            budget: Duration::MAX,
+            map: false,
+        },
         &mut |_| {},
     );
     assert_eq!(f.failures, 1);
@@ -256,8 +271,11 @@ fn a_spent_budget_stops_the_replay() {
         &mut memory,
         1 << 20,
         &p,
-        0,
-        Duration::ZERO,
+        &Settings {
+            samples: 0,
+            budget: Duration::ZERO,
+            map: false,
+        },
         &mut |_| {},
     );
     assert_eq!(
