@@ -3,7 +3,9 @@
 # programs under freespace-malloc (FREESPACE_TRACE, `cargo xtask trace`),
 # then replays them against every subject (`cargo xtask replay --out docs`),
 # which writes the page, its tables, its pictures and the comparison with
-# Johnstone and Wilson (1998). Every figure on the page comes from this run.
+# Johnstone and Wilson (1998), and appends what recording costs
+# (crates/malloc/bench/trace-overhead.sh). Every figure on the page comes
+# from this run.
 #
 #   crates/bench/fragmentation.sh [BUDGET_SECONDS]     (default 60)
 #
@@ -111,3 +113,13 @@ fi
 
 cargo run --release -q -p freespace-bench --bin replay -- \
     --skip-unknown --budget "$BUDGET" --out docs "$WORK"/*.trace
+
+{
+    echo
+    echo "## What recording costs"
+    echo
+    echo "CPU time of the same programs under the shim, untraced and traced"
+    echo "(\`crates/malloc/bench/trace-overhead.sh 3\`, median of 3 runs each, $(nproc) cores):"
+    echo
+    crates/malloc/bench/trace-overhead.sh 3
+} >> docs/fragmentation.md
