@@ -60,6 +60,12 @@ use crate::workloads::{measured_replay, thread_cpu_ns, EMPTY};
 mod tests;
 
 /// Why a trace cannot be replayed.
+///
+/// ```
+/// use freespace_bench::replay::ReplayError;
+/// let e = ReplayError::LiveId { seq: 4, id: 0x20 };
+/// assert_eq!(e.to_string(), "call 4 allocates block 0x20, which is still live");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReplayError {
     /// The file is not a readable trace.
@@ -118,6 +124,13 @@ impl From<TraceError> for ReplayError {
 }
 
 /// A recorded trace ready to replay.
+///
+/// ```
+/// use freespace_bench::replay::prepare;
+/// use freespace_stats::trace::Record;
+/// let p = prepare(&mut [Record::alloc(0, 1, 24, 16, 0), Record::free(1, 1, 0)]).unwrap();
+/// assert_eq!((p.ops.len(), p.slots, p.peak_live, p.peak_at), (2, 1, 24, 1));
+/// ```
 ///
 /// # Invariants
 /// - P1: `ops` is well formed: an `Alloc` fills an empty slot below
@@ -299,6 +312,12 @@ pub fn prepare_with(records: &mut [Record], skip_unknown: bool) -> Result<Prepar
 }
 
 /// What one replay showed of one subject.
+///
+/// ```
+/// use freespace_bench::replay::Figures;
+/// let f = Figures::default();
+/// assert_eq!((f.footprint_ratio(100), f.internal(), f.failures), (None, None, 0));
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct Figures {
     /// The highest extent of the heap over the arena's start (arena
@@ -585,6 +604,21 @@ pub fn measure_with<S: Subject + ?Sized>(
 
 /// Builds subject `index` of [`SUBJECTS`] (an arena subject over the first
 /// `arena_len` bytes of `memory`) and [`measure_with`]s it.
+///
+/// ```
+/// use freespace_bench::replay::{measure_subject, prepare, time_subject, Settings};
+/// use freespace_bench::subjects::{index_of, Memory};
+/// use freespace_stats::trace::Record;
+/// use std::time::Duration;
+///
+/// let p = prepare(&mut [Record::alloc(0, 1, 100, 16, 0)]).unwrap();
+/// let mut memory = Memory::new(1 << 16);
+/// let best = index_of("best-fit").unwrap();
+/// let f = measure_subject(best, &mut memory, 1 << 16, &p, &Settings::default(), &mut |_| {});
+/// // A 32-byte region header, then a 16-byte chunk header and 112 bytes.
+/// assert_eq!(f.peak_footprint, Some(160));
+/// assert!(time_subject(best, &mut memory, 1 << 16, &p, Duration::from_secs(1)).is_some());
+/// ```
 pub fn measure_subject(
     index: usize,
     memory: &mut Memory,
@@ -623,7 +657,7 @@ pub fn measure_subject(
 /// Times a replay of `p` against subject `index` (built as in
 /// [`measure_subject`]): thread CPU nanoseconds per op, or `None` when an
 /// allocation failed (the replay stops there) or it took longer than
-/// `budget`.
+/// `budget`. (Example: [`measure_subject`]'s.)
 pub fn time_subject(
     index: usize,
     memory: &mut Memory,

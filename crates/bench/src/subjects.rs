@@ -172,6 +172,25 @@ impl<A: Allocator> Heap<A> {
 
 /// A [`Heap`] whose blocks can be walked (`Inspect`): the replay reads
 /// its external fragmentation.
+///
+/// ```
+/// use freespace_bench::subjects::{Heap, Inspected, Subject};
+/// use freespace_best_fit::BestFitHeap;
+/// use freespace_source::Arena;
+/// use std::alloc::Layout;
+///
+/// let mut buf = vec![0u8; 1 << 16];
+/// // SAFETY: the buffer outlives the heap and nothing else uses it.
+/// let arena = unsafe { Arena::from_raw_parts(buf.as_mut_ptr(), buf.len()) };
+/// let heap = Inspected(Heap(BestFitHeap::new(arena)));
+/// let layout = Layout::from_size_align(100, 16).unwrap();
+/// let (p, granted) = heap.alloc_granted(layout);
+/// assert!(!p.is_null() && granted >= Some(100));
+/// let mut used = 0;
+/// assert!(heap.inspect(&mut |b| used += (b.state == freespace_core::BlockState::Used) as usize));
+/// assert_eq!(used, 1);
+/// unsafe { heap.dealloc(p, layout) };
+/// ```
 pub struct Inspected<A>(pub Heap<A>);
 
 impl<A: Allocator + Inspect> Subject for Inspected<A> {
@@ -610,6 +629,10 @@ impl Memory {
     }
 
     /// Whether the usable length is 0.
+    ///
+    /// ```
+    /// assert!(!freespace_bench::subjects::Memory::new(4096).is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
