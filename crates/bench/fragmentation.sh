@@ -7,18 +7,30 @@
 # (crates/malloc/bench/trace-overhead.sh). Every figure on the page comes
 # from this run.
 #
-#   crates/bench/fragmentation.sh [BUDGET_SECONDS]     (default 60)
+#   crates/bench/fragmentation.sh [BUDGET_SECONDS] [--from DIR]   (default 60)
+#
+# --from DIR: replay the traces in DIR (*.trace, kept from an earlier run
+# with KEEP=DIR) instead of recording new ones.
 #
 # The traces (python3, sqlite3, git, perl, gcc compiling a generated C file,
 # redis-server under redis-benchmark) go to a temporary directory and are not
 # kept: they are large. A program that is not installed is left out, and the
 # page says which traces it covers. One small trace is committed for the
 # tests (crates/bench/tests/data/sqlite-small.trace); it is recorded here too
-# with --small-trace-only.
+# with --small-trace-only. KEEP=DIR keeps the recorded traces in DIR.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT="$PWD"
-BUDGET="${1:-60}"
+BUDGET=60
+FROM=""
+KEEP="${KEEP:-}"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --from) FROM="$2"; shift 2;;
+        --small-trace-only) SMALL=1; shift;;
+        *) BUDGET="$1"; shift;;
+    esac
+done
 TARGET="${CARGO_TARGET_DIR:-target}"
 cargo build --release -q -p freespace-malloc
 SO="$(cd "$TARGET/release" && pwd)/libfreespace_malloc.so"
@@ -45,7 +57,7 @@ record() {
 
 have() { command -v "$1" > /dev/null; }
 
-if [ "${1:-}" = "--small-trace-only" ]; then
+if [ -n "${SMALL:-}" ]; then
     record sqlite-small sqlite3 "$WORK/small.db" \
         "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); \
          WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300) \
@@ -58,7 +70,9 @@ fi
 
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY="$(command -v python3)"
-if [ -x "$PY" ]; then
+if [ -n "$FROM" ]; then
+    cp "$FROM"/*.trace "$WORK"/
+elif [ -x "$PY" ]; then
     # Every object a malloc call (no pymalloc arenas in between).
     PYTHONMALLOC=malloc record python3 "$PY" -c '
 import json
@@ -69,7 +83,7 @@ words = sorted(set(text.split(",")))
 del d
 '
 fi
-if have sqlite3; then
+if [ -z "$FROM" ] && have sqlite3; then
     {
         echo "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, v REAL);"
         echo "BEGIN;"
@@ -81,13 +95,13 @@ if have sqlite3; then
     } > "$WORK/insert.sql"
     record sqlite3 sh -c "sqlite3 '$WORK/db' < '$WORK/insert.sql'"
 fi
-if have git; then
+if [ -z "$FROM" ] && have git; then
     record git git -C "$ROOT" log -p -n 300 --stat
 fi
-if have perl; then
+if [ -z "$FROM" ] && have perl; then
     record perl perl -e 'my %h; for my $i (1..200000) { $h{"k$i"} = [$i, "v" x ($i % 50)] } for my $i (1..200000) { delete $h{"k$i"} if $i % 3 } my @s = sort keys %h; print scalar(@s), "\n";'
 fi
-if have gcc; then
+if [ -z "$FROM" ] && have gcc; then
     python3 - > "$WORK/generated.c" <<'PY'
 for i in range(1500):
     print(f"static int f{i}(int x) {{ int a[{i % 17 + 1}] = {{0}}; for (int j = 0; j < {i % 13 + 2}; j++) a[j % {i % 17 + 1}] += x * j + {i}; return a[0] + f{max(i - 1, 0)}(x - 1); }}" if i else "static int f0(int x) { return x; }")
@@ -95,7 +109,7 @@ print("int main(void) { return f1499(3) & 1; }")
 PY
     record gcc gcc -O2 -c -o "$WORK/generated.o" "$WORK/generated.c"
 fi
-if have redis-server && have redis-benchmark; then
+if [ -z "$FROM" ] && have redis-server && have redis-benchmark; then
     PORT=$(( 20000 + RANDOM % 10000 ))
     mkdir -p "$WORK/redis"
     FREESPACE_TRACE="$WORK/redis/%p.trace" LD_PRELOAD="$SO" redis-server --port "$PORT" --save "" --appendonly no --dir "$WORK" > /dev/null 2>&1 &
@@ -111,6 +125,7 @@ if have redis-server && have redis-benchmark; then
     fi
 fi
 
+if [ -n "$KEEP" ]; then mkdir -p "$KEEP" && cp "$WORK"/*.trace "$KEEP"/; fi
 cargo run --release -q -p freespace-bench --bin replay -- \
     --skip-unknown --budget "$BUDGET" --out docs "$WORK"/*.trace
 

@@ -242,12 +242,14 @@ fn table(p: &Prepared, rows: &[(usize, Figures, Option<f64>)]) -> String {
          |---|---:|---:|---:|---:|---:|\n",
     );
     for (i, f, ns) in rows {
+        // A replay that ran out of time covers only part of the trace.
+        let whole = |x: Option<f64>| if f.stopped_at.is_some() { None } else { x };
         out += &format!(
             "| {} | {} | {} | {} | {} | {} |\n",
             SUBJECTS[*i].name,
-            ratio(f.footprint_ratio(p.peak_live)),
-            ratio(f.internal()),
-            ratio(f.external_at_peak),
+            ratio(whole(f.footprint_ratio(p.peak_live))),
+            ratio(whole(f.internal())),
+            ratio(whole(f.external_at_peak)),
             ns.map_or("—".to_string(), |ns| format!("{ns:.0}")),
             match f.stopped_at {
                 Some(at) => format!("{} (out of time after {at} ops)", f.failures),
