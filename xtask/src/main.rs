@@ -63,7 +63,8 @@ commands:
                     replay traces against every fit, the segregated lists, the slab, the buddy,
                     every stack and the anchors: footprint / live, granted / requested, external
                     fragmentation at the peak, time per op, failures
-                    (ARGS go to freespace-bench's replay: --subject S, --arena-mib N, --budget S)
+                    (ARGS go to freespace-bench's replay: --subject S, --arena-mib N, --budget S,
+                    --skip-unknown, --out DIR; crates/bench/fragmentation.sh makes docs/fragmentation.md)
   fuzz [TARGET..] [--seconds N] [--smoke]
                     cargo-fuzz every target (default 60 s each), recording fuzz/stats.tsv;
                     --smoke: a few seconds each and replay fuzz/regressions, recording nothing
