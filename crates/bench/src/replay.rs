@@ -48,7 +48,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
-use freespace_core::{BlockInfo, Inspect};
+use freespace_core::{BlockInfo, BlockState, Inspect};
 use freespace_stats::trace::{self as recorded, Record, TraceError};
 use freespace_stats::{Fragmentation, SvgMap};
 
@@ -442,6 +442,95 @@ impl Default for Settings {
     }
 }
 
+/// Cells per row and rows of a heap map at the peak.
+const MAP_COLUMNS: usize = 180;
+const MAP_ROWS: usize = 40;
+
+/// An SVG heap map of `heap` between `lo` and `hi`, coarsened to
+/// `MAP_ROWS` × `MAP_COLUMNS` cells (see [`Coarse`]).
+fn coarse_map<I: Inspect + ?Sized>(heap: &I, lo: usize, hi: usize) -> Option<String> {
+    let cells = MAP_ROWS * MAP_COLUMNS;
+    let cell = (hi.saturating_sub(lo)).div_ceil(cells).div_ceil(16).max(1) * 16;
+    let coarse = Coarse {
+        inner: heap,
+        lo,
+        cell,
+        cells,
+    };
+    let title =
+        format!("at the peak of live bytes ({cell}-byte cells, each in its majority state)");
+    let mut svg = String::new();
+    SvgMap::new(cell * MAP_COLUMNS)
+        .title(&title)
+        .render(&coarse, &mut svg)
+        .ok()?;
+    Some(svg)
+}
+
+/// A heap walk coarsened to `cells` cells of `cell` bytes from `lo`: each
+/// cell shows the state covering most of its bytes, runs of cells in one
+/// state are merged, cells nothing covers are left out. A map of a heap
+/// with a million blocks stays a few hundred kilobytes.
+///
+/// # Invariants
+/// - C1: `cell` is a multiple of 16 and `cells * cell` covers the range
+///   mapped.
+struct Coarse<'a, I: ?Sized> {
+    inner: &'a I,
+    lo: usize,
+    cell: usize,
+    cells: usize,
+}
+
+impl<I: Inspect + ?Sized> Inspect for Coarse<'_, I> {
+    fn inspect(&self, visit: &mut dyn FnMut(BlockInfo)) {
+        // Bytes per cell in each state: free, used, metadata.
+        let mut bytes = vec![[0usize; 3]; self.cells];
+        self.inner.inspect(&mut |b: BlockInfo| {
+            let state = match b.state {
+                BlockState::Free => 0,
+                BlockState::Used => 1,
+                _ => 2,
+            };
+            let (start, end) = (b.addr.max(self.lo), b.addr.saturating_add(b.len));
+            let mut at = start;
+            while at < end {
+                let i = (at - self.lo) / self.cell;
+                let Some(cell) = bytes.get_mut(i) else { break };
+                let cell_end = self.lo + (i + 1) * self.cell;
+                cell[state] += cell_end.min(end) - at;
+                at = cell_end;
+            }
+        });
+        let mut run: Option<BlockInfo> = None;
+        for (i, b) in bytes.iter().enumerate() {
+            let addr = self.lo + i * self.cell;
+            let state = match (0..3).filter(|&k| b[k] > 0).max_by_key(|&k| b[k]) {
+                None => None,
+                Some(0) => Some(BlockState::Free),
+                Some(1) => Some(BlockState::Used),
+                Some(_) => Some(BlockState::Meta),
+            };
+            match (run.as_mut(), state) {
+                (Some(r), Some(s)) if r.state == s && r.addr + r.len == addr => r.len += self.cell,
+                (_, s) => {
+                    if let Some(r) = run.take() {
+                        visit(r);
+                    }
+                    run = s.map(|state| BlockInfo {
+                        addr,
+                        len: self.cell,
+                        state,
+                    });
+                }
+            }
+        }
+        if let Some(r) = run {
+            visit(r);
+        }
+    }
+}
+
 /// Replays `p` against `s` and measures it. `arena` is the arena's first
 /// address and length for an arena subject (`None` for one that gets
 /// memory from the OS: no footprint).
@@ -583,11 +672,7 @@ pub fn measure_with<S: Subject + ?Sized>(
                     if below.walked.get() {
                         f.external_at_peak = Some(frag.external());
                         if map {
-                            let mut svg = String::new();
-                            let drawn = SvgMap::fitted(&below, 40)
-                                .title("at the peak of live bytes")
-                                .render(&below, &mut svg);
-                            f.peak_map = drawn.ok().map(|()| svg);
+                            f.peak_map = coarse_map(&below, lo, hi);
                         }
                     }
                 }

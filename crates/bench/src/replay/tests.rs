@@ -1,5 +1,6 @@
 //! Replays of tiny traces whose figures are computed by hand.
 
+use freespace_core::{BlockInfo, BlockState, Inspect};
 use freespace_stats::trace::Record;
 
 use super::*;
@@ -282,4 +283,43 @@ fn a_spent_budget_stops_the_replay() {
         (f.stopped_at, f.failures, f.peak_footprint),
         (Some(0), 0, Some(0))
     );
+}
+
+/// The coarse map: each cell in its majority state, runs merged.
+#[test]
+fn coarse_cells_take_the_majority_state() {
+    struct Heap;
+    impl Inspect for Heap {
+        fn inspect(&self, visit: &mut dyn FnMut(BlockInfo)) {
+            // cell 0: 48 used + 16 free; cell 1: 64 used; cell 2: 16 used + 48 free;
+            // cell 3: nothing; cell 4: 64 meta.
+            for (addr, len, state) in [
+                (0x1000, 48, BlockState::Used),
+                (0x1030, 16, BlockState::Free),
+                (0x1040, 80, BlockState::Used),
+                (0x1090, 48, BlockState::Free),
+                (0x1100, 64, BlockState::Meta),
+            ] {
+                visit(BlockInfo { addr, len, state });
+            }
+        }
+    }
+    let coarse = Coarse {
+        inner: &Heap,
+        lo: 0x1000,
+        cell: 64,
+        cells: 5,
+    };
+    let mut seen = Vec::new();
+    coarse.inspect(&mut |b| seen.push((b.addr, b.len, b.state)));
+    assert_eq!(
+        seen,
+        [
+            (0x1000, 128, BlockState::Used),
+            (0x1080, 64, BlockState::Free),
+            (0x1100, 64, BlockState::Meta),
+        ]
+    );
+    let svg = coarse_map(&Heap, 0x1000, 0x1140).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("16-byte cells"));
 }
