@@ -13,6 +13,7 @@
 //! | `shim` | the exported functions ([`malloc`], [`free`], [`calloc`], [`realloc`], [`reallocarray`], [`posix_memalign`], [`aligned_alloc`], [`memalign`], [`valloc`], [`pvalloc`], [`malloc_usable_size`]) over the threaded stack, with the re-entrancy guard (feature `std`, Linux) |
 //! | `fork` | the gate `pthread_atfork` closes around `fork()` so a child never inherits a held lock |
 //! | `stats` | call counters and the exit summary of `FREESPACE_MALLOC_STATS=1` |
+//! | `trace` | `FREESPACE_TRACE=path`: every call recorded in freespace-stats' trace format, buffered per thread, for `cargo xtask replay` |
 //!
 //! The stack is freespace's threaded one: per-thread magazines in front of
 //! a locked slab over a buddy heap in an `mmap` reservation (see
@@ -59,6 +60,8 @@ mod fork;
 mod shim;
 #[cfg(all(feature = "std", target_os = "linux", not(miri)))]
 mod stats;
+#[cfg(all(feature = "std", target_os = "linux", not(miri)))]
+mod trace;
 
 #[cfg(all(feature = "std", target_os = "linux", not(miri)))]
 pub use shim::{

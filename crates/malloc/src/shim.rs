@@ -69,6 +69,7 @@ use crate::fork;
 use crate::header::{memalign_align, page_round, posix_align_ok, Bad, Block, Header, Plan};
 use crate::header::{HEADER, MIN_ALIGN};
 use crate::stats::{self, Counter};
+use crate::trace;
 
 /// The name corruption reports carry: `freespace: double free at 0x… (malloc)`.
 ///
@@ -269,6 +270,7 @@ impl Drop for ExitFlush {
         if let Some(cache) = call.cache() {
             cache.flush();
         }
+        trace::thread_exit();
         // SAFETY: as in `Call::drop`.
         if let Some(t) = unsafe { call.thread.as_ref() } {
             t.cache_state.set(GONE);
@@ -809,6 +811,9 @@ fn c_allocate(size: usize, align: usize, zero: bool, counter: Counter) -> *mut c
     match allocate(size, align, zero) {
         Some(p) => {
             stats::count(counter, size);
+            if trace::on() {
+                trace::alloc(p, size, align);
+            }
             p.as_ptr().cast()
         }
         None => {
@@ -872,6 +877,9 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
         return;
     };
     stats::count(Counter::Free, 0);
+    if trace::on() {
+        trace::free(p);
+    }
     let key = key();
     // Before the header's values are live: fewer registers to keep.
     let thread = Fast::thread();
@@ -943,6 +951,9 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
     match unsafe { resize(old, size) } {
         Some(q) => {
             stats::count(Counter::Realloc, size);
+            if trace::on() {
+                trace::realloc(old, q, size);
+            }
             q.as_ptr().cast()
         }
         None => {
@@ -1008,6 +1019,9 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
     stats::count(Counter::Aligned, if result.is_some() { size } else { 0 });
     match result {
         Some(p) => {
+            if trace::on() {
+                trace::alloc(p, size, align);
+            }
             // SAFETY: the caller's contract.
             unsafe { out.write(p.as_ptr().cast()) };
             0
