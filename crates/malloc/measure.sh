@@ -43,9 +43,9 @@ echo "|---|---|---|---|"
 time_pair() {
     local cmd="$1" g=0 f=0 t0 t1
     for _ in $(seq 1 "$RUNS"); do
-        t0=$(date +%s.%N); sh -c "$cmd"; t1=$(date +%s.%N)
+        t0=$(date +%s.%N); sh -c "$cmd" > /dev/null; t1=$(date +%s.%N)
         g=$(echo "$g + $t1 - $t0" | bc -l)
-        t0=$(date +%s.%N); LD_PRELOAD="$SO" sh -c "$cmd"; t1=$(date +%s.%N)
+        t0=$(date +%s.%N); LD_PRELOAD="$SO" sh -c "$cmd" > /dev/null; t1=$(date +%s.%N)
         f=$(echo "$f + $t1 - $t0" | bc -l)
     done
     printf '%.3f %.3f\n' "$(echo "$g / $RUNS" | bc -l)" "$(echo "$f / $RUNS" | bc -l)"

@@ -5,6 +5,8 @@
 //! cargo xtask miri [--doc] [CRATE..]
 //! cargo xtask demo
 //! cargo xtask bench [ARGS..]
+//! cargo xtask trace [--out PATH] -- CMD ARGS..
+//! cargo xtask replay [ARGS..] TRACE..
 //! cargo xtask fuzz [TARGET..] [--seconds N | --long] [--smoke]
 //! cargo xtask reliability [--fuzz-seconds N]
 //! cargo xtask docs
@@ -26,6 +28,7 @@ mod fuzz;
 mod json;
 mod matrix;
 mod preload;
+mod traces;
 
 use std::env;
 use std::path::Path;
@@ -53,6 +56,15 @@ commands:
                     over Sbrk, step by step with heap maps and fragmentation
   bench [ARGS..]    benchmarks next to glibc, mimalloc, jemalloc, ...: writes docs/benchmarks.md
                     (ARGS go to freespace-bench: --quick, --workload W, --subject S, --runs N, --callgrind)
+  trace [--out PATH] -- CMD ARGS..
+                    run CMD under freespace-malloc with FREESPACE_TRACE=PATH (default
+                    freespace.trace; %p in PATH: one file per process): every malloc call recorded
+  replay [ARGS..] TRACE..
+                    replay traces against every fit, the segregated lists, the slab, the buddy,
+                    every stack and the anchors: footprint / live, granted / requested, external
+                    fragmentation at the peak, time per op, failures
+                    (ARGS go to freespace-bench's replay: --subject S, --arena-mib N, --budget S,
+                    --skip-unknown, --out DIR; crates/bench/fragmentation.sh makes docs/fragmentation.md)
   fuzz [TARGET..] [--seconds N | --long] [--smoke]
                     cargo-fuzz every target (default 60 s each; inputs up to 4 KiB), recording
                     fuzz/stats.tsv (with date and commit); --long: each to 10^6 executions;
@@ -85,6 +97,8 @@ fn main() -> ExitCode {
         Some("docs") if args.len() == 1 => docs(),
         Some("demo") if args.len() == 1 => demo(),
         Some("bench") => bench::bench(&args[1..]),
+        Some("trace") => traces::trace(&args[1..]),
+        Some("replay") => traces::replay(&args[1..]),
         Some("fuzz") => fuzz::command(&args[1..]),
         Some("reliability") => fuzz::reliability(&args[1..]),
         None | Some("help" | "-h" | "--help") => {

@@ -229,6 +229,15 @@ pub fn steps() -> Vec<Step> {
             run: no_std,
         },
         Step {
+            name: "package",
+            what: "cargo package --workspace --no-verify --exclude <publish = false>",
+            notes: "every publishable crate packages (path dependencies carry versions, no \
+                    dependency cycle reaches a published manifest), so a user can depend on \
+                    any one crate. Needs the crates.io index; without it the step FAILs saying \
+                    so. `--no-verify`: the test step builds the same sources",
+            run: package,
+        },
+        Step {
             name: "demo",
             what: "cargo xtask demo",
             notes: "the README's demo must keep running (it checks every heap's invariants)",
@@ -446,6 +455,8 @@ pub struct Package {
     pub has_std_feature: bool,
     /// The features of `default`.
     pub default_features: Vec<String>,
+    /// May be published (no `publish = false`).
+    pub publishable: bool,
 }
 
 impl Workspace {
@@ -507,6 +518,9 @@ impl Workspace {
                     .iter()
                     .filter_map(|f| f.as_str().map(String::from))
                     .collect(),
+                // `publish = false` is an empty list of registries.
+                publishable: p.get("publish") == &Json::Null
+                    || !p.get("publish").items().is_empty(),
             })
             .collect();
         Workspace {
@@ -966,6 +980,19 @@ fn dropped_links(doc_dir: &std::path::Path) -> Vec<(String, String)> {
         }
     }
     dropped
+}
+
+fn package(ws: &Workspace) -> Report {
+    let packages = match ws.packages.as_ref() {
+        Ok(p) => p,
+        Err(e) => return Outcome::Fail(format!("cannot list the packages: {e}")).into(),
+    };
+    let mut cmd = cargo(&ws.root);
+    cmd.args(["package", "--workspace", "--no-verify", "--allow-dirty"]);
+    for p in packages.iter().filter(|p| !p.publishable) {
+        cmd.args(["--exclude", &p.name]);
+    }
+    outcome(exec(&mut cmd))
 }
 
 fn no_std(ws: &Workspace) -> Report {

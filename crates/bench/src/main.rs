@@ -18,9 +18,8 @@
 //! - `--out DIR`: write `DIR/benchmarks.md` and the SVG plots beside it.
 
 mod report;
-mod subjects;
-mod trace;
-mod workloads;
+
+use freespace_bench::{subjects, workloads};
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};

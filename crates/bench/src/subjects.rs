@@ -20,7 +20,8 @@ use std::ptr::{self, NonNull};
 use freespace::stacks::{General, SegregatedBestFit};
 use freespace_best_fit::BestFitHeap;
 use freespace_buddy::Buddy;
-use freespace_core::alloc::Allocator;
+use freespace_core::alloc::{AllocError, Allocator};
+use freespace_core::{BlockInfo, Inspect};
 use freespace_first_fit::FirstFitHeap;
 use freespace_next_fit::NextFitHeap;
 use freespace_source::Arena;
@@ -42,6 +43,36 @@ pub trait Subject {
     /// # Safety
     /// As for `dealloc`; on success `ptr` is no longer live.
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8;
+
+    /// [`alloc`](Self::alloc), and the bytes the subject granted (the
+    /// length an `Allocator` returns) when it says.
+    #[inline]
+    fn alloc_granted(&self, layout: Layout) -> (*mut u8, Option<usize>) {
+        (self.alloc(layout), None)
+    }
+
+    /// [`realloc`](Self::realloc), and the bytes granted when the subject
+    /// says.
+    ///
+    /// # Safety
+    /// As for [`realloc`](Self::realloc).
+    #[inline]
+    unsafe fn realloc_granted(
+        &self,
+        ptr: *mut u8,
+        layout: Layout,
+        new_size: usize,
+    ) -> (*mut u8, Option<usize>) {
+        // SAFETY: the caller's contract.
+        (unsafe { self.realloc(ptr, layout, new_size) }, None)
+    }
+
+    /// Walks the subject's blocks (its [`Inspect`]) and returns `true`, or
+    /// returns `false` when it cannot.
+    fn inspect(&self, visit: &mut dyn FnMut(BlockInfo)) -> bool {
+        let _ = visit;
+        false
+    }
 }
 
 /// A `GlobalAlloc` as a subject.
@@ -77,29 +108,123 @@ impl<A: Allocator> Subject for Heap<A> {
         }
     }
     #[inline]
+    fn alloc_granted(&self, layout: Layout) -> (*mut u8, Option<usize>) {
+        match self.0.allocate(layout) {
+            Ok(block) => (block.cast::<u8>().as_ptr(), Some(block.len())),
+            Err(_) => (ptr::null_mut(), None),
+        }
+    }
+    #[inline]
+    unsafe fn realloc_granted(
+        &self,
+        ptr: *mut u8,
+        layout: Layout,
+        new_size: usize,
+    ) -> (*mut u8, Option<usize>) {
+        // SAFETY: as in `realloc`.
+        match unsafe { self.resize(ptr, layout, new_size) } {
+            Ok(block) => (block.cast::<u8>().as_ptr(), Some(block.len())),
+            Err(_) => (ptr::null_mut(), None),
+        }
+    }
+    #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: caller contract: `ptr` is a live block of `self`, so not null.
         unsafe { self.0.deallocate(NonNull::new_unchecked(ptr), layout) }
     }
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller's contract.
+        match unsafe { self.resize(ptr, layout, new_size) } {
+            Ok(block) => block.cast::<u8>().as_ptr(),
+            Err(_) => ptr::null_mut(),
+        }
+    }
+}
+
+impl<A: Allocator> Heap<A> {
+    /// `grow` or `shrink` to `new_size`.
+    ///
+    /// # Safety
+    /// As for [`Subject::realloc`].
+    #[inline]
+    unsafe fn resize(
+        &self,
+        ptr: *mut u8,
+        layout: Layout,
+        new_size: usize,
+    ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: `layout.align()` is valid and `new_size` came from a
         // trace (far below isize::MAX).
         let new = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
         // SAFETY: caller contract (live block with `layout`); grow gets a
         // larger size, shrink a smaller one.
-        let moved = unsafe {
+        unsafe {
             let p = NonNull::new_unchecked(ptr);
             if new_size >= layout.size() {
                 self.0.grow(p, layout, new)
             } else {
                 self.0.shrink(p, layout, new)
             }
-        };
-        match moved {
-            Ok(block) => block.cast::<u8>().as_ptr(),
-            Err(_) => ptr::null_mut(),
         }
+    }
+}
+
+/// A [`Heap`] whose blocks can be walked (`Inspect`): the replay reads
+/// its external fragmentation.
+///
+/// ```
+/// use freespace_bench::subjects::{Heap, Inspected, Subject};
+/// use freespace_best_fit::BestFitHeap;
+/// use freespace_source::Arena;
+/// use std::alloc::Layout;
+///
+/// let mut buf = vec![0u8; 1 << 16];
+/// // SAFETY: the buffer outlives the heap and nothing else uses it.
+/// let arena = unsafe { Arena::from_raw_parts(buf.as_mut_ptr(), buf.len()) };
+/// let heap = Inspected(Heap(BestFitHeap::new(arena)));
+/// let layout = Layout::from_size_align(100, 16).unwrap();
+/// let (p, granted) = heap.alloc_granted(layout);
+/// assert!(!p.is_null() && granted >= Some(100));
+/// let mut used = 0;
+/// assert!(heap.inspect(&mut |b| used += (b.state == freespace_core::BlockState::Used) as usize));
+/// assert_eq!(used, 1);
+/// unsafe { heap.dealloc(p, layout) };
+/// ```
+pub struct Inspected<A>(pub Heap<A>);
+
+impl<A: Allocator + Inspect> Subject for Inspected<A> {
+    #[inline]
+    fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.0.alloc(layout)
+    }
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: caller contract.
+        unsafe { self.0.dealloc(ptr, layout) }
+    }
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: caller contract.
+        unsafe { self.0.realloc(ptr, layout, new_size) }
+    }
+    #[inline]
+    fn alloc_granted(&self, layout: Layout) -> (*mut u8, Option<usize>) {
+        self.0.alloc_granted(layout)
+    }
+    #[inline]
+    unsafe fn realloc_granted(
+        &self,
+        ptr: *mut u8,
+        layout: Layout,
+        new_size: usize,
+    ) -> (*mut u8, Option<usize>) {
+        // SAFETY: caller contract.
+        unsafe { self.0.realloc_granted(ptr, layout, new_size) }
+    }
+    fn inspect(&self, visit: &mut dyn FnMut(BlockInfo)) -> bool {
+        self.0 .0.inspect(visit);
+        true
     }
 }
 
@@ -348,6 +473,23 @@ impl<T: Subject> Subject for Locked<T> {
         // SAFETY: caller contract.
         unsafe { self.lock().realloc(ptr, layout, new_size) }
     }
+    #[inline]
+    fn alloc_granted(&self, layout: Layout) -> (*mut u8, Option<usize>) {
+        self.lock().alloc_granted(layout)
+    }
+    #[inline]
+    unsafe fn realloc_granted(
+        &self,
+        ptr: *mut u8,
+        layout: Layout,
+        new_size: usize,
+    ) -> (*mut u8, Option<usize>) {
+        // SAFETY: caller contract.
+        unsafe { self.lock().realloc_granted(ptr, layout, new_size) }
+    }
+    fn inspect(&self, visit: &mut dyn FnMut(BlockInfo)) -> bool {
+        self.lock().inspect(visit)
+    }
 }
 
 /// Which family a subject belongs to.
@@ -463,14 +605,42 @@ pub struct Memory {
 impl Memory {
     /// `len` bytes, page-aligned and touched.
     pub fn new(len: usize) -> Self {
-        let buf = vec![1u8; len + 4096];
-        let offset = buf.as_ptr().align_offset(4096);
+        Memory::aligned(len, 4096)
+    }
+
+    /// `len` bytes aligned to `align` (a power of two), touched: the
+    /// replay gives its arena the alignment of its length, as a heap at the
+    /// start of a fresh address range would have, so that the buddies are
+    /// not cut into leading and trailing pieces at both ends.
+    ///
+    /// ```
+    /// let m = freespace_bench::subjects::Memory::aligned(1 << 16, 1 << 16);
+    /// assert_eq!((m.addr() % (1 << 16), m.len()), (0, 1 << 16));
+    /// ```
+    pub fn aligned(len: usize, align: usize) -> Self {
+        let buf = vec![1u8; len + align];
+        let offset = buf.as_ptr().align_offset(align);
         Memory { buf, offset, len }
     }
 
     /// The usable length.
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Whether the usable length is 0.
+    ///
+    /// ```
+    /// assert!(!freespace_bench::subjects::Memory::new(4096).is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The address of the first byte (where every arena subject's arena
+    /// starts).
+    pub fn addr(&self) -> usize {
+        self.buf.as_ptr().addr() + self.offset
     }
 
     fn base(&mut self) -> *mut u8 {
@@ -555,15 +725,15 @@ pub fn with_subject<V: Visit>(
             unsafe { h.init(base as usize, len) };
             run!(local Excl::new(h))
         }
-        "first-fit" => run!(local Heap(FirstFitHeap::new(arena()))),
-        "next-fit" => run!(local Heap(NextFitHeap::new(arena()))),
-        "best-fit" => run!(local Heap(BestFitHeap::new(arena()))),
-        "worst-fit" => run!(local Heap(WorstFitHeap::new(arena()))),
-        "buddy" => run!(local Heap(Buddy::<Arena>::new(arena()))),
-        "general" => run!(local Heap(General::<Arena>::new(Buddy::new(arena())))),
-        "segregated-best-fit" => {
-            run!(local Heap(SegregatedBestFit::<Arena>::new(BestFitHeap::new(arena()))))
-        }
+        "first-fit" => run!(local Inspected(Heap(FirstFitHeap::new(arena())))),
+        "next-fit" => run!(local Inspected(Heap(NextFitHeap::new(arena())))),
+        "best-fit" => run!(local Inspected(Heap(BestFitHeap::new(arena())))),
+        "worst-fit" => run!(local Inspected(Heap(WorstFitHeap::new(arena())))),
+        "buddy" => run!(local Inspected(Heap(Buddy::<Arena>::new(arena())))),
+        "general" => run!(local Inspected(Heap(General::<Arena>::new(Buddy::new(arena()))))),
+        "segregated-best-fit" => run!(local Inspected(Heap(SegregatedBestFit::<Arena>::new(
+            BestFitHeap::new(arena())
+        )))),
         "threaded" => {
             let depot = Depot::new(Locked::<_>::new(General::<Arena>::new(Buddy::new(arena()))));
             let magazines = Magazines::new(&depot);

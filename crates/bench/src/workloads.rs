@@ -342,7 +342,8 @@ impl Slot {
     }
 }
 
-const EMPTY: Slot = Slot {
+/// An empty slot: what a replay's slot table starts as.
+pub const EMPTY: Slot = Slot {
     ptr: std::ptr::null_mut(),
     size: 0,
     align: 1,

@@ -5,8 +5,9 @@ use core::ptr::NonNull;
 
 use freespace_core::alloc::{AllocError, Allocator, Layout};
 use freespace_core::layout::dangling;
+use freespace_core::source::clear;
 use freespace_core::{
-    report, BlockInfo, BlockSize, BlockState, Corruption, Inspect, Owns, Source, Violation,
+    report, BlockInfo, BlockSize, BlockState, Corruption, Inspect, Owns, Source, Trim, Violation,
 };
 
 use crate::heap::{State, View, NODE_ALIGN, NODE_BYTES, WALKING};
@@ -103,7 +104,23 @@ const GROW_MIN: usize = 64 * 1024;
 pub struct Buddy<S: Source, const MIN: usize = 16, const ORDERS: usize = 28> {
     source: S,
     state: UnsafeCell<State<MIN, ORDERS>>,
+    /// Bytes freed between automatic trims of the largest free blocks
+    /// (`usize::MAX`: never).
+    purge_after: core::cell::Cell<usize>,
 }
+
+/// Free blocks this large or larger are trimmed automatically, once
+/// [`Buddy::purge_after`] bytes have been freed since the last trim: 1 MiB.
+/// (An explicit [`Trim::trim`] takes every free block of a page or more.)
+pub const PURGE_MIN: usize = 1 << 20;
+
+/// The default [`Buddy::purge_after`]: 64 MiB freed between automatic trims.
+pub const DEFAULT_PURGE_AFTER: usize = 64 << 20;
+
+/// The smallest free block [`Trim::trim`] looks at: one 4 KiB page (on
+/// systems with larger pages the source finds no whole page inside smaller
+/// blocks and declines at no cost).
+const TRIM_MIN: usize = 4096;
 
 // SAFETY: the heap owns its regions exclusively (S2) and its state holds
 // only pointers into them; moving it to another thread moves that
@@ -151,7 +168,96 @@ impl<S: Source, const MIN: usize, const ORDERS: usize> Buddy<S, MIN, ORDERS> {
         Buddy {
             source,
             state: UnsafeCell::new(State::new()),
+            purge_after: core::cell::Cell::new(DEFAULT_PURGE_AFTER),
         }
+    }
+
+    /// Sets the purge budget: each time this many bytes have been freed,
+    /// the free blocks of [`PURGE_MIN`] or more give their pages back to
+    /// the source (as [`Trim::trim`] does for all free blocks of a page or
+    /// more). `usize::MAX` never purges on its own; the default is
+    /// [`DEFAULT_PURGE_AFTER`]. Over a source that cannot decommit (an
+    /// `Arena`) a purge finds nothing to do.
+    ///
+    /// ```
+    /// use freespace_buddy::Buddy;
+    /// # struct Nothing;
+    /// # unsafe impl freespace_core::Source for Nothing {
+    /// #     fn acquire(&self, _: usize) -> Option<core::ptr::NonNull<[u8]>> { None }
+    /// # }
+    /// let heap: Buddy<Nothing> = Buddy::new(Nothing).with_purge_after(usize::MAX);
+    /// assert_eq!(heap.purge_after(), usize::MAX);
+    /// ```
+    pub const fn with_purge_after(mut self, bytes: usize) -> Self {
+        self.purge_after = core::cell::Cell::new(bytes);
+        self
+    }
+
+    /// Changes the purge budget of a heap in use (a `static` stack set up
+    /// from the environment, say); the count of bytes freed carries on.
+    ///
+    /// ```
+    /// use freespace_buddy::Buddy;
+    /// # struct Nothing;
+    /// # unsafe impl freespace_core::Source for Nothing {
+    /// #     fn acquire(&self, _: usize) -> Option<core::ptr::NonNull<[u8]>> { None }
+    /// # }
+    /// let heap: Buddy<Nothing> = Buddy::new(Nothing);
+    /// heap.set_purge_after(1 << 20);
+    /// assert_eq!(heap.purge_after(), 1 << 20);
+    /// ```
+    pub fn set_purge_after(&self, bytes: usize) {
+        self.purge_after.set(bytes);
+    }
+
+    /// The purge budget ([`with_purge_after`](Self::with_purge_after)).
+    pub fn purge_after(&self) -> usize {
+        self.purge_after.get()
+    }
+
+    /// Gives back the pages of the free blocks of at least `min` bytes
+    /// (all but the first page of each, which holds the block's free-list
+    /// node) through [`Source::decommit`]; returns the bytes given back.
+    fn trim_from(&self, st: &mut State<MIN, ORDERS>, min: usize) -> usize {
+        st.freed = 0;
+        if st.blocked != 0 {
+            return 0;
+        }
+        let mut given = 0;
+        for k in 0..ORDERS {
+            let s = State::<MIN, ORDERS>::size(k);
+            if s < min || st.nonempty & (1 << k) == 0 {
+                continue;
+            }
+            st.each_free(k, |block| {
+                // SAFETY: `block` is a free block of `s` bytes in a region
+                // from the source; past its node nobody uses its bytes or
+                // needs their contents (a free block carries only its node,
+                // B3).
+                let rest =
+                    unsafe { NonNull::slice_from_raw_parts(block.add(NODE_BYTES), s - NODE_BYTES) };
+                // SAFETY: as above: the source's memory, unused.
+                if let Some(pages) = unsafe { self.source.decommit(rest) } {
+                    given += pages.len();
+                }
+            });
+        }
+        given
+    }
+
+    /// Counts a free of `s` bytes against the purge budget.
+    #[inline(always)]
+    fn count_free(&self, st: &mut State<MIN, ORDERS>, s: usize) {
+        st.freed = st.freed.saturating_add(s);
+        if st.freed >= self.purge_after.get() {
+            self.purge(st);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn purge(&self, st: &mut State<MIN, ORDERS>) {
+        self.trim_from(st, PURGE_MIN);
     }
 
     /// The source the heap draws from.
@@ -220,7 +326,7 @@ impl<S: Source, const MIN: usize, const ORDERS: usize> Buddy<S, MIN, ORDERS> {
         let Some(region) = region else {
             return false;
         };
-        if st.add_region(region) {
+        if st.add_region(region, self.source.zeroed()) {
             return true;
         }
         // SAFETY: the region came from `acquire` just now, whole, with its
@@ -325,6 +431,7 @@ impl<S: Source, const MIN: usize, const ORDERS: usize> Buddy<S, MIN, ORDERS> {
         }
         if let Some(k) = Self::order_for(layout) {
             if st.focus(a) && st.release_if_used(a, k)? {
+                self.count_free(st, State::<MIN, ORDERS>::size(k));
                 return Ok(());
             }
         }
@@ -378,7 +485,9 @@ impl<S: Source, const MIN: usize, const ORDERS: usize> Buddy<S, MIN, ORDERS> {
             return Err(Corruption::ForeignPointer { addr: a });
         }
         let k = Self::classify(&st.hot, a)?;
-        st.release(a, k)
+        st.release(a, k)?;
+        self.count_free(st, State::<MIN, ORDERS>::size(k));
+        Ok(())
     }
 
     /// What `ptr` is to this heap, looked up without changing anything:
@@ -567,6 +676,18 @@ unsafe impl<S: Source, const MIN: usize, const ORDERS: usize> Allocator for Budd
             p,
             State::<MIN, ORDERS>::size(k),
         ))
+    }
+
+    /// A block from [`allocate`](Allocator::allocate), cleared with
+    /// [`freespace_core::source::clear`]: a large one by decommitting its
+    /// pages (over `Mmap` or `Sbrk` a `1 GiB` zeroed block touches a page),
+    /// a small one by writing.
+    fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        let block = self.allocate(layout)?;
+        // SAFETY: a fresh block of ours, in a region from the source,
+        // whose contents nobody needs.
+        unsafe { clear(&self.source, block) };
+        Ok(block)
     }
 
     #[inline]
@@ -815,5 +936,34 @@ unsafe impl<S: Source, const MIN: usize, const ORDERS: usize> freespace_core::Ch
     unsafe fn try_deallocate(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Corruption> {
         // SAFETY: the caller's contract is the inherent method's.
         unsafe { Buddy::try_deallocate(self, ptr, layout) }
+    }
+}
+
+/// Gives back the pages of every free block of a page or more (all but
+/// the page holding each block's free-list node) through
+/// [`Source::decommit`]. Over a source that keeps everything it gives back
+/// nothing.
+///
+/// ```
+/// # #[cfg(not(miri))] { // Miri cannot call mmap
+/// use freespace_buddy::Buddy;
+/// use freespace_core::alloc::{Allocator, Layout};
+/// use freespace_core::Trim;
+/// use freespace_source::Mmap;
+///
+/// let heap: Buddy<Mmap> = Buddy::new(Mmap::new());
+/// let layout = Layout::from_size_align(8 << 20, 16).unwrap();
+/// let block = heap.allocate(layout).unwrap();
+/// unsafe { block.cast::<u8>().write_bytes(1, block.len()) }; // resident now
+/// unsafe { heap.deallocate(block.cast(), layout) };
+/// assert!(heap.trim() >= (8 << 20) - 4096);
+/// heap.check().unwrap();
+/// # }
+/// ```
+impl<S: Source, const MIN: usize, const ORDERS: usize> Trim for Buddy<S, MIN, ORDERS> {
+    fn trim(&self) -> usize {
+        // SAFETY: no other reference to the state is live (see `state`).
+        let st = unsafe { self.state() };
+        self.trim_from(st, TRIM_MIN)
     }
 }

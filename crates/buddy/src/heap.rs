@@ -306,6 +306,9 @@ pub(crate) struct State<const MIN: usize, const ORDERS: usize> {
     pub(crate) total: usize,
     /// [`POISONED`] | [`WALKING`]: the heap refuses to allocate or free.
     pub(crate) blocked: u8,
+    /// Bytes freed since the free blocks were last trimmed (the purge
+    /// budget's count, `Buddy::with_purge_after`).
+    pub(crate) freed: usize,
 }
 
 impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
@@ -319,6 +322,25 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
             hot: View::EMPTY,
             total: 0,
             blocked: 0,
+            freed: 0,
+        }
+    }
+
+    /// Calls `f` with every free block of order `k` (its pointer), in list
+    /// order. The walk is bounded by the heap's size, so a list damaged
+    /// into a cycle ends it rather than looping.
+    pub(crate) fn each_free(&self, k: usize, mut f: impl FnMut(NonNull<u8>)) {
+        let mut left = self.total / Self::size(k) + 1;
+        let mut n = self.free[k];
+        while let Some(node) = n {
+            if left == 0 {
+                return;
+            }
+            left -= 1;
+            // SAFETY: `node` is on `free[k]`, so it is a free block with an
+            // initialised node (B3); its `next` is read before `f` runs.
+            n = unsafe { (*node.as_ptr()).next };
+            f(node.cast());
         }
     }
 
@@ -731,8 +753,10 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
 
     /// Adds a region from the source: joins it to the zone it continues, or
     /// makes it a zone of its own. `false` if it is too small to use (the
-    /// caller gives it back).
-    pub(crate) fn add_region(&mut self, region: NonNull<[u8]>) -> bool {
+    /// caller gives it back). `zeroed`: the region reads as zeros (the
+    /// source's S6), so the new bitmaps need no clearing — over `Mmap` a
+    /// region's metadata pages are then touched only where bits are set.
+    pub(crate) fn add_region(&mut self, region: NonNull<[u8]>, zeroed: bool) -> bool {
         let start = region.cast::<u8>().as_ptr().addr();
         let Some(end) = start.checked_add(region.len()) else {
             return false;
@@ -742,7 +766,7 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
         while let Some(z) = cur {
             let h = ZonePtr(z).get();
             if h.raw_end == start {
-                if self.join(prev, z, region, end) {
+                if self.join(prev, z, region, end, zeroed) {
                     self.total += region.len();
                     return true;
                 }
@@ -751,7 +775,7 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
             prev = Some(z);
             cur = h.next;
         }
-        if self.new_zone(region, start, end) {
+        if self.new_zone(region, start, end, zeroed) {
             self.total += region.len();
             return true;
         }
@@ -772,7 +796,7 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
         Some((words, align_up(Zone::meta_bytes(words)?, MIN)?))
     }
 
-    fn new_zone(&mut self, region: NonNull<[u8]>, start: usize, end: usize) -> bool {
+    fn new_zone(&mut self, region: NonNull<[u8]>, start: usize, end: usize, zeroed: bool) -> bool {
         let Some(lo) = align_up(start, MIN) else {
             return false;
         };
@@ -808,11 +832,13 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
                 words,
                 regions: 1,
             });
-            header
-                .as_ptr()
-                .add(1)
-                .cast::<usize>()
-                .write_bytes(0, 2 * words);
+            if !zeroed {
+                header
+                    .as_ptr()
+                    .add(1)
+                    .cast::<usize>()
+                    .write_bytes(0, 2 * words);
+            }
         }
         self.zones = Some(header);
         let v = Self::view(header);
@@ -841,6 +867,7 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
         old_zone: NonNull<Zone>,
         region: NonNull<[u8]>,
         end: usize,
+        zeroed: bool,
     ) -> bool {
         let old = Self::view(old_zone);
         let old_header = ZonePtr(old_zone).get();
@@ -880,10 +907,22 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
             });
             // Interleaved by word groups, so the old bits are a prefix.
             let bitmap = header.as_ptr().add(1).cast::<usize>();
-            bitmap.copy_from_nonoverlapping(old_bitmap, 2 * old_words);
-            bitmap
-                .add(2 * old_words)
-                .write_bytes(0, 2 * (words - old_words));
+            if zeroed {
+                // The new bitmaps read as zeros: copy only the words with
+                // bits set, so the pages of a large, mostly empty bitmap
+                // are not made resident by writing zeros over zeros.
+                for i in 0..2 * old_words {
+                    let w = old_bitmap.add(i).read();
+                    if w != 0 {
+                        bitmap.add(i).write(w);
+                    }
+                }
+            } else {
+                bitmap.copy_from_nonoverlapping(old_bitmap, 2 * old_words);
+                bitmap
+                    .add(2 * old_words)
+                    .write_bytes(0, 2 * (words - old_words));
+            }
         }
         match prev {
             Some(p) => ZonePtr(p).set_next(Some(header)),

@@ -117,4 +117,4 @@ mod zone;
 #[cfg(test)]
 mod tests;
 
-pub use buddy::{Buddy, NAME};
+pub use buddy::{Buddy, DEFAULT_PURGE_AFTER, NAME, PURGE_MIN};

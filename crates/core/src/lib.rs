@@ -74,6 +74,7 @@ pub mod resize;
 pub mod secret;
 pub mod size_class;
 pub mod source;
+pub mod trim;
 pub mod violation;
 
 /// The allocator API every freespace block speaks: allocator-api2's mirror of
@@ -105,4 +106,5 @@ pub use inspect::{BlockInfo, BlockState, HeapSummary, Inspect};
 pub use query::{BlockSize, Owns};
 pub use secret::KeySource;
 pub use source::{Source, REGION_ALIGN};
+pub use trim::Trim;
 pub use violation::Violation;

@@ -34,6 +34,14 @@ pub const REGION_ALIGN: usize = 16;
 /// - S3: `r`'s start is aligned to [`REGION_ALIGN`], and its length is a
 ///   multiple of [`REGION_ALIGN`] and at least the `min_len` asked for;
 /// - S4: `acquire` never panics or unwinds; running out is `None`.
+/// - S6: if [`zeroed`](Source::zeroed) is `true`, every region `acquire`
+///   returns reads as zeros (so a heap need not clear its own metadata in
+///   it, nor a zeroed block carved from it);
+/// - S5: when [`decommit`](Source::decommit) returns `Some(pages)`,
+///   `pages` lies inside the region it was given, is page-aligned, and
+///   from then on reads as zeros and holds no memory until it is written
+///   again; the caller keeps it (S1 and S2 still hold for it). A source
+///   that returns `None` has changed nothing.
 ///
 /// # Example
 ///
@@ -73,10 +81,66 @@ pub unsafe trait Source {
         let _ = region;
         false
     }
+
+    /// Whether every region [`acquire`](Source::acquire) returns reads as
+    /// zeros (S6): `true` for `Mmap` (fresh anonymous pages), `false` by
+    /// default (a static array, the program break, another allocator's
+    /// blocks may hold old bytes). A method rather than a constant so that
+    /// `dyn Source` stays possible; for a known source it folds away.
+    #[inline]
+    fn zeroed(&self) -> bool {
+        false
+    }
+
+    /// Gives back the memory of the whole pages inside `region`, keeping
+    /// the address range: returns the part decommitted (page-aligned, inside
+    /// `region`), which now reads as zeros and costs no memory until it is
+    /// written (S5), or `None` when the source cannot or there is no whole
+    /// page inside. The caller still owns all of `region`. The default
+    /// declines; `Mmap` uses `madvise(MADV_DONTNEED)`.
+    ///
+    /// Heaps use it to give back the pages of large free blocks (`trim`)
+    /// and to clear large zeroed allocations without writing them.
+    ///
+    /// # Safety
+    ///
+    /// - `region` lies within a region this source returned from `acquire`
+    ///   and has not taken back;
+    /// - the caller holds no live block or reference inside it, and does
+    ///   not need its contents.
+    ///
+    /// A source that keeps everything (as `Arena` does) declines;
+    /// `freespace_source::Mmap`'s docs show one that takes pages back.
+    ///
+    /// ```
+    /// use core::ptr::NonNull;
+    /// use freespace_core::Source;
+    ///
+    /// struct Keeps;
+    /// // SAFETY: never hands out a region (S1–S4 hold vacuously), and the
+    /// // default `decommit` changes nothing (S5).
+    /// unsafe impl Source for Keeps {
+    ///     fn acquire(&self, _: usize) -> Option<NonNull<[u8]>> { None }
+    /// }
+    /// let mut bytes = [7u8; 64];
+    /// let region = NonNull::from(&mut bytes[..]);
+    /// // SAFETY: (vacuous for this source) nothing in `region` is needed.
+    /// assert!(unsafe { Keeps.decommit(region) }.is_none());
+    /// assert_eq!(bytes, [7; 64]);
+    /// ```
+    unsafe fn decommit(&self, region: NonNull<[u8]>) -> Option<NonNull<[u8]>> {
+        let _ = region;
+        None
+    }
 }
 
-// SAFETY: forwards to `S`, which upholds S1–S4 itself.
+// SAFETY: forwards to `S`, which upholds S1–S6 itself.
 unsafe impl<S: Source + ?Sized> Source for &S {
+    #[inline]
+    fn zeroed(&self) -> bool {
+        (**self).zeroed()
+    }
+
     #[inline]
     fn acquire(&self, min_len: usize) -> Option<NonNull<[u8]>> {
         (**self).acquire(min_len)
@@ -87,4 +151,63 @@ unsafe impl<S: Source + ?Sized> Source for &S {
         // SAFETY: the caller upholds `release`'s contract for `S`.
         unsafe { (**self).release(region) }
     }
+
+    #[inline]
+    unsafe fn decommit(&self, region: NonNull<[u8]>) -> Option<NonNull<[u8]>> {
+        // SAFETY: the caller upholds `decommit`'s contract for `S`.
+        unsafe { (**self).decommit(region) }
+    }
+}
+
+/// Blocks at least this large are cleared by [`clear`] through
+/// [`Source::decommit`] (whole pages given back, reading as zeros) rather
+/// than written: 128 KiB, where glibc's `calloc` stops clearing (its
+/// default mmap threshold). Below it writing is cheaper than a system call
+/// and the page faults after it.
+pub const CLEAR_BY_DECOMMIT: usize = 128 << 10;
+
+/// Sets the `block` (memory `source` handed out, now the caller's) to zero
+/// the cheapest way: a large block's whole pages are decommitted (S5: they
+/// read as zeros and cost nothing until written), and only the bytes
+/// around them written; a small block, or one whose source declines, is
+/// written. A `calloc(1 GiB)` this way touches a page or two.
+///
+/// # Safety
+/// `block` lies in a region `source` handed out and the caller owns it and
+/// does not need its contents.
+///
+/// ```
+/// use core::ptr::NonNull;
+/// use freespace_core::source::clear;
+/// use freespace_core::Source;
+///
+/// struct Keeps; // declines to decommit: `clear` writes
+/// // SAFETY: hands out nothing (S1–S5 hold vacuously).
+/// unsafe impl Source for Keeps {
+///     fn acquire(&self, _: usize) -> Option<NonNull<[u8]>> { None }
+/// }
+/// let mut bytes = [7u8; 300];
+/// // SAFETY: the bytes are ours and their contents not needed.
+/// unsafe { clear(&Keeps, NonNull::from(&mut bytes[..])) };
+/// assert_eq!(bytes, [0; 300]);
+/// ```
+pub unsafe fn clear<S: Source + ?Sized>(source: &S, block: NonNull<[u8]>) {
+    let base = block.cast::<u8>();
+    let len = block.len();
+    if len >= CLEAR_BY_DECOMMIT {
+        // SAFETY: the caller's contract is `decommit`'s.
+        if let Some(pages) = unsafe { source.decommit(block) } {
+            let lo = pages.cast::<u8>().as_ptr().addr() - base.as_ptr().addr();
+            let hi = lo + pages.len();
+            // SAFETY: `pages` lies inside `block` (S5), so `0..lo` and
+            // `hi..len` are the block's own bytes around it.
+            unsafe {
+                base.write_bytes(0, lo);
+                base.add(hi).write_bytes(0, len - hi);
+            }
+            return;
+        }
+    }
+    // SAFETY: the block's `len` bytes are the caller's to write.
+    unsafe { base.write_bytes(0, len) };
 }

@@ -140,7 +140,7 @@ impl Request {
 /// # Example
 ///
 /// The plain scans of the four policies are [`Scanned`](crate::Scanned)
-/// policies: an address-ordered [`FreeSet`](crate::FreeSet) and a [`Scan`](crate::Scan)
+/// policies: an address-ordered [free set](crate::FreeSet) and a [`Scan`](crate::Scan)
 /// rule. A rule that takes the highest-addressed chunk that fits:
 ///
 /// ```

@@ -16,7 +16,7 @@
 //!
 //! | idea | crate | types re-exported here |
 //! |---|---|---|
-//! | the contract | `freespace-core` | [`alloc`], [`Source`], [`Owns`], [`BlockSize`], [`Inspect`], [`Check`], [`CheckedFree`], [`Corruption`], [`Violation`] |
+//! | the contract | `freespace-core` | [`alloc`], [`Source`], [`Trim`], [`Owns`], [`BlockSize`], [`Inspect`], [`Check`], [`CheckedFree`], [`Corruption`], [`Violation`] |
 //! | memory sources | `freespace-source` | [`Arena`], [`StaticMemory`], [`Sbrk`], [`Mmap`], [`FromAllocator`] |
 //! | free list: splitting, coalescing, magic numbers | `freespace-freelist`, `freespace-split-coalesce` | [`FreeListHeap`], [`Fit`], [`RegionError`], [`MIN_REGION`] |
 //! | fit policies | `freespace-{first,next,best,worst}-fit` | [`FirstFit`], [`NextFit`], [`BestFit`], [`WorstFit`] and their `…Heap<S>` aliases; [`first_fit_from`] |
@@ -88,7 +88,7 @@ pub struct ReadmeDoctests;
 pub use freespace_core::{
     alloc, corruption, layout, report, secret, set_handler, size_class, BlockInfo, BlockSize,
     BlockState, Check, CheckedFree, Corruption, HeapSummary, Inspect, KeySource, Owns, Source,
-    Violation,
+    Trim, Violation,
 };
 
 pub use freespace_source::{Arena, ArenaError, FromAllocator, StaticMemory};
@@ -106,8 +106,10 @@ pub use freespace_buddy::Buddy;
 pub use freespace_segregated::{Fallback, Segregated, Segregator};
 pub use freespace_slab::{ObjectCache, Slab};
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub use freespace_sync::Futex;
 #[cfg(feature = "std")]
 pub use freespace_sync::Magazines;
-pub use freespace_sync::{DefaultLock, Depot, Futex, Locked, Spin, ThreadCache};
+pub use freespace_sync::{DefaultLock, Depot, Locked, Spin, ThreadCache};
 
 pub use freespace_stats::{AsciiMap, FailAfter, FailMode, Fragmentation, Snapshot, Stats, SvgMap};

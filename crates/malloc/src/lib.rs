@@ -13,6 +13,7 @@
 //! | `shim` | the exported functions ([`malloc`], [`free`], [`calloc`], [`realloc`], [`reallocarray`], [`posix_memalign`], [`aligned_alloc`], [`memalign`], [`valloc`], [`pvalloc`], [`malloc_usable_size`]) over the threaded stack, with the re-entrancy guard (feature `std`, Linux) |
 //! | `fork` | the gate `pthread_atfork` closes around `fork()` so a child never inherits a held lock |
 //! | `stats` | call counters and the exit summary of `FREESPACE_MALLOC_STATS=1` |
+//! | `trace` | `FREESPACE_TRACE=path`: every call recorded in freespace-stats' trace format, buffered per thread, for `cargo xtask replay` |
 //!
 //! The stack is freespace's threaded one: per-thread magazines in front of
 //! a locked slab over a buddy heap in an `mmap` reservation (see
@@ -36,6 +37,10 @@
 //!     freespace_malloc::free(q.cast());
 //! }
 //! ```
+// Under `--cfg loom` only the loom model of the fork gate
+// (`tests/loom_gate.rs`) builds: the stack's statics need const
+// constructors, which loom's primitives do not have.
+#![cfg(not(loom))]
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(
@@ -55,11 +60,13 @@ mod fork;
 mod shim;
 #[cfg(all(feature = "std", target_os = "linux", not(miri)))]
 mod stats;
+#[cfg(all(feature = "std", target_os = "linux", not(miri)))]
+mod trace;
 
 #[cfg(all(feature = "std", target_os = "linux", not(miri)))]
 pub use shim::{
-    aligned_alloc, calloc, check, free, malloc, malloc_usable_size, memalign, posix_memalign,
-    pvalloc, realloc, reallocarray, shared, valloc, Shared, NAME,
+    aligned_alloc, calloc, check, free, malloc, malloc_trim, malloc_usable_size, memalign,
+    posix_memalign, pvalloc, realloc, reallocarray, set_purge_mib, shared, valloc, Shared, NAME,
 };
 
 #[cfg(test)]

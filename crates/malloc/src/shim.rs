@@ -63,7 +63,8 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use freespace_buddy::Buddy;
 use freespace_core::alloc::{AllocError, Allocator, Layout};
 use freespace_core::layout::with_addr;
-use freespace_core::{report, Corruption, Owns};
+use freespace_core::source::CLEAR_BY_DECOMMIT;
+use freespace_core::{report, Corruption, Owns, Trim};
 use freespace_slab::Slab;
 use freespace_source::Mmap;
 use freespace_sync::{Depot, Locked, ThreadCache};
@@ -72,6 +73,7 @@ use crate::fork;
 use crate::header::{memalign_align, page_round, posix_align_ok, Bad, Block, Header, Plan};
 use crate::header::{HEADER, MIN_ALIGN};
 use crate::stats::{self, Counter};
+use crate::trace;
 
 /// The name corruption reports carry: `freespace: double free at 0x… (malloc)`.
 ///
@@ -115,6 +117,23 @@ static DEPOT: Depot<Shared> = Depot::new(Locked::new(Slab::new(Buddy::new(&MMAP)
 /// ```
 pub fn shared() -> &'static Shared {
     DEPOT.parent()
+}
+
+/// Sets the buddy's purge budget: after each `mib` MiB freed, its free
+/// blocks of 1 MiB or more give their pages back (`0`: never; the default
+/// is 64). The library's constructor calls it with `FREESPACE_MALLOC_PURGE`.
+///
+/// ```
+/// freespace_malloc::set_purge_mib(16);
+/// assert_eq!(freespace_malloc::shared().lock().parent().purge_after(), 16 << 20);
+/// freespace_malloc::set_purge_mib(64);
+/// ```
+pub fn set_purge_mib(mib: usize) {
+    let bytes = match mib {
+        0 => usize::MAX,
+        n => n.saturating_mul(1 << 20),
+    };
+    shared().lock().parent().set_purge_after(bytes);
 }
 
 /// Checks every layer of the stack — the calling thread's magazines, the
@@ -258,6 +277,7 @@ impl Drop for ExitFlush {
         if let Some(cache) = call.cache() {
             cache.flush();
         }
+        trace::thread_exit();
         // SAFETY: as in `Call::drop`.
         if let Some(t) = unsafe { call.thread.as_ref() } {
             t.cache_state.set(GONE);
@@ -531,6 +551,11 @@ unsafe fn header_of(p: NonNull<u8>) -> NonNull<Header> {
 #[inline(always)]
 fn allocate(size: usize, align: usize, zero: bool) -> Option<NonNull<u8>> {
     let plan = Plan::new(size, align)?;
+    if zero && size >= CLEAR_BY_DECOMMIT {
+        // Large and zeroed: the stack clears it without writing it (pages
+        // decommitted read as zeros), so `calloc(1, 1 GiB)` touches a page.
+        return allocate_zeroed_large(size, align);
+    }
     // The common case: a round from the loaded magazine (the call ends with
     // the closure; the header is the block's own business after that).
     let fast = Fast::begin().and_then(|call| call.cache().try_allocate_loaded(plan.layout));
@@ -562,6 +587,24 @@ fn allocate_slow(size: usize, align: usize) -> Option<NonNull<u8>> {
     };
     drop(call);
     // SAFETY: a fresh block for `plan.layout`, direct if from the shared heap.
+    Some(unsafe { place(block.ok()?, plan, direct) })
+}
+
+/// [`allocate`] of `size >= CLEAR_BY_DECOMMIT` zeroed bytes: the stack's
+/// `allocate_zeroed` (the buddy decommits the block's whole pages, so they
+/// read as zeros without being written or made resident), then the header.
+#[cold]
+#[inline(never)]
+fn allocate_zeroed_large(size: usize, align: usize) -> Option<NonNull<u8>> {
+    let plan = &Plan::new(size, align)?;
+    let call = Call::begin();
+    let (block, direct) = match call.cache() {
+        Some(cache) => (cache.allocate_zeroed(plan.layout), false),
+        None => (shared().allocate_zeroed(plan.layout), true),
+    };
+    drop(call);
+    // SAFETY: a fresh block for `plan.layout`, all zeros, direct if from the
+    // shared heap; `place` writes only the header, before the user bytes.
     Some(unsafe { place(block.ok()?, plan, direct) })
 }
 
@@ -798,6 +841,9 @@ fn c_allocate(size: usize, align: usize, zero: bool, counter: Counter) -> *mut c
     match allocate(size, align, zero) {
         Some(p) => {
             stats::count(counter, size);
+            if trace::on() {
+                trace::alloc(p, size, align);
+            }
             p.as_ptr().cast()
         }
         None => {
@@ -861,6 +907,9 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
         return;
     };
     stats::count(Counter::Free, 0);
+    if trace::on() {
+        trace::free(p);
+    }
     let key = key();
     // Before the header's values are live: fewer registers to keep.
     let thread = Fast::thread();
@@ -932,6 +981,9 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
     match unsafe { resize(old, size) } {
         Some(q) => {
             stats::count(Counter::Realloc, size);
+            if trace::on() {
+                trace::realloc(old, q, size);
+            }
             q.as_ptr().cast()
         }
         None => {
@@ -997,6 +1049,9 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
     stats::count(Counter::Aligned, if result.is_some() { size } else { 0 });
     match result {
         Some(p) => {
+            if trace::on() {
+                trace::alloc(p, size, align);
+            }
             // SAFETY: the caller's contract.
             unsafe { out.write(p.as_ptr().cast()) };
             0
@@ -1122,4 +1177,35 @@ pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
         Some(p) => unsafe { block_of(p, key()) }.map_or(0, |b| b.usable()),
         None => 0,
     }
+}
+
+/// `malloc_trim(3)`: gives free memory back to the system. The calling
+/// thread's magazines go back to the depot, the depot's to the slab, the
+/// slab's empty slabs to the buddy, and the buddy gives back the pages of
+/// every free block of a page or more (`madvise(MADV_DONTNEED)`: the
+/// address space stays, the memory goes). Other threads' magazines stay
+/// with them until they exit. `pad` is ignored. Returns 1 if any memory
+/// was given back, else 0, as glibc does.
+///
+/// # Safety
+/// Always safe to call; `unsafe` for the C ABI's sake.
+///
+/// ```
+/// unsafe {
+///     let p = freespace_malloc::malloc(8 << 20);
+///     p.cast::<u8>().write_bytes(1, 8 << 20);
+///     freespace_malloc::free(p);
+///     assert_eq!(freespace_malloc::malloc_trim(0), 1);
+/// }
+/// ```
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn malloc_trim(pad: usize) -> c_int {
+    let _ = pad;
+    let call = Call::begin();
+    let given = match call.cache() {
+        Some(cache) => cache.trim(),
+        None => DEPOT.trim(),
+    };
+    drop(call);
+    c_int::from(given > 0)
 }

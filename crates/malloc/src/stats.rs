@@ -44,10 +44,14 @@ pub(crate) fn count(counter: Counter, bytes: usize) {
 /// `FREESPACE_MALLOC_STATS` is `1`, and makes the fork gate use full fences
 /// instead of `membarrier` if `FREESPACE_MALLOC_FENCE` is `1` (for a
 /// sandbox where `membarrier` misbehaves; the tests use it to cover that
-/// path).
+/// path), and sets the buddy's purge budget from `FREESPACE_MALLOC_PURGE`
+/// (MiB freed between automatic give-backs; `0`: none).
 #[cfg(not(test))]
 extern "C" fn init() {
     ENABLED.store(env_is_one(c"FREESPACE_MALLOC_STATS"), Ordering::Relaxed);
+    if let Some(mib) = env_number(c"FREESPACE_MALLOC_PURGE") {
+        crate::shim::set_purge_mib(mib);
+    }
     if env_is_one(c"FREESPACE_MALLOC_FENCE") {
         crate::fork::use_fences();
     }
@@ -62,6 +66,25 @@ fn env_is_one(name: &core::ffi::CStr) -> bool {
     unsafe {
         let v = libc::getenv(name.as_ptr());
         !v.is_null() && *v == b'1' as libc::c_char && *v.add(1) == 0
+    }
+}
+
+/// The environment variable `name` as a decimal number, if it is one.
+#[cfg(not(test))]
+fn env_number(name: &core::ffi::CStr) -> Option<usize> {
+    // SAFETY: as in `env_is_one`; the digits are read up to the NUL.
+    unsafe {
+        let mut v = libc::getenv(name.as_ptr());
+        if v.is_null() || *v == 0 {
+            return None;
+        }
+        let mut n: usize = 0;
+        while *v != 0 {
+            let d = (*v as u8).checked_sub(b'0').filter(|d| *d <= 9)?;
+            n = n.checked_mul(10)?.checked_add(usize::from(d))?;
+            v = v.add(1);
+        }
+        Some(n)
     }
 }
 

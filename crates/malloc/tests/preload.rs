@@ -14,7 +14,9 @@
 //! program's allocations really went through the shim. A program that is
 //! not installed makes its test print `SKIPPED` (and why) on standard
 //! error; with `CI=true` it fails the test instead.
+#![cfg(not(loom))]
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -23,6 +25,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use freespace_stats::trace::{self, Op, Record};
 
 // ---------------------------------------------------------------------------
 // Harness
@@ -291,6 +295,141 @@ fn c_program_with_fences_instead_of_membarrier() {
         "the fence fallback was not in effect: {}",
         r.stderr
     );
+}
+
+// ---------------------------------------------------------------------------
+// Traces (FREESPACE_TRACE)
+// ---------------------------------------------------------------------------
+
+/// The records of the trace at `path`, sorted by `seq`, after checking that
+/// the file reads without error and that the `seq`s are exactly `0..n` (no
+/// record lost, none written twice).
+fn read_trace(path: &Path) -> Vec<Record> {
+    let bytes = fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut records: Vec<Record> = trace::records(&bytes)
+        .and_then(|r| r.collect())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    records.sort_by_key(|r| r.seq);
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r.seq, i as u64, "{}: seqs are not 0..n", path.display());
+    }
+    records
+}
+
+/// Plays `records` against a set of live ids: every free and realloc names
+/// a live block, no allocation names one; returns the ids still live.
+fn live_after(records: &[Record]) -> HashMap<u64, u64> {
+    let mut live = HashMap::new();
+    for r in records {
+        match r.op {
+            Op::Alloc => assert!(live.insert(r.id, r.size).is_none(), "{r:?}: id live"),
+            Op::Free => assert!(live.remove(&r.id).is_some(), "{r:?}: unknown id"),
+            Op::Realloc => {
+                assert!(live.remove(&r.id).is_some(), "{r:?}: unknown id");
+                assert!(live.insert(r.new_id, r.size).is_none(), "{r:?}: id live");
+            }
+        }
+    }
+    live
+}
+
+fn allocs_of(records: &[Record], size: u64) -> Vec<&Record> {
+    records
+        .iter()
+        .filter(|r| r.op == Op::Alloc && r.size == size)
+        .collect()
+}
+
+#[test]
+fn trace_records_every_call_of_a_threaded_forking_program() {
+    let dir = scratch("trace");
+    let Some(exe) = compile("trace_test", &dir, "-O1") else {
+        return;
+    };
+    let path = dir.join("run.trace");
+    let mut cmd = preloaded(Command::new(&exe));
+    cmd.env("FREESPACE_TRACE", &path);
+    let r = run(cmd, b"", Duration::from_secs(120));
+    r.ok("trace_test under the shim");
+    assert!(r.stdout.contains("trace_test: ok"), "{}", r.stdout);
+    let records = read_trace(&path);
+    // Every call the program made, each once; the child's are not here.
+    let first = allocs_of(&records, 1001);
+    assert_eq!(first.len(), 1);
+    let main_thread = first[0].thread;
+    let calloc = allocs_of(&records, 3006);
+    assert_eq!((calloc.len(), calloc[0].align()), (1, 16));
+    let moved: Vec<_> = records
+        .iter()
+        .filter(|r| r.op == Op::Realloc && r.size == 5003)
+        .collect();
+    assert_eq!(moved.len(), 1);
+    assert_eq!(
+        moved[0].id, first[0].id,
+        "realloc names the block of malloc(1001)"
+    );
+    let aligned = allocs_of(&records, 1004);
+    assert_eq!((aligned.len(), aligned[0].align()), (1, 4096));
+    assert_eq!(allocs_of(&records, 1005).len(), 6000);
+    let mut threads = std::collections::HashSet::new();
+    for t in 0..4 {
+        let blocks = allocs_of(&records, 2000 + t);
+        assert_eq!(blocks.len(), 1000, "thread {t}");
+        assert!(blocks.iter().all(|b| b.thread == blocks[0].thread));
+        assert_ne!(blocks[0].thread, main_thread);
+        threads.insert(blocks[0].thread);
+        let handed = allocs_of(&records, 3000 + t);
+        assert_eq!(handed.len(), 1);
+        // Freed by the main thread.
+        assert!(records
+            .iter()
+            .any(|r| r.op == Op::Free && r.id == handed[0].id && r.thread == main_thread));
+    }
+    assert_eq!(threads.len(), 4, "four threads, four numbers");
+    assert!(
+        allocs_of(&records, 4242).is_empty(),
+        "the child's calls are not in the parent's trace"
+    );
+    // Ids match frees to allocations; what the program left is not ours.
+    let live = live_after(&records);
+    for size in [1001, 3006, 5003, 1004, 1005, 2000, 3000] {
+        assert!(
+            !live.values().any(|&s| s == size),
+            "a block of {size} never freed"
+        );
+    }
+}
+
+#[test]
+fn trace_with_pid_in_the_path_gives_each_process_a_file() {
+    let dir = scratch("trace_pid");
+    let Some(exe) = compile("trace_test", &dir, "-O1") else {
+        return;
+    };
+    let mut cmd = preloaded(Command::new(&exe));
+    cmd.env("FREESPACE_TRACE", dir.join("run.%p.trace"));
+    run(cmd, b"", Duration::from_secs(120)).ok("trace_test under the shim");
+    let mut traces: Vec<Vec<Record>> = fs::read_dir(&dir)
+        .expect("scratch directory")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "trace"))
+        .map(|p| read_trace(&p))
+        .collect();
+    assert_eq!(
+        traces.len(),
+        2,
+        "one trace for the parent, one for the child"
+    );
+    traces.sort_by_key(|t| t.len());
+    let (child, parent) = (&traces[0], &traces[1]);
+    assert_eq!(allocs_of(child, 4242).len(), 1);
+    assert!(
+        allocs_of(child, 1001).is_empty(),
+        "the parent's buffered records are not repeated"
+    );
+    assert!(allocs_of(parent, 4242).is_empty());
+    assert_eq!(allocs_of(parent, 1005).len(), 6000);
+    live_after(parent);
 }
 
 #[test]
@@ -624,4 +763,59 @@ fn redis_runs_on_the_shim() {
     let err = fs::read_to_string(dir.join("server.err")).unwrap_or_default();
     assert!(status.success(), "redis-server: {status}\n{err}");
     served("redis-server", &err, 10_000);
+}
+
+// ---------------------------------------------------------------------------
+// Memory given back
+// ---------------------------------------------------------------------------
+
+/// `give_back.c`'s "name value" lines.
+fn figures(stdout: &str) -> std::collections::HashMap<String, i64> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_string(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// Freed memory goes back by itself (the purge budget), `malloc_trim`
+/// gives back the rest, and a 1 GiB `calloc` stays off the resident set;
+/// `FREESPACE_MALLOC_PURGE=0` turns the automatic give-back off.
+#[test]
+fn freed_memory_goes_back_to_the_system() {
+    let dir = scratch("give_back");
+    let Some(exe) = compile("give_back", &dir, "-O1") else {
+        return;
+    };
+    let r = run(preloaded(Command::new(&exe)), b"", Duration::from_secs(120));
+    r.ok("give_back under the shim");
+    let f = figures(&r.stdout);
+    let (peak, freed, trimmed) = (f["peak"], f["freed"], f["trimmed"]);
+    assert!(peak > 150, "200 MB written: {f:?}");
+    assert!(
+        freed < peak / 2,
+        "the purge budget gave back too little: {f:?}"
+    );
+    assert!(
+        trimmed < peak / 8,
+        "malloc_trim gave back too little: {f:?}"
+    );
+    assert_eq!(f["trim_result"], 1, "{f:?}");
+    assert!(
+        f["calloc"] < 64,
+        "calloc(1 GiB) made memory resident: {f:?}"
+    );
+
+    let mut cmd = preloaded(Command::new(&exe));
+    cmd.env("FREESPACE_MALLOC_PURGE", "0");
+    let r = run(cmd, b"", Duration::from_secs(120));
+    r.ok("give_back under the shim, purge off");
+    let f = figures(&r.stdout);
+    assert!(
+        f["freed"] > f["peak"] * 3 / 4,
+        "nothing should go back before the trim: {f:?}"
+    );
+    assert!(f["trimmed"] < f["peak"] / 8, "{f:?}");
 }

@@ -387,3 +387,10 @@ unsafe impl<P: CheckedFree + Owns, S: CheckedFree + Owns> CheckedFree for Fallba
         unsafe { Fallback::try_deallocate(self, ptr, layout) }
     }
 }
+
+/// Trims both parts.
+impl<P: freespace_core::Trim, S: freespace_core::Trim> freespace_core::Trim for Fallback<P, S> {
+    fn trim(&self) -> usize {
+        self.primary.trim() + self.secondary.trim()
+    }
+}

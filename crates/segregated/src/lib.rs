@@ -66,7 +66,7 @@
 //! }
 //! assert_eq!(words.iter().sum::<u64>(), 4950);
 //! drop(words);
-//! heap.small().trim();
+//! heap.small().release_cached();
 //! assert_eq!(heap.small().cached_bytes(), 0);
 //! ```
 #![no_std]

@@ -42,7 +42,7 @@ pub const DEFAULT_BATCH: usize = 8;
 ///   list  ○   ●→●→●   ○   ●   ○   ○   ← cached blocks     │
 ///              │   ▲  (≤ cap bytes each)                  │
 ///   refill: a batch│of Layout(32, 16) blocks    ┌─────────┘
-///              ▼   │ free beyond the cap, trim│()         ▼
+///              ▼   │ free beyond the cap, trim()│          ▼
 ///   ┌──────────────────────────────────────────────────────────┐
 ///   │ parent A (any Allocator: a free-list heap, buddy, Global) │
 ///   └──────────────────────────────────────────────────────────┘
@@ -72,7 +72,8 @@ pub const DEFAULT_BATCH: usize = 8;
 /// `cap / S` blocks, in which case it goes back to the parent with
 /// `Layout(S, 16)`. An empty list asks the parent for
 /// `min(batch, cap / S + 1)` blocks at once: one for the caller, the rest
-/// cached. [`trim`](Self::trim) and `Drop` give every cached block back.
+/// cached. [`release_cached`](Self::release_cached), [`Trim::trim`](freespace_core::Trim::trim) and
+/// `Drop` give every cached block back.
 ///
 /// # Corruption
 ///
@@ -130,7 +131,7 @@ pub const DEFAULT_BATCH: usize = 8;
 /// assert_eq!(v.iter().sum::<u64>(), 6);
 /// drop(v);
 /// assert_eq!(heap.cached_bytes(), 8 * 32); // the batch of 8 is cached
-/// heap.trim();
+/// heap.release_cached();
 /// assert_eq!(heap.cached_bytes(), 0);
 /// # heap.check().unwrap();
 /// ```
@@ -336,10 +337,10 @@ impl<A: Allocator> Segregated<A> {
     /// let heap = freespace_segregated::Segregated::new(Global);
     /// drop(Vec::<u32, _>::with_capacity_in(1, &heap));
     /// assert!(heap.cached_bytes() > 0);
-    /// heap.trim();
+    /// heap.release_cached();
     /// assert_eq!(heap.cached_bytes(), 0);
     /// ```
-    pub fn trim(&self) {
+    pub fn release_cached(&self) {
         for i in 0..self.sizes.len() {
             while let Some(block) = self.pop(i) {
                 // SAFETY: `block` was on list `i`, so it is a live parent
@@ -749,7 +750,7 @@ impl<A: Allocator> Segregated<A> {
 impl<A: Allocator> Drop for Segregated<A> {
     /// Gives the cached blocks back to the parent.
     fn drop(&mut self) {
-        self.trim();
+        self.release_cached();
     }
 }
 
@@ -803,6 +804,15 @@ unsafe impl<A: CheckedFree> CheckedFree for Segregated<A> {
     unsafe fn try_deallocate(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Corruption> {
         // SAFETY: the caller's contract is the inherent method's.
         unsafe { Segregated::try_deallocate(self, ptr, layout) }
+    }
+}
+
+/// Gives every cached block back to the parent
+/// ([`release_cached`](Segregated::release_cached)), then trims the parent.
+impl<A: Allocator + freespace_core::Trim> freespace_core::Trim for Segregated<A> {
+    fn trim(&self) -> usize {
+        self.release_cached();
+        self.parent.trim()
     }
 }
 

@@ -425,3 +425,12 @@ unsafe impl<const THRESHOLD: usize, S: CheckedFree + Owns, L: CheckedFree + Owns
         unsafe { Segregator::try_deallocate(self, ptr, layout) }
     }
 }
+
+/// Trims both parts.
+impl<const THRESHOLD: usize, S: freespace_core::Trim, L: freespace_core::Trim> freespace_core::Trim
+    for Segregator<THRESHOLD, S, L>
+{
+    fn trim(&self) -> usize {
+        self.small.trim() + self.large.trim()
+    }
+}

@@ -351,7 +351,7 @@ fn reports_of(f: impl FnOnce()) -> Vec<(Corruption, &'static str)> {
 fn conformance_segregated_over_global() {
     let heap = Segregated::new(Counting::new(Global));
     conformance::run(&heap, &config().check(&|| heap.check()));
-    heap.trim();
+    heap.release_cached();
     assert_eq!(heap.parent().live(), 0, "trim gives every block back");
     assert_eq!(heap.parent().misfits.get(), 0);
 }
@@ -363,7 +363,7 @@ fn conformance_segregated_small_cap_odd_sizes() {
         .with_cap(256)
         .with_batch(3);
     conformance::run(&heap, &config().check(&|| heap.check()));
-    heap.trim();
+    heap.release_cached();
     assert_eq!(heap.parent().live(), 0);
     assert_eq!(heap.parent().misfits.get(), 0);
 }
@@ -375,7 +375,7 @@ fn conformance_segregator() {
         Counting::new(Global),
     );
     conformance::run(&heap, &config().check(&|| heap.small().check()));
-    heap.small().trim();
+    heap.small().release_cached();
     assert_eq!(heap.small().parent().live() + heap.large().live(), 0);
     assert_eq!(heap.small().parent().misfits.get(), 0);
     assert_eq!(heap.large().misfits.get(), 0);
@@ -407,7 +407,7 @@ fn conformance_fallback_bounded() {
 fn prop_segregated(ops: Ops) -> Result<(), String> {
     let heap = Segregated::new(Counting::new(Global)).with_cap(1024);
     ops::run(&heap, &ops.0, &|| heap.check())?;
-    heap.trim();
+    heap.release_cached();
     let parent = heap.parent();
     if parent.live() != 0 || parent.misfits.get() != 0 {
         return Err(format!(
@@ -426,7 +426,7 @@ fn prop_segregator(ops: Ops) -> Result<(), String> {
         Counting::new(Global),
     );
     ops::run(&heap, &ops.0, &|| heap.small().check())?;
-    heap.small().trim();
+    heap.small().release_cached();
     let (small, large) = (heap.small().parent(), heap.large());
     if small.live() + large.live() + small.misfits.get() + large.misfits.get() != 0 {
         return Err(format!(
@@ -462,7 +462,7 @@ fn prop_fallback_of_segregated(ops: Ops) -> Result<(), String> {
         Counting::new(Global),
     );
     ops::run(&heap, &ops.0, &|| heap.primary().check())?;
-    heap.primary().trim();
+    heap.primary().release_cached();
     if heap.primary().parent().live.get() + heap.secondary().live() != 0 {
         return Err("blocks left after trim".into());
     }
@@ -515,7 +515,7 @@ fn refill_is_batched_and_frees_beyond_the_cap_go_back() {
     assert_eq!(parent.allocs.get(), 10);
     // SAFETY: allocated just above.
     unsafe { heap.deallocate(b.cast(), l(32, 16)) };
-    heap.trim();
+    heap.release_cached();
     assert_eq!(parent.live(), 0);
     assert_eq!(parent.misfits.get(), 0);
     heap.check().unwrap();
@@ -559,7 +559,7 @@ fn a_failing_batch_still_serves_the_first_block() {
         // SAFETY: allocated above with this layout.
         unsafe { heap.deallocate(p.cast(), l(64, 8)) };
     }
-    heap.trim();
+    heap.release_cached();
     assert_eq!(heap.parent().live.get(), 0);
 }
 
@@ -576,7 +576,7 @@ fn inspect_reports_cached_blocks_as_free() {
     unsafe { heap.deallocate(a.cast(), l(40, 8)) };
     freespace_testkit::assert_all_free(&heap);
     assert_eq!(HeapSummary::of(&heap).free_blocks, 8);
-    heap.trim();
+    heap.release_cached();
     assert_eq!(HeapSummary::of(&heap), HeapSummary::default());
 }
 
@@ -724,7 +724,7 @@ fn segregated_resizes_within_a_class_in_place_and_move_between() {
     assert_eq!(t.cast::<u8>().as_ptr().addr() % 64, 0);
     // SAFETY: live with (8, 64).
     unsafe { heap.deallocate(t.cast(), l(8, 64)) };
-    heap.trim();
+    heap.release_cached();
     assert_eq!(heap.parent().live(), 0);
     assert_eq!(heap.parent().misfits.get(), 0);
 }
@@ -990,7 +990,7 @@ fn checked_frees_refuse_misuse_on_every_route() {
     let check = || seg.check();
     refuses_misuse(&seg, class, &check);
     refuses_misuse(&seg, large, &check);
-    seg.trim();
+    seg.release_cached();
     assert_eq!(seg.parent().live(), 0);
 
     let sg: Segregator<64, _, _> = Segregator::new(Tracked::new(), Tracked::new());

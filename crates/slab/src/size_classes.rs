@@ -893,3 +893,14 @@ unsafe impl<A: CheckedFree, const SLAB_SIZE: usize> CheckedFree for Slab<A, SLAB
         unsafe { Slab::try_deallocate(self, ptr, layout) }
     }
 }
+
+/// Gives every empty slab back to the parent ([`reap`](Slab::reap)), then
+/// trims the parent.
+impl<A: Allocator + freespace_core::Trim, const SLAB_SIZE: usize> freespace_core::Trim
+    for Slab<A, SLAB_SIZE>
+{
+    fn trim(&self) -> usize {
+        self.reap();
+        self.parent.trim()
+    }
+}

@@ -83,5 +83,39 @@ pub(crate) const fn region_len(min_len: usize) -> Option<usize> {
     }
 }
 
+/// [`Source::decommit`] for memory the kernel maps privately and
+/// anonymously (an `mmap` reservation, the program break): the whole pages
+/// inside `region` get `madvise(MADV_DONTNEED)`, after which they read as
+/// zeros and are not resident until written. `MADV_FREE` is not used: pages
+/// it frees may keep their old contents until the kernel needs them, and a
+/// heap counts on decommitted pages reading as zero (S5).
+///
+/// # Safety
+/// `region` is private anonymous memory the caller owns and does not need
+/// the contents of.
+#[cfg(unix)]
+pub(crate) unsafe fn decommit_pages(
+    region: core::ptr::NonNull<[u8]>,
+) -> Option<core::ptr::NonNull<[u8]>> {
+    // SAFETY: `sysconf` only reads a system constant.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).ok()?;
+    if !page.is_power_of_two() {
+        return None;
+    }
+    let start = region.cast::<u8>().as_ptr().addr();
+    let lo = layout::align_up(start, page)?;
+    let hi = start.checked_add(region.len())? & !(page - 1);
+    if hi <= lo {
+        return None;
+    }
+    // SAFETY: `lo - start < region.len()` (as `lo < hi <= start + len`): in
+    // `region`, whose provenance the pointer keeps.
+    let ptr = unsafe { region.cast::<u8>().add(lo - start) };
+    // SAFETY: the pages `lo .. hi` lie inside `region`, which the caller
+    // owns and gives up the contents of; `madvise` changes nothing else.
+    let rc = unsafe { libc::madvise(ptr.as_ptr().cast(), hi - lo, libc::MADV_DONTNEED) };
+    (rc == 0).then(|| core::ptr::NonNull::slice_from_raw_parts(ptr, hi - lo))
+}
+
 #[cfg(test)]
 mod test_util;

@@ -54,6 +54,10 @@ const NORESERVE: libc::c_int = 0;
 /// that ends at the committed end): it makes it `PROT_NONE` again, returns
 /// its pages to the system with `madvise(MADV_DONTNEED)` and moves the
 /// committed end back; anything else is declined.
+/// [`decommit`](Source::decommit) gives back the pages inside any region
+/// lent out, keeping it committed: `madvise(MADV_DONTNEED)`, after which the
+/// pages read as zeros. Regions fresh from `acquire` read as zeros too
+/// (pages never touched since the reservation, or given back).
 ///
 /// Dropping an `Mmap` unmaps the whole reservation: regions live as long as
 /// the source that gave them (a heap owns its source, so this is the heap's
@@ -310,6 +314,14 @@ impl State {
 // multiple of REGION_ALIGN, and `len` is `min_len` rounded up to whole pages
 // (S3); all arithmetic is checked (S4).
 unsafe impl Source for Mmap {
+    /// Regions are pages committed from the reservation: never written
+    /// since it was mapped, or given back with `MADV_DONTNEED` (`release`,
+    /// `decommit`), so they read as zeros (S6).
+    #[inline]
+    fn zeroed(&self) -> bool {
+        true
+    }
+
     fn acquire(&self, min_len: usize) -> Option<NonNull<[u8]>> {
         let mut s = self.state.lock();
         let base = s.reserve(self.reserve)?;
@@ -376,6 +388,14 @@ unsafe impl Source for Mmap {
         let _ = unsafe { libc::madvise(ptr, len, libc::MADV_DONTNEED) };
         s.committed = offset;
         true
+    }
+
+    /// `madvise(MADV_DONTNEED)` on the whole pages inside `region`: they
+    /// read as zeros after, and cost no memory until written (S5).
+    unsafe fn decommit(&self, region: NonNull<[u8]>) -> Option<NonNull<[u8]>> {
+        // SAFETY: the caller's contract: committed pages of this mapping
+        // (private, anonymous), owned by the caller, contents not needed.
+        unsafe { crate::decommit_pages(region) }
     }
 }
 

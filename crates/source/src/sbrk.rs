@@ -270,4 +270,13 @@ unsafe impl Source for Sbrk {
         self.outstanding.store(lent, Ordering::Relaxed);
         true
     }
+
+    /// `madvise(MADV_DONTNEED)` on the whole pages inside `region` (as
+    /// glibc's `malloc_trim` does inside its heap): they read as zeros
+    /// after, and cost no memory until written (S5). The break stays.
+    unsafe fn decommit(&self, region: NonNull<[u8]>) -> Option<NonNull<[u8]>> {
+        // SAFETY: the caller's contract: break memory (private, anonymous)
+        // the caller owns and does not need the contents of.
+        unsafe { crate::decommit_pages(region) }
+    }
 }

@@ -531,6 +531,18 @@ unsafe impl<F: Fit, S: Source> Allocator for FreeListHeap<F, S> {
         self.allocate_chunk(&req)
     }
 
+    /// A block from `allocate`, cleared with
+    /// [`freespace_core::source::clear`]: a large one by decommitting its
+    /// whole pages (over `Mmap` they read as zeros without being written),
+    /// a small one by writing.
+    fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        let block = self.allocate(layout)?;
+        // SAFETY: a fresh block of ours, in a region from the source, whose
+        // contents nobody needs.
+        unsafe { freespace_core::source::clear(&self.source, block) };
+        Ok(block)
+    }
+
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
         if layout.size() == 0 {
             return;

@@ -139,6 +139,7 @@ mod error;
 mod free;
 mod heap;
 mod region;
+mod trim;
 
 pub use error::{RegionError, MIN_REGION};
 pub use heap::{FreeListHeap, GROWTH};

@@ -352,6 +352,13 @@ unsafe impl<A: freespace_core::CheckedFree> freespace_core::CheckedFree for Fail
     }
 }
 
+/// Forwards (a trim is not a request, so it is never failed).
+impl<A: freespace_core::Trim> freespace_core::Trim for FailAfter<A> {
+    fn trim(&self) -> usize {
+        self.inner.trim()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

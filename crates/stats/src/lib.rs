@@ -6,6 +6,7 @@
 //! | [`fragmentation`] | [`Fragmentation`]: free bytes, largest free block, external fragmentation, utilisation, from any [`Inspect`](freespace_core::Inspect) heap |
 //! | [`heapmap`] | heap maps of any `Inspect` heap: [`AsciiMap`] (text) and [`SvgMap`] (a picture) |
 //! | [`fail_after`] | [`FailAfter`], out-of-memory injection: the i-th allocation fails |
+//! | [`trace`] | the allocation trace format `freespace-malloc` records (`FREESPACE_TRACE`) and `cargo xtask replay` reads: [`trace::Header`], [`trace::Record`], [`trace::records`] |
 //!
 //! The cross-block fault matrix (double frees, foreign and interior
 //! pointers, every header byte flipped, overflows into the next header,
@@ -70,6 +71,7 @@ pub mod fail_after;
 pub mod fragmentation;
 pub mod heapmap;
 pub mod stats;
+pub mod trace;
 
 pub use fail_after::{FailAfter, FailMode};
 pub use fragmentation::Fragmentation;

@@ -918,3 +918,10 @@ unsafe impl<A: freespace_core::CheckedFree> freespace_core::CheckedFree for Stat
         unsafe { self.try_deallocate_with(ptr, layout, |a, p, l| a.try_deallocate(p, l)) }
     }
 }
+
+/// Forwards: counting holds no memory.
+impl<A: freespace_core::Trim> freespace_core::Trim for Stats<A> {
+    fn trim(&self) -> usize {
+        self.inner.trim()
+    }
+}

@@ -485,3 +485,12 @@ impl<P: Allocator + freespace_core::Check> freespace_core::Check for ThreadCache
         self.depot.check_all()
     }
 }
+
+/// Hands this cache's magazines to the depot ([`flush`](ThreadCache::flush)),
+/// then trims the depot and everything below.
+impl<P: Allocator + freespace_core::Trim> freespace_core::Trim for ThreadCache<'_, P> {
+    fn trim(&self) -> usize {
+        self.flush();
+        self.depot.trim()
+    }
+}

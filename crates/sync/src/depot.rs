@@ -398,3 +398,13 @@ impl<P: Allocator + freespace_core::Check> freespace_core::Check for Depot<P> {
         self.parent.check_all()
     }
 }
+
+/// Gives every magazine in the depot back to the parent
+/// ([`reap`](Depot::reap)), then trims the parent. Threads' racks keep
+/// theirs (each thread flushes its own).
+impl<P: Allocator + freespace_core::Trim> freespace_core::Trim for Depot<P> {
+    fn trim(&self) -> usize {
+        self.reap();
+        self.parent.trim()
+    }
+}

@@ -404,3 +404,10 @@ unsafe impl<A: freespace_core::CheckedFree, R: RawMutex> freespace_core::Checked
         unsafe { self.lock().try_deallocate(ptr, layout) }
     }
 }
+
+/// Trims the inner allocator under the lock.
+impl<A: freespace_core::Trim, R: RawMutex> freespace_core::Trim for Locked<A, R> {
+    fn trim(&self) -> usize {
+        self.lock().trim()
+    }
+}

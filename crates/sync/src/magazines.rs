@@ -503,3 +503,13 @@ impl<P: Allocator + freespace_core::Check> freespace_core::Check for Magazines<'
         self.depot.check_all()
     }
 }
+
+/// Hands the calling thread's magazines to the depot
+/// ([`flush`](Magazines::flush)), then trims the depot and everything below.
+/// Other threads' magazines stay with them (and go back when they exit).
+impl<P: Allocator + freespace_core::Trim> freespace_core::Trim for Magazines<'_, P> {
+    fn trim(&self) -> usize {
+        self.flush();
+        self.depot.trim()
+    }
+}

@@ -37,10 +37,12 @@ pub mod bump;
 pub mod conformance;
 pub mod misuse;
 pub mod ops;
+pub mod recording;
 pub mod rng;
 pub mod shadow;
 
 pub use bump::Bump;
+pub use recording::Recording;
 pub use rng::Rng;
 
 use freespace_core::{BlockState, Inspect};

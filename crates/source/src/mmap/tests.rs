@@ -1,5 +1,6 @@
 use super::*;
 use crate::test_util::{assert_usable, end, start, HUGE};
+use std::vec;
 use std::vec::Vec;
 
 fn page() -> usize {
@@ -193,4 +194,77 @@ fn committed_range_follows_acquire_and_release() {
     assert!(unsafe { source.release(a) });
     assert!(source.committed_range().is_empty());
     assert_eq!(source.check(), Ok(()));
+}
+
+/// Resident bytes of the pages in `region`, from `mincore(2)`.
+fn resident(region: NonNull<[u8]>) -> usize {
+    // SAFETY: `sysconf` only reads a system constant.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+    let pages = region.len().div_ceil(page);
+    let mut v = vec![0u8; pages];
+    // SAFETY: `region` is page-aligned mapped memory of `pages` pages and
+    // `v` has room for one byte per page.
+    let rc = unsafe {
+        libc::mincore(
+            region.cast::<libc::c_void>().as_ptr(),
+            region.len(),
+            v.as_mut_ptr(),
+        )
+    };
+    assert_eq!(rc, 0);
+    v.iter().filter(|&&b| b & 1 != 0).count() * page
+}
+
+#[test]
+#[cfg_attr(miri, ignore)]
+fn decommit_gives_pages_back_and_they_read_zero() {
+    let source = Mmap::with_reserve(8 << 20);
+    let region = source.acquire(1 << 20).unwrap();
+    // Fresh from acquire: zero, and nothing resident yet.
+    assert_eq!(resident(region), 0);
+    // SAFETY: the region is ours.
+    unsafe { region.cast::<u8>().write_bytes(0xAB, region.len()) };
+    assert_eq!(resident(region), region.len());
+    // SAFETY: ours, contents not needed.
+    let pages = unsafe { source.decommit(region) }.unwrap();
+    assert_eq!(pages, region);
+    assert_eq!(resident(region), 0);
+    // SAFETY: still ours (S5): readable, and zero.
+    let bytes = unsafe { core::slice::from_raw_parts(region.cast::<u8>().as_ptr(), region.len()) };
+    assert!(bytes.iter().all(|&b| b == 0));
+    assert_eq!(source.committed(), region.len());
+    source.check().unwrap();
+}
+
+#[test]
+#[cfg_attr(miri, ignore)]
+fn decommit_touches_only_whole_pages_inside() {
+    let source = Mmap::with_reserve(8 << 20);
+    let p = page();
+    let region = source.acquire(3 * p).unwrap();
+    let base = region.cast::<u8>();
+    // SAFETY: the region is ours.
+    unsafe { base.write_bytes(0xCD, region.len()) };
+    // From 16 bytes in to 16 bytes before the end: only the middle page is whole.
+    // SAFETY: a sub-range of our region.
+    let inner = NonNull::slice_from_raw_parts(unsafe { base.add(16) }, region.len() - 32);
+    // SAFETY: ours, contents of `inner` not needed.
+    let pages = unsafe { source.decommit(inner) }.unwrap();
+    assert_eq!(
+        pages.cast::<u8>().as_ptr() as usize,
+        base.as_ptr() as usize + p
+    );
+    assert_eq!(pages.len(), p);
+    // SAFETY: reads of our region.
+    unsafe {
+        assert_eq!(*base.as_ptr().add(p - 1), 0xCD);
+        assert_eq!(*base.as_ptr().add(p), 0);
+        assert_eq!(*base.as_ptr().add(2 * p), 0xCD);
+    }
+    // Less than a page: nothing to give back.
+    // SAFETY: as above.
+    let small = NonNull::slice_from_raw_parts(unsafe { base.add(16) }, p - 32);
+    // SAFETY: as above.
+    let none = unsafe { source.decommit(small) };
+    assert!(none.is_none());
 }

@@ -1,0 +1,84 @@
+//! [`Trim`] for the free-list heap: the pages inside large free chunks go
+//! back to the source.
+
+use core::ptr::NonNull;
+
+use freespace_core::{Source, Trim};
+use freespace_freelist::chunk::{Flags, MIN_CHUNK};
+use freespace_freelist::Fit;
+
+use crate::heap::FreeListHeap;
+
+/// Bytes at the start of a free chunk that its index may use: the size
+/// word, then the link words of a tree node or a bin (words 1 to 3), with
+/// room to spare. Nothing past them is read or written while the chunk is
+/// free, except its footer (the last word).
+const FREE_HEAD: usize = 64;
+/// The footer of a free chunk: its last word.
+const FREE_TAIL: usize = 16;
+/// The smallest free chunk worth a system call: one 4 KiB page past its
+/// head and tail (on systems with larger pages the source finds no whole
+/// page inside and declines).
+const TRIM_MIN: usize = 4096 + FREE_HEAD + FREE_TAIL;
+
+/// Gives back the whole pages inside every free chunk of at least about a
+/// page, leaving the chunk's head (size word, index links) and footer in
+/// place, through [`Source::decommit`]; returns the bytes given back. The
+/// heap never reads the rest of a free chunk, so nothing changes for it;
+/// the pages come back, zero, when the chunk is handed out and written.
+///
+/// ```
+/// # #[cfg(not(miri))] { // Miri cannot call mmap
+/// use freespace_best_fit::BestFitHeap;
+/// use freespace_core::alloc::{Allocator, Layout};
+/// use freespace_core::Trim;
+/// use freespace_source::Mmap;
+///
+/// let heap = BestFitHeap::new(Mmap::new());
+/// let layout = Layout::from_size_align(1 << 20, 16).unwrap();
+/// let block = heap.allocate(layout).unwrap();
+/// unsafe { block.cast::<u8>().write_bytes(1, block.len()) }; // resident
+/// unsafe { heap.deallocate(block.cast(), layout) };
+/// assert!(heap.trim() >= (1 << 20) - 8192);
+/// heap.check().unwrap();
+/// # }
+/// ```
+impl<F: Fit, S: Source> Trim for FreeListHeap<F, S> {
+    fn trim(&self) -> usize {
+        // SAFETY: a walk that reads headers only; no other reference to the
+        // state is live during this call (the heap is `!Sync` and `trim`
+        // calls nothing that could re-enter it).
+        let st = unsafe { self.state() };
+        let mut given = 0;
+        let mut at = st.regions;
+        while let Some(r) = at {
+            // SAFETY: regions are intact (H1) and tiled by chunks (H2); the
+            // walk stops at the first size that would leave the region.
+            unsafe {
+                let fence = r.fence();
+                let mut c = r.first_chunk();
+                while c.addr() < fence.addr() {
+                    let size = c.size();
+                    if size < MIN_CHUNK || fence.addr() - c.addr() < size {
+                        break;
+                    }
+                    if size >= TRIM_MIN && !c.flags().contains(Flags::ALLOCATED) {
+                        // Past the chunk's head, before its footer: bytes of
+                        // a free chunk of ours that nobody reads (see
+                        // `FREE_HEAD`), in a region from the source.
+                        let inner = NonNull::slice_from_raw_parts(
+                            c.ptr().add(FREE_HEAD),
+                            size - FREE_HEAD - FREE_TAIL,
+                        );
+                        if let Some(pages) = self.source().decommit(inner) {
+                            given += pages.len();
+                        }
+                    }
+                    c = c.forward(size);
+                }
+                at = r.next();
+            }
+        }
+        given
+    }
+}
