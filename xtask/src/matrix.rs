@@ -30,6 +30,12 @@ pub const NO_STD_TARGET: &str = "thumbv7em-none-eabihf";
 /// Library crates that are deliberately not `no_std`, and why.
 const STD_ONLY: &[(&str, &str)] = &[("freespace-testkit", "dev-only harness, uses std")];
 
+/// Packages with a library target that are tools, not allocator crates:
+/// the benchmark and replay harness (std, timing, subprocesses). They are
+/// linted, tested and documented with the workspace, but not built for
+/// `no_std` nor run under Miri.
+const TOOLS: &[&str] = &["freespace-bench"];
+
 /// Library crates that must also build with `--no-default-features`.
 const NO_DEFAULT_FEATURES: &[&str] = &["freespace-core"];
 
@@ -531,12 +537,14 @@ impl Workspace {
     }
 
     /// The freespace library crates: the facade `freespace` and every
-    /// `freespace-*` crate with a library target.
+    /// `freespace-*` crate with a library target, except the tools in
+    /// [`TOOLS`] (a library only to share code with their binaries).
     pub fn library_crates(&self) -> Result<Vec<&Package>, String> {
         let packages = self.packages.as_ref().map_err(Clone::clone)?;
         Ok(packages
             .iter()
             .filter(|p| p.is_library && (p.name == "freespace" || p.name.starts_with("freespace-")))
+            .filter(|p| !TOOLS.contains(&p.name.as_str()))
             .collect())
     }
 
