@@ -5,9 +5,7 @@
 use freespace_buddy::{Buddy, PURGE_MIN};
 use freespace_core::alloc::{Allocator, Layout};
 use freespace_core::Trim;
-use freespace_testkit::recording::{Event, Recording};
-use freespace_testkit::Rng;
-use std::ptr::NonNull;
+use freespace_testkit::recording::{trim_keeps_live_blocks, Event, Recording, TrimRun};
 
 const PAGE: usize = 4096;
 
@@ -34,41 +32,18 @@ fn decommits(source: &Recording) -> Vec<(usize, usize)> {
 fn trim_gives_back_only_free_memory() {
     let heap: Buddy<Recording> =
         Buddy::new(Recording::new(PAGE, 64 << 20)).with_purge_after(usize::MAX);
-    let mut rng = Rng::new(7);
-    let mut live: Vec<(NonNull<u8>, usize, u8)> = Vec::new();
-    let rounds = if cfg!(miri) { 60 } else { 600 };
-    for i in 0..rounds {
-        if live.len() < 8 || rng.below(3) != 0 {
-            let size = 1 << rng.range(4, 16);
-            let p = heap.allocate(layout(size)).unwrap().cast::<u8>();
-            let tag = (i % 251) as u8 + 1;
-            // SAFETY: a fresh block of at least `size` bytes.
-            unsafe { p.write_bytes(tag, size) };
-            live.push((p, size, tag));
-        } else {
-            let (p, size, _) = live.swap_remove(rng.below(live.len()));
-            // SAFETY: live, allocated with this layout.
-            unsafe { heap.deallocate(p, layout(size)) };
-        }
-        if i % 20 == 0 {
-            let before = heap.source().decommitted();
-            let given = heap.trim();
-            assert_eq!(heap.source().decommitted() - before, given);
-            heap.check().unwrap();
-            for &(p, size, tag) in &live {
-                // SAFETY: live blocks of `size` bytes.
-                let bytes = unsafe { std::slice::from_raw_parts(p.as_ptr(), size) };
-                assert!(
-                    bytes.iter().all(|&b| b == tag),
-                    "a live block was decommitted"
-                );
-            }
-        }
-    }
-    for (p, size, _) in live {
-        // SAFETY: live, allocated with this layout.
-        unsafe { heap.deallocate(p, layout(size)) };
-    }
+    trim_keeps_live_blocks(
+        &heap,
+        heap.source(),
+        &|| heap.check(),
+        TrimRun {
+            seed: 7,
+            rounds: if cfg!(miri) { 60 } else { 600 },
+            trim_every: 20,
+            min_live: 8,
+            size: &mut |rng| 1 << rng.range(4, 16),
+        },
+    );
     // Everything free: all but one page of each free block comes back.
     let given = heap.trim();
     assert!(given > 0);

@@ -3,7 +3,6 @@
 //! cleared by decommit — over the testkit's `Recording` source (decommit =
 //! zeros written over whole pages, logged), so it runs under Miri.
 
-use core::ptr::NonNull;
 use freespace_best_fit::BestFit;
 use freespace_core::alloc::{Allocator, Layout};
 use freespace_core::Trim;
@@ -11,8 +10,7 @@ use freespace_first_fit::FirstFit;
 use freespace_freelist::Fit;
 use freespace_next_fit::NextFit;
 use freespace_split_coalesce::FreeListHeap;
-use freespace_testkit::recording::{Event, Recording};
-use freespace_testkit::Rng;
+use freespace_testkit::recording::{trim_keeps_live_blocks, Event, Recording, TrimRun};
 use freespace_worst_fit::WorstFit;
 
 const PAGE: usize = 4096;
@@ -26,41 +24,18 @@ fn layout(size: usize) -> Layout {
 /// link was decommitted; and freed memory keeps being reused.
 fn trim_keeps_live_blocks_and_metadata<F: Fit + Default>() {
     let heap: FreeListHeap<F, Recording> = FreeListHeap::new(Recording::new(PAGE, 64 << 20));
-    let mut rng = Rng::new(11);
-    let mut live: Vec<(NonNull<u8>, usize, u8)> = Vec::new();
-    let rounds = if cfg!(miri) { 40 } else { 800 };
-    for i in 0..rounds {
-        if live.len() < 6 || rng.below(3) != 0 {
-            let size = rng.range(16, 40_000);
-            let p = heap.allocate(layout(size)).unwrap().cast::<u8>();
-            let tag = (i % 251) as u8 + 1;
-            // SAFETY: a fresh block of at least `size` bytes.
-            unsafe { p.write_bytes(tag, size) };
-            live.push((p, size, tag));
-        } else {
-            let (p, size, _) = live.swap_remove(rng.below(live.len()));
-            // SAFETY: live, allocated with this layout.
-            unsafe { heap.deallocate(p, layout(size)) };
-        }
-        if i % 10 == 0 {
-            let before = heap.source().decommitted();
-            let given = heap.trim();
-            assert_eq!(heap.source().decommitted() - before, given);
-            heap.check().unwrap();
-            for &(p, size, tag) in &live {
-                // SAFETY: a live block of `size` bytes.
-                let bytes = unsafe { std::slice::from_raw_parts(p.as_ptr(), size) };
-                assert!(
-                    bytes.iter().all(|&b| b == tag),
-                    "a live block was decommitted"
-                );
-            }
-        }
-    }
-    for (p, size, _) in live {
-        // SAFETY: live, allocated with this layout.
-        unsafe { heap.deallocate(p, layout(size)) };
-    }
+    trim_keeps_live_blocks(
+        &heap,
+        heap.source(),
+        &|| heap.check(),
+        TrimRun {
+            seed: 11,
+            rounds: if cfg!(miri) { 40 } else { 800 },
+            trim_every: 10,
+            min_live: 6,
+            size: &mut |rng| rng.range(16, 40_000),
+        },
+    );
     assert!(
         heap.trim() > 0,
         "an empty heap has whole pages to give back"

@@ -166,3 +166,87 @@ unsafe impl Source for Recording {
         Some(NonNull::slice_from_raw_parts(p, len))
     }
 }
+
+/// How [`trim_keeps_live_blocks`] drives a heap.
+pub struct TrimRun<'a> {
+    /// Seed of the operation stream.
+    pub seed: u64,
+    /// Operations (allocate or free) in all.
+    pub rounds: usize,
+    /// `trim` (and the checks) after every this many operations.
+    pub trim_every: usize,
+    /// Below this many live blocks every operation allocates.
+    pub min_live: usize,
+    /// The size of the next block.
+    pub size: &'a mut dyn FnMut(&mut crate::Rng) -> usize,
+}
+
+/// Allocates and frees blocks of `heap` (over `source`), each live block
+/// filled with its own byte, and trims every `trim_every` operations;
+/// after each trim asserts that the bytes `trim` reported are the bytes the
+/// source decommitted, that `check` passes (no chunk head, footer, list
+/// link or bitmap was decommitted) and that every live block still holds
+/// its byte (no live memory was decommitted). Frees everything at the end;
+/// the caller checks what a trim of the empty heap gives back.
+///
+/// ```
+/// use freespace_core::{alloc::Global, Trim};
+/// use freespace_testkit::recording::{trim_keeps_live_blocks, TrimRun};
+/// use freespace_testkit::Recording;
+///
+/// struct NoTrim(Global);
+/// # unsafe impl freespace_core::alloc::Allocator for NoTrim {
+/// #     fn allocate(&self, l: core::alloc::Layout) -> Result<core::ptr::NonNull<[u8]>, freespace_core::alloc::AllocError> { self.0.allocate(l) }
+/// #     unsafe fn deallocate(&self, p: core::ptr::NonNull<u8>, l: core::alloc::Layout) { unsafe { self.0.deallocate(p, l) } }
+/// # }
+/// impl Trim for NoTrim {
+///     fn trim(&self) -> usize { 0 }
+/// }
+/// let source = Recording::new(4096, 1 << 20); // untouched: Global holds the blocks
+/// let run = TrimRun { seed: 1, rounds: 50, trim_every: 10, min_live: 4, size: &mut |r| r.range(16, 256) };
+/// trim_keeps_live_blocks(&NoTrim(Global), &source, &|| Ok(()), run);
+/// ```
+pub fn trim_keeps_live_blocks<H>(
+    heap: &H,
+    source: &Recording,
+    check: crate::Check<'_>,
+    run: TrimRun<'_>,
+) where
+    H: freespace_core::alloc::Allocator + freespace_core::Trim,
+{
+    let layout = |size: usize| std::alloc::Layout::from_size_align(size, 16).unwrap();
+    let mut rng = crate::Rng::new(run.seed);
+    let mut live: Vec<(NonNull<u8>, usize, u8)> = Vec::new();
+    for i in 0..run.rounds {
+        if live.len() < run.min_live || rng.below(3) != 0 {
+            let size = (run.size)(&mut rng);
+            let p = heap.allocate(layout(size)).unwrap().cast::<u8>();
+            let tag = (i % 251) as u8 + 1;
+            // SAFETY: a fresh block of at least `size` bytes.
+            unsafe { p.write_bytes(tag, size) };
+            live.push((p, size, tag));
+        } else {
+            let (p, size, _) = live.swap_remove(rng.below(live.len()));
+            // SAFETY: live, allocated with this layout.
+            unsafe { heap.deallocate(p, layout(size)) };
+        }
+        if i % run.trim_every == 0 {
+            let before = source.decommitted();
+            let given = heap.trim();
+            assert_eq!(source.decommitted() - before, given);
+            check().unwrap();
+            for &(p, size, tag) in &live {
+                // SAFETY: a live block of `size` bytes.
+                let bytes = unsafe { std::slice::from_raw_parts(p.as_ptr(), size) };
+                assert!(
+                    bytes.iter().all(|&b| b == tag),
+                    "a live block was decommitted"
+                );
+            }
+        }
+    }
+    for (p, size, _) in live {
+        // SAFETY: live, allocated with this layout.
+        unsafe { heap.deallocate(p, layout(size)) };
+    }
+}
