@@ -43,6 +43,30 @@ pub const fn align_down(value: usize, align: usize) -> usize {
     value & !(align.wrapping_sub(1))
 }
 
+/// The whole `page`s (a power of two) inside `[start, start + len)`: their
+/// start and length, or `None` when not one fits (or `page` is not a power
+/// of two). What a source may decommit of a range it is given (S5).
+///
+/// ```
+/// use freespace_core::layout::pages_inside;
+/// assert_eq!(pages_inside(4096 + 16, 3 * 4096, 4096), Some((8192, 8192)));
+/// assert_eq!(pages_inside(16, 4000, 4096), None);
+/// ```
+pub const fn pages_inside(start: usize, len: usize, page: usize) -> Option<(usize, usize)> {
+    let Some(lo) = align_up(start, page) else {
+        return None;
+    };
+    let Some(end) = start.checked_add(len) else {
+        return None;
+    };
+    let hi = align_down(end, page);
+    if hi > lo {
+        Some((lo, hi - lo))
+    } else {
+        None
+    }
+}
+
 /// Whether `value` is a multiple of `align` (a power of two).
 ///
 /// ```

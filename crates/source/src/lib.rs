@@ -99,22 +99,15 @@ pub(crate) unsafe fn decommit_pages(
 ) -> Option<core::ptr::NonNull<[u8]>> {
     // SAFETY: `sysconf` only reads a system constant.
     let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).ok()?;
-    if !page.is_power_of_two() {
-        return None;
-    }
     let start = region.cast::<u8>().as_ptr().addr();
-    let lo = layout::align_up(start, page)?;
-    let hi = start.checked_add(region.len())? & !(page - 1);
-    if hi <= lo {
-        return None;
-    }
-    // SAFETY: `lo - start < region.len()` (as `lo < hi <= start + len`): in
+    let (lo, len) = layout::pages_inside(start, region.len(), page)?;
+    // SAFETY: `lo - start < region.len()` (the pages lie inside the region): in
     // `region`, whose provenance the pointer keeps.
     let ptr = unsafe { region.cast::<u8>().add(lo - start) };
-    // SAFETY: the pages `lo .. hi` lie inside `region`, which the caller
+    // SAFETY: the pages `lo .. lo + len` lie inside `region`, which the caller
     // owns and gives up the contents of; `madvise` changes nothing else.
-    let rc = unsafe { libc::madvise(ptr.as_ptr().cast(), hi - lo, libc::MADV_DONTNEED) };
-    (rc == 0).then(|| core::ptr::NonNull::slice_from_raw_parts(ptr, hi - lo))
+    let rc = unsafe { libc::madvise(ptr.as_ptr().cast(), len, libc::MADV_DONTNEED) };
+    (rc == 0).then(|| core::ptr::NonNull::slice_from_raw_parts(ptr, len))
 }
 
 #[cfg(test)]

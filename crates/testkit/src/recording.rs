@@ -149,9 +149,7 @@ unsafe impl Source for Recording {
 
     unsafe fn decommit(&self, region: NonNull<[u8]>) -> Option<NonNull<[u8]>> {
         let start = region.cast::<u8>().as_ptr() as usize;
-        let lo = start.checked_next_multiple_of(self.page)?;
-        let hi = (start + region.len()) & !(self.page - 1);
-        let pages = (hi > lo).then_some((lo, hi - lo));
+        let pages = freespace_core::layout::pages_inside(start, region.len(), self.page);
         self.log.borrow_mut().push(Event::Decommit {
             addr: start,
             len: region.len(),
