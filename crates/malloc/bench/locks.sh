@@ -21,20 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../../.."
 RUNS="${1:-3}"
 BEFORE="${2:-}"
-TARGET="${CARGO_TARGET_DIR:-target}"
-cargo build --release -q -p freespace-malloc
-SO="$(cd "$TARGET/release" && pwd)/libfreespace_malloc.so"
-WORK="$(mktemp -d)"
-trap 'rm -rf "$WORK"' EXIT
-cc -O2 -pthread -o "$WORK/threads" crates/malloc/bench/threads.c
-cc -O2 -pthread -o "$WORK/rt" crates/malloc/bench/rt.c
-
-NAMES=(glibc freespace-malloc)
-PRELOADS=("" "$SO")
-if [ -n "$BEFORE" ]; then
-    NAMES+=("before ($(basename "$BEFORE"))")
-    PRELOADS+=("$(cd "$(dirname "$BEFORE")" && pwd)/$(basename "$BEFORE")")
-fi
+. crates/malloc/bench/common.sh threads rt
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 

@@ -8,20 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 BEFORE="${1:-}"
-TARGET="${CARGO_TARGET_DIR:-target}"
-cargo build --release -q -p freespace-malloc
-SO="$(cd "$TARGET/release" && pwd)/libfreespace_malloc.so"
-WORK="$(mktemp -d)"
-trap 'rm -rf "$WORK"' EXIT
-cc -O2 -pthread -o "$WORK/memory" crates/malloc/bench/memory.c
-cc -O2 -pthread -o "$WORK/threads" crates/malloc/bench/threads.c
-
-NAMES=(glibc freespace-malloc)
-PRELOADS=("" "$SO")
-if [ -n "$BEFORE" ]; then
-    NAMES+=("before")
-    PRELOADS+=("$(cd "$(dirname "$BEFORE")" && pwd)/$(basename "$BEFORE")")
-fi
+BEFORE_NAME=before
+. crates/malloc/bench/common.sh memory threads
 
 echo "# Memory, measured"
 echo

@@ -13,11 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 RUNS="${1:-5}"
-TARGET="${CARGO_TARGET_DIR:-target}"
-cargo build --release -q -p freespace-malloc
-SO="$(cd "$TARGET/release" && pwd)/libfreespace_malloc.so"
-WORK="$(mktemp -d)"
-trap 'rm -rf "$WORK"' EXIT
+. crates/malloc/bench/common.sh
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY="$(command -v python3)"
 cp crates/malloc/tests/workload.py "$WORK/workload.py"
