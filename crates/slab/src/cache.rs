@@ -174,7 +174,32 @@ impl Cache {
     /// Takes a free object, making a new slab from `parent` if no slab has
     /// one. A damaged slab header on the way is reported (and the request
     /// fails if the report returns).
+    #[inline]
     pub(crate) fn allocate<A: Allocator, H: Hooks>(
+        &self,
+        parent: &A,
+        index: &Index,
+        hooks: &H,
+    ) -> Result<NonNull<u8>, AllocError> {
+        // The common case: the first partial slab keeps a free object after
+        // this one, so it stays on its list (the checks of `take_from`, in
+        // the order they are cheapest).
+        if let Some(slab) = self.heads[List::Partial as usize].get() {
+            let free = slab.free_count();
+            if free > 1 && free < self.geometry.capacity && slab.list() == Some(List::Partial) {
+                // SAFETY: `slab` is one of ours (C3), made with our geometry.
+                if let Ok(object) = unsafe { slab.take(&self.geometry) } {
+                    return Ok(object);
+                }
+            }
+        }
+        self.allocate_slow(parent, index, hooks)
+    }
+
+    /// [`Cache::allocate`] when the first partial slab has no object to
+    /// spare: the list moves, a new slab, or a report.
+    #[inline(never)]
+    fn allocate_slow<A: Allocator, H: Hooks>(
         &self,
         parent: &A,
         index: &Index,
@@ -214,7 +239,7 @@ impl Cache {
             self.check_move(slab, on, to)?;
         }
         // SAFETY: `slab` is one of ours (C3), made with `self.geometry`.
-        let object = unsafe { slab.take(&self.geometry) }.ok_or(damaged)?;
+        let object = unsafe { slab.take(&self.geometry) }?;
         self.move_to(slab, on, to);
         Ok(object)
     }
@@ -327,6 +352,31 @@ impl Cache {
         Ok(Validated { index, from, to })
     }
 
+    /// The free of the object at `addr` in `slab` (its seal verified, naming
+    /// `list`) when nothing unusual is going on: an object starts there and
+    /// is in use, and the free keeps the slab on the partial list (so no
+    /// other header is touched). `false`, with nothing changed, otherwise:
+    /// the caller then takes the full path ([`Cache::validate_object`] and
+    /// [`Cache::free`]), which names what is wrong or moves the slab.
+    #[inline(always)]
+    pub(crate) fn free_in_place(&self, slab: SlabPtr, list: List, addr: usize) -> bool {
+        let g = &self.geometry;
+        let Ok(i) = slab.object_index(g, addr) else {
+            return false;
+        };
+        let free = slab.free_count();
+        if list != List::Partial || free == 0 || free + 1 >= g.capacity {
+            return false;
+        }
+        // SAFETY: `i < capacity` (object_index), our geometry.
+        if unsafe { slab.is_free(i) } {
+            return false;
+        }
+        // SAFETY: object `i` is in use (its bit is clear), `i < capacity`.
+        unsafe { slab.put(g, i) };
+        true
+    }
+
     /// Returns the object [`Cache::validate`] cleared; an empty slab past
     /// `max_empty` goes back to the parent.
     pub(crate) fn free<A: Allocator, H: Hooks>(
@@ -340,7 +390,7 @@ impl Cache {
     ) {
         // SAFETY: `valid.index` is a used object of `slab`, whose header was
         // verified with fewer than `capacity` objects free (validate).
-        unsafe { slab.put(valid.index) };
+        unsafe { slab.put(&self.geometry, valid.index) };
         self.move_to(slab, valid.from, valid.to);
         if valid.to == List::Empty && self.count(List::Empty) > max_empty {
             // `slab` is now the head of the empty list; its successor was

@@ -13,6 +13,13 @@
 //! - the header is read through the pointer the parent returned for the
 //!   slab, so provenance is always the whole slab's.
 //!
+//! The index also keeps the *span* of its slabs (lowest and highest base):
+//! [`crate::Slab`]'s plain free, whose pointer's origin the `deallocate`
+//! contract vouches for, reads the header of a pointer in the span without
+//! a lookup (the seal then says whether it is one of ours); the lookup is
+//! for pointers whose origin is in doubt (`try_deallocate`, `Owns`,
+//! `BlockSize`, and any free that fails the fast checks).
+//!
 //! It is an open-addressing hash set (linear probing, backward-shift
 //! deletion, load at most 1/2) whose table is itself allocated from the
 //! parent and freed when the last slab leaves.
@@ -22,6 +29,8 @@
 //!   `>= MIN_CAP` with `len * 2 <= cap`.
 //! - I2: every slab is reachable from its home slot by probing forward
 //!   without crossing a `None`.
+//! - I3: `lo` and `hi` are the lowest and highest base of a slab in the
+//!   index (`usize::MAX` and 0 when it is empty).
 
 use crate::slab::SlabPtr;
 use core::cell::Cell;
@@ -43,6 +52,10 @@ pub(crate) struct Index {
     len: Cell<usize>,
     /// `log2(slab size)`: slab bases differ in the bits above it.
     shift: u32,
+    /// Lowest slab base (I3).
+    lo: Cell<usize>,
+    /// Highest slab base (I3).
+    hi: Cell<usize>,
 }
 
 impl Index {
@@ -52,7 +65,31 @@ impl Index {
             cap: Cell::new(0),
             len: Cell::new(0),
             shift: slab_size.trailing_zeros(),
+            lo: Cell::new(usize::MAX),
+            hi: Cell::new(0),
         }
+    }
+
+    /// Whether `base` lies between the lowest and highest slab (both
+    /// included): the only places a slab-aligned header of ours can be.
+    #[inline(always)]
+    pub(crate) fn in_span(&self, base: usize) -> bool {
+        base >= self.lo.get() && base <= self.hi.get()
+    }
+
+    /// Recomputes the span from the table (after the lowest or highest slab
+    /// left).
+    fn respan(&self) {
+        let (mut lo, mut hi) = (usize::MAX, 0);
+        for i in 0..self.cap.get() {
+            // SAFETY: `i < cap`; the table exists when `cap > 0` (I1).
+            if let Some(s) = unsafe { self.slot(i).read() } {
+                lo = lo.min(s.addr());
+                hi = hi.max(s.addr());
+            }
+        }
+        self.lo.set(lo);
+        self.hi.set(hi);
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -96,6 +133,8 @@ impl Index {
         }
         self.place(slab);
         self.len.set(self.len.get() + 1);
+        self.lo.set(self.lo.get().min(slab.addr()));
+        self.hi.set(self.hi.get().max(slab.addr()));
         Ok(())
     }
 
@@ -185,6 +224,8 @@ impl Index {
         self.len.set(self.len.get() - 1);
         if self.len.get() == 0 {
             self.release_table(parent);
+        } else if slab.addr() == self.lo.get() || slab.addr() == self.hi.get() {
+            self.respan();
         }
     }
 
@@ -193,6 +234,8 @@ impl Index {
         if let Some(table) = self.table.take() {
             let cap = self.cap.replace(0);
             self.len.set(0);
+            self.lo.set(usize::MAX);
+            self.hi.set(0);
             if let Ok(l) = Self::layout(cap) {
                 // SAFETY: the table came from `parent` with this layout.
                 unsafe { parent.deallocate(table.cast(), l) };
@@ -214,7 +257,10 @@ impl Index {
         let cap = self.cap.get();
         let at = self.table.get().map_or(0, |t| t.as_ptr().addr());
         if cap == 0 {
-            return if self.len.get() == 0 && self.table.get().is_none() {
+            return if self.len.get() == 0
+                && self.table.get().is_none()
+                && (self.lo.get(), self.hi.get()) == (usize::MAX, 0)
+            {
                 Ok(())
             } else {
                 Err(Violation::new("I1", at, "index has entries but no table"))
@@ -228,10 +274,13 @@ impl Index {
             ));
         }
         let mut len = 0;
+        let (mut lo, mut hi) = (usize::MAX, 0);
         for i in 0..cap {
             // SAFETY: `i < cap`, the table exists.
             if let Some(s) = unsafe { self.slot(i).read() } {
                 len += 1;
+                lo = lo.min(s.addr());
+                hi = hi.max(s.addr());
                 if self.find(s.addr()) != Some(s) {
                     return Err(Violation::new(
                         "I2",
@@ -246,6 +295,13 @@ impl Index {
                 "I1",
                 at,
                 "index length differs from its slots",
+            ));
+        }
+        if (lo, hi) != (self.lo.get(), self.hi.get()) {
+            return Err(Violation::new(
+                "I3",
+                at,
+                "index span is not its lowest and highest slab",
             ));
         }
         Ok(())

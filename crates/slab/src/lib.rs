@@ -20,7 +20,7 @@
 //!   │ header │ bitmap │ obj0 │ obj1 │       │ objN │ slack │
 //!   └────────┴────────┴──────┴──────┴─ ─ ─ ┴──────┴───────┘
 //!   ▲ ptr & !(SLAB_SIZE - 1)       index.rs: hash set of our slab bases,
-//!                                  consulted before any header is read
+//!                                  for pointers whose origin is in doubt
 //! ```
 //!
 //! - **Slabs come from the parent** with `Layout(SLAB_SIZE, SLAB_SIZE)`, so
@@ -30,9 +30,18 @@
 //!   (a keyed weighted sum of the header's address and every other header
 //!   word; the key is a per-process secret drawn from the OS with the first
 //!   slab, so bytes written over a header cannot forge a seal that passes);
-//!   a bitmap of free objects follows. Free objects are tracked in the bitmap,
-//!   never inside the objects, because an object cache keeps free objects
-//!   constructed; the bitmap also makes a double free an exact O(1) test.
+//!   a bitmap of free objects follows, which makes a double free an exact
+//!   O(1) test.
+//! - **Bonwick's free list** for the size classes: free objects of 4 bytes
+//!   or more also hold the index of the next free object (stored under a
+//!   key, and checked against the bitmap when popped, so a use after free
+//!   that rewrites it is caught), so allocation pops a list head and free
+//!   pushes one: O(1), no search, and the most recently freed (cache-warm)
+//!   object is reused first. Objects never handed out are taken in address
+//!   order from a *fresh* mark, so a new slab is not written beyond its
+//!   header and bitmap. An [`ObjectCache`] keeps its free objects
+//!   constructed, so their bytes are not ours: it finds free objects in the
+//!   bitmap instead.
 //! - **Partial, full and empty slabs**: allocation takes from a partial slab,
 //!   then an empty one, then makes a new slab. A slab that becomes empty is
 //!   kept while its cache has at most `max_empty` (default 1) empty slabs,
@@ -40,12 +49,16 @@
 //!   empty slab.
 //! - **The slab index** (an open-addressing hash set of slab bases, its table
 //!   allocated from the parent) says whether a masked address really is one
-//!   of our slabs before its header is read. That makes foreign-pointer
-//!   detection, [`Owns`](freespace_core::Owns) and
-//!   [`BlockSize`](freespace_core::BlockSize) exact, and never reads memory
-//!   that is not ours: a block the parent served directly can start at a
-//!   slab-aligned address and hold bytes that look like a header, and it is
-//!   still never mistaken for a slab.
+//!   of our slabs before its header is read, wherever a pointer's origin is
+//!   in doubt: the checked frees, [`Owns`](freespace_core::Owns) and
+//!   [`BlockSize`](freespace_core::BlockSize) are exact, and never read
+//!   memory that is not ours: a block the parent served directly can start
+//!   at a slab-aligned address and hold bytes that look like a header, and
+//!   it is still never mistaken for a slab. A plain `deallocate`, whose
+//!   contract vouches for the pointer, skips the lookup: it reads the header
+//!   if the slab base lies within the span of our slabs (the index keeps the
+//!   lowest and highest), and the header's seal says whether it is ours (see
+//!   [`Slab`], "Frees and corruption").
 //! - **Header damage** is caught before it is acted on: every free checks
 //!   the seal of its slab's header (any change confined to one header word,
 //!   seal included, always breaks it), and so does every list move before

@@ -94,6 +94,34 @@ impl ConfigError {
     }
 }
 
+/// Request sizes up to this are routed by a table lookup ([`lookup_table`]);
+/// larger ones by a binary search of the classes.
+const LOOKUP_MAX: usize = 8192;
+/// Entries of the routing table: one per 16 bytes of request size.
+const LOOKUP_LEN: usize = LOOKUP_MAX / 16 + 1;
+
+/// The routing table of `classes`: entry `k >= 1` is the first class of at
+/// least `16 (k - 1) + 1` bytes, the smallest request size with
+/// `ceil(size / 16) == k` (`classes.len()` if none is). A request of `size`
+/// bytes starts its class search there, so it skips every class too small
+/// for all sizes sharing its entry and, with the default classes (every one
+/// a multiple of 16), lands on its class at once.
+const fn lookup_table(classes: &[usize]) -> [u8; LOOKUP_LEN] {
+    let mut table = [0u8; LOOKUP_LEN];
+    let (mut k, mut i) = (1, 0);
+    while k < LOOKUP_LEN {
+        while i < classes.len() && classes[i] < 16 * (k - 1) + 1 {
+            i += 1;
+        }
+        // `i <= classes.len() <= MAX_CLASSES < 256`.
+        table[k] = i as u8;
+        k += 1;
+    }
+    table
+}
+
+const _: () = assert!(MAX_CLASSES < u8::MAX as usize);
+
 /// The object alignment of a class of `size` bytes.
 const fn class_align(size: usize) -> usize {
     let pow2 = 1usize << size.trailing_zeros();
@@ -121,7 +149,7 @@ const fn build(slab_size: usize, classes: &[usize]) -> Result<[Cache; MAX_CLASSE
             return Err(ConfigError::NotIncreasing);
         }
         caches[i] = match Geometry::new(slab_size, size, class_align(size)) {
-            Some(g) => Cache::new(g, i as u32),
+            Some(g) => Cache::new(g.linked(), i as u32),
             None => return Err(ConfigError::ClassTooLarge(size)),
         };
         i += 1;
@@ -167,8 +195,19 @@ const fn default_count(slab_size: usize) -> usize {
 ///
 /// # Frees and corruption
 ///
-/// The slab of a pointer is `ptr & !(SLAB_SIZE - 1)`; the slab index
-/// confirms it is one of ours before its header is read, then the header's
+/// The slab of a pointer is `ptr & !(SLAB_SIZE - 1)`. A plain
+/// [`deallocate`](Allocator::deallocate), whose contract vouches that the
+/// pointer is ours, reads that header straight away if it lies within the
+/// span of our slabs (a pointer outside it is foreign and its memory is not
+/// read); a checked free ([`Slab::try_deallocate`]), `Owns` and `BlockSize`
+/// first look the slab up in the index (a hash set of our slabs), which
+/// also names the fault when a plain free's fast checks fail. A contract
+/// breach the fast path cannot survive: a foreign pointer whose slab-aligned
+/// base lies between two of our slabs in memory that is not mapped, which
+/// needs a parent whose blocks have unmapped gaps between them (a buddy or
+/// free-list heap over `Mmap`, `Sbrk` or an `Arena` has none; a system
+/// allocator may). Where a pointer's origin is in doubt, use the checked
+/// free. Then the header's
 /// seal is checked (S1: a keyed weighted sum of its address and every other
 /// header word, so damage to any one word — links, class, list tag, free
 /// count, search start or the seal itself — is always caught), then the
@@ -210,7 +249,12 @@ const fn default_count(slab_size: usize) -> usize {
 ///   `SLAB_SIZE`, and the header names the class of the cache that lists it;
 /// - S2: the header's free count is the number of set bits in the bitmap, and
 ///   no bit past the last object is set;
-/// - S3: every bitmap word below the header's search start is zero.
+/// - S3: objects of 4 bytes or more are *linked*: every object from the
+///   header's fresh mark on is free (never handed out yet), and the free
+///   list threaded through the free objects (each holds the next one's
+///   index, keyed) holds every other free object exactly once; smaller
+///   objects are found in the bitmap, every word of it below the header's
+///   search start being zero.
 ///
 /// Per class cache:
 /// - C1: a slab is on the partial, full or empty list exactly when its free
@@ -249,6 +293,8 @@ pub struct Slab<A: Allocator, const SLAB_SIZE: usize = DEFAULT_SLAB_SIZE> {
     parent: A,
     classes: &'static [usize],
     pub(crate) caches: [Cache; MAX_CLASSES],
+    /// Where a request's class search starts ([`lookup_table`]).
+    lookup: [u8; LOOKUP_LEN],
     index: Index,
     max_empty: usize,
 }
@@ -360,6 +406,7 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
             parent,
             classes,
             caches,
+            lookup: lookup_table(classes),
             index: Index::new(SLAB_SIZE),
             max_empty: 1,
         }
@@ -415,11 +462,15 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
     #[inline]
     pub(crate) fn route(&self, layout: Layout) -> Option<usize> {
         let classes = self.classes;
-        // First class at least `size` bytes (binary search), then the first
-        // from there whose objects are aligned enough.
-        let mut i = classes.partition_point(|&c| c < layout.size());
+        let size = layout.size();
+        // Start at the routing table's entry (binary search past it), then
+        // the first class from there that is large and aligned enough.
+        let mut i = match self.lookup.get(size.div_ceil(16)) {
+            Some(&i) => i as usize,
+            None => classes.partition_point(|&c| c < size),
+        };
         while i < classes.len() {
-            if self.caches[i].geometry.object_align >= layout.align() {
+            if classes[i] >= size && self.caches[i].geometry.object_align >= layout.align() {
                 return Some(i);
             }
             i += 1;
@@ -605,6 +656,65 @@ impl<A: CheckedFree, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
 }
 
 impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
+    /// A request no class serves: the parent's. Kept out of line so that
+    /// the parent's code does not weigh on the class path.
+    #[inline(never)]
+    fn allocate_large(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        self.parent.allocate(layout)
+    }
+
+    /// Every free [`Slab::free_fast`] does not finish: a block of the
+    /// parent's, a slab moving between lists, or a fault to name.
+    ///
+    /// # Safety
+    /// As for `deallocate`.
+    #[inline(never)]
+    unsafe fn deallocate_slow(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: the caller meets `deallocate`'s contract, which is
+        // stronger than `free_here`'s.
+        match unsafe { self.free_here(ptr, layout) } {
+            Ok(true) => {}
+            // SAFETY: the layout routes to the parent, which served the
+            // block (caller contract).
+            Ok(false) => unsafe { self.parent.deallocate(ptr, layout) },
+            Err(c) => report(c, "slab"),
+        }
+    }
+
+    /// The plain free of an object of `class` (the route of its layout): no
+    /// index lookup, since the `deallocate` contract says the pointer is
+    /// ours. Its slab's header is read if the slab base lies in the span of
+    /// our slabs, believed only if its seal verifies (S1) and it names
+    /// `class`, and the free is done here only if the object is in use and
+    /// the slab stays on its list. `false`, with nothing changed, sends the
+    /// free down the full path ([`Slab::free_here`]), which looks the slab up
+    /// in the index and names what is wrong.
+    ///
+    /// # Safety
+    /// As for `deallocate`: `ptr` is a live block of this allocator whose
+    /// layout routes to `class`.
+    #[inline(always)]
+    unsafe fn free_fast(&self, ptr: NonNull<u8>, class: usize) -> bool {
+        let addr = ptr.as_ptr().addr();
+        let base = addr & !(SLAB_SIZE - 1);
+        if !self.index.in_span(base) {
+            return false;
+        }
+        let Some(header) = layout::with_addr(ptr, base) else {
+            return false;
+        };
+        // SAFETY: `ptr` is one of our objects (caller), so `base` is its
+        // slab's base, and `ptr`, derived from the slab's own pointer, has
+        // provenance over the whole slab. (Were the caller to break the
+        // contract, `base` still lies between two of our slabs, in memory
+        // the parent handed out: see "Frees and corruption".)
+        let slab = unsafe { SlabPtr::from_base(header) };
+        let Ok(list) = slab.verify() else {
+            return false;
+        };
+        slab.class() as usize == class && self.caches[class].free_in_place(slab, list, addr)
+    }
+
     /// Frees the slab object at `ptr` whose slab is `slab`, validating it
     /// against the class its header names.
     fn free_object(&self, slab: SlabPtr, ptr: NonNull<u8>) -> Result<(), Corruption> {
@@ -656,7 +766,7 @@ unsafe impl<A: Allocator, const SLAB_SIZE: usize> Allocator for Slab<A, SLAB_SIZ
                 let p = self.caches[class].allocate(&self.parent, &self.index, &NoHooks)?;
                 Ok(NonNull::slice_from_raw_parts(p, self.classes[class]))
             }
-            None => self.parent.allocate(layout),
+            None => self.allocate_large(layout),
         }
     }
 
@@ -675,15 +785,14 @@ unsafe impl<A: Allocator, const SLAB_SIZE: usize> Allocator for Slab<A, SLAB_SIZ
         if layout.size() == 0 {
             return;
         }
-        // SAFETY: the caller meets `deallocate`'s contract, which is
-        // stronger than `free_here`'s.
-        match unsafe { self.free_here(ptr, layout) } {
-            Ok(true) => {}
-            // SAFETY: the layout routes to the parent, which served the
-            // block (caller contract).
-            Ok(false) => unsafe { self.parent.deallocate(ptr, layout) },
-            Err(c) => report(c, "slab"),
+        if let Some(class) = self.route(layout) {
+            // SAFETY: the caller meets `deallocate`'s contract.
+            if unsafe { self.free_fast(ptr, class) } {
+                return;
+            }
         }
+        // SAFETY: the caller meets `deallocate`'s contract.
+        unsafe { self.deallocate_slow(ptr, layout) }
     }
 
     unsafe fn grow(

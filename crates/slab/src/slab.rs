@@ -70,12 +70,13 @@ fn draw_seal_key() -> u64 {
 
 /// Weights of the header words in the seal: odd, so multiplying by one is a
 /// bijection of `u64` (the SplitMix64 / MurmurHash3 finaliser constants).
-const SEAL_WEIGHTS: [u64; 5] = [
+const SEAL_WEIGHTS: [u64; 6] = [
     0x9e37_79b9_7f4a_7c15,
     0xbf58_476d_1ce4_e5b9,
     0x94d0_49bb_1331_11eb,
     0xd6e8_feb8_6659_fd93,
     0xff51_afd7_ed55_8ccd,
+    0xc4ce_b9fe_1a85_ec53,
 ];
 
 /// Seal word holding the links (see [`words`]).
@@ -84,8 +85,14 @@ const NEXT_WORD: usize = 1;
 const PREV_WORD: usize = 2;
 /// Seal word holding the class and list tag.
 const CLASS_LIST_WORD: usize = 3;
-/// Seal word holding the free count and search start.
+/// Seal word holding the free count and the free-list head (both change
+/// on every allocation and free: one amend).
 const COUNTS_WORD: usize = 4;
+/// Seal word holding the search start (or fresh mark) and the reserved word.
+const SEARCH_WORD: usize = 5;
+
+/// The free-list head of a slab with no object on its list.
+const NIL: u32 = u32::MAX;
 
 /// Bits in one bitmap word.
 const WORD_BITS: usize = 64;
@@ -131,12 +138,12 @@ impl List {
 /// follows at [`BITMAP_OFFSET`].
 ///
 /// ```text
-///  0        8        16       24    28    32    36    40  (64-bit targets)
-///  ├────────┼────────┼────────┼─────┼─────┼─────┼─────┤
-///  │ seal   │ next   │ prev   │class│list │free │search
-///  └────────┴────────┴────────┴─────┴─────┴─────┴─────┘
+///  0        8        16       24    28    32    36    40    44    48  (64-bit)
+///  ├────────┼────────┼────────┼─────┼─────┼─────┼─────┼─────┼─────┤
+///  │ seal   │ next   │ prev   │class│list │free │head │search 0   │
+///  └────────┴────────┴────────┴─────┴─────┴─────┴─────┴─────┴─────┘
 ///   seal = keyed weighted sum of (header address, next, prev,
-///          class|list, free|search_from), amended by every change we make
+///          class|list, free|head, search|0), amended by every change we make
 /// ```
 ///
 /// Every field is plain data for which any bit pattern is a valid value
@@ -158,20 +165,29 @@ struct Header {
     list: u32,
     /// Number of free objects (set bits in the bitmap).
     free: u32,
-    /// Every bitmap word below this index is zero (invariant S3).
+    /// A linked geometry's free list: the index of its first object, or
+    /// [`NIL`] (always [`NIL`] in a bitmap-searched slab).
+    head: u32,
+    /// A bitmap-searched slab: every bitmap word below this index is zero.
+    /// A linked one: the first object never handed out (the *fresh* mark;
+    /// every object from it on is free and on no list). Invariant S3.
     search_from: u32,
+    /// Always zero, and sealed like every other word, so that no header
+    /// byte is outside the seal.
+    reserved: u32,
 }
 
 /// The words a seal covers: the keyed header address, then every header
 /// field but the seal, packed in `u64`s.
 #[inline]
-fn words(addr: usize, h: &Header) -> [u64; 5] {
+fn words(addr: usize, h: &Header) -> [u64; 6] {
     [
         drawn_seal_key() ^ addr as u64,
         link_word(h.next),
         link_word(h.prev),
         class_list_word(h.class, h.list),
-        counts_word(h.free, h.search_from),
+        pair_word(h.free, h.head),
+        pair_word(h.search_from, h.reserved),
     ]
 }
 
@@ -186,12 +202,12 @@ fn class_list_word(class: u32, list: u32) -> u64 {
 }
 
 #[inline]
-fn counts_word(free: u32, search_from: u32) -> u64 {
-    u64::from(free) | u64::from(search_from) << 32
+fn pair_word(low: u32, high: u32) -> u64 {
+    u64::from(low) | u64::from(high) << 32
 }
 
 /// The seal of a header at `addr` holding `h`: `Σ words[i] · WEIGHTS[i]`
-/// (mod 2^64), five independent multiplies.
+/// (mod 2^64), six independent multiplies.
 ///
 /// - Any change confined to one word — the address (a header copied
 ///   elsewhere), a link, the class and list tag, the counts, or the seal
@@ -248,6 +264,15 @@ pub(crate) struct Geometry {
     pub(crate) capacity: usize,
     /// Bitmap words: `ceil(capacity / 64)`.
     pub(crate) words: usize,
+    /// Whether free objects are also kept on a list threaded through them
+    /// (see [`Geometry::linked`]).
+    pub(crate) linked: bool,
+    /// `capacity * object_size`: the bytes the objects span.
+    span: usize,
+    /// The multiplier whose product with an offset below `slab_size` has
+    /// the offset divided by `object_size` in its high word (see
+    /// [`Geometry::divisor`]); 0 means "divide".
+    div_mul: u64,
 }
 
 impl Geometry {
@@ -259,6 +284,9 @@ impl Geometry {
         first: 0,
         capacity: 0,
         words: 0,
+        linked: false,
+        span: 0,
+        div_mul: 0,
     };
 
     /// Lays out objects of `object_size` bytes aligned to `object_align` in
@@ -303,6 +331,7 @@ impl Geometry {
             Some(f) => f,
             None => return None,
         };
+        let div_mul = Self::divisor(slab_size, object_size);
         Some(Geometry {
             slab_size,
             object_size,
@@ -310,7 +339,55 @@ impl Geometry {
             first,
             capacity,
             words: capacity.div_ceil(WORD_BITS),
+            linked: false,
+            span: capacity * object_size,
+            div_mul,
         })
+    }
+
+    /// This geometry with free objects kept on a list threaded through the
+    /// free objects themselves (Bonwick's free list), for caches whose free
+    /// objects are plain memory: allocation pops the list in O(1) instead of
+    /// searching the bitmap, and recently freed (cache-warm) objects are
+    /// reused first. Objects must hold the 4-byte link; smaller ones keep
+    /// the bitmap search.
+    ///
+    /// An object cache keeps its free objects *constructed*, so their bytes
+    /// are not ours: it never uses this.
+    pub(crate) const fn linked(mut self) -> Geometry {
+        self.linked = self.object_size >= size_of::<u32>();
+        self
+    }
+
+    /// `m` such that `n / object_size == (n * m) >> 64` for every
+    /// `n < slab_size` (Granlund and Montgomery's division by invariant
+    /// integers). With `m = ceil(2^64 / object_size)`, that is `(2^64 + e) /
+    /// object_size` for some `e < object_size`, the error term `n e /
+    /// (object_size 2^64)` stays below `1 / object_size` when `slab_size
+    /// object_size` is at most `2^64`: too little to carry `n / object_size`
+    /// past an integer. 0 when that does not hold, or for 1-byte objects
+    /// (`m` would be `2^64`): then [`Geometry::index_of`] divides.
+    const fn divisor(slab_size: usize, object_size: usize) -> u64 {
+        if object_size < 2 || slab_size as u128 * object_size as u128 > 1u128 << 64 {
+            return 0;
+        }
+        (1u128 << 64).div_ceil(object_size as u128) as u64
+    }
+
+    /// The index of the object that starts `offset` bytes into its slab, or
+    /// `None` if no object starts there. One multiply, no division.
+    #[inline(always)]
+    pub(crate) fn index_of(&self, offset: usize) -> Option<usize> {
+        let rel = offset.wrapping_sub(self.first);
+        if rel >= self.span {
+            return None;
+        }
+        let i = if self.div_mul != 0 {
+            ((rel as u128 * self.div_mul as u128) >> 64) as usize
+        } else {
+            rel / self.object_size
+        };
+        (i * self.object_size == rel).then_some(i)
     }
 
     /// Offset of object 0 when a slab holds `capacity` objects, if it is
@@ -354,7 +431,9 @@ impl SlabPtr {
                 class,
                 list: List::Empty as u32,
                 free: geometry.capacity as u32,
+                head: NIL,
                 search_from: 0,
+                reserved: 0,
             };
             // The key exists before the first seal that uses it.
             seal_key();
@@ -371,6 +450,17 @@ impl SlabPtr {
             }
         }
         slab
+    }
+
+    /// The slab whose header is at `base`.
+    ///
+    /// # Safety
+    /// `base` is the base of a live slab of ours and has provenance over it,
+    /// or at least points to readable memory of `size_of::<Header>()` bytes
+    /// (whose seal will then not verify).
+    #[inline(always)]
+    pub(crate) unsafe fn from_base(base: NonNull<u8>) -> SlabPtr {
+        SlabPtr(base.cast())
     }
 
     /// The slab base address.
@@ -424,7 +514,7 @@ impl SlabPtr {
     }
 
     /// Amends the seal for seal word `word` changing from `old` to `new`.
-    #[inline]
+    #[inline(always)]
     fn amend(self, word: usize, old: u64, new: u64) {
         let delta = new.wrapping_sub(old).wrapping_mul(SEAL_WEIGHTS[word]);
         // SAFETY: see the banner above.
@@ -490,17 +580,44 @@ impl SlabPtr {
         self.amend(PREV_WORD, link_word(old), link_word(prev));
     }
 
-    /// Sets the free count and search start.
-    fn set_counts(self, free: u32, search_from: u32) {
+    /// Sets the free count and the free-list head.
+    #[inline(always)]
+    fn set_counts(self, free: u32, head: u32) {
         // SAFETY: see the banner above.
         let old = unsafe {
             let h = self.header();
-            let old = counts_word((*h).free, (*h).search_from);
+            let old = pair_word((*h).free, (*h).head);
             (*h).free = free;
-            (*h).search_from = search_from;
+            (*h).head = head;
             old
         };
-        self.amend(COUNTS_WORD, old, counts_word(free, search_from));
+        self.amend(COUNTS_WORD, old, pair_word(free, head));
+    }
+
+    /// Sets the search start (the fresh mark of a linked slab).
+    #[inline(always)]
+    fn set_search_from(self, search_from: u32) {
+        // SAFETY: see the banner above.
+        let (old, reserved) = unsafe {
+            let h = self.header();
+            let old = (*h).search_from;
+            (*h).search_from = search_from;
+            (old, (*h).reserved)
+        };
+        self.amend(
+            SEARCH_WORD,
+            pair_word(old, reserved),
+            pair_word(search_from, reserved),
+        );
+    }
+
+    /// The key a linked slab's list words are stored under: a stray write
+    /// into a free object (a use after free) is then unlikely to form the
+    /// index of a free object, and is caught when the object is popped.
+    #[inline(always)]
+    fn link_key(self) -> u32 {
+        let k = drawn_seal_key() ^ self.addr() as u64;
+        (k ^ k >> 32) as u32
     }
 
     /// Pointer to object `i`.
@@ -514,32 +631,104 @@ impl SlabPtr {
 
     /// The index of the object that starts at `addr`, which lies in this
     /// slab; `InteriorPointer` if no object starts there.
+    #[inline(always)]
     pub(crate) fn object_index(self, g: &Geometry, addr: usize) -> Result<usize, Corruption> {
-        let offset = addr - self.addr();
-        if offset < g.first || offset >= g.objects_end() || (offset - g.first) % g.object_size != 0
-        {
-            return Err(Corruption::InteriorPointer { addr });
-        }
-        Ok((offset - g.first) / g.object_size)
+        g.index_of(addr.wrapping_sub(self.addr()))
+            .ok_or(Corruption::InteriorPointer { addr })
     }
 
     /// Whether object `i` is free.
     ///
     /// # Safety
     /// `i < g.capacity`, `g` is this slab's geometry.
+    #[inline(always)]
     pub(crate) unsafe fn is_free(self, i: usize) -> bool {
         // SAFETY: `i / 64 < words` since `i < capacity`.
         unsafe { self.word_ptr(i / WORD_BITS).read() & (1 << (i % WORD_BITS)) != 0 }
     }
 
-    /// Takes the lowest free object, or `None` if the bitmap has none to
-    /// give (a full slab, or a bitmap bit set past the last object).
+    /// Takes a free object: the head of the free list of a linked slab
+    /// (else its first fresh object), the lowest free object of a
+    /// bitmap-searched one. `Err` if the header, bitmap or list has none to
+    /// give or is inconsistent (a damaged header or bitmap: S2, S3; a
+    /// damaged list link: `CorruptFreeList` naming the object holding it);
+    /// nothing is handed out then.
     ///
     /// # Safety
     /// `g` is this slab's geometry. The header need not be verified (a
-    /// damaged free count or search start costs no memory safety here, and
-    /// the amended seal keeps the damage visible).
-    pub(crate) unsafe fn take(self, g: &Geometry) -> Option<NonNull<u8>> {
+    /// damaged free count, head or search start costs no memory safety here:
+    /// only an object whose bit says free is handed out, and the amended
+    /// seal keeps the damage visible).
+    #[inline(always)]
+    pub(crate) unsafe fn take(self, g: &Geometry) -> Result<NonNull<u8>, Corruption> {
+        let got = if g.linked {
+            // SAFETY: as for this function.
+            unsafe { self.take_linked(g) }
+        } else {
+            // SAFETY: as for this function.
+            unsafe { self.take_searched(g) }
+        }?;
+        got.ok_or(Corruption::OverwrittenHeader { addr: self.addr() })
+    }
+
+    /// [`SlabPtr::take`] for a linked slab: `Ok(None)` when the header
+    /// promised a free object that is not there.
+    ///
+    /// # Safety
+    /// As for [`SlabPtr::take`], with a linked `g`.
+    #[inline(always)]
+    unsafe fn take_linked(self, g: &Geometry) -> Result<Option<NonNull<u8>>, Corruption> {
+        // SAFETY: see the banner above.
+        let (free, head, fresh) = unsafe {
+            let h = self.header();
+            ((*h).free, (*h).head, (*h).search_from as usize)
+        };
+        let i = head as usize;
+        if head != NIL {
+            // The list holds free objects below the fresh mark only (S3).
+            // SAFETY: `i < fresh <= capacity` is checked before the bit.
+            if i >= fresh.min(g.capacity) || !unsafe { self.is_free(i) } {
+                return Ok(None);
+            }
+            // SAFETY: `i < capacity`: object `i` is in the slab, free, and
+            // at least 4 bytes long (linked); it holds the next link, which
+            // may be unaligned for odd-sized classes.
+            let (object, next) = unsafe {
+                let object = self.object(g, i);
+                let next = object.cast::<u32>().read_unaligned() ^ self.link_key();
+                (object, next)
+            };
+            let n = next as usize;
+            // SAFETY: `n < fresh <= capacity` is checked before the bit.
+            if next != NIL && (n >= fresh.min(g.capacity) || n == i || !unsafe { self.is_free(n) })
+            {
+                return Err(Corruption::CorruptFreeList {
+                    addr: object.as_ptr().addr(),
+                });
+            }
+            // SAFETY: `i < capacity`, and its bit is set.
+            unsafe { self.clear_bit(i) };
+            self.set_counts(free.wrapping_sub(1), next);
+            return Ok(Some(object));
+        }
+        // SAFETY: checked `< capacity` before the bit is read.
+        if fresh < g.capacity && unsafe { self.is_free(fresh) } {
+            // SAFETY: as above.
+            unsafe { self.clear_bit(fresh) };
+            self.set_counts(free.wrapping_sub(1), NIL);
+            self.set_search_from(fresh as u32 + 1);
+            // SAFETY: `fresh < capacity`.
+            return Ok(Some(unsafe { self.object(g, fresh) }));
+        }
+        Ok(None)
+    }
+
+    /// [`SlabPtr::take`] for a bitmap-searched slab: the lowest free object
+    /// at or after the search start.
+    ///
+    /// # Safety
+    /// As for [`SlabPtr::take`].
+    unsafe fn take_searched(self, g: &Geometry) -> Result<Option<NonNull<u8>>, Corruption> {
         // SAFETY: see the banner above.
         let mut w = unsafe { (*self.header()).search_from as usize };
         while w < g.words {
@@ -552,35 +741,65 @@ impl SlabPtr {
                 if i >= g.capacity {
                     // A damaged bitmap (S2): never hand out memory past
                     // the last object.
-                    return None;
+                    return Ok(None);
                 }
                 // SAFETY: as above; header fields per the banner;
                 // `i < capacity`, so `object(i)` is in bounds.
                 unsafe {
                     word.write(bits & (bits - 1));
                     let free = (*self.header()).free;
-                    self.set_counts(free.wrapping_sub(1), w as u32);
-                    return Some(self.object(g, i));
+                    self.set_counts(free.wrapping_sub(1), NIL);
+                    self.set_search_from(w as u32);
+                    return Ok(Some(self.object(g, i)));
                 }
             }
             w += 1;
         }
-        None
+        Ok(None)
     }
 
-    /// Marks object `i` free again.
+    /// Clears bit `i` (object `i` taken).
+    ///
+    /// # Safety
+    /// `i < g.capacity` for this slab's geometry `g`.
+    #[inline(always)]
+    unsafe fn clear_bit(self, i: usize) {
+        // SAFETY: `i / 64 < words` since `i < capacity`.
+        unsafe {
+            let word = self.word_ptr(i / WORD_BITS);
+            word.write(word.read() & !(1 << (i % WORD_BITS)));
+        }
+    }
+
+    /// Marks object `i` free again: its bit, and for a linked slab the head
+    /// of the free list (its link written into the object's first bytes).
     ///
     /// # Safety
     /// `i < g.capacity`, `g` is this slab's geometry, and object `i` is in
-    /// use.
-    pub(crate) unsafe fn put(self, i: usize) {
+    /// use (so below the fresh mark of a linked slab).
+    #[inline(always)]
+    pub(crate) unsafe fn put(self, g: &Geometry, i: usize) {
         let w = i / WORD_BITS;
-        // SAFETY: `w < words` since `i < capacity`; header per the banner.
+        // SAFETY: `w < words` since `i < capacity`; header per the banner;
+        // a linked object is at least 4 bytes and ours again.
         unsafe {
             let word = self.word_ptr(w);
             word.write(word.read() | 1 << (i % WORD_BITS));
             let h = self.header();
-            self.set_counts((*h).free.wrapping_add(1), (*h).search_from.min(w as u32));
+            let free = (*h).free.wrapping_add(1);
+            if g.linked {
+                let head = (*h).head;
+                self.object(g, i)
+                    .cast::<u32>()
+                    .write_unaligned(head ^ self.link_key());
+                self.set_counts(free, i as u32);
+            } else {
+                self.set_counts(free, NIL);
+                let search_from = (*h).search_from;
+                if (w as u32) < search_from {
+                    self.set_search_from(w as u32);
+                }
+            }
         }
     }
 
@@ -597,6 +816,71 @@ impl SlabPtr {
             // SAFETY: `i < capacity`.
             unsafe { visit(self.object(g, i), self.is_free(i)) }
         }
+    }
+
+    /// Checks a linked slab's S3: every object from the fresh mark on is
+    /// free, and the list holds each free object below it exactly once.
+    ///
+    /// The walk marks what it has seen by clearing bits (a second visit, a
+    /// cycle or an object in use then finds its bit clear) and sets them
+    /// again before returning, whatever the verdict: the slab is exactly as
+    /// it was. Sound because nothing else can touch the slab meanwhile (the
+    /// allocator is `!Sync`, and `check` holds `&self`).
+    ///
+    /// # Safety
+    /// `g` is this slab's geometry, and linked.
+    unsafe fn check_list(self, g: &Geometry, fresh: usize, head: u32) -> Result<(), Violation> {
+        let at = self.addr();
+        if fresh > g.capacity {
+            return Err(Violation::new("S3", at, "fresh mark past the last object"));
+        }
+        // SAFETY: `i < capacity` in the loop.
+        if (fresh..g.capacity).any(|i| !unsafe { self.is_free(i) }) {
+            return Err(Violation::new("S3", at, "fresh object marked in use"));
+        }
+        let key = self.link_key();
+        let mut verdict = Ok(());
+        let mut visited = 0usize;
+        let mut at_index = head;
+        while at_index != NIL {
+            let i = at_index as usize;
+            // SAFETY: `i < fresh <= capacity` before the bit is read.
+            if i >= fresh || !unsafe { self.is_free(i) } {
+                verdict = Err(Violation::new(
+                    "S3",
+                    at,
+                    "free list reaches an object twice, in use, or fresh",
+                ));
+                break;
+            }
+            // SAFETY: `i < capacity`; the object is free and ≥ 4 bytes.
+            unsafe {
+                self.clear_bit(i);
+                at_index = self.object(g, i).cast::<u32>().read_unaligned() ^ key;
+            }
+            visited += 1;
+        }
+        // Objects below the fresh mark still marked free are on no list.
+        // SAFETY: `i < fresh <= capacity`.
+        if verdict.is_ok() && (0..fresh).any(|i| unsafe { self.is_free(i) }) {
+            verdict = Err(Violation::new(
+                "S3",
+                at,
+                "free object missing from the free list",
+            ));
+        }
+        // Set back the bits the walk cleared: the same walk, `visited` steps.
+        let mut at_index = head;
+        for _ in 0..visited {
+            let i = at_index as usize;
+            // SAFETY: these are the objects visited above, all `< capacity`.
+            unsafe {
+                let word = self.word_ptr(i / WORD_BITS);
+                word.write(word.read() | 1 << (i % WORD_BITS));
+                at_index = self.object(g, i).cast::<u32>().read_unaligned() ^ key;
+            }
+        }
+        verdict
     }
 
     /// Checks S1–S3 against `g` and `class`.
@@ -624,7 +908,13 @@ impl SlabPtr {
         }
         let mut free = 0usize;
         // SAFETY: header per the banner.
-        let search_from = unsafe { (*self.header()).search_from as usize };
+        let (search_from, head, reserved) = unsafe {
+            let h = self.header();
+            ((*h).search_from as usize, (*h).head, (*h).reserved)
+        };
+        if reserved != 0 || (!g.linked && head != NIL) {
+            return Err(Violation::new("S1", at, "reserved header word not zero"));
+        }
         for w in 0..g.words {
             // SAFETY: `w < words`.
             let bits = unsafe { self.word_ptr(w).read() };
@@ -636,7 +926,7 @@ impl SlabPtr {
                     "bitmap bit set past the last object",
                 ));
             }
-            if w < search_from && bits != 0 {
+            if !g.linked && w < search_from && bits != 0 {
                 return Err(Violation::new(
                     "S3",
                     at,
@@ -644,6 +934,10 @@ impl SlabPtr {
                 ));
             }
             free += bits.count_ones() as usize;
+        }
+        if g.linked {
+            // SAFETY: `g` is this slab's geometry, and linked.
+            unsafe { self.check_list(g, search_from, head)? };
         }
         if free != self.free_count() {
             return Err(Violation::new(
@@ -680,7 +974,9 @@ mod seal_tests {
             class: 3,
             list: List::Empty as u32,
             free: 5,
+            head: NIL,
             search_from: 0,
+            reserved: 0,
         };
         let addr = 0x7000_0000;
         let mut w = words(addr, &h);

@@ -35,8 +35,9 @@ use freespace_sync::Locked;
 
 /// Bytes of header before every free-list payload.
 const HEADER: usize = 16;
-/// Bytes of a slab header: magic, two links, class, list, free count, search start.
-const SLAB_HEADER: usize = 40;
+/// Bytes of a slab header: seal, two links, class, list, free count, list
+/// head, search start (or fresh mark), reserved word.
+const SLAB_HEADER: usize = 48;
 const SLAB_SIZE: usize = freespace_slab::DEFAULT_SLAB_SIZE;
 
 const CHILD_VAR: &str = "FREESPACE_FAULT_CASE";
