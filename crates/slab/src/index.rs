@@ -18,9 +18,9 @@
 //! parent and freed when the last slab leaves.
 //!
 //! # Invariants
-//! - I1: `len` slots are `Some`; `cap` is 0 (no table) or a power of two
+//! - SLAB-I1: `len` slots are `Some`; `cap` is 0 (no table) or a power of two
 //!   `>= MIN_CAP` with `len * 2 <= cap`.
-//! - I2: every slab is reachable from its home slot by probing forward
+//! - SLAB-I2: every slab is reachable from its home slot by probing forward
 //!   without crossing a `None`.
 
 use crate::slab::SlabPtr;
@@ -80,7 +80,7 @@ impl Index {
         }
         let mut i = self.home(base);
         loop {
-            // SAFETY: `i < cap` (masked), the table exists since cap > 0 (I1).
+            // SAFETY: `i < cap` (masked), the table exists since cap > 0 (SLAB-I1).
             match unsafe { self.slot(i).read() } {
                 None => return None,
                 Some(s) if s.addr() == base => return Some(s),
@@ -104,7 +104,7 @@ impl Index {
         let mask = self.cap.get() - 1;
         let mut i = self.home(slab.addr());
         // SAFETY: `i <= mask < cap`; the table exists (cap > 0). The load
-        // limit (I1) guarantees an empty slot, so the loop ends.
+        // limit (SLAB-I1) guarantees an empty slot, so the loop ends.
         unsafe {
             while self.slot(i).read().is_some() {
                 i = (i + 1) & mask;
@@ -159,7 +159,7 @@ impl Index {
         let mask = cap - 1;
         let mut i = self.home(slab.addr());
         // SAFETY: every slot index below is masked below `cap`, and the
-        // table exists because `cap > 0` (I1).
+        // table exists because `cap > 0` (SLAB-I1).
         unsafe {
             loop {
                 match self.slot(i).read() {
@@ -168,7 +168,7 @@ impl Index {
                     Some(_) => i = (i + 1) & mask,
                 }
             }
-            // Backward-shift deletion keeps I2 without tombstones.
+            // Backward-shift deletion keeps SLAB-I2 without tombstones.
             let mut hole = i;
             let mut j = (i + 1) & mask;
             while let Some(s) = self.slot(j).read() {
@@ -209,7 +209,7 @@ impl Index {
         ))
     }
 
-    /// Checks I1 and I2.
+    /// Checks SLAB-I1 and SLAB-I2.
     pub(crate) fn check(&self) -> Result<(), Violation> {
         let cap = self.cap.get();
         let at = self.table.get().map_or(0, |t| t.as_ptr().addr());
@@ -217,12 +217,16 @@ impl Index {
             return if self.len.get() == 0 && self.table.get().is_none() {
                 Ok(())
             } else {
-                Err(Violation::new("I1", at, "index has entries but no table"))
+                Err(Violation::new(
+                    "SLAB-I1",
+                    at,
+                    "index has entries but no table",
+                ))
             };
         }
         if !cap.is_power_of_two() || cap < MIN_CAP || self.len.get() * 2 > cap {
             return Err(Violation::new(
-                "I1",
+                "SLAB-I1",
                 at,
                 "index capacity or load out of range",
             ));
@@ -234,7 +238,7 @@ impl Index {
                 len += 1;
                 if self.find(s.addr()) != Some(s) {
                     return Err(Violation::new(
-                        "I2",
+                        "SLAB-I2",
                         s.addr(),
                         "slab unreachable from its home slot",
                     ));
@@ -243,7 +247,7 @@ impl Index {
         }
         if len != self.len.get() {
             return Err(Violation::new(
-                "I1",
+                "SLAB-I1",
                 at,
                 "index length differs from its slots",
             ));

@@ -169,7 +169,7 @@ const fn default_count(slab_size: usize) -> usize {
 ///
 /// The slab of a pointer is `ptr & !(SLAB_SIZE - 1)`; the slab index
 /// confirms it is one of ours before its header is read, then the header's
-/// seal is checked (S1: a keyed weighted sum of its address and every other
+/// seal is checked (SLAB-S1: a keyed weighted sum of its address and every other
 /// header word, so damage to any one word — links, class, list tag, free
 /// count, search start or the seal itself — is always caught), then the
 /// pointer must start an object that is in use, the free count must agree
@@ -205,25 +205,25 @@ const fn default_count(slab_size: usize) -> usize {
 /// # Invariants
 ///
 /// Per slab:
-/// - S1: the header's seal is the keyed weighted sum of its address and its
+/// - SLAB-S1: the header's seal is the keyed weighted sum of its address and its
 ///   other words, its list tag names a list, the slab is aligned to
 ///   `SLAB_SIZE`, and the header names the class of the cache that lists it;
-/// - S2: the header's free count is the number of set bits in the bitmap, and
+/// - SLAB-S2: the header's free count is the number of set bits in the bitmap, and
 ///   no bit past the last object is set;
-/// - S3: every bitmap word below the header's search start is zero.
+/// - SLAB-S3: every bitmap word below the header's search start is zero.
 ///
 /// Per class cache:
-/// - C1: a slab is on the partial, full or empty list exactly when its free
+/// - SLAB-C1: a slab is on the partial, full or empty list exactly when its free
 ///   count is between, zero, or its capacity, and its header says which;
-/// - C2: each list is doubly linked and its length is its count;
-/// - C3: every listed slab is in the index, and the index holds only listed
+/// - SLAB-C2: each list is doubly linked and its length is its count;
+/// - SLAB-C3: every listed slab is in the index, and the index holds only listed
 ///   slabs;
-/// - C4: after each operation, at most `max_empty` slabs are empty.
+/// - SLAB-C4: after each operation, at most `max_empty` slabs are empty.
 ///
 /// The slab index:
-/// - I1: its table (from the parent) has a power-of-two capacity, at least
+/// - SLAB-I1: its table (from the parent) has a power-of-two capacity, at least
 ///   twice its length, and no table while it is empty;
-/// - I2: every entry is reachable by probing from its home slot.
+/// - SLAB-I2: every entry is reachable by probing from its home slot.
 ///
 /// [`Slab::check`] verifies all of them.
 ///
@@ -456,8 +456,8 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
         c
     }
 
-    /// Checks every invariant: each cache's lists (C1–C4), each slab's header
-    /// and bitmap (S1–S3), the index (I1–I2), and that the index holds
+    /// Checks every invariant: each cache's lists (SLAB-C1–C4), each slab's header
+    /// and bitmap (SLAB-S1–S3), the index (SLAB-I1–I2), and that the index holds
     /// exactly the listed slabs.
     ///
     /// ```
@@ -475,7 +475,7 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
         }
         if total != self.index.len() {
             return Err(Violation::new(
-                "C3",
+                "SLAB-C3",
                 0,
                 "index holds slabs that are on no list",
             ));
@@ -521,7 +521,7 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
                     .slab_of(ptr)
                     .ok_or(Corruption::ForeignPointer { addr })?;
                 // The index proved `slab` ours; its header is believed only
-                // after its seal passes (S1).
+                // after its seal passes (SLAB-S1).
                 let list = slab.verify()?;
                 if slab.class() as usize != class {
                     return Err(Corruption::SizeMismatch { addr });

@@ -29,7 +29,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use freespace_core::layout::{align_up, is_aligned};
 use freespace_core::{Corruption, KeySource, Violation};
 
-/// Key of the header seal, folded into the address word (invariant S1): a
+/// Key of the header seal, folded into the address word (invariant SLAB-S1): a
 /// per-process secret, drawn from the OS when the first slab is set up
 /// ([`seal_key`]), so that bytes written over a header (an overflow from
 /// the memory before a slab) cannot forge a seal that passes. 0 until then.
@@ -146,7 +146,7 @@ impl List {
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct Header {
-    /// [`seal_of`] this header's address and other fields (invariant S1).
+    /// [`seal_of`] this header's address and other fields (invariant SLAB-S1).
     seal: u64,
     /// Next slab on the same list.
     next: Option<SlabPtr>,
@@ -158,7 +158,7 @@ struct Header {
     list: u32,
     /// Number of free objects (set bits in the bitmap).
     free: u32,
-    /// Every bitmap word below this index is zero (invariant S3).
+    /// Every bitmap word below this index is zero (invariant SLAB-S3).
     search_from: u32,
 }
 
@@ -404,12 +404,12 @@ impl SlabPtr {
     // is valid for any bit pattern, so even a damaged header reads soundly.
     //
     // The getters return what the header says; only after `verify` has
-    // passed is that believed (S1). Every setter amends the seal by the
+    // passed is that believed (SLAB-S1). Every setter amends the seal by the
     // change it makes (`amend`), never recomputes it, so damage done behind
     // our back survives our own writes until a `verify` sees it.
     // ---------------------------------------------------------------------
 
-    /// Checks the seal (S1) and the list tag: `Ok(list)` if the header is
+    /// Checks the seal (SLAB-S1) and the list tag: `Ok(list)` if the header is
     /// exactly as this allocator last wrote it, else `OverwrittenHeader`
     /// naming the header. Call it before believing a link or acting on a
     /// field that a free or a list move depends on.
@@ -550,7 +550,7 @@ impl SlabPtr {
             if bits != 0 {
                 let i = w * WORD_BITS + bits.trailing_zeros() as usize;
                 if i >= g.capacity {
-                    // A damaged bitmap (S2): never hand out memory past
+                    // A damaged bitmap (SLAB-S2): never hand out memory past
                     // the last object.
                     return None;
                 }
@@ -599,7 +599,7 @@ impl SlabPtr {
         }
     }
 
-    /// Checks S1–S3 against `g` and `class`.
+    /// Checks SLAB-S1–S3 against `g` and `class`.
     ///
     /// # Safety
     /// `g` is the geometry the slab was made with.
@@ -607,20 +607,24 @@ impl SlabPtr {
         let at = self.addr();
         let Ok(list) = self.verify() else {
             return Err(Violation::new(
-                "S1",
+                "SLAB-S1",
                 at,
                 "slab header seal does not match its address and contents",
             ));
         };
         if !is_aligned(at, g.slab_size) {
             return Err(Violation::new(
-                "S1",
+                "SLAB-S1",
                 at,
                 "slab not aligned to the slab size",
             ));
         }
         if self.class() != class {
-            return Err(Violation::new("S1", at, "slab header names another class"));
+            return Err(Violation::new(
+                "SLAB-S1",
+                at,
+                "slab header names another class",
+            ));
         }
         let mut free = 0usize;
         // SAFETY: header per the banner.
@@ -631,14 +635,14 @@ impl SlabPtr {
             let valid = (g.capacity - w * WORD_BITS).min(WORD_BITS);
             if valid < WORD_BITS && bits >> valid != 0 {
                 return Err(Violation::new(
-                    "S2",
+                    "SLAB-S2",
                     at,
                     "bitmap bit set past the last object",
                 ));
             }
             if w < search_from && bits != 0 {
                 return Err(Violation::new(
-                    "S3",
+                    "SLAB-S3",
                     at,
                     "free object below the search start",
                 ));
@@ -647,14 +651,14 @@ impl SlabPtr {
         }
         if free != self.free_count() {
             return Err(Violation::new(
-                "S2",
+                "SLAB-S2",
                 at,
                 "free count differs from the bitmap",
             ));
         }
         if list != List::for_count(free, g.capacity) {
             return Err(Violation::new(
-                "C1",
+                "SLAB-C1",
                 at,
                 "slab on the wrong list for its free count",
             ));
