@@ -686,40 +686,7 @@ unsafe impl<A: Allocator, const SLAB_SIZE: usize> Allocator for Slab<A, SLAB_SIZ
         }
     }
 
-    unsafe fn grow(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: caller contract of `grow`, passed on.
-        unsafe { self.resize(ptr, old, new, false) }
-    }
-
-    unsafe fn grow_zeroed(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: caller contract of `grow_zeroed`, passed on.
-        unsafe { self.resize(ptr, old, new, true) }
-    }
-
-    unsafe fn shrink(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        if new.size() == 0 {
-            // SAFETY: `ptr` is live with `old` (caller contract).
-            unsafe { self.deallocate(ptr, old) };
-            return Ok(layout::dangling(new));
-        }
-        // SAFETY: caller contract of `shrink`, passed on.
-        unsafe { self.resize(ptr, old, new, false) }
-    }
+    freespace_core::forward_resize!(method resize);
 }
 
 impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
@@ -742,6 +709,12 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
             } else {
                 self.allocate(new)
             };
+        }
+        if new.size() == 0 {
+            // Shrinking to nothing frees the block.
+            // SAFETY: `ptr` is live with `old` (caller contract).
+            unsafe { self.deallocate(ptr, old) };
+            return Ok(layout::dangling(new));
         }
         match (self.route(old), self.route(new)) {
             (Some(a), Some(b)) if a == b => {

@@ -454,21 +454,7 @@ macro_rules! front_allocator {
                 // SAFETY: the caller's contract.
                 unsafe { $crate::cache::deallocate(self, ptr, layout) }
             }
-            #[inline]
-            unsafe fn grow(&self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Result<NonNull<[u8]>, AllocError> {
-                // SAFETY: the caller's contract.
-                unsafe { $crate::cache::resize(self, ptr, old, new, false) }
-            }
-            #[inline]
-            unsafe fn grow_zeroed(&self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Result<NonNull<[u8]>, AllocError> {
-                // SAFETY: the caller's contract.
-                unsafe { $crate::cache::resize(self, ptr, old, new, true) }
-            }
-            #[inline]
-            unsafe fn shrink(&self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Result<NonNull<[u8]>, AllocError> {
-                // SAFETY: the caller's contract.
-                unsafe { $crate::cache::resize(self, ptr, old, new, false) }
-            }
+            freespace_core::forward_resize!(fn $crate::cache::resize);
         }
     };
 }

@@ -107,7 +107,6 @@ extern crate std;
 
 mod cache;
 mod depot;
-mod global;
 mod locked;
 mod magazine;
 #[cfg(all(feature = "std", not(loom)))]

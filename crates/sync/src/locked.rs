@@ -324,30 +324,10 @@ unsafe impl<A: Allocator, R: RawMutex> Allocator for Locked<A, R> {
 }
 
 // SAFETY: `GlobalAlloc`'s contract is met by the `Allocator` impl above (see
-// `crate::global`): null on failure, the old block untouched by a failed
+// `freespace_core::global`): null on failure, the old block untouched by a failed
 // `realloc`.
 unsafe impl<A: Allocator, R: RawMutex> GlobalAlloc for Locked<A, R> {
-    #[inline]
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        crate::global::alloc(self, layout)
-    }
-
-    #[inline]
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        crate::global::alloc_zeroed(self, layout)
-    }
-
-    #[inline]
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller's `GlobalAlloc::dealloc` contract.
-        unsafe { crate::global::dealloc(self, ptr, layout) }
-    }
-
-    #[inline]
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: the caller's `GlobalAlloc::realloc` contract.
-        unsafe { crate::global::realloc(self, ptr, layout, new_size) }
-    }
+    freespace_core::forward_global_alloc!();
 }
 
 // SAFETY: forwards to `A` under the lock; `A` upholds the contract.

@@ -347,26 +347,9 @@ unsafe impl<P: freespace_core::CheckedFree> freespace_core::CheckedFree for Maga
     }
 }
 
-// SAFETY: through the `Allocator` impl (see `crate::global`).
+// SAFETY: through the `Allocator` impl (see `freespace_core::global`).
 unsafe impl<P: Allocator> core::alloc::GlobalAlloc for Magazines<'_, P> {
-    #[inline]
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        crate::global::alloc(self, layout)
-    }
-    #[inline]
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        crate::global::alloc_zeroed(self, layout)
-    }
-    #[inline]
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller's contract.
-        unsafe { crate::global::dealloc(self, ptr, layout) }
-    }
-    #[inline]
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: the caller's contract.
-        unsafe { crate::global::realloc(self, ptr, layout, new_size) }
-    }
+    freespace_core::forward_global_alloc!();
 }
 
 impl<P: Allocator> core::fmt::Debug for Magazines<'_, P> {
