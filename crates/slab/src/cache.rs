@@ -15,7 +15,7 @@
 //! and destructs them when it goes back.
 
 use crate::index::Index;
-use crate::slab::{Geometry, List, SlabPtr};
+use crate::one_slab::{Geometry, List, SlabPtr};
 use core::cell::Cell;
 use core::ptr::NonNull;
 use freespace_core::alloc::{AllocError, Allocator, Layout};

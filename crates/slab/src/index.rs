@@ -23,7 +23,7 @@
 //! - SLAB-I2: every slab is reachable from its home slot by probing forward
 //!   without crossing a `None`.
 
-use crate::slab::SlabPtr;
+use crate::one_slab::SlabPtr;
 use core::cell::Cell;
 use core::ptr::NonNull;
 use freespace_core::alloc::{AllocError, Allocator, Layout};

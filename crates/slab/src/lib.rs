@@ -96,14 +96,14 @@ extern crate std;
 mod cache;
 mod index;
 mod object_cache;
+mod one_slab;
 mod size_classes;
-mod slab;
 
 pub use object_cache::{ObjectCache, DEFAULT_OBJECT_SLAB_SIZE};
+pub use one_slab::MIN_SLAB_SIZE;
 pub use size_classes::{
     ConfigError, Slab, DEFAULT_CLASSES, DEFAULT_SLAB_SIZE, MAX_CLASSES, MAX_CLASS_ALIGN,
 };
-pub use slab::MIN_SLAB_SIZE;
 
 #[cfg(test)]
 mod tests;

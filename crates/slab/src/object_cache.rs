@@ -2,7 +2,7 @@
 
 use crate::cache::{Cache, Hooks};
 use crate::index::Index;
-use crate::slab::{Geometry, List};
+use crate::one_slab::{Geometry, List};
 use core::marker::PhantomData;
 use core::mem::{align_of, size_of};
 use core::ptr::NonNull;

@@ -3,7 +3,7 @@
 
 use crate::cache::{Cache, NoHooks};
 use crate::index::Index;
-use crate::slab::{Geometry, List, SlabPtr, MIN_SLAB_SIZE};
+use crate::one_slab::{Geometry, List, SlabPtr, MIN_SLAB_SIZE};
 use core::ptr::NonNull;
 use freespace_core::alloc::{AllocError, Allocator, Layout};
 use freespace_core::{
