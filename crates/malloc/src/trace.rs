@@ -330,11 +330,11 @@ fn lock(flag: &AtomicBool) {
 /// forked child that opens its own trace.
 ///
 /// # Invariants
-/// - P1: written only by [`init`] (the constructor, before other threads
+/// - TP1: written only by [`init`] (the constructor, before other threads
 ///   exist), and read only after it.
 struct Template(core::cell::UnsafeCell<[u8; PATH_MAX]>);
 
-// SAFETY: P1: written once before any other thread can exist, read-only
+// SAFETY: TP1: written once before any other thread can exist, read-only
 // after.
 unsafe impl Sync for Template {}
 
@@ -353,7 +353,7 @@ extern "C" fn init() {
     if value.is_null() {
         return;
     }
-    // SAFETY: P1: the constructor runs before other threads exist.
+    // SAFETY: TP1: the constructor runs before other threads exist.
     let template = unsafe { &mut *TEMPLATE.0.get() };
     let mut n = 0;
     // SAFETY: `value` is NUL-terminated; we stop at the NUL or the buffer's end.
@@ -381,7 +381,7 @@ extern "C" fn init() {
 
 /// Opens the trace file for this process and writes the header.
 fn start() {
-    // SAFETY: P1.
+    // SAFETY: TP1.
     let template = unsafe { &*TEMPLATE.0.get() };
     let mut path = [0u8; PATH_MAX];
     let pid = {

@@ -103,7 +103,7 @@ impl Pieces {
 }
 
 // SAFETY: pieces are disjoint parts of a leaked buffer owned by the source
-// (S1, S2), 16-aligned with 16-multiple lengths (S3), and nothing panics (S4).
+// (CORE-S1, CORE-S2), 16-aligned with 16-multiple lengths (CORE-S3), and nothing panics (CORE-S4).
 unsafe impl Source for Pieces {
     fn acquire(&self, min_len: usize) -> Option<NonNull<[u8]>> {
         let want = min_len.checked_add(15)? / 16 * 16;
@@ -697,7 +697,7 @@ fn public_key_guess(region: usize) -> usize {
 /// free-list heap, and the chunk after it is allocated.
 unsafe fn forge_header(a: NonNull<u8>, l: Layout, key: usize) -> (NonNull<u8>, Layout) {
     use freespace_freelist::chunk::{chunk_size_for, magic, Flags};
-    // SAFETY: (whole body) `a`'s header is 16 bytes before it (H3); the
+    // SAFETY: (whole body) `a`'s header is 16 bytes before it (SC-H3); the
     // forged header lies inside `a`'s payload.
     unsafe {
         let chunk = a.sub(HEADER);
@@ -793,7 +793,7 @@ fn forged_header_with_the_key_is_accepted() {
         assert_eq!(heap.try_deallocate(p, forged), Ok(()));
         p
     };
-    assert!(heap.check().is_err(), "the forged free broke H4");
+    assert!(heap.check().is_err(), "the forged free broke SC-H4");
     let next = heap
         .allocate(Layout::from_size_align(16, 8).unwrap())
         .unwrap();
