@@ -155,56 +155,18 @@ unsafe impl<P: Allocator + Owns, S: Allocator> Allocator for Fallback<P, S> {
         }
     }
 
-    unsafe fn grow(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: the caller's contract for `grow`.
-        unsafe { self.grow_impl(ptr, old, new, false) }
-    }
-
-    unsafe fn grow_zeroed(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: the caller's contract for `grow_zeroed`.
-        unsafe { self.grow_impl(ptr, old, new, true) }
-    }
-
-    unsafe fn shrink(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        if old.size() == 0 {
-            return self.allocate(new);
-        }
-        if new.size() == 0 {
-            // SAFETY: `ptr` is live with `old` (caller contract).
-            unsafe { self.deallocate(ptr, old) };
-            return Ok(dangling(new));
-        }
-        if self.primary.owns(ptr) {
-            // SAFETY: `P`'s live block (SEG-F1); the caller's contract otherwise.
-            unsafe { self.primary.shrink(ptr, old, new) }
-        } else {
-            // SAFETY: `S`'s live block (SEG-F1); the caller's contract otherwise.
-            unsafe { self.secondary.shrink(ptr, old, new) }
-        }
-    }
+    freespace_core::forward_resize!(method resize);
 }
 
 impl<P: Allocator + Owns, S: Allocator> Fallback<P, S> {
-    /// `grow` and `grow_zeroed`.
+    /// `grow`, `grow_zeroed` and `shrink` in one. A shrink stays with the
+    /// side that owns the block; a grow is tried in place there, and a
+    /// block of `P` that cannot grow in place moves to `S`.
     ///
     /// # Safety
-    /// The caller's contract for `grow`.
-    unsafe fn grow_impl(
+    /// The caller's contract for `grow`/`grow_zeroed` (`zeroed` says which)
+    /// or, when `new` is smaller than `old`, for `shrink`.
+    unsafe fn resize(
         &self,
         ptr: NonNull<u8>,
         old: Layout,
@@ -216,6 +178,20 @@ impl<P: Allocator + Owns, S: Allocator> Fallback<P, S> {
                 self.allocate_zeroed(new)
             } else {
                 self.allocate(new)
+            };
+        }
+        if new.size() < old.size() {
+            if new.size() == 0 {
+                // SAFETY: `ptr` is live with `old` (caller contract).
+                unsafe { self.deallocate(ptr, old) };
+                return Ok(dangling(new));
+            }
+            return if self.primary.owns(ptr) {
+                // SAFETY: `P`'s live block (SEG-F1); the caller's contract otherwise.
+                unsafe { self.primary.shrink(ptr, old, new) }
+            } else {
+                // SAFETY: `S`'s live block (SEG-F1); the caller's contract otherwise.
+                unsafe { self.secondary.shrink(ptr, old, new) }
             };
         }
         if !self.primary.owns(ptr) {

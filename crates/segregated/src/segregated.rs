@@ -648,35 +648,7 @@ unsafe impl<A: Allocator> Allocator for Segregated<A> {
         }
     }
 
-    unsafe fn grow(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: the caller's contract for `grow`.
-        unsafe { self.resize(ptr, old, new, false) }
-    }
-
-    unsafe fn grow_zeroed(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: the caller's contract for `grow_zeroed`.
-        unsafe { self.resize(ptr, old, new, true) }
-    }
-
-    unsafe fn shrink(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: the caller's contract for `shrink`.
-        unsafe { self.resize(ptr, old, new, false) }
-    }
+    freespace_core::forward_resize!(method resize);
 }
 
 impl<A: Allocator> Segregated<A> {
