@@ -43,12 +43,6 @@
 //! assert_eq!(placed(&starts, block), (2, 0)); // the 20-unit chunk
 //! ```
 #![no_std]
-#![deny(unsafe_op_in_unsafe_fn)]
-#![warn(
-    missing_docs,
-    clippy::undocumented_unsafe_blocks,
-    clippy::missing_safety_doc
-)]
 
 use freespace_freelist::bins::{bin_of, size_of_bin, Binned, LARGEST_BINNED};
 use freespace_freelist::tree::{Key, Order};

@@ -55,12 +55,6 @@
 //! assert_eq!(v.iter().sum::<u32>(), 6);
 //! ```
 #![no_std]
-#![deny(unsafe_op_in_unsafe_fn)]
-#![warn(
-    missing_docs,
-    clippy::undocumented_unsafe_blocks,
-    clippy::missing_safety_doc
-)]
 
 #[cfg(any(test, loom))]
 extern crate std;

@@ -32,12 +32,6 @@
 //! heap.check().unwrap();
 //! ```
 #![no_std]
-#![deny(unsafe_op_in_unsafe_fn)]
-#![warn(
-    missing_docs,
-    clippy::undocumented_unsafe_blocks,
-    clippy::missing_safety_doc
-)]
 
 use freespace_freelist::index::AddressIndex;
 use freespace_freelist::{Chunk, Fit, FreeSet, Request, Scan, Scanned, GRANULE};

@@ -42,12 +42,6 @@
 // constructors, which loom's primitives do not have.
 #![cfg(not(loom))]
 #![no_std]
-#![deny(unsafe_op_in_unsafe_fn)]
-#![warn(
-    missing_docs,
-    clippy::undocumented_unsafe_blocks,
-    clippy::missing_safety_doc
-)]
 
 #[cfg(test)]
 extern crate std;

@@ -38,12 +38,6 @@
 //! assert_eq!(placed(&starts, block), (3, 0)); // the 50-unit chunk
 //! ```
 #![no_std]
-#![deny(unsafe_op_in_unsafe_fn)]
-#![warn(
-    missing_docs,
-    clippy::undocumented_unsafe_blocks,
-    clippy::missing_safety_doc
-)]
 
 use freespace_freelist::bins::{size_of_bin, Binned, BINS, LARGEST_BINNED};
 use freespace_freelist::tree::{Key, Order};
