@@ -343,9 +343,10 @@ static TEMPLATE: Template = Template(core::cell::UnsafeCell::new([0; PATH_MAX]))
 /// The template holds `%p`: every process traces into a file of its own.
 static PER_PROCESS: AtomicBool = AtomicBool::new(false);
 
-/// The library's constructor: starts tracing if `FREESPACE_TRACE` is set.
+/// Called by the library's constructor ([`crate::lifecycle`]): starts
+/// tracing if `FREESPACE_TRACE` is set.
 #[cfg(not(test))]
-extern "C" fn init() {
+pub(crate) fn init() {
     // SAFETY: a NUL-terminated name; `getenv` returns null or a string
     // that stays valid while we copy it (nothing changes the environment
     // during a constructor).
@@ -466,10 +467,11 @@ extern "C" fn child() {
     }
 }
 
-/// The library's destructor: from now on every record goes straight to
-/// the file; then every buffer is written out.
+/// Called by the library's destructor ([`crate::lifecycle`]): from now on
+/// every record goes straight to the file; then every buffer is written
+/// out.
 #[cfg(not(test))]
-extern "C" fn fini() {
+pub(crate) fn fini() {
     DIRECT.store(true, Release);
     for b in &BUFFERS {
         if b.claimed.load(Acquire) {
@@ -477,13 +479,3 @@ extern "C" fn fini() {
         }
     }
 }
-
-#[cfg(not(test))]
-#[used]
-#[link_section = ".init_array"]
-static INIT: extern "C" fn() = init;
-
-#[cfg(not(test))]
-#[used]
-#[link_section = ".fini_array"]
-static FINI: extern "C" fn() = fini;
