@@ -305,7 +305,7 @@ impl<S> Counted<S> {
     }
 }
 
-// SAFETY: every region comes unchanged from `inner`, which upholds S1–S4;
+// SAFETY: every region comes unchanged from `inner`, which upholds CORE-S1–S4;
 // counting cannot panic (wrapping adds).
 unsafe impl<S: Source> Source for Counted<S> {
     fn acquire(&self, min_len: usize) -> Option<NonNull<[u8]>> {

@@ -33,7 +33,7 @@ struct Latency<'c, 'g> {
 impl Visit for Latency<'_, '_> {
     fn single<S: Subject>(&mut self, s: &S) {
         // A fragmented heap: 1000 blocks of mixed sizes, every other one freed.
-        let mut rng = trace::Rng::new(42);
+        let mut rng = freespace_testkit::Rng::spread(42);
         let mut live = Vec::new();
         for i in 0..1000 {
             let size = trace::Sizes::LogUniform(16, 4096).draw(&mut rng) as usize;

@@ -133,10 +133,10 @@ impl From<TraceError> for ReplayError {
 /// ```
 ///
 /// # Invariants
-/// - P1: `ops` is well formed: an `Alloc` fills an empty slot below
+/// - BENCH-P1: `ops` is well formed: an `Alloc` fills an empty slot below
 ///   `slots`, `Free` and `Realloc` name a full one, and every slot is empty
 ///   at the end.
-/// - P2: after the first `peak_at` ops the live requested bytes are
+/// - BENCH-P2: after the first `peak_at` ops the live requested bytes are
 ///   `peak_live`, and never more at any point.
 #[derive(Clone, Debug)]
 pub struct Prepared {
@@ -473,7 +473,7 @@ fn coarse_map<I: Inspect + ?Sized>(heap: &I, lo: usize, hi: usize) -> Option<Str
 /// with a million blocks stays a few hundred kilobytes.
 ///
 /// # Invariants
-/// - C1: `cell` is a multiple of 16 and `cells * cell` covers the range
+/// - BENCH-C1: `cell` is a multiple of 16 and `cells * cell` covers the range
 ///   mapped.
 struct Coarse<'a, I: ?Sized> {
     inner: &'a I,
@@ -623,7 +623,7 @@ pub fn measure_with<S: Subject + ?Sized>(
                 Op::Free { slot } => {
                     let b = std::mem::replace(&mut blocks[slot as usize], empty);
                     if !b.ptr.is_null() {
-                        // SAFETY: a live block of `s` with this layout (P1).
+                        // SAFETY: a live block of `s` with this layout (BENCH-P1).
                         unsafe { s.dealloc(b.ptr, b.layout()) };
                     }
                 }
@@ -632,7 +632,7 @@ pub fn measure_with<S: Subject + ?Sized>(
                     let (ptr, granted) = if b.ptr.is_null() {
                         s.alloc_granted(Block { size, ..b }.layout())
                     } else {
-                        // SAFETY: a live block of `s` with this layout (P1);
+                        // SAFETY: a live block of `s` with this layout (BENCH-P1);
                         // `size > 0`.
                         unsafe { s.realloc_granted(b.ptr, b.layout(), size as usize) }
                     };

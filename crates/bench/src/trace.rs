@@ -6,6 +6,10 @@
 //! it. Slots are reused (a stack of empty ones), so the replay needs one
 //! pointer table as large as the peak number of live blocks. Every trace
 //! ends with every block freed, so a subject is empty after a replay.
+//! Every draw comes from the testkit's seeded [`Rng`] (`Rng::spread`), the
+//! generator the tests use.
+
+use freespace_testkit::Rng;
 
 /// One step of a trace.
 #[derive(Clone, Copy, Debug)]
@@ -39,40 +43,6 @@ pub struct Trace {
     pub ops: Vec<Op>,
     /// One more than the largest slot number used.
     pub slots: usize,
-}
-
-/// splitmix64 to spread a seed, then xorshift64*: cheap, deterministic, and
-/// the same on every machine.
-#[derive(Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator for `seed` (any value, 0 included).
-    pub fn new(seed: u64) -> Self {
-        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        Rng(z | 1)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: usize) -> usize {
-        (((self.next_u64() >> 32) * n as u64) >> 32) as usize
-    }
-
-    /// Uniform in `[0, 1)`.
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 /// How request sizes are drawn.
@@ -130,7 +100,7 @@ struct Builder {
 impl Builder {
     fn new(seed: u64, capacity: usize) -> Self {
         Builder {
-            rng: Rng::new(seed),
+            rng: Rng::spread(seed),
             ops: Vec::with_capacity(capacity),
             live: Vec::new(),
             empty: Vec::new(),
@@ -308,7 +278,7 @@ pub fn scaling(free_chunks: usize, pairs: usize, small: u32, large: u32) -> Trac
 
 /// Request sizes for the producer of a producer/consumer run.
 pub fn sizes(seed: u64, n: usize, sizes: Sizes) -> Vec<u32> {
-    let mut rng = Rng::new(seed);
+    let mut rng = Rng::spread(seed);
     (0..n).map(|_| sizes.draw(&mut rng)).collect()
 }
 
@@ -352,7 +322,7 @@ mod tests {
 
     #[test]
     fn sizes_stay_in_range() {
-        let mut rng = Rng::new(3);
+        let mut rng = Rng::spread(3);
         for _ in 0..10_000 {
             let s = Sizes::LogUniform(16, 16384).draw(&mut rng);
             assert!((16..=16384).contains(&s));

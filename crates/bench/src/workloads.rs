@@ -16,7 +16,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::subjects::{Subject, Visit};
-use crate::trace::{self, Op, Rng, Sizes, Trace};
+use crate::trace::{self, Op, Sizes, Trace};
+use freespace_testkit::Rng;
 
 /// What a workload runs.
 pub enum Kind {
@@ -568,7 +569,7 @@ pub struct Trial {
 
 impl Visit for Trial {
     fn single<S: Subject>(&mut self, s: &S) {
-        let mut rng = Rng::new(self.seed);
+        let mut rng = Rng::spread(self.seed);
         let mut live: Vec<(*mut u8, u32)> = Vec::new();
         let mut live_bytes = 0usize;
         let deadline = thread_cpu_ns() + self.budget.as_nanos() as u64;

@@ -43,12 +43,6 @@
 //! assert_eq!(placed(&starts, block), (2, 0)); // the 20-unit chunk
 //! ```
 #![no_std]
-#![deny(unsafe_op_in_unsafe_fn)]
-#![warn(
-    missing_docs,
-    clippy::undocumented_unsafe_blocks,
-    clippy::missing_safety_doc
-)]
 
 use freespace_freelist::bins::{bin_of, size_of_bin, Binned, LARGEST_BINNED};
 use freespace_freelist::tree::{Key, Order};
@@ -81,7 +75,7 @@ impl Order for BySize {
 ///
 /// # Invariants
 ///
-/// - B1: `index` holds exactly the heap's free chunks (I1, N1–N5, T1–T5),
+/// - BF-B1: `index` holds exactly the heap's free chunks (FL-I1, FL-N1–N5, FL-T1–T5),
 ///   its tree ordered [`BySize`].
 ///
 /// ```
@@ -115,7 +109,7 @@ impl BestFit {
                     if req.fits(c, size_of_bin(bin)) {
                         return Some(c);
                     }
-                    // SAFETY: `c` is a member of the bins (N1).
+                    // SAFETY: `c` is a member of the bins (FL-N1).
                     at = unsafe { bins.next(c) };
                 }
                 from = bin + 1;
@@ -127,7 +121,7 @@ impl BestFit {
             size: req.size(),
         });
         while let Some(c) = at {
-            // SAFETY: `c` is a member of the tree (T1).
+            // SAFETY: `c` is a member of the tree (FL-T1).
             let size = unsafe { c.size() };
             if req.fits(c, size) {
                 return Some(c);
@@ -141,12 +135,12 @@ impl BestFit {
     }
 }
 
-// SAFETY: `choose` returns a fitting member found in the index (P1): a
+// SAFETY: `choose` returns a fitting member found in the index (FL-P1): a
 // bin's head is a chunk of that bin's size, at least the request's, and
 // alignment up to GRANULE always fits a large-enough chunk; the members are
 // exactly those inserted and not removed, and the index writes only link
-// words 1 and 2 (P2); nothing panics (P3); `len` and `contains` are the
-// index's (P4).
+// words 1 and 2 (FL-P2); nothing panics (FL-P3); `len` and `contains` are the
+// index's (FL-P4).
 unsafe impl Fit for BestFit {
     const INIT: Self = BestFit {
         index: Binned::new(),
@@ -191,8 +185,8 @@ unsafe impl Fit for BestFit {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct BestFitScan;
 
-// SAFETY: `choose` returns a member of `set` that fits (R1), the rule has
-// no state (R2), and nothing here panics (R3).
+// SAFETY: `choose` returns a member of `set` that fits (FL-R1), the rule has
+// no state (FL-R2), and nothing here panics (FL-R3).
 unsafe impl Scan for BestFitScan {
     const INIT: Self = BestFitScan;
     const NAME: &'static str = "best fit (scan)";

@@ -61,18 +61,18 @@ const GROW_MIN: usize = 64 * 1024;
 ///
 /// # Invariants
 ///
-/// - B1: a block on `free[k]` is `MIN << k` bytes, aligned to `MIN << k`,
+/// - BUDDY-B1: a block on `free[k]` is `MIN << k` bytes, aligned to `MIN << k`,
 ///   and lies in a zone's block range `[lo, meta_lo)`.
-/// - B2: a block and its buddy are never both free.
-/// - B3: the free bit of a granule is set iff a free block starts there;
+/// - BUDDY-B2: a block and its buddy are never both free.
+/// - BUDDY-B3: the free bit of a granule is set iff a free block starts there;
 ///   every free block is on exactly one list, the one of its order; bit `k`
 ///   of the non-empty mask is set iff `free[k]` is non-empty.
-/// - B4: the split bits mark exactly the interior nodes of each zone's
+/// - BUDDY-B4: the split bits mark exactly the interior nodes of each zone's
 ///   buddy tree: the blocks are the unsplit nodes whose parent is split or
 ///   outside the zone, and they tile the zone.
-/// - B5: the free lists are doubly linked: `n.next.prev == n` for every
+/// - BUDDY-B5: the free lists are doubly linked: `n.next.prev == n` for every
 ///   node `n` with a successor (a head's `prev` is stale and never read).
-/// - B6: a zone's header and bitmaps fill `[meta_lo, hi)`, which is made of
+/// - BUDDY-B6: a zone's header and bitmaps fill `[meta_lo, hi)`, which is made of
 ///   used blocks that are never handed out or freed.
 ///
 /// [`check`](Self::check) verifies all of them.
@@ -122,7 +122,7 @@ pub const DEFAULT_PURGE_AFTER: usize = 64 << 20;
 /// blocks and declines at no cost).
 const TRIM_MIN: usize = 4096;
 
-// SAFETY: the heap owns its regions exclusively (S2) and its state holds
+// SAFETY: the heap owns its regions exclusively (CORE-S2) and its state holds
 // only pointers into them; moving it to another thread moves that
 // ownership. `S: Send` covers the source.
 unsafe impl<S: Source + Send, const MIN: usize, const ORDERS: usize> Send
@@ -233,7 +233,7 @@ impl<S: Source, const MIN: usize, const ORDERS: usize> Buddy<S, MIN, ORDERS> {
                 // SAFETY: `block` is a free block of `s` bytes in a region
                 // from the source; past its node nobody uses its bytes or
                 // needs their contents (a free block carries only its node,
-                // B3).
+                // BUDDY-B3).
                 let rest =
                     unsafe { NonNull::slice_from_raw_parts(block.add(NODE_BYTES), s - NODE_BYTES) };
                 // SAFETY: as above: the source's memory, unused.
@@ -330,7 +330,7 @@ impl<S: Source, const MIN: usize, const ORDERS: usize> Buddy<S, MIN, ORDERS> {
             return true;
         }
         // SAFETY: the region came from `acquire` just now, whole, with its
-        // alignment and length (S3), and nothing of it is in use.
+        // alignment and length (CORE-S3), and nothing of it is in use.
         unsafe { self.source.release(region) };
         false
     }
@@ -547,7 +547,7 @@ impl<S: Source, const MIN: usize, const ORDERS: usize> Buddy<S, MIN, ORDERS> {
         }
     }
 
-    /// Checks the invariants B1–B6 by walking every zone and every list.
+    /// Checks the invariants BUDDY-B1–B6 by walking every zone and every list.
     ///
     /// # Time complexity
     ///
@@ -660,8 +660,8 @@ impl<S: Source, const MIN: usize, const ORDERS: usize> Buddy<S, MIN, ORDERS> {
 
 // SAFETY: every block handed out is a distinct buddy block of at least
 // `max(size, align)` bytes rounded to a power of two, aligned to its size,
-// inside a region the heap owns (S1, S2); it stays untouched until freed
-// (B3: only free blocks carry list nodes). Grow/shrink keep the contents
+// inside a region the heap owns (CORE-S1, CORE-S2); it stays untouched until freed
+// (BUDDY-B3: only free blocks carry list nodes). Grow/shrink keep the contents
 // (in place, or copied) and leave the block alone on failure. Nothing
 // panics: every size computation is checked.
 unsafe impl<S: Source, const MIN: usize, const ORDERS: usize> Allocator for Buddy<S, MIN, ORDERS> {
@@ -784,7 +784,7 @@ unsafe impl<S: Source, const MIN: usize, const ORDERS: usize> Owns for Buddy<S, 
 }
 
 // SAFETY: `usable_size` is the size of the block at `ptr` (its order from
-// the split bits, B4), which is what `allocate` returned for it; `free`
+// the split bits, BUDDY-B4), which is what `allocate` returned for it; `free`
 // frees exactly that block, as `deallocate` with a layout of that order.
 unsafe impl<S: Source, const MIN: usize, const ORDERS: usize> BlockSize for Buddy<S, MIN, ORDERS> {
     /// ```
@@ -908,7 +908,7 @@ impl<S: Source, const MIN: usize, const ORDERS: usize> Drop for Buddy<S, MIN, OR
             if h.regions == 1 {
                 let region = NonNull::slice_from_raw_parts(h.base, h.raw_end - h.raw_start);
                 // SAFETY: `region` is exactly one region `acquire` returned
-                // (S3 alignment and length); the heap is going away, so no
+                // (CORE-S3 alignment and length); the heap is going away, so no
                 // block in it is used through the heap again, and the
                 // header read above is the last access to it.
                 unsafe { self.source.release(region) };
@@ -920,7 +920,7 @@ impl<S: Source, const MIN: usize, const ORDERS: usize> Drop for Buddy<S, MIN, OR
 impl<S: Source, const MIN: usize, const ORDERS: usize> freespace_core::Check
     for Buddy<S, MIN, ORDERS>
 {
-    /// B1–B6 ([`check`](Buddy::check)); the buddy is a leaf over its source.
+    /// BUDDY-B1–B6 ([`check`](Buddy::check)); the buddy is a leaf over its source.
     fn check_all(&self) -> Result<(), Violation> {
         self.check()
     }

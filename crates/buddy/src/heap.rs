@@ -136,12 +136,12 @@ impl<const MIN: usize, const ORDERS: usize> View<MIN, ORDERS> {
     /// # Safety
     ///
     /// `self` is the view of a live zone and `lo <= a < hi`: then the
-    /// granule's bit is inside the bitmap (Z1: one bit per granule).
+    /// granule's bit is inside the bitmap (BUDDY-Z1: one bit per granule).
     #[inline(always)]
     pub(crate) unsafe fn free_at(&self, a: usize) -> bool {
         debug_assert!(self.in_zone(a));
         // SAFETY: `free_index(a)` is a granule of the tree (caller
-        // contract), so its bit is inside the bitmaps (Z1).
+        // contract), so its bit is inside the bitmaps (BUDDY-Z1).
         unsafe { zone::test(self.bitmap, zone::FREE, self.free_index(a)) }
     }
 
@@ -154,7 +154,7 @@ impl<const MIN: usize, const ORDERS: usize> View<MIN, ORDERS> {
     unsafe fn mark_free(&self, a: usize, on: bool) {
         debug_assert!(self.in_zone(a));
         let i = self.free_index(a);
-        // SAFETY: `i` is inside the bitmap (caller contract, Z1).
+        // SAFETY: `i` is inside the bitmap (caller contract, BUDDY-Z1).
         unsafe {
             if on {
                 zone::set(self.bitmap, zone::FREE, i)
@@ -170,11 +170,11 @@ impl<const MIN: usize, const ORDERS: usize> View<MIN, ORDERS> {
     ///
     /// `self` is the view of a live zone, `j >= 1`, and the node lies in
     /// the tree (`lo <= p` and `p + (MIN << j) <= hi`): its split bit is the
-    /// number of a granule inside it, so inside the bitmap (Z1).
+    /// number of a granule inside it, so inside the bitmap (BUDDY-Z1).
     #[inline(always)]
     pub(crate) unsafe fn split_at(&self, j: usize, p: usize) -> bool {
         debug_assert!(j >= 1 && p >= self.lo && p <= self.hi && self.hi - p >= self.size(j));
-        // SAFETY: the index is inside the bitmap (caller contract, Z1).
+        // SAFETY: the index is inside the bitmap (caller contract, BUDDY-Z1).
         unsafe { zone::test(self.bitmap, zone::SPLIT, self.split_index(j, p)) }
     }
 
@@ -188,7 +188,7 @@ impl<const MIN: usize, const ORDERS: usize> View<MIN, ORDERS> {
     unsafe fn mark_split(&self, j: usize, p: usize, on: bool) {
         debug_assert!(j >= 1 && p >= self.lo && p <= self.hi && self.hi - p >= self.size(j));
         let i = self.split_index(j, p);
-        // SAFETY: `i` is inside the bitmap (caller contract, Z1).
+        // SAFETY: `i` is inside the bitmap (caller contract, BUDDY-Z1).
         unsafe {
             if on {
                 zone::set(self.bitmap, zone::SPLIT, i)
@@ -236,7 +236,7 @@ impl<const MIN: usize, const ORDERS: usize> View<MIN, ORDERS> {
 
     /// Whether the node of order `k` at `a` is a block (free or used): it is
     /// in the tree, not split, and its parent is split or outside the tree
-    /// (B4).
+    /// (BUDDY-B4).
     #[inline(always)]
     pub(crate) fn is_block(&self, a: usize, k: usize) -> bool {
         let s = self.size(k);
@@ -249,7 +249,7 @@ impl<const MIN: usize, const ORDERS: usize> View<MIN, ORDERS> {
 
     /// The order of the block containing granule `a` (in `[lo, hi)`): the
     /// first level whose parent is split or outside the tree. Nodes inside a
-    /// block are never split (B4), so the walk passes through them.
+    /// block are never split (BUDDY-B4), so the walk passes through them.
     ///
     /// # Time complexity
     ///
@@ -338,7 +338,7 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
             }
             left -= 1;
             // SAFETY: `node` is on `free[k]`, so it is a free block with an
-            // initialised node (B3); its `next` is read before `f` runs.
+            // initialised node (BUDDY-B3); its `next` is read before `f` runs.
             n = unsafe { (*node.as_ptr()).next };
             f(node.cast());
         }
@@ -447,7 +447,7 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
             })
         };
         if let Some(h) = head {
-            // SAFETY: `h` heads `free[k]`, so it is a free block (B3) whose
+            // SAFETY: `h` heads `free[k]`, so it is a free block (BUDDY-B3) whose
             // node is initialised.
             unsafe { (*h.as_ptr()).prev = Some(node) };
         }
@@ -458,7 +458,7 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
     /// Removes the free block `node` from `free[k]`, checking its links.
     fn unlink(&mut self, node: NonNull<FreeNode>, k: usize) -> Result<(), Corruption> {
         // SAFETY: the caller found `node` marked free with order `k`, so it
-        // is a free block with an initialised node (B3).
+        // is a free block with an initialised node (BUDDY-B3).
         let FreeNode { next, prev } = unsafe { node.as_ptr().read() };
         if let Some(n) = next {
             if !self.plausible(n, k) {
@@ -466,7 +466,7 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
             }
         }
         if self.free[k] == Some(node) {
-            // The head: its `prev` is stale (B5); the next node becomes the
+            // The head: its `prev` is stale (BUDDY-B5); the next node becomes the
             // head and its `prev` need not be touched.
             self.free[k] = next;
             if next.is_none() {
@@ -498,7 +498,7 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
     /// The head is confirmed against the bitmap before it is handed out,
     /// and the next node before it becomes the head, so a link damaged by a
     /// write into a free block is caught here at the latest. The head's
-    /// `prev` is left stale: a head's `prev` is never read (B5), which
+    /// `prev` is left stale: a head's `prev` is never read (BUDDY-B5), which
     /// saves a store into a cold block on every allocation.
     ///
     /// # Time complexity
@@ -530,7 +530,7 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
             return Err(self.poison(node));
         }
         // SAFETY: `node` heads `free[j]` and is marked free: a free block
-        // with an initialised node (B3).
+        // with an initialised node (BUDDY-B3).
         let next = unsafe { (*node.as_ptr()).next };
         match next {
             Some(n) if !self.plausible(n, j) => return Err(self.poison(node)),
@@ -602,7 +602,7 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
     }
 
     /// The loop of [`release`](Self::release). `parent`: whether the parent
-    /// of `(a, k)` is in the tree (then it is split, B4).
+    /// of `(a, k)` is in the tree (then it is split, BUDDY-B4).
     ///
     /// The first buddy test is inline; the merging itself is out of line,
     /// so the common free that does not merge stays small (fewer registers
@@ -714,7 +714,7 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
     }
 
     /// Marks every in-tree ancestor of the new block `(a, k)` split, so the
-    /// block is one (B4). Stops at the first ancestor already split: the
+    /// block is one (BUDDY-B4). Stops at the first ancestor already split: the
     /// split nodes are closed under "parent of".
     fn mark_block(v: &View<MIN, ORDERS>, a: usize, k: usize) {
         let mut j = k + 1;
@@ -754,7 +754,7 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
     /// Adds a region from the source: joins it to the zone it continues, or
     /// makes it a zone of its own. `false` if it is too small to use (the
     /// caller gives it back). `zeroed`: the region reads as zeros (the
-    /// source's S6), so the new bitmaps need no clearing — over `Mmap` a
+    /// source's CORE-S6), so the new bitmaps need no clearing — over `Mmap` a
     /// region's metadata pages are then touched only where bits are set.
     pub(crate) fn add_region(&mut self, region: NonNull<[u8]>, zeroed: bool) -> bool {
         let start = region.cast::<u8>().as_ptr().addr();
@@ -813,10 +813,10 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
         let meta_lo = hi - meta;
         let base = region.cast::<u8>();
         // SAFETY: `meta_lo - start < region.len()`, so the pointer stays in
-        // the region (S1).
+        // the region (CORE-S1).
         let header = unsafe { base.add(meta_lo - start) }.cast::<Zone>();
         // SAFETY: the header and both bitmaps, `meta_bytes` bytes, fit in
-        // `[meta_lo, hi)`, inside the region, which is ours alone (S2);
+        // `[meta_lo, hi)`, inside the region, which is ours alone (CORE-S2);
         // `meta_lo` is a multiple of `MIN >= NODE_ALIGN`, so the header and
         // the words after it are aligned.
         unsafe {
@@ -885,12 +885,12 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
         }
         let meta_lo = hi - meta;
         let old_words = old_header.words;
-        // SAFETY: `meta_lo - start < region.len()`: inside the region (S1).
+        // SAFETY: `meta_lo - start < region.len()`: inside the region (CORE-S1).
         let header = unsafe { region.cast::<u8>().add(meta_lo - start) }.cast::<Zone>();
         let old_bitmap = ZonePtr(old_zone).bitmap();
         // SAFETY: the new header and bitmaps fit in `[meta_lo, hi)` of the
-        // new region, which is ours alone (S2) and aligned as in
-        // `new_zone`; the old bitmaps (`old_words` words each, Z1) lie
+        // new region, which is ours alone (CORE-S2) and aligned as in
+        // `new_zone`; the old bitmaps (`old_words` words each, BUDDY-Z1) lie
         // below `old.hi <= start`, so the copies do not overlap.
         unsafe {
             header.as_ptr().write(Zone {
@@ -931,7 +931,7 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
         let v = Self::view(header);
         self.hot = v;
         // Every node straddling the old end contains the block at `old.hi`,
-        // so marking the new blocks marks those nodes split too (B4).
+        // so marking the new blocks marks those nodes split too (BUDDY-B4).
         Self::mark_used(&v, meta_lo, hi);
         Self::mark_used(&v, old.hi, meta_lo);
         let _ = self.release_range(old.hi, meta_lo);
@@ -939,11 +939,11 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
         true
     }
 
-    /// Checks B1–B6 (see [`Buddy`](crate::Buddy)).
+    /// Checks BUDDY-B1–B6 (see [`Buddy`](crate::Buddy)).
     pub(crate) fn check(&self) -> Result<(), Violation> {
         if self.blocked & POISONED != 0 {
             return Err(Violation::new(
-                "B5",
+                "BUDDY-B5",
                 0,
                 "heap poisoned by a corrupt free list",
             ));
@@ -955,7 +955,7 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
             zones += 1;
             if zones > 1 << 20 {
                 return Err(Violation::new(
-                    "B6",
+                    "BUDDY-B6",
                     z.as_ptr().addr(),
                     "zone list does not end",
                 ));
@@ -970,7 +970,11 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
                 || h.first_granule != Zone::first_granule(v.lo >> Self::SHIFT)
                 || h.words != Zone::words(v.lo >> Self::SHIFT, v.hi >> Self::SHIFT)
             {
-                return Err(Violation::new("B6", v.meta_lo, "zone bounds out of order"));
+                return Err(Violation::new(
+                    "BUDDY-B6",
+                    v.meta_lo,
+                    "zone bounds out of order",
+                ));
             }
             // Walk the tree: blocks tile [lo, hi), the metadata is used
             // blocks, and the buddy of each free block is not a free block
@@ -979,20 +983,28 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
             while a < v.hi {
                 let k = v.order_of(a);
                 if !v.is_block(a, k) {
-                    return Err(Violation::new("B4", a, "walk is not at a block start"));
+                    return Err(Violation::new(
+                        "BUDDY-B4",
+                        a,
+                        "walk is not at a block start",
+                    ));
                 }
                 let end = a + Self::size(k);
                 if a < v.meta_lo && end > v.meta_lo {
-                    return Err(Violation::new("B6", a, "block overlaps the metadata"));
+                    return Err(Violation::new("BUDDY-B6", a, "block overlaps the metadata"));
                 }
                 if v.is_free(a) {
                     if a >= v.meta_lo {
-                        return Err(Violation::new("B6", a, "metadata marked free"));
+                        return Err(Violation::new("BUDDY-B6", a, "metadata marked free"));
                     }
                     free_blocks += 1;
                     let b = a ^ Self::size(k);
                     if v.in_tree(a & !Self::size(k), k + 1) && v.is_free(b) && v.is_block(b, k) {
-                        return Err(Violation::new("B2", a, "block and its buddy both free"));
+                        return Err(Violation::new(
+                            "BUDDY-B2",
+                            a,
+                            "block and its buddy both free",
+                        ));
                     }
                 }
                 a = end;
@@ -1001,7 +1013,7 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
             let bitmap = ZonePtr(z).bitmap();
             let mut set = 0usize;
             for w in 0..h.words {
-                // SAFETY: Z1: the bitmaps have `2 * words` words.
+                // SAFETY: BUDDY-Z1: the bitmaps have `2 * words` words.
                 set += unsafe { *bitmap.add(2 * w + zone::FREE) }.count_ones() as usize;
             }
             let mut walked = 0usize;
@@ -1011,7 +1023,11 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
                 a += Self::size(v.order_of(a));
             }
             if set != walked {
-                return Err(Violation::new("B3", v.lo, "free bit set inside a block"));
+                return Err(Violation::new(
+                    "BUDDY-B3",
+                    v.lo,
+                    "free bit set inside a block",
+                ));
             }
             cur = h.next;
         }
@@ -1020,7 +1036,7 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
         for k in 0..ORDERS {
             if (self.nonempty >> k & 1 == 1) != self.free[k].is_some() {
                 return Err(Violation::new(
-                    "B3",
+                    "BUDDY-B3",
                     k,
                     "non-empty mask disagrees with list",
                 ));
@@ -1031,30 +1047,42 @@ impl<const MIN: usize, const ORDERS: usize> State<MIN, ORDERS> {
                 let a = n.as_ptr().addr();
                 listed += 1;
                 if listed > free_blocks {
-                    return Err(Violation::new("B3", a, "more listed blocks than free bits"));
+                    return Err(Violation::new(
+                        "BUDDY-B3",
+                        a,
+                        "more listed blocks than free bits",
+                    ));
                 }
                 let Some(v) = self.user_zone_of(a) else {
-                    return Err(Violation::new("B1", a, "listed block outside every zone"));
+                    return Err(Violation::new(
+                        "BUDDY-B1",
+                        a,
+                        "listed block outside every zone",
+                    ));
                 };
                 if a % Self::size(k) != 0 || !v.is_free(a) || !v.is_block(a, k) {
                     return Err(Violation::new(
-                        "B1",
+                        "BUDDY-B1",
                         a,
                         "listed block not a free block of its order",
                     ));
                 }
                 // SAFETY: `a` is a free block of ours (just checked), so its
-                // node is initialised (B3).
+                // node is initialised (BUDDY-B3).
                 let node = unsafe { n.as_ptr().read() };
                 if prev.is_some() && node.prev != prev {
-                    return Err(Violation::new("B5", a, "back link does not match"));
+                    return Err(Violation::new("BUDDY-B5", a, "back link does not match"));
                 }
                 prev = Some(n);
                 cur = node.next;
             }
         }
         if listed != free_blocks {
-            return Err(Violation::new("B3", 0, "free block missing from the lists"));
+            return Err(Violation::new(
+                "BUDDY-B3",
+                0,
+                "free block missing from the lists",
+            ));
         }
         Ok(())
     }

@@ -100,12 +100,6 @@
 //! assert!(s.largest_free >= 64 * 1024 && s.free_blocks <= 2 * 14);
 //! ```
 #![no_std]
-#![deny(unsafe_op_in_unsafe_fn)]
-#![warn(
-    missing_docs,
-    clippy::undocumented_unsafe_blocks,
-    clippy::missing_safety_doc
-)]
 
 #[cfg(test)]
 extern crate std;

@@ -83,7 +83,7 @@ impl Zone {
 ///
 /// # Invariant
 ///
-/// Z1: the pointer is the `meta_lo` of a zone of the heap that made it, the
+/// BUDDY-Z1: the pointer is the `meta_lo` of a zone of the heap that made it, the
 /// header there is initialised, and `2 * words` bitmap words follow it, all
 /// inside the zone and touched only by that heap.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -93,14 +93,14 @@ impl ZonePtr {
     /// A copy of the header (after inlining, only the fields used are read).
     #[inline(always)]
     pub(crate) fn get(self) -> Zone {
-        // SAFETY: Z1: the header is initialised and only the owning heap
+        // SAFETY: BUDDY-Z1: the header is initialised and only the owning heap
         // writes it; a copy holds no reference into it.
         unsafe { self.0.as_ptr().read() }
     }
 
     /// Sets the header's link to the next zone.
     pub(crate) fn set_next(self, next: Option<NonNull<Zone>>) {
-        // SAFETY: Z1: the header is initialised and belongs to the heap
+        // SAFETY: BUDDY-Z1: the header is initialised and belongs to the heap
         // calling this, which holds no reference into it.
         unsafe { (*self.0.as_ptr()).next = next }
     }
@@ -108,7 +108,7 @@ impl ZonePtr {
     /// The first word of the bitmaps.
     #[inline(always)]
     pub(crate) fn bitmap(self) -> *mut usize {
-        // SAFETY: Z1: the bitmaps follow the header in the same zone.
+        // SAFETY: BUDDY-Z1: the bitmaps follow the header in the same zone.
         unsafe { self.0.as_ptr().add(1).cast::<usize>() }
     }
 
@@ -143,7 +143,7 @@ fn word(lane: usize, i: usize) -> usize {
 ///
 /// # Safety
 ///
-/// `words` is the biased bitmap pointer of a live zone (Z1) and `i` the
+/// `words` is the biased bitmap pointer of a live zone (BUDDY-Z1) and `i` the
 /// absolute number of a granule of its tree, `lo / MIN <= i < hi / MIN`:
 /// then `word(lane, i)` is inside the bitmaps.
 #[inline(always)]

@@ -37,7 +37,7 @@ use crate::{Corruption, Violation};
 /// impl<A: Check> Check for Counting<A> {
 ///     fn check_all(&self) -> Result<(), Violation> {
 ///         if self.live.get() < 0 {
-///             return Err(Violation::new("K1", 0, "more frees than allocations"));
+///             return Err(Violation::new("DEMO-K1", 0, "more frees than allocations"));
 ///         }
 ///         self.parent.check_all()
 ///     }

@@ -45,7 +45,7 @@ pub const fn align_down(value: usize, align: usize) -> usize {
 
 /// The whole `page`s (a power of two) inside `[start, start + len)`: their
 /// start and length, or `None` when not one fits (or `page` is not a power
-/// of two). What a source may decommit of a range it is given (S5).
+/// of two). What a source may decommit of a range it is given (CORE-S5).
 ///
 /// ```
 /// use freespace_core::layout::pages_inside;

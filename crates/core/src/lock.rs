@@ -72,7 +72,7 @@ pub type DefaultLock = Spin;
 /// forever.
 ///
 /// # Invariants
-/// - LK1: the flag is `true` exactly while one holder is between a
+/// - CORE-LK1: the flag is `true` exactly while one holder is between a
 ///   successful `lock`/`try_lock` and its `unlock`.
 ///
 /// ```
@@ -106,7 +106,7 @@ impl Spin {
         return self.locked.get_or_init(|| AtomicBool::new(false));
     }
 
-    /// Checks LK1 as far as it can be seen from outside: at a quiescent
+    /// Checks CORE-LK1 as far as it can be seen from outside: at a quiescent
     /// point (no thread inside the lock) the flag must be clear.
     ///
     /// ```
@@ -121,7 +121,7 @@ impl Spin {
     pub fn check_unlocked(&self) -> Result<(), Violation> {
         if self.flag().load(Ordering::Relaxed) {
             Err(Violation::new(
-                "LK1",
+                "CORE-LK1",
                 self as *const Self as usize,
                 "spin lock held at a quiescent point",
             ))
@@ -133,7 +133,7 @@ impl Spin {
 
 // SAFETY: `lock` returns only after swapping the flag from false to true
 // with Acquire ordering, and `unlock` stores false with Release ordering, so
-// at most one holder exists at a time (LK1) and everything a holder wrote
+// at most one holder exists at a time (CORE-LK1) and everything a holder wrote
 // happens-before the next holder's critical section.
 unsafe impl lock_api::RawMutex for Spin {
     #[cfg(not(loom))]
@@ -239,9 +239,9 @@ mod futex {
     /// stack a `static`. Not fair, not re-entrant.
     ///
     /// # Invariants
-    /// - LK2: the word is 0 exactly while no thread holds the lock (between
+    /// - CORE-LK2: the word is 0 exactly while no thread holds the lock (between
     ///   a successful `lock`/`try_lock` and its `unlock`).
-    /// - LK3: while a thread sleeps in `FUTEX_WAIT` on the word (or is about
+    /// - CORE-LK3: while a thread sleeps in `FUTEX_WAIT` on the word (or is about
     ///   to, having seen 2), the word is 2 or a release has woken a thread
     ///   after the sleeper set 2: a sleeper is never left with nobody to
     ///   wake it.
@@ -284,7 +284,7 @@ mod futex {
             return &self.model.get_or_init(model::Word::new).word;
         }
 
-        /// Checks LK2 as far as it can be seen from outside: at a quiescent
+        /// Checks CORE-LK2 as far as it can be seen from outside: at a quiescent
         /// point (no thread inside or waiting) the word must be 0.
         ///
         /// ```
@@ -300,12 +300,12 @@ mod futex {
             match self.word().load(Ordering::Relaxed) {
                 UNLOCKED => Ok(()),
                 LOCKED | CONTENDED => Err(Violation::new(
-                    "LK2",
+                    "CORE-LK2",
                     self as *const Self as usize,
                     "futex lock held at a quiescent point",
                 )),
                 _ => Err(Violation::new(
-                    "LK2",
+                    "CORE-LK2",
                     self as *const Self as usize,
                     "futex word is neither 0, 1 nor 2",
                 )),
@@ -343,7 +343,7 @@ mod futex {
                 }
             }
             loop {
-                // Mark the lock contended before sleeping (LK3). Taking a
+                // Mark the lock contended before sleeping (CORE-LK3). Taking a
                 // lock this way leaves it marked 2 though nobody may sleep:
                 // its release then makes one needless wake call, never a
                 // missed one.
@@ -402,12 +402,12 @@ mod futex {
         }
     }
 
-    // SAFETY: LK2. `lock` returns only after moving the word from 0 to 1 or
+    // SAFETY: CORE-LK2. `lock` returns only after moving the word from 0 to 1 or
     // 2 with an Acquire read-modify-write, and `unlock` moves it to 0 with a
     // Release swap, so at most one holder exists at a time and everything
     // a holder wrote happens-before the next holder's critical section.
     // A thread that sleeps does so only on the value 2, and every unlock
-    // that replaces a 2 wakes one sleeper (LK3), which then retries.
+    // that replaces a 2 wakes one sleeper (CORE-LK3), which then retries.
     unsafe impl lock_api::RawMutex for Futex {
         #[cfg(not(loom))]
         const INIT: Self = Self {

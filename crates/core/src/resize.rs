@@ -96,3 +96,95 @@ pub unsafe fn relocate_within<A: Allocator + ?Sized>(
     // from `alloc` is never a live one.
     unsafe { relocate(ptr, old, new, allocate, |p, l| alloc.deallocate(p, l)) }
 }
+
+/// Writes an `Allocator` impl's `grow`, `grow_zeroed` and `shrink` as calls
+/// to one resize function taking `(ptr, old, new, zeroed)`, the shape every
+/// layer that routes a block (slab, segregated lists, routers, thread
+/// caches) resizes by. Used inside the `unsafe impl Allocator` block:
+///
+/// - `forward_resize!(method resize)` calls `self.resize(ptr, old, new, zeroed)`;
+/// - `forward_resize!(fn path::to::resize)` calls `resize(self, ptr, old, new, zeroed)`.
+///
+/// The resize function must be `unsafe` and accept the callers' contract of
+/// `grow`/`grow_zeroed` (`new` no smaller than `old`, `zeroed` says which)
+/// and of `shrink` (`new` no larger, `zeroed == false`): each generated
+/// method passes its own contract on unchanged, which is the one SAFETY
+/// argument written here once.
+///
+/// ```
+/// use core::ptr::NonNull;
+/// use freespace_core::alloc::{AllocError, Allocator, Global, Layout};
+///
+/// /// Global, with every resize moving the block.
+/// struct Moving;
+///
+/// impl Moving {
+///     /// # Safety
+///     /// `ptr` is live in `self` with `old`.
+///     unsafe fn resize(&self, ptr: NonNull<u8>, old: Layout, new: Layout, zeroed: bool)
+///         -> Result<NonNull<[u8]>, AllocError> {
+///         // SAFETY: `ptr` is live in `self` with `old` (caller).
+///         unsafe { freespace_core::resize::relocate_within(self, ptr, old, new, zeroed) }
+///     }
+/// }
+///
+/// // SAFETY: every block is a block of `Global`.
+/// unsafe impl Allocator for Moving {
+///     fn allocate(&self, l: Layout) -> Result<NonNull<[u8]>, AllocError> { Global.allocate(l) }
+///     unsafe fn deallocate(&self, p: NonNull<u8>, l: Layout) {
+///         // SAFETY: the caller's contract, and `p` is `Global`'s.
+///         unsafe { Global.deallocate(p, l) }
+///     }
+///     freespace_core::forward_resize!(method resize);
+/// }
+///
+/// let mut v = freespace_core::alloc::Vec::new_in(Moving);
+/// v.extend(0..100u32);
+/// assert_eq!(v.iter().sum::<u32>(), 4950);
+/// ```
+#[macro_export]
+macro_rules! forward_resize {
+    (method $resize:ident) => {
+        $crate::forward_resize!(@each |this, ptr, old, new, zeroed| this.$resize(ptr, old, new, zeroed));
+    };
+    (fn $resize:path) => {
+        $crate::forward_resize!(@each |this, ptr, old, new, zeroed| $resize(this, ptr, old, new, zeroed));
+    };
+    (@each |$this:ident, $ptr:ident, $old:ident, $new:ident, $zeroed:ident| $call:expr) => {
+        #[inline]
+        unsafe fn grow(
+            &self,
+            ptr: ::core::ptr::NonNull<u8>,
+            old: $crate::alloc::Layout,
+            new: $crate::alloc::Layout,
+        ) -> ::core::result::Result<::core::ptr::NonNull<[u8]>, $crate::alloc::AllocError> {
+            let ($this, $ptr, $old, $new, $zeroed) = (self, ptr, old, new, false);
+            // SAFETY: the caller's contract of `grow`, passed on.
+            unsafe { $call }
+        }
+
+        #[inline]
+        unsafe fn grow_zeroed(
+            &self,
+            ptr: ::core::ptr::NonNull<u8>,
+            old: $crate::alloc::Layout,
+            new: $crate::alloc::Layout,
+        ) -> ::core::result::Result<::core::ptr::NonNull<[u8]>, $crate::alloc::AllocError> {
+            let ($this, $ptr, $old, $new, $zeroed) = (self, ptr, old, new, true);
+            // SAFETY: the caller's contract of `grow_zeroed`, passed on.
+            unsafe { $call }
+        }
+
+        #[inline]
+        unsafe fn shrink(
+            &self,
+            ptr: ::core::ptr::NonNull<u8>,
+            old: $crate::alloc::Layout,
+            new: $crate::alloc::Layout,
+        ) -> ::core::result::Result<::core::ptr::NonNull<[u8]>, $crate::alloc::AllocError> {
+            let ($this, $ptr, $old, $new, $zeroed) = (self, ptr, old, new, false);
+            // SAFETY: the caller's contract of `shrink`, passed on.
+            unsafe { $call }
+        }
+    };
+}

@@ -24,23 +24,23 @@ pub const REGION_ALIGN: usize = 16;
 ///
 /// Implementors promise, for every region `r` returned by [`acquire`](Source::acquire):
 ///
-/// - S1: `r` is valid for reads and writes over its whole length for as long
+/// - CORE-S1: `r` is valid for reads and writes over its whole length for as long
 ///   as the source lives (a source may unmap or free its regions when it is
 ///   dropped), and its pointer's provenance covers all of it (heaps derive
 ///   every block pointer from it);
-/// - S2: `r` belongs to the caller alone until the caller gives it (or part of
+/// - CORE-S2: `r` belongs to the caller alone until the caller gives it (or part of
 ///   it) back through [`release`](Source::release) with a `true` answer; it
 ///   overlaps no other region this source has handed out and not taken back;
-/// - S3: `r`'s start is aligned to [`REGION_ALIGN`], and its length is a
+/// - CORE-S3: `r`'s start is aligned to [`REGION_ALIGN`], and its length is a
 ///   multiple of [`REGION_ALIGN`] and at least the `min_len` asked for;
-/// - S4: `acquire` never panics or unwinds; running out is `None`.
-/// - S6: if [`zeroed`](Source::zeroed) is `true`, every region `acquire`
+/// - CORE-S4: `acquire` never panics or unwinds; running out is `None`.
+/// - CORE-S6: if [`zeroed`](Source::zeroed) is `true`, every region `acquire`
 ///   returns reads as zeros (so a heap need not clear its own metadata in
 ///   it, nor a zeroed block carved from it);
-/// - S5: when [`decommit`](Source::decommit) returns `Some(pages)`,
+/// - CORE-S5: when [`decommit`](Source::decommit) returns `Some(pages)`,
 ///   `pages` lies inside the region it was given, is page-aligned, and
 ///   from then on reads as zeros and holds no memory until it is written
-///   again; the caller keeps it (S1 and S2 still hold for it). A source
+///   again; the caller keeps it (CORE-S1 and CORE-S2 still hold for it). A source
 ///   that returns `None` has changed nothing.
 ///
 /// # Example
@@ -53,8 +53,8 @@ pub const REGION_ALIGN: usize = 16;
 /// use freespace_core::Source;
 ///
 /// struct Empty;
-/// // SAFETY: `acquire` never returns a region, so S1–S3 hold vacuously, and
-/// // it cannot panic (S4).
+/// // SAFETY: `acquire` never returns a region, so CORE-S1–S3 hold vacuously, and
+/// // it cannot panic (CORE-S4).
 /// unsafe impl Source for Empty {
 ///     fn acquire(&self, _min_len: usize) -> Option<NonNull<[u8]>> { None }
 /// }
@@ -83,7 +83,7 @@ pub unsafe trait Source {
     }
 
     /// Whether every region [`acquire`](Source::acquire) returns reads as
-    /// zeros (S6): `true` for `Mmap` (fresh anonymous pages), `false` by
+    /// zeros (CORE-S6): `true` for `Mmap` (fresh anonymous pages), `false` by
     /// default (a static array, the program break, another allocator's
     /// blocks may hold old bytes). A method rather than a constant so that
     /// `dyn Source` stays possible; for a known source it folds away.
@@ -95,7 +95,7 @@ pub unsafe trait Source {
     /// Gives back the memory of the whole pages inside `region`, keeping
     /// the address range: returns the part decommitted (page-aligned, inside
     /// `region`), which now reads as zeros and costs no memory until it is
-    /// written (S5), or `None` when the source cannot or there is no whole
+    /// written (CORE-S5), or `None` when the source cannot or there is no whole
     /// page inside. The caller still owns all of `region`. The default
     /// declines; `Mmap` uses `madvise(MADV_DONTNEED)`.
     ///
@@ -117,8 +117,8 @@ pub unsafe trait Source {
     /// use freespace_core::Source;
     ///
     /// struct Keeps;
-    /// // SAFETY: never hands out a region (S1–S4 hold vacuously), and the
-    /// // default `decommit` changes nothing (S5).
+    /// // SAFETY: never hands out a region (CORE-S1–S4 hold vacuously), and the
+    /// // default `decommit` changes nothing (CORE-S5).
     /// unsafe impl Source for Keeps {
     ///     fn acquire(&self, _: usize) -> Option<NonNull<[u8]>> { None }
     /// }
@@ -134,7 +134,7 @@ pub unsafe trait Source {
     }
 }
 
-// SAFETY: forwards to `S`, which upholds S1–S6 itself.
+// SAFETY: forwards to `S`, which upholds CORE-S1–S6 itself.
 unsafe impl<S: Source + ?Sized> Source for &S {
     #[inline]
     fn zeroed(&self) -> bool {
@@ -167,7 +167,7 @@ unsafe impl<S: Source + ?Sized> Source for &S {
 pub const CLEAR_BY_DECOMMIT: usize = 128 << 10;
 
 /// Sets the `block` (memory `source` handed out, now the caller's) to zero
-/// the cheapest way: a large block's whole pages are decommitted (S5: they
+/// the cheapest way: a large block's whole pages are decommitted (CORE-S5: they
 /// read as zeros and cost nothing until written), and only the bytes
 /// around them written; a small block, or one whose source declines, is
 /// written. A `calloc(1 GiB)` this way touches a page or two.
@@ -182,7 +182,7 @@ pub const CLEAR_BY_DECOMMIT: usize = 128 << 10;
 /// use freespace_core::Source;
 ///
 /// struct Keeps; // declines to decommit: `clear` writes
-/// // SAFETY: hands out nothing (S1–S5 hold vacuously).
+/// // SAFETY: hands out nothing (CORE-S1–S5 hold vacuously).
 /// unsafe impl Source for Keeps {
 ///     fn acquire(&self, _: usize) -> Option<NonNull<[u8]>> { None }
 /// }
@@ -199,7 +199,7 @@ pub unsafe fn clear<S: Source + ?Sized>(source: &S, block: NonNull<[u8]>) {
         if let Some(pages) = unsafe { source.decommit(block) } {
             let lo = pages.cast::<u8>().as_ptr().addr() - base.as_ptr().addr();
             let hi = lo + pages.len();
-            // SAFETY: `pages` lies inside `block` (S5), so `0..lo` and
+            // SAFETY: `pages` lies inside `block` (CORE-S5), so `0..lo` and
             // `hi..len` are the block's own bytes around it.
             unsafe {
                 base.write_bytes(0, lo);

@@ -5,13 +5,19 @@ use core::fmt;
 
 /// A broken invariant, found by a heap's `check()`.
 ///
-/// `invariant` is the label the type's docs give the invariant (`"F2"`,
-/// `"B1"`), so a failing test points straight at the sentence it broke.
+/// `invariant` is the label the type's docs give the invariant
+/// (`"BUDDY-B2"`, `"SC-H3"`), so a failing test points straight at the
+/// sentence it broke. Labels are unique across the workspace: the crate's
+/// tag, a dash, then a letter for the structure and a number
+/// (docs/architecture.md, "Invariant labels").
 ///
 /// ```
 /// use freespace_core::Violation;
-/// let v = Violation::new("B2", 0x1000, "block and its buddy both free");
-/// assert_eq!(v.to_string_lossy(), "invariant B2 broken at 0x1000: block and its buddy both free");
+/// let v = Violation::new("BUDDY-B2", 0x1000, "block and its buddy both free");
+/// assert_eq!(
+///     v.to_string_lossy(),
+///     "invariant BUDDY-B2 broken at 0x1000: block and its buddy both free"
+/// );
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Violation {

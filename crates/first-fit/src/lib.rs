@@ -32,12 +32,6 @@
 //! heap.check().unwrap();
 //! ```
 #![no_std]
-#![deny(unsafe_op_in_unsafe_fn)]
-#![warn(
-    missing_docs,
-    clippy::undocumented_unsafe_blocks,
-    clippy::missing_safety_doc
-)]
 
 use freespace_freelist::index::AddressIndex;
 use freespace_freelist::{Chunk, Fit, FreeSet, Request, Scan, Scanned, GRANULE};
@@ -69,7 +63,7 @@ pub fn first_fit_from(index: &AddressIndex, from: usize, req: &Request) -> Optio
     let mut at = from;
     loop {
         let c = index.lowest_at_least(at, req.size())?;
-        // SAFETY: `c` is a member of the index (T1, A2), a free chunk whose
+        // SAFETY: `c` is a member of the index (FL-T1, FL-A2), a free chunk whose
         // size word is readable.
         if req.fits(c, unsafe { c.size() }) {
             return Some(c);
@@ -83,7 +77,7 @@ pub fn first_fit_from(index: &AddressIndex, from: usize, req: &Request) -> Optio
 ///
 /// # Invariants
 ///
-/// - F1: `index` holds exactly the heap's free chunks (A1, T1–T5).
+/// - FF-F1: `index` holds exactly the heap's free chunks (FL-A1, FL-T1–T5).
 ///
 /// ```
 /// use freespace_first_fit::FirstFit;
@@ -98,10 +92,10 @@ pub struct FirstFit {
     index: AddressIndex,
 }
 
-// SAFETY: `choose` returns the index's first fitting member (P1); the
+// SAFETY: `choose` returns the index's first fitting member (FL-P1); the
 // members are exactly those inserted and not removed, the index writes only
-// link words 1–3 of chunks larger than 32 bytes and 1–2 of the others (P2);
-// nothing panics (P3); `len` and `contains` are the index's (P4).
+// link words 1–3 of chunks larger than 32 bytes and 1–2 of the others (FL-P2);
+// nothing panics (FL-P3); `len` and `contains` are the index's (FL-P4).
 unsafe impl Fit for FirstFit {
     const INIT: Self = FirstFit {
         index: AddressIndex::new(),
@@ -129,8 +123,8 @@ unsafe impl Fit for FirstFit {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct FirstFitScan;
 
-// SAFETY: `choose` returns a member of `set` that fits (R1), the rule has
-// no state (R2), and nothing here panics (R3).
+// SAFETY: `choose` returns a member of `set` that fits (FL-R1), the rule has
+// no state (FL-R2), and nothing here panics (FL-R3).
 unsafe impl Scan for FirstFitScan {
     const INIT: Self = FirstFitScan;
     const NAME: &'static str = "first fit (scan)";

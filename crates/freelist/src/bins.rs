@@ -83,14 +83,14 @@ pub const fn size_of_bin(bin: usize) -> usize {
 ///
 /// # Invariants
 ///
-/// - N1 (lists): `heads[i]` starts a list whose next links (word 1) visit
+/// - FL-N1 (lists): `heads[i]` starts a list whose next links (word 1) visit
 ///   each member of bin `i` once and end in null; each member's previous
 ///   link (word 2) names the member before it, null for the head.
-/// - N2 (sizes): every member of bin `i` is a free chunk of
+/// - FL-N2 (sizes): every member of bin `i` is a free chunk of
 ///   [`size_of_bin(i)`](size_of_bin) bytes.
-/// - N3 (bitmap): bit `i` of `bitmap` is set iff `heads[i]` is some.
-/// - N4 (count): `len` is the number of members.
-/// - N5 (span): every member lies in `lo..=hi`.
+/// - FL-N3 (bitmap): bit `i` of `bitmap` is set iff `heads[i]` is some.
+/// - FL-N4 (count): `len` is the number of members.
+/// - FL-N5 (span): every member lies in `lo..=hi`.
 ///
 /// [`check`](Self::check) verifies all five.
 ///
@@ -182,7 +182,7 @@ impl Bins {
     /// `c` is a member.
     #[inline]
     pub unsafe fn next(&self, c: Chunk) -> Option<Chunk> {
-        // SAFETY: a member's word 1 is its next link (N1).
+        // SAFETY: a member's word 1 is its next link (FL-N1).
         unsafe { c.link(NEXT) }
     }
 
@@ -242,7 +242,7 @@ impl Bins {
         debug_assert!((MIN_CHUNK..=LARGEST_BINNED).contains(&size));
         let bin = (size - MIN_CHUNK) / GRANULE;
         let head = self.heads[bin];
-        // SAFETY: `c` is ours to link (caller); `head` is a member (N1).
+        // SAFETY: `c` is ours to link (caller); `head` is a member (FL-N1).
         unsafe {
             c.set_link(NEXT, head);
             c.set_link(PREV, None);
@@ -258,7 +258,7 @@ impl Bins {
     }
 
     /// Reads link `index` of `c` as a chunk, refusing one that cannot be a
-    /// member (misaligned or outside the span of members, N5).
+    /// member (misaligned or outside the span of members, FL-N5).
     ///
     /// # Safety
     ///
@@ -293,7 +293,7 @@ impl Bins {
         let bad = Corruption::CorruptFreeList { addr: c.addr() };
         let bin = bin_of(size).ok_or(bad)?;
         // SAFETY: `c` is readable (caller); `prev` and `next` passed the
-        // span check, so they are members if the links are intact (N1, N5),
+        // span check, so they are members if the links are intact (FL-N1, FL-N5),
         // and each is confirmed by reading back its link to `c` before any
         // write.
         unsafe {
@@ -341,7 +341,7 @@ impl Bins {
             if x == c {
                 return true;
             }
-            // SAFETY: `x` is a member (N1).
+            // SAFETY: `x` is a member (FL-N1).
             at = unsafe { self.next(x) };
         }
         false
@@ -353,13 +353,13 @@ impl Bins {
             let mut at = self.heads[bin];
             while let Some(x) = at {
                 visit(x, size_of_bin(bin));
-                // SAFETY: `x` is a member (N1).
+                // SAFETY: `x` is a member (FL-N1).
                 at = unsafe { self.next(x) };
             }
         }
     }
 
-    /// Checks N1–N5.
+    /// Checks FL-N1–N5.
     ///
     /// # Errors
     ///
@@ -374,7 +374,7 @@ impl Bins {
             let bit = self.bitmap[bin / 64] & (1 << (bin % 64)) != 0;
             if bit != self.heads[bin].is_some() {
                 return Err(Violation::new(
-                    "N3",
+                    "FL-N3",
                     bin,
                     "bitmap bit disagrees with its bin",
                 ));
@@ -384,29 +384,29 @@ impl Bins {
             while let Some(x) = at {
                 if x.addr() < self.lo || x.addr() > self.hi {
                     return Err(Violation::new(
-                        "N5",
+                        "FL-N5",
                         x.addr(),
                         "bin member outside the span",
                     ));
                 }
                 // SAFETY: `x` is reached from a head through next links, so a
-                // member (N1) and a readable free chunk.
+                // member (FL-N1) and a readable free chunk.
                 let (size, flags, back, next) =
                     unsafe { (x.size(), x.flags(), x.link(PREV), x.link(NEXT)) };
                 if flags.contains(Flags::ALLOCATED) || size != size_of_bin(bin) {
                     return Err(Violation::new(
-                        "N2",
+                        "FL-N2",
                         x.addr(),
                         "bin member is allocated or of another size",
                     ));
                 }
                 if back != prev {
-                    return Err(Violation::new("N1", x.addr(), "bin back link broken"));
+                    return Err(Violation::new("FL-N1", x.addr(), "bin back link broken"));
                 }
                 count += 1;
                 if count > self.len {
                     return Err(Violation::new(
-                        "N4",
+                        "FL-N4",
                         x.addr(),
                         "more members than counted (a cycle?)",
                     ));
@@ -416,7 +416,7 @@ impl Bins {
             }
         }
         if count != self.len {
-            return Err(Violation::new("N4", 0, "bin member count is wrong"));
+            return Err(Violation::new("FL-N4", 0, "bin member count is wrong"));
         }
         Ok(())
     }
@@ -429,8 +429,8 @@ impl Bins {
 ///
 /// # Invariants
 ///
-/// - I1: chunks of at most [`LARGEST_BINNED`] bytes are in `bins` (N1–N5),
-///   larger ones in `tree` (T1–T5); nothing is in both.
+/// - FL-I1: chunks of at most [`LARGEST_BINNED`] bytes are in `bins` (FL-N1–N5),
+///   larger ones in `tree` (FL-T1–T5); nothing is in both.
 ///
 /// ```
 /// use freespace_freelist::bins::Binned;
@@ -639,8 +639,8 @@ impl<O: Order> Binned<O> {
         }
     }
 
-    /// Checks I1 (the tree's members are larger than [`LARGEST_BINNED`]),
-    /// N1–N5 and T1–T5.
+    /// Checks FL-I1 (the tree's members are larger than [`LARGEST_BINNED`]),
+    /// FL-N1–N5 and FL-T1–T5.
     ///
     /// # Errors
     ///
@@ -652,7 +652,7 @@ impl<O: Order> Binned<O> {
                 Ok(())
             } else {
                 Err(Violation::new(
-                    "I1",
+                    "FL-I1",
                     c.addr(),
                     "a chunk small enough for a bin is in the tree",
                 ))

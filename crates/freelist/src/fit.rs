@@ -128,13 +128,13 @@ impl Request {
 /// The heap trusts the policy to the point of writing through its answers.
 /// Implementors promise:
 ///
-/// - P1: [`choose`](Fit::choose) returns `None` or a current member `c`
+/// - FL-P1: [`choose`](Fit::choose) returns `None` or a current member `c`
 ///   with `req.fits(c, size of c)`;
-/// - P2: the members are exactly the chunks inserted (or put in by
+/// - FL-P2: the members are exactly the chunks inserted (or put in by
 ///   `replace`) and not yet removed (or replaced); the policy writes only
 ///   to words 1 up to the footer (exclusive) of members;
-/// - P3: no method panics;
-/// - P4: [`len`](Fit::len) is the number of members and
+/// - FL-P3: no method panics;
+/// - FL-P4: [`len`](Fit::len) is the number of members and
 ///   [`contains`](Fit::contains) is exact.
 ///
 /// # Example
@@ -270,8 +270,8 @@ pub unsafe trait Fit {
 /// struct LowestFirst { index: AddressIndex }
 ///
 /// // SAFETY: `choose` returns the lowest member of at least the request's
-/// // size, which fits when the alignment is at most GRANULE (P1); the rest
-/// // is the index's own (P2–P4).
+/// // size, which fits when the alignment is at most GRANULE (FL-P1); the rest
+/// // is the index's own (FL-P2–P4).
 /// unsafe impl Fit for LowestFirst {
 ///     const INIT: Self = LowestFirst { index: AddressIndex::new() };
 ///     const NAME: &'static str = "lowest first";

@@ -38,9 +38,9 @@ use crate::tree::{ByAddress, ByAddressMax, Key, Tree};
 ///
 /// # Invariants
 ///
-/// - A1: `tiny` holds exactly the tree members of [`MIN_CHUNK`] bytes,
-///   `big` the larger ones; both are valid trees (T1–T5).
-/// - A2: `top` is `None` only when both trees are empty; otherwise it is a
+/// - FL-A1: `tiny` holds exactly the tree members of [`MIN_CHUNK`] bytes,
+///   `big` the larger ones; both are valid trees (FL-T1–T5).
+/// - FL-A2: `top` is `None` only when both trees are empty; otherwise it is a
 ///   member in neither tree, with a higher address than every tree member.
 ///
 /// ```
@@ -53,7 +53,7 @@ use crate::tree::{ByAddress, ByAddressMax, Key, Tree};
 pub struct AddressIndex {
     tiny: Tree<ByAddress>,
     big: Tree<ByAddressMax>,
-    /// The highest-addressed member (A2).
+    /// The highest-addressed member (FL-A2).
     top: Option<Chunk>,
 }
 
@@ -131,7 +131,7 @@ impl AddressIndex {
     /// assert!(index.is_empty());
     /// ```
     pub unsafe fn insert(&mut self, c: Chunk) -> Result<(), Corruption> {
-        // SAFETY: caller contract; `top` is a member (A2), its size word
+        // SAFETY: caller contract; `top` is a member (FL-A2), its size word
         // intact.
         unsafe {
             match self.top {
@@ -178,10 +178,10 @@ impl AddressIndex {
     ///
     /// As [`Tree::remove`].
     pub unsafe fn remove(&mut self, c: Chunk) -> Result<(), Corruption> {
-        // SAFETY: caller contract; tree members are readable (T1).
+        // SAFETY: caller contract; tree members are readable (FL-T1).
         unsafe {
             if self.top == Some(c) {
-                // The highest tree member becomes the top (A2).
+                // The highest tree member becomes the top (FL-A2).
                 let last = match (self.tiny.last(), self.big.last()) {
                     (Some(t), Some(b)) => Some(if t.addr() > b.addr() { t } else { b }),
                     (t, b) => t.or(b),
@@ -232,7 +232,7 @@ impl AddressIndex {
     ) -> Result<(), Corruption> {
         if self.top == Some(old) {
             // Nothing lies between `old` and `new`, so `new` is above every
-            // tree member too (A2).
+            // tree member too (FL-A2).
             self.top = Some(new);
             return Ok(());
         }
@@ -336,7 +336,7 @@ impl AddressIndex {
         match (big, tiny) {
             (Some(b), Some(t)) => Some(if b.addr() < t.addr() { b } else { t }),
             (None, None) => {
-                // Nothing in the trees: the top, if it qualifies (A2: it is
+                // Nothing in the trees: the top, if it qualifies (FL-A2: it is
                 // above every tree member).
                 let t = self.top?;
                 // SAFETY: the top is a member, its size word readable.
@@ -377,7 +377,7 @@ impl AddressIndex {
         }
     }
 
-    /// Checks A1, A2 and both trees' T1–T5.
+    /// Checks FL-A1, FL-A2 and both trees' FL-T1–T5.
     ///
     /// # Errors
     ///
@@ -392,7 +392,7 @@ impl AddressIndex {
                 Ok(())
             } else {
                 Err(Violation::new(
-                    "A1",
+                    "FL-A1",
                     c.addr(),
                     "chunk in the tiny tree is not MIN_CHUNK",
                 ))
@@ -401,7 +401,7 @@ impl AddressIndex {
         self.big.check(&mut |_, _| Ok(()))?;
         match self.top {
             None if self.tiny.len() + self.big.len() > 0 => {
-                Err(Violation::new("A2", 0, "tree members but no top chunk"))
+                Err(Violation::new("FL-A2", 0, "tree members but no top chunk"))
             }
             None => Ok(()),
             Some(t) => {
@@ -410,7 +410,7 @@ impl AddressIndex {
                     Ok(())
                 } else {
                     Err(Violation::new(
-                        "A2",
+                        "FL-A2",
                         t.addr(),
                         "a tree member is not below the top chunk",
                     ))

@@ -76,12 +76,6 @@
 //! assert!(FreeSet::new().iter().all(|f| f.size >= MIN_CHUNK));
 //! ```
 #![no_std]
-#![deny(unsafe_op_in_unsafe_fn)]
-#![warn(
-    missing_docs,
-    clippy::undocumented_unsafe_blocks,
-    clippy::missing_safety_doc
-)]
 
 #[cfg(test)]
 extern crate std;

@@ -15,10 +15,10 @@ use crate::set::FreeSet;
 ///
 /// # Safety
 ///
-/// - R1: [`choose`](Scan::choose) returns `None` or a member `c` of `set`
+/// - FL-R1: [`choose`](Scan::choose) returns `None` or a member `c` of `set`
 ///   with `req.fits(c, size of c)`;
-/// - R2: the rule's state only names members of the set (or nothing);
-/// - R3: no method panics.
+/// - FL-R2: the rule's state only names members of the set (or nothing);
+/// - FL-R3: no method panics.
 ///
 /// # Example
 ///
@@ -83,7 +83,7 @@ pub unsafe trait Scan {
 ///
 /// # Invariants
 ///
-/// - The set's L1–L3 ([`FreeSet`]), and the rule's own.
+/// - The set's FL-L1–L3 ([`FreeSet`]), and the rule's own.
 ///
 /// ```
 /// use freespace_freelist::{Chunk, Fit, FreeSet, Request, Scan, Scanned};
@@ -140,10 +140,10 @@ impl<R> Scanned<R> {
     }
 }
 
-// SAFETY: the members are exactly the set's (P2, P4: `len` and `contains`
+// SAFETY: the members are exactly the set's (FL-P2, FL-P4: `len` and `contains`
 // read the set); `choose` is the rule's, which returns fitting members
-// (R1 gives P1); the set writes only links (words 1 and 2); nothing panics
-// (R3, and the set's methods do not).
+// (FL-R1 gives FL-P1); the set writes only links (words 1 and 2); nothing panics
+// (FL-R3, and the set's methods do not).
 unsafe impl<R: Scan> Fit for Scanned<R> {
     const INIT: Self = Scanned {
         set: FreeSet::new(),
@@ -230,19 +230,19 @@ unsafe impl<R: Scan> Fit for Scanned<R> {
         let mut count = 0;
         for f in self.set.iter() {
             let c = f.chunk;
-            // SAFETY: members are readable free chunks (L1).
+            // SAFETY: members are readable free chunks (FL-L1).
             let (back, free) = unsafe { (self.set.prev(c), !c.flags().contains(Flags::ALLOCATED)) };
             let out_of_order = !R::RECENT_FIRST && prev.is_some_and(|p| p.addr() >= c.addr());
             if out_of_order || back != prev {
                 return Err(Violation::new(
-                    "L2",
+                    "FL-L2",
                     c.addr(),
                     "free list out of order or back link broken",
                 ));
             }
             if !free {
                 return Err(Violation::new(
-                    "L1",
+                    "FL-L1",
                     c.addr(),
                     "free list member is allocated",
                 ));
@@ -251,7 +251,7 @@ unsafe impl<R: Scan> Fit for Scanned<R> {
             count += 1;
         }
         if count != self.set.len() {
-            return Err(Violation::new("L3", 0, "free list length is wrong"));
+            return Err(Violation::new("FL-L3", 0, "free list length is wrong"));
         }
         self.rule.check(&self.set)
     }

@@ -23,9 +23,9 @@ const PREV: usize = 2;
 ///
 /// # Invariants
 ///
-/// - L1: every member is a free chunk (`ALLOCATED` clear) in memory the
+/// - FL-L1: every member is a free chunk (`ALLOCATED` clear) in memory the
 ///   owning heap manages, readable while the set is.
-/// - L2: `head` is the lowest member; following `next` from it visits every
+/// - FL-L2: `head` is the lowest member; following `next` from it visits every
 ///   member exactly once in strictly increasing address order and ends in
 ///   null; for every member `c`, `c.next.prev == c` and `c.prev.next == c`
 ///   (`head.prev` is null). A set whose owner inserts only at the head
@@ -33,10 +33,10 @@ const PREV: usize = 2;
 ///   [`remove_unordered`](Self::remove_unordered), a
 ///   [`Scan`](crate::Scan) with `RECENT_FIRST`) keeps the links but not the
 ///   address order.
-/// - L3: `len` is the number of members.
+/// - FL-L3: `len` is the number of members.
 ///
 /// The owning heap checks these with the rest of its invariants; the set
-/// checks L2 locally when a chunk is unlinked ([`remove`](Self::remove)).
+/// checks FL-L2 locally when a chunk is unlinked ([`remove`](Self::remove)).
 #[derive(Debug)]
 pub struct FreeSet {
     head: Option<Chunk>,
@@ -129,7 +129,7 @@ impl FreeSet {
     /// `c` is a member of the set.
     #[inline]
     pub unsafe fn next(&self, c: Chunk) -> Option<Chunk> {
-        // SAFETY: `c` is a member, so a free chunk with links (L1).
+        // SAFETY: `c` is a member, so a free chunk with links (FL-L1).
         unsafe { c.link(NEXT) }
     }
 
@@ -140,7 +140,7 @@ impl FreeSet {
     /// `c` is a member of the set.
     #[inline]
     pub unsafe fn prev(&self, c: Chunk) -> Option<Chunk> {
-        // SAFETY: `c` is a member, so a free chunk with links (L1).
+        // SAFETY: `c` is a member, so a free chunk with links (FL-L1).
         unsafe { c.link(PREV) }
     }
 
@@ -163,11 +163,11 @@ impl FreeSet {
                 break;
             }
             before = Some(x);
-            // SAFETY: `x` is a member (L2).
+            // SAFETY: `x` is a member (FL-L2).
             at = unsafe { self.next(x) };
         }
         // SAFETY: `before` is a member or None and is the last member below
-        // `c`, so inserting after it keeps L2; `c` is not a member (caller).
+        // `c`, so inserting after it keeps FL-L2; `c` is not a member (caller).
         unsafe { self.insert_after(before, c) };
         before
     }
@@ -323,8 +323,8 @@ impl Iterator for Iter<'_> {
     fn next(&mut self) -> Option<Free> {
         let chunk = self.at?;
         // SAFETY: `chunk` is a member (it is the head, the `start` the caller
-        // vouched for, or reached by `next` links, L2), so a readable free
-        // chunk (L1).
+        // vouched for, or reached by `next` links, FL-L2), so a readable free
+        // chunk (FL-L1).
         unsafe {
             self.at = chunk.link(NEXT);
             Some(Free {

@@ -300,7 +300,7 @@ fn tree_by_largest_matches_the_model() {
 fn tree_of_many_chunks_inserted_in_order_stays_balanced() {
     // `SORTED` chunks inserted in address order (the worst order for an
     // unbalanced tree), then every other one removed: check() verifies the
-    // balance of every node (T3), so the height stays logarithmic.
+    // balance of every node (FL-T3), so the height stays logarithmic.
     let (_keep, p) = buffer(SORTED * 4);
     // SAFETY: 64-byte slots of a buffer only this test uses.
     let cs: Vec<Chunk> = (0..SORTED)

@@ -133,18 +133,18 @@ impl Order for ByAddressMax {
 ///
 /// # Invariants
 ///
-/// - T1 (members): every member is a free chunk (`ALLOCATED` clear) in
+/// - FL-T1 (members): every member is a free chunk (`ALLOCATED` clear) in
 ///   memory the owner manages, readable and writable by the tree while it
 ///   is a member; its key is its address and the size in its size word.
 ///   Under an augmented order every member is larger than
 ///   [`MIN_CHUNK`](crate::MIN_CHUNK).
-/// - T2 (order): an in-order walk visits the members in strictly increasing
+/// - FL-T2 (order): an in-order walk visits the members in strictly increasing
 ///   `O` order; each member is reached exactly once from `root`.
-/// - T3 (balance): the two subtrees of every node differ in height by at
+/// - FL-T3 (balance): the two subtrees of every node differ in height by at
 ///   most one, and the node's balance tag says which (if any) is taller.
-/// - T4 (augment): under an augmented order, word 3 of every node is the
+/// - FL-T4 (augment): under an augmented order, word 3 of every node is the
 ///   largest size in its subtree.
-/// - T5 (count): `len` is the number of members.
+/// - FL-T5 (count): `len` is the number of members.
 ///
 /// [`check`](Self::check) verifies all five.
 ///
@@ -179,9 +179,9 @@ impl Order for ByAddressMax {
 /// assert_eq!(tree.len(), 3);
 /// ```
 pub struct Tree<O: Order> {
-    /// The root (T2).
+    /// The root (FL-T2).
     root: Option<Chunk>,
-    /// Number of members (T5).
+    /// Number of members (FL-T5).
     len: usize,
     order: PhantomData<fn() -> O>,
 }
@@ -209,7 +209,7 @@ struct Subject {
 ///
 /// # Invariants
 ///
-/// - S1: `len <= MAX_DEPTH` and `nodes[..len]` are initialised, each a
+/// - FL-S1: `len <= MAX_DEPTH` and `nodes[..len]` are initialised, each a
 ///   member's pointer with bit 0 set when the path went right from it.
 struct Path {
     nodes: [MaybeUninit<*mut u8>; MAX_DEPTH],
@@ -243,7 +243,7 @@ impl Path {
     #[inline]
     unsafe fn entry(&self, i: usize) -> *mut u8 {
         debug_assert!(i < self.len);
-        // SAFETY: `i < len` (caller), and `nodes[..len]` are initialised (S1).
+        // SAFETY: `i < len` (caller), and `nodes[..len]` are initialised (FL-S1).
         unsafe { self.nodes.get_unchecked(i).assume_init() }
     }
 
@@ -267,9 +267,9 @@ impl Path {
     /// `i < self.len`.
     #[inline]
     unsafe fn set_node(&mut self, i: usize, n: Chunk) {
-        // SAFETY: `i < len` (caller, S1).
+        // SAFETY: `i < len` (caller, FL-S1).
         let right = unsafe { self.went_right(i) };
-        // SAFETY: `i < len <= MAX_DEPTH` (caller, S1).
+        // SAFETY: `i < len <= MAX_DEPTH` (caller, FL-S1).
         unsafe {
             self.nodes
                 .get_unchecked_mut(i)
@@ -296,7 +296,7 @@ impl Path {
 /// # Safety (all node accessors)
 ///
 /// `n` is a member of a tree (or a free chunk being made one), so its link
-/// words (and word 3 under an augmented order) are its own (T1).
+/// words (and word 3 under an augmented order) are its own (FL-T1).
 #[inline]
 unsafe fn left(n: Chunk) -> Option<Chunk> {
     // SAFETY: see above.
@@ -432,7 +432,7 @@ impl<O: Order> Tree<O> {
         if n == s.chunk {
             s.size
         } else {
-            // SAFETY: `n` is a member (caller), readable (T1).
+            // SAFETY: `n` is a member (caller), readable (FL-T1).
             unsafe { n.size() }
         }
     }
@@ -451,7 +451,7 @@ impl<O: Order> Tree<O> {
         }
     }
 
-    /// Recomputes word 3 of `n` from its size and its children's (T4);
+    /// Recomputes word 3 of `n` from its size and its children's (FL-T4);
     /// returns whether it changed.
     #[inline]
     unsafe fn fix_max(n: Chunk, s: Subject) -> bool {
@@ -525,7 +525,7 @@ impl<O: Order> Tree<O> {
             if n == s.chunk {
                 return Ok(());
             }
-            // SAFETY: `n` was reached from the root: a member (T2).
+            // SAFETY: `n` was reached from the root: a member (FL-T2).
             let go_right = !O::before(key, unsafe { Self::key_of(n, s) });
             path.push(n, go_right).map_err(|()| bad)?;
             // SAFETY: as above.
@@ -591,7 +591,7 @@ impl<O: Order> Tree<O> {
         // Only the neighbour on the side the key moved to can be passed.
         let toward_first = O::before(key, old);
         // SAFETY: (for the whole body) every node read is reached from the
-        // root or from `s.chunk`'s children: members (T2).
+        // root or from `s.chunk`'s children: members (FL-T2).
         unsafe {
             let neighbour = match if toward_first { l } else { r } {
                 Some(kid) => match Self::extreme(kid, toward_first) {
@@ -624,7 +624,7 @@ impl<O: Order> Tree<O> {
     /// `n` is a member.
     unsafe fn extreme(mut n: Chunk, rightmost: bool) -> Option<Chunk> {
         for _ in 0..MAX_DEPTH {
-            // SAFETY: `n` is a member (caller, T2).
+            // SAFETY: `n` is a member (caller, FL-T2).
             match unsafe { child(n, rightmost) } {
                 Some(c) => n = c,
                 None => return Some(n),
@@ -637,7 +637,7 @@ impl<O: Order> Tree<O> {
     /// the subtree's new root and whether the subtree got shorter.
     unsafe fn rebalance(n: Chunk, b: i8, s: Subject) -> (Chunk, bool) {
         // SAFETY: (for the whole body) `n` and the nodes below it are
-        // members; a ±2 balance means the taller side has a child (T3).
+        // members; a ±2 balance means the taller side has a child (FL-T3).
         unsafe {
             let go_right = b > 0;
             let sign = if go_right { 1 } else { -1 };
@@ -726,7 +726,7 @@ impl<O: Order> Tree<O> {
         let mut path = Path::new();
         let mut at = self.root;
         // SAFETY: (for the whole body) every node reached from the root is
-        // a member (T2); `c` is ours to write (caller).
+        // a member (FL-T2); `c` is ours to write (caller).
         unsafe {
             while let Some(n) = at {
                 if n == c {
@@ -844,7 +844,7 @@ impl<O: Order> Tree<O> {
         let c = s.chunk;
         let bad = Corruption::CorruptFreeList { addr: c.addr() };
         // SAFETY: (for the whole body) `c` and every node on the path or
-        // below `c` are members (caller contract, T2).
+        // below `c` are members (caller contract, FL-T2).
         unsafe {
             let idx = path.len;
             match (l, r) {
@@ -1104,7 +1104,7 @@ impl<O: Order> Tree<O> {
     /// ```
     pub fn contains(&self, c: Chunk, size: usize) -> bool {
         let mut path = Path::new();
-        // SAFETY: only members are read (T1, T2); `c` itself is compared,
+        // SAFETY: only members are read (FL-T1, FL-T2); `c` itself is compared,
         // not read.
         unsafe { self.path_to(Subject { chunk: c, size }, &mut path) }.is_ok()
     }
@@ -1117,7 +1117,7 @@ impl<O: Order> Tree<O> {
     pub fn first(&self) -> Option<Chunk> {
         let mut at = self.root?;
         for _ in 0..MAX_DEPTH {
-            // SAFETY: `at` was reached from the root: a member (T1, T2).
+            // SAFETY: `at` was reached from the root: a member (FL-T1, FL-T2).
             match unsafe { left(at) } {
                 Some(l) => at = l,
                 None => return Some(at),
@@ -1134,7 +1134,7 @@ impl<O: Order> Tree<O> {
     pub fn last(&self) -> Option<Chunk> {
         let mut at = self.root?;
         for _ in 0..MAX_DEPTH {
-            // SAFETY: `at` was reached from the root: a member (T1, T2).
+            // SAFETY: `at` was reached from the root: a member (FL-T1, FL-T2).
             match unsafe { right(at) } {
                 Some(r) => at = r,
                 None => return Some(at),
@@ -1174,7 +1174,7 @@ impl<O: Order> Tree<O> {
             if depth > MAX_DEPTH {
                 return None;
             }
-            // SAFETY: `n` was reached from the root: a member (T1, T2).
+            // SAFETY: `n` was reached from the root: a member (FL-T1, FL-T2).
             unsafe {
                 let k = Key {
                     addr: n.addr(),
@@ -1205,7 +1205,7 @@ impl<O: Order> Tree<O> {
             // Without sizes in the nodes, walk the order.
             let mut at = self.lower_bound(from);
             while let Some(n) = at {
-                // SAFETY: `n` is a member (T1).
+                // SAFETY: `n` is a member (FL-T1).
                 let size = unsafe { n.size() };
                 if size >= from.size {
                     return Some(n);
@@ -1221,7 +1221,7 @@ impl<O: Order> Tree<O> {
         if from.addr == 0 && !O::BY_SIZE {
             // From the very start (first fit): one descent.
             let root = self.root?;
-            // SAFETY: the root is a member of an augmented tree (T1, T4).
+            // SAFETY: the root is a member of an augmented tree (FL-T1, FL-T4).
             return unsafe {
                 if max(root) < need {
                     None
@@ -1235,7 +1235,7 @@ impl<O: Order> Tree<O> {
         let mut candidates = Path::new();
         let mut at = self.root;
         // SAFETY: (for the whole body) every node is reached from the root:
-        // a member of an augmented tree (T1, T2, T4).
+        // a member of an augmented tree (FL-T1, FL-T2, FL-T4).
         unsafe {
             while let Some(n) = at {
                 if max(n) < need {
@@ -1274,7 +1274,7 @@ impl<O: Order> Tree<O> {
     /// `n` is a member of an augmented tree.
     unsafe fn leftmost_at_least(mut n: Chunk, need: usize) -> Option<Chunk> {
         for _ in 0..MAX_DEPTH {
-            // SAFETY: `n` and its children are members (caller, T2, T4).
+            // SAFETY: `n` and its children are members (caller, FL-T2, FL-T4).
             unsafe {
                 if let Some(l) = left(n) {
                     if max(l) >= need {
@@ -1308,7 +1308,7 @@ impl<O: Order> Tree<O> {
             if depth > MAX_DEPTH {
                 return;
             }
-            // SAFETY: reached from the root: a member (T1, T2).
+            // SAFETY: reached from the root: a member (FL-T1, FL-T2).
             unsafe {
                 walk(left(n), depth + 1, visit);
                 visit(n, n.size());
@@ -1318,7 +1318,7 @@ impl<O: Order> Tree<O> {
         walk(self.root, 0, visit);
     }
 
-    /// Verifies T1–T5, calling `each` with every member and its size (the
+    /// Verifies FL-T1–T5, calling `each` with every member and its size (the
     /// owner's own checks on members).
     ///
     /// # Time complexity
@@ -1327,7 +1327,7 @@ impl<O: Order> Tree<O> {
     ///
     /// # Errors
     ///
-    /// The first [`Violation`] found (labelled T1–T5), or the first `each`
+    /// The first [`Violation`] found (labelled FL-T1–T5), or the first `each`
     /// returned.
     ///
     /// ```
@@ -1352,22 +1352,30 @@ impl<O: Order> Tree<O> {
             let Some(n) = n else { return Ok((0, 0)) };
             let addr = n.addr();
             if depth >= MAX_DEPTH {
-                return Err(Violation::new("T3", addr, "tree deeper than any AVL tree"));
+                return Err(Violation::new(
+                    "FL-T3",
+                    addr,
+                    "tree deeper than any AVL tree",
+                ));
             }
             if addr % GRANULE != 0 {
-                return Err(Violation::new("T1", addr, "tree node misaligned"));
+                return Err(Violation::new("FL-T1", addr, "tree node misaligned"));
             }
             // SAFETY: (for the whole body) reached from the root by links
-            // that T2 says lead to members; the checks stop at the first
+            // that FL-T2 says lead to members; the checks stop at the first
             // sign they do not.
             unsafe {
                 if n.flags().contains(Flags::ALLOCATED) {
-                    return Err(Violation::new("T1", addr, "tree node is not a free chunk"));
+                    return Err(Violation::new(
+                        "FL-T1",
+                        addr,
+                        "tree node is not a free chunk",
+                    ));
                 }
                 let size = n.size();
                 if O::AUGMENTED && size <= crate::MIN_CHUNK {
                     return Err(Violation::new(
-                        "T1",
+                        "FL-T1",
                         addr,
                         "chunk too small for an augmented tree",
                     ));
@@ -1376,7 +1384,7 @@ impl<O: Order> Tree<O> {
                 let key = Key { addr, size };
                 if let Some(p) = w.prev {
                     if !O::before(p, key) {
-                        return Err(Violation::new("T2", addr, "tree out of order"));
+                        return Err(Violation::new("FL-T2", addr, "tree out of order"));
                     }
                 }
                 w.prev = Some(key);
@@ -1386,12 +1394,12 @@ impl<O: Order> Tree<O> {
                 let b = rh as isize - lh as isize;
                 let tag = n.raw_link(LEFT).addr() & BALANCE_MASK;
                 if !(-1..=1).contains(&b) || tag != balance_tag(b as i8) {
-                    return Err(Violation::new("T3", addr, "tree node out of balance"));
+                    return Err(Violation::new("FL-T3", addr, "tree node out of balance"));
                 }
                 let m = size.max(lmax).max(rmax);
                 if O::AUGMENTED && max(n) != m {
                     return Err(Violation::new(
-                        "T4",
+                        "FL-T4",
                         addr,
                         "subtree's largest size is wrong",
                     ));
@@ -1406,7 +1414,7 @@ impl<O: Order> Tree<O> {
         };
         walk::<O>(self.root, 0, &mut w)?;
         if w.count != self.len {
-            return Err(Violation::new("T5", 0, "tree length is wrong"));
+            return Err(Violation::new("FL-T5", 0, "tree length is wrong"));
         }
         Ok(())
     }

@@ -13,6 +13,7 @@ use std::time::Instant;
 use freespace::alloc::{Allocator, Layout};
 use freespace::stacks::{self, ThreadedDepot};
 use freespace::Trim;
+use freespace_testkit::Rng;
 
 /// `VmRSS` of this process, in MiB.
 fn rss_mib() -> f64 {
@@ -49,12 +50,10 @@ fn row<A: Allocator + Trim>(name: &str, heap: &A) {
     // 3. 256 MiB in 16-512 B blocks, written, freed, trimmed.
     let mut blocks = Vec::new();
     let mut bytes = 0usize;
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    // The testkit's generator from its default state (seed 0).
+    let mut rng = Rng::new(0);
     while bytes < 256 << 20 {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        let size = 16 + (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as usize % 497;
+        let size = 16 + (rng.next() >> 32) as usize % 497;
         let l = Layout::from_size_align(size, 8).unwrap();
         let p = heap.allocate(l).expect("small block");
         // SAFETY: a fresh block of at least `size` bytes.

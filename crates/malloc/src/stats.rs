@@ -39,15 +39,15 @@ pub(crate) fn count(counter: Counter, bytes: usize) {
     }
 }
 
-/// The library's constructor (it runs after the C library is initialised,
-/// so the environment is readable): turns counting on if
+/// Called by the library's constructor ([`crate::lifecycle`], after the C
+/// library is initialised, so the environment is readable): turns counting on if
 /// `FREESPACE_MALLOC_STATS` is `1`, and makes the fork gate use full fences
 /// instead of `membarrier` if `FREESPACE_MALLOC_FENCE` is `1` (for a
 /// sandbox where `membarrier` misbehaves; the tests use it to cover that
 /// path), and sets the buddy's purge budget from `FREESPACE_MALLOC_PURGE`
 /// (MiB freed between automatic give-backs; `0`: none).
 #[cfg(not(test))]
-extern "C" fn init() {
+pub(crate) fn init() {
     ENABLED.store(env_is_one(c"FREESPACE_MALLOC_STATS"), Ordering::Relaxed);
     if let Some(mib) = env_number(c"FREESPACE_MALLOC_PURGE") {
         crate::shim::set_purge_mib(mib);
@@ -88,25 +88,16 @@ fn env_number(name: &core::ffi::CStr) -> Option<usize> {
     }
 }
 
-/// The library's destructor: prints the summary if counting is on.
+/// Called by the library's destructor ([`crate::lifecycle`]): prints the
+/// summary if counting is on.
 #[cfg(not(test))]
-extern "C" fn fini() {
+pub(crate) fn fini() {
     if ENABLED.load(Ordering::Relaxed) {
         let mut line = Line::new();
         summary(&mut line);
         line.write_to_stderr();
     }
 }
-
-#[cfg(not(test))]
-#[used]
-#[link_section = ".init_array"]
-static INIT: extern "C" fn() = init;
-
-#[cfg(not(test))]
-#[used]
-#[link_section = ".fini_array"]
-static FINI: extern "C" fn() = fini;
 
 /// Writes the summary line (with its newline) into `line`.
 pub(crate) fn summary(line: &mut Line) {

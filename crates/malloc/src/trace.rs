@@ -330,11 +330,11 @@ fn lock(flag: &AtomicBool) {
 /// forked child that opens its own trace.
 ///
 /// # Invariants
-/// - P1: written only by [`init`] (the constructor, before other threads
+/// - TP1: written only by [`init`] (the constructor, before other threads
 ///   exist), and read only after it.
 struct Template(core::cell::UnsafeCell<[u8; PATH_MAX]>);
 
-// SAFETY: P1: written once before any other thread can exist, read-only
+// SAFETY: TP1: written once before any other thread can exist, read-only
 // after.
 unsafe impl Sync for Template {}
 
@@ -343,9 +343,10 @@ static TEMPLATE: Template = Template(core::cell::UnsafeCell::new([0; PATH_MAX]))
 /// The template holds `%p`: every process traces into a file of its own.
 static PER_PROCESS: AtomicBool = AtomicBool::new(false);
 
-/// The library's constructor: starts tracing if `FREESPACE_TRACE` is set.
+/// Called by the library's constructor ([`crate::lifecycle`]): starts
+/// tracing if `FREESPACE_TRACE` is set.
 #[cfg(not(test))]
-extern "C" fn init() {
+pub(crate) fn init() {
     // SAFETY: a NUL-terminated name; `getenv` returns null or a string
     // that stays valid while we copy it (nothing changes the environment
     // during a constructor).
@@ -353,7 +354,7 @@ extern "C" fn init() {
     if value.is_null() {
         return;
     }
-    // SAFETY: P1: the constructor runs before other threads exist.
+    // SAFETY: TP1: the constructor runs before other threads exist.
     let template = unsafe { &mut *TEMPLATE.0.get() };
     let mut n = 0;
     // SAFETY: `value` is NUL-terminated; we stop at the NUL or the buffer's end.
@@ -381,7 +382,7 @@ extern "C" fn init() {
 
 /// Opens the trace file for this process and writes the header.
 fn start() {
-    // SAFETY: P1.
+    // SAFETY: TP1.
     let template = unsafe { &*TEMPLATE.0.get() };
     let mut path = [0u8; PATH_MAX];
     let pid = {
@@ -466,10 +467,11 @@ extern "C" fn child() {
     }
 }
 
-/// The library's destructor: from now on every record goes straight to
-/// the file; then every buffer is written out.
+/// Called by the library's destructor ([`crate::lifecycle`]): from now on
+/// every record goes straight to the file; then every buffer is written
+/// out.
 #[cfg(not(test))]
-extern "C" fn fini() {
+pub(crate) fn fini() {
     DIRECT.store(true, Release);
     for b in &BUFFERS {
         if b.claimed.load(Acquire) {
@@ -477,13 +479,3 @@ extern "C" fn fini() {
         }
     }
 }
-
-#[cfg(not(test))]
-#[used]
-#[link_section = ".init_array"]
-static INIT: extern "C" fn() = init;
-
-#[cfg(not(test))]
-#[used]
-#[link_section = ".fini_array"]
-static FINI: extern "C" fn() = fini;

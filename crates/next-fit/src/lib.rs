@@ -40,12 +40,6 @@
 //! heap.check().unwrap();
 //! ```
 #![no_std]
-#![deny(unsafe_op_in_unsafe_fn)]
-#![warn(
-    missing_docs,
-    clippy::undocumented_unsafe_blocks,
-    clippy::missing_safety_doc
-)]
 
 use freespace_core::{Corruption, Violation};
 use freespace_first_fit::first_fit_from;
@@ -58,8 +52,8 @@ use freespace_split_coalesce::FreeListHeap;
 ///
 /// # Invariants
 ///
-/// - N1: `rover` is `None` or a member of `index`.
-/// - N2: `index` holds exactly the heap's free chunks (A1, T1–T5).
+/// - NF-N1: `rover` is `None` or a member of `index`.
+/// - NF-N2: `index` holds exactly the heap's free chunks (FL-A1, FL-T1–T5).
 ///
 /// ```
 /// use freespace_next_fit::NextFit;
@@ -72,15 +66,15 @@ use freespace_split_coalesce::FreeListHeap;
 #[derive(Debug, Default)]
 pub struct NextFit {
     index: AddressIndex,
-    /// Where the next search starts (N1); `None` means the lowest address.
+    /// Where the next search starts (NF-N1); `None` means the lowest address.
     rover: Option<Chunk>,
 }
 
-// SAFETY: `choose` returns a fitting member found by the index (P1); the
+// SAFETY: `choose` returns a fitting member found by the index (FL-P1); the
 // rover only names a member, because every removal or replacement of the
-// chunk it names moves it (N1); the members are the index's, which writes
-// only link words (P2); nothing panics (P3); `len` and `contains` are the
-// index's (P4).
+// chunk it names moves it (NF-N1); the members are the index's, which writes
+// only link words (FL-P2); nothing panics (FL-P3); `len` and `contains` are the
+// index's (FL-P4).
 unsafe impl Fit for NextFit {
     const INIT: Self = NextFit {
         index: AddressIndex::new(),
@@ -140,7 +134,7 @@ unsafe impl Fit for NextFit {
             .for_each(&mut |c, _| rover_found |= Some(c) == self.rover);
         match self.rover {
             Some(r) if !rover_found => Err(Violation::new(
-                "N1",
+                "NF-N1",
                 r.addr(),
                 "next fit's rover is not a free chunk",
             )),
@@ -155,7 +149,7 @@ unsafe impl Fit for NextFit {
 ///
 /// # Invariants
 ///
-/// - N1: `rover` is `None` or a member of the free set.
+/// - NF-N1: `rover` is `None` or a member of the free set.
 ///
 /// ```
 /// use freespace_next_fit::NextFitScan;
@@ -167,20 +161,20 @@ unsafe impl Fit for NextFit {
 /// ```
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NextFitScan {
-    /// Where the next search starts (N1); `None` means the lowest address.
+    /// Where the next search starts (NF-N1); `None` means the lowest address.
     rover: Option<Chunk>,
 }
 
-// SAFETY: `choose` returns a member that fits (R1); the rover only ever
+// SAFETY: `choose` returns a member that fits (FL-R1); the rover only ever
 // names a member, because every removal or replacement of the chunk it
-// names moves it (N1, R2); nothing here panics (R3).
+// names moves it (NF-N1, FL-R2); nothing here panics (FL-R3).
 unsafe impl Scan for NextFitScan {
     const INIT: Self = NextFitScan { rover: None };
     const NAME: &'static str = "next fit (scan)";
 
     fn choose(&mut self, set: &FreeSet, req: &Request) -> Option<Chunk> {
         let start = self.rover.or(set.first())?;
-        // SAFETY: `start` is the rover or the first member, a member (N1).
+        // SAFETY: `start` is the rover or the first member, a member (NF-N1).
         let upper = unsafe { set.iter_from(start) };
         let lower = set.iter().take_while(|f| f.chunk != start);
         let found = upper
@@ -210,7 +204,7 @@ unsafe impl Scan for NextFitScan {
     fn check(&self, set: &FreeSet) -> Result<(), Violation> {
         match self.rover {
             Some(r) if !set.iter().any(|f| f.chunk == r) => Err(Violation::new(
-                "N1",
+                "NF-N1",
                 r.addr(),
                 "next fit's rover is not a free chunk",
             )),

@@ -39,10 +39,10 @@ use freespace_core::resize::relocate;
 ///   requests reach neither side.
 ///
 /// # Invariants
-/// - F1: every live block for which `P::owns` is `true` is a live block of
+/// - SEG-F1: every live block for which `P::owns` is `true` is a live block of
 ///   `P`; every other live block is a live block of `S`.
 ///
-/// F1 holds because `P` and `S` never hand out the same bytes and `Owns` is
+/// SEG-F1 holds because `P` and `S` never hand out the same bytes and `Owns` is
 /// exact for live blocks; the `Fallback` keeps no state of its own, so
 /// [`check`](Self::check) has nothing to walk.
 ///
@@ -108,7 +108,7 @@ impl<P, S> Fallback<P, S> {
         &self.secondary
     }
 
-    /// F1 holds by construction and the `Fallback` has no state of its own:
+    /// SEG-F1 holds by construction and the `Fallback` has no state of its own:
     /// always `Ok`. Check the two sides with their own `check`.
     ///
     /// ```
@@ -121,7 +121,7 @@ impl<P, S> Fallback<P, S> {
     }
 }
 
-// SAFETY: every block is a block of `P` or `S`, passed on unchanged; F1
+// SAFETY: every block is a block of `P` or `S`, passed on unchanged; SEG-F1
 // sends each free to the side that allocated it.
 unsafe impl<P: Allocator + Owns, S: Allocator> Allocator for Fallback<P, S> {
     #[inline]
@@ -147,64 +147,26 @@ unsafe impl<P: Allocator + Owns, S: Allocator> Allocator for Fallback<P, S> {
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
         if layout.size() == 0 {
         } else if self.primary.owns(ptr) {
-            // SAFETY: `P` owns it, so it is `P`'s live block (F1).
+            // SAFETY: `P` owns it, so it is `P`'s live block (SEG-F1).
             unsafe { self.primary.deallocate(ptr, layout) }
         } else {
-            // SAFETY: a live block of ours not owned by `P` is `S`'s (F1).
+            // SAFETY: a live block of ours not owned by `P` is `S`'s (SEG-F1).
             unsafe { self.secondary.deallocate(ptr, layout) }
         }
     }
 
-    unsafe fn grow(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: the caller's contract for `grow`.
-        unsafe { self.grow_impl(ptr, old, new, false) }
-    }
-
-    unsafe fn grow_zeroed(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: the caller's contract for `grow_zeroed`.
-        unsafe { self.grow_impl(ptr, old, new, true) }
-    }
-
-    unsafe fn shrink(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        if old.size() == 0 {
-            return self.allocate(new);
-        }
-        if new.size() == 0 {
-            // SAFETY: `ptr` is live with `old` (caller contract).
-            unsafe { self.deallocate(ptr, old) };
-            return Ok(dangling(new));
-        }
-        if self.primary.owns(ptr) {
-            // SAFETY: `P`'s live block (F1); the caller's contract otherwise.
-            unsafe { self.primary.shrink(ptr, old, new) }
-        } else {
-            // SAFETY: `S`'s live block (F1); the caller's contract otherwise.
-            unsafe { self.secondary.shrink(ptr, old, new) }
-        }
-    }
+    freespace_core::forward_resize!(method resize);
 }
 
 impl<P: Allocator + Owns, S: Allocator> Fallback<P, S> {
-    /// `grow` and `grow_zeroed`.
+    /// `grow`, `grow_zeroed` and `shrink` in one. A shrink stays with the
+    /// side that owns the block; a grow is tried in place there, and a
+    /// block of `P` that cannot grow in place moves to `S`.
     ///
     /// # Safety
-    /// The caller's contract for `grow`.
-    unsafe fn grow_impl(
+    /// The caller's contract for `grow`/`grow_zeroed` (`zeroed` says which)
+    /// or, when `new` is smaller than `old`, for `shrink`.
+    unsafe fn resize(
         &self,
         ptr: NonNull<u8>,
         old: Layout,
@@ -218,8 +180,22 @@ impl<P: Allocator + Owns, S: Allocator> Fallback<P, S> {
                 self.allocate(new)
             };
         }
+        if new.size() < old.size() {
+            if new.size() == 0 {
+                // SAFETY: `ptr` is live with `old` (caller contract).
+                unsafe { self.deallocate(ptr, old) };
+                return Ok(dangling(new));
+            }
+            return if self.primary.owns(ptr) {
+                // SAFETY: `P`'s live block (SEG-F1); the caller's contract otherwise.
+                unsafe { self.primary.shrink(ptr, old, new) }
+            } else {
+                // SAFETY: `S`'s live block (SEG-F1); the caller's contract otherwise.
+                unsafe { self.secondary.shrink(ptr, old, new) }
+            };
+        }
         if !self.primary.owns(ptr) {
-            // SAFETY: `S`'s live block (F1); the caller's contract otherwise.
+            // SAFETY: `S`'s live block (SEG-F1); the caller's contract otherwise.
             return unsafe {
                 if zeroed {
                     self.secondary.grow_zeroed(ptr, old, new)
@@ -228,7 +204,7 @@ impl<P: Allocator + Owns, S: Allocator> Fallback<P, S> {
                 }
             };
         }
-        // SAFETY: `P`'s live block (F1); the caller's contract otherwise.
+        // SAFETY: `P`'s live block (SEG-F1); the caller's contract otherwise.
         let in_place = unsafe {
             if zeroed {
                 self.primary.grow_zeroed(ptr, old, new)
@@ -302,7 +278,7 @@ impl<P: CheckedFree + Owns, S: CheckedFree + Owns> Fallback<P, S> {
             return Ok(());
         }
         if self.primary.owns(ptr) {
-            // SAFETY: `P` owns it: a live block of ours there is `P`'s (F1);
+            // SAFETY: `P` owns it: a live block of ours there is `P`'s (SEG-F1);
             // anything else `P`'s checked free refuses.
             unsafe { self.primary.try_deallocate(ptr, layout) }
         } else if self.secondary.owns(ptr) {
@@ -335,16 +311,16 @@ unsafe impl<P: Owns, S: Owns> Owns for Fallback<P, S> {
     }
 }
 
-// SAFETY: routed as `deallocate` is (F1), each side answering for its own
+// SAFETY: routed as `deallocate` is (SEG-F1), each side answering for its own
 // live blocks; lengths are passed through unchanged, as in `allocate`.
 unsafe impl<P: BlockSize + Owns, S: BlockSize> BlockSize for Fallback<P, S> {
     #[inline]
     unsafe fn usable_size(&self, ptr: NonNull<u8>) -> usize {
         if self.primary.owns(ptr) {
-            // SAFETY: `P`'s live block (F1).
+            // SAFETY: `P`'s live block (SEG-F1).
             unsafe { self.primary.usable_size(ptr) }
         } else {
-            // SAFETY: `S`'s live block (F1).
+            // SAFETY: `S`'s live block (SEG-F1).
             unsafe { self.secondary.usable_size(ptr) }
         }
     }
@@ -352,10 +328,10 @@ unsafe impl<P: BlockSize + Owns, S: BlockSize> BlockSize for Fallback<P, S> {
     #[inline]
     unsafe fn free(&self, ptr: NonNull<u8>) {
         if self.primary.owns(ptr) {
-            // SAFETY: `P`'s live block (F1).
+            // SAFETY: `P`'s live block (SEG-F1).
             unsafe { self.primary.free(ptr) }
         } else {
-            // SAFETY: `S`'s live block (F1).
+            // SAFETY: `S`'s live block (SEG-F1).
             unsafe { self.secondary.free(ptr) }
         }
     }

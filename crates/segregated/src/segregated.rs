@@ -107,17 +107,17 @@ pub const DEFAULT_BATCH: usize = 8;
 /// straight from `allocate` (as `Vec` keeps them) are fine.
 ///
 /// # Invariants
-/// - G1: `sizes` is strictly increasing, has at most [`MAX_CLASSES`]
+/// - SEG-G1: `sizes` is strictly increasing, has at most [`MAX_CLASSES`]
 ///   entries, and each is a non-zero multiple of [`CLASS_ALIGN`] no larger
 ///   than `isize::MAX` (checked when built).
-/// - G2: list `i` holds exactly `counts[i]` blocks, and
+/// - SEG-G2: list `i` holds exactly `counts[i]` blocks, and
 ///   `counts[i] <= limits[i] == cap / sizes[i]`.
-/// - G3: every block on list `i` is a live parent block allocated with
+/// - SEG-G3: every block on list `i` is a live parent block allocated with
 ///   `Layout(sizes[i], 16)`, is 16-aligned, and is not held by a caller; its
 ///   first word is the link to the next block of the list.
-/// - G4: no block is on a list twice.
+/// - SEG-G4: no block is on a list twice.
 ///
-/// `check` verifies G2, the alignment of G3, and G4 within each list.
+/// `check` verifies SEG-G2, the alignment of SEG-G3, and SEG-G4 within each list.
 ///
 /// # Example
 ///
@@ -144,27 +144,27 @@ pub const DEFAULT_BATCH: usize = 8;
 /// ```
 pub struct Segregated<A: Allocator> {
     parent: A,
-    /// G1.
+    /// SEG-G1.
     sizes: &'static [usize],
-    /// `limits[i] == cap / sizes[i]`: the most blocks list `i` holds (G2).
+    /// `limits[i] == cap / sizes[i]`: the most blocks list `i` holds (SEG-G2).
     limits: [usize; MAX_CLASSES],
     cap: usize,
     /// At least 1.
     batch: usize,
-    /// G2, G3: the first block of each list.
+    /// SEG-G2, SEG-G3: the first block of each list.
     heads: [Cell<Option<NonNull<u8>>>; MAX_CLASSES],
-    /// G2: the length of each list.
+    /// SEG-G2: the length of each list.
     counts: [Cell<usize>; MAX_CLASSES],
 }
 
-// SAFETY: the cached blocks are owned by the `Segregated` alone (G3: no
+// SAFETY: the cached blocks are owned by the `Segregated` alone (SEG-G3: no
 // caller holds them) and reached only through `&self` methods, which a
 // `!Sync` value runs on one thread at a time. Moving the value to another
 // thread moves the parent (`A: Send`) with the blocks, and every cached block
 // goes back to that same parent.
 unsafe impl<A: Allocator + Send> Send for Segregated<A> {}
 
-/// Whether `sizes` satisfies G1.
+/// Whether `sizes` satisfies SEG-G1.
 const fn valid_sizes(sizes: &[usize]) -> bool {
     if sizes.len() > MAX_CLASSES {
         return false;
@@ -183,7 +183,7 @@ const fn valid_sizes(sizes: &[usize]) -> bool {
     true
 }
 
-/// `cap / size` for each class (G2).
+/// `cap / size` for each class (SEG-G2).
 const fn limits_for(sizes: &[usize], cap: usize) -> [usize; MAX_CLASSES] {
     let mut limits = [0; MAX_CLASSES];
     let mut i = 0;
@@ -216,7 +216,7 @@ impl<A: Allocator> Segregated<A> {
     ///
     /// # Panics
     ///
-    /// If `sizes` breaks G1 (not strictly increasing, more than
+    /// If `sizes` breaks SEG-G1 (not strictly increasing, more than
     /// [`MAX_CLASSES`], or a size that is zero or not a multiple of 16). In a
     /// `static` that is a compile error.
     ///
@@ -345,13 +345,13 @@ impl<A: Allocator> Segregated<A> {
             while let Some(block) = self.pop(i) {
                 // SAFETY: `block` was on list `i`, so it is a live parent
                 // block allocated with `class_layout(i)` that nobody else
-                // holds (G3); popping it made it ours alone.
+                // holds (SEG-G3); popping it made it ours alone.
                 unsafe { self.parent.deallocate(block, self.class_layout(i)) };
             }
         }
     }
 
-    /// Checks G2, G3 (alignment) and G4 within each list.
+    /// Checks SEG-G2, SEG-G3 (alignment) and SEG-G4 within each list.
     ///
     /// # Time complexity
     /// O(cached blocks).
@@ -367,7 +367,7 @@ impl<A: Allocator> Segregated<A> {
             let count = self.counts[i].get();
             if count > self.limits[i] {
                 return Err(Violation::new(
-                    "G2",
+                    "SEG-G2",
                     self.sizes[i],
                     "list holds more blocks than its cap allows",
                 ));
@@ -376,26 +376,26 @@ impl<A: Allocator> Segregated<A> {
             for _ in 0..count {
                 let Some(block) = link else {
                     return Err(Violation::new(
-                        "G2",
+                        "SEG-G2",
                         self.sizes[i],
                         "list is shorter than its count",
                     ));
                 };
                 if !is_aligned(block.as_ptr().addr(), CLASS_ALIGN) {
                     return Err(Violation::new(
-                        "G3",
+                        "SEG-G3",
                         block.as_ptr().addr(),
                         "cached block is not 16-aligned",
                     ));
                 }
                 // SAFETY: `block` is on list `i` (reached from its head in
-                // fewer than `count` steps), so its first word is a link (G3).
+                // fewer than `count` steps), so its first word is a link (SEG-G3).
                 link = unsafe { Self::next(block) };
             }
             if let Some(extra) = link {
-                // Longer than its count, or a cycle: a block linked twice (G4).
+                // Longer than its count, or a cycle: a block linked twice (SEG-G4).
                 return Err(Violation::new(
-                    "G4",
+                    "SEG-G4",
                     extra.as_ptr().addr(),
                     "list is longer than its count or cyclic",
                 ));
@@ -419,7 +419,7 @@ impl<A: Allocator> Segregated<A> {
     #[inline]
     fn class_layout(&self, i: usize) -> Layout {
         // SAFETY: `sizes[i]` is a non-zero multiple of 16 no larger than
-        // `isize::MAX` (G1), so rounding it up to 16 does not overflow
+        // `isize::MAX` (SEG-G1), so rounding it up to 16 does not overflow
         // `isize`; 16 is a power of two.
         unsafe { Layout::from_size_align_unchecked(self.sizes[i], CLASS_ALIGN) }
     }
@@ -429,18 +429,18 @@ impl<A: Allocator> Segregated<A> {
     /// The link stored in `block`'s first word.
     ///
     /// # Safety
-    /// `block` is on a list (G3).
+    /// `block` is on a list (SEG-G3).
     #[inline]
     unsafe fn next(block: NonNull<u8>) -> Option<NonNull<u8>> {
         // SAFETY: a listed block is a 16-aligned block of at least 16 bytes
-        // owned by us whose first word we wrote as a link (G1, G3).
+        // owned by us whose first word we wrote as a link (SEG-G1, SEG-G3).
         unsafe { block.cast::<Option<NonNull<u8>>>().read() }
     }
 
     #[inline]
     fn pop(&self, i: usize) -> Option<NonNull<u8>> {
         let block = self.heads[i].get()?;
-        // SAFETY: `block` is the head of list `i` (G3).
+        // SAFETY: `block` is the head of list `i` (SEG-G3).
         self.heads[i].set(unsafe { Self::next(block) });
         self.counts[i].set(self.counts[i].get() - 1);
         Some(block)
@@ -473,7 +473,7 @@ impl<A: Allocator> Segregated<A> {
             if block.as_ptr().addr() == addr {
                 return true;
             }
-            // SAFETY: `block` was reached from the head of list `i` (G3).
+            // SAFETY: `block` was reached from the head of list `i` (SEG-G3).
             link = unsafe { Self::next(block) };
         }
         false
@@ -519,7 +519,7 @@ impl<A: Allocator> Segregated<A> {
     unsafe fn release(&self, i: usize, ptr: NonNull<u8>) {
         if self.counts[i].get() < self.limits[i] {
             // SAFETY: a block from `take(i)` is a parent block of
-            // `class_layout(i)` (G3); the caller gave it up; it passed the
+            // `class_layout(i)` (SEG-G3); the caller gave it up; it passed the
             // double-free check, and the list has room.
             unsafe { self.push(i, ptr) }
         } else {
@@ -584,9 +584,9 @@ impl<A: CheckedFree> Segregated<A> {
                 if let Some(c) = self.diagnose(i, ptr, true) {
                     return Err(c);
                 }
-                // SAFETY: not cached (G4 with the search above), so if it is
+                // SAFETY: not cached (SEG-G4 with the search above), so if it is
                 // a live class-`i` block of ours it is a live parent block of
-                // `class_layout(i)` (G3, caller contract); if it is not, the
+                // `class_layout(i)` (SEG-G3, caller contract); if it is not, the
                 // parent's checked free refuses it without writing.
                 unsafe { self.parent.try_deallocate(ptr, self.class_layout(i)) }
             }
@@ -599,7 +599,7 @@ impl<A: CheckedFree> Segregated<A> {
 
 // SAFETY: class blocks are parent blocks of `Layout(S, 16)` reported as `S`
 // bytes (no more than the parent gave) and owned by one caller until freed
-// (G3); forwarded blocks are the parent's answer unchanged. Routing sends
+// (SEG-G3); forwarded blocks are the parent's answer unchanged. Routing sends
 // every fitting free back where the block came from (see "Routing").
 unsafe impl<A: Allocator> Allocator for Segregated<A> {
     #[inline]
@@ -620,7 +620,7 @@ unsafe impl<A: Allocator> Allocator for Segregated<A> {
         match self.class_of(layout) {
             Some(i) => {
                 let block = NonNull::slice_from_raw_parts(self.take(i)?, self.sizes[i]);
-                // SAFETY: a class block has `sizes[i]` writable bytes (G3).
+                // SAFETY: a class block has `sizes[i]` writable bytes (SEG-G3).
                 unsafe { block.cast::<u8>().write_bytes(0, self.sizes[i]) };
                 Ok(block)
             }
@@ -648,35 +648,7 @@ unsafe impl<A: Allocator> Allocator for Segregated<A> {
         }
     }
 
-    unsafe fn grow(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: the caller's contract for `grow`.
-        unsafe { self.resize(ptr, old, new, false) }
-    }
-
-    unsafe fn grow_zeroed(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: the caller's contract for `grow_zeroed`.
-        unsafe { self.resize(ptr, old, new, true) }
-    }
-
-    unsafe fn shrink(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: the caller's contract for `shrink`.
-        unsafe { self.resize(ptr, old, new, false) }
-    }
+    freespace_core::forward_resize!(method resize);
 }
 
 impl<A: Allocator> Segregated<A> {
@@ -857,9 +829,9 @@ mod tests {
         let b = heap.allocate(l).unwrap();
         heap.check().unwrap();
         heap.counts[0].set(heap.counts[0].get() + 1);
-        assert_eq!(heap.check().unwrap_err().invariant, "G2");
+        assert_eq!(heap.check().unwrap_err().invariant, "SEG-G2");
         heap.counts[0].set(heap.counts[0].get() - 2);
-        assert_eq!(heap.check().unwrap_err().invariant, "G4");
+        assert_eq!(heap.check().unwrap_err().invariant, "SEG-G4");
         heap.counts[0].set(heap.counts[0].get() + 1);
         // SAFETY: allocated above with `l`.
         unsafe { heap.deallocate(b.cast(), l) };

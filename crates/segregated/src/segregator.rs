@@ -38,9 +38,9 @@ use freespace_core::resize::relocate;
 /// The alignment plays no part in the routing.
 ///
 /// # Invariants
-/// - R1: every live block of at most `THRESHOLD` requested bytes is a live
+/// - SEG-R1: every live block of at most `THRESHOLD` requested bytes is a live
 ///   block of `S`, reported with a length of at most `THRESHOLD`.
-/// - R2: every live block of more than `THRESHOLD` requested bytes is a live
+/// - SEG-R2: every live block of more than `THRESHOLD` requested bytes is a live
 ///   block of `L`.
 ///
 /// Both hold by construction (each method routes and clamps); the
@@ -112,7 +112,7 @@ impl<const THRESHOLD: usize, S, L> Segregator<THRESHOLD, S, L> {
         &self.large
     }
 
-    /// R1 and R2 hold by construction and the `Segregator` has no state of
+    /// SEG-R1 and SEG-R2 hold by construction and the `Segregator` has no state of
     /// its own: always `Ok`. Check the sides with their own `check`.
     ///
     /// ```
@@ -130,7 +130,7 @@ impl<const THRESHOLD: usize, S, L> Segregator<THRESHOLD, S, L> {
         layout.size() <= THRESHOLD
     }
 
-    /// A block of `S`, its length clamped to `THRESHOLD` (R1).
+    /// A block of `S`, its length clamped to `THRESHOLD` (SEG-R1).
     #[inline]
     fn clamp(block: NonNull<[u8]>) -> NonNull<[u8]> {
         NonNull::slice_from_raw_parts(block.cast::<u8>(), block.len().min(THRESHOLD))
@@ -164,7 +164,7 @@ impl<const THRESHOLD: usize, S: Allocator, L: Allocator> Segregator<THRESHOLD, S
         }
         let growing = new.size() >= old.size();
         match (Self::is_small(old), Self::is_small(new)) {
-            // SAFETY: `old` is small, so the block is `S`'s (R1) and `old`
+            // SAFETY: `old` is small, so the block is `S`'s (SEG-R1) and `old`
             // fits it; the size precondition is the caller's.
             (true, true) => unsafe {
                 match (growing, zeroed) {
@@ -174,7 +174,7 @@ impl<const THRESHOLD: usize, S: Allocator, L: Allocator> Segregator<THRESHOLD, S
                 }
             }
             .map(Self::clamp),
-            // SAFETY: `old` is large, so the block is `L`'s (R2).
+            // SAFETY: `old` is large, so the block is `L`'s (SEG-R2).
             (false, false) => unsafe {
                 match (growing, zeroed) {
                     (true, true) => self.large.grow_zeroed(ptr, old, new),
@@ -205,7 +205,7 @@ impl<const THRESHOLD: usize, S: Allocator, L: Allocator> Segregator<THRESHOLD, S
 }
 
 // SAFETY: every block is a block of `S` or `L`, passed on unchanged except
-// that `S`'s length is clamped down (never up) to `THRESHOLD`; R1 and R2
+// that `S`'s length is clamped down (never up) to `THRESHOLD`; SEG-R1 and SEG-R2
 // send each free, with any fitting size, to the side that allocated it.
 unsafe impl<const THRESHOLD: usize, S: Allocator, L: Allocator> Allocator
     for Segregator<THRESHOLD, S, L>
@@ -235,43 +235,15 @@ unsafe impl<const THRESHOLD: usize, S: Allocator, L: Allocator> Allocator
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
         if layout.size() == 0 {
         } else if Self::is_small(layout) {
-            // SAFETY: a small fitting size means an `S` block (R1).
+            // SAFETY: a small fitting size means an `S` block (SEG-R1).
             unsafe { self.small.deallocate(ptr, layout) }
         } else {
-            // SAFETY: a large fitting size means an `L` block (R2).
+            // SAFETY: a large fitting size means an `L` block (SEG-R2).
             unsafe { self.large.deallocate(ptr, layout) }
         }
     }
 
-    unsafe fn grow(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: the caller's contract for `grow`.
-        unsafe { self.resize(ptr, old, new, false) }
-    }
-
-    unsafe fn grow_zeroed(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: the caller's contract for `grow_zeroed`.
-        unsafe { self.resize(ptr, old, new, true) }
-    }
-
-    unsafe fn shrink(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: the caller's contract for `shrink`.
-        unsafe { self.resize(ptr, old, new, false) }
-    }
+    freespace_core::forward_resize!(method resize);
 }
 
 impl<const THRESHOLD: usize, S: CheckedFree + Owns, L: CheckedFree + Owns>
@@ -324,7 +296,7 @@ impl<const THRESHOLD: usize, S: CheckedFree + Owns, L: CheckedFree + Owns>
         };
         if routed {
             // SAFETY: the routed side owns it: if it is a live block of ours
-            // it is that side's (R1, R2) with a fitting layout (caller
+            // it is that side's (SEG-R1, SEG-R2) with a fitting layout (caller
             // contract); if not, that side's checked free refuses it.
             unsafe {
                 if Self::is_small(layout) {
@@ -362,7 +334,7 @@ unsafe impl<const THRESHOLD: usize, S: Owns, L: Owns> Owns for Segregator<THRESH
 }
 
 // SAFETY: `S::owns` is `true` for every live `S` block, and a live block
-// of ours that `S` does not own is `L`'s (R1, R2). `S`'s usable size is
+// of ours that `S` does not own is `L`'s (SEG-R1, SEG-R2). `S`'s usable size is
 // clamped to `THRESHOLD`, so every size a caller may free it with routes
 // back to `S`; an `L` block's request exceeded `THRESHOLD`, so its usable
 // size does too and all its fitting sizes route to `L`. (This needs the

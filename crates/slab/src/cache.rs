@@ -15,7 +15,7 @@
 //! and destructs them when it goes back.
 
 use crate::index::Index;
-use crate::slab::{Geometry, List, SlabPtr};
+use crate::one_slab::{Geometry, List, SlabPtr};
 use core::cell::Cell;
 use core::ptr::NonNull;
 use freespace_core::alloc::{AllocError, Allocator, Layout};
@@ -63,16 +63,16 @@ pub(crate) struct Validated {
 /// The slabs of one object size.
 ///
 /// # Invariants
-/// - C1: a slab is on `lists[List::for_count(free, capacity)]`, and its
+/// - SLAB-C1: a slab is on `lists[List::for_count(free, capacity)]`, and its
 ///   header's `list` says so.
-/// - C2: each list is doubly linked (`next.prev == self`), starts with
+/// - SLAB-C2: each list is doubly linked (`next.prev == self`), starts with
 ///   `prev == None`, and `counts[l]` is its length.
-/// - C3: every slab on the lists is in the owner's index and carries this
-///   cache's `class` (the slab invariants S1–S3 hold for it).
+/// - SLAB-C3: every slab on the lists is in the owner's index and carries this
+///   cache's `class` (the slab invariants SLAB-S1–S3 hold for it).
 ///
 /// No link is followed and no header rewritten by a free or a list move
-/// until that header's seal (S1) has been verified.
-/// - C4: after every public operation, `counts[Empty] <= max_empty`.
+/// until that header's seal (SLAB-S1) has been verified.
+/// - SLAB-C4: after every public operation, `counts[Empty] <= max_empty`.
 pub(crate) struct Cache {
     pub(crate) geometry: Geometry,
     class: u32,
@@ -187,7 +187,7 @@ impl Cache {
         if let Some(slab) = self.heads[List::Partial as usize].get() {
             let free = slab.free_count();
             if free > 1 && free < self.geometry.capacity && slab.list() == Some(List::Partial) {
-                // SAFETY: `slab` is one of ours (C3), made with our geometry.
+                // SAFETY: `slab` is one of ours (SLAB-C3), made with our geometry.
                 if let Ok(object) = unsafe { slab.take(&self.geometry) } {
                     return Ok(object);
                 }
@@ -238,7 +238,7 @@ impl Cache {
             slab.verify()?;
             self.check_move(slab, on, to)?;
         }
-        // SAFETY: `slab` is one of ours (C3), made with `self.geometry`.
+        // SAFETY: `slab` is one of ours (SLAB-C3), made with `self.geometry`.
         let object = unsafe { slab.take(&self.geometry) }?;
         self.move_to(slab, on, to);
         Ok(object)
@@ -318,7 +318,7 @@ impl Cache {
     }
 
     /// Validates that `addr` is a live object of `slab`, one of this
-    /// cache's slabs, whose header is checked first (S1): see
+    /// cache's slabs, whose header is checked first (SLAB-S1): see
     /// [`Cache::validate_object`].
     pub(crate) fn validate(&self, slab: SlabPtr, addr: usize) -> Result<Validated, Corruption> {
         let from = slab.verify()?;
@@ -445,7 +445,7 @@ impl Cache {
             let mut at = head.get();
             while let Some(slab) = at {
                 visit(slab);
-                // A damaged header's links are not followed (S1).
+                // A damaged header's links are not followed (SLAB-S1).
                 at = slab.verify().ok().and_then(|_| slab.next());
             }
         }
@@ -486,7 +486,7 @@ impl Cache {
         });
     }
 
-    /// Checks C1–C4 and, for every slab, S1–S3; returns the number of slabs.
+    /// Checks SLAB-C1–C4 and, for every slab, SLAB-S1–S3; returns the number of slabs.
     pub(crate) fn check(&self, index: &Index, max_empty: usize) -> Result<usize, Violation> {
         let mut total = 0;
         for list in [List::Partial, List::Full, List::Empty] {
@@ -496,21 +496,21 @@ impl Cache {
             while let Some(slab) = at {
                 if index.find(slab.addr()) != Some(slab) {
                     return Err(Violation::new(
-                        "C3",
+                        "SLAB-C3",
                         slab.addr(),
                         "listed slab missing from the index",
                     ));
                 }
-                // S1 first: no other field is believed, and no link
+                // SLAB-S1 first: no other field is believed, and no link
                 // followed, before the seal passes.
                 // SAFETY: `slab` is ours (in the index), made with our geometry.
                 unsafe { slab.check(&self.geometry, self.class)? };
                 if slab.prev() != prev {
-                    return Err(Violation::new("C2", slab.addr(), "broken back link"));
+                    return Err(Violation::new("SLAB-C2", slab.addr(), "broken back link"));
                 }
                 if slab.list() != Some(list) {
                     return Err(Violation::new(
-                        "C1",
+                        "SLAB-C1",
                         slab.addr(),
                         "slab header names another list",
                     ));
@@ -518,7 +518,7 @@ impl Cache {
                 n += 1;
                 if n > index.len() {
                     return Err(Violation::new(
-                        "C2",
+                        "SLAB-C2",
                         slab.addr(),
                         "list longer than the index (cycle?)",
                     ));
@@ -528,7 +528,7 @@ impl Cache {
             }
             if n != self.count(list) {
                 return Err(Violation::new(
-                    "C2",
+                    "SLAB-C2",
                     0,
                     "list count differs from its length",
                 ));
@@ -537,7 +537,7 @@ impl Cache {
         }
         if self.count(List::Empty) > max_empty {
             return Err(Violation::new(
-                "C4",
+                "SLAB-C4",
                 0,
                 "more empty slabs kept than max_empty",
             ));

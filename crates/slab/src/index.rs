@@ -25,14 +25,14 @@
 //! parent and freed when the last slab leaves.
 //!
 //! # Invariants
-//! - I1: `len` slots are `Some`; `cap` is 0 (no table) or a power of two
+//! - SLAB-I1: `len` slots are `Some`; `cap` is 0 (no table) or a power of two
 //!   `>= MIN_CAP` with `len * 2 <= cap`.
-//! - I2: every slab is reachable from its home slot by probing forward
+//! - SLAB-I2: every slab is reachable from its home slot by probing forward
 //!   without crossing a `None`.
-//! - I3: `lo` and `hi` are the lowest and highest base of a slab in the
+//! - SLAB-I3: `lo` and `hi` are the lowest and highest base of a slab in the
 //!   index (`usize::MAX` and 0 when it is empty).
 
-use crate::slab::SlabPtr;
+use crate::one_slab::SlabPtr;
 use core::cell::Cell;
 use core::ptr::NonNull;
 use freespace_core::alloc::{AllocError, Allocator, Layout};
@@ -52,9 +52,9 @@ pub(crate) struct Index {
     len: Cell<usize>,
     /// `log2(slab size)`: slab bases differ in the bits above it.
     shift: u32,
-    /// Lowest slab base (I3).
+    /// Lowest slab base (SLAB-I3).
     lo: Cell<usize>,
-    /// Highest slab base (I3).
+    /// Highest slab base (SLAB-I3).
     hi: Cell<usize>,
 }
 
@@ -82,7 +82,7 @@ impl Index {
     fn respan(&self) {
         let (mut lo, mut hi) = (usize::MAX, 0);
         for i in 0..self.cap.get() {
-            // SAFETY: `i < cap`; the table exists when `cap > 0` (I1).
+            // SAFETY: `i < cap`; the table exists when `cap > 0` (SLAB-I1).
             if let Some(s) = unsafe { self.slot(i).read() } {
                 lo = lo.min(s.addr());
                 hi = hi.max(s.addr());
@@ -117,7 +117,7 @@ impl Index {
         }
         let mut i = self.home(base);
         loop {
-            // SAFETY: `i < cap` (masked), the table exists since cap > 0 (I1).
+            // SAFETY: `i < cap` (masked), the table exists since cap > 0 (SLAB-I1).
             match unsafe { self.slot(i).read() } {
                 None => return None,
                 Some(s) if s.addr() == base => return Some(s),
@@ -143,7 +143,7 @@ impl Index {
         let mask = self.cap.get() - 1;
         let mut i = self.home(slab.addr());
         // SAFETY: `i <= mask < cap`; the table exists (cap > 0). The load
-        // limit (I1) guarantees an empty slot, so the loop ends.
+        // limit (SLAB-I1) guarantees an empty slot, so the loop ends.
         unsafe {
             while self.slot(i).read().is_some() {
                 i = (i + 1) & mask;
@@ -198,7 +198,7 @@ impl Index {
         let mask = cap - 1;
         let mut i = self.home(slab.addr());
         // SAFETY: every slot index below is masked below `cap`, and the
-        // table exists because `cap > 0` (I1).
+        // table exists because `cap > 0` (SLAB-I1).
         unsafe {
             loop {
                 match self.slot(i).read() {
@@ -207,7 +207,7 @@ impl Index {
                     Some(_) => i = (i + 1) & mask,
                 }
             }
-            // Backward-shift deletion keeps I2 without tombstones.
+            // Backward-shift deletion keeps SLAB-I2 without tombstones.
             let mut hole = i;
             let mut j = (i + 1) & mask;
             while let Some(s) = self.slot(j).read() {
@@ -252,7 +252,7 @@ impl Index {
         ))
     }
 
-    /// Checks I1 and I2.
+    /// Checks SLAB-I1 to SLAB-I3.
     pub(crate) fn check(&self) -> Result<(), Violation> {
         let cap = self.cap.get();
         let at = self.table.get().map_or(0, |t| t.as_ptr().addr());
@@ -263,12 +263,16 @@ impl Index {
             {
                 Ok(())
             } else {
-                Err(Violation::new("I1", at, "index has entries but no table"))
+                Err(Violation::new(
+                    "SLAB-I1",
+                    at,
+                    "index has entries but no table",
+                ))
             };
         }
         if !cap.is_power_of_two() || cap < MIN_CAP || self.len.get() * 2 > cap {
             return Err(Violation::new(
-                "I1",
+                "SLAB-I1",
                 at,
                 "index capacity or load out of range",
             ));
@@ -283,7 +287,7 @@ impl Index {
                 hi = hi.max(s.addr());
                 if self.find(s.addr()) != Some(s) {
                     return Err(Violation::new(
-                        "I2",
+                        "SLAB-I2",
                         s.addr(),
                         "slab unreachable from its home slot",
                     ));
@@ -292,14 +296,14 @@ impl Index {
         }
         if len != self.len.get() {
             return Err(Violation::new(
-                "I1",
+                "SLAB-I1",
                 at,
                 "index length differs from its slots",
             ));
         }
         if (lo, hi) != (self.lo.get(), self.hi.get()) {
             return Err(Violation::new(
-                "I3",
+                "SLAB-I3",
                 at,
                 "index span is not its lowest and highest slab",
             ));

@@ -6,6 +6,14 @@
 //! | [`Slab<A>`](Slab) | size classes (16 B … 8 KiB by default), one object cache each; anything larger goes to the parent `A` |
 //! | [`ObjectCache<T, A>`](ObjectCache) | a cache of `T`s with an optional constructor: objects come back already built |
 //!
+//! | module | what it holds |
+//! |---|---|
+//! | `size_classes` | [`Slab<A>`](Slab), the size-class allocator: the class table, routing by layout, frees and resizes |
+//! | `object_cache` | [`ObjectCache<T, A>`](ObjectCache): one cache of constructed `T`s |
+//! | `cache` | one object size's partial, full and empty slab lists, shared by both types |
+//! | `one_slab` | *one* slab: its header (with the seal), its free bitmap and its geometry |
+//! | `index` | the hash set of our slab bases, consulted before any header is read |
+//!
 //! # How it fits together
 //!
 //! ```text
@@ -15,7 +23,7 @@
 //!   ├─ ...       ─┤ one object size,           │   empty lists of slabs
 //!   └─ class 8K  ─┘ three slab lists           │
 //!         │                                    │
-//!         ▼  slab.rs: one slab = SLAB_SIZE bytes aligned to SLAB_SIZE
+//!         ▼  one_slab.rs: one slab = SLAB_SIZE bytes aligned to SLAB_SIZE
 //!   ┌────────┬────────┬──────┬──────┬─ ─ ─ ┬──────┬───────┐
 //!   │ header │ bitmap │ obj0 │ obj1 │       │ objN │ slack │
 //!   └────────┴────────┴──────┴──────┴─ ─ ─ ┴──────┴───────┘
@@ -96,12 +104,6 @@
 //! }
 //! ```
 #![no_std]
-#![deny(unsafe_op_in_unsafe_fn)]
-#![warn(
-    missing_docs,
-    clippy::undocumented_unsafe_blocks,
-    clippy::missing_safety_doc
-)]
 
 #[cfg(test)]
 extern crate std;
@@ -109,14 +111,19 @@ extern crate std;
 mod cache;
 mod index;
 mod object_cache;
+mod one_slab;
 mod size_classes;
-mod slab;
 
 pub use object_cache::{ObjectCache, DEFAULT_OBJECT_SLAB_SIZE};
+pub use one_slab::MIN_SLAB_SIZE;
 pub use size_classes::{
     ConfigError, Slab, DEFAULT_CLASSES, DEFAULT_SLAB_SIZE, MAX_CLASSES, MAX_CLASS_ALIGN,
 };
-pub use slab::MIN_SLAB_SIZE;
 
 #[cfg(test)]
 mod tests;
+
+/// The README's example, run as a doctest so it cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

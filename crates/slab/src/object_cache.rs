@@ -2,7 +2,7 @@
 
 use crate::cache::{Cache, Hooks};
 use crate::index::Index;
-use crate::slab::{Geometry, List};
+use crate::one_slab::{Geometry, List};
 use core::marker::PhantomData;
 use core::mem::{align_of, size_of};
 use core::ptr::NonNull;
@@ -79,9 +79,9 @@ impl<T> Hooks for ObjectHooks<T> {
 /// (one cache, one class). `!Sync`; all constructors are `const`.
 ///
 /// # Invariants
-/// - S1–S3 for each slab, C1–C4 for its one cache, I1–I2 for its slab index,
+/// - SLAB-S1–S3 for each slab, SLAB-C1–C4 for its one cache, SLAB-I1–I3 for its slab index,
 ///   as stated on [`crate::Slab`] (checked by [`ObjectCache::check`]);
-/// - O1: with a constructor, every free object is a constructed `T`, and
+/// - SLAB-O1: with a constructor, every free object is a constructed `T`, and
 ///   every object of a slab was constructed exactly once, when the slab was
 ///   made (the callers' side of it, returning objects constructed, is
 ///   `free`'s safety contract).
@@ -381,7 +381,7 @@ impl<T, A: Allocator, const SLAB_SIZE: usize> ObjectCache<T, A, SLAB_SIZE> {
         )
     }
 
-    /// Checks C1–C4, S1–S3 and I1–I2 (O1 is the callers' promise).
+    /// Checks SLAB-C1–C4, SLAB-S1–S3 and SLAB-I1–I2 (SLAB-O1 is the callers' promise).
     ///
     /// ```
     /// # use freespace_core::alloc::Global;
@@ -394,7 +394,7 @@ impl<T, A: Allocator, const SLAB_SIZE: usize> ObjectCache<T, A, SLAB_SIZE> {
         let n = self.cache.check(&self.index, self.max_empty)?;
         if n != self.index.len() {
             return Err(Violation::new(
-                "C3",
+                "SLAB-C3",
                 0,
                 "index holds slabs that are on no list",
             ));

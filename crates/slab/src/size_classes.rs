@@ -3,7 +3,7 @@
 
 use crate::cache::{Cache, NoHooks};
 use crate::index::Index;
-use crate::slab::{Geometry, List, SlabPtr, MIN_SLAB_SIZE};
+use crate::one_slab::{Geometry, List, SlabPtr, MIN_SLAB_SIZE};
 use core::ptr::NonNull;
 use freespace_core::alloc::{AllocError, Allocator, Layout};
 use freespace_core::{
@@ -208,7 +208,7 @@ const fn default_count(slab_size: usize) -> usize {
 /// free-list heap over `Mmap`, `Sbrk` or an `Arena` has none; a system
 /// allocator may). Where a pointer's origin is in doubt, use the checked
 /// free. Then the header's
-/// seal is checked (S1: a keyed weighted sum of its address and every other
+/// seal is checked (SLAB-S1: a keyed weighted sum of its address and every other
 /// header word, so damage to any one word — links, class, list tag, free
 /// count, search start or the seal itself — is always caught), then the
 /// pointer must start an object that is in use, the free count must agree
@@ -244,12 +244,12 @@ const fn default_count(slab_size: usize) -> usize {
 /// # Invariants
 ///
 /// Per slab:
-/// - S1: the header's seal is the keyed weighted sum of its address and its
+/// - SLAB-S1: the header's seal is the keyed weighted sum of its address and its
 ///   other words, its list tag names a list, the slab is aligned to
 ///   `SLAB_SIZE`, and the header names the class of the cache that lists it;
-/// - S2: the header's free count is the number of set bits in the bitmap, and
+/// - SLAB-S2: the header's free count is the number of set bits in the bitmap, and
 ///   no bit past the last object is set;
-/// - S3: objects of 4 bytes or more are *linked*: every object from the
+/// - SLAB-S3: objects of 4 bytes or more are *linked*: every object from the
 ///   header's fresh mark on is free (never handed out yet), and the free
 ///   list threaded through the free objects (each holds the next one's
 ///   index, keyed) holds every other free object exactly once; smaller
@@ -257,17 +257,18 @@ const fn default_count(slab_size: usize) -> usize {
 ///   search start being zero.
 ///
 /// Per class cache:
-/// - C1: a slab is on the partial, full or empty list exactly when its free
+/// - SLAB-C1: a slab is on the partial, full or empty list exactly when its free
 ///   count is between, zero, or its capacity, and its header says which;
-/// - C2: each list is doubly linked and its length is its count;
-/// - C3: every listed slab is in the index, and the index holds only listed
+/// - SLAB-C2: each list is doubly linked and its length is its count;
+/// - SLAB-C3: every listed slab is in the index, and the index holds only listed
 ///   slabs;
-/// - C4: after each operation, at most `max_empty` slabs are empty.
+/// - SLAB-C4: after each operation, at most `max_empty` slabs are empty.
 ///
 /// The slab index:
-/// - I1: its table (from the parent) has a power-of-two capacity, at least
+/// - SLAB-I1: its table (from the parent) has a power-of-two capacity, at least
 ///   twice its length, and no table while it is empty;
-/// - I2: every entry is reachable by probing from its home slot.
+/// - SLAB-I2: every entry is reachable by probing from its home slot.
+/// - SLAB-I3: its span is the lowest and highest base of a slab in it.
 ///
 /// [`Slab::check`] verifies all of them.
 ///
@@ -507,8 +508,8 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
         c
     }
 
-    /// Checks every invariant: each cache's lists (C1–C4), each slab's header
-    /// and bitmap (S1–S3), the index (I1–I2), and that the index holds
+    /// Checks every invariant: each cache's lists (SLAB-C1–C4), each slab's header
+    /// and bitmap (SLAB-S1–S3), the index (SLAB-I1–I3), and that the index holds
     /// exactly the listed slabs.
     ///
     /// ```
@@ -526,7 +527,7 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
         }
         if total != self.index.len() {
             return Err(Violation::new(
-                "C3",
+                "SLAB-C3",
                 0,
                 "index holds slabs that are on no list",
             ));
@@ -572,7 +573,7 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
                     .slab_of(ptr)
                     .ok_or(Corruption::ForeignPointer { addr })?;
                 // The index proved `slab` ours; its header is believed only
-                // after its seal passes (S1).
+                // after its seal passes (SLAB-S1).
                 let list = slab.verify()?;
                 if slab.class() as usize != class {
                     return Err(Corruption::SizeMismatch { addr });
@@ -684,7 +685,7 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
     /// The plain free of an object of `class` (the route of its layout): no
     /// index lookup, since the `deallocate` contract says the pointer is
     /// ours. Its slab's header is read if the slab base lies in the span of
-    /// our slabs, believed only if its seal verifies (S1) and it names
+    /// our slabs, believed only if its seal verifies (SLAB-S1) and it names
     /// `class`, and the free is done here only if the object is in use and
     /// the slab stays on its list. `false`, with nothing changed, sends the
     /// free down the full path ([`Slab::free_here`]), which looks the slab up
@@ -795,40 +796,7 @@ unsafe impl<A: Allocator, const SLAB_SIZE: usize> Allocator for Slab<A, SLAB_SIZ
         unsafe { self.deallocate_slow(ptr, layout) }
     }
 
-    unsafe fn grow(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: caller contract of `grow`, passed on.
-        unsafe { self.resize(ptr, old, new, false) }
-    }
-
-    unsafe fn grow_zeroed(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: caller contract of `grow_zeroed`, passed on.
-        unsafe { self.resize(ptr, old, new, true) }
-    }
-
-    unsafe fn shrink(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        if new.size() == 0 {
-            // SAFETY: `ptr` is live with `old` (caller contract).
-            unsafe { self.deallocate(ptr, old) };
-            return Ok(layout::dangling(new));
-        }
-        // SAFETY: caller contract of `shrink`, passed on.
-        unsafe { self.resize(ptr, old, new, false) }
-    }
+    freespace_core::forward_resize!(method resize);
 }
 
 impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
@@ -851,6 +819,12 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
             } else {
                 self.allocate(new)
             };
+        }
+        if new.size() == 0 {
+            // Shrinking to nothing frees the block.
+            // SAFETY: `ptr` is live with `old` (caller contract).
+            unsafe { self.deallocate(ptr, old) };
+            return Ok(layout::dangling(new));
         }
         match (self.route(old), self.route(new)) {
             (Some(a), Some(b)) if a == b => {

@@ -1,7 +1,7 @@
 //! Unit tests of the internals: slab geometry, the slab index, routing.
 
 use crate::index::Index;
-use crate::slab::{Geometry, SlabPtr, BITMAP_OFFSET};
+use crate::one_slab::{Geometry, SlabPtr, BITMAP_OFFSET};
 use crate::Slab;
 use freespace_core::alloc::{Allocator, Global, Layout};
 use std::vec::Vec;

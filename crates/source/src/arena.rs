@@ -45,13 +45,13 @@ mod tests;
 /// ```
 ///
 /// # Invariants
-/// - A1: `base..base + len` is valid for reads and writes for as long as the
+/// - SRC-A1: `base..base + len` is valid for reads and writes for as long as the
 ///   arena lives, and belongs to the arena alone (constructor contract); in
 ///   particular `base + len` does not overflow.
-/// - A2: the only region the arena ever hands out is the usable part
+/// - SRC-A2: the only region the arena ever hands out is the usable part
 ///   `align_up(base, 16) .. align_down(base + len, 16)`, whole, and only when
 ///   it is non-empty.
-/// - A3: `lent` is true exactly while that region is in a caller's hands
+/// - SRC-A3: `lent` is true exactly while that region is in a caller's hands
 ///   (acquired and not released); it is only ever true when the usable part
 ///   is non-empty.
 ///
@@ -71,16 +71,16 @@ mod tests;
 /// assert!(arena.acquire(4096).is_some()); // available again
 /// ```
 pub struct Arena {
-    /// Start of the region as given (A1); the provenance every region
+    /// Start of the region as given (SRC-A1); the provenance every region
     /// pointer is derived from.
     base: *mut u8,
-    /// Length of the region as given (A1).
+    /// Length of the region as given (SRC-A1).
     len: usize,
-    /// Whether the usable region is lent out (A3).
+    /// Whether the usable region is lent out (SRC-A3).
     lent: Cell<bool>,
 }
 
-// SAFETY: the arena owns its region exclusively (A1) and holds no reference
+// SAFETY: the arena owns its region exclusively (SRC-A1) and holds no reference
 // to anything tied to a thread; moving it moves that ownership. It is not
 // `Sync`: `lent` is a plain `Cell`.
 unsafe impl Send for Arena {}
@@ -198,7 +198,7 @@ impl Arena {
     }
 
     /// The length of the region the arena hands out: the given region after
-    /// trimming to [`REGION_ALIGN`] (A2), or 0 if nothing usable is left.
+    /// trimming to [`REGION_ALIGN`] (SRC-A2), or 0 if nothing usable is left.
     ///
     /// ```
     /// use freespace_source::Arena;
@@ -211,7 +211,7 @@ impl Arena {
         self.usable().map_or(0, |r| r.len())
     }
 
-    /// Whether the region is currently lent out (A3).
+    /// Whether the region is currently lent out (SRC-A3).
     ///
     /// ```
     /// use freespace_core::Source;
@@ -227,8 +227,8 @@ impl Arena {
         self.lent.get()
     }
 
-    /// Checks the invariants that can be checked: A1's "`base + len` does
-    /// not overflow" and A3's "lent only when the usable part is non-empty".
+    /// Checks the invariants that can be checked: SRC-A1's "`base + len` does
+    /// not overflow" and SRC-A3's "lent only when the usable part is non-empty".
     ///
     /// ```
     /// use freespace_core::Source;
@@ -242,15 +242,19 @@ impl Arena {
     pub fn check(&self) -> Result<(), Violation> {
         let addr = self.base.addr();
         if !self.base.is_null() && addr.checked_add(self.len).is_none() {
-            return Err(Violation::new("A1", addr, "region wraps the address space"));
+            return Err(Violation::new(
+                "SRC-A1",
+                addr,
+                "region wraps the address space",
+            ));
         }
         if self.lent.get() && self.usable().is_none() {
-            return Err(Violation::new("A3", addr, "lent with no usable region"));
+            return Err(Violation::new("SRC-A3", addr, "lent with no usable region"));
         }
         Ok(())
     }
 
-    /// The usable part of the region (A2), or `None` if it is empty.
+    /// The usable part of the region (SRC-A2), or `None` if it is empty.
     fn usable(&self) -> Option<NonNull<[u8]>> {
         let base = NonNull::new(self.base)?;
         let addr = base.as_ptr().addr();
@@ -261,7 +265,7 @@ impl Arena {
         }
         // SAFETY: `start - addr < REGION_ALIGN` and `start < end <= addr +
         // len`, so the offset stays inside the region, which is one
-        // allocation valid for `len` bytes (A1).
+        // allocation valid for `len` bytes (SRC-A1).
         let ptr = unsafe { base.add(start - addr) };
         Some(NonNull::slice_from_raw_parts(ptr, end - start))
     }
@@ -282,10 +286,10 @@ fn validate(ptr: *mut u8, len: usize) -> Result<(), ArenaError> {
 }
 
 // SAFETY: the only region handed out is the usable part of the arena's own
-// memory (A2), valid and exclusive by A1 (S1); it is handed out at most once
-// until released whole (A3), so regions never overlap (S2); its ends are
+// memory (SRC-A2), valid and exclusive by SRC-A1 (CORE-S1); it is handed out at most once
+// until released whole (SRC-A3), so regions never overlap (CORE-S2); its ends are
 // multiples of REGION_ALIGN, and it is returned only if at least `min_len`
-// long (S3); nothing here panics (S4).
+// long (CORE-S3); nothing here panics (CORE-S4).
 unsafe impl Source for Arena {
     fn acquire(&self, min_len: usize) -> Option<NonNull<[u8]>> {
         if self.lent.get() {
@@ -381,7 +385,7 @@ impl core::error::Error for ArenaError {}
 /// [`Arena::from_raw_parts`] instead.
 ///
 /// # Invariants
-/// - T1: `taken` is true once `bytes` has been handed out by `take`; `take`
+/// - SRC-T1: `taken` is true once `bytes` has been handed out by `take`; `take`
 ///   never hands them out again.
 ///
 /// # Example
@@ -402,7 +406,7 @@ pub struct StaticMemory<const N: usize> {
 }
 
 // SAFETY: `bytes` is only reached through the one `&'static mut` that `take`
-// hands out (T1), guarded by an atomic swap, or through raw pointers whose
+// hands out (SRC-T1), guarded by an atomic swap, or through raw pointers whose
 // use the caller of `Arena::from_raw_parts` vouches for.
 unsafe impl<const N: usize> Sync for StaticMemory<N> {}
 
@@ -419,7 +423,7 @@ impl<const N: usize> StaticMemory<N> {
         }
     }
 
-    /// The bytes, the first time this is called; `None` afterwards (T1).
+    /// The bytes, the first time this is called; `None` afterwards (SRC-T1).
     ///
     /// ```
     /// use freespace_source::StaticMemory;
@@ -428,14 +432,14 @@ impl<const N: usize> StaticMemory<N> {
     /// assert!(MEMORY.take().is_none());
     /// ```
     // A `&mut` from `&self` is sound here: the atomic swap lets it happen
-    // once (T1), which is what the lint cannot see.
+    // once (SRC-T1), which is what the lint cannot see.
     #[allow(clippy::mut_from_ref)]
     pub fn take(&'static self) -> Option<&'static mut [MaybeUninit<u8>]> {
         if self.taken.swap(true, Ordering::AcqRel) {
             return None;
         }
         // SAFETY: the swap above succeeds once, so this is the only
-        // reference `take` ever makes (T1), and it lives as long as the
+        // reference `take` ever makes (SRC-T1), and it lives as long as the
         // static.
         Some(unsafe { &mut *self.bytes.get() })
     }

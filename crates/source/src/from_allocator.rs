@@ -52,12 +52,12 @@ const _: () = assert!(core::mem::align_of::<Header>() == REGION_ALIGN);
 /// `FromAllocator` is `Send` when `A` is, and never `Sync`.
 ///
 /// # Invariants
-/// - F1: `head` starts a null-terminated list of the headers of the regions
+/// - SRC-F1: `head` starts a null-terminated list of the headers of the regions
 ///   lent out and not released, each header at the start of a live
 ///   allocation of `A` with layout `(HEADER + len, REGION_ALIGN)`, its
 ///   region the `len` bytes after it.
-/// - F2: each `len` is a non-zero multiple of [`REGION_ALIGN`].
-/// - F3: `count` is the length of the list.
+/// - SRC-F2: each `len` is a non-zero multiple of [`REGION_ALIGN`].
+/// - SRC-F3: `count` is the length of the list.
 ///
 /// # Example
 ///
@@ -74,13 +74,13 @@ const _: () = assert!(core::mem::align_of::<Header>() == REGION_ALIGN);
 /// ```
 pub struct FromAllocator<A: Allocator> {
     alloc: A,
-    /// The list of regions lent out (F1).
+    /// The list of regions lent out (SRC-F1).
     head: Cell<Option<NonNull<Header>>>,
-    /// How many there are (F3).
+    /// How many there are (SRC-F3).
     count: Cell<usize>,
 }
 
-// SAFETY: the allocations on the list belong to this source alone (F1);
+// SAFETY: the allocations on the list belong to this source alone (SRC-F1);
 // moving the source moves them, and `A: Send` lets `A` free them on the new
 // thread. Not `Sync`: the list is in plain `Cell`s.
 unsafe impl<A: Allocator + Send> Send for FromAllocator<A> {}
@@ -114,7 +114,7 @@ impl<A: Allocator> FromAllocator<A> {
         &self.alloc
     }
 
-    /// How many regions are lent out now (F3).
+    /// How many regions are lent out now (SRC-F3).
     ///
     /// ```
     /// use freespace_core::alloc::Global;
@@ -129,7 +129,7 @@ impl<A: Allocator> FromAllocator<A> {
         self.count.get()
     }
 
-    /// Walks the list of regions and checks F1's alignment, F2 and F3.
+    /// Walks the list of regions and checks SRC-F1's alignment, SRC-F2 and SRC-F3.
     ///
     /// ```
     /// use freespace_core::alloc::Global;
@@ -145,22 +145,26 @@ impl<A: Allocator> FromAllocator<A> {
         while let Some(header) = node {
             let addr = header.as_ptr().addr();
             if seen == self.count.get() {
-                return Err(Violation::new("F3", addr, "more regions than counted"));
+                return Err(Violation::new("SRC-F3", addr, "more regions than counted"));
             }
             if !is_aligned(addr, REGION_ALIGN) {
-                return Err(Violation::new("F1", addr, "misaligned header"));
+                return Err(Violation::new("SRC-F1", addr, "misaligned header"));
             }
             // SAFETY: `header` is on the list, so it heads a live allocation
-            // of this source (F1).
+            // of this source (SRC-F1).
             let Header { next, len } = unsafe { header.as_ptr().read() };
             if len == 0 || !is_aligned(len, REGION_ALIGN) {
-                return Err(Violation::new("F2", addr, "region length not a multiple"));
+                return Err(Violation::new(
+                    "SRC-F2",
+                    addr,
+                    "region length not a multiple",
+                ));
             }
             seen += 1;
             node = next;
         }
         if seen != self.count.get() {
-            return Err(Violation::new("F3", 0, "fewer regions than counted"));
+            return Err(Violation::new("SRC-F3", 0, "fewer regions than counted"));
         }
         Ok(())
     }
@@ -172,11 +176,11 @@ fn layout_for(len: usize) -> Option<Layout> {
 }
 
 // SAFETY: a region is the part after the header of a fresh allocation of
-// `A`, which `A` guarantees is valid, exclusive and aligned to 16 (S1, S2);
+// `A`, which `A` guarantees is valid, exclusive and aligned to 16 (CORE-S1, CORE-S2);
 // it is freed only when released or when the source drops. It starts
 // HEADER = 16 bytes after a 16-aligned start and its length is a multiple of
-// 16, at least the request rounded up (S3). Every size is checked; `A` does
-// not unwind by its own contract (S4).
+// 16, at least the request rounded up (CORE-S3). Every size is checked; `A` does
+// not unwind by its own contract (CORE-S4).
 unsafe impl<A: Allocator> Source for FromAllocator<A> {
     fn acquire(&self, min_len: usize) -> Option<NonNull<[u8]>> {
         let len = region_len(min_len)?;
@@ -211,7 +215,7 @@ unsafe impl<A: Allocator> Source for FromAllocator<A> {
         let mut prev: Option<NonNull<Header>> = None;
         let mut node = self.head.get();
         while let Some(header) = node {
-            // SAFETY: `header` is on the list: a live allocation of ours (F1).
+            // SAFETY: `header` is on the list: a live allocation of ours (SRC-F1).
             let Header { next, len } = unsafe { header.as_ptr().read() };
             if header.as_ptr().addr() + HEADER == addr {
                 if len != region.len() {
@@ -219,13 +223,13 @@ unsafe impl<A: Allocator> Source for FromAllocator<A> {
                 }
                 match prev {
                     None => self.head.set(next),
-                    // SAFETY: `prev` is on the list too (F1).
+                    // SAFETY: `prev` is on the list too (SRC-F1).
                     Some(prev) => unsafe { (*prev.as_ptr()).next = next },
                 }
                 self.count.set(self.count.get() - 1);
                 // SAFETY: `header` starts an allocation of `A` made with
                 // `layout_for(requested)`, requested <= len, and `HEADER +
-                // len` is no more than the length `A` returned (F1), so the
+                // len` is no more than the length `A` returned (SRC-F1), so the
                 // layout fits the block; the caller no longer uses it.
                 unsafe { self.deallocate(header, len) };
                 return true;
@@ -243,13 +247,13 @@ impl<A: Allocator> FromAllocator<A> {
     /// # Safety
     ///
     /// - `header` heads a live allocation of this source for a region of
-    ///   `len` bytes (F1), no longer on the list and not used by anyone.
+    ///   `len` bytes (SRC-F1), no longer on the list and not used by anyone.
     unsafe fn deallocate(&self, header: NonNull<Header>, len: usize) {
         // The layout was valid when the region was allocated with at most
         // `len` bytes, and `HEADER + len` fit in the block `A` returned.
         if let Some(layout) = layout_for(len) {
             // SAFETY: the block was allocated by `A` and `layout` fits it
-            // (caller contract, F1).
+            // (caller contract, SRC-F1).
             unsafe { self.alloc.deallocate(header.cast(), layout) };
         }
     }
@@ -259,10 +263,10 @@ impl<A: Allocator> Drop for FromAllocator<A> {
     fn drop(&mut self) {
         let mut node = self.head.take();
         while let Some(header) = node {
-            // SAFETY: `header` is on the list: a live allocation of ours (F1).
+            // SAFETY: `header` is on the list: a live allocation of ours (SRC-F1).
             let Header { next, len } = unsafe { header.as_ptr().read() };
             // SAFETY: regions live only as long as the source; `header`
-            // heads one (F1), now off the list.
+            // heads one (SRC-F1), now off the list.
             unsafe { self.deallocate(header, len) };
             node = next;
         }

@@ -28,7 +28,7 @@
 //! fn fill<S: Source>(source: &S) -> usize {
 //!     let region = source.acquire(100).expect("memory");
 //!     assert_eq!(region.cast::<u8>().as_ptr() as usize % REGION_ALIGN, 0);
-//!     // SAFETY: the region is ours alone and valid for writes (S1, S2).
+//!     // SAFETY: the region is ours alone and valid for writes (CORE-S1, CORE-S2).
 //!     unsafe { region.cast::<u8>().as_ptr().write_bytes(0xAB, region.len()) };
 //!     // SAFETY: `region` came from `source` and nothing in it is in use.
 //!     assert!(unsafe { source.release(region) });
@@ -45,12 +45,6 @@
 //! # }
 //! ```
 #![no_std]
-#![deny(unsafe_op_in_unsafe_fn)]
-#![warn(
-    missing_docs,
-    clippy::undocumented_unsafe_blocks,
-    clippy::missing_safety_doc
-)]
 
 #[cfg(test)]
 extern crate std;
@@ -88,7 +82,7 @@ pub(crate) const fn region_len(min_len: usize) -> Option<usize> {
 /// inside `region` get `madvise(MADV_DONTNEED)`, after which they read as
 /// zeros and are not resident until written. `MADV_FREE` is not used: pages
 /// it frees may keep their old contents until the kernel needs them, and a
-/// heap counts on decommitted pages reading as zero (S5).
+/// heap counts on decommitted pages reading as zero (CORE-S5).
 ///
 /// # Safety
 /// `region` is private anonymous memory the caller owns and does not need

@@ -67,19 +67,19 @@ const NORESERVE: libc::c_int = 0;
 /// when the holder is preempted) serialises acquire and release.
 ///
 /// # Invariants
-/// - M1: `base` is `None` and `reserved == committed == 0`, or `base` is the
+/// - SRC-M1: `base` is `None` and `reserved == committed == 0`, or `base` is the
 ///   start of an anonymous mapping of `reserved` bytes that this source made
 ///   and alone uses, `reserved` a non-zero multiple of `page`.
-/// - M2: `committed` is a multiple of `page` and at most `reserved`; the
+/// - SRC-M2: `committed` is a multiple of `page` and at most `reserved`; the
 ///   pages of `base .. base + committed` are readable and writable, the rest
 ///   of the reservation is `PROT_NONE`.
-/// - M3: every region lent out and not released lies in
+/// - SRC-M3: every region lent out and not released lies in
 ///   `base .. base + committed`; an acquire hands out the bytes from
 ///   `base + committed` on and only then advances `committed`, so regions
 ///   never overlap.
-/// - M4: `page` is a power of two, at least [`REGION_ALIGN`] (0 before the
+/// - SRC-M4: `page` is a power of two, at least [`REGION_ALIGN`] (0 before the
 ///   first acquire).
-/// - M5: outside a call, `start..end` is `base..base + committed` (`0..0`
+/// - SRC-M5: outside a call, `start..end` is `base..base + committed` (`0..0`
 ///   without a reservation); `end` moves up only after pages are made
 ///   readable and down before they are made inaccessible, so every address
 ///   in `start..end` is readable whenever it is loaded (unless a release
@@ -109,12 +109,12 @@ pub struct Mmap {
     /// acquire and after drop), mirrored outside the lock for
     /// [`committed_range`](Mmap::committed_range). Written only under the
     /// lock: `start` once, `end` after a commit and before a release
-    /// (M5).
+    /// (SRC-M5).
     start: AtomicUsize,
     end: AtomicUsize,
 }
 
-/// The mutable part of an [`Mmap`], under its lock (fields: M1–M4).
+/// The mutable part of an [`Mmap`], under its lock (fields: SRC-M1–M4).
 struct State {
     base: Option<NonNull<u8>>,
     reserved: usize,
@@ -122,7 +122,7 @@ struct State {
     page: usize,
 }
 
-// SAFETY: `State` only describes a mapping owned by its `Mmap` (M1); its
+// SAFETY: `State` only describes a mapping owned by its `Mmap` (SRC-M1); its
 // pointer is not tied to any thread.
 unsafe impl Send for State {}
 
@@ -174,7 +174,7 @@ impl Mmap {
 
     /// The committed part of the reservation, `base..base + committed`, read
     /// without the lock (two atomic loads): every address in it is memory
-    /// this source has made readable and writable (M5). Empty before the
+    /// this source has made readable and writable (SRC-M5). Empty before the
     /// first acquire.
     ///
     /// For a range check before reading memory a pointer claims is ours:
@@ -201,7 +201,7 @@ impl Mmap {
         start..end.max(start)
     }
 
-    /// Bytes committed now: the total length of the regions lent out (M3).
+    /// Bytes committed now: the total length of the regions lent out (SRC-M3).
     ///
     /// ```
     /// # #[cfg(not(miri))] { // Miri cannot call sbrk/mmap
@@ -217,7 +217,7 @@ impl Mmap {
         self.state.lock().committed
     }
 
-    /// Checks M1, M2, M4 and M5 (the arithmetic; page protections are the
+    /// Checks SRC-M1, SRC-M2, SRC-M4 and SRC-M5 (the arithmetic; page protections are the
     /// kernel's).
     ///
     /// ```
@@ -233,24 +233,28 @@ impl Mmap {
         let s = self.state.lock();
         let Some(base) = s.base else {
             if s.reserved != 0 || s.committed != 0 {
-                return Err(Violation::new("M1", 0, "sizes without a reservation"));
+                return Err(Violation::new("SRC-M1", 0, "sizes without a reservation"));
             }
             return Ok(());
         };
         let addr = base.as_ptr().addr();
         if !s.page.is_power_of_two() || s.page < REGION_ALIGN {
-            return Err(Violation::new("M4", addr, "page size unusable"));
+            return Err(Violation::new("SRC-M4", addr, "page size unusable"));
         }
         if s.reserved == 0 || !is_aligned(s.reserved, s.page) || !is_aligned(addr, s.page) {
-            return Err(Violation::new("M1", addr, "reservation not whole pages"));
+            return Err(Violation::new(
+                "SRC-M1",
+                addr,
+                "reservation not whole pages",
+            ));
         }
         if s.committed > s.reserved || !is_aligned(s.committed, s.page) {
-            return Err(Violation::new("M2", addr, "committed end out of place"));
+            return Err(Violation::new("SRC-M2", addr, "committed end out of place"));
         }
         let range = self.committed_range();
         if s.committed > 0 && range != (addr..addr + s.committed) {
             return Err(Violation::new(
-                "M5",
+                "SRC-M5",
                 addr,
                 "committed_range disagrees with the committed end",
             ));
@@ -266,7 +270,7 @@ impl Default for Mmap {
 }
 
 impl State {
-    /// Reserves the address space (first acquire), filling M1 and M4.
+    /// Reserves the address space (first acquire), filling SRC-M1 and SRC-M4.
     fn reserve(&mut self, bytes: usize) -> Option<NonNull<u8>> {
         if let Some(base) = self.base {
             return Some(base);
@@ -308,15 +312,15 @@ impl State {
 }
 
 // SAFETY: a region is `len` bytes of the reservation from the committed end
-// on, made readable and writable just now (S1); `committed` then moves past
-// it, so no later region overlaps it until it is released (M3, S2); it
+// on, made readable and writable just now (CORE-S1); `committed` then moves past
+// it, so no later region overlaps it until it is released (SRC-M3, CORE-S2); it
 // starts at `base + committed`, a multiple of the page size, which is a
 // multiple of REGION_ALIGN, and `len` is `min_len` rounded up to whole pages
-// (S3); all arithmetic is checked (S4).
+// (CORE-S3); all arithmetic is checked (CORE-S4).
 unsafe impl Source for Mmap {
     /// Regions are pages committed from the reservation: never written
     /// since it was mapped, or given back with `MADV_DONTNEED` (`release`,
-    /// `decommit`), so they read as zeros (S6).
+    /// `decommit`), so they read as zeros (CORE-S6).
     #[inline]
     fn zeroed(&self) -> bool {
         true
@@ -330,10 +334,10 @@ unsafe impl Source for Mmap {
         if end > s.reserved {
             return None;
         }
-        // SAFETY: `committed < end <= reserved`, inside the mapping (M1).
+        // SAFETY: `committed < end <= reserved`, inside the mapping (SRC-M1).
         let start = unsafe { base.add(s.committed) };
         // SAFETY: `start .. start + len` lies in our reservation and is not
-        // lent out (M3), so changing its protection affects nobody else.
+        // lent out (SRC-M3), so changing its protection affects nobody else.
         let rc = unsafe {
             libc::mprotect(
                 start.as_ptr().cast::<c_void>(),
@@ -345,7 +349,7 @@ unsafe impl Source for Mmap {
             return None;
         }
         s.committed = end;
-        // M5: the pages are readable now; then publish them.
+        // SRC-M5: the pages are readable now; then publish them.
         let base_addr = base.as_ptr().addr();
         self.start.store(base_addr, Ordering::Release);
         self.end.store(base_addr + end, Ordering::Release);
@@ -370,10 +374,10 @@ unsafe impl Source for Mmap {
             return false;
         }
         let offset = start - base_addr;
-        // SAFETY: `offset < committed <= reserved`, inside the mapping (M1);
+        // SAFETY: `offset < committed <= reserved`, inside the mapping (SRC-M1);
         // the pointer is derived from `base`, the mapping's own.
         let ptr = unsafe { base.add(offset) }.as_ptr().cast::<c_void>();
-        // M5: withdraw the tail from the range before it stops being
+        // SRC-M5: withdraw the tail from the range before it stops being
         // readable.
         self.end.store(start, Ordering::Release);
         // SAFETY: the region is committed, ours, and unused (caller contract
@@ -391,7 +395,7 @@ unsafe impl Source for Mmap {
     }
 
     /// `madvise(MADV_DONTNEED)` on the whole pages inside `region`: they
-    /// read as zeros after, and cost no memory until written (S5).
+    /// read as zeros after, and cost no memory until written (CORE-S5).
     unsafe fn decommit(&self, region: NonNull<[u8]>) -> Option<NonNull<[u8]>> {
         // SAFETY: the caller's contract: committed pages of this mapping
         // (private, anonymous), owned by the caller, contents not needed.
@@ -405,7 +409,7 @@ impl Drop for Mmap {
         *self.end.get_mut() = 0;
         let s = self.state.lock();
         if let Some(base) = s.base {
-            // SAFETY: the reservation is this source's own mapping (M1), and
+            // SAFETY: the reservation is this source's own mapping (SRC-M1), and
             // the regions in it live only as long as the source.
             unsafe { libc::munmap(base.as_ptr().cast::<c_void>(), s.reserved) };
         }

@@ -55,8 +55,8 @@ const ATTEMPTS: usize = 4;
 /// a heap can be bounded (and tests can reach exhaustion cheaply).
 ///
 /// # Invariants
-/// - K1: every call to `sbrk` made by this type happens with `BREAK` held.
-/// - K2: `outstanding` is the total length of regions acquired and not
+/// - SRC-K1: every call to `sbrk` made by this type happens with `BREAK` held.
+/// - SRC-K2: `outstanding` is the total length of regions acquired and not
 ///   released, and never exceeds `limit`; it only changes with `BREAK` held.
 ///
 /// # Example
@@ -69,16 +69,16 @@ const ATTEMPTS: usize = 4;
 /// static SOURCE: Sbrk = Sbrk::with_limit(1 << 20);
 /// let region = SOURCE.acquire(100).unwrap();
 /// assert!(region.len() >= 100 && region.len() % 16 == 0);
-/// // SAFETY: the region is ours alone (S2) and valid for its whole length.
+/// // SAFETY: the region is ours alone (CORE-S2) and valid for its whole length.
 /// unsafe { region.cast::<u8>().as_ptr().write_bytes(0, region.len()) };
 /// assert!(SOURCE.acquire(2 << 20).is_none()); // over the limit
 /// # }
 /// ```
 #[derive(Debug)]
 pub struct Sbrk {
-    /// Largest total of lent-out bytes (K2).
+    /// Largest total of lent-out bytes (SRC-K2).
     limit: usize,
-    /// Bytes lent out now (K2).
+    /// Bytes lent out now (SRC-K2).
     outstanding: AtomicUsize,
 }
 
@@ -126,7 +126,7 @@ impl Sbrk {
         self.limit
     }
 
-    /// Bytes lent out now: acquired and not released (K2).
+    /// Bytes lent out now: acquired and not released (SRC-K2).
     ///
     /// ```
     /// # #[cfg(not(miri))] { // Miri cannot call sbrk/mmap
@@ -141,7 +141,7 @@ impl Sbrk {
         self.outstanding.load(Ordering::Relaxed)
     }
 
-    /// Checks K2: the bytes lent out do not exceed the limit.
+    /// Checks SRC-K2: the bytes lent out do not exceed the limit.
     ///
     /// ```
     /// # #[cfg(not(miri))] { // Miri cannot call sbrk/mmap
@@ -156,7 +156,7 @@ impl Sbrk {
         let _guard = BREAK.lock();
         if self.outstanding() > self.limit {
             return Err(Violation::new(
-                "K2",
+                "SRC-K2",
                 0,
                 "more bytes lent out than the limit",
             ));
@@ -173,7 +173,7 @@ impl Default for Sbrk {
 
 /// The current break, or `None` if `sbrk` failed. Call with `BREAK` held.
 fn current_break() -> Option<NonNull<u8>> {
-    // SAFETY: `sbrk(0)` only reports the break (K1: the caller holds BREAK).
+    // SAFETY: `sbrk(0)` only reports the break (SRC-K1: the caller holds BREAK).
     from_sbrk(unsafe { libc::sbrk(0) })
 }
 
@@ -200,11 +200,11 @@ unsafe fn move_break(increment: isize) -> Option<NonNull<u8>> {
 }
 
 // SAFETY: every region returned is `len` bytes of fresh break space that
-// `sbrk` just handed to this call alone, readable and writable (S1, S2: no
+// `sbrk` just handed to this call alone, readable and writable (CORE-S1, CORE-S2: no
 // other region overlaps it until it is released, because the break only
 // comes down over bytes that were released); it starts at a multiple of
-// REGION_ALIGN and `len` is `min_len` rounded up to one (S3); no arithmetic
-// here can panic: it is all checked (S4).
+// REGION_ALIGN and `len` is `min_len` rounded up to one (CORE-S3); no arithmetic
+// here can panic: it is all checked (CORE-S4).
 unsafe impl Source for Sbrk {
     fn acquire(&self, min_len: usize) -> Option<NonNull<[u8]>> {
         let len = region_len(min_len)?;
@@ -273,7 +273,7 @@ unsafe impl Source for Sbrk {
 
     /// `madvise(MADV_DONTNEED)` on the whole pages inside `region` (as
     /// glibc's `malloc_trim` does inside its heap): they read as zeros
-    /// after, and cost no memory until written (S5). The break stays.
+    /// after, and cost no memory until written (CORE-S5). The break stays.
     unsafe fn decommit(&self, region: NonNull<[u8]>) -> Option<NonNull<[u8]>> {
         // SAFETY: the caller's contract: break memory (private, anonymous)
         // the caller owns and does not need the contents of.

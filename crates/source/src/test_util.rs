@@ -3,8 +3,8 @@
 use core::ptr::NonNull;
 use freespace_core::REGION_ALIGN;
 
-/// Asserts `region` honours S3 for `min_len`, then writes every byte of it
-/// with a pattern and reads the pattern back (S1).
+/// Asserts `region` honours CORE-S3 for `min_len`, then writes every byte of it
+/// with a pattern and reads the pattern back (CORE-S1).
 pub(crate) fn assert_usable(region: NonNull<[u8]>, min_len: usize) {
     let start = region.cast::<u8>();
     assert_eq!(
@@ -19,7 +19,7 @@ pub(crate) fn assert_usable(region: NonNull<[u8]>, min_len: usize) {
     );
     assert!(region.len() >= min_len, "region shorter than asked");
     for i in 0..region.len() {
-        // SAFETY: `i < region.len()` and the region is ours (S1, S2).
+        // SAFETY: `i < region.len()` and the region is ours (CORE-S1, CORE-S2).
         unsafe { start.add(i).write(i as u8 ^ 0x5A) };
     }
     for i in 0..region.len() {

@@ -8,7 +8,7 @@ use freespace_freelist::{Fit, HEADER, MIN_CHUNK};
 use crate::heap::{FreeListHeap, State};
 
 impl<F: Fit, S: Source> FreeListHeap<F, S> {
-    /// Verifies every invariant H1–H8 listed on the type (H8 only as far as
+    /// Verifies every invariant SC-H1–H8 listed on the type (SC-H8 only as far as
     /// the chunk sizes allow: the requests are not stored), walking all
     /// regions and the whole free set.
     ///
@@ -56,7 +56,7 @@ unsafe fn check_state<F: Fit>(st: &State<F>) -> Result<(), Violation> {
             let hdr = r.0;
             if hdr.addr() < last_end {
                 return Err(Violation::new(
-                    "H1",
+                    "SC-H1",
                     hdr.addr(),
                     "regions out of order or overlapping",
                 ));
@@ -66,7 +66,7 @@ unsafe fn check_state<F: Fit>(st: &State<F>) -> Result<(), Violation> {
                 || hdr.size() != REGION_HEADER
                 || !hf.contains(Flags::ALLOCATED | Flags::FENCE)
             {
-                return Err(Violation::new("H1", hdr.addr(), "region header damaged"));
+                return Err(Violation::new("SC-H1", hdr.addr(), "region header damaged"));
             }
             let fence = r.fence();
             if fence.addr() < hdr.addr() + REGION_HEADER + MIN_CHUNK
@@ -75,7 +75,7 @@ unsafe fn check_state<F: Fit>(st: &State<F>) -> Result<(), Violation> {
                 || !fence.flags().contains(Flags::ALLOCATED | Flags::FENCE)
             {
                 return Err(Violation::new(
-                    "H1",
+                    "SC-H1",
                     fence.addr(),
                     "region fencepost damaged",
                 ));
@@ -87,14 +87,14 @@ unsafe fn check_state<F: Fit>(st: &State<F>) -> Result<(), Violation> {
                 let size = c.size();
                 if size < MIN_CHUNK || size % HEADER != 0 || fence.addr() - c.addr() < size {
                     return Err(Violation::new(
-                        "H2",
+                        "SC-H2",
                         c.addr(),
                         "chunk size does not tile the region",
                     ));
                 }
                 if flags.contains(Flags::PREV_FREE) != prev_free {
                     return Err(Violation::new(
-                        "H4",
+                        "SC-H4",
                         c.addr(),
                         "PREV_FREE disagrees with the chunk before",
                     ));
@@ -102,18 +102,22 @@ unsafe fn check_state<F: Fit>(st: &State<F>) -> Result<(), Violation> {
                 let free = !flags.contains(Flags::ALLOCATED);
                 if free {
                     if prev_free {
-                        return Err(Violation::new("H5", c.addr(), "two adjacent free chunks"));
+                        return Err(Violation::new(
+                            "SC-H5",
+                            c.addr(),
+                            "two adjacent free chunks",
+                        ));
                     }
                     if c.forward(size).footer_before() != size {
                         return Err(Violation::new(
-                            "H4",
+                            "SC-H4",
                             c.addr(),
                             "free chunk footer is not its size",
                         ));
                     }
                     if !st.fit.contains(c) {
                         return Err(Violation::new(
-                            "H6",
+                            "SC-H6",
                             c.addr(),
                             "free chunk missing from the policy's index",
                         ));
@@ -121,7 +125,7 @@ unsafe fn check_state<F: Fit>(st: &State<F>) -> Result<(), Violation> {
                     free_seen += 1;
                 } else if flags.contains(Flags::FENCE) || !c.magic_ok(key) {
                     return Err(Violation::new(
-                        "H3",
+                        "SC-H3",
                         c.addr(),
                         "allocated header fails its magic check",
                     ));
@@ -131,7 +135,7 @@ unsafe fn check_state<F: Fit>(st: &State<F>) -> Result<(), Violation> {
             }
             if fence.flags().contains(Flags::PREV_FREE) != prev_free {
                 return Err(Violation::new(
-                    "H4",
+                    "SC-H4",
                     fence.addr(),
                     "fencepost PREV_FREE disagrees",
                 ));
@@ -141,7 +145,7 @@ unsafe fn check_state<F: Fit>(st: &State<F>) -> Result<(), Violation> {
         }
         if free_seen != st.fit.len() {
             return Err(Violation::new(
-                "H6",
+                "SC-H6",
                 0,
                 "the policy's index holds chunks that are not free chunks of the heap",
             ));
@@ -177,7 +181,7 @@ impl<F: Fit, S: Source> Inspect for FreeListHeap<F, S> {
         let st: &State<F> = unsafe { self.state() };
         let mut at = st.regions;
         while let Some(r) = at {
-            // SAFETY: regions are intact (H1) and tiled (H2); the walk stops
+            // SAFETY: regions are intact (SC-H1) and tiled (SC-H2); the walk stops
             // at the first size that would leave the region.
             unsafe {
                 visit(BlockInfo {

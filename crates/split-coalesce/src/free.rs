@@ -37,7 +37,7 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
             with_addr(region.0.ptr(), addr - HEADER).ok_or(Corruption::ForeignPointer { addr })?,
         );
         // SAFETY: `h` lies inside `region` (checked above), whose header is
-        // intact (H1).
+        // intact (SC-H1).
         let size = match unsafe { validate(st, region, h) } {
             Some(size) => size,
             // SAFETY: as above; the walk stays inside the region.
@@ -59,7 +59,7 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
 fn find_region<F>(st: &State<F>, addr: usize) -> Option<Region> {
     let mut at = st.regions;
     while let Some(r) = at {
-        // SAFETY: every listed region has an intact header (H1).
+        // SAFETY: every listed region has an intact header (SC-H1).
         unsafe {
             if r.contains(addr) {
                 return Some(r);
@@ -168,7 +168,7 @@ unsafe fn classify<F>(st: &State<F>, region: Region, h: Chunk, addr: usize) -> C
 }
 
 /// Frees the validated allocated chunk `h` of `size` bytes and merges it
-/// with whichever neighbours are free (four cases; H5 holds after each).
+/// with whichever neighbours are free (four cases; SC-H5 holds after each).
 ///
 /// ```text
 ///  prev free, next free:   [P free][h][N free]  ->  [P .............. ]
@@ -183,7 +183,7 @@ unsafe fn classify<F>(st: &State<F>, region: Region, h: Chunk, addr: usize) -> C
 unsafe fn coalesce<F: Fit>(st: &mut State<F>, region: Region, h: Chunk, size: usize) -> FreeResult {
     let key = st.key;
     // SAFETY: (for the whole body) `h` and its neighbours are chunks of `region`
-    // (H2); the previous one is found through its footer only when H4 says
+    // (SC-H2); the previous one is found through its footer only when SC-H4 says
     // it is free, and checked before use.
     unsafe {
         let n = h.forward(size);
@@ -243,13 +243,13 @@ unsafe impl<F: Fit, S: Source> Owns for FreeListHeap<F, S> {
     }
 }
 
-// SAFETY: a live block's header holds its chunk size (H3); the payload is
+// SAFETY: a live block's header holds its chunk size (SC-H3); the payload is
 // the chunk minus the header, all usable; `free` is `deallocate` without
 // the layout check.
 unsafe impl<F: Fit, S: Source> BlockSize for FreeListHeap<F, S> {
     unsafe fn usable_size(&self, ptr: NonNull<u8>) -> usize {
         // SAFETY: `ptr` is live (caller contract): its header is the 16
-        // bytes before it (H3).
+        // bytes before it (SC-H3).
         unsafe { Chunk::new(ptr.sub(HEADER)).size() - HEADER }
     }
 
@@ -262,7 +262,7 @@ unsafe impl<F: Fit, S: Source> BlockSize for FreeListHeap<F, S> {
 }
 
 impl<F: Fit, S: Source> freespace_core::Check for FreeListHeap<F, S> {
-    /// H1–H8 and the policy's index ([`check`](FreeListHeap::check)); the
+    /// SC-H1–H8 and the policy's index ([`check`](FreeListHeap::check)); the
     /// heap is a leaf over its source.
     fn check_all(&self) -> Result<(), freespace_core::Violation> {
         self.check()

@@ -33,23 +33,23 @@ pub const GROWTH: usize = 64 * 1024;
 ///
 /// Numbered as [`check`](Self::check) reports them:
 ///
-/// - H1 (regions): the regions are linked in increasing address order and
+/// - SC-H1 (regions): the regions are linked in increasing address order and
 ///   do not overlap; each starts with an intact region header and ends with
 ///   an intact 16-byte fencepost, both `ALLOCATED | FENCE`.
-/// - H2 (tiling): within a region the chunk sizes tile the bytes between
+/// - SC-H2 (tiling): within a region the chunk sizes tile the bytes between
 ///   header and fencepost exactly; every size is a multiple of 16 and at
 ///   least [`MIN_CHUNK`].
-/// - H3 (headers): every allocated chunk's magic matches its address and
+/// - SC-H3 (headers): every allocated chunk's magic matches its address and
 ///   size word; no inner chunk carries `FENCE`.
-/// - H4 (boundary tags): a chunk (fencepost included) has `PREV_FREE` set
+/// - SC-H4 (boundary tags): a chunk (fencepost included) has `PREV_FREE` set
 ///   exactly when the chunk before it is free, and every free chunk's last
 ///   word is its size.
-/// - H5 (coalesced): no two free chunks are adjacent.
-/// - H6 (free set): the policy's index holds every free chunk exactly once
+/// - SC-H5 (coalesced): no two free chunks are adjacent.
+/// - SC-H6 (free set): the policy's index holds every free chunk exactly once
 ///   and nothing else ([`Fit::contains`], [`Fit::len`]).
-/// - H7 (policy): the policy's own invariants hold ([`Fit::check`]: for
+/// - SC-H7 (policy): the policy's own invariants hold ([`Fit::check`]: for
 ///   the indexed policies, the trees' order, balance and augmented sizes).
-/// - H8 (slack): an allocated chunk is at most 16 bytes larger than the
+/// - SC-H8 (slack): an allocated chunk is at most 16 bytes larger than the
 ///   chunk its request needs (a remainder under [`MIN_CHUNK`] is not split
 ///   off: that is the internal fragmentation [`Inspect`](freespace_core::Inspect)
 ///   shows as part of the used block). `deallocate` relies on this to check
@@ -79,9 +79,9 @@ pub struct FreeListHeap<F: Fit, S: Source> {
 }
 
 pub(crate) struct State<F> {
-    /// The placement policy and its index of the free chunks (H6, H7).
+    /// The placement policy and its index of the free chunks (SC-H6, SC-H7).
     pub(crate) fit: F,
-    /// The lowest region (H1).
+    /// The lowest region (SC-H1).
     pub(crate) regions: Option<Region>,
     /// The secret mixed into every magic, so user data cannot forge a
     /// header and a pointer into another heap fails the check. Derived
@@ -91,8 +91,8 @@ pub(crate) struct State<F> {
     pub(crate) key: usize,
 }
 
-// SAFETY: the heap owns its regions outright (Source S2) and the policy's
-// state only names chunks inside them (Fit P2), so moving the heap to
+// SAFETY: the heap owns its regions outright (CORE-S2, `Source`) and the policy's
+// state only names chunks inside them (FL-P2, `Fit`), so moving the heap to
 // another thread moves everything it points to with it.
 unsafe impl<F: Fit, S: Source + Send> Send for FreeListHeap<F, S> {}
 
@@ -302,7 +302,7 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
             // call out.
             let st = unsafe { self.state() };
             if let Some(c) = st.fit.choose(req) {
-                // SAFETY: `c` is a member that fits `req` (Fit P1).
+                // SAFETY: `c` is a member that fits `req` (FL-P1, `Fit`).
                 return match unsafe { carve(st, c, req) } {
                     Ok(block) => Ok(block),
                     Err(corruption) => {
@@ -363,9 +363,9 @@ unsafe fn carve<F: Fit>(
     c: Chunk,
     req: &Request,
 ) -> Result<NonNull<[u8]>, Corruption> {
-    // SAFETY: (for the whole body) `c` is a free chunk of the heap (H6), so its
+    // SAFETY: (for the whole body) `c` is a free chunk of the heap (SC-H6), so its
     // `size` bytes are heap memory no user holds; every chunk named below
-    // lies inside it or is the chunk right after it (H2).
+    // lies inside it or is the chunk right after it (SC-H2).
     unsafe {
         let size = c.size();
         let pad = req
@@ -382,7 +382,7 @@ unsafe fn carve<F: Fit>(
             st.fit.remove(c)?;
         }
         if pad > 0 {
-            // `c`'s previous chunk is allocated (H5), so no PREV_FREE.
+            // `c`'s previous chunk is allocated (SC-H5), so no PREV_FREE.
             c.write_free(pad, c.flags() & Flags::PREV_FREE);
             st.fit.resize(c, size)?;
         }
@@ -417,7 +417,7 @@ unsafe fn carve<F: Fit>(
 ///
 /// # Safety
 ///
-/// `region` came from the heap's source just now (S1–S3) and belongs to the
+/// `region` came from the heap's source just now (CORE-S1–S3) and belongs to the
 /// heap from here on.
 ///
 /// # Errors
@@ -437,8 +437,8 @@ unsafe fn add_region<F: Fit>(st: &mut State<F>, region: NonNull<[u8]>) -> Result
     // fencepost, the free chunk's size word and footer): the rest of the
     // region stays untouched until it is handed out, so a large region
     // over `Mmap` costs no resident memory for the bytes nobody uses.
-    // SAFETY: (for the whole body) every region in the list is intact (H1); the new
-    // region is ours and `len` bytes long, a multiple of 16 (S3), so the
+    // SAFETY: (for the whole body) every region in the list is intact (SC-H1); the new
+    // region is ours and `len` bytes long, a multiple of 16 (CORE-S3), so the
     // chunks written below lie inside it.
     unsafe {
         let mut at = st.regions;
@@ -485,7 +485,7 @@ unsafe fn add_region<F: Fit>(st: &mut State<F>, region: NonNull<[u8]>) -> Result
             key,
         );
         first.write_free(fence.addr() - first.addr(), Flags::empty());
-        // Link in address order (H1).
+        // Link in address order (SC-H1).
         let mut before: Option<Region> = None;
         let mut at = st.regions;
         while let Some(r) = at {
@@ -517,10 +517,10 @@ fn draw_key(region_addr: usize) -> usize {
 // the Allocator impl
 // ----------------------------------------------------------------------
 
-// SAFETY: blocks are disjoint chunks of regions the heap owns (H2, S2),
+// SAFETY: blocks are disjoint chunks of regions the heap owns (SC-H2, CORE-S2),
 // live until deallocated; the returned length is the chunk's payload, all
 // of it usable; `deallocate` accepts any size between the request and that
-// length (H8); failed grow/shrink leave the block untouched; nothing
+// length (SC-H8); failed grow/shrink leave the block untouched; nothing
 // panics.
 unsafe impl<F: Fit, S: Source> Allocator for FreeListHeap<F, S> {
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
@@ -568,7 +568,7 @@ unsafe impl<F: Fit, S: Source> Allocator for FreeListHeap<F, S> {
         }
         let need = chunk_size_for(new.size()).ok_or(AllocError)?;
         // SAFETY: `ptr` is a live block of this heap (caller contract), so
-        // its header is intact (H3); no reference into the state is live.
+        // its header is intact (SC-H3); no reference into the state is live.
         match unsafe { grow_in_place(self.state(), ptr, need) } {
             Some(block) => Ok(block),
             // SAFETY: caller contract of `grow`.
@@ -609,7 +609,7 @@ unsafe impl<F: Fit, S: Source> Allocator for FreeListHeap<F, S> {
             return unsafe { self.move_block(ptr, old, new) };
         }
         let need = chunk_size_for(new.size()).ok_or(AllocError)?;
-        // SAFETY: `ptr` is live (caller contract), its header intact (H3).
+        // SAFETY: `ptr` is live (caller contract), its header intact (SC-H3).
         match unsafe { shrink_in_place(self.state(), ptr, need) } {
             Ok(block) => Ok(block),
             Err(corruption) => {
@@ -650,7 +650,7 @@ unsafe fn grow_in_place<F: Fit>(
     need: usize,
 ) -> Option<NonNull<[u8]>> {
     // SAFETY: (for the whole body) the header is HEADER bytes before a live block
-    // (H3); the chunk after it is inside the region (H2), and if free, its
+    // (SC-H3); the chunk after it is inside the region (SC-H2), and if free, its
     // bytes are heap memory no user holds.
     unsafe {
         let h = Chunk::new(ptr.sub(HEADER));

@@ -14,7 +14,7 @@
 //! |---|---|
 //! | `heap` | [`FreeListHeap`], placement and **splitting**, growth through the `Source`, in-place `grow`/`shrink` |
 //! | `free` | validation of a freed pointer, **coalescing**, classification of corruption, `Owns`, `BlockSize` |
-//! | `check` | [`FreeListHeap::check`] (invariants H1–H8) and `Inspect` |
+//! | `check` | [`FreeListHeap::check`] (invariants SC-H1–H8) and `Inspect` |
 //! | `region` | the region list: header and fencepost sentinels |
 //! | `error` | [`RegionError`]: why [`FreeListHeap::try_new`] refused a source |
 //!
@@ -124,12 +124,6 @@
 //! heap.check().unwrap();
 //! ```
 #![no_std]
-#![deny(unsafe_op_in_unsafe_fn)]
-#![warn(
-    missing_docs,
-    clippy::undocumented_unsafe_blocks,
-    clippy::missing_safety_doc
-)]
 
 #[cfg(test)]
 extern crate std;

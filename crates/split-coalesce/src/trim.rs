@@ -52,7 +52,7 @@ impl<F: Fit, S: Source> Trim for FreeListHeap<F, S> {
         let mut given = 0;
         let mut at = st.regions;
         while let Some(r) = at {
-            // SAFETY: regions are intact (H1) and tiled by chunks (H2); the
+            // SAFETY: regions are intact (SC-H1) and tiled by chunks (SC-H2); the
             // walk stops at the first size that would leave the region.
             unsafe {
                 let fence = r.fence();

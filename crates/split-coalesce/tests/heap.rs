@@ -19,7 +19,7 @@ use freespace_split_coalesce::testing::{
     arena_for, placed, policy_heap, units, POLICY_UNITS, UNIT,
 };
 use freespace_split_coalesce::FreeListHeap;
-use freespace_testkit::{assert_all_free, conformance, ops};
+use freespace_testkit::{assert_all_free, conformance, ops, Rng};
 use freespace_worst_fit::{WorstFit, WorstFitScan};
 
 // ----------------------------------------------------------------------
@@ -103,7 +103,7 @@ impl Pieces {
 }
 
 // SAFETY: pieces are disjoint parts of a leaked buffer owned by the source
-// (S1, S2), 16-aligned with 16-multiple lengths (S3), and nothing panics (S4).
+// (CORE-S1, CORE-S2), 16-aligned with 16-multiple lengths (CORE-S3), and nothing panics (CORE-S4).
 unsafe impl Source for Pieces {
     fn acquire(&self, min_len: usize) -> Option<NonNull<[u8]>> {
         let want = min_len.checked_add(15)? / 16 * 16;
@@ -697,7 +697,7 @@ fn public_key_guess(region: usize) -> usize {
 /// free-list heap, and the chunk after it is allocated.
 unsafe fn forge_header(a: NonNull<u8>, l: Layout, key: usize) -> (NonNull<u8>, Layout) {
     use freespace_freelist::chunk::{chunk_size_for, magic, Flags};
-    // SAFETY: (whole body) `a`'s header is 16 bytes before it (H3); the
+    // SAFETY: (whole body) `a`'s header is 16 bytes before it (SC-H3); the
     // forged header lies inside `a`'s payload.
     unsafe {
         let chunk = a.sub(HEADER);
@@ -793,7 +793,7 @@ fn forged_header_with_the_key_is_accepted() {
         assert_eq!(heap.try_deallocate(p, forged), Ok(()));
         p
     };
-    assert!(heap.check().is_err(), "the forged free broke H4");
+    assert!(heap.check().is_err(), "the forged free broke SC-H4");
     let next = heap
         .allocate(Layout::from_size_align(16, 8).unwrap())
         .unwrap();
@@ -1107,13 +1107,10 @@ fn same_as_scan_long<F: Fit, R: Fit>() {
     const OPS: usize = 20_000;
     #[cfg(miri)]
     const OPS: usize = 150;
-    let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
     let mut bytes = Vec::with_capacity(OPS * 4);
     for i in 0..OPS {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let [a, b, c, d, ..] = x.to_le_bytes();
+        let [a, b, c, d, ..] = rng.next().to_le_bytes();
         // Mostly small allocations and frees, the odd over-aligned one,
         // grows and shrinks; frees lag allocations early on so many blocks
         // are live.
@@ -1148,16 +1145,10 @@ fn same_as_scan_on_ties<F: Fit, R: Fit>() {
         LARGEST_BINNED,
         LARGEST_BINNED + 16,
     ];
-    let mut x = 0x2545_F491_4F6C_DD1D_u64;
-    let mut next = || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rng = Rng::new(0x2545_F491_4F6C_DD1D);
     let trace: Vec<ops::Op> = (0..OPS)
         .map(|i| {
-            let r = next();
+            let r = rng.next();
             // Allocations outnumber frees early on, then they balance.
             if r % 100 < if i < OPS / 4 { 75 } else { 50 } {
                 ops::Op::Alloc {

@@ -46,10 +46,10 @@ pub enum FailMode {
 /// put it behind `freespace_sync::Locked` to share it.
 ///
 /// # Invariants
-/// - FA1: `failures() <= requests()`.
-/// - FA2: in [`FailMode::Once`], `failures() <= 1`, and it is 1 exactly
+/// - STATS-FA1: `failures() <= requests()`.
+/// - STATS-FA2: in [`FailMode::Once`], `failures() <= 1`, and it is 1 exactly
 ///   when `requests() > n`.
-/// - FA3: in [`FailMode::FromThenOn`], `failures() == requests() - n`
+/// - STATS-FA3: in [`FailMode::FromThenOn`], `failures() == requests() - n`
 ///   whenever `requests() > n`, and 0 otherwise.
 ///
 /// # Example
@@ -176,7 +176,7 @@ impl<A> FailAfter<A> {
         self.failures.set(0);
     }
 
-    /// Checks FA1–FA3. The inner allocator's invariants are its own
+    /// Checks STATS-FA1–FA3. The inner allocator's invariants are its own
     /// `check`'s.
     ///
     /// ```
@@ -191,7 +191,11 @@ impl<A> FailAfter<A> {
         let (n, requests, failures) = (self.n.get(), self.requests(), self.failures());
         let me = self as *const Self as usize;
         if failures > requests {
-            return Err(Violation::new("FA1", me, "more failures than requests"));
+            return Err(Violation::new(
+                "STATS-FA1",
+                me,
+                "more failures than requests",
+            ));
         }
         let expected = match self.mode {
             FailMode::Once => usize::from(requests > n),
@@ -199,8 +203,8 @@ impl<A> FailAfter<A> {
         };
         if failures != expected {
             let which = match self.mode {
-                FailMode::Once => "FA2",
-                FailMode::FromThenOn => "FA3",
+                FailMode::Once => "STATS-FA2",
+                FailMode::FromThenOn => "STATS-FA3",
             };
             return Err(Violation::new(
                 which,
@@ -336,7 +340,7 @@ impl<A: Inspect> Inspect for FailAfter<A> {
 }
 
 impl<A: freespace_core::Check> freespace_core::Check for FailAfter<A> {
-    /// FA1 ([`check`](FailAfter::check)), then the inner allocator's whole stack.
+    /// STATS-FA1 ([`check`](FailAfter::check)), then the inner allocator's whole stack.
     fn check_all(&self) -> Result<(), Violation> {
         self.check()?;
         self.inner.check_all()

@@ -57,12 +57,6 @@
 //! assert_eq!((heap.requests(), heap.failures()), (3, 1));
 //! ```
 #![no_std]
-#![deny(unsafe_op_in_unsafe_fn)]
-#![warn(
-    missing_docs,
-    clippy::undocumented_unsafe_blocks,
-    clippy::missing_safety_doc
-)]
 
 #[cfg(test)]
 extern crate std;

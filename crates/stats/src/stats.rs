@@ -110,9 +110,9 @@ pub const fn size_class(size: usize) -> usize {
 /// # Invariants
 ///
 /// At a quiescent point (no call in flight):
-/// - S1: `live_bytes <= peak_live_bytes`.
-/// - S2: the histogram's counts add up to `allocations`.
-/// - S3: `live_blocks == 0` implies `live_bytes == 0`.
+/// - STATS-S1: `live_bytes <= peak_live_bytes`.
+/// - STATS-S2: the histogram's counts add up to `allocations`.
+/// - STATS-S3: `live_blocks == 0` implies `live_bytes == 0`.
 ///
 /// # Example
 ///
@@ -146,11 +146,11 @@ pub struct Stats<A> {
     corruptions: AtomicUsize,
     /// Kept across [`Stats::reset`]: blocks still live stay live.
     live_blocks: AtomicUsize,
-    /// Kept across [`Stats::reset`] (S1, S3).
+    /// Kept across [`Stats::reset`] (STATS-S1, STATS-S3).
     live_bytes: AtomicUsize,
     peak_live_bytes: AtomicUsize,
     total_requested_bytes: AtomicUsize,
-    /// Allocations per [`size_class`] (S2).
+    /// Allocations per [`size_class`] (STATS-S2).
     histogram: [AtomicUsize; SIZE_CLASSES],
 }
 
@@ -283,7 +283,7 @@ impl<A> Stats<A> {
             .store(self.live_bytes.load(Relaxed), Relaxed);
     }
 
-    /// Checks S1–S3. Meaningful at a quiescent point; `A`'s own invariants
+    /// Checks STATS-S1–S3. Meaningful at a quiescent point; `A`'s own invariants
     /// are `heap.inner().check()`.
     ///
     /// ```
@@ -296,7 +296,7 @@ impl<A> Stats<A> {
         let s = self.snapshot();
         let me = self as *const Self as usize;
         if s.live_bytes > s.peak_live_bytes {
-            return Err(Violation::new("S1", me, "live bytes above the peak"));
+            return Err(Violation::new("STATS-S1", me, "live bytes above the peak"));
         }
         let binned = s
             .histogram
@@ -304,13 +304,17 @@ impl<A> Stats<A> {
             .fold(0usize, |sum, &n| sum.wrapping_add(n));
         if binned != s.allocations {
             return Err(Violation::new(
-                "S2",
+                "STATS-S2",
                 me,
                 "histogram does not add up to the allocations",
             ));
         }
         if s.live_blocks == 0 && s.live_bytes != 0 {
-            return Err(Violation::new("S3", me, "live bytes with no live block"));
+            return Err(Violation::new(
+                "STATS-S3",
+                me,
+                "live bytes with no live block",
+            ));
         }
         Ok(())
     }
@@ -671,7 +675,7 @@ unsafe impl<A: BlockSize> BlockSize for Stats<A> {
         let usable = unsafe { self.inner.usable_size(ptr) };
         bump(&self.frees);
         self.live_blocks.fetch_sub(1, Relaxed);
-        // Saturating: `usable` may exceed what was requested (S3 still
+        // Saturating: `usable` may exceed what was requested (STATS-S3 still
         // holds, since each free takes away at least its own request).
         let mut live = self.live_bytes.load(Relaxed);
         while let Err(now) = self.live_bytes.compare_exchange_weak(
@@ -902,7 +906,7 @@ impl fmt::Write for Label {
 }
 
 impl<A: freespace_core::Check> freespace_core::Check for Stats<A> {
-    /// S1–S3 ([`check`](Stats::check)), then the inner allocator's whole stack.
+    /// STATS-S1–S3 ([`check`](Stats::check)), then the inner allocator's whole stack.
     fn check_all(&self) -> Result<(), Violation> {
         self.check()?;
         self.inner.check_all()

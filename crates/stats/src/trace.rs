@@ -163,11 +163,11 @@ impl Header {
 /// One call of the malloc family.
 ///
 /// # Invariants
-/// - R1: `id` and `new_id` are at most [`MAX_ID`]; `id` is not 0.
-/// - R2: `new_id` is not 0 exactly when `op` is [`Op::Realloc`].
-/// - R3: `align_log2` is below 64.
+/// - STATS-R1: `id` and `new_id` are at most [`MAX_ID`]; `id` is not 0.
+/// - STATS-R2: `new_id` is not 0 exactly when `op` is [`Op::Realloc`].
+/// - STATS-R3: `align_log2` is below 64.
 ///
-/// The constructors keep R1 by masking to 48 bits (the writer must not
+/// The constructors keep STATS-R1 by masking to 48 bits (the writer must not
 /// fail); [`Record::decode`] rejects bytes that break any of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Record {
@@ -419,7 +419,7 @@ pub fn records(bytes: &[u8]) -> Result<Records<'_>, TraceError> {
 /// The iterator [`records`] returns.
 ///
 /// # Invariants
-/// - I1: `offset` is `HEADER + index * RECORD`, or `bytes.len()` once the
+/// - STATS-I1: `offset` is `HEADER + index * RECORD`, or `bytes.len()` once the
 ///   iterator is exhausted.
 pub struct Records<'a> {
     bytes: &'a [u8],

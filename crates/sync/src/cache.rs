@@ -45,7 +45,7 @@ use crate::magazine::{class_layout, class_of, class_size, Rack};
 /// free through it directly for exact detection.
 ///
 /// # Invariants
-/// - T1: the rack (R1, R2) is only touched by the thread holding `&self`,
+/// - SYNC-T1: the rack (SYNC-R1, SYNC-R2) is only touched by the thread holding `&self`,
 ///   and never across a call that could reach this handle again (the parent
 ///   cannot: it does not know the handle).
 pub struct ThreadCache<'d, P: Allocator> {
@@ -80,19 +80,19 @@ impl<'d, P: Allocator> ThreadCache<'d, P> {
     /// assert_eq!(cache.cached_blocks(), REFILL);
     /// ```
     pub fn cached_blocks(&self) -> usize {
-        // SAFETY: T1; no `&mut Rack` is live across this call.
+        // SAFETY: SYNC-T1; no `&mut Rack` is live across this call.
         unsafe { (*self.rack.get()).cached_blocks() }
     }
 
     /// Hands every magazine to the depot now (what dropping the handle does).
     pub fn flush(&self) {
-        // SAFETY: T1.
+        // SAFETY: SYNC-T1.
         unsafe { (*self.rack.get()).flush(self.depot) }
     }
 
-    /// Checks this thread's magazines (R1, M1, M2).
+    /// Checks this thread's magazines (SYNC-R1, SYNC-M1, SYNC-M2).
     pub fn check(&self) -> Result<(), Violation> {
-        // SAFETY: T1.
+        // SAFETY: SYNC-T1.
         unsafe { (*self.rack.get()).check() }
     }
 
@@ -173,7 +173,7 @@ impl<'d, P: Allocator> ThreadCache<'d, P> {
 
     #[inline(always)]
     fn with_rack<R>(&self, f: impl FnOnce(&mut Rack) -> R) -> R {
-        // SAFETY: T1: `&self` is held by one thread (`!Sync`), and `f` only
+        // SAFETY: SYNC-T1: `&self` is held by one thread (`!Sync`), and `f` only
         // calls into the rack, the depot and the parent, none of which can
         // reach this handle, so this `&mut` is unique.
         f(unsafe { &mut *self.rack.get() })
@@ -437,7 +437,7 @@ pub(crate) fn allocate_zeroed<F: Front + ?Sized>(
 macro_rules! front_allocator {
     ($($impl_head:tt)*) => {
         // SAFETY: cached blocks are parent blocks of one class layout, each
-        // handed to one user at a time (M1: a round is free until popped,
+        // handed to one user at a time (SYNC-M1: a round is free until popped,
         // and popped once); uncached requests are the parent's own, and
         // `class_of` routes every free back to where its block came from.
         $($impl_head)* {
@@ -454,21 +454,7 @@ macro_rules! front_allocator {
                 // SAFETY: the caller's contract.
                 unsafe { $crate::cache::deallocate(self, ptr, layout) }
             }
-            #[inline]
-            unsafe fn grow(&self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Result<NonNull<[u8]>, AllocError> {
-                // SAFETY: the caller's contract.
-                unsafe { $crate::cache::resize(self, ptr, old, new, false) }
-            }
-            #[inline]
-            unsafe fn grow_zeroed(&self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Result<NonNull<[u8]>, AllocError> {
-                // SAFETY: the caller's contract.
-                unsafe { $crate::cache::resize(self, ptr, old, new, true) }
-            }
-            #[inline]
-            unsafe fn shrink(&self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Result<NonNull<[u8]>, AllocError> {
-                // SAFETY: the caller's contract.
-                unsafe { $crate::cache::resize(self, ptr, old, new, false) }
-            }
+            freespace_core::forward_resize!(fn $crate::cache::resize);
         }
     };
 }

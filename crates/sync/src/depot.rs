@@ -24,7 +24,7 @@ struct Lists {
     empty_len: usize,
 }
 
-// SAFETY: `Lists` owns the magazines linked from it (M2), which live in
+// SAFETY: `Lists` owns the magazines linked from it (SYNC-M2), which live in
 // parent memory that any thread may use; it holds no thread-bound state.
 unsafe impl Send for Lists {}
 
@@ -37,7 +37,7 @@ impl Lists {
     };
 
     /// # Safety
-    /// `m` is owned by the caller and handed to the list (M2).
+    /// `m` is owned by the caller and handed to the list (SYNC-M2).
     unsafe fn push(head: &mut Option<Mag>, len: &mut usize, m: Mag) {
         // SAFETY: the caller owns `m`.
         unsafe { (*m.as_ptr()).next = head.take() };
@@ -47,7 +47,7 @@ impl Lists {
 
     fn pop(head: &mut Option<Mag>, len: &mut usize) -> Option<Mag> {
         let m = (*head)?;
-        // SAFETY: magazines on the list are owned by it (M2), and the list is
+        // SAFETY: magazines on the list are owned by it (SYNC-M2), and the list is
         // under its lock (the caller holds `&mut`).
         *head = unsafe { (*m.as_ptr()).next.take() };
         *len -= 1;
@@ -92,11 +92,11 @@ impl Lists {
 /// ```
 ///
 /// # Invariants
-/// - D1: every magazine on a `full` list holds [`ROUNDS`] rounds; every one
+/// - SYNC-D1: every magazine on a `full` list holds [`ROUNDS`] rounds; every one
 ///   on an `empty` list holds none.
-/// - D2: `full_len`/`empty_len` are the lists' lengths, at most
+/// - SYNC-D2: `full_len`/`empty_len` are the lists' lengths, at most
 ///   [`MAX_FULL`]/[`MAX_EMPTY`].
-/// - D3: the lists own their magazines (M2); a round appears once in the
+/// - SYNC-D3: the lists own their magazines (SYNC-M2); a round appears once in the
 ///   whole layer (depot and every rack).
 pub struct Depot<P: Allocator> {
     parent: P,
@@ -165,7 +165,7 @@ impl<P: Allocator> Depot<P> {
                     break;
                 }
                 for m in [full, empty].into_iter().flatten() {
-                    // SAFETY: popped from a list, so now owned here (M2).
+                    // SAFETY: popped from a list, so now owned here (SYNC-M2).
                     unsafe { self.drain(c, m) };
                     // SAFETY: `m` is drained and owned here.
                     unsafe { self.free_magazine(m) };
@@ -174,7 +174,7 @@ impl<P: Allocator> Depot<P> {
         }
     }
 
-    /// Checks D1–D3 over the depot's lists (rounds distinct within the
+    /// Checks SYNC-D1–D3 over the depot's lists (rounds distinct within the
     /// depot). Takes each class's lock in turn.
     pub fn check(&self) -> Result<(), Violation> {
         for l in &self.classes {
@@ -199,21 +199,21 @@ impl<P: Allocator> Depot<P> {
                     n += 1;
                     if n > len {
                         return Err(Violation::new(
-                            "D2",
+                            "SYNC-D2",
                             m.as_ptr() as usize,
                             "list longer than its count",
                         ));
                     }
-                    // SAFETY: the list owns `m` (M2) and is locked.
+                    // SAFETY: the list owns `m` (SYNC-M2) and is locked.
                     if unsafe { mag::count(m) } != want {
-                        return Err(Violation::new("D1", m.as_ptr() as usize, what));
+                        return Err(Violation::new("SYNC-D1", m.as_ptr() as usize, what));
                     }
                     // SAFETY: as above.
                     at = unsafe { (*m.as_ptr()).next };
                 }
                 if n != len || len > MAX_FULL.max(MAX_EMPTY) {
                     return Err(Violation::new(
-                        "D2",
+                        "SYNC-D2",
                         0,
                         "list count does not match its length",
                     ));
@@ -233,7 +233,7 @@ impl<P: Allocator> Depot<P> {
                         let from = if mb == ma { i + 1 } else { 0 };
                         if rb[from..].contains(x) {
                             return Err(Violation::new(
-                                "D3",
+                                "SYNC-D3",
                                 x.as_ptr() as usize,
                                 "block twice in the depot",
                             ));
@@ -281,8 +281,8 @@ impl<P: Allocator> Depot<P> {
             let mut l = self.classes[c].lock();
             if l.full_len < MAX_FULL {
                 let l = &mut *l;
-                // SAFETY: the caller hands its magazine over (M2); it is full
-                // (caller), so D1 holds.
+                // SAFETY: the caller hands its magazine over (SYNC-M2); it is full
+                // (caller), so SYNC-D1 holds.
                 unsafe { Lists::push(&mut l.full, &mut l.full_len, m) };
                 return;
             }
@@ -298,7 +298,7 @@ impl<P: Allocator> Depot<P> {
             let mut l = self.classes[c].lock();
             if l.empty_len < MAX_EMPTY {
                 let l = &mut *l;
-                // SAFETY: the caller hands its empty magazine over (M2, D1).
+                // SAFETY: the caller hands its empty magazine over (SYNC-M2, SYNC-D1).
                 unsafe { Lists::push(&mut l.empty, &mut l.empty_len, m) };
                 return;
             }
@@ -329,7 +329,7 @@ impl<P: Allocator> Depot<P> {
         let l = self.classes[c].lock();
         let mut at = l.full;
         while let Some(m) = at {
-            // SAFETY: magazines on the list are owned by it (M2), and the
+            // SAFETY: magazines on the list are owned by it (SYNC-M2), and the
             // list is under its lock (held): nobody changes `m` meanwhile.
             unsafe {
                 if mag::contains(m, block) {
@@ -361,8 +361,8 @@ impl<P: Allocator> Depot<P> {
     /// # Safety
     /// The caller owns `m`, a magazine of class `c`.
     unsafe fn drain(&self, c: usize, m: Mag) {
-        // SAFETY: owned by the caller (M2); each round is a free block of
-        // class `c` from the parent (M1).
+        // SAFETY: owned by the caller (SYNC-M2); each round is a free block of
+        // class `c` from the parent (SYNC-M1).
         while let Some(block) = unsafe { mag::pop(m) } {
             // SAFETY: as above.
             unsafe { self.free_block(c, block) };
@@ -392,7 +392,7 @@ impl<P: Allocator> core::fmt::Debug for Depot<P> {
 }
 
 impl<P: Allocator + freespace_core::Check> freespace_core::Check for Depot<P> {
-    /// D1–D3 ([`check`](Depot::check)), then the parent's whole stack.
+    /// SYNC-D1–D3 ([`check`](Depot::check)), then the parent's whole stack.
     fn check_all(&self) -> Result<(), Violation> {
         self.check()?;
         self.parent.check_all()

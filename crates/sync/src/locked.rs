@@ -47,10 +47,10 @@ use crate::DefaultLock;
 /// safe: `freespace_core::report` does not allocate.
 ///
 /// # Invariants
-/// - L1: `inner` is only reached through a [`LockedGuard`] (or `&mut self`),
+/// - SYNC-L1: `inner` is only reached through a [`LockedGuard`] (or `&mut self`),
 ///   and a guard exists only while `raw` is held by its thread; so at most
 ///   one thread touches `inner` at a time.
-/// - L2: nothing here panics while holding the lock: `A`'s methods do not
+/// - SYNC-L2: nothing here panics while holding the lock: `A`'s methods do not
 ///   panic (the `Allocator` contract of every freespace block), and the
 ///   guard releases the lock when dropped.
 pub struct Locked<A, R: RawMutex = DefaultLock> {
@@ -58,7 +58,7 @@ pub struct Locked<A, R: RawMutex = DefaultLock> {
     inner: UnsafeCell<A>,
 }
 
-// SAFETY: `inner` is only reached while `raw` is held (L1), so sharing a
+// SAFETY: `inner` is only reached while `raw` is held (SYNC-L1), so sharing a
 // `Locked` moves exclusive access to `A` between threads one at a time: that
 // needs `A: Send`, not `A: Sync`. `R` is a lock made to be shared.
 unsafe impl<A: Send, R: RawMutex + Sync> Sync for Locked<A, R> {}
@@ -176,7 +176,7 @@ impl<A, R: RawMutex> Locked<A, R> {
     /// assert_eq!(counter.into_inner(), 2);
     /// ```
     pub fn get_mut(&mut self) -> &mut A {
-        // SAFETY: `&mut self` excludes every guard and every other access (L1).
+        // SAFETY: `&mut self` excludes every guard and every other access (SYNC-L1).
         self.inner.with_mut(|p| unsafe { &mut *p })
     }
 
@@ -185,7 +185,7 @@ impl<A, R: RawMutex> Locked<A, R> {
         self.inner.into_inner()
     }
 
-    /// Checks what can be checked of L1 from outside: at a quiescent point
+    /// Checks what can be checked of SYNC-L1 from outside: at a quiescent point
     /// (no thread inside an allocation) the lock is free. The block's own
     /// invariants are `heap.lock().check()`.
     ///
@@ -201,7 +201,7 @@ impl<A, R: RawMutex> Locked<A, R> {
     pub fn check(&self) -> Result<(), Violation> {
         if self.raw.is_locked() {
             Err(Violation::new(
-                "L1",
+                "SYNC-L1",
                 self as *const Self as usize,
                 "lock held at a quiescent point",
             ))
@@ -245,7 +245,7 @@ impl<A, R: RawMutex> Deref for LockedGuard<'_, A, R> {
     #[inline]
     fn deref(&self) -> &A {
         // SAFETY: the guard holds the lock, so no other thread reaches
-        // `inner` (L1); the reference lives no longer than the guard.
+        // `inner` (SYNC-L1); the reference lives no longer than the guard.
         unsafe { MutPtr::deref(&self.inner) }
     }
 }
@@ -324,30 +324,10 @@ unsafe impl<A: Allocator, R: RawMutex> Allocator for Locked<A, R> {
 }
 
 // SAFETY: `GlobalAlloc`'s contract is met by the `Allocator` impl above (see
-// `crate::global`): null on failure, the old block untouched by a failed
+// `freespace_core::global`): null on failure, the old block untouched by a failed
 // `realloc`.
 unsafe impl<A: Allocator, R: RawMutex> GlobalAlloc for Locked<A, R> {
-    #[inline]
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        crate::global::alloc(self, layout)
-    }
-
-    #[inline]
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        crate::global::alloc_zeroed(self, layout)
-    }
-
-    #[inline]
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller's `GlobalAlloc::dealloc` contract.
-        unsafe { crate::global::dealloc(self, ptr, layout) }
-    }
-
-    #[inline]
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: the caller's `GlobalAlloc::realloc` contract.
-        unsafe { crate::global::realloc(self, ptr, layout, new_size) }
-    }
+    freespace_core::forward_global_alloc!();
 }
 
 // SAFETY: forwards to `A` under the lock; `A` upholds the contract.
@@ -381,7 +361,7 @@ impl<A: Inspect, R: RawMutex> Inspect for Locked<A, R> {
 }
 
 impl<A: freespace_core::Check, R: RawMutex> freespace_core::Check for Locked<A, R> {
-    /// L1 ([`check`](Locked::check): the lock is free), then, under the
+    /// SYNC-L1 ([`check`](Locked::check): the lock is free), then, under the
     /// lock, the block's whole stack.
     fn check_all(&self) -> Result<(), Violation> {
         self.check()?;

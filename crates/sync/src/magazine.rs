@@ -84,10 +84,10 @@ pub(crate) fn class_layout(class: usize) -> Layout {
 /// in memory from the parent.
 ///
 /// # Invariants
-/// - M1: `count <= ROUNDS`; `rounds[..count]` are initialised, distinct,
+/// - SYNC-M1: `count <= ROUNDS`; `rounds[..count]` are initialised, distinct,
 ///   free blocks of the magazine's class, allocated from the parent with
 ///   `class_layout(class)` and handed to no user.
-/// - M2: a magazine is owned by exactly one place: a rack's `loaded` or
+/// - SYNC-M2: a magazine is owned by exactly one place: a rack's `loaded` or
 ///   `previous` slot, or one depot list (linked through `next`). Only its
 ///   owner reads or writes it.
 #[repr(C)]
@@ -97,7 +97,7 @@ pub(crate) struct Magazine {
     rounds: [MaybeUninit<NonNull<u8>>; ROUNDS],
 }
 
-/// A pointer to a [`Magazine`] owned by whoever holds it (M2).
+/// A pointer to a [`Magazine`] owned by whoever holds it (SYNC-M2).
 pub(crate) type Mag = NonNull<Magazine>;
 
 impl Magazine {
@@ -122,12 +122,12 @@ impl Magazine {
 }
 
 /// Accessors on a magazine pointer. Every function requires that the caller
-/// owns the magazine (M2), which makes the access exclusive.
+/// owns the magazine (SYNC-M2), which makes the access exclusive.
 pub(crate) mod mag {
     use super::*;
 
     /// # Safety
-    /// The caller owns `m` (M2).
+    /// The caller owns `m` (SYNC-M2).
     #[inline]
     pub(crate) unsafe fn count(m: Mag) -> usize {
         // SAFETY: owned, initialised magazine (caller).
@@ -135,7 +135,7 @@ pub(crate) mod mag {
     }
 
     /// # Safety
-    /// The caller owns `m` (M2).
+    /// The caller owns `m` (SYNC-M2).
     #[inline]
     pub(crate) unsafe fn is_full(m: Mag) -> bool {
         // SAFETY: forwarded.
@@ -143,7 +143,7 @@ pub(crate) mod mag {
     }
 
     /// # Safety
-    /// The caller owns `m` (M2).
+    /// The caller owns `m` (SYNC-M2).
     #[inline]
     pub(crate) unsafe fn is_empty(m: Mag) -> bool {
         // SAFETY: forwarded.
@@ -151,31 +151,31 @@ pub(crate) mod mag {
     }
 
     /// # Safety
-    /// The caller owns `m` (M2).
+    /// The caller owns `m` (SYNC-M2).
     #[inline(always)]
     pub(crate) unsafe fn pop(m: Mag) -> Option<NonNull<u8>> {
-        // SAFETY: exclusive access to an initialised magazine (caller, M2).
+        // SAFETY: exclusive access to an initialised magazine (caller, SYNC-M2).
         let m = unsafe { &mut *m.as_ptr() };
         // `get` rather than an index: one check that also proves the index
-        // in bounds (count <= ROUNDS, M1), where `count == 0` and an index
+        // in bounds (count <= ROUNDS, SYNC-M1), where `count == 0` and an index
         // would be two.
         let top = m.count.checked_sub(1)?;
         let round = m.rounds.get(top)?;
         m.count = top;
-        // SAFETY: `rounds[..count]` are initialised (M1).
+        // SAFETY: `rounds[..count]` are initialised (SYNC-M1).
         Some(unsafe { round.assume_init() })
     }
 
     /// Pushes `block`; returns `false` (and keeps nothing) when full.
     ///
     /// # Safety
-    /// The caller owns `m` (M2); `block` is a free block of the
-    /// magazine's class (M1).
+    /// The caller owns `m` (SYNC-M2); `block` is a free block of the
+    /// magazine's class (SYNC-M1).
     #[inline(always)]
     pub(crate) unsafe fn push(m: Mag, block: NonNull<u8>) -> bool {
-        // SAFETY: exclusive access to an initialised magazine (caller, M2).
+        // SAFETY: exclusive access to an initialised magazine (caller, SYNC-M2).
         let m = unsafe { &mut *m.as_ptr() };
-        // Full when `count == ROUNDS` (M1); `get_mut` makes that the only
+        // Full when `count == ROUNDS` (SYNC-M1); `get_mut` makes that the only
         // check.
         let Some(slot) = m.rounds.get_mut(m.count) else {
             return false;
@@ -188,11 +188,11 @@ pub(crate) mod mag {
     /// Whether `block` is one of the rounds (a second free of it).
     ///
     /// # Safety
-    /// The caller owns `m` (M2).
+    /// The caller owns `m` (SYNC-M2).
     pub(crate) unsafe fn contains(m: Mag, block: NonNull<u8>) -> bool {
-        // SAFETY: exclusive access to an initialised magazine (caller, M2).
+        // SAFETY: exclusive access to an initialised magazine (caller, SYNC-M2).
         let m = unsafe { &*m.as_ptr() };
-        // SAFETY: `rounds[..count]` are initialised (M1).
+        // SAFETY: `rounds[..count]` are initialised (SYNC-M1).
         m.rounds[..m.count]
             .iter()
             .any(|r| unsafe { r.assume_init() } == block)
@@ -201,11 +201,11 @@ pub(crate) mod mag {
     /// The rounds, for checks.
     ///
     /// # Safety
-    /// The caller owns `m` (M2) and does not change it while using the slice.
+    /// The caller owns `m` (SYNC-M2) and does not change it while using the slice.
     pub(crate) unsafe fn rounds<'a>(m: Mag) -> &'a [NonNull<u8>] {
-        // SAFETY: exclusive access to an initialised magazine (caller, M2).
+        // SAFETY: exclusive access to an initialised magazine (caller, SYNC-M2).
         let m = unsafe { &*m.as_ptr() };
-        // SAFETY: `rounds[..count]` are initialised (M1) and `MaybeUninit<T>`
+        // SAFETY: `rounds[..count]` are initialised (SYNC-M1) and `MaybeUninit<T>`
         // has `T`'s layout.
         unsafe { core::slice::from_raw_parts(m.rounds.as_ptr().cast(), m.count) }
     }
@@ -217,8 +217,8 @@ pub(crate) mod mag {
 /// depot every time.
 ///
 /// # Invariants
-/// - R1: `previous[c]`, when present, is full or empty (never partial).
-/// - R2: the rack owns its magazines (M2): none of them is on a depot list.
+/// - SYNC-R1: `previous[c]`, when present, is full or empty (never partial).
+/// - SYNC-R2: the rack owns its magazines (SYNC-M2): none of them is on a depot list.
 #[derive(Debug)]
 pub(crate) struct Rack {
     loaded: [Option<Mag>; CLASSES],
@@ -242,7 +242,7 @@ impl Rack {
         c: usize,
     ) -> Option<NonNull<u8>> {
         if let Some(m) = self.loaded[c] {
-            // SAFETY: the rack owns its magazines (R2).
+            // SAFETY: the rack owns its magazines (SYNC-R2).
             if let Some(block) = unsafe { mag::pop(m) } {
                 return Some(block);
             }
@@ -255,7 +255,7 @@ impl Rack {
     /// alone, which calls nothing.
     #[inline(always)]
     pub(crate) fn pop_loaded(&mut self, c: usize) -> Option<NonNull<u8>> {
-        // SAFETY: the rack owns its magazines (R2).
+        // SAFETY: the rack owns its magazines (SYNC-R2).
         self.loaded[c].and_then(|m| unsafe { mag::pop(m) })
     }
 
@@ -272,8 +272,8 @@ impl Rack {
         if cfg!(debug_assertions) && self.holds(c, block) {
             return false;
         }
-        // SAFETY: the rack owns its magazines (R2); `block` is a free block
-        // of class `c` (caller), so M1 holds after the push.
+        // SAFETY: the rack owns its magazines (SYNC-R2); `block` is a free block
+        // of class `c` (caller), so SYNC-M1 holds after the push.
         self.loaded[c].is_some_and(|m| unsafe { mag::push(m, block) })
     }
 
@@ -281,7 +281,7 @@ impl Rack {
     fn alloc_slow<P: Allocator>(&mut self, depot: &Depot<P>, c: usize) -> Option<NonNull<u8>> {
         // `loaded` is empty or absent here.
         if let Some(prev) = self.previous[c] {
-            // SAFETY: the rack owns its magazines (R2).
+            // SAFETY: the rack owns its magazines (SYNC-R2).
             if unsafe { mag::is_full(prev) } {
                 core::mem::swap(&mut self.loaded[c], &mut self.previous[c]);
                 // SAFETY: as above.
@@ -289,13 +289,13 @@ impl Rack {
             }
         }
         if let Some(full) = depot.take_full(c) {
-            // `previous` is empty (R1, not full) and `loaded` is empty: the
-            // empty `loaded` becomes `previous`, keeping R1.
+            // `previous` is empty (SYNC-R1, not full) and `loaded` is empty: the
+            // empty `loaded` becomes `previous`, keeping SYNC-R1.
             if let Some(prev) = self.previous[c].take() {
                 depot.put_empty(c, prev);
             }
             self.previous[c] = self.loaded[c].replace(full);
-            // SAFETY: the depot handed `full` over to the rack (M2).
+            // SAFETY: the depot handed `full` over to the rack (SYNC-M2).
             return unsafe { mag::pop(full) };
         }
         self.refill(depot, c).or_else(|| depot.alloc_block(c))
@@ -320,10 +320,10 @@ impl Rack {
             let Some(block) = depot.alloc_block(c) else {
                 break;
             };
-            // SAFETY: the rack owns `m` (R2); `loaded` is empty here (it
+            // SAFETY: the rack owns `m` (SYNC-R2); `loaded` is empty here (it
             // was when `alloc_slow` began, or is a fresh empty magazine),
             // so the push fits (`REFILL <= ROUNDS`); `block` is a fresh
-            // block of class `c` from the parent (M1).
+            // block of class `c` from the parent (SYNC-M1).
             unsafe { mag::push(m, block) };
         }
         Some(first)
@@ -355,8 +355,8 @@ impl Rack {
             return;
         }
         if let Some(m) = self.loaded[c] {
-            // SAFETY: the rack owns its magazines (R2); `block` is a free
-            // block of class `c` (caller), so M1 holds after the push.
+            // SAFETY: the rack owns its magazines (SYNC-R2); `block` is a free
+            // block of class `c` (caller), so SYNC-M1 holds after the push.
             if unsafe { mag::push(m, block) } {
                 return;
             }
@@ -371,24 +371,24 @@ impl Rack {
     unsafe fn free_slow<P: Allocator>(&mut self, depot: &Depot<P>, c: usize, block: NonNull<u8>) {
         // `loaded` is full or absent here.
         if let Some(prev) = self.previous[c] {
-            // SAFETY: the rack owns its magazines (R2).
+            // SAFETY: the rack owns its magazines (SYNC-R2).
             if unsafe { mag::is_empty(prev) } {
                 core::mem::swap(&mut self.loaded[c], &mut self.previous[c]);
-                // SAFETY: owned (R2); `block` is a free block of class `c`
-                // (caller), so M1 holds after the push.
+                // SAFETY: owned (SYNC-R2); `block` is a free block of class `c`
+                // (caller), so SYNC-M1 holds after the push.
                 let pushed = unsafe { mag::push(prev, block) };
                 debug_assert!(pushed);
                 return;
             }
         }
         if let Some(empty) = depot.take_empty(c) {
-            // `previous` is full (R1, not empty) and `loaded` is full: the
-            // full `loaded` becomes `previous`, keeping R1.
+            // `previous` is full (SYNC-R1, not empty) and `loaded` is full: the
+            // full `loaded` becomes `previous`, keeping SYNC-R1.
             if let Some(prev) = self.previous[c].take() {
                 depot.put_full(c, prev);
             }
             self.previous[c] = self.loaded[c].replace(empty);
-            // SAFETY: the depot handed `empty` over (M2); `block` is a free
+            // SAFETY: the depot handed `empty` over (SYNC-M2); `block` is a free
             // block of class `c` (caller).
             let pushed = unsafe { mag::push(empty, block) };
             debug_assert!(pushed);
@@ -404,7 +404,7 @@ impl Rack {
         [self.loaded[c], self.previous[c]]
             .into_iter()
             .flatten()
-            // SAFETY: the rack owns its magazines (R2).
+            // SAFETY: the rack owns its magazines (SYNC-R2).
             .any(|m| unsafe { mag::contains(m, block) })
     }
 
@@ -427,28 +427,28 @@ impl Rack {
             .iter()
             .chain(&self.previous)
             .flatten()
-            // SAFETY: the rack owns its magazines (R2).
+            // SAFETY: the rack owns its magazines (SYNC-R2).
             .map(|&m| unsafe { mag::count(m) })
             .sum()
     }
 
-    /// Checks R1 and M1's count bound and distinctness within each class.
+    /// Checks SYNC-R1 and SYNC-M1's count bound and distinctness within each class.
     pub(crate) fn check(&self) -> Result<(), freespace_core::Violation> {
         use freespace_core::Violation;
         for c in 0..CLASSES {
             if let Some(p) = self.previous[c] {
-                // SAFETY: the rack owns its magazines (R2).
+                // SAFETY: the rack owns its magazines (SYNC-R2).
                 let n = unsafe { mag::count(p) };
                 if n != 0 && n != ROUNDS {
                     return Err(Violation::new(
-                        "R1",
+                        "SYNC-R1",
                         p.as_ptr() as usize,
                         "previous magazine is partial",
                     ));
                 }
                 if self.loaded[c] == Some(p) {
                     return Err(Violation::new(
-                        "M2",
+                        "SYNC-M2",
                         p.as_ptr() as usize,
                         "magazine both loaded and previous",
                     ));
@@ -457,7 +457,7 @@ impl Rack {
             let mut seen: [&[NonNull<u8>]; 2] = [&[], &[]];
             for (i, m) in [self.loaded[c], self.previous[c]].into_iter().enumerate() {
                 if let Some(m) = m {
-                    // SAFETY: the rack owns its magazines (R2); the rack is
+                    // SAFETY: the rack owns its magazines (SYNC-R2); the rack is
                     // not changed during the check.
                     seen[i] = unsafe { mag::rounds(m) };
                 }
@@ -466,7 +466,7 @@ impl Rack {
             for (i, a) in all().enumerate() {
                 if all().skip(i + 1).any(|b| b == a) {
                     return Err(Violation::new(
-                        "M1",
+                        "SYNC-M1",
                         a.as_ptr() as usize,
                         "block twice in a thread's magazines",
                     ));

@@ -109,10 +109,10 @@ pub(crate) static REGISTRY: Locked<[usize; MAX_LIVE]> = Locked::new([0; MAX_LIVE
 /// detected with a per-thread flag) instead of corrupting it.
 ///
 /// # Invariants
-/// - G1: a thread's slot tagged `id` holds a rack of the `Magazines` with
+/// - SYNC-G1: a thread's slot tagged `id` holds a rack of the `Magazines` with
 ///   that id, whose depot is at `slot.depot`; while `id` is in the
 ///   registry, that depot is alive and has not moved.
-/// - G2: a slot's rack is only touched by its thread, with `busy` set.
+/// - SYNC-G2: a slot's rack is only touched by its thread, with `busy` set.
 // On a cache line of its own: every operation reads `id`, and a lock or
 // counter that happened to share the line would make each of its writes a
 // miss on every other core.
@@ -159,7 +159,7 @@ impl<'d, P: Allocator> Magazines<'d, P> {
         self.with_rack(|r| r.flush(self.depot));
     }
 
-    /// Checks the calling thread's rack (R1, M1, M2).
+    /// Checks the calling thread's rack (SYNC-R1, SYNC-M1, SYNC-M2).
     pub fn check(&self) -> Result<(), freespace_core::Violation> {
         self.with_rack(|r| r.check()).unwrap_or(Ok(()))
     }
@@ -216,7 +216,7 @@ impl<'d, P: Allocator> Magazines<'d, P> {
                 if table.busy.replace(true) {
                     return None; // re-entered from inside the rack
                 }
-                // SAFETY: G2: this thread's table, `busy` was clear and is
+                // SAFETY: SYNC-G2: this thread's table, `busy` was clear and is
                 // now set, so no other `&mut` to the slots exists.
                 let slots = unsafe { &mut *table.slots.get() };
                 let result = self.slot(slots, id).map(|slot| f(&mut slot.rack));
@@ -347,26 +347,9 @@ unsafe impl<P: freespace_core::CheckedFree> freespace_core::CheckedFree for Maga
     }
 }
 
-// SAFETY: through the `Allocator` impl (see `crate::global`).
+// SAFETY: through the `Allocator` impl (see `freespace_core::global`).
 unsafe impl<P: Allocator> core::alloc::GlobalAlloc for Magazines<'_, P> {
-    #[inline]
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        crate::global::alloc(self, layout)
-    }
-    #[inline]
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        crate::global::alloc_zeroed(self, layout)
-    }
-    #[inline]
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller's contract.
-        unsafe { crate::global::dealloc(self, ptr, layout) }
-    }
-    #[inline]
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: the caller's contract.
-        unsafe { crate::global::realloc(self, ptr, layout, new_size) }
-    }
+    freespace_core::forward_global_alloc!();
 }
 
 impl<P: Allocator> core::fmt::Debug for Magazines<'_, P> {
@@ -381,7 +364,7 @@ impl<P: Allocator> core::fmt::Debug for Magazines<'_, P> {
 // The thread-local table
 // ---------------------------------------------------------------------------
 
-/// One thread's rack for one layer (G1).
+/// One thread's rack for one layer (SYNC-G1).
 struct Slot {
     /// 0: free.
     id: usize,
@@ -391,7 +374,7 @@ struct Slot {
 }
 
 /// # Safety
-/// `depot` points to a live `Depot<P>` (G1).
+/// `depot` points to a live `Depot<P>` (SYNC-G1).
 unsafe fn flush_into<P: Allocator>(depot: *const (), rack: &mut Rack) {
     // SAFETY: the caller's contract.
     rack.flush(unsafe { &*depot.cast::<Depot<P>>() })
@@ -431,7 +414,7 @@ impl Drop for Table {
             // depot with it) half-way through.
             let live = REGISTRY.lock();
             if live.contains(&slot.id) {
-                // SAFETY: the id is live, so its depot is too (G1).
+                // SAFETY: the id is live, so its depot is too (SYNC-G1).
                 unsafe { (slot.flush)(slot.depot, &mut slot.rack) };
             }
             drop(live);

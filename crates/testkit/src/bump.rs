@@ -15,8 +15,8 @@ use std::ptr::NonNull;
 /// of the old one. `!Sync`.
 ///
 /// # Invariants
-/// - U1: `start <= cursor <= end`, all inside the current source region.
-/// - U2: `live == 0` implies every byte of the current region is free.
+/// - TK-U1: `start <= cursor <= end`, all inside the current source region.
+/// - TK-U2: `live == 0` implies every byte of the current region is free.
 ///
 /// ```
 /// use core::ptr::NonNull;
@@ -64,7 +64,7 @@ impl<S: Source> Bump<S> {
         }
     }
 
-    /// Checks U1.
+    /// Checks TK-U1.
     pub fn check(&self) -> Result<(), freespace_core::Violation> {
         let Some(start) = self.start.get() else {
             return Ok(());
@@ -72,7 +72,7 @@ impl<S: Source> Bump<S> {
         let start = start.as_ptr() as usize;
         if !(start <= self.cursor.get() && self.cursor.get() <= self.end.get()) {
             return Err(freespace_core::Violation::new(
-                "U1",
+                "TK-U1",
                 self.cursor.get(),
                 "cursor outside its region",
             ));
@@ -95,7 +95,7 @@ impl<S: Source> Bump<S> {
 }
 
 // SAFETY: blocks are disjoint ranges of source regions, which are ours alone
-// (Source S2); the cursor only moves back over blocks that are all free.
+// (CORE-S2, `Source`); the cursor only moves back over blocks that are all free.
 unsafe impl<S: Source> Allocator for Bump<S> {
     fn allocate(&self, l: Layout) -> Result<NonNull<[u8]>, AllocError> {
         if l.size() == 0 {

@@ -26,13 +26,6 @@
 //! ops::run(&Global, &trace, &|| Ok(())).unwrap();
 //! ```
 
-#![deny(unsafe_op_in_unsafe_fn)]
-#![warn(
-    missing_docs,
-    clippy::undocumented_unsafe_blocks,
-    clippy::missing_safety_doc
-)]
-
 pub mod bump;
 pub mod conformance;
 pub mod misuse;

@@ -1,5 +1,5 @@
 //! [`Recording`]: a source over heap memory that records what it is asked,
-//! and decommits by filling with zeros, so the decommit contract (S5) can
+//! and decommits by filling with zeros, so the decommit contract (CORE-S5) can
 //! be tested under Miri, where no system call is available.
 
 use freespace_core::Source;
@@ -38,7 +38,7 @@ pub enum Event {
 /// `MADV_DONTNEED` makes them read as), and logs the pages, so a test can
 /// check that a heap decommits only memory it does not hand out and that a
 /// zeroed allocation relies only on decommitted pages. Regions live until
-/// the source is dropped (S1), then go back to the Rust heap. `!Sync`.
+/// the source is dropped (CORE-S1), then go back to the Rust heap. `!Sync`.
 ///
 /// ```
 /// use freespace_core::Source;
@@ -103,22 +103,22 @@ impl Drop for Recording {
     fn drop(&mut self) {
         for (ptr, layout) in self.regions.get_mut().drain(..) {
             // SAFETY: allocated in `acquire` with this layout, freed once;
-            // regions live only as long as the source (S1).
+            // regions live only as long as the source (CORE-S1).
             unsafe { std::alloc::dealloc(ptr.as_ptr(), layout) };
         }
     }
 }
 
 // SAFETY: each region is a fresh allocation of `len` bytes aligned
-// to `page >= 16`, freed only when the source is dropped (S1, S3: the
+// to `page >= 16`, freed only when the source is dropped (CORE-S1, CORE-S3: the
 // length is a multiple of `page`, a multiple of 16), handed out once and
-// never reused (S2); `decommit` writes zeros
+// never reused (CORE-S2); `decommit` writes zeros
 // only over the whole pages inside the range it is given, which the caller
-// owns (S5); nothing here panics on a request the source cannot serve
-// (S4: an impossible layout is `None`); regions come from `alloc_zeroed`
-// (S6).
+// owns (CORE-S5); nothing here panics on a request the source cannot serve
+// (CORE-S4: an impossible layout is `None`); regions come from `alloc_zeroed`
+// (CORE-S6).
 unsafe impl Source for Recording {
-    /// Regions come from `alloc_zeroed` (S6).
+    /// Regions come from `alloc_zeroed` (CORE-S6).
     fn zeroed(&self) -> bool {
         true
     }

@@ -403,14 +403,14 @@ fn invariant_hook_failures_are_reported() {
     let check = || {
         calls.set(calls.get() + 1);
         if calls.get() == 3 {
-            Err(freespace_core::Violation::new("T1", 0x40, "made up"))
+            Err(freespace_core::Violation::new("DEMO-T1", 0x40, "made up"))
         } else {
             Ok(())
         }
     };
     let e = ops::run(&Global, &busy_trace(), &check).unwrap_err();
     assert!(
-        e.contains("after op #2") && e.contains("invariant T1"),
+        e.contains("after op #2") && e.contains("invariant DEMO-T1"),
         "{e}"
     );
     expect_panic("invariant broken", || {
@@ -418,7 +418,7 @@ fn invariant_hook_failures_are_reported() {
         let check = || {
             n.set(n.get() + 1);
             if n.get() > 5 {
-                Err(freespace_core::Violation::new("T1", 0, "x"))
+                Err(freespace_core::Violation::new("DEMO-T1", 0, "x"))
             } else {
                 Ok(())
             }
@@ -462,9 +462,9 @@ fn decode_is_total() {
 /// A source handing out one leaked 1 MiB buffer, once.
 struct OneRegion(Cell<bool>);
 
-// SAFETY: the buffer is leaked (valid forever, S1), handed out at most once
-// (S2), 16-aligned through `u128` with a length that is a multiple of 16 (S3);
-// acquire cannot panic (S4).
+// SAFETY: the buffer is leaked (valid forever, CORE-S1), handed out at most once
+// (CORE-S2), 16-aligned through `u128` with a length that is a multiple of 16 (CORE-S3);
+// acquire cannot panic (CORE-S4).
 unsafe impl freespace_core::Source for OneRegion {
     fn acquire(&self, min_len: usize) -> Option<NonNull<[u8]>> {
         const LEN: usize = if cfg!(miri) { 64 << 10 } else { 1 << 20 };

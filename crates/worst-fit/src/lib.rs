@@ -38,12 +38,6 @@
 //! assert_eq!(placed(&starts, block), (3, 0)); // the 50-unit chunk
 //! ```
 #![no_std]
-#![deny(unsafe_op_in_unsafe_fn)]
-#![warn(
-    missing_docs,
-    clippy::undocumented_unsafe_blocks,
-    clippy::missing_safety_doc
-)]
 
 use freespace_freelist::bins::{size_of_bin, Binned, BINS, LARGEST_BINNED};
 use freespace_freelist::tree::{Key, Order};
@@ -80,8 +74,8 @@ impl Order for ByLargest {
 ///
 /// # Invariants
 ///
-/// - W1: `index` holds exactly the heap's free chunks (I1, N1–N5,
-///   T1–T5), its tree ordered [`ByLargest`].
+/// - WF-W1: `index` holds exactly the heap's free chunks (FL-I1, FL-N1–N5,
+///   FL-T1–T5), its tree ordered [`ByLargest`].
 ///
 /// ```
 /// use freespace_worst_fit::WorstFit;
@@ -97,9 +91,9 @@ pub struct WorstFit {
 }
 
 // SAFETY: `choose` returns a member that fits (it checks `req.fits` on
-// each candidate) found in the index (P1); the members are exactly those
+// each candidate) found in the index (FL-P1); the members are exactly those
 // inserted and not removed, and the index writes only link words 1 and 2
-// (P2); nothing panics (P3); `len` and `contains` are the index's (P4).
+// (FL-P2); nothing panics (FL-P3); `len` and `contains` are the index's (FL-P4).
 unsafe impl Fit for WorstFit {
     const INIT: Self = WorstFit {
         index: Binned::new(),
@@ -113,7 +107,7 @@ unsafe impl Fit for WorstFit {
         let tree = self.index.tree();
         let mut at = tree.first();
         while let Some(c) = at {
-            // SAFETY: `c` is a member of the tree (T1).
+            // SAFETY: `c` is a member of the tree (FL-T1).
             let size = unsafe { c.size() };
             if size < req.size() {
                 return None;
@@ -139,7 +133,7 @@ unsafe impl Fit for WorstFit {
                 if req.fits(c, size) {
                     return Some(c);
                 }
-                // SAFETY: `c` is a member of the bins (N1).
+                // SAFETY: `c` is a member of the bins (FL-N1).
                 at = unsafe { bins.next(c) };
             }
             below = bin.checked_sub(1)?;
@@ -163,8 +157,8 @@ unsafe impl Fit for WorstFit {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct WorstFitScan;
 
-// SAFETY: `choose` returns a member of `set` that fits (R1), the rule has
-// no state (R2), and nothing here panics (R3).
+// SAFETY: `choose` returns a member of `set` that fits (FL-R1), the rule has
+// no state (FL-R2), and nothing here panics (FL-R3).
 unsafe impl Scan for WorstFitScan {
     const INIT: Self = WorstFitScan;
     const NAME: &'static str = "worst fit (scan)";

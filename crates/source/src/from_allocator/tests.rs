@@ -170,9 +170,9 @@ fn check_spots_a_broken_list() {
     let source = FromAllocator::new(Global);
     let region = source.acquire(16).unwrap();
     source.count.set(2);
-    assert_eq!(source.check().map_err(|v| v.invariant), Err("F3"));
+    assert_eq!(source.check().map_err(|v| v.invariant), Err("SRC-F3"));
     source.count.set(0);
-    assert_eq!(source.check().map_err(|v| v.invariant), Err("F3"));
+    assert_eq!(source.check().map_err(|v| v.invariant), Err("SRC-F3"));
     source.count.set(1);
     assert_eq!(source.check(), Ok(()));
     // SAFETY: the region came from `source` and is unused.

@@ -176,7 +176,7 @@ fn constructors_are_const() {
     assert_eq!(fresh.check(), Ok(()));
 }
 
-/// M5: `committed_range` follows every acquire and release, so a range
+/// SRC-M5: `committed_range` follows every acquire and release, so a range
 /// check before a read never admits an inaccessible page.
 #[test]
 #[cfg_attr(miri, ignore)]
@@ -229,7 +229,7 @@ fn decommit_gives_pages_back_and_they_read_zero() {
     let pages = unsafe { source.decommit(region) }.unwrap();
     assert_eq!(pages, region);
     assert_eq!(resident(region), 0);
-    // SAFETY: still ours (S5): readable, and zero.
+    // SAFETY: still ours (CORE-S5): readable, and zero.
     let bytes = unsafe { core::slice::from_raw_parts(region.cast::<u8>().as_ptr(), region.len()) };
     assert!(bytes.iter().all(|&b| b == 0));
     assert_eq!(source.committed(), region.len());

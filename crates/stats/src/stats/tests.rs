@@ -366,13 +366,13 @@ fn check_reports_each_broken_invariant() {
     let heap = Stats::new(Global);
     heap.check().unwrap();
     heap.histogram[3].store(1, Relaxed);
-    assert_eq!(heap.check().unwrap_err().invariant, "S2");
+    assert_eq!(heap.check().unwrap_err().invariant, "STATS-S2");
     heap.allocations.store(1, Relaxed);
     heap.check().unwrap();
     heap.live_bytes.store(5, Relaxed);
-    assert_eq!(heap.check().unwrap_err().invariant, "S1");
+    assert_eq!(heap.check().unwrap_err().invariant, "STATS-S1");
     heap.peak_live_bytes.store(5, Relaxed);
-    assert_eq!(heap.check().unwrap_err().invariant, "S3");
+    assert_eq!(heap.check().unwrap_err().invariant, "STATS-S3");
     heap.live_blocks.store(1, Relaxed);
     heap.check().unwrap();
 }

@@ -29,7 +29,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use freespace_core::layout::{align_up, is_aligned};
 use freespace_core::{Corruption, KeySource, Violation};
 
-/// Key of the header seal, folded into the address word (invariant S1): a
+/// Key of the header seal, folded into the address word (invariant SLAB-S1): a
 /// per-process secret, drawn from the OS when the first slab is set up
 /// ([`seal_key`]), so that bytes written over a header (an overflow from
 /// the memory before a slab) cannot forge a seal that passes. 0 until then.
@@ -153,7 +153,7 @@ impl List {
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct Header {
-    /// [`seal_of`] this header's address and other fields (invariant S1).
+    /// [`seal_of`] this header's address and other fields (invariant SLAB-S1).
     seal: u64,
     /// Next slab on the same list.
     next: Option<SlabPtr>,
@@ -170,7 +170,7 @@ struct Header {
     head: u32,
     /// A bitmap-searched slab: every bitmap word below this index is zero.
     /// A linked one: the first object never handed out (the *fresh* mark;
-    /// every object from it on is free and on no list). Invariant S3.
+    /// every object from it on is free and on no list). Invariant SLAB-S3.
     search_from: u32,
     /// Always zero, and sealed like every other word, so that no header
     /// byte is outside the seal.
@@ -494,12 +494,12 @@ impl SlabPtr {
     // is valid for any bit pattern, so even a damaged header reads soundly.
     //
     // The getters return what the header says; only after `verify` has
-    // passed is that believed (S1). Every setter amends the seal by the
+    // passed is that believed (SLAB-S1). Every setter amends the seal by the
     // change it makes (`amend`), never recomputes it, so damage done behind
     // our back survives our own writes until a `verify` sees it.
     // ---------------------------------------------------------------------
 
-    /// Checks the seal (S1) and the list tag: `Ok(list)` if the header is
+    /// Checks the seal (SLAB-S1) and the list tag: `Ok(list)` if the header is
     /// exactly as this allocator last wrote it, else `OverwrittenHeader`
     /// naming the header. Call it before believing a link or acting on a
     /// field that a free or a list move depends on.
@@ -650,7 +650,7 @@ impl SlabPtr {
     /// Takes a free object: the head of the free list of a linked slab
     /// (else its first fresh object), the lowest free object of a
     /// bitmap-searched one. `Err` if the header, bitmap or list has none to
-    /// give or is inconsistent (a damaged header or bitmap: S2, S3; a
+    /// give or is inconsistent (a damaged header or bitmap: SLAB-S2, SLAB-S3; a
     /// damaged list link: `CorruptFreeList` naming the object holding it);
     /// nothing is handed out then.
     ///
@@ -685,7 +685,7 @@ impl SlabPtr {
         };
         let i = head as usize;
         if head != NIL {
-            // The list holds free objects below the fresh mark only (S3).
+            // The list holds free objects below the fresh mark only (SLAB-S3).
             // SAFETY: `i < fresh <= capacity` is checked before the bit.
             if i >= fresh.min(g.capacity) || !unsafe { self.is_free(i) } {
                 return Ok(None);
@@ -739,7 +739,7 @@ impl SlabPtr {
             if bits != 0 {
                 let i = w * WORD_BITS + bits.trailing_zeros() as usize;
                 if i >= g.capacity {
-                    // A damaged bitmap (S2): never hand out memory past
+                    // A damaged bitmap (SLAB-S2): never hand out memory past
                     // the last object.
                     return Ok(None);
                 }
@@ -818,7 +818,7 @@ impl SlabPtr {
         }
     }
 
-    /// Checks a linked slab's S3: every object from the fresh mark on is
+    /// Checks a linked slab's SLAB-S3: every object from the fresh mark on is
     /// free, and the list holds each free object below it exactly once.
     ///
     /// The walk marks what it has seen by clearing bits (a second visit, a
@@ -832,11 +832,15 @@ impl SlabPtr {
     unsafe fn check_list(self, g: &Geometry, fresh: usize, head: u32) -> Result<(), Violation> {
         let at = self.addr();
         if fresh > g.capacity {
-            return Err(Violation::new("S3", at, "fresh mark past the last object"));
+            return Err(Violation::new(
+                "SLAB-S3",
+                at,
+                "fresh mark past the last object",
+            ));
         }
         // SAFETY: `i < capacity` in the loop.
         if (fresh..g.capacity).any(|i| !unsafe { self.is_free(i) }) {
-            return Err(Violation::new("S3", at, "fresh object marked in use"));
+            return Err(Violation::new("SLAB-S3", at, "fresh object marked in use"));
         }
         let key = self.link_key();
         let mut verdict = Ok(());
@@ -847,7 +851,7 @@ impl SlabPtr {
             // SAFETY: `i < fresh <= capacity` before the bit is read.
             if i >= fresh || !unsafe { self.is_free(i) } {
                 verdict = Err(Violation::new(
-                    "S3",
+                    "SLAB-S3",
                     at,
                     "free list reaches an object twice, in use, or fresh",
                 ));
@@ -864,7 +868,7 @@ impl SlabPtr {
         // SAFETY: `i < fresh <= capacity`.
         if verdict.is_ok() && (0..fresh).any(|i| unsafe { self.is_free(i) }) {
             verdict = Err(Violation::new(
-                "S3",
+                "SLAB-S3",
                 at,
                 "free object missing from the free list",
             ));
@@ -883,7 +887,7 @@ impl SlabPtr {
         verdict
     }
 
-    /// Checks S1–S3 against `g` and `class`.
+    /// Checks SLAB-S1–SLAB-S3 against `g` and `class`.
     ///
     /// # Safety
     /// `g` is the geometry the slab was made with.
@@ -891,20 +895,24 @@ impl SlabPtr {
         let at = self.addr();
         let Ok(list) = self.verify() else {
             return Err(Violation::new(
-                "S1",
+                "SLAB-S1",
                 at,
                 "slab header seal does not match its address and contents",
             ));
         };
         if !is_aligned(at, g.slab_size) {
             return Err(Violation::new(
-                "S1",
+                "SLAB-S1",
                 at,
                 "slab not aligned to the slab size",
             ));
         }
         if self.class() != class {
-            return Err(Violation::new("S1", at, "slab header names another class"));
+            return Err(Violation::new(
+                "SLAB-S1",
+                at,
+                "slab header names another class",
+            ));
         }
         let mut free = 0usize;
         // SAFETY: header per the banner.
@@ -913,7 +921,11 @@ impl SlabPtr {
             ((*h).search_from as usize, (*h).head, (*h).reserved)
         };
         if reserved != 0 || (!g.linked && head != NIL) {
-            return Err(Violation::new("S1", at, "reserved header word not zero"));
+            return Err(Violation::new(
+                "SLAB-S1",
+                at,
+                "reserved header word not zero",
+            ));
         }
         for w in 0..g.words {
             // SAFETY: `w < words`.
@@ -921,14 +933,14 @@ impl SlabPtr {
             let valid = (g.capacity - w * WORD_BITS).min(WORD_BITS);
             if valid < WORD_BITS && bits >> valid != 0 {
                 return Err(Violation::new(
-                    "S2",
+                    "SLAB-S2",
                     at,
                     "bitmap bit set past the last object",
                 ));
             }
             if !g.linked && w < search_from && bits != 0 {
                 return Err(Violation::new(
-                    "S3",
+                    "SLAB-S3",
                     at,
                     "free object below the search start",
                 ));
@@ -941,14 +953,14 @@ impl SlabPtr {
         }
         if free != self.free_count() {
             return Err(Violation::new(
-                "S2",
+                "SLAB-S2",
                 at,
                 "free count differs from the bitmap",
             ));
         }
         if list != List::for_count(free, g.capacity) {
             return Err(Violation::new(
-                "C1",
+                "SLAB-C1",
                 at,
                 "slab on the wrong list for its free count",
             ));
