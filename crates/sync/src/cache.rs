@@ -11,8 +11,9 @@ use crate::depot::Depot;
 use crate::magazine::{class_layout, class_of, class_size, Rack};
 
 /// A per-thread cache of free blocks in front of a shared [`Depot`]: an
-/// [`Allocator`] that serves requests of up to 1 KiB (aligned to at most
-/// 16) from this thread's magazines and passes the rest to the parent.
+/// [`Allocator`] that serves requests of up to
+/// [`MAX_CACHED`](crate::MAX_CACHED) bytes (aligned to at most 16) from this
+/// thread's magazines and passes the rest to the parent.
 ///
 /// `no_std`: the handle *is* the thread-local state, so a thread (or a
 /// task, or a CPU in a kernel) makes one and uses it. A block may be freed

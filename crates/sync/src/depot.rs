@@ -6,8 +6,10 @@ use core::ptr::NonNull;
 use freespace_core::alloc::Allocator;
 use freespace_core::Violation;
 
-use crate::magazine::{class_layout, mag, Mag, Magazine, CLASSES, ROUNDS};
-use crate::Locked;
+use crate::magazine::{
+    class_layout, initial_rounds, mag, max_rounds, Mag, Magazine, CLASSES, ROUNDS,
+};
+use crate::{Locked, LockedGuard};
 
 /// Full magazines a class keeps in the depot; beyond this, rounds go back
 /// to the parent (so idle memory is returned, not hoarded). 1 under loom.
@@ -16,12 +18,17 @@ pub const MAX_FULL: usize = if cfg!(loom) { 1 } else { 16 };
 /// freed to the parent. 1 under loom.
 pub const MAX_EMPTY: usize = if cfg!(loom) { 1 } else { 16 };
 
-/// The two magazine stacks of one class.
-struct Lists {
+/// The two magazine stacks of one class, and the capacity of the magazines
+/// it makes.
+pub(crate) struct Lists {
     full: Option<Mag>,
     full_len: usize,
     empty: Option<Mag>,
     empty_len: usize,
+    /// Capacity of the next magazine made for the class; 0 until the first
+    /// (then [`initial_rounds`]), doubled on contention up to
+    /// [`max_rounds`].
+    cap: usize,
 }
 
 // SAFETY: `Lists` owns the magazines linked from it (SYNC-M2), which live in
@@ -34,6 +41,7 @@ impl Lists {
         full_len: 0,
         empty: None,
         empty_len: 0,
+        cap: 0,
     };
 
     /// # Safety
@@ -59,9 +67,12 @@ impl Lists {
 ///
 /// Threads exchange whole magazines here — an empty one for a full one on
 /// allocation, a full one for an empty one on free — so the depot lock is
-/// taken once per [`ROUNDS`] operations at most, and each class has its own
-/// lock. Magazines are themselves allocated from `P` (they are
-/// fixed-size), never from `std`. A `Depot` is `Sync` when `P` is (wrap a
+/// taken once per magazine's worth of operations at most, and each class
+/// has its own lock. A thread that finds a class's lock held doubles the
+/// capacity of the magazines the class makes from then on (up to
+/// [`max_rounds`](crate::max_rounds)): busier classes get larger magazines
+/// and go to the depot less (Bonwick and Adams 2001, §3.6). Magazines are
+/// themselves allocated from `P` (they are fixed-size), never from `std`. A `Depot` is `Sync` when `P` is (wrap a
 /// heap in [`Locked`] first).
 ///
 /// Use it through [`ThreadCache`](crate::ThreadCache) handles (explicit,
@@ -92,8 +103,10 @@ impl Lists {
 /// ```
 ///
 /// # Invariants
-/// - SYNC-D1: every magazine on a `full` list holds [`ROUNDS`] rounds; every one
-///   on an `empty` list holds none.
+/// - SYNC-D1: every magazine on a `full` list is full (holds its capacity of
+///   rounds); every one on an `empty` list holds none.
+/// - SYNC-D4: a class's capacity for new magazines is 0 (none made yet) or
+///   between [`initial_rounds`] and [`max_rounds`] of the class.
 /// - SYNC-D2: `full_len`/`empty_len` are the lists' lengths, at most
 ///   [`MAX_FULL`]/[`MAX_EMPTY`].
 /// - SYNC-D3: the lists own their magazines (SYNC-M2); a round appears once in the
@@ -142,10 +155,58 @@ impl<P: Allocator> Depot<P> {
 
     /// Free blocks held in the depot's full magazines.
     pub fn cached_blocks(&self) -> usize {
-        self.classes
-            .iter()
-            .map(|l| l.lock().full_len * ROUNDS)
-            .sum()
+        let mut n = 0;
+        for l in &self.classes {
+            let l = l.lock();
+            let mut at = l.full;
+            while let Some(m) = at {
+                // SAFETY: the list owns `m` (SYNC-M2) and is locked.
+                unsafe {
+                    n += mag::count(m);
+                    at = (*m.as_ptr()).next;
+                }
+            }
+        }
+        n
+    }
+
+    /// The capacity of the next magazine class `c` makes (see
+    /// [`initial_rounds`](crate::initial_rounds)): it grows when threads
+    /// meet on the class's depot lock.
+    ///
+    /// ```
+    /// use freespace_core::alloc::Global;
+    /// use freespace_sync::{initial_rounds, Depot};
+    /// let depot = Depot::new(Global);
+    /// assert_eq!(depot.magazine_rounds(0), initial_rounds(0));
+    /// ```
+    pub fn magazine_rounds(&self, c: usize) -> usize {
+        match self.classes[c].lock().cap {
+            0 => initial_rounds(c),
+            cap => cap,
+        }
+    }
+
+    /// Holds the lock of class `c` (tests: to make another thread meet it).
+    #[cfg(test)]
+    pub(crate) fn hold_class(&self, c: usize) -> LockedGuard<'_, Lists> {
+        self.classes[c].lock()
+    }
+
+    /// The lock of class `c`. Finding it held is contention: the class's
+    /// next magazines are made twice as large (SYNC-D4).
+    #[inline]
+    fn lock_class(&self, c: usize) -> LockedGuard<'_, Lists> {
+        if let Some(l) = self.classes[c].try_lock() {
+            return l;
+        }
+        let mut l = self.classes[c].lock();
+        let cap = match l.cap {
+            0 => initial_rounds(c),
+            cap => cap,
+        };
+        l.cap = (cap * 2).min(max_rounds(c));
+        l
     }
 
     /// Returns every cached block and every magazine in the depot to the
@@ -177,19 +238,26 @@ impl<P: Allocator> Depot<P> {
     /// Checks SYNC-D1–D3 over the depot's lists (rounds distinct within the
     /// depot). Takes each class's lock in turn.
     pub fn check(&self) -> Result<(), Violation> {
-        for l in &self.classes {
+        for (c, l) in self.classes.iter().enumerate() {
             let l = l.lock();
-            for (head, len, want, what) in [
+            if l.cap != 0 && !(initial_rounds(c)..=max_rounds(c)).contains(&l.cap) {
+                return Err(Violation::new(
+                    "SYNC-D4",
+                    0,
+                    "magazine capacity outside its class's range",
+                ));
+            }
+            for (head, len, full, what) in [
                 (
                     l.full,
                     l.full_len,
-                    ROUNDS,
+                    true,
                     "magazine on the full list is not full",
                 ),
                 (
                     l.empty,
                     l.empty_len,
-                    0,
+                    false,
                     "magazine on the empty list is not empty",
                 ),
             ] {
@@ -205,7 +273,9 @@ impl<P: Allocator> Depot<P> {
                         ));
                     }
                     // SAFETY: the list owns `m` (SYNC-M2) and is locked.
-                    if unsafe { mag::count(m) } != want {
+                    let want = if full { unsafe { mag::cap(m) } } else { 0 };
+                    // SAFETY: as above.
+                    if unsafe { mag::count(m) } != want || unsafe { mag::cap(m) } > ROUNDS {
                         return Err(Violation::new("SYNC-D1", m.as_ptr() as usize, what));
                     }
                     // SAFETY: as above.
@@ -256,29 +326,32 @@ impl<P: Allocator> Depot<P> {
 
     /// A full magazine, now owned by the caller.
     pub(crate) fn take_full(&self, c: usize) -> Option<Mag> {
-        let mut l = self.classes[c].lock();
+        let mut l = self.lock_class(c);
         let l = &mut *l;
         Lists::pop(&mut l.full, &mut l.full_len)
     }
 
     /// An empty magazine, from the list or freshly allocated from the parent.
     pub(crate) fn take_empty(&self, c: usize) -> Option<Mag> {
-        let popped = {
-            let mut l = self.classes[c].lock();
+        let (popped, cap) = {
+            let mut l = self.lock_class(c);
             let l = &mut *l;
-            Lists::pop(&mut l.empty, &mut l.empty_len)
+            if l.cap == 0 {
+                l.cap = initial_rounds(c);
+            }
+            (Lists::pop(&mut l.empty, &mut l.empty_len), l.cap)
         };
         popped.or_else(|| {
             let mem = self.parent.allocate(Magazine::LAYOUT).ok()?;
             // SAFETY: fresh memory of `Magazine::LAYOUT` from the parent.
-            Some(unsafe { Magazine::init(mem.cast()) })
+            Some(unsafe { Magazine::init(mem.cast(), cap) })
         })
     }
 
     /// Takes a full magazine owned by the caller.
     pub(crate) fn put_full(&self, c: usize, m: Mag) {
         {
-            let mut l = self.classes[c].lock();
+            let mut l = self.lock_class(c);
             if l.full_len < MAX_FULL {
                 let l = &mut *l;
                 // SAFETY: the caller hands its magazine over (SYNC-M2); it is full
@@ -295,7 +368,7 @@ impl<P: Allocator> Depot<P> {
     /// Takes an empty magazine owned by the caller.
     pub(crate) fn put_empty(&self, c: usize, m: Mag) {
         {
-            let mut l = self.classes[c].lock();
+            let mut l = self.lock_class(c);
             if l.empty_len < MAX_EMPTY {
                 let l = &mut *l;
                 // SAFETY: the caller hands its empty magazine over (SYNC-M2, SYNC-D1).

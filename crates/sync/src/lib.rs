@@ -17,16 +17,21 @@
 //!
 //! ```text
 //!          Magazines / ThreadCache      (per thread: loaded + previous magazine per class)
-//!                    │  full ⇅ empty     one lock per class, taken once per 32 blocks at most
+//!                    │  full ⇅ empty     one lock per class, taken once per magazine at most
 //!                  Depot<P>
 //!                    │  misses, large blocks, partial magazines
 //!                    P = Locked<Heap>    (one lock for the whole heap)
 //! ```
 //!
-//! Requests of 1..=1024 bytes aligned to at most 16 are rounded up to one
-//! of twenty classes (`freespace_core::size_class`: 16-byte steps to 64,
-//! then four per doubling: 80, 96, 112, 128, 160, …, 1024 B). Each thread pops blocks
-//! from its *loaded* magazine (32 blocks) and pushes frees onto it. When it
+//! Requests of 1 byte to [`MAX_CACHED`] (16 KiB) aligned to at most 16 are
+//! rounded up to one of [`CLASSES`] classes (`freespace_core::size_class`:
+//! 16-byte steps to 64, then four per doubling: 80, 96, 112, 128, 160, …,
+//! 16384 B). Each thread pops blocks from its *loaded* magazine and pushes
+//! frees onto it. A magazine holds [`MAGAZINE_BYTES`] of blocks when its
+//! class is quiet (32 small blocks, 2 of 16 KiB: see [`initial_rounds`]),
+//! and the depot doubles the magazines a class makes, up to [`max_rounds`],
+//! whenever a thread finds the class's depot lock held (Bonwick and Adams'
+//! adaptive magazine size). When it
 //! runs dry, a full *previous* magazine takes its place; otherwise the
 //! thread exchanges its empty magazine for a full one at the depot, and
 //! only when the depot has none does it go to the parent, for a batch of
@@ -114,7 +119,10 @@ pub use depot::{Depot, MAX_EMPTY, MAX_FULL};
 pub use freespace_core::lock::Futex;
 pub use freespace_core::lock::{DefaultLock, Spin};
 pub use locked::{Locked, LockedGuard};
-pub use magazine::{CLASSES, CLASS_ALIGN, MAX_CACHED, MIN_CLASS, REFILL, ROUNDS};
+pub use magazine::{
+    initial_rounds, max_rounds, CLASSES, CLASS_ALIGN, MAGAZINE_BYTES, MAX_CACHED, MAX_GROWTH,
+    MIN_CLASS, REFILL, ROUNDS,
+};
 #[cfg(all(feature = "std", not(loom)))]
 pub use magazines::{fork, Magazines, MAX_LIVE, SLOTS};
 

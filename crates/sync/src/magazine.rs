@@ -19,22 +19,67 @@ use freespace_core::{report, size_class, Corruption};
 use crate::depot::Depot;
 
 /// Largest request (in bytes) the cache serves; larger ones go to the parent.
-pub const MAX_CACHED: usize = 1024;
+pub const MAX_CACHED: usize = 16 * 1024;
 /// Number of size classes the cache serves: the classes of
 /// [`freespace_core::size_class::SERIES`] up to [`MAX_CACHED`] (16, 32, 48,
-/// 64, 80, 96, 112, 128, 160, …, 896, 1024 bytes: 20 classes).
+/// 64, 80, 96, 112, 128, 160, …, 14336, 16384 bytes: 36 classes).
 pub const CLASSES: usize = size_class::count_up_to(MAX_CACHED);
 /// Smallest class, in bytes.
 pub const MIN_CLASS: usize = size_class::SERIES[0];
 /// Alignment of every cached block; requests aligned more go to the parent.
 pub const CLASS_ALIGN: usize = 16;
-/// Blocks one magazine holds (2 under loom, so the models reach every
-/// exchange in a few operations).
-pub const ROUNDS: usize = if cfg!(loom) { 2 } else { 32 };
+/// Most blocks one magazine holds (2 under loom, so the models reach every
+/// exchange in a few operations). How many a magazine of a class holds — its
+/// *capacity* — adapts between [`initial_rounds`] and [`max_rounds`]: the
+/// depot doubles it for new magazines of a class each time a thread finds
+/// that class's depot lock held (Bonwick and Adams 2001, §3.6: contention
+/// on the depot is the sign that magazines are too small for the load).
+pub const ROUNDS: usize = if cfg!(loom) { 2 } else { 64 };
+/// Bytes of blocks a new magazine holds, which sets [`initial_rounds`]: a
+/// magazine of small blocks holds 32, one of 16 KiB blocks 2, so that a
+/// thread does not sit on megabytes of large free blocks.
+pub const MAGAZINE_BYTES: usize = 16 * 1024;
+/// How far contention may grow a class's magazines: to this many times
+/// [`MAGAZINE_BYTES`] of blocks (and at most [`ROUNDS`]).
+pub const MAX_GROWTH: usize = 8;
 /// Blocks a thread takes from the parent at once when no full magazine is
-/// to be had: its new blocks then lie next to each other, not interleaved
-/// with another thread's on shared cache lines.
+/// to be had (at most a magazine's capacity): its new blocks then lie next
+/// to each other, not interleaved with another thread's on shared cache
+/// lines.
 pub const REFILL: usize = if ROUNDS < 8 { ROUNDS } else { 8 };
+
+/// The capacity of the first magazines of `class`: [`MAGAZINE_BYTES`] of
+/// blocks, between 2 and half of [`ROUNDS`] (all of it under loom).
+/// Classes are numbered from 0 (16 bytes) up to `CLASSES - 1`.
+///
+/// ```
+/// use freespace_sync::{initial_rounds, max_rounds, ROUNDS};
+/// assert_eq!(initial_rounds(0), ROUNDS / 2); // 16-byte blocks: 32
+/// assert!(initial_rounds(35) < initial_rounds(0)); // 16 KiB blocks: 2
+/// assert!(max_rounds(35) > initial_rounds(35));
+/// ```
+pub const fn initial_rounds(class: usize) -> usize {
+    let most = if cfg!(loom) { ROUNDS } else { ROUNDS / 2 };
+    clamp_rounds(MAGAZINE_BYTES / class_size(class), most)
+}
+
+/// The largest capacity contention can grow the magazines of `class` to:
+/// [`MAX_GROWTH`] × [`MAGAZINE_BYTES`] of blocks, at most [`ROUNDS`].
+pub const fn max_rounds(class: usize) -> usize {
+    clamp_rounds(MAX_GROWTH * MAGAZINE_BYTES / class_size(class), ROUNDS)
+}
+
+/// `n` between 2 (or [`ROUNDS`] if smaller) and `most`.
+const fn clamp_rounds(n: usize, most: usize) -> usize {
+    let least = if ROUNDS < 2 { ROUNDS } else { 2 };
+    if n < least {
+        least
+    } else if n > most {
+        most
+    } else {
+        n
+    }
+}
 
 /// `CLASS_OF[(size + 15) / 16]`: the class of a request of `size` bytes
 /// (`1..=MAX_CACHED`), one load instead of a search.
@@ -84,16 +129,18 @@ pub(crate) fn class_layout(class: usize) -> Layout {
 /// in memory from the parent.
 ///
 /// # Invariants
-/// - SYNC-M1: `count <= ROUNDS`; `rounds[..count]` are initialised, distinct,
-///   free blocks of the magazine's class, allocated from the parent with
-///   `class_layout(class)` and handed to no user.
+/// - SYNC-M1: `count <= cap <= ROUNDS`; `rounds[..count]` are initialised,
+///   distinct, free blocks of the magazine's class, allocated from the
+///   parent with `class_layout(class)` and handed to no user.
 /// - SYNC-M2: a magazine is owned by exactly one place: a rack's `loaded` or
 ///   `previous` slot, or one depot list (linked through `next`). Only its
 ///   owner reads or writes it.
 #[repr(C)]
 pub(crate) struct Magazine {
     pub(crate) next: Option<NonNull<Magazine>>,
-    count: usize,
+    count: u32,
+    /// Rounds this magazine holds when full (fixed when it is made).
+    cap: u32,
     rounds: [MaybeUninit<NonNull<u8>>; ROUNDS],
 }
 
@@ -103,20 +150,21 @@ pub(crate) type Mag = NonNull<Magazine>;
 impl Magazine {
     pub(crate) const LAYOUT: Layout = Layout::new::<Magazine>();
 
-    /// Writes an empty magazine over fresh memory.
+    /// Writes an empty magazine of capacity `cap` (clamped to 1..=ROUNDS)
+    /// over fresh memory.
     ///
     /// # Safety
     /// `at` is valid for writes of `Magazine::LAYOUT` and aligned for it.
-    pub(crate) unsafe fn init(at: NonNull<u8>) -> Mag {
+    pub(crate) unsafe fn init(at: NonNull<u8>, cap: usize) -> Mag {
         let m = at.cast::<Magazine>();
-        // SAFETY: the caller vouches for the memory.
+        let cap = cap.clamp(1, ROUNDS) as u32;
+        // SAFETY: the caller vouches for the memory; only the header is
+        // written (the rounds are uninitialised until pushed).
         unsafe {
-            m.write(Magazine {
-                next: None,
-                count: 0,
-                rounds: [MaybeUninit::uninit(); ROUNDS],
-            })
-        };
+            (&raw mut (*m.as_ptr()).next).write(None);
+            (&raw mut (*m.as_ptr()).count).write(0);
+            (&raw mut (*m.as_ptr()).cap).write(cap);
+        }
         m
     }
 }
@@ -131,7 +179,17 @@ pub(crate) mod mag {
     #[inline]
     pub(crate) unsafe fn count(m: Mag) -> usize {
         // SAFETY: owned, initialised magazine (caller).
-        unsafe { (*m.as_ptr()).count }
+        unsafe { (*m.as_ptr()).count as usize }
+    }
+
+    /// The rounds `m` holds when full.
+    ///
+    /// # Safety
+    /// The caller owns `m` (SYNC-M2).
+    #[inline]
+    pub(crate) unsafe fn cap(m: Mag) -> usize {
+        // SAFETY: owned, initialised magazine (caller).
+        unsafe { (*m.as_ptr()).cap as usize }
     }
 
     /// # Safety
@@ -139,7 +197,7 @@ pub(crate) mod mag {
     #[inline]
     pub(crate) unsafe fn is_full(m: Mag) -> bool {
         // SAFETY: forwarded.
-        unsafe { count(m) == ROUNDS }
+        unsafe { count(m) == cap(m) }
     }
 
     /// # Safety
@@ -160,7 +218,7 @@ pub(crate) mod mag {
         // in bounds (count <= ROUNDS, SYNC-M1), where `count == 0` and an index
         // would be two.
         let top = m.count.checked_sub(1)?;
-        let round = m.rounds.get(top)?;
+        let round = m.rounds.get(top as usize)?;
         m.count = top;
         // SAFETY: `rounds[..count]` are initialised (SYNC-M1).
         Some(unsafe { round.assume_init() })
@@ -175,9 +233,12 @@ pub(crate) mod mag {
     pub(crate) unsafe fn push(m: Mag, block: NonNull<u8>) -> bool {
         // SAFETY: exclusive access to an initialised magazine (caller, SYNC-M2).
         let m = unsafe { &mut *m.as_ptr() };
-        // Full when `count == ROUNDS` (SYNC-M1); `get_mut` makes that the only
-        // check.
-        let Some(slot) = m.rounds.get_mut(m.count) else {
+        // Full when `count == cap` (SYNC-M1); `get_mut` proves the index in
+        // bounds besides.
+        if m.count >= m.cap {
+            return false;
+        }
+        let Some(slot) = m.rounds.get_mut(m.count as usize) else {
             return false;
         };
         *slot = MaybeUninit::new(block);
@@ -193,7 +254,7 @@ pub(crate) mod mag {
         // SAFETY: exclusive access to an initialised magazine (caller, SYNC-M2).
         let m = unsafe { &*m.as_ptr() };
         // SAFETY: `rounds[..count]` are initialised (SYNC-M1).
-        m.rounds[..m.count]
+        m.rounds[..m.count as usize]
             .iter()
             .any(|r| unsafe { r.assume_init() } == block)
     }
@@ -207,7 +268,7 @@ pub(crate) mod mag {
         let m = unsafe { &*m.as_ptr() };
         // SAFETY: `rounds[..count]` are initialised (SYNC-M1) and `MaybeUninit<T>`
         // has `T`'s layout.
-        unsafe { core::slice::from_raw_parts(m.rounds.as_ptr().cast(), m.count) }
+        unsafe { core::slice::from_raw_parts(m.rounds.as_ptr().cast(), m.count as usize) }
     }
 }
 
@@ -316,13 +377,15 @@ impl Rack {
             None => *self.loaded[c].insert(depot.take_empty(c)?),
         };
         let first = depot.alloc_block(c)?;
-        for _ in 1..REFILL {
+        // SAFETY: the rack owns `m` (SYNC-R2).
+        let batch = REFILL.min(unsafe { mag::cap(m) } + 1);
+        for _ in 1..batch {
             let Some(block) = depot.alloc_block(c) else {
                 break;
             };
             // SAFETY: the rack owns `m` (SYNC-R2); `loaded` is empty here (it
             // was when `alloc_slow` began, or is a fresh empty magazine),
-            // so the push fits (`REFILL <= ROUNDS`); `block` is a fresh
+            // so the push fits (`batch - 1 <= cap`); `block` is a fresh
             // block of class `c` from the parent (SYNC-M1).
             unsafe { mag::push(m, block) };
         }
@@ -439,7 +502,8 @@ impl Rack {
             if let Some(p) = self.previous[c] {
                 // SAFETY: the rack owns its magazines (SYNC-R2).
                 let n = unsafe { mag::count(p) };
-                if n != 0 && n != ROUNDS {
+                // SAFETY: as above.
+                if n != 0 && n != unsafe { mag::cap(p) } {
                     return Err(Violation::new(
                         "SYNC-R1",
                         p.as_ptr() as usize,

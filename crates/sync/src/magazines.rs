@@ -66,7 +66,8 @@ pub(crate) static REGISTRY: Locked<[usize; MAX_LIVE]> = Locked::new([0; MAX_LIVE
 /// Thread caches over a shared [`Depot`], kept in thread-local storage: an
 /// [`Allocator`] and a [`GlobalAlloc`](core::alloc::GlobalAlloc).
 ///
-/// Requests of up to 1 KiB (aligned to at most 16) are served from the
+/// Requests of up to [`MAX_CACHED`](crate::MAX_CACHED) bytes (aligned to at
+/// most 16) are served from the
 /// calling thread's magazines, which exchange full and empty magazines with
 /// the depot; larger ones go to the depot's parent. A block freed by
 /// another thread goes into that thread's magazine (blocks of a class are

@@ -177,7 +177,8 @@ fn magazines_exchange_with_the_depot_and_nothing_is_lost() {
         assert!(depot.cached_blocks() > 0);
         // Allocating again takes the cached blocks back before asking the parent.
         let before = depot.parent().allocs.load(Relaxed);
-        let again: Vec<_> = (0..2 * ROUNDS)
+        let rounds = depot.magazine_rounds(class_of(l).unwrap());
+        let again: Vec<_> = (0..2 * rounds)
             .map(|_| cache.allocate(l).unwrap())
             .collect();
         assert_eq!(depot.parent().allocs.load(Relaxed), before);
@@ -360,15 +361,54 @@ mod thread_local {
             p.write_bytes(3, 50);
             let q = heap.realloc(p, layout(50), 60); // same class (64): in place
             assert_eq!(p, q);
-            let r = heap.realloc(q, layout(60), 5000); // to the parent
+            let big = MAX_CACHED + 1000;
+            let r = heap.realloc(q, layout(60), big); // to the parent
             assert_eq!(*r.add(47), 3);
-            let s = heap.realloc(r, layout(5000), 8000); // parent grows
+            let s = heap.realloc(r, layout(big), 2 * big); // parent grows
             assert_eq!(*s.add(47), 3);
-            heap.dealloc(s, layout(8000));
+            heap.dealloc(s, layout(2 * big));
         }
         assert_eq!(depot.parent().lock().grows.load(Relaxed), 1);
         drop(heap);
         depot.reap();
         assert_eq!(depot.parent().lock().live.load(Relaxed), 0);
     }
+}
+
+#[test]
+fn contention_on_a_depot_lock_grows_the_class_magazines() {
+    let depot = Depot::new(Counting::default());
+    let c = class_of(layout(60)).unwrap();
+    let first = depot.magazine_rounds(c);
+    assert_eq!(first, initial_rounds(c));
+    assert!(max_rounds(c) >= 2 * first);
+    // Another thread asks for a magazine while this one holds the class
+    // lock: it finds the lock held, waits, and doubles the capacity.
+    let m = std::thread::scope(|s| {
+        let held = depot.hold_class(c);
+        let asker = s.spawn(|| depot.take_empty(c).map(|m| m.as_ptr().addr()));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        drop(held);
+        asker.join().unwrap().unwrap()
+    });
+    assert_eq!(depot.magazine_rounds(c), 2 * first);
+    let m = NonNull::new(m as *mut crate::magazine::Magazine).unwrap();
+    // SAFETY: the depot handed `m` over; it is empty.
+    assert_eq!(unsafe { crate::magazine::mag::cap(m) }, 2 * first);
+    depot.put_empty(c, m);
+    depot.check().unwrap();
+    // Growth stops at the class's maximum.
+    for _ in 0..16 {
+        std::thread::scope(|s| {
+            let held = depot.hold_class(c);
+            let asker = s.spawn(|| depot.take_full(c).is_none());
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            drop(held);
+            assert!(asker.join().unwrap());
+        });
+    }
+    assert_eq!(depot.magazine_rounds(c), max_rounds(c));
+    depot.check().unwrap();
+    depot.reap();
+    assert_eq!(depot.parent().live.load(Relaxed), 0);
 }
