@@ -102,3 +102,8 @@ mod zone;
 mod tests;
 
 pub use buddy::{Buddy, DEFAULT_PURGE_AFTER, NAME, PURGE_MIN};
+
+/// The README's example, run as a doctest so it cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
