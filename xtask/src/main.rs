@@ -23,6 +23,8 @@
 //! needs the allocator crates, so it is a separate target (the `demo` example
 //! of this package, `src/demo.rs`) that `cargo xtask demo` builds and runs.
 
+#[cfg(test)]
+mod architecture;
 mod bench;
 mod fuzz;
 mod json;

@@ -233,3 +233,8 @@ pub type BestFitHeap<S> = FreeListHeap<BestFit, S>;
 /// # let _ = heap;
 /// ```
 pub type BestFitScanHeap<S> = FreeListHeap<Scanned<BestFitScan>, S>;
+
+/// The README's example, run as a doctest so it cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -104,3 +104,8 @@ pub use secret::KeySource;
 pub use source::{Source, REGION_ALIGN};
 pub use trim::Trim;
 pub use violation::Violation;
+
+/// The README's example, run as a doctest so it cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -151,39 +151,21 @@ macro_rules! forward_resize {
         $crate::forward_resize!(@each |this, ptr, old, new, zeroed| $resize(this, ptr, old, new, zeroed));
     };
     (@each |$this:ident, $ptr:ident, $old:ident, $new:ident, $zeroed:ident| $call:expr) => {
+        $crate::forward_resize!(@one grow, false, |$this, $ptr, $old, $new, $zeroed| $call);
+        $crate::forward_resize!(@one grow_zeroed, true, |$this, $ptr, $old, $new, $zeroed| $call);
+        $crate::forward_resize!(@one shrink, false, |$this, $ptr, $old, $new, $zeroed| $call);
+    };
+    (@one $method:ident, $zeroing:literal, |$this:ident, $ptr:ident, $old:ident, $new:ident, $zeroed:ident| $call:expr) => {
         #[inline]
-        unsafe fn grow(
+        unsafe fn $method(
             &self,
             ptr: ::core::ptr::NonNull<u8>,
             old: $crate::alloc::Layout,
             new: $crate::alloc::Layout,
         ) -> ::core::result::Result<::core::ptr::NonNull<[u8]>, $crate::alloc::AllocError> {
-            let ($this, $ptr, $old, $new, $zeroed) = (self, ptr, old, new, false);
-            // SAFETY: the caller's contract of `grow`, passed on.
-            unsafe { $call }
-        }
-
-        #[inline]
-        unsafe fn grow_zeroed(
-            &self,
-            ptr: ::core::ptr::NonNull<u8>,
-            old: $crate::alloc::Layout,
-            new: $crate::alloc::Layout,
-        ) -> ::core::result::Result<::core::ptr::NonNull<[u8]>, $crate::alloc::AllocError> {
-            let ($this, $ptr, $old, $new, $zeroed) = (self, ptr, old, new, true);
-            // SAFETY: the caller's contract of `grow_zeroed`, passed on.
-            unsafe { $call }
-        }
-
-        #[inline]
-        unsafe fn shrink(
-            &self,
-            ptr: ::core::ptr::NonNull<u8>,
-            old: $crate::alloc::Layout,
-            new: $crate::alloc::Layout,
-        ) -> ::core::result::Result<::core::ptr::NonNull<[u8]>, $crate::alloc::AllocError> {
-            let ($this, $ptr, $old, $new, $zeroed) = (self, ptr, old, new, false);
-            // SAFETY: the caller's contract of `shrink`, passed on.
+            let ($this, $ptr, $old, $new, $zeroed) = (self, ptr, old, new, $zeroing);
+            // SAFETY: the caller's contract of this method (`grow`,
+            // `grow_zeroed` or `shrink`), passed on unchanged.
             unsafe { $call }
         }
     };

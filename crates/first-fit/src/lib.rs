@@ -156,3 +156,8 @@ pub type FirstFitHeap<S> = FreeListHeap<FirstFit, S>;
 /// # let _ = heap;
 /// ```
 pub type FirstFitScanHeap<S> = FreeListHeap<Scanned<FirstFitScan>, S>;
+
+/// The README's example, run as a doctest so it cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -95,3 +95,8 @@ pub use set::{Free, FreeSet};
 
 #[cfg(test)]
 mod tests;
+
+/// The README's example, run as a doctest so it cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

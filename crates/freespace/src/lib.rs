@@ -107,3 +107,8 @@ pub use freespace_sync::Magazines;
 pub use freespace_sync::{DefaultLock, Depot, Locked, Spin, ThreadCache};
 
 pub use freespace_stats::{AsciiMap, FailAfter, FailMode, Fragmentation, Snapshot, Stats, SvgMap};
+
+/// This crate's own README (`crates/freespace/README.md`), run as a doctest so it cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct CrateReadmeDoctests;

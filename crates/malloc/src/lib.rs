@@ -68,3 +68,8 @@ pub use shim::{
 
 #[cfg(test)]
 mod tests;
+
+/// The README's example, run as a doctest so it cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -232,3 +232,8 @@ pub type NextFitHeap<S> = FreeListHeap<NextFit, S>;
 /// # let _ = heap;
 /// ```
 pub type NextFitScanHeap<S> = FreeListHeap<Scanned<NextFitScan>, S>;
+
+/// The README's example, run as a doctest so it cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

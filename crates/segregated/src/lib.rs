@@ -83,3 +83,8 @@ pub use segregated::{
     Segregated, CLASS_ALIGN, DEFAULT_BATCH, DEFAULT_CAP, DEFAULT_SIZES, MAX_CLASSES,
 };
 pub use segregator::Segregator;
+
+/// The README's example, run as a doctest so it cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -106,3 +106,8 @@ pub(crate) unsafe fn decommit_pages(
 
 #[cfg(test)]
 mod test_util;
+
+/// The README's example, run as a doctest so it cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -140,3 +140,8 @@ pub use heap::{FreeListHeap, GROWTH};
 
 #[doc(hidden)]
 pub mod testing;
+
+/// The README's example, run as a doctest so it cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -71,3 +71,8 @@ pub use fail_after::{FailAfter, FailMode};
 pub use fragmentation::Fragmentation;
 pub use heapmap::{AsciiMap, SvgMap, ASCII_LEGEND, SVG_COLOURS};
 pub use stats::{size_class, Snapshot, Stats, SIZE_CLASSES};
+
+/// The README's example, run as a doctest so it cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -199,3 +199,8 @@ pub type WorstFitHeap<S> = FreeListHeap<WorstFit, S>;
 /// # let _ = heap;
 /// ```
 pub type WorstFitScanHeap<S> = FreeListHeap<Scanned<WorstFitScan>, S>;
+
+/// The README's example, run as a doctest so it cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
