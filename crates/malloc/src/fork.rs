@@ -49,20 +49,20 @@
 //! `FORK_LOCK`.
 //!
 //! # Invariants
-//! - F1: a slot's `in_call` is set only by its owner thread, and is set
+//! - MALLOC-F1: a slot's `in_call` is set only by its owner thread, and is set
 //!   during every call that passed the gate on that slot; a stripe's count
 //!   is the number of calls that passed the gate on it and have not left.
-//! - F2: while `FORKING` is set, the thread holding `FORK_LOCK` is the only
+//! - MALLOC-F2: while `FORKING` is set, the thread holding `FORK_LOCK` is the only
 //!   one that can pass the gate.
-//! - F3: `HEAVY` (calls use a compiler fence only) implies `MEMBARRIER`
+//! - MALLOC-F3: `HEAVY` (calls use a compiler fence only) implies `MEMBARRIER`
 //!   (private expedited `membarrier` is registered for this process, and
 //!   `prepare` issues it). `HEAVY` may be cleared at any time — `prepare`
 //!   keeps issuing `membarrier` for the calls already under way — but only
 //!   set together with a successful registration.
-//! - F4: a thread's `gate` (its fast path) is its slot when it owns one and
+//! - MALLOC-F4: a thread's `gate` (its fast path) is its slot when it owns one and
 //!   is not forking, and `None` otherwise; a call with `gate` set goes
 //!   straight to that slot.
-//! - F5: a call passes the gate *before* it does anything that can
+//! - MALLOC-F5: a call passes the gate *before* it does anything that can
 //!   allocate: a nested call (`Pass::Through`) is let in on the strength of
 //!   its outer call, so that outer call must already be counted. (A thread's
 //!   first call claims its slot while counted on a stripe, because claiming
@@ -133,7 +133,7 @@ pub(crate) enum Pass {
 #[inline(always)]
 pub(crate) fn enter(t: &ThreadState) -> Pass {
     match t.gate.get() {
-        // The common case: a slot of its own, not forking (F4).
+        // The common case: a slot of its own, not forking (MALLOC-F4).
         Some(slot) => {
             enter_slot(slot);
             Pass::Slot(slot)
@@ -157,7 +157,7 @@ fn enter_slow(t: &ThreadState) -> Pass {
         // passes the gate on a stripe *before* it claims (later calls use
         // the slot): else the nested allocation could take the heap's lock
         // while `prepare` believes no thread is inside, and the child of
-        // that fork would inherit the lock held (F1).
+        // that fork would inherit the lock held (MALLOC-F1).
         t.stripe.set(NEXT.fetch_add(1, Ordering::Relaxed));
         let pass = enter_stripe(t);
         claim(t);
@@ -172,7 +172,7 @@ fn enter_slow(t: &ThreadState) -> Pass {
     }
 }
 
-/// Passes the gate on the calling thread's own `slot` (its `gate`, F4);
+/// Passes the gate on the calling thread's own `slot` (its `gate`, MALLOC-F4);
 /// undo with [`leave_slot`]. The fast path: a store, a barrier that is a
 /// compiler fence when `prepare` issues `membarrier`, a load.
 #[inline(always)]
@@ -208,7 +208,7 @@ fn enter_stripe(t: &ThreadState) -> Pass {
 }
 
 /// The call's half of the barrier: a compiler fence when `prepare` issues
-/// `membarrier` (F3), a full fence otherwise.
+/// `membarrier` (MALLOC-F3), a full fence otherwise.
 #[inline(always)]
 fn light_barrier() {
     if !HEAVY.load(Ordering::Relaxed) {
@@ -238,17 +238,17 @@ pub(crate) fn leave(pass: &Pass) {
     }
 }
 
-/// F1 at a quiescent point: no slot has a call in flight, every stripe
+/// MALLOC-F1 at a quiescent point: no slot has a call in flight, every stripe
 /// count is 0, and no fork is under way.
 pub(crate) fn check_quiescent() -> Result<(), freespace_core::Violation> {
     use freespace_core::Violation;
     if FORKING.load(Ordering::SeqCst) {
-        return Err(Violation::new("F2", 0, "a fork is under way"));
+        return Err(Violation::new("MALLOC-F2", 0, "a fork is under way"));
     }
     for slot in &OWNERS {
         if slot.in_call.load(Ordering::SeqCst) {
             return Err(Violation::new(
-                "F1",
+                "MALLOC-F1",
                 slot as *const Slot as usize,
                 "a slot has a call in flight at a quiescent point",
             ));
@@ -257,7 +257,7 @@ pub(crate) fn check_quiescent() -> Result<(), freespace_core::Violation> {
     for stripe in &COUNTS {
         if stripe.0.load(Ordering::SeqCst) != 0 {
             return Err(Violation::new(
-                "F1",
+                "MALLOC-F1",
                 stripe as *const Stripe as usize,
                 "a stripe counts calls at a quiescent point",
             ));
@@ -296,7 +296,7 @@ std::thread_local! {
 
 /// Claims a free slot for the calling thread, or settles it on stripes.
 /// Called inside a call that passed the gate on a stripe (its allocations
-/// are nested calls, F5).
+/// are nested calls, MALLOC-F5).
 #[cold]
 fn claim(t: &ThreadState) -> usize {
     t.slot.set(NO_SLOT);
@@ -342,7 +342,7 @@ pub(crate) fn register_once() {
 }
 
 /// Registers private expedited `membarrier` for this process and sets
-/// `MEMBARRIER` and `HEAVY` accordingly (F3); a fresh child must register
+/// `MEMBARRIER` and `HEAVY` accordingly (MALLOC-F3); a fresh child must register
 /// again.
 fn register_membarrier() {
     // SAFETY: `membarrier` takes two integer arguments (and an unused CPU
@@ -359,7 +359,7 @@ fn register_membarrier() {
     HEAVY.store(rc == 0 && !FENCES.load(Ordering::SeqCst), Ordering::SeqCst);
 }
 
-/// Switches the gate to full fences on the call side for good (F3 allows
+/// Switches the gate to full fences on the call side for good (MALLOC-F3 allows
 /// clearing `HEAVY` at any time).
 #[cfg_attr(test, allow(dead_code))] // called by the library's constructor
 pub(crate) fn use_fences() {
@@ -373,7 +373,7 @@ pub(crate) fn uses_membarrier() -> bool {
 }
 
 /// Marks the calling thread as the forking one (or not any more), keeping
-/// F4.
+/// MALLOC-F4.
 fn set_forking(on: bool) {
     // Const thread-local without a destructor: never unavailable.
     let _ = THREAD.try_with(|t| {
@@ -393,7 +393,7 @@ extern "C" fn prepare() {
         let rc =
             unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) };
         if rc != 0 {
-            // Cannot happen while registered (F3). If it did, a call that
+            // Cannot happen while registered (MALLOC-F3). If it did, a call that
             // read FORKING clear may still hold its flag in a store buffer
             // (the one reordering x86 allows); waiting lets it drain.
             // SAFETY: no preconditions.

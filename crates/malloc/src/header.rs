@@ -57,9 +57,9 @@ const SHIFT_MASK: usize = 0x3f;
 /// user pointer sits in the block (`offset` bytes after its start).
 ///
 /// # Invariants
-/// - P1: `offset` is the layout's alignment, a power of two of at least
+/// - MALLOC-P1: `offset` is the layout's alignment, a power of two of at least
 ///   [`MIN_ALIGN`] (so at least [`HEADER`]).
-/// - P2: `layout.size() == offset + size` for the request's `size`.
+/// - MALLOC-P2: `layout.size() == offset + size` for the request's `size`.
 ///
 /// ```
 /// use freespace_malloc::header::Plan;
@@ -101,7 +101,7 @@ impl Plan {
         })
     }
 
-    /// Checks P1 and P2 against the request's `size`.
+    /// Checks MALLOC-P1 and MALLOC-P2 against the request's `size`.
     ///
     /// ```
     /// let plan = freespace_malloc::header::Plan::new(5, 64).unwrap();
@@ -111,14 +111,14 @@ impl Plan {
     pub fn check(&self, size: usize) -> Result<(), freespace_core::Violation> {
         if self.offset != self.layout.align() || self.offset < MIN_ALIGN {
             return Err(freespace_core::Violation::new(
-                "P1",
+                "MALLOC-P1",
                 self.offset,
                 "offset is not the alignment",
             ));
         }
         if self.offset.checked_add(size) != Some(self.layout.size()) {
             return Err(freespace_core::Violation::new(
-                "P2",
+                "MALLOC-P2",
                 self.layout.size(),
                 "layout size is not offset + size",
             ));
@@ -130,12 +130,12 @@ impl Plan {
 /// The two words before a user pointer.
 ///
 /// # Invariants
-/// - H1: for a live block at user address `p`, `tag == Header::live_tag(key,
+/// - MALLOC-H1: for a live block at user address `p`, `tag == Header::live_tag(key,
 ///   p, len, shift, direct)`, `shift` is at least `log2(MIN_ALIGN)` and
 ///   `len >= 1 << shift` (and `len` and `1 << shift` make a valid
 ///   `Layout`); the block starts at `p - (1 << shift)` and is `len` bytes
 ///   long, aligned to `1 << shift`.
-/// - H2: for a block freed at `p`, `tag == Header::freed_tag(key, p)`
+/// - MALLOC-H2: for a block freed at `p`, `tag == Header::freed_tag(key, p)`
 ///   (until the stack reuses the memory).
 ///
 /// ```
@@ -256,7 +256,7 @@ impl Header {
         }
     }
 
-    /// The tag of a live block (H1).
+    /// The tag of a live block (MALLOC-H1).
     ///
     /// ```
     /// use freespace_malloc::header::Header;
@@ -271,7 +271,7 @@ impl Header {
         (seal as usize & !0xff) | low
     }
 
-    /// The tag of a freed block (H2): depends on the address only, so it
+    /// The tag of a freed block (MALLOC-H2): depends on the address only, so it
     /// survives the stack writing a free-list link over `len`; low byte 0,
     /// which no live tag has.
     ///
@@ -285,7 +285,7 @@ impl Header {
     }
 
     /// Reads the block's shape out of a header found before user address
-    /// `addr`, checking its seal (H1); [`Bad::Freed`] for a freed tag (H2).
+    /// `addr`, checking its seal (MALLOC-H1); [`Bad::Freed`] for a freed tag (MALLOC-H2).
     ///
     /// ```
     /// use freespace_malloc::header::{Bad, Header};
@@ -321,24 +321,24 @@ impl Header {
 }
 
 impl Header {
-    /// Checks H1 for a header found before user address `addr`: `Ok` for a
-    /// live block, the broken invariant otherwise (H2 for a freed one).
+    /// Checks MALLOC-H1 for a header found before user address `addr`: `Ok` for a
+    /// live block, the broken invariant otherwise (MALLOC-H2 for a freed one).
     ///
     /// ```
     /// use freespace_malloc::header::Header;
     /// assert!(Header::live(3, 0x40, 32, 4, false).check(3, 0x40).is_ok());
-    /// assert_eq!(Header::freed(3, 0x40).check(3, 0x40).unwrap_err().invariant, "H2");
+    /// assert_eq!(Header::freed(3, 0x40).check(3, 0x40).unwrap_err().invariant, "MALLOC-H2");
     /// ```
     pub fn check(&self, key: u64, addr: usize) -> Result<(), freespace_core::Violation> {
         match self.decode(key, addr) {
             Ok(_) => Ok(()),
             Err(Bad::Freed) => Err(freespace_core::Violation::new(
-                "H2",
+                "MALLOC-H2",
                 addr,
                 "the block was freed",
             )),
             Err(Bad::Unknown) => Err(freespace_core::Violation::new(
-                "H1",
+                "MALLOC-H1",
                 addr,
                 "the header is not a live block's",
             )),
@@ -347,7 +347,7 @@ impl Header {
 }
 
 /// Whether `len` bytes aligned to `1 << shift` is a shape a live header
-/// can describe (H1): `shift` from `log2(MIN_ALIGN)` to 62, and
+/// can describe (MALLOC-H1): `shift` from `log2(MIN_ALIGN)` to 62, and
 /// `1 << shift <= len <= isize::MAX + 1 - (1 << shift)`, so that
 /// [`Block::layout`] of a decoded block always succeeds. Written as two
 /// unsigned comparisons: it runs on every `free`.

@@ -137,7 +137,7 @@ pub fn set_purge_mib(mib: usize) {
 }
 
 /// Checks every layer of the stack — the calling thread's magazines, the
-/// depot, the slab, the buddy heap — and the fork gate's invariant F1 as
+/// depot, the slab, the buddy heap — and the fork gate's invariant MALLOC-F1 as
 /// seen from outside (no call in flight). Meant for quiescent points: with
 /// other threads allocating, the gate's counts move under it.
 ///
@@ -217,12 +217,12 @@ const GONE: u8 = 2;
 /// plain address computation.
 ///
 /// # Invariants
-/// - S1: `depth` is the number of calls of this thread inside the shim.
-/// - S2: `cache` is only used by a call at depth 1 (never by a nested
+/// - MALLOC-S1: `depth` is the number of calls of this thread inside the shim.
+/// - MALLOC-S2: `cache` is only used by a call at depth 1 (never by a nested
 ///   one) while `cache_state` is [`LIVE`]; nothing such a call does
 ///   re-enters the shim, so the handle is never reached twice at once
-///   (`ThreadCache`'s T1).
-/// - S3: `cache_state` goes [`NEW`] → [`LIVE`] → [`GONE`], never back. It
+///   (`ThreadCache`'s SYNC-T1).
+/// - MALLOC-S3: `cache_state` goes [`NEW`] → [`LIVE`] → [`GONE`], never back. It
 ///   is [`LIVE`] only while [`EXIT_FLUSH`]'s destructor is registered for
 ///   this thread and has not run; that destructor flushes `cache` to the
 ///   depot before setting [`GONE`]. So every block the magazines hold
@@ -238,11 +238,11 @@ pub(crate) struct ThreadState {
     /// This thread is forking: it passes the closed gate.
     pub(crate) forking: Cell<bool>,
     /// The slot a call enters the gate on without further checks (the fork
-    /// gate's F4).
+    /// gate's MALLOC-F4).
     pub(crate) gate: Cell<Option<&'static fork::Slot>>,
-    /// [`NEW`], [`LIVE`] or [`GONE`] (S3).
+    /// [`NEW`], [`LIVE`] or [`GONE`] (MALLOC-S3).
     cache_state: Cell<u8>,
-    /// The thread's magazines (S2). Never dropped: [`EXIT_FLUSH`] empties
+    /// The thread's magazines (MALLOC-S2). Never dropped: [`EXIT_FLUSH`] empties
     /// them, and an empty handle owns nothing.
     cache: ManuallyDrop<Cache>,
 }
@@ -264,7 +264,7 @@ std::thread_local! {
 /// Flushes the thread's magazines to the depot when it exits, *through
 /// the fork gate* (a fork at that moment cannot copy a depot or heap lock
 /// held by the exiting thread), and sends the thread's later calls (from
-/// destructors that run after this one) straight to the shared heap (S3).
+/// destructors that run after this one) straight to the shared heap (MALLOC-S3).
 /// Registered on the thread's first call, before its magazines hold
 /// anything.
 struct ExitFlush;
@@ -273,7 +273,7 @@ impl Drop for ExitFlush {
     fn drop(&mut self) {
         let call = Call::begin();
         // A thread does not exit from inside `malloc`, so this call is not
-        // nested and the magazines are this call's (S2).
+        // nested and the magazines are this call's (MALLOC-S2).
         if let Some(cache) = call.cache() {
             cache.flush();
         }
@@ -296,7 +296,7 @@ struct Call {
     /// How the call passed the fork gate (`Through` for a nested call: it
     /// did not).
     pass: fork::Pass,
-    /// The thread's magazines when this call may use them (S2), else null:
+    /// The thread's magazines when this call may use them (MALLOC-S2), else null:
     /// a nested call, or a thread whose magazines are not live.
     cache: *const Cache,
     /// This thread's state, for the depth count in `drop` (null: the
@@ -306,7 +306,7 @@ struct Call {
 }
 
 impl Call {
-    /// Enters the shim: one thread-local lookup, the depth count (S1), the
+    /// Enters the shim: one thread-local lookup, the depth count (MALLOC-S1), the
     /// fork gate. Every case (`malloc` and `free` try [`Fast`] first).
     #[inline]
     fn begin() -> Call {
@@ -369,12 +369,12 @@ impl Call {
         }
     }
 
-    /// The thread's magazines, if this call may use them (S2).
+    /// The thread's magazines, if this call may use them (MALLOC-S2).
     #[inline(always)]
     fn cache(&self) -> Option<&Cache> {
         // SAFETY: `cache` is null or this thread's `THREAD.cache`, which
         // lives as long as the thread (a thread-local without destructor);
-        // only this call, the outermost, uses it (S2).
+        // only this call, the outermost, uses it (MALLOC-S2).
         unsafe { self.cache.as_ref() }
     }
 }
@@ -393,8 +393,8 @@ impl Drop for Call {
 }
 
 /// The common case of a call, inlined: an outermost call on a thread
-/// whose magazines are live (S3) and which owns a slot of the fork gate
-/// (its `gate`, F4). One thread-local lookup, three checks, the gate's
+/// whose magazines are live (MALLOC-S3) and which owns a slot of the fork gate
+/// (its `gate`, MALLOC-F4). One thread-local lookup, three checks, the gate's
 /// store, fence and load; ended by `drop`. Every other case goes through
 /// [`Call`].
 struct Fast {
@@ -440,7 +440,7 @@ impl Fast {
     }
 
     /// The thread's magazines: this call is the outermost one and they are
-    /// live, so they are its own (S2).
+    /// live, so they are its own (MALLOC-S2).
     #[inline(always)]
     fn cache(&self) -> &Cache {
         // SAFETY: as in `Call::drop`: `thread` is this thread's `THREAD`.
@@ -619,10 +619,10 @@ fn allocate_zeroed_large(size: usize, align: usize) -> Option<NonNull<u8>> {
 unsafe fn place(block: NonNull<[u8]>, plan: &Plan, direct: bool) -> NonNull<u8> {
     let base = block.cast::<u8>();
     // SAFETY: the block is at least `plan.layout.size() = offset + size`
-    // bytes (P2), so `base + offset` and the `size` bytes after it are in it.
+    // bytes (MALLOC-P2), so `base + offset` and the `size` bytes after it are in it.
     let user = unsafe { base.add(plan.offset) };
     let shift = plan.offset.trailing_zeros();
-    // SAFETY: `user` is `offset >= HEADER` bytes into the block (P1), and
+    // SAFETY: `user` is `offset >= HEADER` bytes into the block (MALLOC-P1), and
     // aligned to 16, as `Header` needs.
     unsafe {
         header_of(user).write(Header::live(
@@ -711,16 +711,16 @@ fn unknown(p: NonNull<u8>) -> Corruption {
 #[inline(always)]
 unsafe fn free_block(p: NonNull<u8>, block: Block, key: u64, thread: *const ThreadState) {
     // SAFETY: `Header::decode` returns only shapes that make a valid
-    // `Layout` (H1, its shape check), and `block` came from it (caller).
+    // `Layout` (MALLOC-H1, its shape check), and `block` came from it (caller).
     let layout = unsafe { Layout::from_size_align_unchecked(block.len, block.align()) };
     // SAFETY: a live header sits before `p` (caller).
     unsafe { header_of(p).write(Header::freed(key, p.as_ptr().addr())) };
-    // SAFETY: the block starts `align` bytes before `p` (H1).
+    // SAFETY: the block starts `align` bytes before `p` (MALLOC-H1).
     let base = unsafe { p.sub(block.align()) };
     if !block.direct {
         if let Some(call) = Fast::begin_on(thread) {
             // SAFETY: the block came from the thread caches with a layout of
-            // this alignment and returned length `len` (H1), so `layout`
+            // this alignment and returned length `len` (MALLOC-H1), so `layout`
             // fits it; any thread's magazines take any block of the depot's
             // classes.
             if unsafe { call.cache().try_deallocate_loaded(base, layout) } {
@@ -743,7 +743,7 @@ unsafe fn free_block(p: NonNull<u8>, block: Block, key: u64, thread: *const Thre
 unsafe fn free_slow(base: NonNull<u8>, layout: Layout, direct: bool) {
     let call = Call::begin();
     // SAFETY: the block came from the stack with a layout of this alignment
-    // and returned length `len` (H1), so `layout` fits it. A thread-cache
+    // and returned length `len` (MALLOC-H1), so `layout` fits it. A thread-cache
     // block may also go straight to the shared heap: the cache asked it for
     // exactly `len` bytes (a class's size) at this alignment.
     unsafe {
@@ -788,7 +788,7 @@ unsafe fn resize(p: NonNull<u8>, size: usize) -> Option<NonNull<u8>> {
     // Marked freed first: if the block moves, its old place is freed by the
     // stack at once and may belong to another thread right after.
     unsafe { header_of(p).write(Header::freed(key(), p.as_ptr().addr())) };
-    // SAFETY: the block came from the thread caches with `old` (H1; any
+    // SAFETY: the block came from the thread caches with `old` (MALLOC-H1; any
     // thread's handle takes any block of the depot's classes);
     // `plan.layout` has the same alignment and a size on the right side of
     // `old`'s.

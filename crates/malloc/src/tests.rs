@@ -87,7 +87,7 @@ fn every_single_bit_flip_of_a_live_header_is_caught() {
 #[test]
 fn sealed_headers_of_impossible_shapes_are_not_blocks() {
     // Correctly sealed, but no stack returns these: refused, so that a
-    // decoded block always has a valid layout (H1).
+    // decoded block always has a valid layout (MALLOC-H1).
     let addr = 0x7f00_0000_1000;
     for (len, shift) in [
         (8, 4),                                    // shorter than its alignment
@@ -145,7 +145,7 @@ fn quickcheck_live_headers_decode_to_what_was_encoded() {
     fn prop(key: u64, addr: usize, len: usize, shift: u8, direct: bool) -> bool {
         let shift = 4 + u32::from(shift) % 40;
         let addr = addr & !((1usize << shift) - 1) & !15;
-        // H1's shape: at least the alignment, and a valid `Layout` with it.
+        // MALLOC-H1's shape: at least the alignment, and a valid `Layout` with it.
         let len = len
             .max(1 << shift)
             .min(isize::MAX as usize + 1 - (1 << shift));
@@ -463,9 +463,9 @@ mod c_functions {
             crate::shim::trim();
             assert_eq!(used_bytes(), before, "a nested block was lost");
             crate::shim::check().unwrap();
-            // Not quiescent inside a call: the gate counts it (F1).
+            // Not quiescent inside a call: the gate counts it (MALLOC-F1).
             let inside = crate::shim::nested(crate::shim::check);
-            assert_eq!(inside.map_err(|v| v.invariant), Err("F1"));
+            assert_eq!(inside.map_err(|v| v.invariant), Err("MALLOC-F1"));
         }
     }
 

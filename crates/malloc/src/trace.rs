@@ -78,10 +78,10 @@ static WRITING: AtomicBool = AtomicBool::new(false);
 /// One thread's record buffer.
 ///
 /// # Invariants
-/// - B1: `mem` is null or `BUFFER` bytes from `mmap`, never unmapped.
-/// - B2: `len` (a multiple of `RECORD`, at most `BUFFER`) and the bytes
+/// - MALLOC-B1: `mem` is null or `BUFFER` bytes from `mmap`, never unmapped.
+/// - MALLOC-B2: `len` (a multiple of `RECORD`, at most `BUFFER`) and the bytes
 ///   of `mem` are only touched by whoever holds `busy`.
-/// - B3: while `claimed`, the buffer belongs to one thread (the one whose
+/// - MALLOC-B3: while `claimed`, the buffer belongs to one thread (the one whose
 ///   `MINE.slot` names it); the exit flush and the fork child handler may
 ///   reach it too, through `busy`.
 struct Buffer {
@@ -108,7 +108,7 @@ const UNBUFFERED: u32 = u32::MAX - 1;
 /// A thread's tracing state. No destructor (the shim's exit flush calls
 /// [`thread_exit`]), so it is usable at every point of the thread's life.
 struct Mine {
-    /// `UNSET`, `UNBUFFERED`, or the index of the thread's buffer (B3).
+    /// `UNSET`, `UNBUFFERED`, or the index of the thread's buffer (MALLOC-B3).
     slot: Cell<u32>,
     /// The thread's number in the records.
     thread: Cell<u16>,
@@ -177,9 +177,9 @@ fn record(make: impl Fn(u64, u16) -> Record) {
     }
     let len = buffer.len.load(Relaxed);
     let mem = buffer.mem.load(Relaxed);
-    // SAFETY: `mem` is this thread's claimed buffer of `BUFFER` bytes (B1,
-    // `claim` mapped it) and `len + RECORD <= BUFFER` (B2: it is flushed
-    // when full); we hold `busy` (B2).
+    // SAFETY: `mem` is this thread's claimed buffer of `BUFFER` bytes (MALLOC-B1,
+    // `claim` mapped it) and `len + RECORD <= BUFFER` (MALLOC-B2: it is flushed
+    // when full); we hold `busy` (MALLOC-B2).
     unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), mem.add(len), RECORD) };
     let len = len + RECORD;
     if len == BUFFER {
@@ -241,8 +241,8 @@ fn flush(buffer: &Buffer) {
     lock(&buffer.busy);
     let len = buffer.len.load(Relaxed);
     if len > 0 {
-        // SAFETY: a non-empty buffer is mapped (B1) with `len` bytes
-        // written; we hold `busy` (B2).
+        // SAFETY: a non-empty buffer is mapped (MALLOC-B1) with `len` bytes
+        // written; we hold `busy` (MALLOC-B2).
         unsafe { write_out(buffer.mem.load(Relaxed), len) };
         buffer.len.store(0, Relaxed);
     }
@@ -330,11 +330,11 @@ fn lock(flag: &AtomicBool) {
 /// forked child that opens its own trace.
 ///
 /// # Invariants
-/// - TP1: written only by [`init`] (the constructor, before other threads
+/// - MALLOC-TP1: written only by [`init`] (the constructor, before other threads
 ///   exist), and read only after it.
 struct Template(core::cell::UnsafeCell<[u8; PATH_MAX]>);
 
-// SAFETY: TP1: written once before any other thread can exist, read-only
+// SAFETY: MALLOC-TP1: written once before any other thread can exist, read-only
 // after.
 unsafe impl Sync for Template {}
 
@@ -354,7 +354,7 @@ pub(crate) fn init() {
     if value.is_null() {
         return;
     }
-    // SAFETY: TP1: the constructor runs before other threads exist.
+    // SAFETY: MALLOC-TP1: the constructor runs before other threads exist.
     let template = unsafe { &mut *TEMPLATE.0.get() };
     let mut n = 0;
     // SAFETY: `value` is NUL-terminated; we stop at the NUL or the buffer's end.
@@ -382,7 +382,7 @@ pub(crate) fn init() {
 
 /// Opens the trace file for this process and writes the header.
 fn start() {
-    // SAFETY: TP1.
+    // SAFETY: MALLOC-TP1.
     let template = unsafe { &*TEMPLATE.0.get() };
     let mut path = [0u8; PATH_MAX];
     let pid = {
