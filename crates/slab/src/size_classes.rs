@@ -686,10 +686,11 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
     /// index lookup, since the `deallocate` contract says the pointer is
     /// ours. Its slab's header is read if the slab base lies in the span of
     /// our slabs, believed only if its seal verifies (SLAB-S1) and it names
-    /// `class`, and the free is done here only if the object is in use and
-    /// the slab stays on its list. `false`, with nothing changed, sends the
-    /// free down the full path ([`Slab::free_here`]), which looks the slab up
-    /// in the index and names what is wrong.
+    /// `class`; a free that keeps the slab on its list is done at once, one
+    /// that moves it goes through the full validation first
+    /// ([`Slab::free_moving`]). `false`, with nothing changed, sends the free
+    /// down the full path ([`Slab::free_here`]), which looks the slab up in
+    /// the index and names what is wrong.
     ///
     /// # Safety
     /// As for `deallocate`: `ptr` is a live block of this allocator whose
@@ -713,7 +714,35 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
         let Ok(list) = slab.verify() else {
             return false;
         };
-        slab.class() as usize == class && self.caches[class].free_in_place(slab, list, addr)
+        if slab.class() as usize != class {
+            return false;
+        }
+        self.caches[class].free_in_place(slab, list, addr)
+            || self.free_moving(slab, list, class, addr)
+    }
+
+    /// [`Slab::free_fast`] for a free that moves its slab to another list
+    /// (or finds something wrong): the full validation of
+    /// [`Cache::validate_object`] — every header the move rewrites verified —
+    /// without the index lookup. `false`, with nothing changed, if the
+    /// validation fails: the full path then names the fault.
+    #[inline(never)]
+    fn free_moving(&self, slab: SlabPtr, list: List, class: usize, addr: usize) -> bool {
+        let cache = &self.caches[class];
+        match cache.validate_object(slab, list, addr) {
+            Ok(valid) => {
+                cache.free(
+                    &self.parent,
+                    &self.index,
+                    &NoHooks,
+                    self.max_empty,
+                    slab,
+                    valid,
+                );
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     /// Frees the slab object at `ptr` whose slab is `slab`, validating it
