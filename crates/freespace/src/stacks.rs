@@ -44,7 +44,22 @@ pub type General<S = Mmap> = Slab<Buddy<S>>;
 /// ```
 #[cfg(unix)]
 pub const fn general() -> General {
-    Slab::new(Buddy::new(Mmap::new()))
+    general_over(Mmap::new())
+}
+
+/// Builds a [`General`] stack over `source`: for example a `&'static Mmap`
+/// that other code range-checks pointers against, as the malloc shim does.
+///
+/// ```
+/// use freespace::Mmap;
+/// static RESERVATION: Mmap = Mmap::new();
+/// let heap = freespace::stacks::general_over(&RESERVATION);
+/// let b = freespace::alloc::Box::new_in(7u64, &heap);
+/// assert!(RESERVATION.committed_range().contains(&(&*b as *const u64 as usize)));
+/// ```
+#[cfg(unix)]
+pub const fn general_over<S: crate::Source>(source: S) -> General<S> {
+    Slab::new(Buddy::new(source))
 }
 
 /// [`General`] behind a lock (`freespace_sync::DefaultLock`: spins briefly,
@@ -65,12 +80,26 @@ pub const fn general() -> General {
 /// # fn main() {}
 /// ```
 #[cfg(unix)]
-pub type Shared = Locked<General>;
+pub type Shared<S = Mmap> = Locked<General<S>>;
 
 /// Builds a [`Shared`] stack.
 #[cfg(unix)]
 pub const fn shared() -> Shared {
     Locked::new(general())
+}
+
+/// Builds a [`Shared`] stack over `source` (see [`general_over`]).
+///
+/// ```
+/// use freespace::Mmap;
+/// static RESERVATION: Mmap = Mmap::new();
+/// static HEAP: freespace::stacks::Shared<&Mmap> = freespace::stacks::shared_over(&RESERVATION);
+/// let v = freespace::alloc::Vec::<u8, _>::with_capacity_in(100, &HEAP);
+/// assert!(v.capacity() >= 100);
+/// ```
+#[cfg(unix)]
+pub const fn shared_over<S: crate::Source>(source: S) -> Shared<S> {
+    Locked::new(general_over(source))
 }
 
 /// Per-thread magazines in front of a [`Shared`] heap held by a

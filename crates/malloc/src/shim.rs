@@ -60,14 +60,12 @@ use core::mem::ManuallyDrop;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use freespace_buddy::Buddy;
 use freespace_core::alloc::{AllocError, Allocator, Layout};
 use freespace_core::layout::with_addr;
 use freespace_core::source::CLEAR_BY_DECOMMIT;
 use freespace_core::{report, Corruption, Owns, Trim};
-use freespace_slab::Slab;
 use freespace_source::Mmap;
-use freespace_sync::{Depot, Locked, ThreadCache};
+use freespace_sync::{Depot, ThreadCache};
 
 use crate::fork;
 use crate::header::{memalign_align, page_round, posix_align_ok, Bad, Block, Header, Plan};
@@ -84,14 +82,15 @@ use crate::trace;
 /// ```
 pub const NAME: &str = "malloc";
 
-/// The shared heap: a slab over a buddy over an `mmap` reservation, behind
-/// one lock (freespace's `stacks::Shared`).
+/// The shared heap: freespace's [`stacks::Shared`](freespace::stacks::Shared)
+/// (a slab over a buddy behind one lock) over the shim's own `mmap`
+/// reservation, so a change of that stack's shape reaches the shim too.
 ///
 /// ```
 /// let shared: &freespace_malloc::Shared = freespace_malloc::shared();
 /// assert!(shared.check().is_ok(), "the lock is free between calls");
 /// ```
-pub type Shared = Locked<Slab<Buddy<&'static Mmap>>>;
+pub type Shared = freespace::stacks::Shared<&'static Mmap>;
 
 /// Address space the heap reserves: `Mmap`'s default (64 GiB), or 4 GiB
 /// with the `valgrind` feature (valgrind refuses the larger reservation).
@@ -106,7 +105,7 @@ const RESERVE: usize = if cfg!(feature = "valgrind") {
 /// ([`Mmap::committed_range`], no lock) before reading any header.
 static MMAP: Mmap = Mmap::with_reserve(RESERVE);
 
-static DEPOT: Depot<Shared> = Depot::new(Locked::new(Slab::new(Buddy::new(&MMAP))));
+static DEPOT: Depot<Shared> = Depot::new(freespace::stacks::shared_over(&MMAP));
 
 /// The shared heap behind the thread caches, for inspection (its `check`,
 /// `HeapSummary`): every block the shim hands out lives in it.

@@ -384,15 +384,19 @@ fn contention_on_a_depot_lock_grows_the_class_magazines() {
     assert!(max_rounds(c) >= 2 * first);
     // Another thread asks for a magazine while this one holds the class
     // lock: it finds the lock held, waits, and doubles the capacity.
+    /// A magazine handed from the asking thread back to this one.
+    struct Handed(crate::magazine::Mag);
+    // SAFETY: the magazine is owned by whoever holds the `Handed` (SYNC-M2);
+    // it lives in parent memory any thread may use.
+    unsafe impl Send for Handed {}
     let m = std::thread::scope(|s| {
         let held = depot.hold_class(c);
-        let asker = s.spawn(|| depot.take_empty(c).map(|m| m.as_ptr().addr()));
+        let asker = s.spawn(|| depot.take_empty(c).map(Handed));
         std::thread::sleep(std::time::Duration::from_millis(50));
         drop(held);
-        asker.join().unwrap().unwrap()
+        asker.join().unwrap().unwrap().0
     });
     assert_eq!(depot.magazine_rounds(c), 2 * first);
-    let m = NonNull::new(m as *mut crate::magazine::Magazine).unwrap();
     // SAFETY: the depot handed `m` over; it is empty.
     assert_eq!(unsafe { crate::magazine::mag::cap(m) }, 2 * first);
     depot.put_empty(c, m);
