@@ -110,12 +110,15 @@ pub struct Buddy<S: Source, const MIN: usize = 16, const ORDERS: usize = 28> {
 }
 
 /// Free blocks this large or larger are trimmed automatically, once
-/// [`Buddy::purge_after`] bytes have been freed since the last trim: 1 MiB.
-/// (An explicit [`Trim::trim`] takes every free block of a page or more.)
-pub const PURGE_MIN: usize = 1 << 20;
+/// [`Buddy::purge_after`] bytes have been freed since the last trim: 1 MiB,
+/// as for every heap with a purge budget
+/// ([`freespace_core::source::PURGE_MIN`]). (An explicit [`Trim::trim`]
+/// takes every free block of a page or more.)
+pub const PURGE_MIN: usize = freespace_core::source::PURGE_MIN;
 
-/// The default [`Buddy::purge_after`]: 64 MiB freed between automatic trims.
-pub const DEFAULT_PURGE_AFTER: usize = 64 << 20;
+/// The default [`Buddy::purge_after`]: 64 MiB freed between automatic trims
+/// ([`freespace_core::source::DEFAULT_PURGE_AFTER`]).
+pub const DEFAULT_PURGE_AFTER: usize = freespace_core::source::DEFAULT_PURGE_AFTER;
 
 /// The smallest free block [`Trim::trim`] looks at: one 4 KiB page (on
 /// systems with larger pages the source finds no whole page inside smaller

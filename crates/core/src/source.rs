@@ -166,6 +166,28 @@ unsafe impl<S: Source + ?Sized> Source for &S {
 /// and the page faults after it.
 pub const CLEAR_BY_DECOMMIT: usize = 128 << 10;
 
+/// Free blocks this large or larger are given back to the source
+/// automatically by a heap with a purge budget (the buddy, the free-list
+/// heap), once its budget of bytes has been freed since the last purge:
+/// 1 MiB. An explicit [`Trim::trim`](crate::Trim::trim) takes every free
+/// block of a page or more.
+///
+/// ```
+/// assert_eq!(freespace_core::source::PURGE_MIN, 1 << 20);
+/// ```
+pub const PURGE_MIN: usize = 1 << 20;
+
+/// The default purge budget of the heaps that have one: every 64 MiB freed,
+/// the pages of their free blocks of [`PURGE_MIN`] or more go back to the
+/// source. The count is one addition per free; the purge itself walks the
+/// free blocks off the hot path, so a program pays for at most one purge
+/// per 64 MiB it frees.
+///
+/// ```
+/// assert_eq!(freespace_core::source::DEFAULT_PURGE_AFTER, 64 << 20);
+/// ```
+pub const DEFAULT_PURGE_AFTER: usize = 64 << 20;
+
 /// Sets the `block` (memory `source` handed out, now the caller's) to zero
 /// the cheapest way: a large block's whole pages are decommitted (CORE-S5: they
 /// read as zeros and cost nothing until written), and only the bytes

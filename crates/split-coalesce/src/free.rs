@@ -51,7 +51,14 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
             }
         }
         // SAFETY: `h` is a validated allocated chunk of `size` bytes.
-        unsafe { coalesce(st, region, h, size) }
+        unsafe { coalesce(st, region, h, size) }?;
+        st.freed = st.freed.saturating_add(size);
+        if st.freed >= st.purge_after {
+            st.freed = 0;
+            // `st` is not used again: the purge takes the state afresh.
+            self.purge();
+        }
+        Ok(())
     }
 }
 

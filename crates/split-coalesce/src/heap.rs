@@ -89,6 +89,10 @@ pub(crate) struct State<F> {
     /// until the first region arrives, drawn from the OS then, before any
     /// header is written. Never changed once non-zero.
     pub(crate) key: usize,
+    /// Bytes freed between automatic purges (`usize::MAX`: never).
+    pub(crate) purge_after: usize,
+    /// Bytes freed since the last purge.
+    pub(crate) freed: usize,
 }
 
 // SAFETY: the heap owns its regions outright (CORE-S2, `Source`) and the policy's
@@ -158,8 +162,62 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
                 fit: F::INIT,
                 regions: None,
                 key,
+                purge_after: freespace_core::source::DEFAULT_PURGE_AFTER,
+                freed: 0,
             }),
         }
+    }
+
+    /// Sets the purge budget: each time this many bytes have been freed,
+    /// the whole pages inside free chunks of
+    /// [`PURGE_MIN`](freespace_core::source::PURGE_MIN) (1 MiB) or more go
+    /// back to the source ([`Source::decommit`]), as [`Trim::trim`] does
+    /// for every free chunk of a page or more. `usize::MAX` never purges on
+    /// its own; the default is
+    /// [`DEFAULT_PURGE_AFTER`](freespace_core::source::DEFAULT_PURGE_AFTER)
+    /// (64 MiB). Over a source that keeps everything (an `Arena`) a purge
+    /// finds nothing to do.
+    ///
+    /// [`Trim::trim`]: freespace_core::Trim::trim
+    ///
+    /// ```
+    /// use freespace_best_fit::BestFitHeap;
+    /// use freespace_source::Sbrk;
+    /// const HEAP: BestFitHeap<Sbrk> = BestFitHeap::new(Sbrk::new()).with_purge_after(1 << 20);
+    /// assert_eq!(HEAP.purge_after(), 1 << 20);
+    /// ```
+    pub const fn with_purge_after(mut self, bytes: usize) -> Self {
+        self.state.get_mut().purge_after = bytes;
+        self
+    }
+
+    /// Changes the purge budget of a heap in use (see
+    /// [`with_purge_after`](Self::with_purge_after)).
+    ///
+    /// ```
+    /// use freespace_first_fit::FirstFitHeap;
+    /// use freespace_source::Sbrk;
+    /// let heap = FirstFitHeap::new(Sbrk::new());
+    /// heap.set_purge_after(usize::MAX);
+    /// assert_eq!(heap.purge_after(), usize::MAX);
+    /// ```
+    pub fn set_purge_after(&self, bytes: usize) {
+        // SAFETY: one field write; no other reference to the state is live
+        // (the heap is `!Sync` and this calls nothing).
+        unsafe { self.state() }.purge_after = bytes;
+    }
+
+    /// The purge budget ([`with_purge_after`](Self::with_purge_after)).
+    ///
+    /// ```
+    /// use freespace_worst_fit::WorstFitHeap;
+    /// use freespace_source::Sbrk;
+    /// let heap = WorstFitHeap::new(Sbrk::new());
+    /// assert_eq!(heap.purge_after(), freespace_core::source::DEFAULT_PURGE_AFTER);
+    /// ```
+    pub fn purge_after(&self) -> usize {
+        // SAFETY: one field read; no other reference to the state is live.
+        unsafe { self.state() }.purge_after
     }
 
     /// The checked constructor: a heap over `source` whose first region is

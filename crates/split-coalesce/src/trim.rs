@@ -3,6 +3,7 @@
 
 use core::ptr::NonNull;
 
+use freespace_core::source::PURGE_MIN;
 use freespace_core::{Source, Trim};
 use freespace_freelist::chunk::{Flags, MIN_CHUNK};
 use freespace_freelist::Fit;
@@ -45,9 +46,26 @@ const TRIM_MIN: usize = 4096 + FREE_HEAD + FREE_TAIL;
 /// ```
 impl<F: Fit, S: Source> Trim for FreeListHeap<F, S> {
     fn trim(&self) -> usize {
+        self.trim_from(TRIM_MIN)
+    }
+}
+
+impl<F: Fit, S: Source> FreeListHeap<F, S> {
+    /// The automatic purge (see
+    /// [`with_purge_after`](FreeListHeap::with_purge_after)): the pages
+    /// inside free chunks of [`PURGE_MIN`] or more.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn purge(&self) {
+        self.trim_from(PURGE_MIN.max(TRIM_MIN));
+    }
+
+    /// Gives back the whole pages inside every free chunk of at least `min`
+    /// bytes (`min >= TRIM_MIN`); returns the bytes given back.
+    fn trim_from(&self, min: usize) -> usize {
         // SAFETY: a walk that reads headers only; no other reference to the
-        // state is live during this call (the heap is `!Sync` and `trim`
-        // calls nothing that could re-enter it).
+        // state is live during this call (the heap is `!Sync`, callers hold
+        // no reference into the state, and nothing here can re-enter it).
         let st = unsafe { self.state() };
         let mut given = 0;
         let mut at = st.regions;
@@ -62,7 +80,7 @@ impl<F: Fit, S: Source> Trim for FreeListHeap<F, S> {
                     if size < MIN_CHUNK || fence.addr() - c.addr() < size {
                         break;
                     }
-                    if size >= TRIM_MIN && !c.flags().contains(Flags::ALLOCATED) {
+                    if size >= min && !c.flags().contains(Flags::ALLOCATED) {
                         // Past the chunk's head, before its footer: bytes of
                         // a free chunk of ours that nobody reads (see
                         // `FREE_HEAD`), in a region from the source.

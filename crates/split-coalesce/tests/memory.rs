@@ -87,3 +87,52 @@ fn large_zeroed_blocks_are_cleared_by_decommit() {
     assert_eq!(decommits(&heap), before + 1);
     heap.check().unwrap();
 }
+
+/// The purge budget: once `purge_after` bytes have been freed, the pages
+/// inside free chunks of `PURGE_MIN` or more go back on their own; a small
+/// free chunk stays; `usize::MAX` never purges.
+fn the_purge_budget_gives_back_large_free_chunks<F: Fit + Default>() {
+    use freespace_core::source::PURGE_MIN;
+    let heap: FreeListHeap<F, Recording> =
+        FreeListHeap::new(Recording::new(PAGE, 64 << 20)).with_purge_after(2 * PURGE_MIN);
+    let big = layout(PURGE_MIN);
+    let a = heap.allocate(big).unwrap().cast::<u8>();
+    let guard = heap.allocate(layout(64)).unwrap().cast::<u8>();
+    let b = heap.allocate(big).unwrap().cast::<u8>();
+    let guard2 = heap.allocate(layout(64)).unwrap().cast::<u8>();
+    // SAFETY: live with `big`.
+    unsafe { heap.deallocate(a, big) };
+    assert_eq!(heap.source().decommitted(), 0, "under the budget");
+    // SAFETY: live with `big`.
+    unsafe { heap.deallocate(b, big) };
+    // Both free chunks (apart by the guards, so not merged) lose their
+    // inner pages: at most a page at each end of each is kept.
+    assert!(
+        heap.source().decommitted() >= 2 * PURGE_MIN - 4 * PAGE,
+        "{}",
+        heap.source().decommitted()
+    );
+    heap.check().unwrap();
+    // SAFETY: live with `layout(64)`.
+    unsafe {
+        heap.deallocate(guard, layout(64));
+        heap.deallocate(guard2, layout(64));
+    }
+    heap.check().unwrap();
+    let keep: FreeListHeap<F, Recording> =
+        FreeListHeap::new(Recording::new(PAGE, 64 << 20)).with_purge_after(usize::MAX);
+    let c = keep.allocate(big).unwrap().cast::<u8>();
+    // SAFETY: live with `big`.
+    unsafe { keep.deallocate(c, big) };
+    assert_eq!(keep.source().decommitted(), 0);
+}
+
+#[test]
+fn purge_budget_best_fit() {
+    the_purge_budget_gives_back_large_free_chunks::<BestFit>();
+}
+
+#[test]
+fn purge_budget_first_fit() {
+    the_purge_budget_gives_back_large_free_chunks::<FirstFit>();
+}
