@@ -59,6 +59,7 @@
 #[cfg(any(test, loom))]
 extern crate std;
 
+pub mod batch;
 pub mod check;
 pub mod corruption;
 pub mod global;
@@ -96,6 +97,7 @@ pub mod alloc {
     pub use allocator_api2::{boxed, boxed::Box, vec, vec::Vec};
 }
 
+pub use batch::Batch;
 pub use check::{Check, CheckedFree};
 pub use corruption::{report, set_handler, Corruption, Handler};
 pub use inspect::{BlockInfo, BlockState, HeapSummary, Inspect};

@@ -5,6 +5,7 @@ use core::cell::UnsafeCell;
 use core::ptr::NonNull;
 
 use freespace_core::alloc::{AllocError, Allocator, Layout};
+use freespace_core::Batch;
 use freespace_core::{layout, CheckedFree, Corruption, Violation};
 
 use crate::depot::Depot;
@@ -49,12 +50,12 @@ use crate::magazine::{class_layout, class_of, class_size, Rack};
 /// - SYNC-T1: the rack (SYNC-R1, SYNC-R2) is only touched by the thread holding `&self`,
 ///   and never across a call that could reach this handle again (the parent
 ///   cannot: it does not know the handle).
-pub struct ThreadCache<'d, P: Allocator> {
+pub struct ThreadCache<'d, P: Batch> {
     depot: &'d Depot<P>,
     rack: UnsafeCell<Rack>,
 }
 
-impl<'d, P: Allocator> ThreadCache<'d, P> {
+impl<'d, P: Batch> ThreadCache<'d, P> {
     /// An empty cache on `depot`.
     pub const fn new(depot: &'d Depot<P>) -> Self {
         Self {
@@ -181,13 +182,13 @@ impl<'d, P: Allocator> ThreadCache<'d, P> {
     }
 }
 
-impl<P: Allocator> Drop for ThreadCache<'_, P> {
+impl<P: Batch> Drop for ThreadCache<'_, P> {
     fn drop(&mut self) {
         self.rack.get_mut().flush(self.depot);
     }
 }
 
-impl<P: Allocator> core::fmt::Debug for ThreadCache<'_, P> {
+impl<P: Batch> core::fmt::Debug for ThreadCache<'_, P> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("ThreadCache")
             .field("cached_blocks", &self.cached_blocks())
@@ -224,7 +225,7 @@ fn or_release<F: Front + ?Sized, T>(
     })
 }
 
-impl<P: Allocator> Front for ThreadCache<'_, P> {
+impl<P: Batch> Front for ThreadCache<'_, P> {
     type Parent = P;
     #[inline]
     fn parent(&self) -> &P {
@@ -301,7 +302,7 @@ where
 // SAFETY: `try_deallocate` (above) frees a live block into the parent,
 // and an `Err` is either its own (nothing touched) or the parent's
 // checked free's (nothing changed).
-unsafe impl<P: CheckedFree> CheckedFree for ThreadCache<'_, P> {
+unsafe impl<P: CheckedFree + Batch> CheckedFree for ThreadCache<'_, P> {
     #[inline]
     unsafe fn try_deallocate(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Corruption> {
         // SAFETY: the caller's contract.
@@ -462,9 +463,9 @@ macro_rules! front_allocator {
 #[cfg_attr(any(loom, not(feature = "std")), allow(unused_imports))]
 pub(crate) use front_allocator;
 
-front_allocator!(unsafe impl<P: Allocator> Allocator for ThreadCache<'_, P>);
+front_allocator!(unsafe impl<P: Batch> Allocator for ThreadCache<'_, P>);
 
-impl<P: Allocator + freespace_core::Check> freespace_core::Check for ThreadCache<'_, P> {
+impl<P: Batch + freespace_core::Check> freespace_core::Check for ThreadCache<'_, P> {
     /// This handle's magazines ([`check`](ThreadCache::check)), then the
     /// depot's whole stack.
     fn check_all(&self) -> Result<(), Violation> {
@@ -475,7 +476,7 @@ impl<P: Allocator + freespace_core::Check> freespace_core::Check for ThreadCache
 
 /// Hands this cache's magazines to the depot ([`flush`](ThreadCache::flush)),
 /// then trims the depot and everything below.
-impl<P: Allocator + freespace_core::Trim> freespace_core::Trim for ThreadCache<'_, P> {
+impl<P: Batch + freespace_core::Trim> freespace_core::Trim for ThreadCache<'_, P> {
     fn trim(&self) -> usize {
         self.flush();
         self.depot.trim()

@@ -3,7 +3,7 @@
 
 use core::ptr::NonNull;
 
-use freespace_core::alloc::Allocator;
+use freespace_core::Batch;
 use freespace_core::Violation;
 
 use crate::magazine::{
@@ -111,7 +111,7 @@ impl Lists {
 ///   [`MAX_FULL`]/[`MAX_EMPTY`].
 /// - SYNC-D3: the lists own their magazines (SYNC-M2); a round appears once in the
 ///   whole layer (depot and every rack).
-pub struct Depot<P: Allocator> {
+pub struct Depot<P: Batch> {
     parent: P,
     classes: [Line<Locked<Lists>>; CLASSES],
 }
@@ -129,7 +129,7 @@ impl<T> core::ops::Deref for Line<T> {
     }
 }
 
-impl<P: Allocator> Depot<P> {
+impl<P: Batch> Depot<P> {
     /// An empty depot over `parent`; does no work.
     #[cfg(not(loom))]
     pub const fn new(parent: P) -> Self {
@@ -422,6 +422,13 @@ impl<P: Allocator> Depot<P> {
             .map(NonNull::cast)
     }
 
+    /// Blocks of class `c` straight from the parent, as many as fit `out`
+    /// (or the parent gives), in one batch ([`Batch`]: one lock for a
+    /// `Locked` parent); returns how many.
+    pub(crate) fn alloc_blocks(&self, c: usize, out: &mut [NonNull<u8>]) -> usize {
+        self.parent.allocate_batch(class_layout(c), out)
+    }
+
     /// # Safety
     /// `block` is a live block of class `c` from [`alloc_block`](Self::alloc_block).
     pub(crate) unsafe fn free_block(&self, c: usize, block: NonNull<u8>) {
@@ -434,11 +441,13 @@ impl<P: Allocator> Depot<P> {
     /// # Safety
     /// The caller owns `m`, a magazine of class `c`.
     unsafe fn drain(&self, c: usize, m: Mag) {
-        // SAFETY: owned by the caller (SYNC-M2); each round is a free block of
-        // class `c` from the parent (SYNC-M1).
-        while let Some(block) = unsafe { mag::pop(m) } {
-            // SAFETY: as above.
-            unsafe { self.free_block(c, block) };
+        // SAFETY: owned by the caller (SYNC-M2); each round is a distinct free
+        // block of class `c` from the parent (SYNC-M1), handed back in one
+        // batch, after which the magazine holds none.
+        unsafe {
+            self.parent
+                .deallocate_batch(mag::rounds(m), class_layout(c));
+            mag::clear(m);
         }
     }
 
@@ -451,20 +460,20 @@ impl<P: Allocator> Depot<P> {
     }
 }
 
-impl<P: Allocator> Drop for Depot<P> {
+impl<P: Batch> Drop for Depot<P> {
     /// Everything cached goes back to the parent.
     fn drop(&mut self) {
         self.reap();
     }
 }
 
-impl<P: Allocator> core::fmt::Debug for Depot<P> {
+impl<P: Batch> core::fmt::Debug for Depot<P> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Depot").finish_non_exhaustive()
     }
 }
 
-impl<P: Allocator + freespace_core::Check> freespace_core::Check for Depot<P> {
+impl<P: Batch + freespace_core::Check> freespace_core::Check for Depot<P> {
     /// SYNC-D1–D3 ([`check`](Depot::check)), then the parent's whole stack.
     fn check_all(&self) -> Result<(), Violation> {
         self.check()?;
@@ -475,7 +484,7 @@ impl<P: Allocator + freespace_core::Check> freespace_core::Check for Depot<P> {
 /// Gives every magazine in the depot back to the parent
 /// ([`reap`](Depot::reap)), then trims the parent. Threads' racks keep
 /// theirs (each thread flushes its own).
-impl<P: Allocator + freespace_core::Trim> freespace_core::Trim for Depot<P> {
+impl<P: Batch + freespace_core::Trim> freespace_core::Trim for Depot<P> {
     fn trim(&self) -> usize {
         self.reap();
         self.parent.trim()

@@ -323,6 +323,35 @@ unsafe impl<A: Allocator, R: RawMutex> Allocator for Locked<A, R> {
     }
 }
 
+/// The whole run under one acquisition of the lock: a thread cache's
+/// refill or return costs one lock, not one per block. The inner allocator
+/// serves the blocks one at a time (it is not asked to batch: with the lock
+/// held there is nothing left to save).
+///
+/// ```
+/// use core::ptr::NonNull;
+/// use freespace_core::alloc::{Global, Layout};
+/// use freespace_core::Batch;
+/// use freespace_sync::Locked;
+///
+/// let heap = Locked::new(Global);
+/// let layout = Layout::new::<u64>();
+/// let mut blocks = [NonNull::dangling(); 4];
+/// assert_eq!(heap.allocate_batch(layout, &mut blocks), 4);
+/// // SAFETY: allocated just above with `layout`.
+/// unsafe { heap.deallocate_batch(&blocks, layout) };
+/// ```
+impl<A: Allocator, R: RawMutex> freespace_core::Batch for Locked<A, R> {
+    fn allocate_batch(&self, layout: Layout, out: &mut [NonNull<u8>]) -> usize {
+        freespace_core::batch::allocate_each(&*self.lock(), layout, out)
+    }
+
+    unsafe fn deallocate_batch(&self, blocks: &[NonNull<u8>], layout: Layout) {
+        // SAFETY: the caller's contract is `A`'s, block by block.
+        unsafe { freespace_core::batch::deallocate_each(&*self.lock(), blocks, layout) }
+    }
+}
+
 // SAFETY: `GlobalAlloc`'s contract is met by the `Allocator` impl above (see
 // `freespace_core::global`): null on failure, the old block untouched by a failed
 // `realloc`.

@@ -13,7 +13,8 @@
 use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 
-use freespace_core::alloc::{Allocator, Layout};
+use freespace_core::alloc::Layout;
+use freespace_core::Batch;
 use freespace_core::{report, size_class, Corruption};
 
 use crate::depot::Depot;
@@ -43,10 +44,11 @@ pub const MAGAZINE_BYTES: usize = 16 * 1024;
 /// [`MAGAZINE_BYTES`] of blocks (and at most [`ROUNDS`]).
 pub const MAX_GROWTH: usize = 8;
 /// Blocks a thread takes from the parent at once when no full magazine is
-/// to be had (at most a magazine's capacity): its new blocks then lie next
-/// to each other, not interleaved with another thread's on shared cache
-/// lines.
-pub const REFILL: usize = if ROUNDS < 8 { ROUNDS } else { 8 };
+/// to be had (at most a magazine's capacity and one more), in one batch
+/// (one lock for a `Locked` parent): its new blocks then lie next to each
+/// other, not interleaved with another thread's on shared cache lines, and
+/// a thread building up many blocks goes to the parent once per batch.
+pub const REFILL: usize = if ROUNDS < 16 { ROUNDS } else { 16 };
 
 /// The capacity of the first magazines of `class`: [`MAGAZINE_BYTES`] of
 /// blocks, between 2 and half of [`ROUNDS`] (all of it under loom).
@@ -246,6 +248,16 @@ pub(crate) mod mag {
         true
     }
 
+    /// Forgets every round (they have been handed back elsewhere).
+    ///
+    /// # Safety
+    /// The caller owns `m` (SYNC-M2), and the rounds are no longer the
+    /// magazine's to give.
+    pub(crate) unsafe fn clear(m: Mag) {
+        // SAFETY: exclusive access to an initialised magazine (caller).
+        unsafe { (*m.as_ptr()).count = 0 };
+    }
+
     /// Whether `block` is one of the rounds (a second free of it).
     ///
     /// # Safety
@@ -297,11 +309,7 @@ impl Rack {
     /// A free block of `class`: from the loaded magazine, else the previous
     /// one if full, else a full magazine from the depot, else the parent.
     #[inline(always)]
-    pub(crate) fn alloc<P: Allocator>(
-        &mut self,
-        depot: &Depot<P>,
-        c: usize,
-    ) -> Option<NonNull<u8>> {
+    pub(crate) fn alloc<P: Batch>(&mut self, depot: &Depot<P>, c: usize) -> Option<NonNull<u8>> {
         if let Some(m) = self.loaded[c] {
             // SAFETY: the rack owns its magazines (SYNC-R2).
             if let Some(block) = unsafe { mag::pop(m) } {
@@ -339,7 +347,7 @@ impl Rack {
     }
 
     #[cold]
-    fn alloc_slow<P: Allocator>(&mut self, depot: &Depot<P>, c: usize) -> Option<NonNull<u8>> {
+    fn alloc_slow<P: Batch>(&mut self, depot: &Depot<P>, c: usize) -> Option<NonNull<u8>> {
         // `loaded` is empty or absent here.
         if let Some(prev) = self.previous[c] {
             // SAFETY: the rack owns its magazines (SYNC-R2).
@@ -371,21 +379,20 @@ impl Rack {
     /// cores, for as long as both stay live. `None` when there is no
     /// magazine or the parent gives nothing.
     #[cold]
-    fn refill<P: Allocator>(&mut self, depot: &Depot<P>, c: usize) -> Option<NonNull<u8>> {
+    fn refill<P: Batch>(&mut self, depot: &Depot<P>, c: usize) -> Option<NonNull<u8>> {
         let m = match self.loaded[c] {
             Some(m) => m,
             None => *self.loaded[c].insert(depot.take_empty(c)?),
         };
-        let first = depot.alloc_block(c)?;
         // SAFETY: the rack owns `m` (SYNC-R2).
         let batch = REFILL.min(unsafe { mag::cap(m) } + 1);
-        for _ in 1..batch {
-            let Some(block) = depot.alloc_block(c) else {
-                break;
-            };
+        let mut blocks = [NonNull::dangling(); REFILL];
+        let n = depot.alloc_blocks(c, &mut blocks[..batch]);
+        let (&first, rest) = blocks[..n].split_first()?;
+        for &block in rest {
             // SAFETY: the rack owns `m` (SYNC-R2); `loaded` is empty here (it
             // was when `alloc_slow` began, or is a fresh empty magazine),
-            // so the push fits (`batch - 1 <= cap`); `block` is a fresh
+            // so the pushes fit (`batch - 1 <= cap`); `block` is a fresh
             // block of class `c` from the parent (SYNC-M1).
             unsafe { mag::push(m, block) };
         }
@@ -400,12 +407,7 @@ impl Rack {
     /// `block` is a live block of class `c` allocated through `depot` (by
     /// any thread), not used again by the caller.
     #[inline(always)]
-    pub(crate) unsafe fn free<P: Allocator>(
-        &mut self,
-        depot: &Depot<P>,
-        c: usize,
-        block: NonNull<u8>,
-    ) {
+    pub(crate) unsafe fn free<P: Batch>(&mut self, depot: &Depot<P>, c: usize, block: NonNull<u8>) {
         if cfg!(debug_assertions) && self.holds(c, block) {
             // The block is already among this thread's free rounds. Leak it
             // (the handler returned): never hand it out twice.
@@ -431,7 +433,7 @@ impl Rack {
     /// # Safety
     /// As for [`free`](Self::free).
     #[cold]
-    unsafe fn free_slow<P: Allocator>(&mut self, depot: &Depot<P>, c: usize, block: NonNull<u8>) {
+    unsafe fn free_slow<P: Batch>(&mut self, depot: &Depot<P>, c: usize, block: NonNull<u8>) {
         // `loaded` is full or absent here.
         if let Some(prev) = self.previous[c] {
             // SAFETY: the rack owns its magazines (SYNC-R2).
@@ -473,7 +475,7 @@ impl Rack {
 
     /// Hands every magazine to the depot (which returns partial ones' rounds
     /// to the parent): the thread is leaving or the cache is going away.
-    pub(crate) fn flush<P: Allocator>(&mut self, depot: &Depot<P>) {
+    pub(crate) fn flush<P: Batch>(&mut self, depot: &Depot<P>) {
         for c in 0..CLASSES {
             for m in [self.loaded[c].take(), self.previous[c].take()]
                 .into_iter()

@@ -43,6 +43,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use freespace_core::alloc::{AllocError, Allocator, Layout};
+use freespace_core::Batch;
 
 use crate::cache::{front_allocator, Front};
 use crate::depot::Depot;
@@ -118,12 +119,12 @@ pub(crate) static REGISTRY: Locked<[usize; MAX_LIVE]> = Locked::new([0; MAX_LIVE
 // counter that happened to share the line would make each of its writes a
 // miss on every other core.
 #[repr(align(64))]
-pub struct Magazines<'d, P: Allocator> {
+pub struct Magazines<'d, P: Batch> {
     depot: &'d Depot<P>,
     id: AtomicUsize,
 }
 
-impl<'d, P: Allocator> Magazines<'d, P> {
+impl<'d, P: Batch> Magazines<'d, P> {
     /// Thread caches over `depot`; does no work (a `static` is fine).
     pub const fn new(depot: &'d Depot<P>) -> Self {
         Self {
@@ -259,7 +260,7 @@ impl<'d, P: Allocator> Magazines<'d, P> {
     }
 }
 
-impl<P: Allocator> Drop for Magazines<'_, P> {
+impl<P: Batch> Drop for Magazines<'_, P> {
     fn drop(&mut self) {
         let id = *self.id.get_mut();
         if id == 0 || id == NO_CACHE {
@@ -275,7 +276,7 @@ impl<P: Allocator> Drop for Magazines<'_, P> {
     }
 }
 
-impl<P: Allocator> Front for Magazines<'_, P> {
+impl<P: Batch> Front for Magazines<'_, P> {
     type Parent = P;
     #[inline]
     fn parent(&self) -> &P {
@@ -309,12 +310,14 @@ impl<P: Allocator> Front for Magazines<'_, P> {
     }
 }
 
-front_allocator!(unsafe impl<P: Allocator> Allocator for Magazines<'_, P>);
+front_allocator!(unsafe impl<P: Batch> Allocator for Magazines<'_, P>);
 
 // SAFETY: `cache::try_deallocate` frees a live block into the parent, and
 // an `Err` is either its own (nothing touched) or the parent's checked
 // free's (nothing changed).
-unsafe impl<P: freespace_core::CheckedFree> freespace_core::CheckedFree for Magazines<'_, P> {
+unsafe impl<P: freespace_core::CheckedFree + Batch> freespace_core::CheckedFree
+    for Magazines<'_, P>
+{
     /// The checked free: a double free of a round this thread (or the
     /// depot) holds is refused; everything else goes straight to the
     /// parent's checked free, bypassing the magazines. A double free whose
@@ -349,11 +352,11 @@ unsafe impl<P: freespace_core::CheckedFree> freespace_core::CheckedFree for Maga
 }
 
 // SAFETY: through the `Allocator` impl (see `freespace_core::global`).
-unsafe impl<P: Allocator> core::alloc::GlobalAlloc for Magazines<'_, P> {
+unsafe impl<P: Batch> core::alloc::GlobalAlloc for Magazines<'_, P> {
     freespace_core::forward_global_alloc!();
 }
 
-impl<P: Allocator> core::fmt::Debug for Magazines<'_, P> {
+impl<P: Batch> core::fmt::Debug for Magazines<'_, P> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Magazines")
             .field("id", &self.id.load(Ordering::Relaxed))
@@ -376,7 +379,7 @@ struct Slot {
 
 /// # Safety
 /// `depot` points to a live `Depot<P>` (SYNC-G1).
-unsafe fn flush_into<P: Allocator>(depot: *const (), rack: &mut Rack) {
+unsafe fn flush_into<P: Batch>(depot: *const (), rack: &mut Rack) {
     // SAFETY: the caller's contract.
     rack.flush(unsafe { &*depot.cast::<Depot<P>>() })
 }
@@ -479,7 +482,7 @@ pub mod fork {
     }
 }
 
-impl<P: Allocator + freespace_core::Check> freespace_core::Check for Magazines<'_, P> {
+impl<P: Batch + freespace_core::Check> freespace_core::Check for Magazines<'_, P> {
     /// The calling thread's magazines ([`check`](Magazines::check)), then the
     /// depot's whole stack. Other threads' magazines are theirs to check.
     fn check_all(&self) -> Result<(), freespace_core::Violation> {
@@ -491,7 +494,7 @@ impl<P: Allocator + freespace_core::Check> freespace_core::Check for Magazines<'
 /// Hands the calling thread's magazines to the depot
 /// ([`flush`](Magazines::flush)), then trims the depot and everything below.
 /// Other threads' magazines stay with them (and go back when they exit).
-impl<P: Allocator + freespace_core::Trim> freespace_core::Trim for Magazines<'_, P> {
+impl<P: Batch + freespace_core::Trim> freespace_core::Trim for Magazines<'_, P> {
     fn trim(&self) -> usize {
         self.flush();
         self.depot.trim()

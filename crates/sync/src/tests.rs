@@ -21,6 +21,9 @@ struct Counting {
     shrinks: AtomicUsize,
 }
 
+/// One block at a time (the provided methods).
+impl freespace_core::Batch for Counting {}
+
 // SAFETY: forwards to `Global`.
 unsafe impl Allocator for Counting {
     fn allocate(&self, l: Layout) -> Result<NonNull<[u8]>, AllocError> {
