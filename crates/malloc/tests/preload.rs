@@ -14,8 +14,8 @@
 //! program's allocations really went through the shim. Each real program
 //! also runs once without the shim, and its test prints both peak resident
 //! memories (`!!! RSS <program>: glibc X MiB, freespace Y MiB, ratio Z`,
-//! from `wait4`'s `ru_maxrss`), which the preload step shows in its
-//! report; informational, never a failure. A program that is
+//! `wait4`'s `ru_maxrss` through `tests/c/peak_rss.c`), which the preload
+//! step shows in its report; informational, never a failure. A program that is
 //! not installed makes its test print `SKIPPED` (and why) on standard
 //! error; with `CI=true` it fails the test instead.
 #![cfg(not(loom))]
@@ -122,24 +122,97 @@ fn maybe_preloaded(cmd: Command, shim: bool) -> Command {
     }
 }
 
-/// Prints the line the preload step collects (`cargo xtask test --only
-/// preload` shows them in its report): one program's peak resident memory
-/// without and with the shim. Informational: issue #13's target is a ratio
-/// of at most 1.1, not yet a test.
-fn report_rss(program: &str, glibc_kib: u64, freespace_kib: u64) {
-    let mib = |kib: u64| kib as f64 / 1024.0;
-    let ratio = if glibc_kib > 0 {
-        format!("{:.2}", freespace_kib as f64 / glibc_kib as f64)
-    } else {
-        "unknown".into()
-    };
-    // Straight to the stream, past the test harness's capture.
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n!!! RSS {program}: glibc {:.1} MiB, freespace {:.1} MiB, ratio {ratio}\n",
-        mib(glibc_kib),
-        mib(freespace_kib)
-    );
+/// Peak resident memory of the real programs, through
+/// `tests/c/peak_rss.c` (`wait4`'s `ru_maxrss` of the program, forked from
+/// that small helper: spawned straight from this test process, a program's
+/// `ru_maxrss` starts at the test's own RSS, which Linux carries over
+/// `execve`).
+struct PeakRss {
+    /// The helper, or `None` when there is no C compiler (then nothing is
+    /// measured; `compile` has said so).
+    helper: Option<PathBuf>,
+    dir: PathBuf,
+}
+
+impl PeakRss {
+    /// Compiles the helper into a scratch directory for `test`.
+    fn new(test: &str) -> Self {
+        let dir = scratch(&format!("{test}-rss"));
+        PeakRss {
+            helper: compile("peak_rss", &dir, "-O2"),
+            dir,
+        }
+    }
+
+    /// `cmd` (its program, arguments, environment, directory) run through
+    /// the helper, which records its peak as `name`; its `LD_PRELOAD` goes
+    /// to the program only.
+    fn wrap(&self, cmd: Command, name: &str) -> Command {
+        let Some(helper) = &self.helper else {
+            return cmd;
+        };
+        let mut wrapped = Command::new(helper);
+        wrapped.arg(self.dir.join(name));
+        let mut preload = std::ffi::OsString::new();
+        for (key, value) in cmd.get_envs() {
+            match value {
+                Some(v) if key == "LD_PRELOAD" => preload = v.to_owned(),
+                Some(v) => {
+                    wrapped.env(key, v);
+                }
+                None => {
+                    wrapped.env_remove(key);
+                }
+            }
+        }
+        wrapped
+            .arg(preload)
+            .arg(cmd.get_program())
+            .args(cmd.get_args());
+        if let Some(dir) = cmd.get_current_dir() {
+            wrapped.current_dir(dir);
+        }
+        wrapped
+    }
+
+    /// The largest peak recorded under any of `names`, KiB.
+    fn peak(&self, names: &[String]) -> Option<u64> {
+        self.helper.as_ref()?;
+        names
+            .iter()
+            .map(|n| {
+                let path = self.dir.join(n);
+                fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+                    .unwrap_or_else(|| panic!("no peak in {}", path.display()))
+            })
+            .max()
+    }
+
+    /// Prints the line the preload step collects (`cargo xtask test
+    /// --only preload` shows them in its report): `program`'s peak resident
+    /// memory without the shim (the runs recorded as `glibc`) and with it
+    /// (as `freespace`). Informational: issue #13's target is a ratio of at
+    /// most 1.1, not yet a test.
+    fn report(&self, program: &str, glibc: &[String], freespace: &[String]) {
+        let (Some(g), Some(f)) = (self.peak(glibc), self.peak(freespace)) else {
+            return;
+        };
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        let ratio = if g > 0 {
+            format!("{:.2}", f as f64 / g as f64)
+        } else {
+            "unknown".into()
+        };
+        // Straight to the stream, past the test harness's capture.
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n!!! RSS {program}: glibc {:.1} MiB, freespace {:.1} MiB, ratio {ratio}\n",
+            mib(g),
+            mib(f)
+        );
+    }
 }
 
 /// What a finished process left.
@@ -147,9 +220,6 @@ struct Run {
     status: ExitStatus,
     stdout: String,
     stderr: String,
-    /// Its peak resident memory (`ru_maxrss` from `wait4`), KiB: the
-    /// largest of the process and the children it waited for.
-    max_rss_kib: u64,
 }
 
 impl Run {
@@ -190,13 +260,12 @@ fn run(mut cmd: Command, input: &[u8], limit: Duration) -> Run {
     });
     let out = reader(child.stdout.take().expect("stdout"));
     let err = reader(child.stderr.take().expect("stderr"));
-    let (status, max_rss_kib) = wait(&mut child, limit, &shown);
+    let status = wait(&mut child, limit, &shown);
     let _ = feeder.join();
     Run {
         status,
         stdout: out.join().unwrap_or_default(),
         stderr: err.join().unwrap_or_default(),
-        max_rss_kib,
     }
 }
 
@@ -208,26 +277,11 @@ fn reader(mut r: impl Read + Send + 'static) -> thread::JoinHandle<String> {
     })
 }
 
-/// Waits for `child` (reaping it with `wait4`, for its resource usage):
-/// its exit status and peak resident memory in KiB (`ru_maxrss`).
-fn wait(child: &mut Child, limit: Duration, shown: &str) -> (ExitStatus, u64) {
+fn wait(child: &mut Child, limit: Duration, shown: &str) -> ExitStatus {
     let deadline = Instant::now() + limit;
-    let pid = child.id() as libc::pid_t;
     loop {
-        let mut status = 0;
-        // SAFETY: all-zero is a valid `rusage` (integers and timevals).
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: `pid` is our child, not yet reaped (only this loop reaps
-        // it, and it returns once it has); `status` and `usage` are valid
-        // out-pointers for the call.
-        let reaped = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
-        assert!(
-            reaped >= 0,
-            "wait4 {shown}: {}",
-            std::io::Error::last_os_error()
-        );
-        if reaped == pid {
-            return (ExitStatus::from_raw(status), usage.ru_maxrss as u64);
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
@@ -601,17 +655,22 @@ fn python3_runs_on_the_shim() {
     let Some(p) = require("python3", &["python3"], "apt-get install python3") else {
         return;
     };
+    let rss = PeakRss::new("python3");
     let mut cmd = Command::new(&p[0]);
     cmd.args(["-c", PYTHON_WORKLOAD]);
-    let r = run(preloaded(cmd), b"", Duration::from_secs(120));
+    let r = run(
+        rss.wrap(preloaded(cmd), "freespace"),
+        b"",
+        Duration::from_secs(120),
+    );
     r.ok("python3 workload");
     assert!(r.stdout.contains("python ok"), "{}", r.stdout);
     served("python3", &r.stderr, 1000);
     let mut cmd = Command::new(&p[0]);
     cmd.args(["-c", PYTHON_WORKLOAD]);
-    let glibc = run(cmd, b"", Duration::from_secs(120));
+    let glibc = run(rss.wrap(cmd, "glibc"), b"", Duration::from_secs(120));
     glibc.ok("python3 workload without the shim");
-    report_rss("python3", glibc.max_rss_kib, r.max_rss_kib);
+    rss.report("python3", &["glibc".into()], &["freespace".into()]);
 }
 
 #[test]
@@ -620,23 +679,24 @@ fn git_runs_on_the_shim() {
     let Some(p) = require("git", &["git"], "apt-get install git") else {
         return;
     };
-    let shim = git_session(&p[0], &scratch("git"), true);
-    let glibc = git_session(&p[0], &scratch("git-glibc"), false);
-    report_rss("git", glibc, shim);
+    let rss = PeakRss::new("git");
+    let shim = git_session(&p[0], &scratch("git"), true, &rss);
+    let glibc = git_session(&p[0], &scratch("git-glibc"), false, &rss);
+    rss.report("git", &glibc, &shim);
 }
 
 /// A repository of 200 files in `dir`: init, add, two commits, log, an
 /// aggressive gc and fsck, each checked; with `shim`, under it (and each
-/// step's summary checked). Returns the largest peak resident memory of
-/// the git processes, in KiB.
-fn git_session(exe: &Path, dir: &Path, shim: bool) -> u64 {
+/// step's summary checked). Each git command runs through `rss`; returns
+/// the names its peaks were recorded under.
+fn git_session(exe: &Path, dir: &Path, shim: bool, rss: &PeakRss) -> Vec<String> {
     let repo = dir.join("repo");
     fs::create_dir_all(repo.join("src")).unwrap();
     for i in 0..200 {
         let body: String = (0..50).map(|j| format!("line {j} of file {i}\n")).collect();
         fs::write(repo.join("src").join(format!("f{i}.txt")), body).unwrap();
     }
-    let peak = std::cell::Cell::new(0);
+    let names = std::cell::RefCell::new(Vec::new());
     let git = |args: &[&str]| {
         let mut cmd = Command::new(exe);
         cmd.current_dir(&repo)
@@ -647,9 +707,14 @@ fn git_session(exe: &Path, dir: &Path, shim: bool) -> u64 {
             .env("GIT_AUTHOR_EMAIL", "malloc@freespace.invalid")
             .env("GIT_COMMITTER_NAME", "freespace")
             .env("GIT_COMMITTER_EMAIL", "malloc@freespace.invalid");
-        let r = run(maybe_preloaded(cmd, shim), b"", Duration::from_secs(60));
+        let name = format!("git-{}-{}", shim, names.borrow().len());
+        let r = run(
+            rss.wrap(maybe_preloaded(cmd, shim), &name),
+            b"",
+            Duration::from_secs(60),
+        );
         r.ok(&format!("git {}", args.join(" ")));
-        peak.set(peak.get().max(r.max_rss_kib));
+        names.borrow_mut().push(name);
         r
     };
     let check = |what: &str, r: &Run| {
@@ -671,7 +736,7 @@ fn git_session(exe: &Path, dir: &Path, shim: bool) -> u64 {
     check("git gc", &gc);
     let fsck = git(&["fsck", "--full"]);
     assert!(fsck.status.success());
-    peak.get()
+    names.into_inner()
 }
 
 /// The sqlite3 workload: 100k rows inserted one statement at a time in a
@@ -697,10 +762,11 @@ fn sqlite3_runs_on_the_shim() {
         return;
     };
     let dir = scratch("sqlite");
+    let rss = PeakRss::new("sqlite");
     let mut cmd = Command::new(&p[0]);
     cmd.arg(dir.join("db.sqlite"));
     let r = run(
-        preloaded(cmd),
+        rss.wrap(preloaded(cmd), "freespace"),
         sqlite_script().as_bytes(),
         Duration::from_secs(120),
     );
@@ -715,10 +781,14 @@ fn sqlite3_runs_on_the_shim() {
     served("sqlite3", &r.stderr, 1000);
     let mut cmd = Command::new(&p[0]);
     cmd.arg(dir.join("glibc.sqlite"));
-    let glibc = run(cmd, sqlite_script().as_bytes(), Duration::from_secs(120));
+    let glibc = run(
+        rss.wrap(cmd, "glibc"),
+        sqlite_script().as_bytes(),
+        Duration::from_secs(120),
+    );
     glibc.ok("sqlite3 100k inserts without the shim");
     assert_eq!(glibc.stdout, r.stdout);
-    report_rss("sqlite3", glibc.max_rss_kib, r.max_rss_kib);
+    rss.report("sqlite3", &["glibc".into()], &["freespace".into()]);
 }
 
 /// A TCP port nobody listens on right now.
@@ -739,9 +809,10 @@ fn redis_runs_on_the_shim() {
     ) else {
         return;
     };
-    let shim = redis_session(&p, &scratch("redis"), true);
-    let glibc = redis_session(&p, &scratch("redis-glibc"), false);
-    report_rss("redis-server", glibc, shim);
+    let rss = PeakRss::new("redis");
+    redis_session(&p, &scratch("redis"), true, &rss);
+    redis_session(&p, &scratch("redis-glibc"), false, &rss);
+    rss.report("redis-server", &["glibc".into()], &["freespace".into()]);
 }
 
 /// The C library this process runs on (from `/proc/self/maps`).
@@ -760,9 +831,9 @@ fn libc_path() -> PathBuf {
 /// `shim`, the server and the benchmark run under it (and their summaries
 /// are checked). Without, the server gets glibc's malloc: Debian links
 /// redis-server with jemalloc, and preloading the C library puts glibc's
-/// `malloc` ahead of it, as preloading the shim puts the shim's. Returns
-/// the server's peak resident memory, KiB.
-fn redis_session(p: &[PathBuf], dir: &Path, shim: bool) -> u64 {
+/// `malloc` ahead of it, as preloading the shim puts the shim's. The
+/// server runs through `rss`, its peak recorded as `freespace` or `glibc`.
+fn redis_session(p: &[PathBuf], dir: &Path, shim: bool, rss: &PeakRss) {
     let (server, benchmark, cli) = (&p[0], &p[1], &p[2]);
     let port = free_port().to_string();
     let mut cmd = Command::new(server);
@@ -777,14 +848,16 @@ fn redis_session(p: &[PathBuf], dir: &Path, shim: bool) -> u64 {
         "no",
     ])
     .args(["--dbfilename", "dump.rdb", "--dir"])
-    .arg(dir)
-    .stdin(Stdio::null())
-    .stdout(fs::File::create(dir.join("server.out")).unwrap())
-    .stderr(fs::File::create(dir.join("server.err")).unwrap());
+    .arg(dir);
     if !shim {
         cmd.env("LD_PRELOAD", libc_path());
     }
-    let mut server = maybe_preloaded(cmd, shim)
+    let name = if shim { "freespace" } else { "glibc" };
+    let mut server = rss
+        .wrap(maybe_preloaded(cmd, shim), name)
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(dir.join("server.out")).unwrap())
+        .stderr(fs::File::create(dir.join("server.err")).unwrap())
         .spawn()
         .expect("start redis-server");
     let started = Instant::now();
@@ -870,13 +943,12 @@ fn redis_session(p: &[PathBuf], dir: &Path, shim: bool) -> u64 {
     );
 
     redis(&["SHUTDOWN", "NOSAVE"]);
-    let (status, server_rss) = wait(&mut server, Duration::from_secs(30), "redis-server");
+    let status = wait(&mut server, Duration::from_secs(30), "redis-server");
     let err = fs::read_to_string(dir.join("server.err")).unwrap_or_default();
     assert!(status.success(), "redis-server: {status}\n{err}");
     if shim {
         served("redis-server", &err, 10_000);
     }
-    server_rss
 }
 
 // ---------------------------------------------------------------------------
