@@ -20,7 +20,7 @@ pub fn bench(args: &[String]) -> ExitCode {
         let flag = a.split('=').next().unwrap_or(a);
         matches!(
             flag,
-            "--quick" | "--workload" | "--subject" | "--out" | "--list" | "-h" | "--help"
+            "--quick" | "--workload" | "--subject" | "--out" | "--rss" | "--list" | "-h" | "--help"
         )
     });
     let mut cmd = Command::new("cargo");

@@ -57,7 +57,7 @@ commands:
                     and heap map, what sbrk gave; then a best-fit free-list heap over Arena and
                     over Sbrk, step by step with heap maps and fragmentation
   bench [ARGS..]    benchmarks next to glibc, mimalloc, jemalloc, ...: writes docs/benchmarks.md
-                    (ARGS go to freespace-bench: --quick, --workload W, --subject S, --runs N, --callgrind)
+                    (ARGS go to freespace-bench: --quick, --workload W, --subject S, --runs N, --callgrind, --rss)
   trace [--out PATH] -- CMD ARGS..
                     run CMD under freespace-malloc with FREESPACE_TRACE=PATH (default
                     freespace.trace; %p in PATH: one file per process): every malloc call recorded

@@ -12,6 +12,12 @@
 //! <why>`; the step collects those lines and, if there are any, shows as
 //! SKIPPED with them (the rest having passed). Under `CI=true` the tests
 //! fail instead, so CI cannot pass without running every program.
+//!
+//! Each real program also runs once without the shim, and its test prints
+//! `RSS <program>: glibc X MiB, freespace Y MiB, ratio Z` (peak resident
+//! memory of both runs); the step collects those lines too and shows them
+//! as notes under its row of the report. They are information, not a
+//! verdict: the step passes or fails on the tests alone.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
@@ -26,8 +32,22 @@ use crate::matrix::Outcome;
 /// machine busy with other builds (about 2 minutes when quiet).
 const BUDGET: Duration = Duration::from_secs(600);
 
-/// Runs the step from the workspace at `root`.
-pub fn run(root: &Path) -> Outcome {
+/// Runs the step from the workspace at `root`: its outcome, and the `RSS`
+/// lines the real-program tests printed.
+pub fn run(root: &Path) -> (Outcome, Vec<String>) {
+    let rss = Arc::new(Mutex::new(Vec::new()));
+    let outcome = run_tests(root, &rss);
+    let rss = rss.lock().map(|r| r.clone()).unwrap_or_default();
+    if !rss.is_empty() {
+        println!("peak resident memory, glibc vs the shim (informational):");
+        for line in &rss {
+            println!("  {line}");
+        }
+    }
+    (outcome, rss)
+}
+
+fn run_tests(root: &Path, rss: &Arc<Mutex<Vec<String>>>) -> Outcome {
     let mut cmd = Command::new("cargo");
     cmd.current_dir(root).args([
         "test",
@@ -47,8 +67,18 @@ pub fn run(root: &Path) -> Outcome {
         Err(e) => return Outcome::Fail(format!("could not start cargo: {e}")),
     };
     let skipped = Arc::new(Mutex::new(Vec::new()));
-    let out = echo(child.stdout.take(), false, Arc::clone(&skipped));
-    let err = echo(child.stderr.take(), true, Arc::clone(&skipped));
+    let out = echo(
+        child.stdout.take(),
+        false,
+        Arc::clone(&skipped),
+        Arc::clone(rss),
+    );
+    let err = echo(
+        child.stderr.take(),
+        true,
+        Arc::clone(&skipped),
+        Arc::clone(rss),
+    );
     let started = Instant::now();
     let status = loop {
         match child.try_wait() {
@@ -83,11 +113,12 @@ pub fn run(root: &Path) -> Outcome {
 }
 
 /// Copies `from` to our stdout or stderr line by line, keeping the
-/// `SKIPPED` lines.
+/// `SKIPPED` lines and the `!!! RSS` lines.
 fn echo(
     from: Option<impl Read + Send + 'static>,
     to_stderr: bool,
     skipped: Arc<Mutex<Vec<String>>>,
+    rss: Arc<Mutex<Vec<String>>>,
 ) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         let Some(from) = from else { return };
@@ -95,6 +126,11 @@ fn echo(
             if let Some((_, what)) = line.split_once("SKIPPED ") {
                 if let Ok(mut s) = skipped.lock() {
                     s.push(what.trim().to_string());
+                }
+            }
+            if let Some((_, what)) = line.split_once("!!! RSS ") {
+                if let Ok(mut r) = rss.lock() {
+                    r.push(format!("RSS {}", what.trim()));
                 }
             }
             if to_stderr {

@@ -9,6 +9,7 @@
 //! | [`subjects`] | [`subjects::Subject`], its adapters, [`subjects::SUBJECTS`] and [`subjects::with_subject`] |
 //! | [`trace`] | synthetic op traces (slot-numbered) and the generators of the workloads |
 //! | [`workloads`] | the benchmark workloads and their timed replay |
+//! | [`rss`] | resident memory of the subjects over the OS: one replay per child process, peak and after free+trim |
 //! | [`replay`] | recorded traces: ids to slots, and each subject's footprint, fragmentation and time, Johnstone–Wilson style |
 //!
 //! ```
@@ -17,6 +18,7 @@
 //! ```
 
 pub mod replay;
+pub mod rss;
 pub mod subjects;
 pub mod trace;
 pub mod workloads;

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! freespace-bench [--quick] [--runs N] [--workload W[,W..]] [--subject S[,S..]]
-//!                 [--budget SECONDS] [--out DIR] [--callgrind] [--list]
+//!                 [--budget SECONDS] [--out DIR] [--callgrind] [--rss] [--list]
 //! ```
 //!
 //! - Every subject replays the same deterministic op trace; subjects take
@@ -15,10 +15,17 @@
 //! - `--callgrind`: instead of timing, run each subject once under
 //!   `valgrind --tool=callgrind` (counting only the replay) and tabulate
 //!   instructions: repeatable on a busy machine.
+//! - `--rss`: only the resident-memory pass: each subject that gets its
+//!   memory from the OS replays each trace workload once in a fresh child
+//!   process (`--rss-child`), which reports its peak and what stays
+//!   resident after freeing everything and trimming (see
+//!   `freespace_bench::rss`). A standard run does this pass after timing
+//!   and puts its tables in the report; `--quick` runs it at quick scale.
 //! - `--out DIR`: write `DIR/benchmarks.md` and the SVG plots beside it.
 
 mod report;
 
+use freespace_bench::rss::{Footprint, RssRun};
 use freespace_bench::{subjects, workloads};
 
 use std::path::PathBuf;
@@ -41,6 +48,8 @@ usage: freespace-bench [options]
                         from that workload (default 3; quick 2)
   --out DIR             write DIR/benchmarks.md and DIR/benchmarks-*.svg
   --callgrind           count instructions under valgrind instead of timing
+  --rss                 only the resident-memory pass (subjects over the OS, trace workloads;
+                        a standard or quick run does it after timing)
   --list                list workloads and subjects";
 
 /// What the command line asked for.
@@ -54,6 +63,10 @@ struct Options {
     callgrind: bool,
     /// Internal: run one subject on one workload once (under valgrind).
     child: bool,
+    /// Only the resident-memory pass.
+    rss: bool,
+    /// Internal: one subject, one workload, one replay, its [`Footprint`].
+    rss_child: bool,
 }
 
 fn parse(args: &[String]) -> Result<Option<Options>, String> {
@@ -66,6 +79,8 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
         out: None,
         callgrind: false,
         child: false,
+        rss: false,
+        rss_child: false,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -83,6 +98,8 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
             "--quick" => o.scale = Scale::Quick,
             "--callgrind" => o.callgrind = true,
             "--callgrind-child" => o.child = true,
+            "--rss" => o.rss = true,
+            "--rss-child" => o.rss_child = true,
             "--runs" => {
                 o.runs = value()?
                     .parse()
@@ -138,7 +155,7 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
     }
     if o.subjects.is_empty() {
         o.subjects = (0..SUBJECTS.len()).collect();
-    } else if !o.child && !o.subjects.contains(&0) {
+    } else if !o.child && !o.rss_child && !o.subjects.contains(&0) {
         o.subjects.insert(0, 0);
     }
     o.subjects.sort_unstable();
@@ -172,8 +189,24 @@ fn main() -> ExitCode {
     if o.child {
         return callgrind_child(&o);
     }
+    if o.rss_child {
+        return rss_child(&o);
+    }
     if o.callgrind {
         return callgrind(&o);
+    }
+    if o.rss {
+        let text = report::rss_tables(&rss(&o), o.scale == Scale::Quick);
+        println!("{text}");
+        if let Some(dir) = &o.out {
+            let path = dir.join("benchmarks-rss.md");
+            if let Err(e) = std::fs::write(&path, format!("# Resident memory\n\n{text}")) {
+                eprintln!("error: could not write {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+            println!("wrote {}", path.display());
+        }
+        return ExitCode::SUCCESS;
     }
     let started = Instant::now();
     let results = measure(&o);
@@ -181,8 +214,10 @@ fn main() -> ExitCode {
         report::RunInfo::collect(o.runs, o.budget, started.elapsed(), o.scale == Scale::Quick);
     let text = report::tables(&results, &info);
     println!("{text}");
+    let rss_text = report::rss_tables(&rss(&o), o.scale == Scale::Quick);
+    println!("{rss_text}");
     if let Some(dir) = &o.out {
-        match report::write(dir, &results, &info) {
+        match report::write(dir, &results, &info, &rss_text) {
             Ok(files) => {
                 for f in files {
                     println!("wrote {}", f.display());
@@ -364,6 +399,106 @@ fn callgrind_child(o: &Options) -> ExitCode {
     }
 }
 
+/// One subject's [`Footprint`] on one workload, or why there is none.
+pub struct RssRow {
+    /// Index into [`SUBJECTS`].
+    pub subject: usize,
+    /// What the child measured.
+    pub result: Result<Footprint, Outcome>,
+}
+
+/// One workload's resident-memory results.
+pub struct RssTable {
+    /// Its name.
+    pub name: &'static str,
+    /// What it does.
+    pub what: String,
+    /// One row per subject over the OS.
+    pub rows: Vec<RssRow>,
+}
+
+/// The trace workloads among those selected (the ones one thread replays).
+fn trace_workloads(o: &Options) -> Vec<&String> {
+    o.workloads
+        .iter()
+        .filter(|w| matches!(workloads::build(w, Scale::Quick).kind, Kind::Trace(_)))
+        .collect()
+}
+
+/// The exit code of an `--rss-child` whose subject ran out of memory.
+const OUT_OF_MEMORY: u8 = 4;
+
+/// `--rss-child`: one subject over the OS, one trace workload, one replay;
+/// prints the [`Footprint`] line.
+fn rss_child(o: &Options) -> ExitCode {
+    let (Some(&s), Some(w)) = (o.subjects.first(), o.workloads.first()) else {
+        eprintln!("error: --rss-child needs --subject and --workload");
+        return ExitCode::from(2);
+    };
+    let w = workloads::build(w, o.scale);
+    // Subjects over the OS use no arena: an empty one keeps the baseline
+    // free of it.
+    let mut memory = Memory::new(0);
+    let mut run = RssRun::new(&w, o.budget);
+    with_subject(s, &mut memory, 0, false, &mut run);
+    match run.outcome {
+        Ok(f) => {
+            println!("{}", f.line());
+            ExitCode::SUCCESS
+        }
+        Err(Outcome::Timeout) => ExitCode::from(TIMED_OUT),
+        Err(_) => ExitCode::from(OUT_OF_MEMORY),
+    }
+}
+
+/// The resident-memory pass: each selected subject over the OS on each
+/// selected trace workload, once, in a fresh child process.
+fn rss(o: &Options) -> Vec<RssTable> {
+    let exe = std::env::current_exe().expect("own path");
+    let subjects: Vec<usize> = o
+        .subjects
+        .iter()
+        .copied()
+        .filter(|&s| !SUBJECTS[s].arena)
+        .collect();
+    let names = trace_workloads(o);
+    let bar = ProgressBar::new((names.len() * subjects.len()) as u64);
+    // One replay, no rounds: a budget for a slow subject, not a race.
+    let budget = o.budget.max(Duration::from_secs(30));
+    let mut tables = Vec::new();
+    for w in names {
+        let built = workloads::build(w, o.scale);
+        let mut rows = Vec::new();
+        for &s in &subjects {
+            bar.set_message(format!("rss {w} / {}", SUBJECTS[s].name));
+            let mut cmd = Command::new(&exe);
+            cmd.args(["--rss-child", "--workload", w])
+                .args(["--subject", SUBJECTS[s].name])
+                .arg(format!("--budget={}", budget.as_secs_f64()));
+            if o.scale == Scale::Quick {
+                cmd.arg("--quick");
+            }
+            let result = match cmd.output() {
+                Ok(r) if r.status.success() => {
+                    Footprint::parse(&String::from_utf8_lossy(&r.stdout))
+                        .ok_or(Outcome::OutOfMemory)
+                }
+                Ok(r) if r.status.code() == Some(TIMED_OUT.into()) => Err(Outcome::Timeout),
+                _ => Err(Outcome::OutOfMemory),
+            };
+            rows.push(RssRow { subject: s, result });
+            bar.inc(1);
+        }
+        tables.push(RssTable {
+            name: built.name,
+            what: built.what.clone(),
+            rows,
+        });
+    }
+    bar.finish_and_clear();
+    tables
+}
+
 /// `--callgrind`: each subject of each single-threaded trace workload once
 /// under callgrind; instructions per op and the ratio to glibc.
 fn callgrind(o: &Options) -> ExitCode {
@@ -374,14 +509,7 @@ fn callgrind(o: &Options) -> ExitCode {
     let exe = std::env::current_exe().expect("own path");
     let dir = std::env::temp_dir().join(format!("freespace-callgrind-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let trace_workloads: Vec<&String> = o
-        .workloads
-        .iter()
-        .filter(|w| {
-            let built = workloads::build(w, Scale::Quick);
-            matches!(built.kind, Kind::Trace(_))
-        })
-        .collect();
+    let trace_workloads = trace_workloads(o);
     let bar = ProgressBar::new((trace_workloads.len() * o.subjects.len()) as u64);
     let mut tables = Vec::new();
     for w in trace_workloads {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::subjects::{Group, SUBJECTS};
 use crate::workloads::Outcome;
-use crate::{Row, Table};
+use crate::{Row, RssTable, Table};
 
 /// Where and when the numbers were taken.
 pub struct RunInfo {
@@ -297,6 +297,15 @@ today, in one process, on the same deterministic op traces.
   the requested bytes live at that moment ÷ the arena's bytes, one trial
   per seed. Only arena subjects take part (the system allocators cannot be
   confined to an arena).
+- **Resident memory.** For the subjects that get their memory from the
+  kernel (glibc, mimalloc, jemalloc, `general-mmap`), each trace workload
+  is replayed once more per subject in a fresh child process, which reads
+  `/proc/self/status`: `VmRSS` before the replay (with the high-water mark
+  reset through `/proc/self/clear_refs`), `VmHWM` after it, and `VmRSS`
+  again after freeing every live block and asking the allocator to give
+  back what it holds free (the trim named in each row). The arena subjects
+  run in memory the harness touched beforehand, so resident memory says
+  nothing about them: their measure is heap efficiency.
 - **Instruction counts.** `cargo xtask bench --callgrind` runs each
   subject once per single-threaded workload under
   `valgrind --tool=callgrind`, counting only the replay, and writes
@@ -341,8 +350,15 @@ fn subject_list(out: &mut String) {
     );
 }
 
-/// Writes `dir/benchmarks.md` and one SVG per workload; returns the paths.
-pub fn write(dir: &Path, results: &[Table], info: &RunInfo) -> std::io::Result<Vec<PathBuf>> {
+/// Writes `dir/benchmarks.md` (the timing and efficiency tables, then
+/// `rss`, the resident-memory section from [`rss_tables`]) and one SVG per
+/// workload; returns the paths.
+pub fn write(
+    dir: &Path,
+    results: &[Table],
+    info: &RunInfo,
+    rss: &str,
+) -> std::io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
     let mut written = Vec::new();
     let mut doc = String::from(INTRO);
@@ -364,6 +380,7 @@ pub fn write(dir: &Path, results: &[Table], info: &RunInfo) -> std::io::Result<V
         doc.push_str(section.trim_end());
         let _ = write!(doc, "\n\n![{name}](benchmarks-{name}.svg)\n\n");
     }
+    let _ = write!(doc, "## Resident memory\n\n{}\n", rss.trim_end());
     for t in results {
         let svg = if t.efficiency {
             efficiency_svg(t)
@@ -652,6 +669,83 @@ pub fn callgrind_tables(results: &[Table]) -> String {
                         _ => "failed",
                     };
                     let _ = writeln!(out, "| {name} | {note} | |");
+                }
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+// ------------------------------------------------------ resident memory --
+
+fn fmt_mib(kib: f64) -> String {
+    let mib = kib / 1024.0;
+    // No "-0.0": a change below 0.05 MiB either way is shown as 0.0.
+    if mib.abs() < 0.05 {
+        "0.0".into()
+    } else {
+        format!("{mib:.1}")
+    }
+}
+
+/// Resident memory per subject over the OS, one table per trace workload:
+/// peak above the baseline, and what stays resident after free+trim (above
+/// the baseline), each with its ratio to glibc.
+pub fn rss_tables(results: &[RssTable], quick: bool) -> String {
+    let mut out = format!(
+        "Run of {}{}: each subject replays each trace workload once in a fresh process. \
+         *Baseline*: `VmRSS` before the replay (the harness, the trace and its slot table, \
+         the allocator's setup); *peak*: `VmHWM` after it, less the baseline; \
+         *after free+trim*: `VmRSS` once every block is freed and the allocator trimmed, \
+         less the baseline (negative when the trim also gave back memory the harness had \
+         freed before the replay). ÷ glibc below 1 is less memory; — where glibc's figure \
+         is under 64 KiB or the figure is negative.\n\n",
+        utc_now(),
+        if quick { ", QUICK (tiny) run" } else { "" }
+    );
+    for t in results {
+        let glibc = t
+            .rows
+            .iter()
+            .find(|r| SUBJECTS[r.subject].name == "glibc")
+            .and_then(|r| r.result.as_ref().ok());
+        let _ = writeln!(out, "### {}\n\n{}.\n", t.name, t.what);
+        let _ = writeln!(
+            out,
+            "| subject | baseline MiB | peak above baseline MiB | ÷ glibc | after free+trim, above baseline MiB | ÷ glibc | trim |\n\
+             |---|---:|---:|---:|---:|---:|---|"
+        );
+        for row in &t.rows {
+            let name = SUBJECTS[row.subject].name;
+            match &row.result {
+                Ok(f) => {
+                    let peak = f.peak.saturating_sub(f.baseline) as f64;
+                    let after = f.after as f64 - f.baseline as f64;
+                    // A ratio against less than 64 KiB is noise.
+                    let ratio = |x: f64, g: Option<f64>| match g {
+                        Some(g) if g >= 64.0 && x >= 0.0 => fmt_ratio(x / g),
+                        _ => "—".into(),
+                    };
+                    let g_peak = glibc.map(|g| g.peak.saturating_sub(g.baseline) as f64);
+                    let g_after = glibc.map(|g| g.after as f64 - g.baseline as f64);
+                    let _ = writeln!(
+                        out,
+                        "| {name} | {} | {} | {} | {} | {} | {} |",
+                        fmt_mib(f.baseline as f64),
+                        fmt_mib(peak),
+                        ratio(peak, g_peak),
+                        fmt_mib(after),
+                        ratio(after, g_after),
+                        f.trim
+                    );
+                }
+                Err(stop) => {
+                    let note = match stop {
+                        Outcome::Timeout => "timed out",
+                        _ => "failed",
+                    };
+                    let _ = writeln!(out, "| {name} | {note} | | | | | |");
                 }
             }
         }

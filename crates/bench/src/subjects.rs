@@ -7,6 +7,7 @@
 //! |---|---|
 //! | [`Global<G>`] | `GlobalAlloc` types: glibc (`System`), mimalloc, jemalloc |
 //! | [`Heap<A>`] | `Allocator` types: every freespace block and stack |
+//! | [`Trimmed<A>`] | an `Allocator` that can give memory back: `general-mmap` |
 //! | [`Excl<T>`] | the `&mut self` arena allocators: talc, rlsf, linked_list_allocator, buddy_system_allocator, dlmalloc |
 //!
 //! For the two-thread workload a subject that is not `Sync` goes behind
@@ -21,7 +22,7 @@ use freespace::stacks::{General, SegregatedBestFit};
 use freespace_best_fit::BestFitHeap;
 use freespace_buddy::Buddy;
 use freespace_core::alloc::{AllocError, Allocator};
-use freespace_core::{BlockInfo, Inspect};
+use freespace_core::{BlockInfo, Inspect, Trim};
 use freespace_first_fit::FirstFitHeap;
 use freespace_next_fit::NextFitHeap;
 use freespace_source::Arena;
@@ -73,12 +74,69 @@ pub trait Subject {
         let _ = visit;
         false
     }
+
+    /// Gives back to the OS what the subject holds free and says how
+    /// (`"malloc_trim(0)"`, ...), or returns `None` when it has no way to.
+    fn trim(&self) -> Option<&'static str> {
+        None
+    }
+}
+
+/// How a `GlobalAlloc` anchor gives free memory back to the OS, for
+/// [`Subject::trim`] of [`Global`].
+pub trait GiveBack {
+    /// Gives back what the allocator holds free (process-wide) and says
+    /// how, or returns `None` when it has no way to.
+    fn give_back(&self) -> Option<&'static str>;
+}
+
+impl GiveBack for System {
+    fn give_back(&self) -> Option<&'static str> {
+        // SAFETY: `malloc_trim` only reads and updates glibc's own heap
+        // state, under its locks; any argument is valid.
+        unsafe { libc::malloc_trim(0) };
+        Some("malloc_trim(0)")
+    }
+}
+
+impl GiveBack for mimalloc::MiMalloc {
+    fn give_back(&self) -> Option<&'static str> {
+        extern "C" {
+            // In every build of mimalloc (`mimalloc.h`); the `mimalloc`
+            // crate declares it only with its `extended` feature.
+            fn mi_collect(force: bool);
+        }
+        // SAFETY: `mi_collect` takes a plain bool and touches only
+        // mimalloc's own state (this thread's heap and the abandoned
+        // segments), which it may do at any time.
+        unsafe { mi_collect(true) };
+        Some("mi_collect(true)")
+    }
+}
+
+impl GiveBack for tikv_jemallocator::Jemalloc {
+    fn give_back(&self) -> Option<&'static str> {
+        // `arena.<MALLCTL_ARENAS_ALL>.purge`; MALLCTL_ARENAS_ALL is 4096.
+        let name = c"arena.4096.purge";
+        // SAFETY: a NUL-terminated control name, and null old/new values
+        // with lengths 0: `purge` reads and writes nothing.
+        let rc = unsafe {
+            tikv_jemalloc_sys::mallctl(
+                name.as_ptr(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+                0,
+            )
+        };
+        (rc == 0).then_some("mallctl arena.<MALLCTL_ARENAS_ALL>.purge")
+    }
 }
 
 /// A `GlobalAlloc` as a subject.
 pub struct Global<G>(pub G);
 
-impl<G: GlobalAlloc> Subject for Global<G> {
+impl<G: GlobalAlloc + GiveBack> Subject for Global<G> {
     #[inline]
     fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: the workloads never ask for size 0.
@@ -93,6 +151,9 @@ impl<G: GlobalAlloc> Subject for Global<G> {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: caller contract; `new_size > 0`.
         unsafe { self.0.realloc(ptr, layout, new_size) }
+    }
+    fn trim(&self) -> Option<&'static str> {
+        self.0.give_back()
     }
 }
 
@@ -225,6 +286,55 @@ impl<A: Allocator + Inspect> Subject for Inspected<A> {
     fn inspect(&self, visit: &mut dyn FnMut(BlockInfo)) -> bool {
         self.0 .0.inspect(visit);
         true
+    }
+}
+
+/// A [`Heap`] whose allocator can give memory back ([`Trim`]), with
+/// [`Subject::trim`] calling [`Trim::trim`].
+///
+/// ```
+/// use freespace_bench::subjects::{Heap, Subject, Trimmed};
+/// let heap = Trimmed(Heap(freespace::stacks::general()));
+/// let layout = std::alloc::Layout::from_size_align(100, 8).unwrap();
+/// let p = heap.alloc(layout);
+/// assert!(!p.is_null());
+/// unsafe { heap.dealloc(p, layout) };
+/// assert_eq!(heap.trim(), Some("Trim::trim"));
+/// ```
+pub struct Trimmed<A>(pub Heap<A>);
+
+impl<A: Allocator + Trim> Subject for Trimmed<A> {
+    #[inline]
+    fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.0.alloc(layout)
+    }
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: caller contract.
+        unsafe { self.0.dealloc(ptr, layout) }
+    }
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: caller contract.
+        unsafe { self.0.realloc(ptr, layout, new_size) }
+    }
+    #[inline]
+    fn alloc_granted(&self, layout: Layout) -> (*mut u8, Option<usize>) {
+        self.0.alloc_granted(layout)
+    }
+    #[inline]
+    unsafe fn realloc_granted(
+        &self,
+        ptr: *mut u8,
+        layout: Layout,
+        new_size: usize,
+    ) -> (*mut u8, Option<usize>) {
+        // SAFETY: caller contract.
+        unsafe { self.0.realloc_granted(ptr, layout, new_size) }
+    }
+    fn trim(&self) -> Option<&'static str> {
+        self.0 .0.trim();
+        Some("Trim::trim")
     }
 }
 
@@ -487,6 +597,9 @@ impl<T: Subject> Subject for Locked<T> {
         // SAFETY: caller contract.
         unsafe { self.lock().realloc_granted(ptr, layout, new_size) }
     }
+    fn trim(&self) -> Option<&'static str> {
+        self.lock().trim()
+    }
     fn inspect(&self, visit: &mut dyn FnMut(BlockInfo)) -> bool {
         self.lock().inspect(visit)
     }
@@ -739,7 +852,7 @@ pub fn with_subject<V: Visit>(
             let magazines = Magazines::new(&depot);
             run!(sync Heap(&magazines))
         }
-        "general-mmap" => run!(local Heap(freespace::stacks::general())),
+        "general-mmap" => run!(local Trimmed(Heap(freespace::stacks::general()))),
         other => unreachable!("no subject named {other}"),
     }
 }

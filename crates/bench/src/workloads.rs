@@ -343,6 +343,21 @@ impl Slot {
     }
 }
 
+impl Slot {
+    /// Frees the block in this slot, if there is one, and empties it.
+    ///
+    /// # Safety
+    /// A non-null slot holds a live block of `s` allocated with the slot's
+    /// size and alignment (as [`measured_replay`] leaves its slots).
+    pub unsafe fn free<S: Subject>(&mut self, s: &S) {
+        let block = std::mem::replace(self, EMPTY);
+        if !block.ptr.is_null() {
+            // SAFETY: the caller's contract: live, of `s`, with this layout.
+            unsafe { s.dealloc(block.ptr, block.layout()) };
+        }
+    }
+}
+
 /// An empty slot: what a replay's slot table starts as.
 pub const EMPTY: Slot = Slot {
     ptr: std::ptr::null_mut(),
