@@ -71,6 +71,9 @@
 //! ```
 #![no_std]
 
+// Not under loom (the malloc shim's loom build links the facade): the
+// stacks are `const` statics, and loom's `Locked::new` is not `const`.
+#[cfg(not(loom))]
 pub mod stacks;
 
 /// Every Rust snippet of the workspace's README, compiled and run as a doc
@@ -102,7 +105,7 @@ pub use freespace_slab::{ObjectCache, Slab};
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub use freespace_sync::Futex;
-#[cfg(feature = "std")]
+#[cfg(all(feature = "std", not(loom)))]
 pub use freespace_sync::Magazines;
 pub use freespace_sync::{DefaultLock, Depot, Locked, Spin, ThreadCache};
 
