@@ -235,15 +235,13 @@ pub(crate) mod mag {
     pub(crate) unsafe fn push(m: Mag, block: NonNull<u8>) -> bool {
         // SAFETY: exclusive access to an initialised magazine (caller, SYNC-M2).
         let m = unsafe { &mut *m.as_ptr() };
-        // Full when `count == cap` (SYNC-M1); `get_mut` proves the index in
-        // bounds besides.
+        // Full when `count == cap` (SYNC-M1).
         if m.count >= m.cap {
             return false;
         }
-        let Some(slot) = m.rounds.get_mut(m.count as usize) else {
-            return false;
-        };
-        *slot = MaybeUninit::new(block);
+        // SAFETY: `count < cap <= ROUNDS` (SYNC-M1: `init` clamps `cap`), so
+        // the slot is in the array.
+        unsafe { m.rounds.get_unchecked_mut(m.count as usize) }.write(block);
         m.count += 1;
         true
     }
