@@ -82,6 +82,17 @@ const MIRI_INTEGRATION: &[(&str, &str, &[&str])] = &[
             "checked_frees_refuse_misuse",
         ],
     ),
+    // The purge budgets (issue 14) over the testkit's `Recording` source.
+    (
+        "freespace-buddy",
+        "memory",
+        &["the_purge_budget_trims_large_free_blocks_on_its_own"],
+    ),
+    (
+        "freespace-split-coalesce",
+        "memory",
+        &["purge_budget_best_fit"],
+    ),
     ("freespace-slab", "slab", &["checked_free_refuses_misuse"]),
     ("freespace-sync", "sync", &["checked_free"]),
     ("freespace", "stacks", &["a_pointer_from_another_layer"]),
