@@ -232,7 +232,10 @@ const fn default_count(slab_size: usize) -> usize {
 ///
 /// A slab whose last object is freed stays on the empty list while there are
 /// at most `max_empty` (default 1) empty slabs in its class; past that it goes
-/// back to the parent at once. [`Slab::reap`] gives back every empty slab.
+/// back to the parent at once. [`Slab::reap`] gives back every empty slab,
+/// and so does a request the parent cannot serve (a new slab or a large
+/// block), before it is tried once more: memory kept for one class never
+/// makes another class's request fail.
 ///
 /// # Configuration
 ///
@@ -661,7 +664,26 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
     /// the parent's code does not weigh on the class path.
     #[inline(never)]
     fn allocate_large(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        self.parent.allocate(layout)
+        match self.parent.allocate(layout) {
+            Ok(block) => Ok(block),
+            // The parent is out of memory: the empty slabs every class
+            // keeps go back to it, and the request is tried once more.
+            Err(_) if self.reap() > 0 => self.parent.allocate(layout),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A class request that found no free object and no new slab from the
+    /// parent: the empty slabs the other classes keep (up to `max_empty`
+    /// each) go back to the parent ([`Slab::reap`]), and the request is
+    /// tried once more.
+    #[cold]
+    #[inline(never)]
+    fn allocate_after_reap(&self, class: usize) -> Result<NonNull<u8>, AllocError> {
+        if self.reap() == 0 {
+            return Err(AllocError);
+        }
+        self.caches[class].allocate(&self.parent, &self.index, &NoHooks)
     }
 
     /// Every free [`Slab::free_fast`] does not finish: a block of the
@@ -793,7 +815,10 @@ unsafe impl<A: Allocator, const SLAB_SIZE: usize> Allocator for Slab<A, SLAB_SIZ
         }
         match self.route(layout) {
             Some(class) => {
-                let p = self.caches[class].allocate(&self.parent, &self.index, &NoHooks)?;
+                let p = match self.caches[class].allocate(&self.parent, &self.index, &NoHooks) {
+                    Ok(p) => p,
+                    Err(_) => self.allocate_after_reap(class)?,
+                };
                 Ok(NonNull::slice_from_raw_parts(p, self.classes[class]))
             }
             None => self.allocate_large(layout),

@@ -257,3 +257,68 @@ fn class_objects_are_reused_last_freed_first_and_check_sees_a_damaged_link() {
     }
     slab.check().unwrap();
 }
+
+/// A parent with room for `max` blocks at a time (from `Global`).
+struct Room {
+    live: core::cell::Cell<usize>,
+    max: usize,
+}
+
+// SAFETY: forwards to `Global`, refusing requests past `max` live blocks.
+unsafe impl Allocator for Room {
+    fn allocate(
+        &self,
+        layout: Layout,
+    ) -> Result<core::ptr::NonNull<[u8]>, freespace_core::alloc::AllocError> {
+        if self.live.get() == self.max {
+            return Err(freespace_core::alloc::AllocError);
+        }
+        let block = Global.allocate(layout)?;
+        self.live.set(self.live.get() + 1);
+        Ok(block)
+    }
+
+    unsafe fn deallocate(&self, ptr: core::ptr::NonNull<u8>, layout: Layout) {
+        self.live.set(self.live.get() - 1);
+        // SAFETY: allocated by `Global` with `layout` (caller contract).
+        unsafe { Global.deallocate(ptr, layout) }
+    }
+}
+
+#[test]
+fn a_class_short_of_memory_takes_back_the_empty_slabs_of_the_others() {
+    // Room for the slab index's table and two slabs.
+    let slab: Slab<Room, 4096> = Slab::sized_with_classes(
+        Room {
+            live: core::cell::Cell::new(0),
+            max: 3,
+        },
+        &[32, 64],
+    );
+    let small = Layout::from_size_align(32, 8).unwrap();
+    let big = Layout::from_size_align(64, 8).unwrap();
+    // Class 32 gets a slab and keeps it empty (max_empty 1).
+    let p = slab.allocate(small).unwrap().cast::<u8>();
+    // SAFETY: live with `small`.
+    unsafe { slab.deallocate(p, small) };
+    assert_eq!(slab.slab_counts(), (0, 0, 1));
+    // Class 64 fills one slab, then needs a second: the parent has no room
+    // until class 32's empty slab goes back.
+    let per_slab = slab.caches[1].geometry.capacity;
+    let blocks: Vec<_> = (0..per_slab + 1)
+        .map(|_| slab.allocate(big).unwrap().cast::<u8>())
+        .collect();
+    assert_eq!(slab.slab_counts(), (1, 1, 0));
+    slab.check().unwrap();
+    // Now nothing is left to reap: the next slab fails, cleanly.
+    let more: Vec<_> = (0..per_slab - 1)
+        .map(|_| slab.allocate(big).unwrap().cast::<u8>())
+        .collect();
+    assert!(slab.allocate(big).is_err());
+    assert!(slab.allocate(small).is_err());
+    for b in blocks.into_iter().chain(more) {
+        // SAFETY: live with `big`.
+        unsafe { slab.deallocate(b, big) };
+    }
+    slab.check().unwrap();
+}
