@@ -581,16 +581,7 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
                 if slab.class() as usize != class {
                     return Err(Corruption::SizeMismatch { addr });
                 }
-                let cache = &self.caches[class];
-                let valid = cache.validate_object(slab, list, addr)?;
-                cache.free(
-                    &self.parent,
-                    &self.index,
-                    &NoHooks,
-                    self.max_empty,
-                    slab,
-                    valid,
-                );
+                self.free_validated(slab, list, class, addr)?;
                 Ok(true)
             }
             None => {
@@ -750,33 +741,20 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
     /// validation fails: the full path then names the fault.
     #[inline(never)]
     fn free_moving(&self, slab: SlabPtr, list: List, class: usize, addr: usize) -> bool {
-        let cache = &self.caches[class];
-        match cache.validate_object(slab, list, addr) {
-            Ok(valid) => {
-                cache.free(
-                    &self.parent,
-                    &self.index,
-                    &NoHooks,
-                    self.max_empty,
-                    slab,
-                    valid,
-                );
-                true
-            }
-            Err(_) => false,
-        }
+        self.free_validated(slab, list, class, addr).is_ok()
     }
 
-    /// Frees the slab object at `ptr` whose slab is `slab`, validating it
-    /// against the class its header names.
-    fn free_object(&self, slab: SlabPtr, ptr: NonNull<u8>) -> Result<(), Corruption> {
-        let addr = ptr.as_ptr().addr();
-        let list = slab.verify()?;
-        let cache = self
-            .caches
-            .get(slab.class() as usize)
-            .filter(|_| (slab.class() as usize) < self.classes.len())
-            .ok_or(Corruption::OverwrittenHeader { addr: slab.addr() })?;
+    /// Frees the object at `addr` of `slab` (its seal verified, naming
+    /// `list`; one of ours, of `class`) after [`Cache::validate_object`]
+    /// clears it; on `Err` nothing has changed.
+    fn free_validated(
+        &self,
+        slab: SlabPtr,
+        list: List,
+        class: usize,
+        addr: usize,
+    ) -> Result<(), Corruption> {
+        let cache = &self.caches[class];
         let valid = cache.validate_object(slab, list, addr)?;
         cache.free(
             &self.parent,
@@ -787,6 +765,18 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
             valid,
         );
         Ok(())
+    }
+
+    /// Frees the slab object at `ptr` whose slab is `slab`, validating it
+    /// against the class its header names.
+    fn free_object(&self, slab: SlabPtr, ptr: NonNull<u8>) -> Result<(), Corruption> {
+        let addr = ptr.as_ptr().addr();
+        let list = slab.verify()?;
+        let class = slab.class() as usize;
+        if class >= self.classes.len() {
+            return Err(Corruption::OverwrittenHeader { addr: slab.addr() });
+        }
+        self.free_validated(slab, list, class, addr)
     }
 
     /// Size of the class object at `ptr` in `slab` (header already in the
