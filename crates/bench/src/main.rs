@@ -378,15 +378,27 @@ fn measure(o: &Options) -> Vec<Table> {
     tables
 }
 
+/// The one subject and one workload a child run (`flag`) is for, or the
+/// exit code of a command line without them.
+fn child_of<'o>(o: &'o Options, flag: &str) -> Result<(usize, &'o String), ExitCode> {
+    match (o.subjects.first(), o.workloads.first()) {
+        (Some(&s), Some(w)) => Ok((s, w)),
+        _ => {
+            eprintln!("error: {flag} needs --subject and --workload");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
 /// The exit code of a `--callgrind-child` that ran out of budget.
 const TIMED_OUT: u8 = 3;
 
 /// `--callgrind-child`: one subject, one workload, one replay, no timing
 /// budget; valgrind counts `measured_replay` only.
 fn callgrind_child(o: &Options) -> ExitCode {
-    let (Some(&s), Some(w)) = (o.subjects.first(), o.workloads.first()) else {
-        eprintln!("error: --callgrind-child needs --subject and --workload");
-        return ExitCode::from(2);
+    let (s, w) = match child_of(o, "--callgrind-child") {
+        Ok(sw) => sw,
+        Err(code) => return code,
     };
     let w = workloads::build(w, o.scale);
     let mut memory = Memory::new(w.arena);
@@ -431,9 +443,9 @@ const OUT_OF_MEMORY: u8 = 4;
 /// `--rss-child`: one subject over the OS, one trace workload, one replay;
 /// prints the [`Footprint`] line.
 fn rss_child(o: &Options) -> ExitCode {
-    let (Some(&s), Some(w)) = (o.subjects.first(), o.workloads.first()) else {
-        eprintln!("error: --rss-child needs --subject and --workload");
-        return ExitCode::from(2);
+    let (s, w) = match child_of(o, "--rss-child") {
+        Ok(sw) => sw,
+        Err(code) => return code,
     };
     let w = workloads::build(w, o.scale);
     // Subjects over the OS use no arena: an empty one keeps the baseline

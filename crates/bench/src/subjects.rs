@@ -231,6 +231,41 @@ impl<A: Allocator> Heap<A> {
     }
 }
 
+/// The [`Subject`] methods of a wrapper around a [`Heap`] (`self.0`) that
+/// adds one capability (inspection, trimming) and passes the rest through.
+macro_rules! forward_to_heap {
+    () => {
+        #[inline]
+        fn alloc(&self, layout: Layout) -> *mut u8 {
+            self.0.alloc(layout)
+        }
+        #[inline]
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: caller contract.
+            unsafe { self.0.dealloc(ptr, layout) }
+        }
+        #[inline]
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            // SAFETY: caller contract.
+            unsafe { self.0.realloc(ptr, layout, new_size) }
+        }
+        #[inline]
+        fn alloc_granted(&self, layout: Layout) -> (*mut u8, Option<usize>) {
+            self.0.alloc_granted(layout)
+        }
+        #[inline]
+        unsafe fn realloc_granted(
+            &self,
+            ptr: *mut u8,
+            layout: Layout,
+            new_size: usize,
+        ) -> (*mut u8, Option<usize>) {
+            // SAFETY: caller contract.
+            unsafe { self.0.realloc_granted(ptr, layout, new_size) }
+        }
+    };
+}
+
 /// A [`Heap`] whose blocks can be walked (`Inspect`): the replay reads
 /// its external fragmentation.
 ///
@@ -255,34 +290,7 @@ impl<A: Allocator> Heap<A> {
 pub struct Inspected<A>(pub Heap<A>);
 
 impl<A: Allocator + Inspect> Subject for Inspected<A> {
-    #[inline]
-    fn alloc(&self, layout: Layout) -> *mut u8 {
-        self.0.alloc(layout)
-    }
-    #[inline]
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: caller contract.
-        unsafe { self.0.dealloc(ptr, layout) }
-    }
-    #[inline]
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: caller contract.
-        unsafe { self.0.realloc(ptr, layout, new_size) }
-    }
-    #[inline]
-    fn alloc_granted(&self, layout: Layout) -> (*mut u8, Option<usize>) {
-        self.0.alloc_granted(layout)
-    }
-    #[inline]
-    unsafe fn realloc_granted(
-        &self,
-        ptr: *mut u8,
-        layout: Layout,
-        new_size: usize,
-    ) -> (*mut u8, Option<usize>) {
-        // SAFETY: caller contract.
-        unsafe { self.0.realloc_granted(ptr, layout, new_size) }
-    }
+    forward_to_heap!();
     fn inspect(&self, visit: &mut dyn FnMut(BlockInfo)) -> bool {
         self.0 .0.inspect(visit);
         true
@@ -304,34 +312,7 @@ impl<A: Allocator + Inspect> Subject for Inspected<A> {
 pub struct Trimmed<A>(pub Heap<A>);
 
 impl<A: Allocator + Trim> Subject for Trimmed<A> {
-    #[inline]
-    fn alloc(&self, layout: Layout) -> *mut u8 {
-        self.0.alloc(layout)
-    }
-    #[inline]
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: caller contract.
-        unsafe { self.0.dealloc(ptr, layout) }
-    }
-    #[inline]
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: caller contract.
-        unsafe { self.0.realloc(ptr, layout, new_size) }
-    }
-    #[inline]
-    fn alloc_granted(&self, layout: Layout) -> (*mut u8, Option<usize>) {
-        self.0.alloc_granted(layout)
-    }
-    #[inline]
-    unsafe fn realloc_granted(
-        &self,
-        ptr: *mut u8,
-        layout: Layout,
-        new_size: usize,
-    ) -> (*mut u8, Option<usize>) {
-        // SAFETY: caller contract.
-        unsafe { self.0.realloc_granted(ptr, layout, new_size) }
-    }
+    forward_to_heap!();
     fn trim(&self) -> Option<&'static str> {
         self.0 .0.trim();
         Some("Trim::trim")
