@@ -879,7 +879,7 @@ fn c_allocate(size: usize, align: usize, zero: bool, counter: Counter) -> *mut c
 ///     free(b);
 /// }
 /// ```
-#[cfg_attr(not(test), no_mangle)]
+#[cfg_attr(not(any(test, feature = "unexported")), no_mangle)]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
     c_allocate(size, MIN_ALIGN, false, Counter::Malloc)
 }
@@ -901,7 +901,7 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
 ///     freespace_malloc::free(p);
 /// }
 /// ```
-#[cfg_attr(not(test), no_mangle)]
+#[cfg_attr(not(any(test, feature = "unexported")), no_mangle)]
 pub unsafe extern "C" fn free(p: *mut c_void) {
     let Some(p) = NonNull::new(p.cast::<u8>()) else {
         return;
@@ -934,7 +934,7 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
 ///     assert!(freespace_malloc::calloc(usize::MAX, 2).is_null());
 /// }
 /// ```
-#[cfg_attr(not(test), no_mangle)]
+#[cfg_attr(not(any(test, feature = "unexported")), no_mangle)]
 pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
     match n.checked_mul(size) {
         Some(bytes) => c_allocate(bytes, MIN_ALIGN, true, Counter::Calloc),
@@ -967,7 +967,7 @@ pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
 ///     assert!(freespace_malloc::realloc(q.cast(), 0).is_null()); // freed
 /// }
 /// ```
-#[cfg_attr(not(test), no_mangle)]
+#[cfg_attr(not(any(test, feature = "unexported")), no_mangle)]
 pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
     let Some(old) = NonNull::new(p.cast::<u8>()) else {
         return c_allocate(size, MIN_ALIGN, false, Counter::Malloc);
@@ -1009,7 +1009,7 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
 ///     freespace_malloc::free(p); // still live
 /// }
 /// ```
-#[cfg_attr(not(test), no_mangle)]
+#[cfg_attr(not(any(test, feature = "unexported")), no_mangle)]
 pub unsafe extern "C" fn reallocarray(p: *mut c_void, n: usize, size: usize) -> *mut c_void {
     match n.checked_mul(size) {
         // SAFETY: the caller's contract.
@@ -1038,7 +1038,7 @@ pub unsafe extern "C" fn reallocarray(p: *mut c_void, n: usize, size: usize) -> 
 ///     assert_eq!(freespace_malloc::posix_memalign(&mut p, 24, 10), libc::EINVAL);
 /// }
 /// ```
-#[cfg_attr(not(test), no_mangle)]
+#[cfg_attr(not(any(test, feature = "unexported")), no_mangle)]
 pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int {
     if !posix_align_ok(align) {
         return libc::EINVAL;
@@ -1079,7 +1079,7 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
 ///     assert!(freespace_malloc::aligned_alloc(48, 100).is_null());
 /// }
 /// ```
-#[cfg_attr(not(test), no_mangle)]
+#[cfg_attr(not(any(test, feature = "unexported")), no_mangle)]
 pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
     if !align.is_power_of_two() {
         set_errno(libc::EINVAL);
@@ -1102,7 +1102,7 @@ pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void
 ///     freespace_malloc::free(p);
 /// }
 /// ```
-#[cfg_attr(not(test), no_mangle)]
+#[cfg_attr(not(any(test, feature = "unexported")), no_mangle)]
 pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
     match memalign_align(align) {
         Some(align) => c_allocate(size, align, false, Counter::Aligned),
@@ -1125,7 +1125,7 @@ pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
 ///     freespace_malloc::free(p);
 /// }
 /// ```
-#[cfg_attr(not(test), no_mangle)]
+#[cfg_attr(not(any(test, feature = "unexported")), no_mangle)]
 pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
     c_allocate(size, page_size(), false, Counter::Aligned)
 }
@@ -1143,7 +1143,7 @@ pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
 ///     freespace_malloc::free(p);
 /// }
 /// ```
-#[cfg_attr(not(test), no_mangle)]
+#[cfg_attr(not(any(test, feature = "unexported")), no_mangle)]
 pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
     let page = page_size();
     match page_round(size, page) {
@@ -1170,7 +1170,7 @@ pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
 ///     assert_eq!(freespace_malloc::malloc_usable_size(core::ptr::null_mut()), 0);
 /// }
 /// ```
-#[cfg_attr(not(test), no_mangle)]
+#[cfg_attr(not(any(test, feature = "unexported")), no_mangle)]
 pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
     match NonNull::new(p.cast::<u8>()) {
         // SAFETY: the caller's contract.
@@ -1198,7 +1198,7 @@ pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
 ///     assert_eq!(freespace_malloc::malloc_trim(0), 1);
 /// }
 /// ```
-#[cfg_attr(not(test), no_mangle)]
+#[cfg_attr(not(any(test, feature = "unexported")), no_mangle)]
 pub unsafe extern "C" fn malloc_trim(pad: usize) -> c_int {
     let _ = pad;
     let call = Call::begin();
