@@ -227,6 +227,17 @@ const GONE: u8 = 2;
 ///   this thread and has not run; that destructor flushes `cache` to the
 ///   depot before setting [`GONE`]. So every block the magazines hold
 ///   reaches the depot when the thread exits.
+/// - S4: `epoch` is this thread's *reuse stamp*: its id (from
+///   [`THREAD_IDS`], unique per thread, in the top [`THREAD_ID_BITS`]
+///   bits; 0 until the magazines are live) and a count. It changes on every
+///   call that is not a fast one ([`Call::begin`]: anything that may move
+///   a block between the loaded magazines and the rest of the stack) and on
+///   every fast allocation of a block whose user pointer is not 16 bytes
+///   in (another placement of the header over the same memory). So a freed
+///   header stamped with the current epoch was written by this thread's own
+///   fast `free` since then, and the block has stayed in a loaded magazine,
+///   untouched by anyone, ever since: the write-after-free check
+///   ([`reused`]).
 pub(crate) struct ThreadState {
     /// Calls of this thread inside the shim (more than one: re-entered).
     depth: Cell<u32>,
@@ -242,6 +253,8 @@ pub(crate) struct ThreadState {
     pub(crate) gate: Cell<Option<&'static fork::Slot>>,
     /// [`NEW`], [`LIVE`] or [`GONE`] (S3).
     cache_state: Cell<u8>,
+    /// The reuse stamp (S4).
+    epoch: Cell<usize>,
     /// The thread's magazines (S2). Never dropped: [`EXIT_FLUSH`] empties
     /// them, and an empty handle owns nothing.
     cache: ManuallyDrop<Cache>,
@@ -256,6 +269,7 @@ std::thread_local! {
             forking: Cell::new(false),
             gate: Cell::new(None),
             cache_state: Cell::new(NEW),
+            epoch: Cell::new(0),
             cache: ManuallyDrop::new(ThreadCache::new(&DEPOT)),
         }
     };
@@ -290,6 +304,14 @@ std::thread_local! {
     static EXIT_FLUSH: ExitFlush = const { ExitFlush };
 }
 
+/// Bits of a reuse stamp holding the thread's id (S4); the count has the
+/// rest (40 bits: a thread would need 2^40 slow calls to wrap it).
+const THREAD_ID_BITS: u32 = 24;
+
+/// The next thread id for reuse stamps (S4); ids start at 1, so a stamp is
+/// never 0 (nor a small number: a live header's `len` never equals one).
+static THREAD_IDS: AtomicUsize = AtomicUsize::new(1);
+
 /// One call inside the shim: counted by the fork gate, and told whether it
 /// may use the thread's magazines.
 struct Call {
@@ -312,6 +334,9 @@ impl Call {
     fn begin() -> Call {
         THREAD
             .try_with(|t| {
+                // S4: this call may move blocks in or out of the loaded
+                // magazines.
+                t.epoch.set(t.epoch.get().wrapping_add(1));
                 let depth = t.depth.get();
                 t.depth.set(depth + 1);
                 if depth == 0 && t.cache_state.get() == LIVE {
@@ -357,6 +382,9 @@ impl Call {
             // gone (the thread is exiting), so are the magazines.
             let registered = EXIT_FLUSH.try_with(|_| ()).is_ok();
             t.cache_state.set(if registered { LIVE } else { GONE });
+            // S4: the thread's id (ids wrap after 2^24 threads).
+            let id = THREAD_IDS.fetch_add(1, Ordering::Relaxed);
+            t.epoch.set(id << (usize::BITS - THREAD_ID_BITS));
         }
         Call {
             pass,
@@ -558,7 +586,13 @@ fn allocate(size: usize, align: usize, zero: bool) -> Option<NonNull<u8>> {
     }
     // The common case: a round from the loaded magazine (the call ends with
     // the closure; the header is the block's own business after that).
-    let fast = Fast::begin().and_then(|call| call.cache().try_allocate_loaded(plan.layout));
+    let fast = Fast::begin().and_then(|call| {
+        let block = call.cache().try_allocate_loaded(plan.layout)?;
+        // SAFETY: a fresh round from this thread's loaded magazine, and
+        // `call.thread` is this thread's state.
+        unsafe { reused(block, &plan, call.thread) };
+        Some(block)
+    });
     let user = match fast {
         // SAFETY: a fresh block for `plan.layout`, from the thread caches.
         Some(block) => unsafe { place(block, &plan, false) },
@@ -606,6 +640,58 @@ fn allocate_zeroed_large(size: usize, align: usize) -> Option<NonNull<u8>> {
     // SAFETY: a fresh block for `plan.layout`, all zeros, direct if from the
     // shared heap; `place` writes only the header, before the user bytes.
     Some(unsafe { place(block.ok()?, plan, direct) })
+}
+
+/// Bytes of the canary a fast `free` writes at the start of a block it
+/// stamps (S4): the freed tag again, checked when the block is reused.
+const CANARY: usize = core::mem::size_of::<usize>();
+
+/// The write-after-free check of a round the fast path just popped from
+/// this thread's loaded magazine, before its header is written: if the
+/// freed header there carries the thread's current reuse stamp (S4), the
+/// block was freed by this thread's fast `free` and has lain in the
+/// magazine since, so the canary that `free` wrote at its start must still
+/// be there; if it is not, something wrote through a dangling pointer
+/// (reported as [`Corruption::WriteAfterFree`]; a handler that returns
+/// gets the block handed out all the same). A block placed with its user
+/// pointer elsewhere than 16 bytes in changes the stamp instead (S4).
+///
+/// Catches writes into the first 8 bytes of a freed block reused by the
+/// same thread before its next slow call: the immediate reuse (LIFO) of a
+/// block of the same size class, where a dangling pointer's write would
+/// corrupt the new owner's data.
+///
+/// # Safety
+/// `block` is a fresh round of at least `plan.layout.size()` bytes from
+/// the loaded magazine; `thread` is the calling thread's state.
+#[inline(always)]
+unsafe fn reused(block: NonNull<[u8]>, plan: &Plan, thread: *const ThreadState) {
+    // SAFETY: the caller's contract: this thread's `THREAD`, alive as long
+    // as the thread.
+    let t = unsafe { &*thread };
+    if plan.offset != MIN_ALIGN {
+        t.epoch.set(t.epoch.get().wrapping_add(1));
+        return;
+    }
+    // SAFETY: the block is at least `offset = 16` bytes, all of them ours
+    // (a fresh round), 16-aligned: the header slot of `base + 16`.
+    let user = unsafe { block.cast::<u8>().add(MIN_ALIGN) };
+    // SAFETY: as above.
+    let old = unsafe { header_of(user).read() };
+    if old.len == t.epoch.get() {
+        // SAFETY: a header with the current stamp was written by this
+        // thread's fast `free` of this very block (S4), which stamps only
+        // blocks with `CANARY` bytes at the user pointer, and wrote them.
+        let canary = unsafe { user.cast::<usize>().read() };
+        if canary != old.tag {
+            report(
+                Corruption::WriteAfterFree {
+                    addr: user.as_ptr().addr(),
+                },
+                NAME,
+            );
+        }
+    }
 }
 
 /// Writes the header of a fresh `block` served for `plan` and returns the
@@ -713,12 +799,30 @@ unsafe fn free_block(p: NonNull<u8>, block: Block, key: u64, thread: *const Thre
     // SAFETY: `Header::decode` returns only shapes that make a valid
     // `Layout` (H1, its shape check), and `block` came from it (caller).
     let layout = unsafe { Layout::from_size_align_unchecked(block.len, block.align()) };
+    let tag = Header::freed_tag(key, p.as_ptr().addr());
     // SAFETY: a live header sits before `p` (caller).
-    unsafe { header_of(p).write(Header::freed(key, p.as_ptr().addr())) };
+    unsafe { header_of(p).write(Header::freed_stamped(tag, 0)) };
     // SAFETY: the block starts `align` bytes before `p` (H1).
     let base = unsafe { p.sub(block.align()) };
     if !block.direct {
         if let Some(call) = Fast::begin_on(thread) {
+            // S4: on the fast path, stamped with this thread's epoch and a
+            // canary when the block has room for it; checked if this
+            // thread's fast path reuses it before its next slow call
+            // (`reused`). If the push below fails, the slow call changes
+            // the epoch and the stamp means nothing.
+            if block.len >= block.align() + CANARY {
+                // SAFETY: `call.thread` is this thread's state; the header
+                // slot is ours (above) and `Header` is `repr(C)` with `len`
+                // first; the block has `len - align >= CANARY` bytes at `p`,
+                // 16-aligned.
+                unsafe {
+                    header_of(p)
+                        .cast::<usize>()
+                        .write((*call.thread).epoch.get());
+                    p.cast::<usize>().write(tag);
+                }
+            }
             // SAFETY: the block came from the thread caches with a layout of
             // this alignment and returned length `len` (H1), so `layout`
             // fits it; any thread's magazines take any block of the depot's
