@@ -103,6 +103,9 @@ fn target_dir(root: &Path, asan: bool) -> PathBuf {
 /// The tracked, minimized corpus of each target: `fuzz/corpus/<target>/`.
 pub const CORPUS: &str = "fuzz/corpus";
 
+/// Bytes of tracked corpus kept per target (about 2 MiB for all of them).
+pub const CORPUS_BUDGET: u64 = 96 << 10;
+
 /// The scratch corpus of `target`, where libFuzzer writes what it finds.
 fn scratch_corpus(root: &Path, target: &str) -> PathBuf {
     cargo_target_dir(root).join("fuzz-corpus").join(target)
@@ -363,7 +366,10 @@ fn replay(root: &Path, target: &str) -> Result<usize, Vec<String>> {
 
 /// `cargo xtask fuzz --minimize [TARGET..]`: rewrites each target's tracked
 /// corpus as `cargo fuzz cmin` of the tracked and the scratch corpus
-/// together (the smallest set of inputs covering the same edges).
+/// together (libFuzzer's merge: a small set of inputs covering the same
+/// edges, hit counts ignored: `-use_counters=0`), then, if that is more than
+/// [`CORPUS_BUDGET`] bytes, only its largest inputs (the longest op
+/// sequences: the deepest heap states) up to the budget.
 fn minimize(root: &Path, chosen: &[String]) -> bool {
     if let Some(why) = unavailable() {
         eprintln!("\n*** fuzz: SKIPPED: {why} ***\n");
@@ -397,6 +403,7 @@ fn minimize(root: &Path, chosen: &[String]) -> bool {
             .arg(&scratch)
             .arg("--")
             .arg("-merge=1")
+            .arg("-use_counters=0")
             .args(depth_flags())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -412,13 +419,31 @@ fn minimize(root: &Path, chosen: &[String]) -> bool {
             ok = false;
             continue;
         }
-        let (files, bytes) = fs::read_dir(&tracked)
+        let mut inputs: Vec<(u64, PathBuf)> = fs::read_dir(&tracked)
             .map(|d| {
-                d.filter_map(|e| e.ok()?.metadata().ok())
-                    .fold((0, 0), |(n, b), m| (n + 1, b + m.len()))
+                d.filter_map(|e| {
+                    let e = e.ok()?;
+                    Some((e.metadata().ok()?.len(), e.path()))
+                })
+                .collect()
             })
-            .unwrap_or((0, 0));
-        eprintln!("{target}: {files} inputs, {bytes} bytes in {CORPUS}/{target}");
+            .unwrap_or_default();
+        // Largest first, ties by name: the same corpus from the same inputs.
+        inputs.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        let (mut files, mut bytes, mut dropped) = (0, 0, 0);
+        for (len, path) in inputs {
+            if bytes + len <= CORPUS_BUDGET {
+                files += 1;
+                bytes += len;
+            } else {
+                let _ = fs::remove_file(path);
+                dropped += 1;
+            }
+        }
+        eprintln!(
+            "{target}: {files} inputs, {bytes} bytes in {CORPUS}/{target} \
+             ({dropped} more over the budget left out)"
+        );
     }
     ok
 }
@@ -903,7 +928,10 @@ A pointer freed once and freed (or resized) again is caught when the memory stil
 was freed; it cannot be told apart when a new block now starts at the same address. No header \
 field can change that: the pointer itself carries nothing (C's `free(p)`), so a generation \
 count in the header would only say what the header already says. Only a tag in the pointer \
-(hardware memory tagging, which freespace does not use) could.
+(hardware memory tagging, which freespace does not use) could. What a stamp in the header can \
+do is vouch that a freed block has not moved since: the malloc shim uses one to catch a write \
+through the dangling pointer when the block is reused (last row; docs/malloc.md, \
+\"Stale pointers\", for how and what it costs).
 
 | what became of the memory | free-list heap | buddy | slab | segregated lists, magazines | malloc shim |
 |---|---|---|---|---|---|
@@ -911,13 +939,16 @@ count in the header would only say what the header already says. Only a tag in t
 | merged into a free neighbour | double free (the header is buried with a dead mark) | double free (inside a free block) | — | given back to the parent: the parent's answer | double free (buddy's bitmap) |
 | reused by a block that starts elsewhere and covers it | double free while the dead mark survives, else interior pointer: refused either way | interior pointer: refused | — (objects do not merge) | the parent's answer | overwritten header: refused |
 | reused by a new block at the same address | **not detected**: the new block is freed | **not detected** | **not detected** | **not detected** | **not detected** |
-| a round cached in another thread's magazine | — | — | — | **not detected** by the magazines (the parent counts it live) | **not detected** |
+| a round cached in another thread's magazine | — | — | — | **not detected** by the magazines (the parent counts it live) | double free (the freed tag is in the header, wherever the block is cached) |
 | given back by the layer (an empty slab to its parent; pages off the shim's committed end) | — (regions are kept while the heap lives) | — (as the free-list heap) | foreign pointer (in no slab) | the parent's answer | foreign pointer (outside the committed reservation: the range check) |
+| still free, but **written** through the dangling pointer, then reused | corrupt free list if the write hit the chunk's links (checked when unlinked); else **not detected** | corrupt free list if it hit the links; else **not detected** | **not detected** | **not detected** | write after free, when the same thread's fast path reuses the block before its next slow call and the write hit its first 8 bytes (a canary vouched for by a reuse stamp in the header); else **not detected** |
 
 Tests: `crates/split-coalesce/tests/heap.rs` (double free immediate, after coalescing, after \
 reuse), `crates/buddy/tests/buddy.rs` and this matrix (after coalescing, after reuse), \
 `crates/slab/tests/slab.rs`, `crates/sync/tests/sync.rs` (`checked_free_finds_a_double_free_in_the_depot`), \
-`crates/malloc/tests/preload.rs` (`double_free_is_named_at_every_size`).
+`crates/malloc/tests/preload.rs` (`double_free_is_named_at_every_size`, \
+`double_free_across_threads_is_named`, `write_after_free_is_caught_at_reuse`) and \
+`crates/malloc/src/tests.rs` (`write_after_free_check_has_no_false_alarm`).
 
 ";
 
