@@ -872,7 +872,15 @@ fn render(root: &Path, faults: &str, faults_ok: bool) -> String {
          plays them against a fresh heap over a zeroed arena and the shadow model, and calls the \
          blocks' `check()` after every op (`fuzz/fuzz_targets/`). Inputs up to {MAX_LEN} bytes \
          (`-max_len={MAX_LEN} -len_control={LEN_CONTROL}`: deep heap states from the first input). \
-         `cargo xtask fuzz --long` runs each target to {LONG_RUNS} executions. Executions from \
+         Differential targets play one input through two allocators and compare them: \
+         `fit_vs_scan` (each indexed fit heap and its plain list scan: every block at the same \
+         offset), `stacks_differential` (the `Shared` and `Threaded` stacks: the same outcomes \
+         while neither can be short of memory); `malloc_shadow` drives the malloc shim's C API \
+         (its process-wide heap) against the shadow model. Each run starts from the minimized \
+         corpus kept in `fuzz/corpus/<target>/`. \
+         `cargo xtask fuzz --long` runs each target to {LONG_RUNS} executions; a result marked \
+         `(no ASan)` was built without AddressSanitizer (`--no-asan`: `cargo fuzz run -s none`, \
+         debug assertions still on). Executions from \
          libFuzzer's final stats, latest run per target, with the commit it fuzzed (`+`: with \
          uncommitted changes; a row without a commit was recorded before the commit was, with \
          libFuzzer's default input lengths).\n\n\
