@@ -8,6 +8,8 @@
 //! after every op; any failure panics, which libFuzzer records as a crash.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod malloc;
+
 use std::alloc::GlobalAlloc;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicPtr, Ordering};
@@ -48,6 +50,12 @@ pub unsafe fn arena(slot: usize, len: usize) -> Arena {
         ptr.write_bytes(0, len);
         Arena::try_from_raw_parts(ptr, len).expect("arena buffer is aligned and long enough")
     }
+}
+
+/// The address of arena buffer `slot` (after [`arena`] made it; 0
+/// before): differential targets log offsets from it.
+pub fn buffer(slot: usize) -> usize {
+    BUFFERS[slot].load(Ordering::Acquire) as usize
 }
 
 /// Runs the fuzz input `data` against `heap`, calling `check` after every

@@ -4,6 +4,8 @@
 //! cargo xtask fuzz [TARGET..] [--seconds N]   fuzz each target (default: all, 60 s each)
 //! cargo xtask fuzz --long [TARGET..]          each target to at least 10^6 executions
 //! cargo xtask fuzz --smoke [TARGET..]         a few seconds each + replay fuzz/regressions/<target>/*
+//! cargo xtask fuzz ... --no-asan              built without AddressSanitizer (`-s none`; debug
+//!                                             assertions stay on): 3-4x the executions/s; recorded
 //! cargo xtask reliability [--fuzz-seconds N]  regenerate docs/reliability.md (fuzzing first if N given)
 //! ```
 //!
@@ -25,6 +27,14 @@
 //! git), saying where, so `cargo xtask test` leaves a clean tree. Without cargo-fuzz or a nightly
 //! toolchain the command prints SKIPPED and succeeds, so the test matrix
 //! runs on machines without them.
+//!
+//! Every run starts from the target's minimized corpus kept in the
+//! repository, `fuzz/corpus/<target>/` ([`CORPUS`]; `cargo xtask fuzz
+//! --minimize` rewrites it from what the runs found), so a smoke run starts
+//! deep. libFuzzer writes the inputs it finds into the *first* corpus
+//! directory it is given: that is a scratch directory under the target
+//! directory (`<target dir>/fuzz-corpus/<target>/`, kept from run to run),
+//! never the tracked one, so a run leaves the tree clean.
 //!
 //! Only the standard library is used, like the rest of the xtask: the
 //! progress bar is drawn by hand.
@@ -78,11 +88,27 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
-fn target_dir(root: &Path) -> PathBuf {
+fn cargo_target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
-        .join("fuzz")
+}
+
+/// Where the targets are built: one directory per sanitizer setting, so
+/// switching does not rebuild.
+fn target_dir(root: &Path, asan: bool) -> PathBuf {
+    cargo_target_dir(root).join(if asan { "fuzz" } else { "fuzz-no-asan" })
+}
+
+/// The tracked, minimized corpus of each target: `fuzz/corpus/<target>/`.
+pub const CORPUS: &str = "fuzz/corpus";
+
+/// Bytes of tracked corpus kept per target (about 2 MiB for all of them).
+pub const CORPUS_BUDGET: u64 = 96 << 10;
+
+/// The scratch corpus of `target`, where libFuzzer writes what it finds.
+fn scratch_corpus(root: &Path, target: &str) -> PathBuf {
+    cargo_target_dir(root).join("fuzz-corpus").join(target)
 }
 
 /// The fuzz targets: `fuzz/fuzz_targets/*.rs`, sorted.
@@ -128,35 +154,30 @@ struct Run {
     tail: Vec<String>,
 }
 
-fn fuzz_command(root: &Path, target: &str) -> Command {
+fn fuzz_command(root: &Path, target: &str, asan: bool) -> Command {
     let mut cmd = Command::new("cargo");
-    cmd.current_dir(root).args([
-        "+nightly",
-        "fuzz",
-        "run",
-        target,
-        "--fuzz-dir",
-        "fuzz",
-        "--target-dir",
-    ]);
-    cmd.arg(target_dir(root));
+    cmd.current_dir(root).args(["+nightly", "fuzz", "run"]);
+    if !asan {
+        cmd.args(["-s", "none"]);
+    }
+    cmd.args([target, "--fuzz-dir", "fuzz", "--target-dir"]);
+    cmd.arg(target_dir(root, asan));
     cmd
 }
 
 /// Builds every target once, so the progress bars time fuzzing, not compiling.
-fn build(root: &Path) -> bool {
-    eprintln!("fuzz: building the targets (cargo +nightly fuzz build)");
-    Command::new("cargo")
-        .current_dir(root)
-        .args([
-            "+nightly",
-            "fuzz",
-            "build",
-            "--fuzz-dir",
-            "fuzz",
-            "--target-dir",
-        ])
-        .arg(target_dir(root))
+fn build(root: &Path, asan: bool) -> bool {
+    eprintln!(
+        "fuzz: building the targets (cargo +nightly fuzz build{})",
+        if asan { "" } else { " -s none" }
+    );
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(root).args(["+nightly", "fuzz", "build"]);
+    if !asan {
+        cmd.args(["-s", "none"]);
+    }
+    cmd.args(["--fuzz-dir", "fuzz", "--target-dir"])
+        .arg(target_dir(root, asan))
         .status()
         .is_ok_and(|s| s.success())
 }
@@ -171,13 +192,18 @@ pub fn depth_flags() -> [String; 2] {
 }
 
 /// Fuzzes `target` within `budget`, drawing a progress bar; with `keep`,
-/// copies any crash input to `fuzz/regressions/<target>/`.
-fn fuzz_one(root: &Path, target: &str, budget: Budget, label: &str, keep: bool) -> Run {
-    let corpus = root.join("fuzz/corpus").join(target);
-    let _ = fs::create_dir_all(&corpus);
-    let mut cmd = fuzz_command(root, target);
-    cmd.arg(&corpus)
-        .arg("--")
+/// copies any crash input to `fuzz/regressions/<target>/`. New inputs go
+/// to the scratch corpus; the tracked one is only read.
+fn fuzz_one(root: &Path, target: &str, budget: Budget, label: &str, keep: bool, asan: bool) -> Run {
+    let scratch = scratch_corpus(root, target);
+    let _ = fs::create_dir_all(&scratch);
+    let mut cmd = fuzz_command(root, target, asan);
+    cmd.arg(&scratch);
+    let tracked = root.join(CORPUS).join(target);
+    if tracked.is_dir() {
+        cmd.arg(&tracked);
+    }
+    cmd.arg("--")
         .arg(budget.flag())
         .args(depth_flags())
         .arg("-print_final_stats=1")
@@ -319,7 +345,7 @@ fn replay(root: &Path, target: &str) -> Result<usize, Vec<String>> {
     if count == 0 {
         return Ok(0);
     }
-    let out = fuzz_command(root, target)
+    let out = fuzz_command(root, target, true)
         .arg(&dir)
         .args(["--", "-runs=0"])
         .output();
@@ -336,6 +362,90 @@ fn replay(root: &Path, target: &str) -> Result<usize, Vec<String>> {
             .collect()),
         Err(e) => Err(vec![e.to_string()]),
     }
+}
+
+/// `cargo xtask fuzz --minimize [TARGET..]`: rewrites each target's tracked
+/// corpus as `cargo fuzz cmin` of the tracked and the scratch corpus
+/// together (libFuzzer's merge: a small set of inputs covering the same
+/// edges, hit counts ignored: `-use_counters=0`), then, if that is more than
+/// [`CORPUS_BUDGET`] bytes, only its largest inputs (the longest op
+/// sequences: the deepest heap states) up to the budget.
+fn minimize(root: &Path, chosen: &[String]) -> bool {
+    if let Some(why) = unavailable() {
+        eprintln!("\n*** fuzz: SKIPPED: {why} ***\n");
+        return true;
+    }
+    let mut ok = true;
+    for target in chosen {
+        let tracked = root.join(CORPUS).join(target);
+        let scratch = scratch_corpus(root, target);
+        let _ = fs::create_dir_all(&tracked);
+        let _ = fs::create_dir_all(&scratch);
+        // cmin merges its extra directories into the first: merge
+        // everything into a fresh directory, then swap it in.
+        let fresh = cargo_target_dir(root).join("fuzz-cmin").join(target);
+        let _ = fs::remove_dir_all(&fresh);
+        let _ = fs::create_dir_all(&fresh);
+        let status = Command::new("cargo")
+            .current_dir(root)
+            .args([
+                "+nightly",
+                "fuzz",
+                "run",
+                target,
+                "--fuzz-dir",
+                "fuzz",
+                "--target-dir",
+            ])
+            .arg(target_dir(root, true))
+            .arg(&fresh)
+            .arg(&tracked)
+            .arg(&scratch)
+            .arg("--")
+            .arg("-merge=1")
+            .arg("-use_counters=0")
+            .args(depth_flags())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if !status.is_ok_and(|s| s.success()) {
+            eprintln!("{target}: minimizing FAILED");
+            ok = false;
+            continue;
+        }
+        let _ = fs::remove_dir_all(&tracked);
+        if fs::rename(&fresh, &tracked).is_err() {
+            eprintln!("{target}: could not move the minimized corpus into place");
+            ok = false;
+            continue;
+        }
+        let mut inputs: Vec<(u64, PathBuf)> = fs::read_dir(&tracked)
+            .map(|d| {
+                d.filter_map(|e| {
+                    let e = e.ok()?;
+                    Some((e.metadata().ok()?.len(), e.path()))
+                })
+                .collect()
+            })
+            .unwrap_or_default();
+        // Largest first, ties by name: the same corpus from the same inputs.
+        inputs.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        let (mut files, mut bytes, mut dropped) = (0, 0, 0);
+        for (len, path) in inputs {
+            if bytes + len <= CORPUS_BUDGET {
+                files += 1;
+                bytes += len;
+            } else {
+                let _ = fs::remove_file(path);
+                dropped += 1;
+            }
+        }
+        eprintln!(
+            "{target}: {files} inputs, {bytes} bytes in {CORPUS}/{target} \
+             ({dropped} more over the budget left out)"
+        );
+    }
+    ok
 }
 
 // ---------------------------------------------------------------------------
@@ -431,12 +541,16 @@ pub fn command(args: &[String]) -> ExitCode {
     let mut seconds = None;
     let mut smoke = false;
     let mut long = false;
+    let mut asan = true;
+    let mut minimize = false;
     let mut chosen = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--smoke" => smoke = true,
             "--long" => long = true,
+            "--no-asan" => asan = false,
+            "--minimize" => minimize = true,
             "--seconds" => match it.next().and_then(|n| n.parse().ok()) {
                 Some(n) => seconds = Some(n),
                 None => return fail("--seconds needs a number"),
@@ -458,6 +572,13 @@ pub fn command(args: &[String]) -> ExitCode {
     if chosen.is_empty() {
         chosen = all;
     }
+    if minimize {
+        return if self::minimize(&root, &chosen) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
     if long && (smoke || seconds.is_some()) {
         return fail(
             "--long runs each target to a number of executions: not with --smoke or --seconds",
@@ -472,7 +593,7 @@ pub fn command(args: &[String]) -> ExitCode {
             DEFAULT_SECONDS
         }))
     };
-    if run(&root, &chosen, budget, smoke) {
+    if run(&root, &chosen, budget, smoke, asan) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -487,13 +608,14 @@ fn fail(message: &str) -> ExitCode {
 /// Fuzzes `chosen` within `budget` each (and replays the regressions when
 /// `smoke`); true unless something crashed (or, for a [`Budget::Runs`],
 /// a target stopped short of it). Prints SKIPPED and returns true when
-/// fuzzing is unavailable here.
-pub fn run(root: &Path, chosen: &[String], budget: Budget, smoke: bool) -> bool {
+/// fuzzing is unavailable here. Without `asan`, the targets are built
+/// without AddressSanitizer and the results say so.
+pub fn run(root: &Path, chosen: &[String], budget: Budget, smoke: bool, asan: bool) -> bool {
     if let Some(why) = unavailable() {
         eprintln!("\n*** fuzz: SKIPPED: {why} ***\n");
         return true;
     }
-    if !build(root) {
+    if !build(root, asan) {
         eprintln!("fuzz: FAILED: the fuzz targets do not build");
         return false;
     }
@@ -514,7 +636,7 @@ pub fn run(root: &Path, chosen: &[String], budget: Budget, smoke: bool) -> bool 
             }
         }
         let started = Instant::now();
-        let r = fuzz_one(root, target, budget, &label, !smoke);
+        let r = fuzz_one(root, target, budget, &label, !smoke, asan);
         let seconds = started.elapsed().as_secs();
         let short = matches!(budget, Budget::Runs(n) if r.execs < n);
         let result = match (&r.crash, r.ok) {
@@ -549,6 +671,11 @@ pub fn run(root: &Path, chosen: &[String], budget: Budget, smoke: bool) -> bool 
                 eprintln!("{label} ok: {} execs in {seconds}s", r.execs);
                 "ok".into()
             }
+        };
+        let result = if asan {
+            result
+        } else {
+            format!("{result} (no ASan)")
         };
         // A smoke run records nothing: its few seconds are no figures for
         // the reliability page, and the test matrix must not rewrite a
@@ -598,7 +725,7 @@ pub fn reliability(args: &[String]) -> ExitCode {
     }
     let mut ok = true;
     if let Some(n) = fuzz_seconds {
-        ok &= run(&root, &targets(&root), Budget::Seconds(n), false);
+        ok &= run(&root, &targets(&root), Budget::Seconds(n), false, true);
     }
     eprintln!(
         "reliability: running the fault matrix (cargo test -p freespace-stats --test faults)"
@@ -745,7 +872,15 @@ fn render(root: &Path, faults: &str, faults_ok: bool) -> String {
          plays them against a fresh heap over a zeroed arena and the shadow model, and calls the \
          blocks' `check()` after every op (`fuzz/fuzz_targets/`). Inputs up to {MAX_LEN} bytes \
          (`-max_len={MAX_LEN} -len_control={LEN_CONTROL}`: deep heap states from the first input). \
-         `cargo xtask fuzz --long` runs each target to {LONG_RUNS} executions. Executions from \
+         Differential targets play one input through two allocators and compare them: \
+         `fit_vs_scan` (each indexed fit heap and its plain list scan: every block at the same \
+         offset), `stacks_differential` (the `Shared` and `Threaded` stacks: the same outcomes \
+         while neither can be short of memory); `malloc_shadow` drives the malloc shim's C API \
+         (its process-wide heap) against the shadow model. Each run starts from the minimized \
+         corpus kept in `fuzz/corpus/<target>/`. \
+         `cargo xtask fuzz --long` runs each target to {LONG_RUNS} executions; a result marked \
+         `(no ASan)` was built without AddressSanitizer (`--no-asan`: `cargo fuzz run -s none`, \
+         debug assertions still on). Executions from \
          libFuzzer's final stats, latest run per target, with the commit it fuzzed (`+`: with \
          uncommitted changes; a row without a commit was recorded before the commit was, with \
          libFuzzer's default input lengths).\n\n\
@@ -801,7 +936,10 @@ A pointer freed once and freed (or resized) again is caught when the memory stil
 was freed; it cannot be told apart when a new block now starts at the same address. No header \
 field can change that: the pointer itself carries nothing (C's `free(p)`), so a generation \
 count in the header would only say what the header already says. Only a tag in the pointer \
-(hardware memory tagging, which freespace does not use) could.
+(hardware memory tagging, which freespace does not use) could. What a stamp in the header can \
+do is vouch that a freed block has not moved since: the malloc shim uses one to catch a write \
+through the dangling pointer when the block is reused (last row; docs/malloc.md, \
+\"Stale pointers\", for how and what it costs).
 
 | what became of the memory | free-list heap | buddy | slab | segregated lists, magazines | malloc shim |
 |---|---|---|---|---|---|
@@ -809,13 +947,16 @@ count in the header would only say what the header already says. Only a tag in t
 | merged into a free neighbour | double free (the header is buried with a dead mark) | double free (inside a free block) | — | given back to the parent: the parent's answer | double free (buddy's bitmap) |
 | reused by a block that starts elsewhere and covers it | double free while the dead mark survives, else interior pointer: refused either way | interior pointer: refused | — (objects do not merge) | the parent's answer | overwritten header: refused |
 | reused by a new block at the same address | **not detected**: the new block is freed | **not detected** | **not detected** | **not detected** | **not detected** |
-| a round cached in another thread's magazine | — | — | — | **not detected** by the magazines (the parent counts it live) | **not detected** |
+| a round cached in another thread's magazine | — | — | — | **not detected** by the magazines (the parent counts it live) | double free (the freed tag is in the header, wherever the block is cached) |
 | given back by the layer (an empty slab to its parent; pages off the shim's committed end) | — (regions are kept while the heap lives) | — (as the free-list heap) | foreign pointer (in no slab) | the parent's answer | foreign pointer (outside the committed reservation: the range check) |
+| still free, but **written** through the dangling pointer, then reused | corrupt free list if the write hit the chunk's links (checked when unlinked); else **not detected** | corrupt free list if it hit the links; else **not detected** | **not detected** | **not detected** | write after free, when the same thread's fast path reuses the block before its next slow call and the write hit its first 8 bytes (a canary vouched for by a reuse stamp in the header); else **not detected** |
 
 Tests: `crates/split-coalesce/tests/heap.rs` (double free immediate, after coalescing, after \
 reuse), `crates/buddy/tests/buddy.rs` and this matrix (after coalescing, after reuse), \
 `crates/slab/tests/slab.rs`, `crates/sync/tests/sync.rs` (`checked_free_finds_a_double_free_in_the_depot`), \
-`crates/malloc/tests/preload.rs` (`double_free_is_named_at_every_size`).
+`crates/malloc/tests/preload.rs` (`double_free_is_named_at_every_size`, \
+`double_free_across_threads_is_named`, `write_after_free_is_caught_at_reuse`) and \
+`crates/malloc/src/tests.rs` (`write_after_free_check_has_no_false_alarm`).
 
 ";
 

@@ -1128,7 +1128,7 @@ fn fuzz_smoke(ws: &Workspace) -> Report {
         return Outcome::Fail("no fuzz targets found in fuzz/fuzz_targets".into()).into();
     }
     let budget = crate::fuzz::Budget::Seconds(crate::fuzz::SMOKE_SECONDS);
-    if crate::fuzz::run(&ws.root, &targets, budget, true) {
+    if crate::fuzz::run(&ws.root, &targets, budget, true, true) {
         Outcome::Pass.into()
     } else {
         Outcome::Fail("a fuzz target crashed or did not build (see above)".into()).into()

@@ -75,6 +75,12 @@ pub enum Corruption {
         /// The free chunk whose links are damaged.
         addr: usize,
     },
+    /// A freed block was written to before it was handed out again (a
+    /// write through a dangling pointer), found when it was reused.
+    WriteAfterFree {
+        /// The block's address (the pointer it was freed as and is reused as).
+        addr: usize,
+    },
 }
 
 impl Corruption {
@@ -92,7 +98,8 @@ impl Corruption {
             | Self::MisalignedPointer { addr }
             | Self::OverwrittenHeader { addr }
             | Self::SizeMismatch { addr }
-            | Self::CorruptFreeList { addr } => addr,
+            | Self::CorruptFreeList { addr }
+            | Self::WriteAfterFree { addr } => addr,
         }
     }
 
@@ -111,6 +118,7 @@ impl Corruption {
             Self::OverwrittenHeader { .. } => "overwritten header",
             Self::SizeMismatch { .. } => "size mismatch",
             Self::CorruptFreeList { .. } => "corrupt free list",
+            Self::WriteAfterFree { .. } => "write after free",
         }
     }
 
@@ -140,6 +148,7 @@ impl Corruption {
             Self::OverwrittenHeader { .. } => "OverwrittenHeader",
             Self::SizeMismatch { .. } => "SizeMismatch",
             Self::CorruptFreeList { .. } => "CorruptFreeList",
+            Self::WriteAfterFree { .. } => "WriteAfterFree",
         }
     }
 }
@@ -360,6 +369,10 @@ mod tests {
             (
                 Corruption::CorruptFreeList { addr: 0x10 },
                 "corrupt free list",
+            ),
+            (
+                Corruption::WriteAfterFree { addr: 0x10 },
+                "write after free",
             ),
         ];
         for (c, what) in cases {

@@ -29,6 +29,13 @@
 //! The key is secret per process, so user data that happens to sit before
 //! a pointer cannot forge a tag by accident.
 //!
+//! A fast `free` (into the thread's loaded magazine) also puts a *reuse
+//! stamp* in the freed header's `len` word and the freed tag again in the
+//! block's first 8 user bytes, a canary: when the same thread's fast path
+//! hands the block out again with the stamp still current, a changed
+//! canary means a write through a dangling pointer (the shim's
+//! `reused`, docs/malloc.md "Stale pointers").
+//!
 //! glibc pays the same 16 bytes per chunk (`prev_size` and `size`).
 
 use freespace_core::alloc::Layout;
@@ -254,6 +261,22 @@ impl Header {
             len: 0,
             tag: Self::freed_tag(key, addr),
         }
+    }
+
+    /// The header a fast `free` writes: the freed tag `tag` (from
+    /// [`freed_tag`](Self::freed_tag)) and, in place of `len`, a reuse
+    /// `stamp` (0 for none), which the shim compares when the block is
+    /// reused to decide whether the canary after it must be intact (its
+    /// write-after-free check). The tag alone says "freed" (MALLOC-H2).
+    ///
+    /// ```
+    /// use freespace_malloc::header::{Bad, Header};
+    /// let h = Header::freed_stamped(Header::freed_tag(42, 0x2000), 1 << 40);
+    /// assert_eq!(h.decode(42, 0x2000), Err(Bad::Freed));
+    /// ```
+    #[inline(always)]
+    pub fn freed_stamped(tag: usize, stamp: usize) -> Header {
+        Header { len: stamp, tag }
     }
 
     /// The tag of a live block (MALLOC-H1).

@@ -226,6 +226,17 @@ const GONE: u8 = 2;
 ///   this thread and has not run; that destructor flushes `cache` to the
 ///   depot before setting [`GONE`]. So every block the magazines hold
 ///   reaches the depot when the thread exits.
+/// - MALLOC-S4: `epoch` is this thread's *reuse stamp*: its id (from
+///   [`THREAD_IDS`], unique per thread, in the top [`THREAD_ID_BITS`]
+///   bits; 0 until the magazines are live) and a count. It changes on every
+///   call that is not a fast one ([`Call::begin`]: anything that may move
+///   a block between the loaded magazines and the rest of the stack) and on
+///   every fast allocation of a block whose user pointer is not 16 bytes
+///   in (another placement of the header over the same memory). So a freed
+///   header stamped with the current epoch was written by this thread's own
+///   fast `free` since then, and the block has stayed in a loaded magazine,
+///   untouched by anyone, ever since: the write-after-free check
+///   ([`reused`]).
 pub(crate) struct ThreadState {
     /// Calls of this thread inside the shim (more than one: re-entered).
     depth: Cell<u32>,
@@ -241,6 +252,8 @@ pub(crate) struct ThreadState {
     pub(crate) gate: Cell<Option<&'static fork::Slot>>,
     /// [`NEW`], [`LIVE`] or [`GONE`] (MALLOC-S3).
     cache_state: Cell<u8>,
+    /// The reuse stamp (MALLOC-S4).
+    epoch: Cell<usize>,
     /// The thread's magazines (MALLOC-S2). Never dropped: [`EXIT_FLUSH`] empties
     /// them, and an empty handle owns nothing.
     cache: ManuallyDrop<Cache>,
@@ -255,6 +268,7 @@ std::thread_local! {
             forking: Cell::new(false),
             gate: Cell::new(None),
             cache_state: Cell::new(NEW),
+            epoch: Cell::new(0),
             cache: ManuallyDrop::new(ThreadCache::new(&DEPOT)),
         }
     };
@@ -289,6 +303,14 @@ std::thread_local! {
     static EXIT_FLUSH: ExitFlush = const { ExitFlush };
 }
 
+/// Bits of a reuse stamp holding the thread's id (MALLOC-S4); the count has the
+/// rest (40 bits: a thread would need 2^40 slow calls to wrap it).
+const THREAD_ID_BITS: u32 = 24;
+
+/// The next thread id for reuse stamps (MALLOC-S4); ids start at 1, so a stamp is
+/// never 0 (nor a small number: a live header's `len` never equals one).
+static THREAD_IDS: AtomicUsize = AtomicUsize::new(1);
+
 /// One call inside the shim: counted by the fork gate, and told whether it
 /// may use the thread's magazines.
 struct Call {
@@ -311,6 +333,9 @@ impl Call {
     fn begin() -> Call {
         THREAD
             .try_with(|t| {
+                // MALLOC-S4: this call may move blocks in or out of the loaded
+                // magazines.
+                t.epoch.set(t.epoch.get().wrapping_add(1));
                 let depth = t.depth.get();
                 t.depth.set(depth + 1);
                 if depth == 0 && t.cache_state.get() == LIVE {
@@ -356,6 +381,9 @@ impl Call {
             // gone (the thread is exiting), so are the magazines.
             let registered = EXIT_FLUSH.try_with(|_| ()).is_ok();
             t.cache_state.set(if registered { LIVE } else { GONE });
+            // MALLOC-S4: the thread's id (ids wrap after 2^24 threads).
+            let id = THREAD_IDS.fetch_add(1, Ordering::Relaxed);
+            t.epoch.set(id << (usize::BITS - THREAD_ID_BITS));
         }
         Call {
             pass,
@@ -557,7 +585,13 @@ fn allocate(size: usize, align: usize, zero: bool) -> Option<NonNull<u8>> {
     }
     // The common case: a round from the loaded magazine (the call ends with
     // the closure; the header is the block's own business after that).
-    let fast = Fast::begin().and_then(|call| call.cache().try_allocate_loaded(plan.layout));
+    let fast = Fast::begin().and_then(|call| {
+        let block = call.cache().try_allocate_loaded(plan.layout)?;
+        // SAFETY: a fresh round from this thread's loaded magazine, and
+        // `call.thread` is this thread's state.
+        unsafe { reused(block, &plan, call.thread) };
+        Some(block)
+    });
     let user = match fast {
         // SAFETY: a fresh block for `plan.layout`, from the thread caches.
         Some(block) => unsafe { place(block, &plan, false) },
@@ -605,6 +639,58 @@ fn allocate_zeroed_large(size: usize, align: usize) -> Option<NonNull<u8>> {
     // SAFETY: a fresh block for `plan.layout`, all zeros, direct if from the
     // shared heap; `place` writes only the header, before the user bytes.
     Some(unsafe { place(block.ok()?, plan, direct) })
+}
+
+/// Bytes of the canary a fast `free` writes at the start of a block it
+/// stamps (MALLOC-S4): the freed tag again, checked when the block is reused.
+const CANARY: usize = core::mem::size_of::<usize>();
+
+/// The write-after-free check of a round the fast path just popped from
+/// this thread's loaded magazine, before its header is written: if the
+/// freed header there carries the thread's current reuse stamp (MALLOC-S4), the
+/// block was freed by this thread's fast `free` and has lain in the
+/// magazine since, so the canary that `free` wrote at its start must still
+/// be there; if it is not, something wrote through a dangling pointer
+/// (reported as [`Corruption::WriteAfterFree`]; a handler that returns
+/// gets the block handed out all the same). A block placed with its user
+/// pointer elsewhere than 16 bytes in changes the stamp instead (MALLOC-S4).
+///
+/// Catches writes into the first 8 bytes of a freed block reused by the
+/// same thread before its next slow call: the immediate reuse (LIFO) of a
+/// block of the same size class, where a dangling pointer's write would
+/// corrupt the new owner's data.
+///
+/// # Safety
+/// `block` is a fresh round of at least `plan.layout.size()` bytes from
+/// the loaded magazine; `thread` is the calling thread's state.
+#[inline(always)]
+unsafe fn reused(block: NonNull<[u8]>, plan: &Plan, thread: *const ThreadState) {
+    // SAFETY: the caller's contract: this thread's `THREAD`, alive as long
+    // as the thread.
+    let t = unsafe { &*thread };
+    if plan.offset != MIN_ALIGN {
+        t.epoch.set(t.epoch.get().wrapping_add(1));
+        return;
+    }
+    // SAFETY: the block is at least `offset = 16` bytes, all of them ours
+    // (a fresh round), 16-aligned: the header slot of `base + 16`.
+    let user = unsafe { block.cast::<u8>().add(MIN_ALIGN) };
+    // SAFETY: as above.
+    let old = unsafe { header_of(user).read() };
+    if old.len == t.epoch.get() {
+        // SAFETY: a header with the current stamp was written by this
+        // thread's fast `free` of this very block (MALLOC-S4), which stamps only
+        // blocks with `CANARY` bytes at the user pointer, and wrote them.
+        let canary = unsafe { user.cast::<usize>().read() };
+        if canary != old.tag {
+            report(
+                Corruption::WriteAfterFree {
+                    addr: user.as_ptr().addr(),
+                },
+                NAME,
+            );
+        }
+    }
 }
 
 /// Writes the header of a fresh `block` served for `plan` and returns the
@@ -712,12 +798,30 @@ unsafe fn free_block(p: NonNull<u8>, block: Block, key: u64, thread: *const Thre
     // SAFETY: `Header::decode` returns only shapes that make a valid
     // `Layout` (MALLOC-H1, its shape check), and `block` came from it (caller).
     let layout = unsafe { Layout::from_size_align_unchecked(block.len, block.align()) };
+    let tag = Header::freed_tag(key, p.as_ptr().addr());
     // SAFETY: a live header sits before `p` (caller).
-    unsafe { header_of(p).write(Header::freed(key, p.as_ptr().addr())) };
+    unsafe { header_of(p).write(Header::freed_stamped(tag, 0)) };
     // SAFETY: the block starts `align` bytes before `p` (MALLOC-H1).
     let base = unsafe { p.sub(block.align()) };
     if !block.direct {
         if let Some(call) = Fast::begin_on(thread) {
+            // MALLOC-S4: on the fast path, stamped with this thread's epoch and a
+            // canary when the block has room for it; checked if this
+            // thread's fast path reuses it before its next slow call
+            // (`reused`). If the push below fails, the slow call changes
+            // the epoch and the stamp means nothing.
+            if block.len >= block.align() + CANARY {
+                // SAFETY: `call.thread` is this thread's state; the header
+                // slot is ours (above) and `Header` is `repr(C)` with `len`
+                // first; the block has `len - align >= CANARY` bytes at `p`,
+                // 16-aligned.
+                unsafe {
+                    header_of(p)
+                        .cast::<usize>()
+                        .write((*call.thread).epoch.get());
+                    p.cast::<usize>().write(tag);
+                }
+            }
             // SAFETY: the block came from the thread caches with a layout of
             // this alignment and returned length `len` (MALLOC-H1), so `layout`
             // fits it; any thread's magazines take any block of the depot's
@@ -878,7 +982,7 @@ fn c_allocate(size: usize, align: usize, zero: bool, counter: Counter) -> *mut c
 ///     free(b);
 /// }
 /// ```
-#[cfg_attr(not(test), no_mangle)]
+#[cfg_attr(not(any(test, feature = "unexported")), no_mangle)]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
     c_allocate(size, MIN_ALIGN, false, Counter::Malloc)
 }
@@ -900,7 +1004,7 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
 ///     freespace_malloc::free(p);
 /// }
 /// ```
-#[cfg_attr(not(test), no_mangle)]
+#[cfg_attr(not(any(test, feature = "unexported")), no_mangle)]
 pub unsafe extern "C" fn free(p: *mut c_void) {
     let Some(p) = NonNull::new(p.cast::<u8>()) else {
         return;
@@ -933,7 +1037,7 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
 ///     assert!(freespace_malloc::calloc(usize::MAX, 2).is_null());
 /// }
 /// ```
-#[cfg_attr(not(test), no_mangle)]
+#[cfg_attr(not(any(test, feature = "unexported")), no_mangle)]
 pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
     match n.checked_mul(size) {
         Some(bytes) => c_allocate(bytes, MIN_ALIGN, true, Counter::Calloc),
@@ -966,7 +1070,7 @@ pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
 ///     assert!(freespace_malloc::realloc(q.cast(), 0).is_null()); // freed
 /// }
 /// ```
-#[cfg_attr(not(test), no_mangle)]
+#[cfg_attr(not(any(test, feature = "unexported")), no_mangle)]
 pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
     let Some(old) = NonNull::new(p.cast::<u8>()) else {
         return c_allocate(size, MIN_ALIGN, false, Counter::Malloc);
@@ -1008,7 +1112,7 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
 ///     freespace_malloc::free(p); // still live
 /// }
 /// ```
-#[cfg_attr(not(test), no_mangle)]
+#[cfg_attr(not(any(test, feature = "unexported")), no_mangle)]
 pub unsafe extern "C" fn reallocarray(p: *mut c_void, n: usize, size: usize) -> *mut c_void {
     match n.checked_mul(size) {
         // SAFETY: the caller's contract.
@@ -1037,7 +1141,7 @@ pub unsafe extern "C" fn reallocarray(p: *mut c_void, n: usize, size: usize) -> 
 ///     assert_eq!(freespace_malloc::posix_memalign(&mut p, 24, 10), libc::EINVAL);
 /// }
 /// ```
-#[cfg_attr(not(test), no_mangle)]
+#[cfg_attr(not(any(test, feature = "unexported")), no_mangle)]
 pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int {
     if !posix_align_ok(align) {
         return libc::EINVAL;
@@ -1078,7 +1182,7 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
 ///     assert!(freespace_malloc::aligned_alloc(48, 100).is_null());
 /// }
 /// ```
-#[cfg_attr(not(test), no_mangle)]
+#[cfg_attr(not(any(test, feature = "unexported")), no_mangle)]
 pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
     if !align.is_power_of_two() {
         set_errno(libc::EINVAL);
@@ -1101,7 +1205,7 @@ pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void
 ///     freespace_malloc::free(p);
 /// }
 /// ```
-#[cfg_attr(not(test), no_mangle)]
+#[cfg_attr(not(any(test, feature = "unexported")), no_mangle)]
 pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
     match memalign_align(align) {
         Some(align) => c_allocate(size, align, false, Counter::Aligned),
@@ -1124,7 +1228,7 @@ pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
 ///     freespace_malloc::free(p);
 /// }
 /// ```
-#[cfg_attr(not(test), no_mangle)]
+#[cfg_attr(not(any(test, feature = "unexported")), no_mangle)]
 pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
     c_allocate(size, page_size(), false, Counter::Aligned)
 }
@@ -1142,7 +1246,7 @@ pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
 ///     freespace_malloc::free(p);
 /// }
 /// ```
-#[cfg_attr(not(test), no_mangle)]
+#[cfg_attr(not(any(test, feature = "unexported")), no_mangle)]
 pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
     let page = page_size();
     match page_round(size, page) {
@@ -1169,7 +1273,7 @@ pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
 ///     assert_eq!(freespace_malloc::malloc_usable_size(core::ptr::null_mut()), 0);
 /// }
 /// ```
-#[cfg_attr(not(test), no_mangle)]
+#[cfg_attr(not(any(test, feature = "unexported")), no_mangle)]
 pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
     match NonNull::new(p.cast::<u8>()) {
         // SAFETY: the caller's contract.
@@ -1197,7 +1301,7 @@ pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
 ///     assert_eq!(freespace_malloc::malloc_trim(0), 1);
 /// }
 /// ```
-#[cfg_attr(not(test), no_mangle)]
+#[cfg_attr(not(any(test, feature = "unexported")), no_mangle)]
 pub unsafe extern "C" fn malloc_trim(pad: usize) -> c_int {
     let _ = pad;
     let call = Call::begin();

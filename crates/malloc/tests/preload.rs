@@ -627,6 +627,22 @@ fn double_free_is_named_at_every_size() {
     }
 }
 
+/// Issue 16 (stale pointers): a second free of a block the first free put
+/// in *another* thread's cache is still named (the freed tag is in the
+/// header, wherever the block is cached).
+#[test]
+fn double_free_across_threads_is_named() {
+    misuse("double-thread", "double free");
+}
+
+/// Issue 16 (stale pointers): a write through a dangling pointer into a
+/// freed block that the same thread reuses at once (the freed block's
+/// canary, checked at reuse) is named, with the block's address.
+#[test]
+fn write_after_free_is_caught_at_reuse() {
+    misuse("uaf", "write after free");
+}
+
 /// Issue 16: a pointer outside every reservation is a foreign pointer,
 /// named without reading the memory before it (which would fault).
 #[test]

@@ -3,7 +3,7 @@
 //! growth and exhaustion, and every corruption case (in a child process,
 //! and through the checked API).
 
-use core::cell::{Cell, RefCell};
+use core::cell::Cell;
 use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 
@@ -19,6 +19,7 @@ use freespace_split_coalesce::testing::{
     arena_for, placed, policy_heap, units, POLICY_UNITS, UNIT,
 };
 use freespace_split_coalesce::FreeListHeap;
+use freespace_testkit::calls::Logged;
 use freespace_testkit::{assert_all_free, conformance, ops, Rng};
 use freespace_worst_fit::{WorstFit, WorstFitScan};
 
@@ -923,83 +924,6 @@ fn deallocate_aborts_with_the_exact_message() {
 // the indexes against the plain scans, side by side
 // ----------------------------------------------------------------------
 
-/// An allocator in front of `inner` that logs where each block it hands
-/// out (or resizes) lies, as an offset from `base`, or `None` on failure.
-struct Recording<'a, A> {
-    inner: &'a A,
-    base: usize,
-    log: RefCell<Vec<Option<usize>>>,
-}
-
-impl<'a, A: Allocator> Recording<'a, A> {
-    fn new(inner: &'a A, base: NonNull<u8>) -> Self {
-        Self {
-            inner,
-            base: base.as_ptr() as usize,
-            log: RefCell::new(Vec::new()),
-        }
-    }
-
-    fn note(
-        &self,
-        r: Result<NonNull<[u8]>, freespace_core::alloc::AllocError>,
-    ) -> Result<NonNull<[u8]>, freespace_core::alloc::AllocError> {
-        // Zero-size blocks are dangling pointers, outside the memory.
-        let at = r.ok().map(|b| {
-            (b.cast::<u8>().as_ptr() as usize)
-                .checked_sub(self.base)
-                .unwrap_or(usize::MAX)
-        });
-        self.log.borrow_mut().push(at);
-        r
-    }
-}
-
-// SAFETY: every call goes to `inner` unchanged; the log only reads the
-// results.
-unsafe impl<A: Allocator> Allocator for Recording<'_, A> {
-    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, freespace_core::alloc::AllocError> {
-        self.note(self.inner.allocate(layout))
-    }
-    fn allocate_zeroed(
-        &self,
-        layout: Layout,
-    ) -> Result<NonNull<[u8]>, freespace_core::alloc::AllocError> {
-        self.note(self.inner.allocate_zeroed(layout))
-    }
-    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
-        // SAFETY: caller contract, passed on.
-        unsafe { self.inner.deallocate(ptr, layout) }
-    }
-    unsafe fn grow(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, freespace_core::alloc::AllocError> {
-        // SAFETY: caller contract, passed on.
-        self.note(unsafe { self.inner.grow(ptr, old, new) })
-    }
-    unsafe fn grow_zeroed(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, freespace_core::alloc::AllocError> {
-        // SAFETY: caller contract, passed on.
-        self.note(unsafe { self.inner.grow_zeroed(ptr, old, new) })
-    }
-    unsafe fn shrink(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, freespace_core::alloc::AllocError> {
-        // SAFETY: caller contract, passed on.
-        self.note(unsafe { self.inner.shrink(ptr, old, new) })
-    }
-}
-
 /// Runs `ops` on a heap of policy `F` over `len` fresh page-aligned bytes
 /// (one arena, or pieces of a growing source with `gap` bytes between
 /// them), through the shadow model and `check()` after every
@@ -1016,7 +940,7 @@ fn placements<F: Fit>(
         ops: &[ops::Op],
         check_every: usize,
     ) -> Result<Vec<Option<usize>>, String> {
-        let rec = Recording::new(heap, base);
+        let rec = Logged::new(heap, base.as_ptr() as usize);
         let n = Cell::new(0usize);
         let check = || {
             n.set(n.get() + 1);
@@ -1028,7 +952,7 @@ fn placements<F: Fit>(
         };
         ops::run(&rec, ops, &check)?;
         heap.check().map_err(|v| v.to_string())?;
-        Ok(rec.log.into_inner())
+        Ok(rec.log().iter().map(|c| c.at).collect())
     }
     let memory = PageAligned::new(len);
     let base = memory.ptr;

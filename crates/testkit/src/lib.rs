@@ -5,6 +5,7 @@
 //! | [`conformance`] | the `Allocator` contract suite of DESIGN §4, one call per allocator |
 //! | [`shadow`] | a shadow model of the live blocks: overlap, bounds, alignment, contents |
 //! | [`ops`] | a byte string ⇄ a sequence of allocate/deallocate/grow/shrink ops, and the interpreter that runs one against an allocator and the shadow model, calling an invariant hook after every op |
+//! | [`calls`] | [`calls::Logged`]: a log of where every block went, to compare two allocators (or an index and its plain scan) over the same trace |
 //! | [`bump`] | [`Bump`], a small bump heap over any [`freespace_core::Source`], to exercise sources |
 //! | [`misuse`] | [`misuse::refuses_misuse`]: a foreign, an interior and a double-freed pointer through a layer's checked free (must be `Err`, never abort, never write); [`misuse::Tracked`], an exact checked parent |
 //!
@@ -27,6 +28,7 @@
 //! ```
 
 pub mod bump;
+pub mod calls;
 pub mod conformance;
 pub mod misuse;
 pub mod ops;

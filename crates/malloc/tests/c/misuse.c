@@ -14,12 +14,23 @@
  *                page is unmapped
  *   header       free() of a block whose header was overwritten
  *   misaligned   free(p + 8)
+ *   double-thread  free(p) on another thread (p then lies in that
+ *                thread's magazine, in the depot once it exits), then
+ *                free(p) here
+ *   uaf          free(p); a write through p; malloc of the same size (the
+ *                write-after-free check, at reuse: the report names p)
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+
+static void *free_elsewhere(void *p) {
+    free(p);
+    return NULL;
+}
 
 int main(int argc, char **argv) {
     if (argc != 2) return 2;
@@ -70,6 +81,20 @@ int main(int argc, char **argv) {
         fflush(stdout);
         memset(victim - 8, 0x41, 8); /* an underflow over the header */
         free(victim);
+    } else if (strcmp(mode, "double-thread") == 0) {
+        pthread_t other;
+        printf("%p\n", (void *)victim);
+        fflush(stdout);
+        if (pthread_create(&other, NULL, free_elsewhere, victim) != 0) return 3;
+        pthread_join(other, NULL);
+        free(victim);
+    } else if (strcmp(mode, "uaf") == 0) {
+        printf("%p\n", (void *)victim);
+        fflush(stdout);
+        free(victim);
+        memcpy(victim, "dangling", 8); /* a write through a dangling pointer */
+        char *again = malloc(24);      /* the same block, reused at once */
+        printf("not caught: %p\n", (void *)again);
     } else if (strcmp(mode, "misaligned") == 0) {
         victim = p + 8;
         printf("%p\n", (void *)victim);
