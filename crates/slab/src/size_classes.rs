@@ -655,11 +655,16 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
     /// the parent's code does not weigh on the class path.
     #[inline(never)]
     fn allocate_large(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        match self.parent.allocate(layout) {
-            Ok(block) => Ok(block),
-            // The parent is out of memory: the empty slabs every class
-            // keeps go back to it, and the request is tried once more.
-            Err(_) if self.reap() > 0 => self.parent.allocate(layout),
+        self.or_reap(|| self.parent.allocate(layout))
+    }
+
+    /// `request` to the parent, and if the parent is out of memory, once
+    /// more after the empty slabs every class keeps went back to it.
+    #[inline]
+    fn or_reap<T>(&self, request: impl Fn() -> Result<T, AllocError>) -> Result<T, AllocError> {
+        match request() {
+            Ok(done) => Ok(done),
+            Err(_) if self.reap() > 0 => request(),
             Err(e) => Err(e),
         }
     }
@@ -817,7 +822,7 @@ unsafe impl<A: Allocator, const SLAB_SIZE: usize> Allocator for Slab<A, SLAB_SIZ
 
     fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         if self.route(layout).is_none() && layout.size() != 0 {
-            return self.parent.allocate_zeroed(layout);
+            return self.or_reap(|| self.parent.allocate_zeroed(layout));
         }
         let block = self.allocate(layout)?;
         // SAFETY: `block` is `block.len()` writable bytes we just allocated.
@@ -879,14 +884,18 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
                 }
                 Ok(NonNull::slice_from_raw_parts(ptr, len))
             }
-            // SAFETY: both layouts route to the parent, which served `ptr`.
-            (None, None) if !zeroed && new.size() >= old.size() => unsafe {
-                self.parent.grow(ptr, old, new)
-            },
+            // A failed resize leaves the block as it was, so trying it again
+            // after a reap is the same call.
+            (None, None) if !zeroed && new.size() >= old.size() => self.or_reap(|| {
+                // SAFETY: both layouts route to the parent, which served `ptr`.
+                unsafe { self.parent.grow(ptr, old, new) }
+            }),
+            (None, None) if zeroed => self.or_reap(|| {
+                // SAFETY: as above.
+                unsafe { self.parent.grow_zeroed(ptr, old, new) }
+            }),
             // SAFETY: as above.
-            (None, None) if zeroed => unsafe { self.parent.grow_zeroed(ptr, old, new) },
-            // SAFETY: as above.
-            (None, None) => unsafe { self.parent.shrink(ptr, old, new) },
+            (None, None) => self.or_reap(|| unsafe { self.parent.shrink(ptr, old, new) }),
             // SAFETY: `ptr` is a live block of `self` with `old` (caller).
             _ => unsafe { freespace_core::resize::relocate_within(self, ptr, old, new, zeroed) },
         }
