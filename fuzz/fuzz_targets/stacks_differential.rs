@@ -14,24 +14,19 @@
 //! stacks' different placements may fragment differently and either may
 //! fail first.
 //!
-//! **Known gaps, worked around here** (both found by this target): a
-//! slab keeps up to one empty slab per size class (`max_empty`), and
-//! nothing reaps them when the buddy underneath runs out, so with the arena
-//! full of empty slabs a request fails that the memory could serve: a
-//! 7765-byte grow failed in `Shared` with 8 KiB live. The magazines'
-//! release on a failed request (flush this thread's magazines, reap the
-//! depot) does not reap them either, and its batch refills make more of
-//! them: a 32-byte request failed in `Threaded` with 21 KiB live where
-//! `Shared` served it (`fuzz/regressions/stacks_differential/`). Until
-//! freespace-slab / freespace-sync reap on a failure, [`Reaping`] does it
-//! for both stacks (a failed call is retried once after a full release),
-//! so the rest of the contract is fuzzed.
+//! Two gaps this target found are fixed in freespace-slab: a slab keeps up
+//! to one empty slab per size class (`max_empty`), and nothing reaped them
+//! when the buddy underneath ran out, so with the arena full of empty slabs
+//! a request failed that the memory could serve (a 7765-byte grow in
+//! `Shared` with 8 KiB live; a 32-byte request in `Threaded` with 21 KiB
+//! live, its batch refills having made more of them:
+//! `fuzz/regressions/stacks_differential/`). The slab now reaps every empty
+//! slab and tries once more when its parent fails a request, so both
+//! stacks run here as they are.
 #![no_main]
 use freespace::stacks::General;
-use std::ptr::NonNull;
 
 use freespace_buddy::Buddy;
-use freespace_core::alloc::{AllocError, Allocator, Layout};
 use freespace_core::Check;
 use freespace_slab::Slab;
 use freespace_source::Arena;
@@ -65,95 +60,19 @@ fn general(slot: usize) -> General<Arena> {
 
 type Parent = Locked<General<Arena>>;
 
-/// A stack plus the release on failure it lacks: a failed call is
-/// retried once after `release` (which gives every cached block and empty
-/// slab back to the buddy).
-struct Reaping<'a, A> {
-    stack: &'a A,
-    release: &'a dyn Fn(),
-}
-
-impl<A: Allocator> Reaping<'_, A> {
-    fn retry<T>(&self, attempt: impl Fn() -> Result<T, AllocError>) -> Result<T, AllocError> {
-        attempt().or_else(|AllocError| {
-            (self.release)();
-            attempt()
-        })
-    }
-}
-
-// SAFETY: every call goes to the stack with the caller's arguments (a
-// failed call left the block untouched, so retrying it is the same call).
-unsafe impl<A: Allocator> Allocator for Reaping<'_, A> {
-    fn allocate(&self, l: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        self.retry(|| self.stack.allocate(l))
-    }
-    fn allocate_zeroed(&self, l: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        self.retry(|| self.stack.allocate_zeroed(l))
-    }
-    unsafe fn deallocate(&self, ptr: NonNull<u8>, l: Layout) {
-        // SAFETY: the caller's contract, passed on.
-        unsafe { self.stack.deallocate(ptr, l) }
-    }
-    unsafe fn grow(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: the caller's contract, passed on (again only after a
-        // failure, which left the block as it was).
-        self.retry(|| unsafe { self.stack.grow(ptr, old, new) })
-    }
-    unsafe fn grow_zeroed(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: as `grow`.
-        self.retry(|| unsafe { self.stack.grow_zeroed(ptr, old, new) })
-    }
-    unsafe fn shrink(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: as `grow`.
-        self.retry(|| unsafe { self.stack.shrink(ptr, old, new) })
-    }
-}
-
 fn outcome(c: &Call) -> bool {
     c.at.is_some()
 }
 
 fuzz_target!(|data: &[u8]| {
     let shared: Parent = Locked::new(general(0));
-    let release = || {
-        shared.lock().reap();
-    };
-    let reaping = Reaping {
-        stack: &shared,
-        release: &release,
-    };
-    let logged = Logged::new(&reaping, 0);
+    let logged = Logged::new(&shared, 0);
     freespace_fuzz::run(&logged, data, &|| shared.check_all());
     let shared_log = logged.log();
 
     let depot: Depot<Parent> = Depot::new(Locked::new(general(1)));
     let cache = ThreadCache::new(&depot);
-    let release = || {
-        cache.flush();
-        depot.reap();
-        depot.parent().lock().reap();
-    };
-    let reaping = Reaping {
-        stack: &cache,
-        release: &release,
-    };
-    let logged = Logged::new(&reaping, 0);
+    let logged = Logged::new(&cache, 0);
     freespace_fuzz::run(&logged, data, &|| cache.check_all());
     let threaded_log = logged.log();
 
