@@ -63,7 +63,8 @@ mod trace;
 #[cfg(all(feature = "std", target_os = "linux", not(miri)))]
 pub use shim::{
     aligned_alloc, calloc, check, free, malloc, malloc_trim, malloc_usable_size, memalign,
-    posix_memalign, pvalloc, realloc, reallocarray, set_purge_mib, shared, valloc, Shared, NAME,
+    posix_memalign, pvalloc, realloc, reallocarray, set_purge_mib, set_reuse_check, shared, valloc,
+    Shared, NAME,
 };
 
 #[cfg(test)]

@@ -311,6 +311,28 @@ const THREAD_ID_BITS: u32 = 24;
 /// never 0 (nor a small number: a live header's `len` never equals one).
 static THREAD_IDS: AtomicUsize = AtomicUsize::new(1);
 
+/// Whether the write-after-free check runs (see [`set_reuse_check`]).
+static REUSE_CHECK: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Turns the write-after-free check on or off: a fast `free` leaves a
+/// canary in the block and a reuse stamp in its header, and a fast
+/// `malloc` that gets the block back before this thread's next slow call
+/// checks the canary. Off by default: the check reads the header of every
+/// block a fast `malloc` hands out, and for a block never used before that
+/// read is the first touch of its page, which then faults twice (a read
+/// maps the zero page, the write that follows copies it): with 8 threads
+/// each allocating 100 MB it made the shim 2.7 times slower
+/// (`bench/threads.c`). The library's constructor turns it on when
+/// `FREESPACE_MALLOC_REUSE_CHECK=1`.
+///
+/// ```
+/// freespace_malloc::set_reuse_check(true);
+/// freespace_malloc::set_reuse_check(false);
+/// ```
+pub fn set_reuse_check(on: bool) {
+    REUSE_CHECK.store(on, Ordering::Relaxed);
+}
+
 /// One call inside the shim: counted by the fork gate, and told whether it
 /// may use the thread's magazines.
 struct Call {
@@ -589,7 +611,10 @@ fn allocate(size: usize, align: usize, zero: bool) -> Option<NonNull<u8>> {
         let block = call.cache().try_allocate_loaded(plan.layout)?;
         // SAFETY: a fresh round from this thread's loaded magazine, and
         // `call.thread` is this thread's state.
-        unsafe { reused(block, &plan, call.thread) };
+        if REUSE_CHECK.load(Ordering::Relaxed) {
+            // SAFETY: as above.
+            unsafe { reused(block, &plan, call.thread) };
+        }
         Some(block)
     });
     let user = match fast {
@@ -810,7 +835,7 @@ unsafe fn free_block(p: NonNull<u8>, block: Block, key: u64, thread: *const Thre
             // thread's fast path reuses it before its next slow call
             // (`reused`). If the push below fails, the slow call changes
             // the epoch and the stamp means nothing.
-            if block.len >= block.align() + CANARY {
+            if REUSE_CHECK.load(Ordering::Relaxed) && block.len >= block.align() + CANARY {
                 // SAFETY: `call.thread` is this thread's state; the header
                 // slot is ours (above) and `Header` is `repr(C)` with `len`
                 // first; the block has `len - align >= CANARY` bytes at `p`,

@@ -45,7 +45,8 @@ pub(crate) fn count(counter: Counter, bytes: usize) {
 /// instead of `membarrier` if `FREESPACE_MALLOC_FENCE` is `1` (for a
 /// sandbox where `membarrier` misbehaves; the tests use it to cover that
 /// path), and sets the buddy's purge budget from `FREESPACE_MALLOC_PURGE`
-/// (MiB freed between automatic give-backs; `0`: none).
+/// (MiB freed between automatic give-backs; `0`: none), and turns the
+/// write-after-free check on if `FREESPACE_MALLOC_REUSE_CHECK` is `1`.
 #[cfg(not(test))]
 pub(crate) fn init() {
     ENABLED.store(env_is_one(c"FREESPACE_MALLOC_STATS"), Ordering::Relaxed);
@@ -54,6 +55,9 @@ pub(crate) fn init() {
     }
     if env_is_one(c"FREESPACE_MALLOC_FENCE") {
         crate::fork::use_fences();
+    }
+    if env_is_one(c"FREESPACE_MALLOC_REUSE_CHECK") {
+        crate::shim::set_reuse_check(true);
     }
 }
 

@@ -200,6 +200,15 @@ mod c_functions {
     #[test]
     fn write_after_free_check_has_no_false_alarm() {
         let _only = exclusive();
+        /// Turns the opt-in check on for this test and off after it.
+        struct On;
+        impl Drop for On {
+            fn drop(&mut self) {
+                crate::set_reuse_check(false);
+            }
+        }
+        crate::set_reuse_check(true);
+        let _on = On;
         let mut x = 0x2545_f491_4f6c_dd1d_u64;
         let mut next = move || {
             x ^= x << 13;

@@ -560,7 +560,10 @@ fn misuse(mode: &str, what: &str) {
         return;
     };
     let mut cmd = Command::new(&exe);
-    cmd.arg(mode).env("LD_PRELOAD", shim());
+    cmd.arg(mode)
+        .env("LD_PRELOAD", shim())
+        // The write-after-free check is opt-in (it costs page faults).
+        .env("FREESPACE_MALLOC_REUSE_CHECK", "1");
     let r = run(cmd, b"", Duration::from_secs(30));
     let pointer = r.stdout.trim();
     assert!(
