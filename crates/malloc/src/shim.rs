@@ -321,7 +321,7 @@ static REUSE_CHECK: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicB
 /// block a fast `malloc` hands out, and for a block never used before that
 /// read is the first touch of its page, which then faults twice (a read
 /// maps the zero page, the write that follows copies it): with 8 threads
-/// each allocating 100 MB it made the shim 2.7 times slower
+/// each allocating 100 MB it made the shim about three times slower
 /// (`bench/threads.c`). The library's constructor turns it on when
 /// `FREESPACE_MALLOC_REUSE_CHECK=1`.
 ///
