@@ -144,13 +144,15 @@ impl<'d, P: Batch> ThreadCache<'d, P> {
     ///
     /// ```
     /// # use freespace_core::alloc::{Allocator, Global, Layout};
-    /// # use freespace_sync::{Depot, ThreadCache, ROUNDS};
+    /// # use freespace_sync::{Depot, ThreadCache};
     /// let depot = Depot::new(Global);
     /// let cache = ThreadCache::new(&depot);
     /// let l = Layout::new::<u64>();
-    /// let blocks: Vec<_> = (0..ROUNDS).map(|_| cache.allocate(l).unwrap().cast::<u8>()).collect();
+    /// // A magazine of the 16-byte class (class 0) holds this many.
+    /// let rounds = depot.magazine_rounds(0);
+    /// let blocks: Vec<_> = (0..rounds).map(|_| cache.allocate(l).unwrap().cast::<u8>()).collect();
     /// // The loaded magazine holds what the last batch from the parent
-    /// // brought and nobody used yet; frees fill it up to ROUNDS.
+    /// // brought and nobody used yet; frees fill it up to `rounds`.
     /// let spare = cache.cached_blocks();
     /// let mut fast = 0;
     /// for &p in &blocks {
@@ -160,8 +162,8 @@ impl<'d, P: Batch> ThreadCache<'d, P> {
     ///         unsafe { cache.deallocate(p, l) }; // full: the caller takes the full path
     ///     }
     /// }
-    /// assert_eq!(fast, ROUNDS - spare);
-    /// assert_eq!(cache.cached_blocks(), ROUNDS + spare);
+    /// assert_eq!(fast, rounds - spare);
+    /// assert_eq!(cache.cached_blocks(), rounds + spare);
     /// ```
     #[inline(always)]
     pub unsafe fn try_deallocate_loaded(&self, ptr: NonNull<u8>, layout: Layout) -> bool {

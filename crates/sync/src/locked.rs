@@ -334,7 +334,7 @@ unsafe impl<A: Allocator, R: RawMutex> Allocator for Locked<A, R> {
 /// use freespace_core::Batch;
 /// use freespace_sync::Locked;
 ///
-/// let heap = Locked::new(Global);
+/// let heap: Locked<Global> = Locked::new(Global);
 /// let layout = Layout::new::<u64>();
 /// let mut blocks = [NonNull::dangling(); 4];
 /// assert_eq!(heap.allocate_batch(layout, &mut blocks), 4);
