@@ -209,13 +209,8 @@ mod c_functions {
         }
         crate::set_reuse_check(true);
         let _on = On;
-        let mut x = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as usize
-        };
+        let mut rng = freespace_testkit::Rng::new(0x2545_f491_4f6c_dd1d);
+        let mut next = move || rng.next() as usize;
         let mut live: Vec<*mut c_void> = Vec::new();
         // SAFETY: C calls on blocks this test allocated, each freed once,
         // written only within the size asked for.

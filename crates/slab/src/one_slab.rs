@@ -684,10 +684,11 @@ impl SlabPtr {
             ((*h).free, (*h).head, (*h).search_from as usize)
         };
         let i = head as usize;
+        // The list holds free objects below the fresh mark only (SLAB-S3).
+        let listed = fresh.min(g.capacity);
         if head != NIL {
-            // The list holds free objects below the fresh mark only (SLAB-S3).
-            // SAFETY: `i < fresh <= capacity` is checked before the bit.
-            if i >= fresh.min(g.capacity) || !unsafe { self.is_free(i) } {
+            // SAFETY: `i < listed <= capacity` is checked before the bit.
+            if i >= listed || !unsafe { self.is_free(i) } {
                 return Ok(None);
             }
             // SAFETY: `i < capacity`: object `i` is in the slab, free, and
@@ -699,9 +700,8 @@ impl SlabPtr {
                 (object, next)
             };
             let n = next as usize;
-            // SAFETY: `n < fresh <= capacity` is checked before the bit.
-            if next != NIL && (n >= fresh.min(g.capacity) || n == i || !unsafe { self.is_free(n) })
-            {
+            // SAFETY: `n < listed <= capacity` is checked before the bit.
+            if next != NIL && (n >= listed || n == i || !unsafe { self.is_free(n) }) {
                 return Err(Corruption::CorruptFreeList {
                     addr: object.as_ptr().addr(),
                 });

@@ -662,24 +662,20 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
     /// more after the empty slabs every class keeps went back to it.
     #[inline]
     fn or_reap<T>(&self, request: impl Fn() -> Result<T, AllocError>) -> Result<T, AllocError> {
-        match request() {
-            Ok(done) => Ok(done),
-            Err(_) if self.reap() > 0 => request(),
-            Err(e) => Err(e),
-        }
+        request().or_else(|_| self.after_reap(request))
     }
 
-    /// A class request that found no free object and no new slab from the
-    /// parent: the empty slabs the other classes keep (up to `max_empty`
-    /// each) go back to the parent ([`Slab::reap`]), and the request is
-    /// tried once more.
+    /// A request that failed for want of memory from the parent, tried
+    /// once more after the empty slabs every class keeps (up to
+    /// `max_empty` each) went back to the parent ([`Slab::reap`]); not
+    /// tried if there were none.
     #[cold]
     #[inline(never)]
-    fn allocate_after_reap(&self, class: usize) -> Result<NonNull<u8>, AllocError> {
+    fn after_reap<T>(&self, request: impl Fn() -> Result<T, AllocError>) -> Result<T, AllocError> {
         if self.reap() == 0 {
             return Err(AllocError);
         }
-        self.caches[class].allocate(&self.parent, &self.index, &NoHooks)
+        request()
     }
 
     /// Every free [`Slab::free_fast`] does not finish: a block of the
@@ -812,7 +808,9 @@ unsafe impl<A: Allocator, const SLAB_SIZE: usize> Allocator for Slab<A, SLAB_SIZ
             Some(class) => {
                 let p = match self.caches[class].allocate(&self.parent, &self.index, &NoHooks) {
                     Ok(p) => p,
-                    Err(_) => self.allocate_after_reap(class)?,
+                    Err(_) => self.after_reap(|| {
+                        self.caches[class].allocate(&self.parent, &self.index, &NoHooks)
+                    })?,
                 };
                 Ok(NonNull::slice_from_raw_parts(p, self.classes[class]))
             }

@@ -53,6 +53,15 @@ impl Lists {
         *len += 1;
     }
 
+    /// The capacity of the next magazine made for class `c` (the class's
+    /// [`initial_rounds`] until contention has grown it).
+    fn rounds(&self, c: usize) -> usize {
+        match self.cap {
+            0 => initial_rounds(c),
+            cap => cap,
+        }
+    }
+
     fn pop(head: &mut Option<Mag>, len: &mut usize) -> Option<Mag> {
         let m = (*head)?;
         // SAFETY: magazines on the list are owned by it (SYNC-M2), and the list is
@@ -181,10 +190,7 @@ impl<P: Batch> Depot<P> {
     /// assert_eq!(depot.magazine_rounds(0), initial_rounds(0));
     /// ```
     pub fn magazine_rounds(&self, c: usize) -> usize {
-        match self.classes[c].lock().cap {
-            0 => initial_rounds(c),
-            cap => cap,
-        }
+        self.classes[c].lock().rounds(c)
     }
 
     /// Holds the lock of class `c` (tests: to make another thread meet it).
@@ -201,11 +207,7 @@ impl<P: Batch> Depot<P> {
             return l;
         }
         let mut l = self.classes[c].lock();
-        let cap = match l.cap {
-            0 => initial_rounds(c),
-            cap => cap,
-        };
-        l.cap = (cap * 2).min(max_rounds(c));
+        l.cap = (l.rounds(c) * 2).min(max_rounds(c));
         l
     }
 
@@ -336,10 +338,7 @@ impl<P: Batch> Depot<P> {
         let (popped, cap) = {
             let mut l = self.lock_class(c);
             let l = &mut *l;
-            if l.cap == 0 {
-                l.cap = initial_rounds(c);
-            }
-            (Lists::pop(&mut l.empty, &mut l.empty_len), l.cap)
+            (Lists::pop(&mut l.empty, &mut l.empty_len), l.rounds(c))
         };
         popped.or_else(|| {
             let mem = self.parent.allocate(Magazine::LAYOUT).ok()?;
