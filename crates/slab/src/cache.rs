@@ -58,13 +58,22 @@ pub(crate) struct Validated {
     from: List,
     /// The list it belongs on after the free.
     to: List,
+    /// The parked slab (SLAB-C1), when this free brings a full slab onto
+    /// the partial list: it moves to the empty list then (its header, its
+    /// neighbours' and the empty list's head already verified).
+    unpark: Option<SlabPtr>,
 }
 
 /// The slabs of one object size.
 ///
 /// # Invariants
 /// - SLAB-C1: a slab is on `lists[List::for_count(free, capacity)]`, and its
-///   header's `list` says so.
+///   header's `list` says so, with one exception: the *parked* slab, a slab
+///   with every object free that stays on the partial list because it was
+///   the only slab there when its last object came back (so a program that
+///   allocates and frees one object at a time moves no slab between lists).
+///   A parked slab is always the partial list's only slab ([`List::holds`];
+///   a slab that joins the list moves it to the empty list).
 /// - SLAB-C2: each list is doubly linked (`next.prev == self`), starts with
 ///   `prev == None`, and `counts[l]` is its length.
 /// - SLAB-C3: every slab on the lists is in the owner's index and carries this
@@ -72,7 +81,8 @@ pub(crate) struct Validated {
 ///
 /// No link is followed and no header rewritten by a free or a list move
 /// until that header's seal (SLAB-S1) has been verified.
-/// - SLAB-C4: after every public operation, `counts[Empty] <= max_empty`.
+/// - SLAB-C4: after every public operation, `counts[Empty]` plus the parked
+///   slab (if any) is at most `max_empty`.
 pub(crate) struct Cache {
     pub(crate) geometry: Geometry,
     class: u32,
@@ -159,6 +169,47 @@ impl Cache {
         }
     }
 
+    /// Whether a free that empties `slab` (verified, naming the partial
+    /// list) parks it there (SLAB-C1): it is the partial list's only slab,
+    /// and the cache keeps fewer than `max_empty` empty slabs (the parked
+    /// slab is one of those it keeps, SLAB-C4; while it is parked no other
+    /// slab can become empty, since none is partial, and no slab is made,
+    /// since it has free objects).
+    #[inline(always)]
+    fn may_park(&self, slab: SlabPtr, max_empty: usize) -> bool {
+        self.count(List::Empty) < max_empty
+            && slab.prev().is_none()
+            && slab.next().is_none()
+            && self.heads[List::Partial as usize].get() == Some(slab)
+    }
+
+    /// The number of partial, full and empty slabs by what they hold: the
+    /// parked slab (on the partial list, every object free) counts as
+    /// empty. A damaged header ends the walk of the partial list.
+    pub(crate) fn counts_by_state(&self) -> (usize, usize, usize) {
+        let parked = self.parked().is_some() as usize;
+        (
+            self.count(List::Partial) - parked,
+            self.count(List::Full),
+            self.count(List::Empty) + parked,
+        )
+    }
+
+    /// The parked slab, if any: the partial list's only slab, with every
+    /// object free (SLAB-C1). `None` if its header fails
+    /// [`SlabPtr::verify`].
+    pub(crate) fn parked(&self) -> Option<SlabPtr> {
+        let slab = self.heads[List::Partial as usize].get()?;
+        let parked = slab.verify() == Ok(List::Partial) && self.is_parked(slab);
+        parked.then_some(slab)
+    }
+
+    /// Whether `slab`, the head of the partial list with its header
+    /// verified, is parked: the list's only slab, every object free.
+    fn is_parked(&self, slab: SlabPtr) -> bool {
+        slab.next().is_none() && slab.free_count() == self.geometry.capacity
+    }
+
     /// Verifies the head `slab` of `list` and its successor before the slab
     /// is unlinked and given back.
     fn check_head(&self, slab: SlabPtr, list: List) -> Result<(), Corruption> {
@@ -186,7 +237,8 @@ impl Cache {
         // the order they are cheapest).
         if let Some(slab) = self.heads[List::Partial as usize].get() {
             let free = slab.free_count();
-            if free > 1 && free < self.geometry.capacity && slab.list() == Some(List::Partial) {
+            // `free == capacity` is the parked slab (SLAB-C1).
+            if free > 1 && free <= self.geometry.capacity && slab.list() == Some(List::Partial) {
                 // SAFETY: `slab` is one of ours (SLAB-C3), made with our geometry.
                 if let Ok(object) = unsafe { slab.take(&self.geometry) } {
                     return Ok(object);
@@ -229,7 +281,7 @@ impl Cache {
         let damaged = Corruption::OverwrittenHeader { addr: slab.addr() };
         let capacity = self.geometry.capacity;
         let free = slab.free_count();
-        if slab.list() != Some(on) || List::for_count(free, capacity) != on {
+        if slab.list() != Some(on) || !on.holds(free, capacity) {
             return Err(damaged);
         }
         // `on` is partial or empty, so `1 <= free <= capacity`.
@@ -320,9 +372,14 @@ impl Cache {
     /// Validates that `addr` is a live object of `slab`, one of this
     /// cache's slabs, whose header is checked first (SLAB-S1): see
     /// [`Cache::validate_object`].
-    pub(crate) fn validate(&self, slab: SlabPtr, addr: usize) -> Result<Validated, Corruption> {
+    pub(crate) fn validate(
+        &self,
+        slab: SlabPtr,
+        addr: usize,
+        max_empty: usize,
+    ) -> Result<Validated, Corruption> {
         let from = slab.verify()?;
-        self.validate_object(slab, from, addr)
+        self.validate_object(slab, from, addr, max_empty)
     }
 
     /// Validates that `addr` is a live object of `slab`, whose header passed
@@ -334,6 +391,7 @@ impl Cache {
         slab: SlabPtr,
         from: List,
         addr: usize,
+        max_empty: usize,
     ) -> Result<Validated, Corruption> {
         let capacity = self.geometry.capacity;
         let index = slab.object_index(&self.geometry, addr)?;
@@ -347,9 +405,31 @@ impl Cache {
         if free >= capacity || List::for_count(free, capacity) != from {
             return Err(Corruption::OverwrittenHeader { addr: slab.addr() });
         }
-        let to = List::for_count(free + 1, capacity);
+        let mut to = List::for_count(free + 1, capacity);
+        if to == List::Empty && from == List::Partial && self.may_park(slab, max_empty) {
+            // Parked (SLAB-C1): it stays where it is, no header is rewritten.
+            to = List::Partial;
+        }
         self.check_move(slab, from, to)?;
-        Ok(Validated { index, from, to })
+        let mut unpark = None;
+        if to == List::Partial && from == List::Full {
+            // The head of the partial list was verified by `check_move`.
+            let head = self.heads[List::Partial as usize].get();
+            if let Some(parked) = head.filter(|&h| self.is_parked(h)) {
+                // It moves to the empty list behind `slab`: its new
+                // neighbour there is the empty list's head.
+                if let Some(head) = self.heads[List::Empty as usize].get() {
+                    head.verify()?;
+                }
+                unpark = Some(parked);
+            }
+        }
+        Ok(Validated {
+            index,
+            from,
+            to,
+            unpark,
+        })
     }
 
     /// The free of the object at `addr` in `slab` (its seal verified, naming
@@ -359,13 +439,24 @@ impl Cache {
     /// the caller then takes the full path ([`Cache::validate_object`] and
     /// [`Cache::free`]), which names what is wrong or moves the slab.
     #[inline(always)]
-    pub(crate) fn free_in_place(&self, slab: SlabPtr, list: List, addr: usize) -> bool {
+    pub(crate) fn free_in_place(
+        &self,
+        slab: SlabPtr,
+        list: List,
+        addr: usize,
+        max_empty: usize,
+    ) -> bool {
         let g = &self.geometry;
         let Ok(i) = slab.object_index(g, addr) else {
             return false;
         };
         let free = slab.free_count();
-        if list != List::Partial || free == 0 || free + 1 >= g.capacity {
+        if list != List::Partial || free == 0 || free >= g.capacity {
+            return false;
+        }
+        if free + 1 == g.capacity && !self.may_park(slab, max_empty) {
+            // The slab becomes empty and moves to the empty list (or back
+            // to the parent).
             return false;
         }
         // SAFETY: `i < capacity` (object_index), our geometry.
@@ -392,6 +483,11 @@ impl Cache {
         // verified with fewer than `capacity` objects free (validate).
         unsafe { slab.put(&self.geometry, valid.index) };
         self.move_to(slab, valid.from, valid.to);
+        if let Some(parked) = valid.unpark {
+            // A parked slab counts against `max_empty` (SLAB-C4), so the
+            // empty list has room for it.
+            self.move_to(parked, List::Partial, List::Empty);
+        }
         if valid.to == List::Empty && self.count(List::Empty) > max_empty {
             // `slab` is now the head of the empty list; its successor was
             // the old head, verified by `check_move`.
@@ -421,14 +517,21 @@ impl Cache {
         n
     }
 
-    /// Gives every empty slab back to the parent; returns how many.
+    /// Gives every empty slab back to the parent, the parked one
+    /// included; returns how many.
     pub(crate) fn reap<A: Allocator, H: Hooks>(
         &self,
         parent: &A,
         index: &Index,
         hooks: &H,
     ) -> usize {
-        self.release_while(parent, index, hooks, List::Empty)
+        let mut n = self.release_while(parent, index, hooks, List::Empty);
+        if let Some(slab) = self.parked() {
+            // The list's only slab: the unlink rewrites no other header.
+            self.release(parent, index, hooks, slab, List::Partial);
+            n += 1;
+        }
+        n
     }
 
     /// Gives every slab back to the parent, used objects included (drop).
@@ -489,6 +592,7 @@ impl Cache {
     /// Checks SLAB-C1–C4 and, for every slab, SLAB-S1–S3; returns the number of slabs.
     pub(crate) fn check(&self, index: &Index, max_empty: usize) -> Result<usize, Violation> {
         let mut total = 0;
+        let mut parked = 0;
         for list in [List::Partial, List::Full, List::Empty] {
             let mut n = 0;
             let mut prev: Option<SlabPtr> = None;
@@ -515,6 +619,16 @@ impl Cache {
                         "slab header names another list",
                     ));
                 }
+                if list == List::Partial && slab.free_count() == self.geometry.capacity {
+                    if prev.is_some() || slab.next().is_some() {
+                        return Err(Violation::new(
+                            "SLAB-C1",
+                            slab.addr(),
+                            "an entirely free slab on the partial list is not its only slab",
+                        ));
+                    }
+                    parked = 1;
+                }
                 n += 1;
                 if n > index.len() {
                     return Err(Violation::new(
@@ -535,7 +649,7 @@ impl Cache {
             }
             total += n;
         }
-        if self.count(List::Empty) > max_empty {
+        if self.count(List::Empty) + parked > max_empty {
             return Err(Violation::new(
                 "SLAB-C4",
                 0,

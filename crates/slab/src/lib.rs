@@ -54,7 +54,12 @@
 //!   then an empty one, then makes a new slab. A slab that becomes empty is
 //!   kept while its cache has at most `max_empty` (default 1) empty slabs,
 //!   otherwise it goes back to the parent at once; `reap()` gives back every
-//!   empty slab.
+//!   empty slab. A slab that empties while it is the *only* partial slab
+//!   stays *parked* on the partial list (it still counts as one of the
+//!   `max_empty` empty slabs kept), so a program that allocates and frees
+//!   one object of a size at a time moves no slab between lists — each
+//!   move verifies and rewrites up to three headers; a slab that joins the
+//!   partial list moves the parked one to the empty list.
 //! - **The slab index** (an open-addressing hash set of slab bases, its table
 //!   allocated from the parent) says whether a masked address really is one
 //!   of our slabs before its header is read, wherever a pointer's origin is

@@ -2,7 +2,7 @@
 
 use crate::cache::{Cache, Hooks};
 use crate::index::Index;
-use crate::one_slab::{Geometry, List};
+use crate::one_slab::Geometry;
 use core::marker::PhantomData;
 use core::mem::{align_of, size_of};
 use core::ptr::NonNull;
@@ -338,7 +338,7 @@ impl<T, A: Allocator, const SLAB_SIZE: usize> ObjectCache<T, A, SLAB_SIZE> {
             .index
             .find(addr & !(SLAB_SIZE - 1))
             .ok_or(Corruption::ForeignPointer { addr })?;
-        let valid = self.cache.validate(slab, addr)?;
+        let valid = self.cache.validate(slab, addr, self.max_empty)?;
         self.cache.free(
             &self.parent,
             &self.index,
@@ -374,11 +374,7 @@ impl<T, A: Allocator, const SLAB_SIZE: usize> ObjectCache<T, A, SLAB_SIZE> {
     /// # unsafe { cache.free(p) };
     /// ```
     pub fn slab_counts(&self) -> (usize, usize, usize) {
-        (
-            self.cache.count(List::Partial),
-            self.cache.count(List::Full),
-            self.cache.count(List::Empty),
-        )
+        self.cache.counts_by_state()
     }
 
     /// Checks SLAB-C1–C4, SLAB-S1–S3 and SLAB-I1–I2 (SLAB-O1 is the callers' promise).

@@ -122,6 +122,14 @@ impl List {
         }
     }
 
+    /// Whether a slab with `free` of `capacity` objects free may be on
+    /// this list: the list [`List::for_count`] names, or the partial list
+    /// for a slab with every object free (the parked slab, SLAB-C1; that
+    /// there is at most one is the cache's to check).
+    pub(crate) fn holds(self, free: usize, capacity: usize) -> bool {
+        self == List::for_count(free, capacity) || (self == List::Partial && free == capacity)
+    }
+
     /// The list a slab with `free` of `capacity` objects free belongs on.
     pub(crate) const fn for_count(free: usize, capacity: usize) -> Self {
         if free == 0 {
@@ -958,7 +966,7 @@ impl SlabPtr {
                 "free count differs from the bitmap",
             ));
         }
-        if list != List::for_count(free, g.capacity) {
+        if !list.holds(free, g.capacity) {
             return Err(Violation::new(
                 "SLAB-C1",
                 at,

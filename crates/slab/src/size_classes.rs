@@ -504,9 +504,10 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
     pub fn slab_counts(&self) -> (usize, usize, usize) {
         let mut c = (0, 0, 0);
         for cache in &self.caches[..self.classes.len()] {
-            c.0 += cache.count(List::Partial);
-            c.1 += cache.count(List::Full);
-            c.2 += cache.count(List::Empty);
+            let (partial, full, empty) = cache.counts_by_state();
+            c.0 += partial;
+            c.1 += full;
+            c.2 += empty;
         }
         c
     }
@@ -731,7 +732,7 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
         if slab.class() as usize != class {
             return false;
         }
-        self.caches[class].free_in_place(slab, list, addr)
+        self.caches[class].free_in_place(slab, list, addr, self.max_empty)
             || self.free_moving(slab, list, class, addr)
     }
 
@@ -756,7 +757,7 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
         addr: usize,
     ) -> Result<(), Corruption> {
         let cache = &self.caches[class];
-        let valid = cache.validate_object(slab, list, addr)?;
+        let valid = cache.validate_object(slab, list, addr, self.max_empty)?;
         cache.free(
             &self.parent,
             &self.index,

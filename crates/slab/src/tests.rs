@@ -322,3 +322,67 @@ fn a_class_short_of_memory_takes_back_the_empty_slabs_of_the_others() {
     }
     slab.check().unwrap();
 }
+
+/// SLAB-C1's parked slab: a free that empties the partial list's only slab
+/// leaves it there, so allocating and freeing one object at a time moves
+/// no slab between lists; a full slab that joins the partial list moves it
+/// to the empty list; `reap` gives it back; `max_empty` 0 parks nothing.
+#[test]
+fn the_only_partial_slab_stays_parked_when_it_empties() {
+    let slab = Slab::new(Global);
+    let l = Layout::from_size_align(64, 8).unwrap();
+    let class = slab.route(l).unwrap();
+    let cache = &slab.caches[class];
+    let p = slab.allocate(l).unwrap().cast::<u8>();
+    // SAFETY: live with `l`, freed once.
+    unsafe { slab.deallocate(p, l) };
+    let parked = cache
+        .parked()
+        .expect("the emptied slab stays on the partial list");
+    assert_eq!(parked.verify(), Ok(crate::one_slab::List::Partial));
+    assert_eq!(slab.slab_counts(), (0, 0, 1), "counted by what it holds");
+    slab.check().unwrap();
+    for _ in 0..100 {
+        let q = slab.allocate(l).unwrap().cast::<u8>();
+        assert_eq!(q, p, "the parked slab serves the next request");
+        assert!(cache.parked().is_none());
+        // SAFETY: live with `l`, freed once.
+        unsafe { slab.deallocate(q, l) };
+        assert_eq!(cache.parked(), Some(parked));
+    }
+
+    // A full slab and a parked one: a free from the full slab brings it to
+    // the partial list, and the parked slab moves to the empty list.
+    let capacity = cache.geometry.capacity;
+    let full: Vec<_> = (0..capacity)
+        .map(|_| slab.allocate(l).unwrap().cast::<u8>())
+        .collect();
+    assert_eq!(slab.slab_counts(), (0, 1, 0));
+    let extra = slab.allocate(l).unwrap().cast::<u8>();
+    assert_eq!(slab.slab_counts(), (1, 1, 0));
+    // SAFETY: live with `l`, freed once.
+    unsafe { slab.deallocate(extra, l) };
+    assert!(cache.parked().is_some());
+    assert_eq!(slab.slab_counts(), (0, 1, 1));
+    slab.check().unwrap();
+    // SAFETY: live with `l`, freed once.
+    unsafe { slab.deallocate(full[0], l) };
+    assert!(cache.parked().is_none(), "no longer the only partial slab");
+    assert_eq!(slab.slab_counts(), (1, 0, 1));
+    slab.check().unwrap();
+    for &q in &full[1..] {
+        // SAFETY: live with `l`, freed once.
+        unsafe { slab.deallocate(q, l) };
+    }
+    slab.check().unwrap();
+    assert_eq!(slab.reap(), 1);
+    assert_eq!(slab.slab_counts(), (0, 0, 0));
+
+    // Keeping no empty slab parks none.
+    let strict = Slab::new(Global).with_max_empty(0);
+    let p = strict.allocate(l).unwrap().cast::<u8>();
+    // SAFETY: live with `l`, freed once.
+    unsafe { strict.deallocate(p, l) };
+    assert_eq!(strict.slab_counts(), (0, 0, 0));
+    strict.check().unwrap();
+}
