@@ -661,6 +661,12 @@ impl<S: Source, const MIN: usize, const ORDERS: usize> Buddy<S, MIN, ORDERS> {
     }
 }
 
+/// Block by block (the provided methods): under a [`Locked`](https://docs.rs/freespace-sync) lock a run costs one acquisition.
+impl<S: Source, const MIN: usize, const ORDERS: usize> freespace_core::Batch
+    for Buddy<S, MIN, ORDERS>
+{
+}
+
 // SAFETY: every block handed out is a distinct buddy block of at least
 // `max(size, align)` bytes rounded to a power of two, aligned to its size,
 // inside a region the heap owns (CORE-S1, CORE-S2); it stays untouched until freed

@@ -121,6 +121,9 @@ impl<P, S> Fallback<P, S> {
     }
 }
 
+/// Block by block (the provided methods), so each block finds its own allocator.
+impl<P: Allocator + Owns, S: Allocator> freespace_core::Batch for Fallback<P, S> {}
+
 // SAFETY: every block is a block of `P` or `S`, passed on unchanged; SEG-F1
 // sends each free to the side that allocated it.
 unsafe impl<P: Allocator + Owns, S: Allocator> Allocator for Fallback<P, S> {

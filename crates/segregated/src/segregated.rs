@@ -597,6 +597,9 @@ impl<A: CheckedFree> Segregated<A> {
     }
 }
 
+/// Block by block (the provided methods).
+impl<A: Allocator> freespace_core::Batch for Segregated<A> {}
+
 // SAFETY: class blocks are parent blocks of `Layout(S, 16)` reported as `S`
 // bytes (no more than the parent gave) and owned by one caller until freed
 // (SEG-G3); forwarded blocks are the parent's answer unchanged. Routing sends

@@ -248,6 +248,30 @@ impl Cache {
         self.allocate_slow(parent, index, hooks)
     }
 
+    /// Takes up to `out.len()` objects from the first partial slab, all
+    /// but its last free one (so it stays on its list), with the checks of
+    /// [`Cache::allocate`]'s common case; returns how many. 0 when that
+    /// case does not apply: the caller then takes [`Cache::allocate`].
+    pub(crate) fn take_run(&self, out: &mut [NonNull<u8>]) -> usize {
+        let Some(slab) = self.heads[List::Partial as usize].get() else {
+            return 0;
+        };
+        let free = slab.free_count();
+        if free <= 1 || free > self.geometry.capacity || slab.list() != Some(List::Partial) {
+            return 0;
+        }
+        let run = (free - 1).min(out.len());
+        for (taken, slot) in out[..run].iter_mut().enumerate() {
+            // SAFETY: `slab` is one of ours (SLAB-C3), made with our geometry.
+            match unsafe { slab.take(&self.geometry) } {
+                Ok(object) => *slot = object,
+                // Damage: `Cache::allocate` names it.
+                Err(_) => return taken,
+            }
+        }
+        run
+    }
+
     /// [`Cache::allocate`] when the first partial slab has no object to
     /// spare: the list moves, a new slab, or a report.
     #[inline(never)]

@@ -713,27 +713,35 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
     #[inline(always)]
     unsafe fn free_fast(&self, ptr: NonNull<u8>, class: usize) -> bool {
         let addr = ptr.as_ptr().addr();
-        let base = addr & !(SLAB_SIZE - 1);
-        if !self.index.in_span(base) {
-            return false;
-        }
-        let Some(header) = layout::with_addr(ptr, base) else {
+        // SAFETY: the caller's contract.
+        let Some((slab, list)) = (unsafe { self.sealed_slab_of(ptr, class) }) else {
             return false;
         };
+        self.caches[class].free_in_place(slab, list, addr, self.max_empty)
+            || self.free_moving(slab, list, class, addr)
+    }
+
+    /// The slab of `ptr` for [`Slab::free_fast`], with the list its header
+    /// names, if its base lies in the span of our slabs, its seal verifies
+    /// (SLAB-S1) and it names `class`; `None` otherwise.
+    ///
+    /// # Safety
+    /// As for [`Slab::free_fast`].
+    #[inline(always)]
+    unsafe fn sealed_slab_of(&self, ptr: NonNull<u8>, class: usize) -> Option<(SlabPtr, List)> {
+        let base = ptr.as_ptr().addr() & !(SLAB_SIZE - 1);
+        if !self.index.in_span(base) {
+            return None;
+        }
+        let header = layout::with_addr(ptr, base)?;
         // SAFETY: `ptr` is one of our objects (caller), so `base` is its
         // slab's base, and `ptr`, derived from the slab's own pointer, has
         // provenance over the whole slab. (Were the caller to break the
         // contract, `base` still lies between two of our slabs, in memory
         // the parent handed out: see "Frees and corruption".)
         let slab = unsafe { SlabPtr::from_base(header) };
-        let Ok(list) = slab.verify() else {
-            return false;
-        };
-        if slab.class() as usize != class {
-            return false;
-        }
-        self.caches[class].free_in_place(slab, list, addr, self.max_empty)
-            || self.free_moving(slab, list, class, addr)
+        let list = slab.verify().ok()?;
+        (slab.class() as usize == class).then_some((slab, list))
     }
 
     /// [`Slab::free_fast`] for a free that moves its slab to another list
@@ -847,7 +855,112 @@ unsafe impl<A: Allocator, const SLAB_SIZE: usize> Allocator for Slab<A, SLAB_SIZ
     freespace_core::forward_resize!(method resize);
 }
 
+/// Runs of one class in one call, as a thread cache's refills and returns
+/// come: an allocation takes every object it can from the first partial
+/// slab before it looks further, and a free of several objects of one slab
+/// verifies that slab's header once (SLAB-S1: between two frees of the run
+/// nothing but this allocator has written to it, and each write amended the
+/// seal). Each object is still checked as a single free checks it (an object
+/// starts there, it is in use), and anything unusual — another slab, a list
+/// move, a fault — takes the single-block path, so a double free or a
+/// foreign pointer in a batch is named exactly as it would be alone.
+/// Layouts no class serves go one block at a time.
+///
+/// ```
+/// use core::ptr::NonNull;
+/// use freespace_core::alloc::{Global, Layout};
+/// use freespace_core::Batch;
+/// use freespace_slab::Slab;
+///
+/// let slab = Slab::new(Global);
+/// let l = Layout::new::<[u64; 4]>();
+/// let mut run = [NonNull::dangling(); 16];
+/// assert_eq!(slab.allocate_batch(l, &mut run), 16);
+/// assert_eq!(slab.slab_counts(), (1, 0, 0)); // one slab served them all
+/// // SAFETY: allocated just above with `l`, each freed once.
+/// unsafe { slab.deallocate_batch(&run, l) };
+/// slab.check().unwrap();
+/// ```
+impl<A: Allocator, const SLAB_SIZE: usize> freespace_core::Batch for Slab<A, SLAB_SIZE> {
+    fn allocate_batch(&self, layout: Layout, out: &mut [NonNull<u8>]) -> usize {
+        match self.route(layout) {
+            Some(class) if layout.size() != 0 => self.allocate_run(class, out),
+            _ => freespace_core::batch::allocate_each(self, layout, out),
+        }
+    }
+
+    unsafe fn deallocate_batch(&self, blocks: &[NonNull<u8>], layout: Layout) {
+        match self.route(layout) {
+            // SAFETY: the caller's contract.
+            Some(class) if layout.size() != 0 => unsafe { self.free_run(class, blocks, layout) },
+            // SAFETY: the caller's contract, block by block.
+            _ => unsafe { freespace_core::batch::deallocate_each(self, blocks, layout) },
+        }
+    }
+}
+
 impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
+    /// [`Batch::allocate_batch`](freespace_core::Batch::allocate_batch) for
+    /// `class`: runs from the first partial slab, then one object at a time
+    /// through [`Cache::allocate`] (a list move, a new slab, a reap).
+    fn allocate_run(&self, class: usize, out: &mut [NonNull<u8>]) -> usize {
+        let cache = &self.caches[class];
+        let mut n = 0;
+        while n < out.len() {
+            n += cache.take_run(&mut out[n..]);
+            let Some(slot) = out.get_mut(n) else {
+                break;
+            };
+            let one = || cache.allocate(&self.parent, &self.index, &NoHooks);
+            match one().or_else(|_| self.after_reap(one)) {
+                Ok(object) => *slot = object,
+                Err(AllocError) => break,
+            }
+            n += 1;
+        }
+        n
+    }
+
+    /// [`Batch::deallocate_batch`](freespace_core::Batch::deallocate_batch)
+    /// for `class`: a free that stays in the slab the previous one
+    /// verified is done in place without verifying it again; every other
+    /// one is a single free.
+    ///
+    /// # Safety
+    /// As for `deallocate`, for each block with `layout`, which routes to
+    /// `class`.
+    unsafe fn free_run(&self, class: usize, blocks: &[NonNull<u8>], layout: Layout) {
+        let cache = &self.caches[class];
+        // The slab whose header this run verified, with the list it names;
+        // only `free_in_place` has written to it since.
+        let mut sealed: Option<(SlabPtr, List)> = None;
+        for &ptr in blocks {
+            let addr = ptr.as_ptr().addr();
+            if let Some((slab, list)) = sealed {
+                if slab.addr() == addr & !(SLAB_SIZE - 1)
+                    && cache.free_in_place(slab, list, addr, self.max_empty)
+                {
+                    continue;
+                }
+            }
+            // SAFETY: the caller's contract, for this block.
+            sealed = unsafe { self.sealed_slab_of(ptr, class) };
+            if let Some((slab, list)) = sealed {
+                if cache.free_in_place(slab, list, addr, self.max_empty) {
+                    continue;
+                }
+                // A list move (or a fault): the header changes, so the next
+                // block verifies again.
+                sealed = None;
+                if self.free_moving(slab, list, class, addr) {
+                    continue;
+                }
+            }
+            // SAFETY: the caller's contract, for this block.
+            unsafe { self.deallocate_slow(ptr, layout) };
+        }
+    }
+
     /// Grow or shrink: in place within a class, the parent's own resize for
     /// two forwarded layouts, otherwise allocate, copy, free.
     ///

@@ -575,6 +575,9 @@ fn draw_key(region_addr: usize) -> usize {
 // the Allocator impl
 // ----------------------------------------------------------------------
 
+/// Block by block (the provided methods): under a lock a run costs one acquisition.
+impl<F: Fit, S: Source> freespace_core::Batch for FreeListHeap<F, S> {}
+
 // SAFETY: blocks are disjoint chunks of regions the heap owns (SC-H2, CORE-S2),
 // live until deallocated; the returned length is the chunk's payload, all
 // of it usable; `deallocate` accepts any size between the request and that

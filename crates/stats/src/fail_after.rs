@@ -230,6 +230,9 @@ impl<A> FailAfter<A> {
     }
 }
 
+/// Block by block (the provided methods), so every block counts towards the failure.
+impl<A: Allocator> freespace_core::Batch for FailAfter<A> {}
+
 // SAFETY: every block handed out is a block of `A` (or a dangling pointer
 // for a zero size, which is never passed on), so `A`'s guarantees hold for
 // it; a failed request changes nothing but the counters.

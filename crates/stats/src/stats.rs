@@ -503,6 +503,9 @@ impl<A: fmt::Debug> fmt::Debug for Stats<A> {
     }
 }
 
+/// Block by block (the provided methods), so every block is counted.
+impl<A: Allocator> freespace_core::Batch for Stats<A> {}
+
 // SAFETY: every non-zero-size block is `A`'s block, passed on unchanged
 // except that its length is cut to the request (a block may always be used
 // as less than it is; the caller then frees it with the request, which fits

@@ -324,9 +324,10 @@ unsafe impl<A: Allocator, R: RawMutex> Allocator for Locked<A, R> {
 }
 
 /// The whole run under one acquisition of the lock: a thread cache's
-/// refill or return costs one lock, not one per block. The inner allocator
-/// serves the blocks one at a time (it is not asked to batch: with the lock
-/// held there is nothing left to save).
+/// refill or return costs one lock, not one per block. The run is passed on
+/// to the inner allocator's own [`Batch`](freespace_core::Batch), which may
+/// serve it faster than block by block (the slab takes a run from one slab
+/// and verifies each slab's header once per run).
 ///
 /// ```
 /// use core::ptr::NonNull;
@@ -341,14 +342,14 @@ unsafe impl<A: Allocator, R: RawMutex> Allocator for Locked<A, R> {
 /// // SAFETY: allocated just above with `layout`.
 /// unsafe { heap.deallocate_batch(&blocks, layout) };
 /// ```
-impl<A: Allocator, R: RawMutex> freespace_core::Batch for Locked<A, R> {
+impl<A: freespace_core::Batch, R: RawMutex> freespace_core::Batch for Locked<A, R> {
     fn allocate_batch(&self, layout: Layout, out: &mut [NonNull<u8>]) -> usize {
-        freespace_core::batch::allocate_each(&*self.lock(), layout, out)
+        self.lock().allocate_batch(layout, out)
     }
 
     unsafe fn deallocate_batch(&self, blocks: &[NonNull<u8>], layout: Layout) {
-        // SAFETY: the caller's contract is `A`'s, block by block.
-        unsafe { freespace_core::batch::deallocate_each(&*self.lock(), blocks, layout) }
+        // SAFETY: the caller's contract is `A`'s.
+        unsafe { self.lock().deallocate_batch(blocks, layout) }
     }
 }
 

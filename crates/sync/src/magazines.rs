@@ -4,9 +4,8 @@
 //! Each thread has one fixed table of [`SLOTS`] racks, created with a
 //! `const` initialiser (no allocation). A `Magazines` gets a process-unique
 //! id the first time it is used, and a thread's rack for it is the slot
-//! tagged with that id. The table has a destructor: when a thread exits it
-//! flushes every rack to its depot, so the memory of exited threads is not
-//! lost. A process-wide registry of live ids (a fixed array under a
+//! tagged with that id. When a thread exits, every rack goes to its
+//! depot, so the memory of exited threads is not lost. A process-wide registry of live ids (a fixed array under a
 //! [`DefaultLock`](crate::DefaultLock)) lets that destructor tell a live depot from
 //! one whose `Magazines` is gone.
 //!
@@ -20,17 +19,20 @@
 //! ```
 //!
 //! Nothing on the allocation path allocates through this layer itself: the
-//! table is `const`-initialised and the registry is a fixed array. The one
-//! allocation in sight is std's: the first use of the table on a thread
-//! registers its destructor (on Linux with glibc through
-//! `__cxa_thread_atexit_impl`, which calls `calloc`). As a Rust
-//! `#[global_allocator]` that `calloc` is the C library's own; but when this
-//! layer *is* the C `malloc` (an `LD_PRELOAD` shim), it comes back here
-//! while the table is being set up. A second thread-local without a
-//! destructor, `ENTERED`, catches every such nested call before it touches
-//! the table. When the table cannot be used (a nested call, or the thread
-//! is already running its destructors) a request goes straight to the
-//! depot's parent, which is always correct, just slower.
+//! table is `const`-initialised and the registry is a fixed array. The
+//! table has **no destructor**, so using it is a plain thread-local access
+//! (no "initialised yet?" test, no "destroyed yet?" test on every request).
+//! The flush on exit is the destructor of a second thread-local, an empty
+//! guard, touched once per thread when its first rack is claimed.
+//! Registering that destructor is the one allocation in sight, std's (on
+//! Linux with glibc through `__cxa_thread_atexit_impl`, which calls
+//! `calloc`). As a Rust `#[global_allocator]` that `calloc` is the C
+//! library's own; but when this layer *is* the C `malloc` (an `LD_PRELOAD`
+//! shim), it comes back here while the table is busy claiming the rack,
+//! and a busy table sends the nested call on. When the table cannot be
+//! used (a nested call, or a thread whose table was closed on exit) a
+//! request goes straight to the depot's parent, which is always correct,
+//! just slower.
 //!
 //! A process that forks while another thread is inside the layer would
 //! copy its locks held; [`fork`] has the `pthread_atfork` handlers for the
@@ -201,22 +203,21 @@ impl<'d, P: Batch> Magazines<'d, P> {
         if id == NO_CACHE {
             return None;
         }
-        // A call nested inside this one (through std's thread-local set-up,
-        // see the module docs) must not reach `TABLE`.
-        if ENTERED.with(|e| e.replace(true)) {
-            return None;
-        }
-        let result = self.with_table(id, f);
-        ENTERED.with(|e| e.set(false));
-        result
+        self.with_table(id, f)
     }
 
     #[inline]
     fn with_table<R>(&self, id: usize, f: impl FnOnce(&mut Rack) -> R) -> Option<R> {
+        // `TABLE` has no destructor, so this is a plain thread-local access:
+        // no state to test, nothing registered (see the module docs).
+        // (`try_with` rather than `with`: it cannot fail here, and it has
+        // no panic path to keep the call from being inlined.)
         TABLE
             .try_with(|table| {
                 if table.busy.replace(true) {
-                    return None; // re-entered from inside the rack
+                    // Re-entered from inside the rack, or the thread has
+                    // flushed its table on exit (`Table::close`).
+                    return None;
                 }
                 // SAFETY: SYNC-G2: this thread's table, `busy` was clear and is
                 // now set, so no other `&mut` to the slots exists.
@@ -241,6 +242,13 @@ impl<'d, P: Batch> Magazines<'d, P> {
 
     #[cold]
     fn claim<'s>(&self, slots: &'s mut [Slot; SLOTS], id: usize) -> Option<&'s mut Slot> {
+        // The thread's first rack: make sure its racks are flushed when it
+        // exits. Registering the guard's destructor may allocate (glibc's
+        // `__cxa_thread_atexit_impl` calls `calloc`); if that comes back
+        // to this layer, it finds the table busy and goes to the parent.
+        // Only `Err` once the thread's destructors have run, and then the
+        // table is closed (busy) and this is never reached.
+        let _ = EXIT.try_with(|_| ());
         let i = match slots.iter().position(|s| s.id == 0) {
             Some(i) => i,
             None => {
@@ -406,11 +414,19 @@ impl Table {
     }
 }
 
-impl Drop for Table {
-    /// The thread is exiting: every rack of a live layer goes to its depot.
-    fn drop(&mut self) {
-        self.busy.set(true);
-        for slot in self.slots.get_mut() {
+impl Table {
+    /// The thread is exiting: every rack of a live layer goes to its depot,
+    /// and the table stays busy for good, so whatever the thread's later
+    /// destructors allocate or free goes straight to the parent.
+    fn close(&self) {
+        if self.busy.replace(true) {
+            // Inside the layer (cannot happen from a destructor) or closed.
+            return;
+        }
+        // SAFETY: SYNC-G2: `busy` was clear and is now set for good, so no
+        // other `&mut` to the slots exists or will.
+        let slots = unsafe { &mut *self.slots.get() };
+        for slot in slots {
             if slot.id == 0 {
                 continue;
             }
@@ -427,11 +443,23 @@ impl Drop for Table {
     }
 }
 
+/// Closes the thread's table when the thread exits ([`Table::close`]).
+struct ExitGuard;
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        TABLE.with(Table::close);
+    }
+}
+
 std::thread_local! {
+    /// The thread's racks. No destructor, so every use is a plain
+    /// thread-local access that never registers one (which could
+    /// allocate) and never finds the table destroyed.
     static TABLE: Table = const { Table::new() };
-    /// Set while this thread is inside the layer. No destructor, so using it
-    /// never registers one (which could allocate).
-    static ENTERED: Cell<bool> = const { Cell::new(false) };
+    /// Touched when the thread claims its first rack: its destructor
+    /// flushes the racks on exit.
+    static EXIT: ExitGuard = const { ExitGuard };
 }
 
 /// `pthread_atfork` handlers for a process whose `malloc` is a

@@ -94,6 +94,9 @@ impl<S: Source> Bump<S> {
     }
 }
 
+/// Block by block (the provided methods).
+impl<S: Source> freespace_core::Batch for Bump<S> {}
+
 // SAFETY: blocks are disjoint ranges of source regions, which are ours alone
 // (CORE-S2, `Source`); the cursor only moves back over blocks that are all free.
 unsafe impl<S: Source> Allocator for Bump<S> {

@@ -152,6 +152,9 @@ impl<'a, A: Allocator + ?Sized> Logged<'a, A> {
     }
 }
 
+/// Block by block (the provided methods), each call logged.
+impl<A: Allocator + ?Sized> freespace_core::Batch for Logged<'_, A> {}
+
 // SAFETY: every call goes to `inner` unchanged, with the caller's
 // arguments; the log only reads the results.
 unsafe impl<A: Allocator + ?Sized> Allocator for Logged<'_, A> {

@@ -69,6 +69,9 @@ impl Tracked {
     }
 }
 
+/// Block by block (the provided methods), each block tracked.
+impl freespace_core::Batch for Tracked {}
+
 // SAFETY: every block is `Global`'s, handed out once and recorded; a free
 // goes back to `Global` with the layout it was allocated with.
 unsafe impl Allocator for Tracked {
