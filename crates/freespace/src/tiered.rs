@@ -65,14 +65,16 @@ pub const PAGE_ALIGN: usize = 16 * 1024;
 /// ```
 pub const BUDDY_MIN: usize = 4096;
 
-/// The orders of a [`Tiered`]'s buddy: blocks up to 4 KiB << 23 = 32 GiB.
+/// The orders of a [`Tiered`]'s buddy: blocks up to 4 KiB << 19 = 2 GiB,
+/// the largest block of a default [`Buddy`] too, so no larger block (and
+/// no larger best-fit region) is ever asked of the source.
 ///
 /// ```
-/// assert_eq!(freespace::tiered::BUDDY_MIN << (freespace::tiered::BUDDY_ORDERS - 1), 32 << 30);
+/// assert_eq!(freespace::tiered::BUDDY_MIN << (freespace::tiered::BUDDY_ORDERS - 1), 2 << 30);
 /// ```
-pub const BUDDY_ORDERS: usize = 24;
+pub const BUDDY_ORDERS: usize = 20;
 
-/// A [`Tiered`]'s buddy: blocks of 4 KiB to 32 GiB.
+/// A [`Tiered`]'s buddy: blocks of 4 KiB to 2 GiB.
 ///
 /// ```
 /// use freespace::alloc::{Allocator, Layout};
