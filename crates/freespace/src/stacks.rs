@@ -130,7 +130,7 @@ pub const fn general() -> General {
 /// ```
 #[cfg(unix)]
 pub const fn general_over<S: crate::Source>(source: S) -> General<S> {
-    Slab::sized_with_classes(Tiered::new(source), GENERAL_CLASSES)
+    Slab::sized_with_classes(Tiered::sized(source), GENERAL_CLASSES)
 }
 
 /// The textbook stack: [`Slab`] size classes (16 B … 8 KiB, 64 KiB slabs)
@@ -169,7 +169,7 @@ pub const fn slab_buddy() -> SlabBuddy {
 /// static MEMORY: StaticMemory<{ 1 << 20 }> = StaticMemory::new();
 /// let heap = freespace::stacks::slab_buddy_over(Arena::new(MEMORY.take().unwrap()));
 /// let v = freespace::alloc::Vec::<u8, _>::with_capacity_in(1000, &heap);
-/// assert_eq!(v.capacity(), 1024);
+/// assert!(v.capacity() >= 1000);
 /// ```
 #[cfg(unix)]
 pub const fn slab_buddy_over<S: crate::Source>(source: S) -> SlabBuddy<S> {

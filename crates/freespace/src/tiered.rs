@@ -213,14 +213,27 @@ pub struct Tiered<S: Source, const PAGE: usize = PAGE_ALIGN> {
     heap: BestFitHeap<FromBuddy<S>>,
 }
 
-impl<S: Source, const PAGE: usize> Tiered<S, PAGE> {
-    /// A buddy over `source` for pages, with a best-fit heap inside it for
-    /// everything else. Does no work.
+impl<S: Source> Tiered<S> {
+    /// A buddy over `source` for pages of [`PAGE_ALIGN`] (16 KiB) or more,
+    /// with a best-fit heap inside it for everything else. Does no work.
     ///
     /// ```
     /// let _heap = freespace::tiered::Tiered::new(freespace::Mmap::new());
     /// ```
     pub const fn new(source: S) -> Self {
+        Self::sized(source)
+    }
+}
+
+impl<S: Source, const PAGE: usize> Tiered<S, PAGE> {
+    /// [`Tiered::new`] with pages of `PAGE` bytes: requests aligned to at
+    /// least `PAGE` go to the buddy.
+    ///
+    /// ```
+    /// use freespace::tiered::Tiered;
+    /// let _heap: Tiered<_, 65536> = Tiered::sized(freespace::Mmap::new());
+    /// ```
+    pub const fn sized(source: S) -> Self {
         Self {
             heap: BestFitHeap::new(FromBuddy::new(Buddy::new(source))),
         }

@@ -326,7 +326,7 @@ fn tiered_conforms_and_runs_the_ops() {
     };
     conformance::run(&heap, &cfg);
     fn prop(ops: Ops) -> Result<(), String> {
-        let heap: Tiered<FromAllocator<Global>, 4096> = Tiered::new(FromAllocator::new(Global));
+        let heap: Tiered<FromAllocator<Global>, 4096> = Tiered::sized(FromAllocator::new(Global));
         ops::run(&heap, &ops.0, &|| heap.check()).map(|_| ())
     }
     QuickCheck::new()
