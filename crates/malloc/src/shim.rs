@@ -7,7 +7,7 @@
 //! crate, so it is built from the blocks):
 //!
 //! ```text
-//!   THREAD.cache = ThreadCache<Locked<General<&Mmap>>>   per-thread magazines, classes 16 B … 1 KiB
+//!   THREAD.cache = ThreadCache<Locked<General<&Mmap>>>   per-thread magazines, classes 16 B … 16 KiB
 //!   DEPOT = Depot<Locked<General<&Mmap>>>         full/empty magazines per class, one lock each
 //!           Locked<…>                             one lock for the heap (spins briefly, then sleeps)
 //!           Slab<…>                               size classes 16 B … 512 B, 16 KiB slabs
