@@ -30,17 +30,19 @@
 //!   leave a gap behind each (its next header). The best-fit heap's
 //!   regions come from the same buddy ([`Tiered`]), so the two share one
 //!   source.
-//! - **Large blocks**: the best-fit heap takes regions of just the size
-//!   needed from the buddy, and its purge gives the pages of large free
-//!   blocks back to `Mmap`.
+//! - **Large blocks: still best fit.** A block larger than the best-fit
+//!   heap's 64 KiB growth step takes a buddy block of the next power of
+//!   two as a region of its own; what it leaves is free space of the
+//!   best-fit heap, for other blocks, and the purge gives the pages of
+//!   large free blocks back to `Mmap`. (They are not mapped one by one.)
 //!
 //! The price is speed for the sizes past 512 B, which best fit serves more
 //! slowly than a slab or a buddy: [`SlabBuddy`] keeps the classic shape
 //! for programs that want that speed and can spend the memory. The
-//! generated pages hold the figures, not this text: `docs/benchmarks.md`
-//! (time per workload and heap efficiency, `general` and `slab-buddy`
-//! side by side) and the malloc shim's peak resident memory under real
-//! programs (`cargo xtask test --only preload`).
+//! figures are generated, not written here: `cargo xtask bench` measures
+//! `general` and `slab-buddy` side by side (time per workload and heap
+//! efficiency, `docs/benchmarks.md`), and `cargo xtask test --only
+//! preload` the malloc shim's peak resident memory under real programs.
 //!
 //! `Mmap` rather than `Sbrk` backs the general stacks: it reserves its own
 //! address space, so it never races the C library's `malloc` for the
