@@ -41,8 +41,8 @@ use core::ptr::NonNull;
 
 use crate::alloc::{AllocError, Allocator, Layout};
 use crate::{
-    BestFitHeap, BlockInfo, BlockSize, BlockState, Buddy, Corruption, Inspect, Owns, Source, Trim,
-    Violation,
+    BestFitHeap, BlockInfo, BlockSize, BlockState, Buddy, CheckedFree, Corruption, Inspect, Owns,
+    Source, Trim, Violation,
 };
 use freespace_core::layout::dangling;
 use freespace_core::resize::relocate;
@@ -337,6 +337,61 @@ impl<S: Source, const PAGE: usize> Tiered<S, PAGE> {
         found
     }
 
+    /// Frees `ptr` like [`deallocate`](Allocator::deallocate), or says
+    /// why it cannot, touching nothing then: the side the layout routes to
+    /// must hold the pointer (a block of the other side is a
+    /// [`Corruption::SizeMismatch`], one of neither a
+    /// [`Corruption::ForeignPointer`]), and that side's checked free
+    /// names a double free, an interior pointer or a damaged header.
+    ///
+    /// # Safety
+    /// As [`CheckedFree::try_deallocate`]: `ptr` is not used again after `Ok`.
+    ///
+    /// ```
+    /// use freespace::alloc::{Allocator, Layout};
+    /// use freespace::Corruption;
+    /// let heap = freespace::tiered::Tiered::new(freespace::Mmap::new());
+    /// let l = Layout::from_size_align(5000, 16).unwrap();
+    /// let p = heap.allocate(l).unwrap().cast::<u8>();
+    /// // SAFETY: `p` is live with `l`; the second free is refused, not done.
+    /// unsafe {
+    ///     assert_eq!(heap.try_deallocate(p, l), Ok(()));
+    ///     assert!(matches!(heap.try_deallocate(p, l), Err(Corruption::DoubleFree { .. })));
+    /// }
+    /// ```
+    pub unsafe fn try_deallocate(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+    ) -> Result<(), Corruption> {
+        if layout.size() == 0 {
+            return Ok(());
+        }
+        let addr = ptr.as_ptr().addr();
+        let in_best_fit = self.heap.owns(ptr);
+        if Self::is_page(layout) {
+            if in_best_fit {
+                // Inside a best-fit region, which is a live buddy block:
+                // never hand it to the buddy's free (TIER-2).
+                return Err(Corruption::SizeMismatch { addr });
+            }
+            // SAFETY: outside the best-fit heap's regions, so if `ptr` is a
+            // live block of ours it is the buddy's (TIER-1) and `layout`
+            // fits it (caller contract); if not, the buddy's checked free
+            // refuses it without taking anything back.
+            unsafe { CheckedFree::try_deallocate(self.buddy(), ptr, layout) }
+        } else if in_best_fit {
+            // SAFETY: inside the best-fit heap's regions: a live block of
+            // ours there is the heap's (TIER-1); anything else its checked
+            // free refuses without taking anything back.
+            unsafe { CheckedFree::try_deallocate(&self.heap, ptr, layout) }
+        } else if self.buddy().owns(ptr) {
+            Err(Corruption::SizeMismatch { addr })
+        } else {
+            Err(Corruption::ForeignPointer { addr })
+        }
+    }
+
     #[inline(always)]
     const fn is_page(layout: Layout) -> bool {
         layout.align() >= PAGE
@@ -494,6 +549,18 @@ impl<S: Source, const PAGE: usize> Inspect for Tiered<S, PAGE> {
             }
         });
         self.heap.inspect(visit);
+    }
+}
+
+// SAFETY: the inherent `try_deallocate` frees through a side's checked
+// free only when the pointer lies in that side's memory and the layout
+// routes there (so a live block is freed exactly as `deallocate` would),
+// and an `Err` from it, or from the checks before it, took nothing back.
+unsafe impl<S: Source, const PAGE: usize> CheckedFree for Tiered<S, PAGE> {
+    #[inline]
+    unsafe fn try_deallocate(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Corruption> {
+        // SAFETY: the caller's contract is the inherent method's.
+        unsafe { Tiered::try_deallocate(self, ptr, layout) }
     }
 }
 

@@ -418,3 +418,50 @@ fn tiered_block_at_names_the_fault() {
     unsafe { heap.deallocate(q, l) };
     heap.check().unwrap();
 }
+
+/// The checked free of `Tiered` (and so of `General`'s slab over it):
+/// a block freed with a layout of the other side, a pointer of neither
+/// side and a double free come back as errors, and the heap is unchanged.
+#[test]
+fn tiered_checked_free_refuses_and_touches_nothing() {
+    let heap: Tiered<Arena> = Tiered::new(arena(1 << 20));
+    let l = Layout::from_size_align(5000, 16).unwrap();
+    let page = Layout::from_size_align(PAGE_ALIGN, PAGE_ALIGN).unwrap();
+    let p = heap.allocate(l).unwrap().cast::<u8>();
+    let g = heap.allocate(page).unwrap().cast::<u8>();
+    // SAFETY: each refused call touches nothing; each `Ok` frees a live
+    // block once.
+    unsafe {
+        assert!(matches!(
+            heap.try_deallocate(p, page),
+            Err(Corruption::SizeMismatch { .. })
+        ));
+        assert!(matches!(
+            heap.try_deallocate(g, l),
+            Err(Corruption::SizeMismatch { .. })
+        ));
+        let local = 0u64;
+        assert!(matches!(
+            heap.try_deallocate(core::ptr::NonNull::from(&local).cast(), l),
+            Err(Corruption::ForeignPointer { .. })
+        ));
+        heap.check().unwrap();
+        assert_eq!(heap.try_deallocate(p, l), Ok(()));
+        assert_eq!(heap.try_deallocate(g, page), Ok(()));
+        assert!(matches!(
+            heap.try_deallocate(p, l),
+            Err(Corruption::DoubleFree { .. })
+        ));
+        assert!(heap.try_deallocate(g, page).is_err());
+    }
+    heap.check().unwrap();
+    // The general stack's slab takes its checked free from here.
+    let general = stacks::general_over(arena(1 << 20));
+    let q = general.allocate(l).unwrap().cast::<u8>();
+    // SAFETY: live, freed once; the second call is refused.
+    unsafe {
+        assert_eq!(general.try_deallocate(q, l), Ok(()));
+        assert!(general.try_deallocate(q, l).is_err());
+    }
+    general.check_all().unwrap();
+}
