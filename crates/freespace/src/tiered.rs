@@ -193,6 +193,14 @@ unsafe impl<S: Source> Source for FromBuddy<S> {
 /// alignment, which the contract keeps from allocation to free, and a
 /// resize that changes sides moves the block.
 ///
+/// `Tiered` is `Send` when `S` is, and `!Sync` (wrap it in a lock to share
+/// it, as [`Shared`](crate::stacks::Shared) does):
+///
+/// ```compile_fail
+/// fn shared<T: Sync>() {}
+/// shared::<freespace::tiered::Tiered<freespace::Mmap>>();
+/// ```
+///
 /// ```
 /// use freespace::alloc::{Allocator, Layout};
 /// use freespace::tiered::{Tiered, PAGE_ALIGN};
