@@ -1,8 +1,10 @@
-//! Differential: the same op trace through the facade's `Shared` stack
-//! (`Locked<General>`, `General = Slab<Buddy<S>>`) and its `Threaded` stack
-//! (magazines in front of the same, here as the explicit `ThreadCache` on a
-//! `Depot`), each over its own 1 MiB arena, through the `Allocator`
-//! interface.
+//! Differential: the same op trace through a shared stack
+//! (`Locked<SlabBuddy>`, `SlabBuddy = Slab<Buddy<S>>`, the facade's textbook
+//! stack and its `General` before issue 13) and a threaded one (magazines in
+//! front of the same, here as the explicit `ThreadCache` on a `Depot`), each
+//! over its own 1 MiB arena, through the `Allocator` interface. (The bound
+//! in [`must_succeed`] is worked out for this shape: 64 KiB slabs in a
+//! buddy. `stack_general` fuzzes today's `General`.)
 //!
 //! Each run goes through the testkit's interpreter and shadow model (no
 //! overlap, in bounds, aligned, contents intact across resizes) with the
@@ -24,7 +26,7 @@
 //! slab and tries once more when its parent fails a request, so both
 //! stacks run here as they are.
 #![no_main]
-use freespace::stacks::General;
+use freespace::stacks::SlabBuddy;
 
 use freespace_buddy::Buddy;
 use freespace_core::Check;
@@ -40,7 +42,7 @@ const ARENA: usize = 1 << 20;
 /// Bytes of one slab (each size class takes whole slabs from the buddy).
 const SLAB: usize = 64 << 10;
 
-/// Whether the call `c` cannot fail on a 1 MiB `General` stack that gave
+/// Whether the call `c` cannot fail on a 1 MiB `SlabBuddy` stack that gave
 /// back every cached block and empty slab: it asks for at most half a
 /// slab (so it needs at most one free slab-sized, slab-aligned buddy
 /// block, a new slab or a buddy block), and the live blocks pin at most 12
@@ -52,13 +54,13 @@ fn must_succeed(c: &Call) -> bool {
     c.size <= SLAB / 2 && c.align <= SLAB / 2 && pinned < 12
 }
 
-/// A `General` stack over arena `slot`.
-fn general(slot: usize) -> General<Arena> {
+/// A `SlabBuddy` stack over arena `slot`.
+fn general(slot: usize) -> SlabBuddy<Arena> {
     // SAFETY: the previous run's heap over `slot` has been dropped.
     Slab::new(Buddy::new(unsafe { freespace_fuzz::arena(slot, ARENA) }))
 }
 
-type Parent = Locked<General<Arena>>;
+type Parent = Locked<SlabBuddy<Arena>>;
 
 fn outcome(c: &Call) -> bool {
     c.at.is_some()

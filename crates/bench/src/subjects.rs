@@ -18,7 +18,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, UnsafeCell};
 use std::ptr::{self, NonNull};
 
-use freespace::stacks::{General, SegregatedBestFit};
+use freespace::stacks::SegregatedBestFit;
 use freespace_best_fit::BestFitHeap;
 use freespace_buddy::Buddy;
 use freespace_core::alloc::{AllocError, Allocator};
@@ -674,10 +674,11 @@ pub const SUBJECTS: &[Info] = &[
     info("best-fit", "`BestFitHeap<Arena>`", Group::Block, true),
     info("worst-fit", "`WorstFitHeap<Arena>`", Group::Block, true),
     info("buddy", "`Buddy<Arena>`", Group::Block, true),
-    info("general", "`freespace::stacks::General<Arena>` = `Slab<Buddy<Arena>>`", Group::Stack, true),
+    info("general", "`freespace::stacks::General<Arena>` = `Slab<Tiered<Arena>, 16 KiB>`: slab classes 16 B–512 B, best fit above, a buddy for the slabs and the best-fit regions", Group::Stack, true),
+    info("slab-buddy", "`freespace::stacks::SlabBuddy<Arena>` = `Slab<Buddy<Arena>>` (the textbook stack; `General` until issue 13)", Group::Stack, true),
     info("segregated-best-fit", "`freespace::stacks::SegregatedBestFit<Arena>` = `Segregated<BestFitHeap<Arena>>`", Group::Stack, true),
     info("threaded", "`Magazines<Locked<General<Arena>>>` (the `freespace::stacks::Threaded` stack, over the arena)", Group::Stack, true),
-    info("general-mmap", "`freespace::stacks::general()` as shipped: `Slab<Buddy<Mmap>>`, a fresh `Mmap` reservation per run (page faults included)", Group::Stack, false),
+    info("general-mmap", "`freespace::stacks::general()` as shipped: `Slab<Tiered<Mmap>, 16 KiB>`, a fresh `Mmap` reservation per run (page faults included)", Group::Stack, false),
 ];
 
 /// A workload, generic over the subject.
@@ -824,12 +825,13 @@ pub fn with_subject<V: Visit>(
         "best-fit" => run!(local Inspected(Heap(BestFitHeap::new(arena())))),
         "worst-fit" => run!(local Inspected(Heap(WorstFitHeap::new(arena())))),
         "buddy" => run!(local Inspected(Heap(Buddy::<Arena>::new(arena())))),
-        "general" => run!(local Inspected(Heap(General::<Arena>::new(Buddy::new(arena()))))),
+        "general" => run!(local Inspected(Heap(freespace::stacks::general_over(arena())))),
+        "slab-buddy" => run!(local Inspected(Heap(freespace::stacks::slab_buddy_over(arena())))),
         "segregated-best-fit" => run!(local Inspected(Heap(SegregatedBestFit::<Arena>::new(
             BestFitHeap::new(arena())
         )))),
         "threaded" => {
-            let depot = Depot::new(Locked::<_>::new(General::<Arena>::new(Buddy::new(arena()))));
+            let depot = Depot::new(Locked::<_>::new(freespace::stacks::general_over(arena())));
             let magazines = Magazines::new(&depot);
             run!(sync Heap(&magazines))
         }

@@ -26,7 +26,9 @@
 //! | concurrency | `freespace-sync` | [`Locked`], its locks [`DefaultLock`] ([`Futex`] on Linux, [`Spin`] elsewhere), [`Depot`], [`ThreadCache`], `Magazines` (feature `std`) |
 //! | counting, fragmentation, heap maps, fault injection | `freespace-stats` | [`Stats`], [`Snapshot`], [`Fragmentation`], [`AsciiMap`], [`SvgMap`], [`FailAfter`] |
 //!
-//! Ready-made stacks with names live in [`stacks`].
+//! Ready-made stacks with names live in [`stacks`]; [`tiered`] holds the
+//! parent of the general stack's slab (a buddy for pages with a best-fit
+//! heap inside it).
 //!
 //! # The program's allocator
 //!
@@ -75,6 +77,7 @@
 // stacks are `const` statics, and loom's `Locked::new` is not `const`.
 #[cfg(not(loom))]
 pub mod stacks;
+pub mod tiered;
 
 /// Every Rust snippet of the workspace's README, compiled and run as a doc
 /// test (`cargo test -p freespace --doc`), so the front page cannot rot.

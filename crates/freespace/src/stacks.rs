@@ -3,16 +3,51 @@
 //!
 //! | stack | type | for |
 //! |---|---|---|
-//! | [`General`] | `Slab<Buddy<Mmap>>` | a general-purpose heap: slabs serve the small sizes, the buddy everything up to its largest order, address space committed on demand |
+//! | [`General`] | `Slab<Tiered<Mmap>, 16 KiB>` | a general-purpose heap that wastes little: slabs for the small sizes (16 B … 512 B), a best-fit free list for every larger size, a buddy for the slabs' pages and the free list's regions, address space committed on demand |
 //! | [`Shared`] | `Locked<General>` | the same, `Sync`: a `#[global_allocator]` |
 //! | [`Threaded`] | `Magazines<Locked<General>>` | per-thread magazines in front of [`Shared`], so threads rarely share a lock |
+//! | [`SlabBuddy`] | `Slab<Buddy<Mmap>>` | the textbook stack: slabs (16 B … 8 KiB) over a binary buddy; fast, but the buddy rounds every larger block up to a power of two |
 //! | [`Embedded`] | `BestFitHeap<Arena>` | one fixed region, best fit, no operating system (`no_std`, no `unix`) |
 //! | [`SegregatedBestFit`] | `Segregated<BestFitHeap<Mmap>>` | exact lists for the popular small sizes in front of a best-fit free list |
+//!
+//! # Why `General` is shaped as it is
+//!
+//! Each layer serves the sizes it wastes least on (issue 13: compose for
+//! memory as well as speed):
+//!
+//! - **Small sizes, 16 B … 512 B: a slab.** A free-list block carries a
+//!   16-byte header, a third of a 48-byte object; a slab object carries
+//!   none, and the slab is the fast path. The classes are fine (16-byte
+//!   steps to 256 B, 32-byte steps to 512 B, [`GENERAL_CLASSES`]) so
+//!   rounding stays small, and slabs are small ([`GENERAL_SLAB_SIZE`],
+//!   16 KiB) so the partly used slab of each class holds little.
+//! - **Larger sizes: best fit.** Past 512 B the header is a few percent,
+//!   and best fit serves a block at its own size (rounded to 16 bytes),
+//!   where a buddy rounds it up to a power of two and slab classes round
+//!   it to the next class.
+//! - **The slabs' pages: a buddy.** A slab must be aligned to its own
+//!   size; a buddy packs such blocks side by side, where a free list would
+//!   leave a gap behind each (its next header). The best-fit heap's
+//!   regions come from the same buddy ([`Tiered`]), so the two share one
+//!   source.
+//! - **Large blocks: still best fit.** A block larger than the best-fit
+//!   heap's 64 KiB growth step takes a buddy block of the next power of
+//!   two as a region of its own; what it leaves is free space of the
+//!   best-fit heap, for other blocks, and the purge gives the pages of
+//!   large free blocks back to `Mmap`. (They are not mapped one by one.)
+//!
+//! The price is speed for the sizes past 512 B, which best fit serves more
+//! slowly than a slab or a buddy: [`SlabBuddy`] keeps the classic shape
+//! for programs that want that speed and can spend the memory. The
+//! figures are generated, not written here: `cargo xtask bench` measures
+//! `general` and `slab-buddy` side by side (time per workload and heap
+//! efficiency, `docs/benchmarks.md`), and `cargo xtask test --only
+//! preload` the malloc shim's peak resident memory under real programs.
 //!
 //! `Mmap` rather than `Sbrk` backs the general stacks: it reserves its own
 //! address space, so it never races the C library's `malloc` for the
 //! program break. Any [`Source`](crate::Source) can be put in instead:
-//! `General<Sbrk>` is `Slab<Buddy<Sbrk>>`.
+//! `General<Sbrk>` is `Slab<Tiered<Sbrk>, 16 KiB>`.
 //!
 //! ```
 //! use freespace::alloc::Vec;
@@ -24,15 +59,53 @@
 //! assert_eq!(&v[..], b"free space");
 //! ```
 
+#[cfg(unix)]
+use crate::tiered::Tiered;
 use crate::{Arena, BestFitHeap};
 #[cfg(unix)]
 use crate::{Buddy, Locked, Mmap, Segregated, Slab};
 use core::mem::MaybeUninit;
 
-/// A general-purpose heap: [`Slab`] size classes (16 B … 8 KiB) in front of
-/// a [`Buddy`] heap over the source `S` (by default [`Mmap`]).
+/// The slab size of [`General`]: 16 KiB (a [`Tiered`] page).
+///
+/// ```
+/// assert_eq!(freespace::stacks::GENERAL_SLAB_SIZE, freespace::tiered::PAGE_ALIGN);
+/// ```
+pub const GENERAL_SLAB_SIZE: usize = crate::tiered::PAGE_ALIGN;
+
+/// The size classes of [`General`]'s slab: 16-byte steps to 256 B, then
+/// 32-byte steps to 512 B. Larger requests go to the best-fit heap.
+///
+/// ```
+/// use freespace::stacks::GENERAL_CLASSES;
+/// assert_eq!(GENERAL_CLASSES.len(), 24);
+/// assert_eq!(GENERAL_CLASSES.last(), Some(&512));
+/// ```
+pub const GENERAL_CLASSES: &[usize] = &[
+    16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240, 256, 288, 320, 352, 384,
+    416, 448, 480, 512,
+];
+
+/// A general-purpose heap that wastes little: [`Slab`] size classes
+/// (16 B … 512 B, [`GENERAL_CLASSES`]) in 16 KiB slabs, in front of a
+/// [`Tiered`] heap over the source `S` (by default [`Mmap`]): a best-fit
+/// free list for every larger block, inside a buddy that also serves the
+/// slabs. See [the module docs](self) for why.
+///
+/// ```
+/// use freespace::alloc::{Allocator, Layout};
+/// let heap = freespace::stacks::general();
+/// // 40 bytes: an object of the 48-byte class.
+/// let small = heap.allocate(Layout::new::<[u8; 40]>()).unwrap();
+/// assert_eq!(small.len(), 48);
+/// // 5000 bytes: a best-fit block, not an 8 KiB one.
+/// let large = heap.allocate(Layout::from_size_align(5000, 8).unwrap()).unwrap();
+/// assert!(large.len() < 5100);
+/// # unsafe { heap.deallocate(small.cast(), Layout::new::<[u8; 40]>()) };
+/// # unsafe { heap.deallocate(large.cast(), Layout::from_size_align(5000, 8).unwrap()) };
+/// ```
 #[cfg(unix)]
-pub type General<S = Mmap> = Slab<Buddy<S>>;
+pub type General<S = Mmap> = Slab<Tiered<S, GENERAL_SLAB_SIZE>, GENERAL_SLAB_SIZE>;
 
 /// Builds a [`General`] stack over a fresh [`Mmap`] reservation. Does no
 /// work until the first allocation.
@@ -59,6 +132,49 @@ pub const fn general() -> General {
 /// ```
 #[cfg(unix)]
 pub const fn general_over<S: crate::Source>(source: S) -> General<S> {
+    Slab::sized_with_classes(Tiered::sized(source), GENERAL_CLASSES)
+}
+
+/// The textbook stack: [`Slab`] size classes (16 B … 8 KiB, 64 KiB slabs)
+/// in front of a [`Buddy`] heap over `S` (by default [`Mmap`]) that serves
+/// the slabs and every larger block, rounded up to a power of two.
+///
+/// Faster than [`General`] for blocks past 512 B, at the cost of memory
+/// (the rounding); the stack `General` was until issue 13.
+///
+/// ```
+/// use freespace::alloc::{Allocator, Layout};
+/// let heap = freespace::stacks::slab_buddy();
+/// let large = heap.allocate(Layout::from_size_align(10_000, 8).unwrap()).unwrap();
+/// assert_eq!(large.len(), 16384); // a power of two
+/// # unsafe { heap.deallocate(large.cast(), Layout::from_size_align(10_000, 8).unwrap()) };
+/// ```
+#[cfg(unix)]
+pub type SlabBuddy<S = Mmap> = Slab<Buddy<S>>;
+
+/// Builds a [`SlabBuddy`] stack over a fresh [`Mmap`] reservation.
+///
+/// ```
+/// let heap = freespace::stacks::slab_buddy();
+/// let b = freespace::alloc::Box::new_in(7u64, &heap);
+/// assert_eq!(*b, 7);
+/// ```
+#[cfg(unix)]
+pub const fn slab_buddy() -> SlabBuddy {
+    slab_buddy_over(Mmap::new())
+}
+
+/// Builds a [`SlabBuddy`] stack over `source`.
+///
+/// ```
+/// use freespace::{Arena, StaticMemory};
+/// static MEMORY: StaticMemory<{ 1 << 20 }> = StaticMemory::new();
+/// let heap = freespace::stacks::slab_buddy_over(Arena::new(MEMORY.take().unwrap()));
+/// let v = freespace::alloc::Vec::<u8, _>::with_capacity_in(1000, &heap);
+/// assert!(v.capacity() >= 1000);
+/// ```
+#[cfg(unix)]
+pub const fn slab_buddy_over<S: crate::Source>(source: S) -> SlabBuddy<S> {
     Slab::new(Buddy::new(source))
 }
 

@@ -3,9 +3,10 @@
 //! layer freed into another is reported, not absorbed.
 
 use freespace::alloc::{Allocator, Global, Layout};
+use freespace::tiered::{Tiered, PAGE_ALIGN};
 use freespace::{
-    stacks, Arena, BestFitHeap, Buddy, Check, Corruption, FromAllocator, Segregated, Slab,
-    StaticMemory,
+    stacks, Arena, BestFitHeap, BlockSize, Buddy, Check, Corruption, FromAllocator, Inspect,
+    Segregated, Slab, StaticMemory,
 };
 use freespace_testkit::conformance::{self, Config};
 use freespace_testkit::ops::{self, Ops};
@@ -83,8 +84,46 @@ fn embedded_stack_conforms() {
         .quickcheck(prop as fn(Ops) -> Result<(), String>);
 }
 
-/// The general stack's shape over a source Miri can run: slabs over a buddy
-/// over memory from `Global`.
+#[test]
+#[cfg_attr(miri, ignore = "mmap is not supported by Miri")]
+fn slab_buddy_stack_conforms() {
+    let heap = stacks::slab_buddy();
+    let check = || heap.check_all();
+    conformance::run(&heap, &Config::default().check(&check));
+}
+
+/// The general stack over one fixed arena (as the benchmarks run it): the
+/// buddy, the best-fit heap inside it and the slabs share the arena, and
+/// once everything is freed the whole of it can be had again.
+#[test]
+fn general_stack_over_an_arena_conforms() {
+    let len = if cfg!(miri) { 256 << 10 } else { 1 << 20 };
+    let heap = stacks::general_over(arena(len));
+    let check = || heap.check_all();
+    let cfg = Config::default().bounded().check(&check);
+    let cfg = if cfg!(miri) {
+        cfg.max_align(256).max_block(2048)
+    } else {
+        cfg
+    };
+    conformance::run(&heap, &cfg);
+}
+
+/// The general stack's shape over a source Miri can run: slabs over a
+/// best-fit heap and a buddy over memory from `Global`.
+#[test]
+fn general_over_global_runs_the_ops() {
+    fn prop(ops: Ops) -> Result<(), String> {
+        let heap = stacks::general_over(FromAllocator::new(Global));
+        ops::run(&heap, &ops.0, &|| heap.check_all()).map(|_| ())
+    }
+    QuickCheck::new()
+        .tests(CASES)
+        .quickcheck(prop as fn(Ops) -> Result<(), String>);
+}
+
+/// The classic shape, [`stacks::SlabBuddy`], over a source Miri can run:
+/// slabs over a buddy over memory from `Global`.
 #[test]
 fn slab_over_buddy_over_global_runs_the_ops() {
     fn prop(ops: Ops) -> Result<(), String> {
@@ -265,4 +304,164 @@ fn check_all_reaches_the_bottom_of_every_stack_shape() {
     // SAFETY: allocated above with `l`.
     unsafe { stack.deallocate(p.cast(), l) };
     assert_eq!(stack.check_all(), Ok(()));
+}
+
+// ---------------------------------------------------------------------------
+// Tiered: the general stack's parent
+// ---------------------------------------------------------------------------
+
+/// `Tiered` alone, pages and all: the conformance suite (alignments up to
+/// 4096 stay with the best-fit heap; the suite's page-sized blocks with
+/// their own alignment go to the buddy) and the op interpreter.
+#[test]
+fn tiered_conforms_and_runs_the_ops() {
+    let len = if cfg!(miri) { 256 << 10 } else { 1 << 20 };
+    let heap: Tiered<Arena> = Tiered::new(arena(len));
+    let check = || heap.check();
+    let cfg = Config::default().bounded().check(&check);
+    let cfg = if cfg!(miri) {
+        cfg.max_align(256).max_block(2048)
+    } else {
+        cfg
+    };
+    conformance::run(&heap, &cfg);
+    fn prop(ops: Ops) -> Result<(), String> {
+        let heap: Tiered<FromAllocator<Global>, 4096> = Tiered::sized(FromAllocator::new(Global));
+        ops::run(&heap, &ops.0, &|| heap.check()).map(|_| ())
+    }
+    QuickCheck::new()
+        .tests(CASES)
+        .quickcheck(prop as fn(Ops) -> Result<(), String>);
+}
+
+/// `inspect` reports every byte once: the buddy's blocks outside the
+/// best-fit heap's regions, then that heap's own blocks; and `usable_size`
+/// asks the heap that holds the block.
+#[test]
+fn tiered_inspect_reports_every_byte_once() {
+    let heap: Tiered<Arena> = Tiered::new(arena(1 << 20));
+    let page = Layout::from_size_align(PAGE_ALIGN, PAGE_ALIGN).unwrap();
+    let block = Layout::from_size_align(3000, 16).unwrap();
+    let blocks: Vec<_> = (0..8)
+        .map(|i| {
+            let l = if i % 2 == 0 { page } else { block };
+            (heap.allocate(l).unwrap().cast::<u8>(), l)
+        })
+        .collect();
+    for &(p, l) in &blocks {
+        // SAFETY: `p` is live.
+        let usable = unsafe { heap.usable_size(p) };
+        if l == page {
+            assert_eq!(usable, PAGE_ALIGN);
+        } else {
+            assert!((3000..3100).contains(&usable), "{usable}");
+        }
+    }
+    let mut spans = Vec::new();
+    heap.inspect(&mut |b| spans.push((b.addr, b.len)));
+    spans.sort_unstable();
+    for w in spans.windows(2) {
+        assert!(w[0].0 + w[0].1 <= w[1].0, "overlap: {w:?}");
+    }
+    let mut buddy_total = 0;
+    heap.buddy().inspect(&mut |b| buddy_total += b.len);
+    assert_eq!(spans.iter().map(|s| s.1).sum::<usize>(), buddy_total);
+    heap.check().unwrap();
+    for (p, l) in blocks {
+        // SAFETY: live, freed once with its layout.
+        unsafe { heap.deallocate(p, l) };
+    }
+    heap.check().unwrap();
+}
+
+/// `block_at` names what a pointer is, for the malloc shim's reports.
+#[test]
+fn tiered_block_at_names_the_fault() {
+    let heap: Tiered<Arena> = Tiered::new(arena(1 << 20));
+    let l = Layout::from_size_align(5000, 16).unwrap();
+    let p = heap.allocate(l).unwrap().cast::<u8>();
+    let q = heap.allocate(l).unwrap().cast::<u8>();
+    let page = Layout::from_size_align(PAGE_ALIGN, PAGE_ALIGN).unwrap();
+    let g = heap.allocate(page).unwrap().cast::<u8>();
+    // SAFETY: `p` is live.
+    assert_eq!(heap.block_at(p), Ok(unsafe { heap.usable_size(p) }));
+    assert_eq!(heap.block_at(g), Ok(PAGE_ALIGN));
+    // SAFETY: 16 bytes into a 5000-byte block.
+    let inner = unsafe { p.add(16) };
+    assert_eq!(
+        heap.block_at(inner),
+        Err(Corruption::InteriorPointer {
+            addr: inner.as_ptr() as usize
+        })
+    );
+    let local = 0u64;
+    assert!(matches!(
+        heap.block_at(core::ptr::NonNull::from(&local).cast()),
+        Err(Corruption::ForeignPointer { .. })
+    ));
+    // SAFETY: live, freed once.
+    unsafe {
+        heap.deallocate(p, l);
+        heap.deallocate(g, page);
+    }
+    assert_eq!(
+        heap.block_at(p),
+        Err(Corruption::DoubleFree {
+            addr: p.as_ptr() as usize
+        })
+    );
+    assert!(matches!(
+        heap.block_at(g),
+        Err(Corruption::DoubleFree { .. })
+    ));
+    // SAFETY: live, freed once.
+    unsafe { heap.deallocate(q, l) };
+    heap.check().unwrap();
+}
+
+/// The checked free of `Tiered` (and so of `General`'s slab over it):
+/// a block freed with a layout of the other side, a pointer of neither
+/// side and a double free come back as errors, and the heap is unchanged.
+#[test]
+fn tiered_checked_free_refuses_and_touches_nothing() {
+    let heap: Tiered<Arena> = Tiered::new(arena(1 << 20));
+    let l = Layout::from_size_align(5000, 16).unwrap();
+    let page = Layout::from_size_align(PAGE_ALIGN, PAGE_ALIGN).unwrap();
+    let p = heap.allocate(l).unwrap().cast::<u8>();
+    let g = heap.allocate(page).unwrap().cast::<u8>();
+    // SAFETY: each refused call touches nothing; each `Ok` frees a live
+    // block once.
+    unsafe {
+        assert!(matches!(
+            heap.try_deallocate(p, page),
+            Err(Corruption::SizeMismatch { .. })
+        ));
+        assert!(matches!(
+            heap.try_deallocate(g, l),
+            Err(Corruption::SizeMismatch { .. })
+        ));
+        let local = 0u64;
+        assert!(matches!(
+            heap.try_deallocate(core::ptr::NonNull::from(&local).cast(), l),
+            Err(Corruption::ForeignPointer { .. })
+        ));
+        heap.check().unwrap();
+        assert_eq!(heap.try_deallocate(p, l), Ok(()));
+        assert_eq!(heap.try_deallocate(g, page), Ok(()));
+        assert!(matches!(
+            heap.try_deallocate(p, l),
+            Err(Corruption::DoubleFree { .. })
+        ));
+        assert!(heap.try_deallocate(g, page).is_err());
+    }
+    heap.check().unwrap();
+    // The general stack's slab takes its checked free from here.
+    let general = stacks::general_over(arena(1 << 20));
+    let q = general.allocate(l).unwrap().cast::<u8>();
+    // SAFETY: live, freed once; the second call is refused.
+    unsafe {
+        assert_eq!(general.try_deallocate(q, l), Ok(()));
+        assert!(general.try_deallocate(q, l).is_err());
+    }
+    general.check_all().unwrap();
 }

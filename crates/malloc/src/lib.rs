@@ -17,7 +17,8 @@
 //! | `lifecycle` | the library's one constructor and one destructor (`.init_array`/`.fini_array`), calling `stats` and `trace` in a fixed order |
 //!
 //! The stack is freespace's threaded one: per-thread magazines in front of
-//! a locked slab over a buddy heap in an `mmap` reservation (see
+//! a locked slab over a best-fit heap and a buddy in an `mmap` reservation
+//! (`freespace::stacks::Shared`; see
 //! `docs/malloc.md` for the design, what runs on it and what it costs).
 //!
 //! Nothing here panics or unwinds across the C boundary: every size is

@@ -7,15 +7,18 @@
 //! crate, so it is built from the blocks):
 //!
 //! ```text
-//!   THREAD.cache = ThreadCache<Locked<Slab<Buddy<Mmap>>>>   per-thread magazines, classes 16 B … 1 KiB
-//!   DEPOT = Depot<Locked<Slab<Buddy<Mmap>>>>         full/empty magazines per class, one lock each
-//!           Locked<…>                                one lock for the heap (spins briefly, then sleeps)
-//!           Slab<…>                                  size classes 16 B … 8 KiB, 64 KiB slabs
-//!           Buddy<Mmap>                              everything larger, up to 2 GiB, 64 GiB reserved
+//!   THREAD.cache = ThreadCache<Locked<General<&Mmap>>>   per-thread magazines, classes 16 B … 16 KiB
+//!   DEPOT = Depot<Locked<General<&Mmap>>>         full/empty magazines per class, one lock each
+//!           Locked<…>                             one lock for the heap (spins briefly, then sleeps)
+//!           Slab<…>                               size classes 16 B … 512 B, 16 KiB slabs
+//!           Tiered<&Mmap>                         best fit for everything larger, in regions
+//!                                                 from a buddy that also serves the slabs;
+//!                                                 64 GiB reserved
 //! ```
 //!
-//! (The `Mmap` is the static [`MMAP`], lent to the buddy heap as `&MMAP`, so
-//! that `free` can range-check a pointer against it without the lock.)
+//! (`General` is [`freespace::stacks::General`]; the `Mmap` is the static
+//! [`MMAP`], lent to the buddy as `&MMAP`, so that `free` can range-check a
+//! pointer against it without the lock.)
 //!
 //! The magazines are the thread-cache layer's explicit per-thread handle
 //! (`ThreadCache`, the same racks and depot as its thread-local
@@ -83,7 +86,7 @@ use crate::trace;
 pub const NAME: &str = "malloc";
 
 /// The shared heap: freespace's [`stacks::Shared`](freespace::stacks::Shared)
-/// (a slab over a buddy behind one lock) over the shim's own `mmap`
+/// (a slab over a best-fit heap and a buddy, behind one lock) over the shim's own `mmap`
 /// reservation, so a change of that stack's shape reaches the shim too.
 ///
 /// ```
@@ -118,9 +121,9 @@ pub fn shared() -> &'static Shared {
     DEPOT.parent()
 }
 
-/// Sets the buddy's purge budget: after each `mib` MiB freed, its free
-/// blocks of 1 MiB or more give their pages back (`0`: never; the default
-/// is 64). The library's constructor calls it with `FREESPACE_MALLOC_PURGE`.
+/// Sets the heap's purge budget: after each `mib` MiB freed, the free
+/// blocks of 1 MiB or more of the best-fit heap and of the buddy give their
+/// pages back (`0`: never; the default is 64). The library's constructor calls it with `FREESPACE_MALLOC_PURGE`.
 ///
 /// ```
 /// freespace_malloc::set_purge_mib(16);
@@ -136,7 +139,7 @@ pub fn set_purge_mib(mib: usize) {
 }
 
 /// Checks every layer of the stack — the calling thread's magazines, the
-/// depot, the slab, the buddy heap — and the fork gate's invariant MALLOC-F1 as
+/// depot, the slab, the best-fit heap and the buddy — and the fork gate's invariant MALLOC-F1 as
 /// seen from outside (no call in flight). Meant for quiescent points: with
 /// other threads allocating, the gate's counts move under it.
 ///
@@ -787,11 +790,11 @@ unsafe fn block_of(p: NonNull<u8>, key: u64) -> Option<Block> {
 }
 
 /// What a header that matches nothing means: outside the heap, a pointer
-/// that was never ours; a header in a block the buddy heap holds as free, a
-/// double free (the buddy's free-list links overwrote the freed tag of a
-/// block it took back: every block above the slab's classes, whose header
-/// is the block's first 16 bytes); otherwise a header overwritten (or a
-/// pointer into the middle of a block).
+/// that was never ours; a header in a block the heap holds as free, a
+/// double free (the best-fit heap's or the buddy's free-list links
+/// overwrote the freed tag of a block it took back: every block above the
+/// slab's classes, whose header is the block's first 16 bytes); otherwise
+/// a header overwritten (or a pointer into the middle of a block).
 #[cold]
 fn unknown(p: NonNull<u8>) -> Corruption {
     let addr = p.as_ptr().addr();
@@ -801,8 +804,9 @@ fn unknown(p: NonNull<u8>) -> Corruption {
         Corruption::ForeignPointer { addr }
     } else {
         // The header's own address: the block's start when its alignment
-        // is 16 (every `malloc`), where the buddy writes its links. The
-        // lookup reads only the buddy's bitmaps.
+        // is 16 (every `malloc`), where the heaps write their links. The
+        // lookup reads only the heaps' own metadata (the buddy's bitmaps,
+        // the best-fit heap's chunk headers), never the block.
         match with_addr(p, addr - HEADER).map(|h| heap.parent().block_at(h)) {
             Some(Err(Corruption::DoubleFree { .. })) => Corruption::DoubleFree { addr },
             _ => Corruption::OverwrittenHeader { addr },
@@ -1309,8 +1313,8 @@ pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
 
 /// `malloc_trim(3)`: gives free memory back to the system. The calling
 /// thread's magazines go back to the depot, the depot's to the slab, the
-/// slab's empty slabs to the buddy, and the buddy gives back the pages of
-/// every free block of a page or more (`madvise(MADV_DONTNEED)`: the
+/// slab's empty slabs to the buddy, and the best-fit heap and the buddy
+/// give back the pages of every free block of a page or more (`madvise(MADV_DONTNEED)`: the
 /// address space stays, the memory goes). Other threads' magazines stay
 /// with them until they exit. `pad` is ignored. Returns 1 if any memory
 /// was given back, else 0, as glibc does.

@@ -44,7 +44,7 @@ pub(crate) fn count(counter: Counter, bytes: usize) {
 /// `FREESPACE_MALLOC_STATS` is `1`, and makes the fork gate use full fences
 /// instead of `membarrier` if `FREESPACE_MALLOC_FENCE` is `1` (for a
 /// sandbox where `membarrier` misbehaves; the tests use it to cover that
-/// path), and sets the buddy's purge budget from `FREESPACE_MALLOC_PURGE`
+/// path), and sets the heap's purge budget from `FREESPACE_MALLOC_PURGE`
 /// (MiB freed between automatic give-backs; `0`: none), and turns the
 /// write-after-free check on if `FREESPACE_MALLOC_REUSE_CHECK` is `1`.
 #[cfg(not(test))]
