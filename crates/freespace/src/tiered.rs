@@ -467,6 +467,9 @@ impl<S: Source, const PAGE: usize> Tiered<S, PAGE> {
     }
 }
 
+/// Block by block (the provided methods): a run routes each block on its own.
+impl<S: Source, const PAGE: usize> freespace_core::Batch for Tiered<S, PAGE> {}
+
 // SAFETY: every block is a block of the buddy or of the best-fit heap,
 // passed on unchanged; TIER-1 sends each free, with any fitting size (the
 // alignment is the one it was asked with), to the side that allocated it.
