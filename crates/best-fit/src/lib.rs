@@ -115,18 +115,18 @@ impl BestFit {
                 from = bin + 1;
             }
         }
-        let tree = self.index.tree();
-        let mut at = tree.lower_bound(Key {
+        let index = &self.index;
+        let mut at = index.lower_bound(Key {
             addr: 0,
             size: req.size(),
         });
         while let Some(c) = at {
-            // SAFETY: `c` is a member of the tree (FL-T1).
+            // SAFETY: `c` is a large member (FL-T1, FL-I2).
             let size = unsafe { c.size() };
             if req.fits(c, size) {
                 return Some(c);
             }
-            at = tree.after(Key {
+            at = index.after(Key {
                 addr: c.addr(),
                 size,
             });
@@ -161,7 +161,7 @@ unsafe impl Fit for BestFit {
         }
         // Above the bins: the first chunk of the request's size or more,
         // lowest address first.
-        self.index.tree().lower_bound(Key {
+        self.index.lower_bound(Key {
             addr: 0,
             size: req.size(),
         })

@@ -33,7 +33,7 @@
 use freespace_core::{Corruption, Violation};
 
 use crate::chunk::{Chunk, Flags, GRANULE, MIN_CHUNK};
-use crate::tree::{Order, Tree};
+use crate::tree::{Key, Order, Tree};
 
 /// Number of exact-size bins.
 pub const BINS: usize = 512;
@@ -422,15 +422,38 @@ impl Bins {
     }
 }
 
+/// The key of tree member `t`.
+#[inline]
+fn tree_key(t: Chunk) -> Key {
+    Key {
+        addr: t.addr(),
+        // SAFETY: a tree member is a free chunk of the heap, its size word
+        // written (FL-T1).
+        size: unsafe { t.size() },
+    }
+}
+
 /// Bins for the small free chunks in front of a [`Tree`] ordered by `O`
 /// for the others: the index of the size-based policies (best and worst
-/// fit), which write their search over [`bins`](Self::bins) and
-/// [`tree`](Self::tree).
+/// fit), which write their search over [`bins`](Self::bins) and the large
+/// chunks in order ([`lower_bound`](Self::lower_bound),
+/// [`first`](Self::first), [`after`](Self::after)).
+///
+/// One large chunk, the *spare*, is kept out of the tree: the first large
+/// chunk added while there is none. In a heap that grows at its end that is
+/// the wilderness, the chunk nearly every request is carved from and every
+/// last block merges back into; as the spare, carving from it or merging
+/// into it changes one field instead of taking it out of the tree and
+/// putting it back under its new size (the size-ordered tree's key). The
+/// ordered walks take the spare in its place in `O`'s order, so a policy's
+/// choice does not change.
 ///
 /// # Invariants
 ///
 /// - FL-I1: chunks of at most [`LARGEST_BINNED`] bytes are in `bins` (FL-N1–N5),
-///   larger ones in `tree` (FL-T1–T5); nothing is in both.
+///   larger ones in `tree` (FL-T1–T5) or the spare; nothing is in two.
+/// - FL-I2: the spare, if any, is a free chunk of more than
+///   [`LARGEST_BINNED`] bytes, not in the tree.
 ///
 /// ```
 /// use freespace_freelist::bins::Binned;
@@ -442,6 +465,8 @@ impl Bins {
 pub struct Binned<O: Order> {
     bins: Bins,
     tree: Tree<O>,
+    /// The large member kept out of the tree (FL-I2).
+    spare: Option<Chunk>,
 }
 
 impl<O: Order> Default for Binned<O> {
@@ -461,6 +486,7 @@ impl<O: Order> Binned<O> {
         Self {
             bins: Bins::new(),
             tree: Tree::new(),
+            spare: None,
         }
     }
 
@@ -475,7 +501,7 @@ impl<O: Order> Binned<O> {
         &self.bins
     }
 
-    /// The tree (larger chunks).
+    /// The tree (the larger chunks but the spare).
     ///
     /// ```
     /// use freespace_freelist::{bins::Binned, tree::ByAddress};
@@ -486,6 +512,72 @@ impl<O: Order> Binned<O> {
         &self.tree
     }
 
+    /// The spare's key, if there is a spare.
+    #[inline]
+    fn spare_key(&self) -> Option<(Chunk, Key)> {
+        self.spare.map(|c| {
+            // SAFETY: the spare is a free chunk of the heap (FL-I2), its
+            // size word written.
+            let size = unsafe { c.size() };
+            (
+                c,
+                Key {
+                    addr: c.addr(),
+                    size,
+                },
+            )
+        })
+    }
+
+    /// The earlier in `O`'s order of a tree candidate and the spare, if
+    /// `spare_counts` says the spare is a candidate.
+    #[inline]
+    fn earlier(&self, tree: Option<Chunk>, spare_counts: impl Fn(Key) -> bool) -> Option<Chunk> {
+        let Some((spare, key)) = self.spare_key().filter(|&(_, k)| spare_counts(k)) else {
+            return tree;
+        };
+        match tree {
+            Some(t) if O::before(tree_key(t), key) => Some(t),
+            _ => Some(spare),
+        }
+    }
+
+    /// The first large member in `O`'s order that is not before `key`
+    /// ([`Tree::lower_bound`] with the spare in its place).
+    ///
+    /// ```
+    /// use freespace_freelist::{bins::Binned, tree::{ByAddress, Key}};
+    /// assert!(Binned::<ByAddress>::new().lower_bound(Key { addr: 0, size: 0 }).is_none());
+    /// ```
+    #[inline]
+    pub fn lower_bound(&self, key: Key) -> Option<Chunk> {
+        self.earlier(self.tree.lower_bound(key), |k| !O::before(k, key))
+    }
+
+    /// The first large member in `O`'s order ([`Tree::first`] with the
+    /// spare in its place).
+    ///
+    /// ```
+    /// use freespace_freelist::{bins::Binned, tree::ByAddress};
+    /// assert!(Binned::<ByAddress>::new().first().is_none());
+    /// ```
+    #[inline]
+    pub fn first(&self) -> Option<Chunk> {
+        self.earlier(self.tree.first(), |_| true)
+    }
+
+    /// The first large member in `O`'s order after `key` ([`Tree::after`]
+    /// with the spare in its place).
+    ///
+    /// ```
+    /// use freespace_freelist::{bins::Binned, tree::{ByAddress, Key}};
+    /// assert!(Binned::<ByAddress>::new().after(Key { addr: 0, size: 0 }).is_none());
+    /// ```
+    #[inline]
+    pub fn after(&self, key: Key) -> Option<Chunk> {
+        self.earlier(self.tree.after(key), |k| O::before(key, k))
+    }
+
     /// Number of members.
     ///
     /// ```
@@ -493,7 +585,7 @@ impl<O: Order> Binned<O> {
     /// assert_eq!(Binned::<ByAddress>::new().len(), 0);
     /// ```
     pub const fn len(&self) -> usize {
-        self.bins.len() + self.tree.len()
+        self.bins.len() + self.tree.len() + if self.spare.is_some() { 1 } else { 0 }
     }
 
     /// Whether there are no members.
@@ -518,6 +610,9 @@ impl<O: Order> Binned<O> {
             // SAFETY: caller contract.
             unsafe { self.bins.push(c, size) };
             Ok(())
+        } else if self.spare.is_none() {
+            self.spare = Some(c);
+            Ok(())
         } else {
             // SAFETY: caller contract.
             unsafe { self.tree.insert(c, size) }
@@ -534,6 +629,9 @@ impl<O: Order> Binned<O> {
         if size <= LARGEST_BINNED {
             // SAFETY: caller contract.
             unsafe { self.bins.remove(c, size) }
+        } else if self.spare == Some(c) {
+            self.spare = None;
+            Ok(())
         } else {
             // SAFETY: caller contract.
             unsafe { self.tree.remove(c, size) }
@@ -593,6 +691,10 @@ impl<O: Order> Binned<O> {
         unsafe {
             let old_size = old.size();
             if old_size > LARGEST_BINNED && new_size > LARGEST_BINNED {
+                if self.spare == Some(old) {
+                    self.spare = Some(new);
+                    return Ok(());
+                }
                 return self.tree.replace(old, old_size, new, new_size);
             }
             self.take(old, old_size)?;
@@ -617,6 +719,9 @@ impl<O: Order> Binned<O> {
         unsafe {
             let new_size = c.size();
             if old_size > LARGEST_BINNED && new_size > LARGEST_BINNED {
+                if self.spare == Some(c) {
+                    return Ok(());
+                }
                 return self.tree.resize(c, old_size, new_size);
             }
             self.take(c, old_size)?;
@@ -635,18 +740,29 @@ impl<O: Order> Binned<O> {
         if size <= LARGEST_BINNED {
             self.bins.contains(c, size)
         } else {
-            self.tree.contains(c, size)
+            self.spare == Some(c) || self.tree.contains(c, size)
         }
     }
 
     /// Checks FL-I1 (the tree's members are larger than [`LARGEST_BINNED`]),
-    /// FL-N1–N5 and FL-T1–T5.
+    /// FL-I2 (the spare), FL-N1–N5 and FL-T1–T5.
     ///
     /// # Errors
     ///
     /// The first [`Violation`] found.
     pub fn check(&self) -> Result<(), Violation> {
         self.bins.check()?;
+        if let Some((spare, key)) = self.spare_key() {
+            // SAFETY: the spare is a free chunk of the heap (FL-I2).
+            let allocated = unsafe { spare.flags() }.contains(Flags::ALLOCATED);
+            if allocated || key.size <= LARGEST_BINNED || self.tree.contains(spare, key.size) {
+                return Err(Violation::new(
+                    "FL-I2",
+                    spare.addr(),
+                    "the spare is allocated, small enough for a bin, or also in the tree",
+                ));
+            }
+        }
         self.tree.check(&mut |c, size| {
             if size > LARGEST_BINNED {
                 Ok(())

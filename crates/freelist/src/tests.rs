@@ -435,16 +435,24 @@ fn bins_keep_the_most_recent_first_and_the_tree_the_rest() {
             index.insert(c).unwrap();
         }
         index.check().unwrap();
-        assert_eq!((index.bins().len(), index.tree().len()), (3, 2));
+        // The first large chunk added is the spare, the other in the tree.
+        assert_eq!(
+            (index.bins().len(), index.tree().len(), index.len()),
+            (3, 1, 5)
+        );
         // 48 bytes: bin 1, the second 48 (inserted last) first.
         assert_eq!(index.bins().first_at_or_above(1), Some(cs[1]));
         assert_eq!(index.bins().next(cs[1]), Some(cs[0]));
         assert_eq!(index.bins().first_at_or_above(2), Some(cs[2]));
         assert_eq!(index.bins().first_at_or_above(3), None);
+        assert_eq!(index.first(), Some(cs[3]), "lowest address of equals");
+        assert_eq!(index.tree().first(), Some(cs[4]));
         assert_eq!(
-            index.tree().first(),
-            Some(cs[3]),
-            "lowest address of equals"
+            index.after(Key {
+                addr: cs[3].addr(),
+                size: LARGEST_BINNED + 16
+            }),
+            Some(cs[4])
         );
         // The older 48 grows to 64 (coalesced): it goes to the head of bin 2.
         cs[0].write_free(64, Flags::empty());
@@ -458,7 +466,17 @@ fn bins_keep_the_most_recent_first_and_the_tree_the_rest() {
         assert_eq!(index.bins().first_at_or_above(0), Some(rest));
         cs[2].write_free(LARGEST_BINNED + 32, Flags::empty());
         index.resize(cs[2], 64).unwrap();
-        assert_eq!(index.tree().first(), Some(cs[4]));
+        // The spare went to a bin, so the chunk merged past the bins is the
+        // new spare; in order it comes after the smaller tree member.
+        assert_eq!(index.tree().len(), 1);
+        assert_eq!(index.first(), Some(cs[4]));
+        assert_eq!(
+            index.after(Key {
+                addr: cs[4].addr(),
+                size: LARGEST_BINNED + 16
+            }),
+            Some(cs[2])
+        );
         index.check().unwrap();
         assert!(index.contains(cs[2]) && index.contains(rest) && !index.contains(cs[3]));
         for c in [cs[0], cs[1], cs[2], cs[4], rest] {

@@ -104,10 +104,10 @@ unsafe impl Fit for WorstFit {
         // Largest first: the tree in order, then the bins from the top,
         // each most recent first; the walk stops at the first chunk too
         // small (only over-aligned requests go past the first candidate).
-        let tree = self.index.tree();
-        let mut at = tree.first();
+        let index = &self.index;
+        let mut at = index.first();
         while let Some(c) = at {
-            // SAFETY: `c` is a member of the tree (FL-T1).
+            // SAFETY: `c` is a large member (FL-T1, FL-I2).
             let size = unsafe { c.size() };
             if size < req.size() {
                 return None;
@@ -115,7 +115,7 @@ unsafe impl Fit for WorstFit {
             if req.fits(c, size) {
                 return Some(c);
             }
-            at = tree.after(Key {
+            at = index.after(Key {
                 addr: c.addr(),
                 size,
             });
