@@ -63,6 +63,7 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
 }
 
 /// The region holding `addr`, if any.
+#[inline(always)]
 fn find_region<F>(st: &State<F>, addr: usize) -> Option<Region> {
     let mut at = st.regions;
     while let Some(r) = at {
@@ -89,6 +90,7 @@ fn find_region<F>(st: &State<F>, addr: usize) -> Option<Region> {
 /// # Safety
 ///
 /// `h` lies inside `region`, past its header, and the region is intact.
+#[inline(always)]
 unsafe fn validate<F>(st: &State<F>, region: Region, h: Chunk) -> Option<usize> {
     // SAFETY: (for the whole body) every chunk read lies inside `region` (bounds are
     // checked before each read).
@@ -187,6 +189,7 @@ unsafe fn classify<F>(st: &State<F>, region: Region, h: Chunk, addr: usize) -> C
 /// # Safety
 ///
 /// `h` is a validated allocated chunk of `size` bytes in `region`.
+#[inline(always)]
 unsafe fn coalesce<F: Fit>(st: &mut State<F>, region: Region, h: Chunk, size: usize) -> FreeResult {
     let key = st.key;
     // SAFETY: (for the whole body) `h` and its neighbours are chunks of `region`

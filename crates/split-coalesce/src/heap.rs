@@ -416,6 +416,7 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
 /// # Safety
 ///
 /// `c` is a member of `st.free` and `req` fits it.
+#[inline(always)]
 unsafe fn carve<F: Fit>(
     st: &mut State<F>,
     c: Chunk,
