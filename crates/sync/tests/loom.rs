@@ -71,6 +71,10 @@ impl Drop for Pool {
 // SAFETY: the buffer is owned by the pool alone.
 unsafe impl Send for Pool {}
 
+/// Runs block by block (the provided methods), so a refill or a return
+/// under `Locked`'s lock is the same pool operations as single requests.
+impl freespace_core::Batch for Pool {}
+
 // SAFETY: each block is handed out only while its flag is clear, and the
 // flag is set until it is freed.
 unsafe impl Allocator for Pool {
