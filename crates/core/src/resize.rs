@@ -97,6 +97,48 @@ pub unsafe fn relocate_within<A: Allocator + ?Sized>(
     unsafe { relocate(ptr, old, new, allocate, |p, l| alloc.deallocate(p, l)) }
 }
 
+/// `alloc`'s own `grow_zeroed`, `grow` or `shrink`, whichever `zeroed` and
+/// the two sizes call for: how a router hands a resize that stays on one
+/// side to that side.
+///
+/// # Safety
+///
+/// `ptr` is a live block of `alloc` that `old` fits, and `new` meets
+/// `grow`'s precondition (`new.size() >= old.size()`) or `shrink`'s.
+///
+/// ```
+/// use freespace_core::alloc::{Allocator, Global, Layout};
+/// use freespace_core::resize::resize_in;
+///
+/// let old = Layout::from_size_align(8, 8).unwrap();
+/// let new = Layout::from_size_align(32, 8).unwrap();
+/// let p = Global.allocate(old).unwrap().cast::<u8>();
+/// // SAFETY: `p` is a live block of `Global` with `old`; 32 >= 8.
+/// let q = unsafe { resize_in(&Global, p, old, new, true) }.unwrap();
+/// // SAFETY: `q` is live with `new`; `grow_zeroed` zeroed bytes 8..
+/// unsafe {
+///     assert_eq!(q.cast::<u8>().add(31).read(), 0);
+///     Global.deallocate(q.cast(), new);
+/// }
+/// ```
+#[inline]
+pub unsafe fn resize_in<A: Allocator + ?Sized>(
+    alloc: &A,
+    ptr: NonNull<u8>,
+    old: Layout,
+    new: Layout,
+    zeroed: bool,
+) -> Result<NonNull<[u8]>, AllocError> {
+    // SAFETY: the caller's contract, which is each method's.
+    unsafe {
+        match (new.size() >= old.size(), zeroed) {
+            (true, true) => alloc.grow_zeroed(ptr, old, new),
+            (true, false) => alloc.grow(ptr, old, new),
+            (false, _) => alloc.shrink(ptr, old, new),
+        }
+    }
+}
+
 /// Writes an `Allocator` impl's `grow`, `grow_zeroed` and `shrink` as calls
 /// to one resize function taking `(ptr, old, new, zeroed)`, the shape every
 /// layer that routes a block (slab, segregated lists, routers, thread

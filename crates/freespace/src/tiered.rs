@@ -45,7 +45,7 @@ use crate::{
     Source, Trim, Violation,
 };
 use freespace_core::layout::dangling;
-use freespace_core::resize::relocate;
+use freespace_core::resize::{relocate_within, resize_in};
 
 /// The alignment at and above which a [`Tiered`] routes a request to its
 /// buddy by default: 16 KiB, the slab size of
@@ -424,45 +424,17 @@ impl<S: Source, const PAGE: usize> Tiered<S, PAGE> {
             unsafe { self.deallocate(ptr, old) };
             return Ok(dangling(new));
         }
-        let growing = new.size() >= old.size();
         match (Self::is_page(old), Self::is_page(new)) {
             // SAFETY: `old` routes to the buddy, so the block is the buddy's
             // (TIER-1) and `old` fits it; the size precondition is the caller's.
-            (true, true) => unsafe {
-                match (growing, zeroed) {
-                    (true, true) => self.buddy().grow_zeroed(ptr, old, new),
-                    (true, false) => self.buddy().grow(ptr, old, new),
-                    (false, _) => self.buddy().shrink(ptr, old, new),
-                }
-            },
+            (true, true) => unsafe { resize_in(self.buddy(), ptr, old, new, zeroed) },
             // SAFETY: `old` routes to the best-fit heap, so the block is its
             // (TIER-1).
-            (false, false) => unsafe {
-                let heap = self.best_fit();
-                match (growing, zeroed) {
-                    (true, true) => heap.grow_zeroed(ptr, old, new),
-                    (true, false) => heap.grow(ptr, old, new),
-                    (false, _) => heap.shrink(ptr, old, new),
-                }
-            },
-            // SAFETY: `ptr` is live with `old.size()` bytes and `old` routes
-            // its free to the side that allocated it; a fresh block from the
-            // other side never overlaps it.
-            _ => unsafe {
-                relocate(
-                    ptr,
-                    old,
-                    new,
-                    |l| {
-                        if zeroed {
-                            self.allocate_zeroed(l)
-                        } else {
-                            self.allocate(l)
-                        }
-                    },
-                    |p, l| self.deallocate(p, l),
-                )
-            },
+            (false, false) => unsafe { resize_in(self.best_fit(), ptr, old, new, zeroed) },
+            // SAFETY: `ptr` is a live block of `self` with `old`, which
+            // routes its free to the side that allocated it; a fresh block
+            // from the other side never overlaps it.
+            _ => unsafe { relocate_within(self, ptr, old, new, zeroed) },
         }
     }
 }

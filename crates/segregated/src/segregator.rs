@@ -6,7 +6,7 @@ use freespace_core::alloc::{AllocError, Allocator, Layout};
 use freespace_core::layout::dangling;
 use freespace_core::{BlockInfo, BlockSize, CheckedFree, Corruption, Inspect, Owns, Violation};
 
-use freespace_core::resize::relocate;
+use freespace_core::resize::{relocate_within, resize_in};
 
 /// Requests of at most `THRESHOLD` bytes go to `S` (small), larger ones to
 /// `L` (large).
@@ -162,44 +162,18 @@ impl<const THRESHOLD: usize, S: Allocator, L: Allocator> Segregator<THRESHOLD, S
             unsafe { self.deallocate(ptr, old) };
             return Ok(dangling(new));
         }
-        let growing = new.size() >= old.size();
         match (Self::is_small(old), Self::is_small(new)) {
-            // SAFETY: `old` is small, so the block is `S`'s (SEG-R1) and `old`
-            // fits it; the size precondition is the caller's.
-            (true, true) => unsafe {
-                match (growing, zeroed) {
-                    (true, true) => self.small.grow_zeroed(ptr, old, new),
-                    (true, false) => self.small.grow(ptr, old, new),
-                    (false, _) => self.small.shrink(ptr, old, new),
-                }
+            (true, true) => {
+                // SAFETY: `old` is small, so the block is `S`'s (SEG-R1) and
+                // `old` fits it; the size precondition is the caller's.
+                unsafe { resize_in(&self.small, ptr, old, new, zeroed) }.map(Self::clamp)
             }
-            .map(Self::clamp),
             // SAFETY: `old` is large, so the block is `L`'s (SEG-R2).
-            (false, false) => unsafe {
-                match (growing, zeroed) {
-                    (true, true) => self.large.grow_zeroed(ptr, old, new),
-                    (true, false) => self.large.grow(ptr, old, new),
-                    (false, _) => self.large.shrink(ptr, old, new),
-                }
-            },
-            // SAFETY: `ptr` is live with `old.size()` bytes, `old` fits it and
-            // routes its free to the side that allocated it; a fresh block
-            // from the other side never overlaps it.
-            _ => unsafe {
-                relocate(
-                    ptr,
-                    old,
-                    new,
-                    |l| {
-                        if zeroed {
-                            self.allocate_zeroed(l)
-                        } else {
-                            self.allocate(l)
-                        }
-                    },
-                    |p, l| self.deallocate(p, l),
-                )
-            },
+            (false, false) => unsafe { resize_in(&self.large, ptr, old, new, zeroed) },
+            // SAFETY: `ptr` is a live block of `self` that `old` fits, and
+            // `old` routes its free to the side that allocated it; a fresh
+            // block from the other side never overlaps it.
+            _ => unsafe { relocate_within(self, ptr, old, new, zeroed) },
         }
     }
 }
