@@ -232,20 +232,26 @@ impl Cache {
         index: &Index,
         hooks: &H,
     ) -> Result<NonNull<u8>, AllocError> {
-        // The common case: the first partial slab keeps a free object after
-        // this one, so it stays on its list (the checks of `take_from`, in
-        // the order they are cheapest).
-        if let Some(slab) = self.heads[List::Partial as usize].get() {
-            let free = slab.free_count();
-            // `free == capacity` is the parked slab (SLAB-C1).
-            if free > 1 && free <= self.geometry.capacity && slab.list() == Some(List::Partial) {
-                // SAFETY: `slab` is one of ours (SLAB-C3), made with our geometry.
-                if let Ok(object) = unsafe { slab.take(&self.geometry) } {
-                    return Ok(object);
-                }
+        if let Some((slab, _)) = self.spare_partial() {
+            // SAFETY: `slab` is one of ours (SLAB-C3), made with our geometry.
+            if let Ok(object) = unsafe { slab.take(&self.geometry) } {
+                return Ok(object);
             }
         }
         self.allocate_slow(parent, index, hooks)
+    }
+
+    /// The common case of an allocation: the first partial slab, with its
+    /// free count, when it keeps a free object after this one, so it stays
+    /// on its list (the checks of `take_from`, in the order they are
+    /// cheapest; `free == capacity` is the parked slab, SLAB-C1).
+    #[inline(always)]
+    fn spare_partial(&self) -> Option<(SlabPtr, usize)> {
+        let slab = self.heads[List::Partial as usize].get()?;
+        let free = slab.free_count();
+        let stays =
+            free > 1 && free <= self.geometry.capacity && slab.list() == Some(List::Partial);
+        stays.then_some((slab, free))
     }
 
     /// Takes up to `out.len()` objects from the first partial slab, all
@@ -253,13 +259,9 @@ impl Cache {
     /// [`Cache::allocate`]'s common case; returns how many. 0 when that
     /// case does not apply: the caller then takes [`Cache::allocate`].
     pub(crate) fn take_run(&self, out: &mut [NonNull<u8>]) -> usize {
-        let Some(slab) = self.heads[List::Partial as usize].get() else {
+        let Some((slab, free)) = self.spare_partial() else {
             return 0;
         };
-        let free = slab.free_count();
-        if free <= 1 || free > self.geometry.capacity || slab.list() != Some(List::Partial) {
-            return 0;
-        }
         let run = (free - 1).min(out.len());
         for (taken, slot) in out[..run].iter_mut().enumerate() {
             // SAFETY: `slab` is one of ours (SLAB-C3), made with our geometry.
