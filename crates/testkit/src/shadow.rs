@@ -27,19 +27,31 @@ const PERIOD: usize = 251;
 
 /// The fill byte at offset `i` of a block filled with `seed`.
 #[inline]
-pub fn pattern(seed: u8, i: usize) -> u8 {
+pub const fn pattern(seed: u8, i: usize) -> u8 {
     let j = (i % PERIOD) as u8;
     j.wrapping_mul(31).wrapping_add(seed) ^ (j >> 3)
 }
 
-/// The first `min(len, PERIOD)` bytes of `seed`'s pattern (the rest of the
-/// array is unused).
-fn row(seed: u8, len: usize) -> [u8; PERIOD] {
-    let mut row = [0; PERIOD];
-    for (i, b) in row.iter_mut().enumerate().take(len) {
-        *b = pattern(seed, i);
+/// One period of every seed's pattern, computed at compile time (64 KiB):
+/// filling and verifying copy and compare slices of it instead of
+/// recomputing the pattern for each block.
+static ROWS: [[u8; PERIOD]; 256] = {
+    let mut rows = [[0; PERIOD]; 256];
+    let mut seed = 0;
+    while seed < 256 {
+        let mut i = 0;
+        while i < PERIOD {
+            rows[seed][i] = pattern(seed as u8, i);
+            i += 1;
+        }
+        seed += 1;
     }
-    row
+    rows
+};
+
+/// One period of `seed`'s pattern.
+fn row(seed: u8) -> &'static [u8; PERIOD] {
+    &ROWS[usize::from(seed)]
 }
 
 /// The live blocks of one allocator, keyed by address.
@@ -59,6 +71,8 @@ fn row(seed: u8, len: usize) -> [u8; PERIOD] {
 #[derive(Debug, Default)]
 pub struct Shadow {
     live: BTreeMap<usize, (NonNull<u8>, Entry)>,
+    /// Sum of the live entries' `size`s, kept as they come and go.
+    live_bytes: usize,
 }
 
 impl Shadow {
@@ -79,7 +93,7 @@ impl Shadow {
 
     /// Sum of the requested sizes of the live blocks.
     pub fn live_bytes(&self) -> usize {
-        self.live.values().map(|(_, e)| e.size).sum()
+        self.live_bytes
     }
 
     /// Records a fresh block of `len` bytes at `ptr` (asked: `size` bytes
@@ -127,6 +141,7 @@ impl Shadow {
         // SAFETY: the checks passed and the caller vouches for `len` writable
         // bytes at `ptr`.
         unsafe { fill(ptr, 0, len, seed) };
+        self.live_bytes += size;
         self.live.insert(
             addr,
             (
@@ -178,7 +193,9 @@ impl Shadow {
 
     /// Forgets the block at `ptr` (it is about to be freed or moved).
     pub fn remove(&mut self, ptr: NonNull<u8>) -> Option<Entry> {
-        self.live.remove(&(ptr.as_ptr() as usize)).map(|(_, e)| e)
+        let (_, e) = self.live.remove(&(ptr.as_ptr() as usize))?;
+        self.live_bytes -= e.size;
+        Some(e)
     }
 
     /// Every live block, in address order.
@@ -196,7 +213,7 @@ impl Shadow {
 ///
 /// `ptr..ptr+to` must be valid for writes.
 pub unsafe fn fill(ptr: NonNull<u8>, from: usize, to: usize, seed: u8) {
-    let row = row(seed, to);
+    let row = row(seed);
     let mut i = from;
     while i < to {
         let phase = i % PERIOD;
@@ -219,7 +236,7 @@ pub unsafe fn verify_fill(
     to: usize,
     seed: u8,
 ) -> Result<(), String> {
-    let row = row(seed, to);
+    let row = row(seed);
     let mut i = from;
     while i < to {
         let phase = i % PERIOD;
