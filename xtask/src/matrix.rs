@@ -283,10 +283,11 @@ pub fn steps() -> Vec<Step> {
             what: "cargo test -p freespace-malloc --test preload -- --include-ignored",
             notes: "freespace-malloc under `LD_PRELOAD`: C test programs (every function, threads, \
                     fork in a threaded process, misuse aborting with the report line), then \
-                    python3, git, sqlite3 and redis-server + redis-benchmark; each must print the \
-                    shim's stats line. Each real program also runs once without the shim; the \
-                    report shows both peak RSS (`RSS <program>: glibc X MiB, freespace Y MiB, \
-                    ratio Z`, informational, never a failure). A missing program makes the step \
+                    python3, perl, gcc, git, sqlite3 and redis-server + redis-benchmark; each \
+                    must print the shim's stats line. Each real program also runs once without \
+                    the shim; the report shows both peak RSS and CPU time (`RSS <program>: \
+                    glibc X MiB, freespace Y MiB, ratio Z; CPU glibc A s, freespace B s, ratio \
+                    C`, informational, never a failure). A missing program makes the step \
                     SKIPPED; under `CI=true` it fails. Budget 600 s (BUDGET when spent). See \
                     [malloc.md](malloc.md)",
             run: |ws| {

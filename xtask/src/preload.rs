@@ -4,7 +4,7 @@
 //! Runs `cargo test -p freespace-malloc --test preload -- --include-ignored`:
 //! the C test programs (every function, threads, fork, thread-exit
 //! destructors, misuse that must abort with freespace's report) and the
-//! real programs the plain test run skips — python3, git, sqlite3 and
+//! real programs the plain test run skips — python3, perl, gcc, git, sqlite3 and
 //! redis-server with redis-benchmark. Each asserts that the shim's exit
 //! summary (`FREESPACE_MALLOC_STATS=1`) shows it served the program.
 //!
@@ -14,8 +14,9 @@
 //! fail instead, so CI cannot pass without running every program.
 //!
 //! Each real program also runs once without the shim, and its test prints
-//! `RSS <program>: glibc X MiB, freespace Y MiB, ratio Z` (peak resident
-//! memory of both runs); the step collects those lines too and shows them
+//! `RSS <program>: glibc X MiB, freespace Y MiB, ratio Z; CPU glibc A s,
+//! freespace B s, ratio C` (peak resident memory and CPU time of both
+//! runs); the step collects those lines too and shows them
 //! as notes under its row of the report. They are information, not a
 //! verdict: the step passes or fails on the tests alone.
 
@@ -39,7 +40,7 @@ pub fn run(root: &Path) -> (Outcome, Vec<String>) {
     let outcome = run_tests(root, &rss);
     let rss = rss.lock().map(|r| r.clone()).unwrap_or_default();
     if !rss.is_empty() {
-        println!("peak resident memory, glibc vs the shim (informational):");
+        println!("peak resident memory and CPU time, glibc vs the shim (informational):");
         for line in &rss {
             println!("  {line}");
         }

@@ -2,8 +2,9 @@
  * peak_rss OUT PRELOAD PROGRAM [ARGS...]
  *
  * Runs PROGRAM (with LD_PRELOAD=PRELOAD unless PRELOAD is empty), writes
- * its peak resident memory in KiB (ru_maxrss from wait4) to the file OUT,
- * and exits as PROGRAM did.
+ * its peak resident memory in KiB (ru_maxrss from wait4) and the CPU time
+ * it and its waited-for children used in microseconds (user + system) to
+ * the file OUT, as "KIB MICROSECONDS\n", and exits as PROGRAM did.
  *
  * Why a helper: Linux carries the RSS high-water mark of the address space
  * a process execs from into its ru_maxrss, so a program spawned straight
@@ -49,7 +50,10 @@ int main(int argc, char **argv) {
         }
     }
     FILE *out = fopen(argv[1], "w");
-    if (out == NULL || fprintf(out, "%ld\n", usage.ru_maxrss) < 0 || fclose(out) != 0) {
+    long long cpu_us = (long long)(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1000000 +
+                       usage.ru_utime.tv_usec + usage.ru_stime.tv_usec;
+    if (out == NULL || fprintf(out, "%ld %lld\n", usage.ru_maxrss, cpu_us) < 0 ||
+        fclose(out) != 0) {
         perror(argv[1]);
         return 2;
     }
