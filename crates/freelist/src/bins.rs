@@ -2,6 +2,7 @@
 //! ones, and [`Binned`]: bins in front of a [`Tree`] for the larger chunks.
 //!
 //! ```text
+//!  summary 1 0 0 1 0 0 0 0            (bit w set iff bitmap word w is non-zero)
 //!  bitmap  0 1 1 0 0 1 ...            (bit i set iff bin i is non-empty)
 //!  bin 0   (32 B)    empty
 //!  bin 1   (48 B)    head ──► [48 B] ◄──► [48 B] ──► null    most recent first
@@ -13,7 +14,8 @@
 //!
 //! Every bin holds chunks of exactly one size, so "the smallest free chunk
 //! of at least `n` bytes" among them is the head of the first non-empty bin
-//! at or above `n`'s: one bit scan. Insertion pushes at the head and
+//! at or above `n`'s: a bit scan of `n`'s bitmap word, or of the summary
+//! and the word it points to. Insertion pushes at the head and
 //! removal unlinks (the lists are doubly linked through words 1 and 2 of
 //! the chunks, like [`FreeSet`](crate::FreeSet)), so both are O(1); within
 //! a bin the most recently inserted chunk comes first. That is the order a
@@ -44,6 +46,8 @@ pub const LARGEST_BINNED: usize = MIN_CHUNK + (BINS - 1) * GRANULE;
 
 /// Bitmap words.
 const WORDS: usize = BINS / 64;
+// The summary has a bit per bitmap word.
+const _: () = assert!(WORDS <= 64 && BINS % 64 == 0);
 
 /// Word of a binned chunk holding the next chunk of its bin.
 const NEXT: usize = 1;
@@ -88,7 +92,8 @@ pub const fn size_of_bin(bin: usize) -> usize {
 ///   link (word 2) names the member before it, null for the head.
 /// - FL-N2 (sizes): every member of bin `i` is a free chunk of
 ///   [`size_of_bin(i)`](size_of_bin) bytes.
-/// - FL-N3 (bitmap): bit `i` of `bitmap` is set iff `heads[i]` is some.
+/// - FL-N3 (bitmap): bit `i` of `bitmap` is set iff `heads[i]` is some;
+///   bit `w` of `summary` is set iff `bitmap[w]` is not zero.
 /// - FL-N4 (count): `len` is the number of members.
 /// - FL-N5 (span): every member lies in `lo..=hi`.
 ///
@@ -120,6 +125,9 @@ pub const fn size_of_bin(bin: usize) -> usize {
 pub struct Bins {
     heads: [Option<Chunk>; BINS],
     bitmap: [u64; WORDS],
+    /// A bit per non-zero bitmap word: a search that finds nothing in the
+    /// request's word goes straight to the next non-empty one.
+    summary: u64,
     len: usize,
     lo: usize,
     hi: usize,
@@ -141,6 +149,7 @@ impl Bins {
         Self {
             heads: [None; BINS],
             bitmap: [0; WORDS],
+            summary: 0,
             len: 0,
             lo: usize::MAX,
             hi: 0,
@@ -186,36 +195,42 @@ impl Bins {
         unsafe { c.link(NEXT) }
     }
 
-    /// The lowest non-empty bin at `bin` or above.
-    #[inline]
+    /// The lowest non-empty bin at `bin` or above: a bit scan of the
+    /// request's bitmap word, else of the summary and the word it names.
+    #[inline(always)]
     pub fn first_bin_at_or_above(&self, bin: usize) -> Option<usize> {
-        let mut word = bin / 64;
+        let word = bin / 64;
         if word >= WORDS {
             return None;
         }
-        let mut bits = self.bitmap[word] & (u64::MAX << (bin % 64));
-        loop {
-            if bits != 0 {
-                return Some(word * 64 + bits.trailing_zeros() as usize);
-            }
-            word += 1;
-            bits = *self.bitmap.get(word)?;
+        let bits = self.bitmap[word] & (u64::MAX << (bin % 64));
+        if bits != 0 {
+            return Some(word * 64 + bits.trailing_zeros() as usize);
         }
+        // Words above `word` (`word + 1 <= WORDS <= 64`).
+        let higher = self.summary & u64::MAX.checked_shl(word as u32 + 1).unwrap_or(0);
+        if higher == 0 {
+            return None;
+        }
+        let word = higher.trailing_zeros() as usize;
+        Some(word * 64 + self.bitmap[word].trailing_zeros() as usize)
     }
 
     /// The highest non-empty bin at `bin` or below.
     #[inline]
     pub fn last_bin_at_or_below(&self, bin: usize) -> Option<usize> {
         let bin = bin.min(BINS - 1);
-        let mut word = bin / 64;
-        let mut bits = self.bitmap[word] & (u64::MAX >> (63 - bin % 64));
-        loop {
-            if bits != 0 {
-                return Some(word * 64 + 63 - bits.leading_zeros() as usize);
-            }
-            word = word.checked_sub(1)?;
-            bits = self.bitmap[word];
+        let word = bin / 64;
+        let bits = self.bitmap[word] & (u64::MAX >> (63 - bin % 64));
+        if bits != 0 {
+            return Some(word * 64 + 63 - bits.leading_zeros() as usize);
         }
+        let lower = self.summary & ((1u64 << word) - 1);
+        if lower == 0 {
+            return None;
+        }
+        let word = 63 - lower.leading_zeros() as usize;
+        Some(word * 64 + 63 - self.bitmap[word].leading_zeros() as usize)
     }
 
     /// The head of the lowest non-empty bin at `bin` or above: the smallest
@@ -224,8 +239,8 @@ impl Bins {
     ///
     /// # Time complexity
     ///
-    /// O(1): a bit scan of at most [`BINS`]` / 64` (8) words.
-    #[inline]
+    /// O(1): at most two bit scans of the bitmap and one of its summary.
+    #[inline(always)]
     pub fn first_at_or_above(&self, bin: usize) -> Option<Chunk> {
         self.heads[self.first_bin_at_or_above(bin)?]
     }
@@ -237,7 +252,7 @@ impl Bins {
     /// `c` is a free chunk of `size <= LARGEST_BINNED` bytes (a multiple of
     /// [`GRANULE`], at least [`MIN_CHUNK`]) that is not a member, in memory
     /// no user holds, whose words 1 and 2 the bins may write.
-    #[inline]
+    #[inline(always)]
     pub unsafe fn push(&mut self, c: Chunk, size: usize) {
         debug_assert!((MIN_CHUNK..=LARGEST_BINNED).contains(&size));
         let bin = (size - MIN_CHUNK) / GRANULE;
@@ -252,6 +267,7 @@ impl Bins {
         }
         self.heads[bin] = Some(c);
         self.bitmap[bin / 64] |= 1 << (bin % 64);
+        self.summary |= 1 << (bin / 64);
         self.len += 1;
         self.lo = self.lo.min(c.addr());
         self.hi = self.hi.max(c.addr());
@@ -263,7 +279,7 @@ impl Bins {
     /// # Safety
     ///
     /// `c`'s first three words are readable.
-    #[inline]
+    #[inline(always)]
     unsafe fn checked_link(&self, c: Chunk, index: usize) -> Result<Option<Chunk>, Corruption> {
         // SAFETY: caller contract.
         let link = unsafe { c.link(index) };
@@ -288,7 +304,7 @@ impl Bins {
     ///
     /// [`Corruption::CorruptFreeList`] when `c` is not where its links say;
     /// nothing is changed then.
-    #[inline]
+    #[inline(always)]
     pub unsafe fn remove(&mut self, c: Chunk, size: usize) -> Result<(), Corruption> {
         let bad = Corruption::CorruptFreeList { addr: c.addr() };
         let bin = bin_of(size).ok_or(bad)?;
@@ -316,6 +332,9 @@ impl Bins {
                     self.heads[bin] = next;
                     if next.is_none() {
                         self.bitmap[bin / 64] &= !(1 << (bin % 64));
+                        if self.bitmap[bin / 64] == 0 {
+                            self.summary &= !(1 << (bin / 64));
+                        }
                     }
                 }
             }
@@ -369,6 +388,22 @@ impl Bins {
     /// assert!(freespace_freelist::bins::Bins::new().check().is_ok());
     /// ```
     pub fn check(&self) -> Result<(), Violation> {
+        for (word, &bits) in self.bitmap.iter().enumerate() {
+            if (self.summary >> word & 1 != 0) != (bits != 0) {
+                return Err(Violation::new(
+                    "FL-N3",
+                    word,
+                    "summary bit disagrees with its bitmap word",
+                ));
+            }
+        }
+        if self.summary.checked_shr(WORDS as u32).unwrap_or(0) != 0 {
+            return Err(Violation::new(
+                "FL-N3",
+                WORDS,
+                "summary bit past the bitmap",
+            ));
+        }
         let mut count = 0usize;
         for bin in 0..BINS {
             let bit = self.bitmap[bin / 64] & (1 << (bin % 64)) != 0;
@@ -604,7 +639,7 @@ impl<O: Order> Binned<O> {
     ///
     /// `c` is a free chunk of `size` bytes, not a member, in memory no user
     /// holds (for a tree chunk: [`Tree::insert`]'s contract).
-    #[inline]
+    #[inline(always)]
     unsafe fn add(&mut self, c: Chunk, size: usize) -> Result<(), Corruption> {
         if size <= LARGEST_BINNED {
             // SAFETY: caller contract.
@@ -624,7 +659,7 @@ impl<O: Order> Binned<O> {
     /// # Safety
     ///
     /// As [`Bins::remove`] or [`Tree::remove`], by size.
-    #[inline]
+    #[inline(always)]
     unsafe fn take(&mut self, c: Chunk, size: usize) -> Result<(), Corruption> {
         if size <= LARGEST_BINNED {
             // SAFETY: caller contract.
@@ -647,7 +682,7 @@ impl<O: Order> Binned<O> {
     /// # Errors
     ///
     /// As [`Tree::insert`].
-    #[inline]
+    #[inline(always)]
     pub unsafe fn insert(&mut self, c: Chunk) -> Result<(), Corruption> {
         // SAFETY: caller contract.
         unsafe { self.add(c, c.size()) }
@@ -662,7 +697,7 @@ impl<O: Order> Binned<O> {
     /// # Errors
     ///
     /// [`Corruption::CorruptFreeList`] when the chunk's links do not check.
-    #[inline]
+    #[inline(always)]
     pub unsafe fn remove(&mut self, c: Chunk) -> Result<(), Corruption> {
         // SAFETY: caller contract.
         unsafe { self.take(c, c.size()) }
@@ -679,7 +714,7 @@ impl<O: Order> Binned<O> {
     /// # Errors
     ///
     /// As [`remove`](Self::remove); nothing is changed then.
-    #[inline]
+    #[inline(always)]
     pub unsafe fn replace(
         &mut self,
         old: Chunk,
@@ -713,7 +748,7 @@ impl<O: Order> Binned<O> {
     /// # Errors
     ///
     /// As [`remove`](Self::remove).
-    #[inline]
+    #[inline(always)]
     pub unsafe fn resize(&mut self, c: Chunk, old_size: usize) -> Result<(), Corruption> {
         // SAFETY: caller contract.
         unsafe {

@@ -292,21 +292,21 @@ macro_rules! forward_to_index {
         $($crate::forward_to_index!(@ $field $method);)+
     };
     (@ $f:ident insert) => {
-        #[inline]
+        #[inline(always)]
         unsafe fn insert(&mut self, chunk: $crate::Chunk) -> ::core::result::Result<(), ::freespace_core::Corruption> {
             // SAFETY: the caller's contract (`Fit::insert`) is the index's.
             unsafe { self.$f.insert(chunk) }
         }
     };
     (@ $f:ident remove) => {
-        #[inline]
+        #[inline(always)]
         unsafe fn remove(&mut self, chunk: $crate::Chunk) -> ::core::result::Result<(), ::freespace_core::Corruption> {
             // SAFETY: the caller's contract (`Fit::remove`) is the index's.
             unsafe { self.$f.remove(chunk) }
         }
     };
     (@ $f:ident replace) => {
-        #[inline]
+        #[inline(always)]
         unsafe fn replace(
             &mut self,
             old: $crate::Chunk,
@@ -318,7 +318,7 @@ macro_rules! forward_to_index {
         }
     };
     (@ $f:ident resize) => {
-        #[inline]
+        #[inline(always)]
         unsafe fn resize(&mut self, chunk: $crate::Chunk, old_size: usize) -> ::core::result::Result<(), ::freespace_core::Corruption> {
             // SAFETY: the caller's contract (`Fit::resize`) is the index's.
             unsafe { self.$f.resize(chunk, old_size) }

@@ -488,6 +488,65 @@ fn bins_keep_the_most_recent_first_and_the_tree_the_rest() {
 }
 
 #[test]
+fn bin_searches_cross_bitmap_words_like_a_linear_scan() {
+    use crate::bins::{size_of_bin, BINS};
+    // One chunk in each of a few bins spread over the bitmap's words (and
+    // its first and last bins), pushed and removed in turn; after every
+    // change each search agrees with a scan of the occupied bins.
+    let bins_used = [0, 1, 63, 64, 65, 130, 200, 320, 447, 448, 510, BINS - 1];
+    let total: usize = bins_used.iter().map(|&b| size_of_bin(b)).sum();
+    let (_keep, p) = buffer(total / 16);
+    let mut at = 0;
+    let chunks: Vec<(usize, Chunk)> = bins_used
+        .iter()
+        .map(|&b| {
+            // SAFETY: disjoint slots of a buffer only this test uses.
+            let c = unsafe { Chunk::new(p).forward(at) };
+            at += size_of_bin(b);
+            (b, c)
+        })
+        .collect();
+    let mut bins = Bins::new();
+    let mut occupied = std::collections::BTreeSet::new();
+    let agree = |bins: &Bins, occupied: &std::collections::BTreeSet<usize>| {
+        bins.check().unwrap();
+        for probe in 0..BINS {
+            assert_eq!(
+                bins.first_bin_at_or_above(probe),
+                occupied.range(probe..).next().copied(),
+                "first at or above {probe}"
+            );
+            assert_eq!(
+                bins.last_bin_at_or_below(probe),
+                occupied.range(..=probe).next_back().copied(),
+                "last at or below {probe}"
+            );
+        }
+    };
+    // SAFETY: each chunk is a free chunk of its bin's size in the buffer.
+    unsafe {
+        for &(b, c) in &chunks {
+            c.write_free(size_of_bin(b), Flags::empty());
+            bins.push(c, size_of_bin(b));
+            occupied.insert(b);
+            agree(&bins, &occupied);
+        }
+        for &(b, c) in chunks
+            .iter()
+            .rev()
+            .step_by(2)
+            .chain(chunks.iter().step_by(2))
+        {
+            if occupied.remove(&b) {
+                bins.remove(c, size_of_bin(b)).unwrap();
+                agree(&bins, &occupied);
+            }
+        }
+    }
+    assert!(bins.is_empty());
+}
+
+#[test]
 fn bins_refuse_to_unlink_through_a_damaged_link() {
     let (_keep, p) = buffer(64);
     // SAFETY: 64-byte slots of a buffer only this test uses.
