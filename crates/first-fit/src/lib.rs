@@ -59,6 +59,7 @@ use freespace_split_coalesce::FreeListHeap;
 /// let r = Request::new(core::alloc::Layout::from_size_align(64, 4096).unwrap()).unwrap();
 /// assert!(first_fit_from(&AddressIndex::new(), 0x1000, &r).is_none());
 /// ```
+#[inline(always)]
 pub fn first_fit_from(index: &AddressIndex, from: usize, req: &Request) -> Option<Chunk> {
     let mut at = from;
     loop {

@@ -130,6 +130,7 @@ impl AddressIndex {
     /// }
     /// assert!(index.is_empty());
     /// ```
+    #[inline]
     pub unsafe fn insert(&mut self, c: Chunk) -> Result<(), Corruption> {
         // SAFETY: caller contract; `top` is a member (FL-A2), its size word
         // intact.
@@ -177,6 +178,7 @@ impl AddressIndex {
     /// # Errors
     ///
     /// As [`Tree::remove`].
+    #[inline]
     pub unsafe fn remove(&mut self, c: Chunk) -> Result<(), Corruption> {
         // SAFETY: caller contract; tree members are readable (FL-T1).
         unsafe {
@@ -224,6 +226,7 @@ impl AddressIndex {
     /// # Errors
     ///
     /// As [`Tree::remove`].
+    #[inline(always)]
     pub unsafe fn replace(
         &mut self,
         old: Chunk,
@@ -236,6 +239,24 @@ impl AddressIndex {
             self.top = Some(new);
             return Ok(());
         }
+        // SAFETY: caller contract.
+        unsafe { self.replace_in_trees(old, new, new_size) }
+    }
+
+    /// [`replace`](Self::replace) of a tree member (not the top): out of
+    /// line, so the top's case inlines into the heap as a compare and a
+    /// store.
+    ///
+    /// # Safety
+    ///
+    /// As [`replace`](Self::replace); `old` is not the top.
+    #[inline(never)]
+    unsafe fn replace_in_trees(
+        &mut self,
+        old: Chunk,
+        new: Chunk,
+        new_size: usize,
+    ) -> Result<(), Corruption> {
         // SAFETY: caller contract.
         unsafe {
             let old_size = old.size();
@@ -264,6 +285,7 @@ impl AddressIndex {
     /// # Errors
     ///
     /// As [`Tree::remove`].
+    #[inline]
     pub unsafe fn resize(&mut self, c: Chunk, old_size: usize) -> Result<(), Corruption> {
         if self.top == Some(c) {
             // The top is in no tree: no key or subtree maximum to update.
@@ -320,6 +342,7 @@ impl AddressIndex {
     /// use freespace_freelist::index::AddressIndex;
     /// assert!(AddressIndex::new().lowest_at_least(0x1000, 64).is_none());
     /// ```
+    #[inline]
     pub fn lowest_at_least(&self, from: usize, need: usize) -> Option<Chunk> {
         let big = self.big.first_at_least(Key {
             addr: from,
@@ -355,6 +378,7 @@ impl AddressIndex {
     /// let c = Chunk::new(NonNull::from(&mut x).cast());
     /// assert!(AddressIndex::new().successor(c).is_none());
     /// ```
+    #[inline]
     pub fn successor(&self, c: Chunk) -> Option<Chunk> {
         self.lowest_at_least(c.addr().checked_add(GRANULE)?, 0)
     }

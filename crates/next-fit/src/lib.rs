@@ -82,6 +82,7 @@ unsafe impl Fit for NextFit {
     };
     const NAME: &'static str = "next fit";
 
+    #[inline]
     fn choose(&mut self, req: &Request) -> Option<Chunk> {
         let from = self.rover.map_or(0, Chunk::addr);
         // From the rover up; if nothing there fits, whatever fits from the
@@ -112,7 +113,9 @@ unsafe impl Fit for NextFit {
         Ok(())
     }
 
-    #[inline]
+    // Always inlined, like the index's forwarders: it runs on every split
+    // and every merge.
+    #[inline(always)]
     unsafe fn replace(
         &mut self,
         old: Chunk,
