@@ -8,7 +8,7 @@
 //!
 //! Each run goes through the testkit's interpreter and shadow model (no
 //! overlap, in bounds, aligned, contents intact across resizes) with the
-//! stack's `check_all()` after every op. Then the two call logs are
+//! stack's `check_all()` after every [`freespace_fuzz::CHECK_EVERY`]-th op. Then the two call logs are
 //! compared: every call must succeed or fail alike while the heap cannot
 //! be short of memory (see [`must_succeed`]). The magazines' contract is
 //! that cached blocks never make a request fail that the heap alone could

@@ -870,12 +870,14 @@ fn render(root: &Path, faults: &str, faults_ok: bool) -> String {
         "\n## Fuzzing\n\n\
          Every target decodes its input into allocate/free/grow/shrink ops (`freespace_testkit::ops`), \
          plays them against a fresh heap over a zeroed arena and the shadow model, and calls the \
-         blocks' `check()` after every op (`fuzz/fuzz_targets/`). Inputs up to {MAX_LEN} bytes \
+         blocks' `check()` after every 8th op (`freespace_fuzz::CHECK_EVERY`), the last op and the final \
+         free-everything (`fuzz/fuzz_targets/`; a check walks the whole heap, so after every op \
+         it made a 4 KiB input quadratic). Inputs up to {MAX_LEN} bytes \
          (`-max_len={MAX_LEN} -len_control={LEN_CONTROL}`: deep heap states from the first input). \
          Differential targets play one input through two allocators and compare them: \
          `fit_vs_scan` (each indexed fit heap and its plain list scan: every block at the same \
-         offset), `stacks_differential` (the `Shared` and `Threaded` stacks: the same outcomes \
-         while neither can be short of memory); `malloc_shadow` drives the malloc shim's C API \
+         offset), `stacks_differential` (`Locked<SlabBuddy>` and the same behind a thread cache: the \
+         same outcomes while neither can be short of memory); `malloc_shadow` drives the malloc shim's C API \
          (its process-wide heap) against the shadow model. Each run starts from the minimized \
          corpus kept in `fuzz/corpus/<target>/`. \
          `cargo xtask fuzz --long` runs each target to {LONG_RUNS} executions; a result marked \
