@@ -43,6 +43,10 @@ pub struct Trace {
     pub ops: Vec<Op>,
     /// One more than the largest slot number used.
     pub slots: usize,
+    /// The steps that are timed (and counted under callgrind): all of them,
+    /// except where a workload measures one phase (the scaling pairs, not
+    /// the heap built before them or the frees after).
+    pub measured: core::ops::Range<usize>,
 }
 
 /// How request sizes are drawn.
@@ -136,6 +140,7 @@ impl Builder {
             self.free_random();
         }
         Trace {
+            measured: 0..self.ops.len(),
             ops: self.ops,
             slots: self.slots as usize,
         }
@@ -252,7 +257,14 @@ pub fn build_teardown(seed: u64, n: usize, sizes: Sizes, order: Teardown) -> Tra
 /// The scaling measurement: `2 free_chunks` blocks of `small` bytes, every
 /// other one freed (so `free_chunks` free chunks too small for what
 /// follows sit below the rest of the heap), then `pairs` × (allocate a
-/// `large` block, free it).
+/// `large` block, free it). Only the pairs are [`measured`](Trace::measured):
+/// the cost of one allocate+free with that many chunks below the fit, not
+/// of building the heap or freeing it.
+///
+/// ```
+/// let t = freespace_bench::trace::scaling(100, 1000, 32, 256);
+/// assert_eq!(t.measured, 300..2300); // 200 allocations and 100 frees first
+/// ```
 pub fn scaling(free_chunks: usize, pairs: usize, small: u32, large: u32) -> Trace {
     let mut b = Builder::new(0, 4 * free_chunks + 2 * pairs);
     for _ in 0..2 * free_chunks {
@@ -267,13 +279,18 @@ pub fn scaling(free_chunks: usize, pairs: usize, small: u32, large: u32) -> Trac
             b.live.push(slot);
         }
     }
+    let start = b.ops.len();
     for _ in 0..pairs {
         b.alloc(large, 8);
         let slot = b.live.pop().expect("just allocated");
         b.empty.push(slot);
         b.ops.push(Op::Free { slot });
     }
-    b.finish()
+    let end = b.ops.len();
+    Trace {
+        measured: start..end,
+        ..b.finish()
+    }
 }
 
 /// Request sizes for the producer of a producer/consumer run.
