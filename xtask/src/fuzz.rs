@@ -679,7 +679,8 @@ pub fn run(root: &Path, chosen: &[String], budget: Budget, smoke: bool, asan: bo
         };
         // A smoke run records nothing: its few seconds are no figures for
         // the reliability page, and the test matrix must not rewrite a
-        // tracked file.
+        // tracked file. Anything else is written as soon as the target is
+        // done, so a long campaign that is stopped keeps what it finished.
         if !smoke {
             stats.insert(
                 target.clone(),
@@ -691,10 +692,8 @@ pub fn run(root: &Path, chosen: &[String], budget: Budget, smoke: bool, asan: bo
                     commit: fuzzed.clone(),
                 },
             );
+            write_stats(root, &stats);
         }
-    }
-    if !smoke {
-        write_stats(root, &stats);
     }
     if failed.is_empty() {
         eprintln!("fuzz: {} target(s) ok", chosen.len());
