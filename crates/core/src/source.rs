@@ -177,6 +177,28 @@ pub const CLEAR_BY_DECOMMIT: usize = 128 << 10;
 /// ```
 pub const PURGE_MIN: usize = 1 << 20;
 
+/// The default release threshold of the free-list heap: a free of a block
+/// at least this large gives the block's whole pages back to the source at
+/// once (128 KiB, glibc's initial mmap threshold, where its `free` unmaps
+/// a block). After such a release the threshold rises past the block's
+/// size (up to [`RELEASE_AT_MAX`]), as glibc's dynamic threshold does, so
+/// a program that frees and reallocates blocks of one large size pays for
+/// one release, not one per free.
+///
+/// ```
+/// assert_eq!(freespace_core::source::DEFAULT_RELEASE_AT, 128 << 10);
+/// ```
+pub const DEFAULT_RELEASE_AT: usize = 128 << 10;
+
+/// The highest the release threshold rises on its own (32 MiB, glibc's
+/// `DEFAULT_MMAP_THRESHOLD_MAX` on 64-bit systems): a free of a block this
+/// large or larger always gives its pages back.
+///
+/// ```
+/// assert_eq!(freespace_core::source::RELEASE_AT_MAX, 32 << 20);
+/// ```
+pub const RELEASE_AT_MAX: usize = 32 << 20;
+
 /// The default purge budget of the heaps that have one: every 64 MiB freed,
 /// the pages of their free blocks of [`PURGE_MIN`] or more go back to the
 /// source. The count is one addition per free; the purge itself walks the

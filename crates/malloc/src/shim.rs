@@ -45,6 +45,17 @@
 //! Calls after a thread's magazines were flushed at its exit (from later
 //! destructors) also go straight to the shared heap.
 //!
+//! # What the thread caches hold
+//!
+//! Blocks of up to [`CACHED_MAX`] bytes (4 KiB, the shim's header
+//! included) go through the thread caches; larger ones are direct blocks
+//! of the shared heap (its best-fit heap, which rounds to 16 bytes). The
+//! magazines' classes above 4 KiB are 1–4 KiB apart, and C programs keep
+//! many blocks just above a page: `malloc(4096)` is 4112 bytes with the
+//! header (a 5120-byte class), sqlite's page cache entries 4384 (the same
+//! class, 17 % more). glibc draws the same line lower: its tcache holds
+//! blocks of up to 1032 bytes.
+//!
 //! # The fast path
 //!
 //! `malloc` and `free` inline the common case ([`Fast`]): one thread-local
@@ -632,6 +643,15 @@ fn allocate(size: usize, align: usize, zero: bool) -> Option<NonNull<u8>> {
     Some(user)
 }
 
+/// The largest block (the shim's header included) the thread caches
+/// serve; larger ones come straight from the shared heap, at their own size
+/// rounded to 16 bytes rather than to a magazine class (see the module
+/// docs, "What the thread caches hold").
+pub(crate) const CACHED_MAX: usize = 4096;
+
+// A large zeroed block is never a cached size (`allocate_zeroed_large`).
+const _: () = assert!(CLEAR_BY_DECOMMIT > CACHED_MAX);
+
 /// [`allocate`]'s call when it is not the common case (or the loaded
 /// magazine was empty, or the request is not a cached class): through the
 /// thread's magazines if this call may use them, else straight from the
@@ -643,8 +663,8 @@ fn allocate_slow(size: usize, align: usize) -> Option<NonNull<u8>> {
     let plan = &Plan::new(size, align)?;
     let call = Call::begin();
     let (block, direct) = match call.cache() {
-        Some(cache) => (cache.allocate(plan.layout), false),
-        None => (shared().allocate(plan.layout), true),
+        Some(cache) if plan.layout.size() <= CACHED_MAX => (cache.allocate(plan.layout), false),
+        _ => (shared().allocate(plan.layout), true),
     };
     drop(call);
     // SAFETY: a fresh block for `plan.layout`, direct if from the shared heap.
@@ -659,14 +679,12 @@ fn allocate_slow(size: usize, align: usize) -> Option<NonNull<u8>> {
 fn allocate_zeroed_large(size: usize, align: usize) -> Option<NonNull<u8>> {
     let plan = &Plan::new(size, align)?;
     let call = Call::begin();
-    let (block, direct) = match call.cache() {
-        Some(cache) => (cache.allocate_zeroed(plan.layout), false),
-        None => (shared().allocate_zeroed(plan.layout), true),
-    };
+    // Never a cached size (`CLEAR_BY_DECOMMIT` is far above `CACHED_MAX`).
+    let direct = shared().allocate_zeroed(plan.layout);
     drop(call);
-    // SAFETY: a fresh block for `plan.layout`, all zeros, direct if from the
-    // shared heap; `place` writes only the header, before the user bytes.
-    Some(unsafe { place(block.ok()?, plan, direct) })
+    // SAFETY: a fresh block for `plan.layout`, all zeros, from the shared
+    // heap; `place` writes only the header, before the user bytes.
+    Some(unsafe { place(direct.ok()?, plan, true) })
 }
 
 /// Bytes of the canary a fast `free` writes at the start of a block it
@@ -901,8 +919,19 @@ unsafe fn resize(p: NonNull<u8>, size: usize) -> Option<NonNull<u8>> {
     }
     let plan = Plan::new(size, block.align())?;
     let call = Call::begin();
-    let Some(cache) = call.cache().filter(|_| !block.direct) else {
-        // A heap block (or a re-entrant call): move it by hand.
+    // A direct block resizes in the shared heap and stays direct; a cached
+    // one in the thread caches while it stays a cached size. Anything else
+    // (a cached block growing past `CACHED_MAX`, or a re-entrant call)
+    // moves by hand.
+    let moved = if block.direct {
+        // SAFETY: `p` is live and direct: it came from the shared heap
+        // (MALLOC-H1).
+        unsafe { resize_in(shared(), p, &block, &plan) }
+    } else if let Some(cache) = call.cache().filter(|_| plan.layout.size() <= CACHED_MAX) {
+        // SAFETY: `p` is live and came from the thread caches (MALLOC-H1;
+        // any thread's handle takes any block of the depot's classes).
+        unsafe { resize_in(cache, p, &block, &plan) }
+    } else {
         drop(call);
         let Some(q) = allocate(size, block.align(), false) else {
             // A shrink that cannot move keeps the larger block.
@@ -915,56 +944,60 @@ unsafe fn resize(p: NonNull<u8>, size: usize) -> Option<NonNull<u8>> {
         unsafe { free_block(p, block, key(), Fast::thread()) };
         return Some(q);
     };
+    drop(call);
+    match moved {
+        Some(q) => Some(q),
+        // A shrink that cannot move keeps the larger block.
+        None => (size <= usable).then_some(p),
+    }
+}
+
+/// Resizes the live block at `p` to `plan` through `from`, the allocator it
+/// came from (the shared heap for a direct block, the thread caches for
+/// another); the block keeps its kind. `None`, with the block live and
+/// unchanged, if `from` cannot.
+///
+/// # Safety
+/// `p` is a live block of the shim, decoded as `block`, that came from
+/// `from` with `block.layout()`; `plan` has the block's alignment.
+unsafe fn resize_in<A: Allocator + ?Sized>(
+    from: &A,
+    p: NonNull<u8>,
+    block: &Block,
+    plan: &Plan,
+) -> Option<NonNull<u8>> {
     let old = block.layout()?;
     // SAFETY: `p` is live; until the resize ends the block is ours alone.
     // Marked freed first: if the block moves, its old place is freed by the
     // stack at once and may belong to another thread right after.
     unsafe { header_of(p).write(Header::freed(key(), p.as_ptr().addr())) };
-    // SAFETY: the block came from the thread caches with `old` (MALLOC-H1; any
-    // thread's handle takes any block of the depot's classes);
-    // `plan.layout` has the same alignment and a size on the right side of
-    // `old`'s.
+    // SAFETY: the block came from `from` with `old` (caller); `plan.layout`
+    // has the same alignment and a size on the right side of `old`'s.
     let moved: Result<NonNull<[u8]>, AllocError> = unsafe {
         if plan.layout.size() > block.len {
-            cache.grow(p.sub(block.align()), old, plan.layout)
+            from.grow(p.sub(block.align()), old, plan.layout)
         } else {
-            cache.shrink(p.sub(block.align()), old, plan.layout)
+            from.shrink(p.sub(block.align()), old, plan.layout)
         }
     };
-    drop(call);
-    match moved {
-        Ok(new) => {
-            // SAFETY: as in `allocate`: the user pointer is `offset` into a
-            // block of at least `offset + size` bytes.
-            let q = unsafe { new.cast::<u8>().add(plan.offset) };
-            // SAFETY: as in `allocate`.
-            unsafe {
-                header_of(q).write(Header::live(
-                    key(),
-                    q.as_ptr().addr(),
-                    new.len(),
-                    block.shift,
-                    false,
-                ))
-            };
-            Some(q)
-        }
-        Err(AllocError) => {
-            // Untouched by the failed resize: live again.
-            // SAFETY: `p`'s header slot, as above.
-            unsafe {
-                header_of(p).write(Header::live(
-                    key(),
-                    p.as_ptr().addr(),
-                    block.len,
-                    block.shift,
-                    false,
-                ))
-            };
-            // A shrink that cannot move keeps the larger block.
-            (size <= usable).then_some(p)
-        }
-    }
+    let (at, len) = match moved {
+        // SAFETY: as in `allocate`: the user pointer is `offset` into a
+        // block of at least `offset + size` bytes.
+        Ok(new) => (unsafe { new.cast::<u8>().add(plan.offset) }, new.len()),
+        // Untouched by the failed resize: live again.
+        Err(AllocError) => (p, block.len),
+    };
+    // SAFETY: the header slot before `at` is ours (as in `allocate`).
+    unsafe {
+        header_of(at).write(Header::live(
+            key(),
+            at.as_ptr().addr(),
+            len,
+            block.shift,
+            block.direct,
+        ))
+    };
+    moved.is_ok().then_some(at)
 }
 
 /// `allocate` with the C conventions: null and `errno = ENOMEM` on failure.

@@ -474,8 +474,8 @@ mod c_functions {
 
     /// Allocations made from inside the shim (glibc's, during a thread's
     /// first call) come straight from the shared heap, are marked direct,
-    /// and go back there from any later call: free, realloc (which moves
-    /// them, contents kept), usable size.
+    /// and go back there from any later call: free, realloc (which resizes
+    /// them in the shared heap, contents kept, still direct), usable size.
     #[test]
     fn nested_allocations_take_the_direct_route() {
         let _only = exclusive();
@@ -505,8 +505,8 @@ mod c_functions {
                     let q = realloc(p, 20_000).cast::<u8>();
                     assert!(!q.is_null());
                     assert!(
-                        !crate::shim::is_direct(q.cast()),
-                        "moved to the cached route"
+                        crate::shim::is_direct(q.cast()),
+                        "resized in the shared heap"
                     );
                     let kept = std::slice::from_raw_parts(q, size);
                     assert!(kept.iter().all(|&b| b == 0x3c), "contents of {size} bytes");
@@ -523,6 +523,49 @@ mod c_functions {
             // Not quiescent inside a call: the gate counts it (MALLOC-F1).
             let inside = crate::shim::nested(crate::shim::check);
             assert_eq!(inside.map_err(|v| v.invariant), Err("MALLOC-F1"));
+        }
+    }
+
+    /// Blocks of up to `CACHED_MAX` bytes (header included) go through the
+    /// thread caches; larger ones are direct blocks of the shared heap at
+    /// their own size (16-byte rounding, not a magazine class). A realloc
+    /// across the line moves the block to the right route, contents kept;
+    /// a direct block shrunk below it stays direct, in place.
+    #[test]
+    fn blocks_above_cached_max_come_straight_from_the_shared_heap() {
+        use crate::shim::{is_direct, CACHED_MAX};
+        let _only = exclusive();
+        // SAFETY: C calls on blocks this test allocated, each freed once and
+        // used only within its size.
+        unsafe {
+            let before = settled_used_bytes();
+            let cached = malloc(CACHED_MAX - 16);
+            assert!(!is_direct(cached), "the largest cached size");
+            let direct = malloc(CACHED_MAX - 15);
+            assert!(is_direct(direct), "one byte more");
+            // sqlite's page-cache entry: 4368 bytes, not a 5120-byte class.
+            let page = malloc(4368);
+            assert!(is_direct(page));
+            assert!(
+                malloc_usable_size(page) < 4368 + 16,
+                "{}",
+                malloc_usable_size(page)
+            );
+            cached.cast::<u8>().write_bytes(0x5a, CACHED_MAX - 16);
+            let grown = realloc(cached, 3 * CACHED_MAX).cast::<u8>();
+            assert!(is_direct(grown.cast()), "grown past the line");
+            let kept = std::slice::from_raw_parts(grown, CACHED_MAX - 16);
+            assert!(kept.iter().all(|&b| b == 0x5a));
+            let shrunk = realloc(grown.cast(), 2000);
+            assert!(is_direct(shrunk), "a direct block stays direct");
+            let kept = std::slice::from_raw_parts(shrunk.cast::<u8>(), 2000);
+            assert!(kept.iter().all(|&b| b == 0x5a));
+            for p in [shrunk, direct, page] {
+                free(p);
+            }
+            crate::shim::trim();
+            assert_eq!(used_bytes(), before, "a block was lost");
+            crate::shim::check().unwrap();
         }
     }
 

@@ -53,9 +53,27 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
         // SAFETY: `h` is a validated allocated chunk of `size` bytes.
         unsafe { coalesce(st, region, h, size) }?;
         st.freed = st.freed.saturating_add(size);
-        if st.freed >= st.purge_after {
+        // A large block goes back at once (the threshold then rises past it,
+        // so one size freed over and over is released once).
+        let release = size >= st.release_at;
+        if release {
+            st.release_at = size
+                .saturating_add(1)
+                .min(freespace_core::source::RELEASE_AT_MAX)
+                .max(st.release_at);
+        }
+        let purge = st.freed >= st.purge_after;
+        if purge {
             st.freed = 0;
-            // `st` is not used again: the purge takes the state afresh.
+        }
+        // `st` is not used again: the release and the purge go through the
+        // source, and the purge takes the state afresh.
+        if release {
+            // SAFETY: `h` was a live chunk of `size` bytes and is now part of
+            // a free chunk (just coalesced).
+            unsafe { self.release(h, size) };
+        }
+        if purge {
             self.purge();
         }
         Ok(())

@@ -93,6 +93,10 @@ pub(crate) struct State<F> {
     pub(crate) purge_after: usize,
     /// Bytes freed since the last purge.
     pub(crate) freed: usize,
+    /// A free of a chunk at least this large gives its whole pages back at
+    /// once (`usize::MAX`: never); raised past each chunk so released, up
+    /// to `RELEASE_AT_MAX`.
+    pub(crate) release_at: usize,
 }
 
 // SAFETY: the heap owns its regions outright (CORE-S2, `Source`) and the policy's
@@ -164,6 +168,7 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
                 key,
                 purge_after: freespace_core::source::DEFAULT_PURGE_AFTER,
                 freed: 0,
+                release_at: freespace_core::source::DEFAULT_RELEASE_AT,
             }),
         }
     }
@@ -218,6 +223,60 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
     pub fn purge_after(&self) -> usize {
         // SAFETY: one field read; no other reference to the state is live.
         unsafe { self.state() }.purge_after
+    }
+
+    /// Sets the release threshold: a free of a block of at least this many
+    /// bytes gives the block's whole pages back to the source at once
+    /// ([`Source::decommit`]), keeping the head and footer of the free chunk
+    /// it joins, as glibc's `free` unmaps a block above its mmap threshold.
+    /// After each such release the threshold rises past the block's size,
+    /// up to [`RELEASE_AT_MAX`](freespace_core::source::RELEASE_AT_MAX), so
+    /// freeing and reallocating blocks of one size does not release and
+    /// fault in the same pages over and over. The default is
+    /// [`DEFAULT_RELEASE_AT`](freespace_core::source::DEFAULT_RELEASE_AT)
+    /// (128 KiB); `usize::MAX` never releases on a free (the purge budget
+    /// and [`Trim::trim`](freespace_core::Trim::trim) still do).
+    ///
+    /// ```
+    /// use freespace_best_fit::BestFitHeap;
+    /// use freespace_source::Mmap;
+    /// const HEAP: BestFitHeap<Mmap> = BestFitHeap::new(Mmap::new()).with_release_at(1 << 20);
+    /// assert_eq!(HEAP.release_at(), 1 << 20);
+    /// ```
+    pub const fn with_release_at(mut self, bytes: usize) -> Self {
+        self.state.get_mut().release_at = bytes;
+        self
+    }
+
+    /// Changes the release threshold of a heap in use (see
+    /// [`with_release_at`](Self::with_release_at)).
+    ///
+    /// ```
+    /// use freespace_first_fit::FirstFitHeap;
+    /// use freespace_source::Sbrk;
+    /// let heap = FirstFitHeap::new(Sbrk::new());
+    /// heap.set_release_at(usize::MAX);
+    /// assert_eq!(heap.release_at(), usize::MAX);
+    /// ```
+    pub fn set_release_at(&self, bytes: usize) {
+        // SAFETY: one field write; no other reference to the state is live
+        // (the heap is `!Sync` and this calls nothing).
+        unsafe { self.state() }.release_at = bytes;
+    }
+
+    /// The release threshold now
+    /// ([`with_release_at`](Self::with_release_at)): it rises as blocks
+    /// are released.
+    ///
+    /// ```
+    /// use freespace_worst_fit::WorstFitHeap;
+    /// use freespace_source::Sbrk;
+    /// let heap = WorstFitHeap::new(Sbrk::new());
+    /// assert_eq!(heap.release_at(), freespace_core::source::DEFAULT_RELEASE_AT);
+    /// ```
+    pub fn release_at(&self) -> usize {
+        // SAFETY: one field read; no other reference to the state is live.
+        unsafe { self.state() }.release_at
     }
 
     /// The checked constructor: a heap over `source` whose first region is

@@ -5,7 +5,7 @@ use core::ptr::NonNull;
 
 use freespace_core::source::PURGE_MIN;
 use freespace_core::{Source, Trim};
-use freespace_freelist::chunk::{Flags, MIN_CHUNK};
+use freespace_freelist::chunk::{Chunk, Flags, MIN_CHUNK};
 use freespace_freelist::Fit;
 
 use crate::heap::FreeListHeap;
@@ -58,6 +58,32 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
     #[inline(never)]
     pub(crate) fn purge(&self) {
         self.trim_from(PURGE_MIN.max(TRIM_MIN));
+    }
+
+    /// Gives back the whole pages of the just-freed chunk `c` of `size`
+    /// bytes, now part of a free chunk (alone or joined with free
+    /// neighbours): the bytes past `c`'s first [`FREE_HEAD`] and before its
+    /// last [`FREE_TAIL`] are inside that free chunk, past its head and
+    /// before its footer, so nothing reads them while it is free.
+    ///
+    /// # Safety
+    ///
+    /// `c` lies in one of this heap's regions and its `size` bytes are free
+    /// (coalesced); no reference into the heap's state is live.
+    #[cold]
+    #[inline(never)]
+    pub(crate) unsafe fn release(&self, c: Chunk, size: usize) {
+        if size < TRIM_MIN {
+            return;
+        }
+        // SAFETY: `FREE_HEAD < size` (`size >= TRIM_MIN`), inside the
+        // chunk; the bytes are ours and unread while free (caller).
+        let inner = unsafe {
+            NonNull::slice_from_raw_parts(c.ptr().add(FREE_HEAD), size - FREE_HEAD - FREE_TAIL)
+        };
+        // SAFETY: `inner` lies in a region from our source, and no one
+        // needs its contents (free bytes nobody reads, above).
+        let _ = unsafe { self.source().decommit(inner) };
     }
 
     /// Gives back the whole pages inside every free chunk of at least `min`

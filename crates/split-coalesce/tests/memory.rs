@@ -93,8 +93,11 @@ fn large_zeroed_blocks_are_cleared_by_decommit() {
 /// free chunk stays; `usize::MAX` never purges.
 fn the_purge_budget_gives_back_large_free_chunks<F: Fit + Default>() {
     use freespace_core::source::PURGE_MIN;
-    let heap: FreeListHeap<F, Recording> =
-        FreeListHeap::new(Recording::new(PAGE, 64 << 20)).with_purge_after(2 * PURGE_MIN);
+    // Release on free off, so that only the budget gives pages back here
+    // (the release threshold has its own test below).
+    let heap: FreeListHeap<F, Recording> = FreeListHeap::new(Recording::new(PAGE, 64 << 20))
+        .with_purge_after(2 * PURGE_MIN)
+        .with_release_at(usize::MAX);
     let big = layout(PURGE_MIN);
     let a = heap.allocate(big).unwrap().cast::<u8>();
     let guard = heap.allocate(layout(64)).unwrap().cast::<u8>();
@@ -119,8 +122,9 @@ fn the_purge_budget_gives_back_large_free_chunks<F: Fit + Default>() {
         heap.deallocate(guard2, layout(64));
     }
     heap.check().unwrap();
-    let keep: FreeListHeap<F, Recording> =
-        FreeListHeap::new(Recording::new(PAGE, 64 << 20)).with_purge_after(usize::MAX);
+    let keep: FreeListHeap<F, Recording> = FreeListHeap::new(Recording::new(PAGE, 64 << 20))
+        .with_purge_after(usize::MAX)
+        .with_release_at(usize::MAX);
     let c = keep.allocate(big).unwrap().cast::<u8>();
     // SAFETY: live with `big`.
     unsafe { keep.deallocate(c, big) };
@@ -135,4 +139,87 @@ fn purge_budget_best_fit() {
 #[test]
 fn purge_budget_first_fit() {
     the_purge_budget_gives_back_large_free_chunks::<FirstFit>();
+}
+
+/// The release threshold: a free of a block of `DEFAULT_RELEASE_AT` or more
+/// gives its whole pages back at once, while a live neighbour keeps its
+/// bytes and the heap's checks pass; the threshold then rises past that
+/// block, so freeing the same size again releases nothing, and a larger
+/// block is released again; a smaller block never is; `usize::MAX` turns
+/// it off.
+fn large_frees_give_their_pages_back_at_once<F: Fit + Default>() {
+    use freespace_core::source::{DEFAULT_RELEASE_AT, RELEASE_AT_MAX};
+    let heap: FreeListHeap<F, Recording> =
+        FreeListHeap::new(Recording::new(PAGE, 64 << 20)).with_purge_after(usize::MAX);
+    assert_eq!(heap.release_at(), DEFAULT_RELEASE_AT);
+    let free_written = |size: usize| {
+        let l = layout(size);
+        let p = heap.allocate(l).unwrap().cast::<u8>();
+        let guard = heap.allocate(layout(48)).unwrap().cast::<u8>();
+        // SAFETY: fresh blocks of `size` and 48 bytes.
+        unsafe {
+            p.write_bytes(0xAB, size);
+            guard.write_bytes(0xCD, 48);
+        }
+        let before = heap.source().decommitted();
+        // SAFETY: live with `l`.
+        unsafe { heap.deallocate(p, l) };
+        heap.check().unwrap();
+        // SAFETY: the guard is live, 48 bytes.
+        let kept = unsafe { std::slice::from_raw_parts(guard.as_ptr(), 48) };
+        assert!(
+            kept.iter().all(|&b| b == 0xCD),
+            "a live neighbour lost bytes"
+        );
+        heap.source().decommitted() - before
+    };
+    // Below the threshold: kept.
+    assert_eq!(free_written(DEFAULT_RELEASE_AT / 2), 0);
+    // At it: all but at most a page at each end given back.
+    let size = DEFAULT_RELEASE_AT;
+    let given = free_written(size);
+    assert!(given >= size - 2 * PAGE && given <= size, "{given}");
+    assert!(heap.release_at() > size && heap.release_at() <= RELEASE_AT_MAX);
+    // The same size again: the threshold rose past it.
+    assert_eq!(free_written(size), 0);
+    // Twice as large: released, and the threshold rises again.
+    assert!(free_written(2 * size) >= 2 * size - 2 * PAGE);
+    assert!(heap.release_at() > 2 * size);
+    // The released pages come back as zeros, then as written.
+    let again = heap.allocate(layout(2 * size)).unwrap().cast::<u8>();
+    // SAFETY: a fresh block of `2 * size` bytes.
+    unsafe { again.write_bytes(1, 2 * size) };
+    heap.check().unwrap();
+    // SAFETY: live with this layout.
+    unsafe { heap.deallocate(again, layout(2 * size)) };
+
+    let keep: FreeListHeap<F, Recording> = FreeListHeap::new(Recording::new(PAGE, 64 << 20))
+        .with_purge_after(usize::MAX)
+        .with_release_at(usize::MAX);
+    let big = layout(4 * DEFAULT_RELEASE_AT);
+    let c = keep.allocate(big).unwrap().cast::<u8>();
+    // SAFETY: live with `big`.
+    unsafe { keep.deallocate(c, big) };
+    assert_eq!(keep.source().decommitted(), 0);
+    assert_eq!(keep.release_at(), usize::MAX);
+}
+
+#[test]
+fn release_at_best_fit() {
+    large_frees_give_their_pages_back_at_once::<BestFit>();
+}
+
+#[test]
+fn release_at_first_fit() {
+    large_frees_give_their_pages_back_at_once::<FirstFit>();
+}
+
+#[test]
+fn release_at_next_fit() {
+    large_frees_give_their_pages_back_at_once::<NextFit>();
+}
+
+#[test]
+fn release_at_worst_fit() {
+    large_frees_give_their_pages_back_at_once::<WorstFit>();
 }
