@@ -646,7 +646,10 @@ fn allocate(size: usize, align: usize, zero: bool) -> Option<NonNull<u8>> {
 /// The largest block (the shim's header included) the thread caches
 /// serve; larger ones come straight from the shared heap, at their own size
 /// rounded to 16 bytes rather than to a magazine class (see the module
-/// docs, "What the thread caches hold").
+/// docs, "What the thread caches hold"). Checked only where a block enters
+/// the caches (`allocate_slow`, `resize`): the fast paths need no check,
+/// since a class above it never gets a round, so its loaded magazine stays
+/// empty, and a block above it is direct, so `free` never offers it.
 pub(crate) const CACHED_MAX: usize = 4096;
 
 // A large zeroed block is never a cached size (`allocate_zeroed_large`).
@@ -945,11 +948,8 @@ unsafe fn resize(p: NonNull<u8>, size: usize) -> Option<NonNull<u8>> {
         return Some(q);
     };
     drop(call);
-    match moved {
-        Some(q) => Some(q),
-        // A shrink that cannot move keeps the larger block.
-        None => (size <= usable).then_some(p),
-    }
+    // A shrink that cannot move keeps the larger block.
+    moved.or_else(|| (size <= usable).then_some(p))
 }
 
 /// Resizes the live block at `p` to `plan` through `from`, the allocator it

@@ -145,6 +145,22 @@ impl PeakRss {
         }
     }
 
+    /// The program `cmd(shim)` makes, run under the shim (peak recorded as
+    /// `freespace`) and then without it (`glibc`), each within `limit` and
+    /// checked to exit cleanly (`what`): the two runs, in that order.
+    fn shim_then_glibc(
+        &self,
+        what: &str,
+        cmd: impl Fn(bool) -> Command,
+        limit: Duration,
+    ) -> (Run, Run) {
+        let shim = run(self.wrap(preloaded(cmd(true)), "freespace"), b"", limit);
+        shim.ok(what);
+        let glibc = run(self.wrap(cmd(false), "glibc"), b"", limit);
+        glibc.ok(&format!("{what} without the shim"));
+        (shim, glibc)
+    }
+
     /// `cmd` (its program, arguments, environment, directory) run through
     /// the helper, which records its peak as `name`; its `LD_PRELOAD` goes
     /// to the program only.
@@ -691,20 +707,14 @@ fn python3_runs_on_the_shim() {
         return;
     };
     let rss = PeakRss::new("python3");
-    let mut cmd = Command::new(&p[0]);
-    cmd.args(["-c", PYTHON_WORKLOAD]);
-    let r = run(
-        rss.wrap(preloaded(cmd), "freespace"),
-        b"",
-        Duration::from_secs(120),
-    );
-    r.ok("python3 workload");
+    let python = |_| {
+        let mut cmd = Command::new(&p[0]);
+        cmd.args(["-c", PYTHON_WORKLOAD]);
+        cmd
+    };
+    let (r, _) = rss.shim_then_glibc("python3 workload", python, Duration::from_secs(120));
     assert!(r.stdout.contains("python ok"), "{}", r.stdout);
     served("python3", &r.stderr, 1000);
-    let mut cmd = Command::new(&p[0]);
-    cmd.args(["-c", PYTHON_WORKLOAD]);
-    let glibc = run(rss.wrap(cmd, "glibc"), b"", Duration::from_secs(120));
-    glibc.ok("python3 workload without the shim");
     rss.report("python3", &["glibc".into()], &["freespace".into()]);
 }
 
@@ -721,20 +731,14 @@ fn perl_runs_on_the_shim() {
     let script = scratch("perl").join("workload.pl");
     fs::write(&script, PERL_WORKLOAD).unwrap();
     let expected = "perl ok 30000 6879 100000\n";
-    let mut cmd = Command::new(&p[0]);
-    cmd.arg(&script);
-    let r = run(
-        rss.wrap(preloaded(cmd), "freespace"),
-        b"",
-        Duration::from_secs(120),
-    );
-    r.ok("perl workload");
+    let perl = |_| {
+        let mut cmd = Command::new(&p[0]);
+        cmd.arg(&script);
+        cmd
+    };
+    let (r, glibc) = rss.shim_then_glibc("perl workload", perl, Duration::from_secs(120));
     assert_eq!(r.stdout, expected);
     served("perl", &r.stderr, 100_000);
-    let mut cmd = Command::new(&p[0]);
-    cmd.arg(&script);
-    let glibc = run(rss.wrap(cmd, "glibc"), b"", Duration::from_secs(120));
-    glibc.ok("perl workload without the shim");
     assert_eq!(glibc.stdout, expected);
     rss.report("perl", &["glibc".into()], &["freespace".into()]);
 }
@@ -773,24 +777,14 @@ fn gcc_runs_on_the_shim() {
     fs::write(&src, c_source(400)).unwrap();
     // The driver runs cc1 and as, which inherit the preload; the helper's
     // peak is the largest of them, its CPU time their sum.
-    let compile = |out: &str| {
+    let compile = |shim: bool| {
+        let out = if shim { "shim.o" } else { "glibc.o" };
         let mut cmd = Command::new(&p[0]);
         cmd.args(["-O2", "-c", "-o"]).arg(dir.join(out)).arg(&src);
         cmd
     };
-    let r = run(
-        rss.wrap(preloaded(compile("shim.o")), "freespace"),
-        b"",
-        Duration::from_secs(300),
-    );
-    r.ok("gcc -O2");
+    let (r, _) = rss.shim_then_glibc("gcc -O2", compile, Duration::from_secs(300));
     served("gcc (cc1)", &r.stderr, 100_000);
-    let glibc = run(
-        rss.wrap(compile("glibc.o"), "glibc"),
-        b"",
-        Duration::from_secs(300),
-    );
-    glibc.ok("gcc -O2 without the shim");
     let (shim_o, glibc_o) = (
         fs::read(dir.join("shim.o")).unwrap(),
         fs::read(dir.join("glibc.o")).unwrap(),

@@ -62,9 +62,8 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
 
     /// Gives back the whole pages of the just-freed chunk `c` of `size`
     /// bytes, now part of a free chunk (alone or joined with free
-    /// neighbours): the bytes past `c`'s first [`FREE_HEAD`] and before its
-    /// last [`FREE_TAIL`] are inside that free chunk, past its head and
-    /// before its footer, so nothing reads them while it is free.
+    /// neighbours): the automatic release of a large free (see
+    /// [`with_release_at`](FreeListHeap::with_release_at)).
     ///
     /// # Safety
     ///
@@ -73,17 +72,31 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
     #[cold]
     #[inline(never)]
     pub(crate) unsafe fn release(&self, c: Chunk, size: usize) {
-        if size < TRIM_MIN {
-            return;
+        if size >= TRIM_MIN {
+            // SAFETY: the caller's contract.
+            unsafe { self.decommit_inside(c, size) };
         }
-        // SAFETY: `FREE_HEAD < size` (`size >= TRIM_MIN`), inside the
-        // chunk; the bytes are ours and unread while free (caller).
+    }
+
+    /// Gives back the whole pages of the `size` bytes at `c` past its first
+    /// [`FREE_HEAD`] and before its last [`FREE_TAIL`]; returns the bytes
+    /// given back. Those bytes lie inside a free chunk, past its head and
+    /// before its footer, so nothing reads them while it is free.
+    ///
+    /// # Safety
+    ///
+    /// `size >= TRIM_MIN`; `c`'s `size` bytes lie in one of this heap's
+    /// regions and are part of a free chunk (the chunk itself, or a chunk
+    /// just coalesced into a free neighbour).
+    unsafe fn decommit_inside(&self, c: Chunk, size: usize) -> usize {
+        // SAFETY: `FREE_HEAD + FREE_TAIL < size` (`size >= TRIM_MIN`), so
+        // the slice lies inside the chunk, in a region from our source.
         let inner = unsafe {
             NonNull::slice_from_raw_parts(c.ptr().add(FREE_HEAD), size - FREE_HEAD - FREE_TAIL)
         };
-        // SAFETY: `inner` lies in a region from our source, and no one
-        // needs its contents (free bytes nobody reads, above).
-        let _ = unsafe { self.source().decommit(inner) };
+        // SAFETY: no one needs `inner`'s contents (free bytes nobody reads,
+        // above).
+        unsafe { self.source().decommit(inner) }.map_or(0, |pages| pages.len())
     }
 
     /// Gives back the whole pages inside every free chunk of at least `min`
@@ -107,16 +120,9 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
                         break;
                     }
                     if size >= min && !c.flags().contains(Flags::ALLOCATED) {
-                        // Past the chunk's head, before its footer: bytes of
-                        // a free chunk of ours that nobody reads (see
-                        // `FREE_HEAD`), in a region from the source.
-                        let inner = NonNull::slice_from_raw_parts(
-                            c.ptr().add(FREE_HEAD),
-                            size - FREE_HEAD - FREE_TAIL,
-                        );
-                        if let Some(pages) = self.source().decommit(inner) {
-                            given += pages.len();
-                        }
+                        // A free chunk of ours of `size >= min >= TRIM_MIN`
+                        // bytes.
+                        given += self.decommit_inside(c, size);
                     }
                     c = c.forward(size);
                 }
