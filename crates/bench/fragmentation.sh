@@ -32,8 +32,8 @@ while [ $# -gt 0 ]; do
     esac
 done
 TARGET="${CARGO_TARGET_DIR:-target}"
-cargo build --release -q -p freespace-malloc
-SO="$(cd "$TARGET/release" && pwd)/libfreespace_malloc.so"
+cargo build --profile shim -q -p freespace-malloc
+SO="$(cd "$TARGET/shim" && pwd)/libfreespace_malloc.so"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 

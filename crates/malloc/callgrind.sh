@@ -19,8 +19,8 @@ cd "$(dirname "$0")/../.."
 N="${1:-200000}"
 OUT="${2:-docs/malloc-callgrind.md}"
 TARGET="${CARGO_TARGET_DIR:-target}/valgrind"
-CARGO_TARGET_DIR="$TARGET" cargo build --release -q -p freespace-malloc --features valgrind
-SO="$(cd "$TARGET/release" && pwd)/libfreespace_malloc.so"
+CARGO_TARGET_DIR="$TARGET" cargo build --profile shim -q -p freespace-malloc --features valgrind
+SO="$(cd "$TARGET/shim" && pwd)/libfreespace_malloc.so"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 cc -O2 -g -pthread -o "$WORK/micro" crates/malloc/bench/micro.c

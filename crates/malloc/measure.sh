@@ -8,15 +8,15 @@
 #   crates/malloc/measure.sh [RUNS] [OUT]  (default 5 runs, OUT docs/malloc-measured.md;
 #                                           OUT - only prints)
 #
-# Needs: a release build of the shim (built here), python3, sqlite3,
+# Needs: the shim as shipped, `--profile shim` (built here), python3, sqlite3,
 # redis-server + redis-benchmark; hyperfine and /usr/bin/time if present.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUNS="${1:-5}"
 OUT="${2:-docs/malloc-measured.md}"
 TARGET="${CARGO_TARGET_DIR:-target}"
-cargo build --release -q -p freespace-malloc
-SO="$(cd "$TARGET/release" && pwd)/libfreespace_malloc.so"
+cargo build --profile shim -q -p freespace-malloc
+SO="$(cd "$TARGET/shim" && pwd)/libfreespace_malloc.so"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 

@@ -3,23 +3,16 @@
 //! table names must exist. Test-only (`cargo test -p xtask architecture`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::json::Json;
+use crate::root;
 
 /// The page, relative to the workspace root.
 const PAGE: &str = "docs/architecture.md";
 
 /// Crate → the workspace crates it depends on.
 type Graph = BTreeMap<String, BTreeSet<String>>;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace")
-        .to_path_buf()
-}
 
 fn page() -> String {
     std::fs::read_to_string(root().join(PAGE)).expect("docs/architecture.md is readable")

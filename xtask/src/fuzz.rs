@@ -48,6 +48,8 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::{cargo_target_dir, root};
+
 /// Seconds per target of `cargo xtask fuzz` without `--seconds`.
 const DEFAULT_SECONDS: u64 = 60;
 /// Seconds per target of the smoke run.
@@ -79,19 +81,6 @@ impl Budget {
             Budget::Runs(n) => format!("-runs={n}"),
         }
     }
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace")
-        .to_path_buf()
-}
-
-fn cargo_target_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
 }
 
 /// Where the targets are built: one directory per sanitizer setting, so

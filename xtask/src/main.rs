@@ -33,7 +33,7 @@ mod preload;
 mod traces;
 
 use std::env;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use matrix::{Step, MIRI_CRATES_VAR};
@@ -242,6 +242,52 @@ fn finish(passed: bool) -> ExitCode {
     }
 }
 
+/// The workspace root (the xtask's parent directory).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// Cargo's target directory for the workspace at `root`
+/// (`CARGO_TARGET_DIR`, relative to `root` if relative; else `target`).
+pub fn cargo_target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
+        Some(dir) if dir.is_relative() => root.join(dir),
+        Some(dir) => dir,
+        None => root.join("target"),
+    }
+}
+
+/// Builds `libfreespace_malloc.so` as it is shipped (the `shim` profile:
+/// `cargo build --profile shim -p freespace-malloc`) and returns its path.
+pub fn build_shim(root: &Path) -> Result<PathBuf, String> {
+    let status = Command::new("cargo")
+        .current_dir(root)
+        .args([
+            "build",
+            "--quiet",
+            "--profile",
+            "shim",
+            "--package",
+            "freespace-malloc",
+        ])
+        .status()
+        .map_err(|e| format!("could not start cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "cargo build --profile shim -p freespace-malloc: {status}"
+        ));
+    }
+    let so = cargo_target_dir(root).join("shim/libfreespace_malloc.so");
+    if so.is_file() {
+        Ok(so)
+    } else {
+        Err(format!("{} was not built", so.display()))
+    }
+}
+
 /// `cargo run` of the demo example: the command `cargo xtask demo` and the
 /// matrix's `demo` step both run.
 pub fn demo_command(root: &Path) -> Command {
@@ -252,10 +298,7 @@ pub fn demo_command(root: &Path) -> Command {
 }
 
 fn demo() -> ExitCode {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace");
-    match demo_command(root).status() {
+    match demo_command(&root()).status() {
         Ok(s) if s.success() => ExitCode::SUCCESS,
         Ok(s) => {
             eprintln!("demo failed: {s}");

@@ -1,7 +1,10 @@
 //! The `preload` step: freespace-malloc under `LD_PRELOAD` in real
 //! processes.
 //!
-//! Runs `cargo test -p freespace-malloc --test preload -- --include-ignored`:
+//! Builds `libfreespace_malloc.so` as it is shipped (`cargo build --profile
+//! shim -p freespace-malloc`), then runs `cargo test -p freespace-malloc
+//! --test preload -- --include-ignored` with `FREESPACE_MALLOC_SO` naming
+//! it, so the tests and the figures below are of the library users preload:
 //! the C test programs (every function, threads, fork, thread-exit
 //! destructors, misuse that must abort with freespace's report) and the
 //! real programs the plain test run skips — python3, perl, gcc, git, sqlite3 and
@@ -29,6 +32,11 @@ use std::time::{Duration, Instant};
 
 use crate::matrix::Outcome;
 
+/// The variable that tells the preload tests which `libfreespace_malloc.so`
+/// to preload (without it they use the one cargo builds beside them, in the
+/// test profile).
+const SO_VAR: &str = "FREESPACE_MALLOC_SO";
+
 /// The whole step, a cold build of the crate and its test included, on a
 /// machine busy with other builds (about 2 minutes when quiet).
 const BUDGET: Duration = Duration::from_secs(600);
@@ -49,7 +57,14 @@ pub fn run(root: &Path) -> (Outcome, Vec<String>) {
 }
 
 fn run_tests(root: &Path, rss: &Arc<Mutex<Vec<String>>>) -> Outcome {
+    let started = Instant::now();
+    println!("$ cargo build --profile shim -p freespace-malloc");
+    let so = match crate::build_shim(root) {
+        Ok(so) => so,
+        Err(e) => return Outcome::Fail(e),
+    };
     let mut cmd = Command::new("cargo");
+    cmd.env(SO_VAR, &so);
     cmd.current_dir(root).args([
         "test",
         "-p",
@@ -60,7 +75,8 @@ fn run_tests(root: &Path, rss: &Arc<Mutex<Vec<String>>>) -> Outcome {
         "--include-ignored",
     ]);
     println!(
-        "$ cargo test -p freespace-malloc --test preload -- --include-ignored   (CI={})",
+        "$ {SO_VAR}={} cargo test -p freespace-malloc --test preload -- --include-ignored   (CI={})",
+        so.display(),
         std::env::var("CI").unwrap_or_default()
     );
     let mut child = match cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn() {
@@ -80,7 +96,6 @@ fn run_tests(root: &Path, rss: &Arc<Mutex<Vec<String>>>) -> Outcome {
         Arc::clone(&skipped),
         Arc::clone(rss),
     );
-    let started = Instant::now();
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,

@@ -1,8 +1,8 @@
 //! `cargo xtask trace` and `cargo xtask replay`: record what a program
 //! asks of malloc, then replay it against every policy.
 //!
-//! - `trace [--out PATH] -- CMD ARGS..` builds freespace-malloc in release
-//!   and runs `CMD ARGS..` with it preloaded and `FREESPACE_TRACE=PATH`
+//! - `trace [--out PATH] -- CMD ARGS..` builds freespace-malloc as shipped
+//!   (the `shim` profile) and runs `CMD ARGS..` with it preloaded and `FREESPACE_TRACE=PATH`
 //!   (default `freespace.trace`; a `%p` in it gives every process its own
 //!   file), then says how many calls were recorded.
 //! - `replay [ARGS..] TRACE..` runs freespace-bench's `replay` binary in
@@ -16,7 +16,7 @@ use std::process::{Command, ExitCode};
 /// `cargo xtask replay ARGS..`.
 pub fn replay(args: &[String]) -> ExitCode {
     let mut cmd = Command::new("cargo");
-    cmd.current_dir(root()).args([
+    cmd.current_dir(crate::root()).args([
         "run",
         "--release",
         "--quiet",
@@ -67,30 +67,13 @@ pub fn trace(args: &[String]) -> ExitCode {
     if program.is_empty() {
         return usage("no program to trace: cargo xtask trace [--out PATH] -- CMD ARGS..");
     }
-    let root = root();
-    let built = Command::new("cargo")
-        .current_dir(&root)
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "--package",
-            "freespace-malloc",
-        ])
-        .status();
-    if !built.is_ok_and(|s| s.success()) {
-        eprintln!("error: could not build freespace-malloc");
-        return ExitCode::FAILURE;
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let target = if target.is_relative() {
-        root.join(target)
-    } else {
-        target
+    let so = match crate::build_shim(&crate::root()) {
+        Ok(so) => so,
+        Err(e) => {
+            eprintln!("error: could not build freespace-malloc: {e}");
+            return ExitCode::FAILURE;
+        }
     };
-    let so = target.join("release/libfreespace_malloc.so");
     let here = std::env::current_dir().unwrap_or_default();
     let out = here.join(out);
     let mut cmd = Command::new(&program[0]);
@@ -111,13 +94,6 @@ pub fn trace(args: &[String]) -> ExitCode {
         Err(e) => eprintln!("trace: no trace at {}: {e}", out.display()),
     }
     code
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace")
-        .to_path_buf()
 }
 
 fn usage(message: &str) -> ExitCode {

@@ -3,8 +3,8 @@
 //! on it with `LD_PRELOAD`:
 //!
 //! ```text
-//! cargo build --release -p freespace-malloc
-//! LD_PRELOAD=target/release/libfreespace_malloc.so python3 -c 'print("hello")'
+//! cargo build --profile shim -p freespace-malloc
+//! LD_PRELOAD=target/shim/libfreespace_malloc.so python3 -c 'print("hello")'
 //! ```
 //!
 //! | module | what it holds |

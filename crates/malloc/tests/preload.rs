@@ -37,9 +37,20 @@ use freespace_stats::trace::{self, Op, Record};
 // Harness
 // ---------------------------------------------------------------------------
 
-/// The shared library under test: cargo builds the package's `cdylib` next
-/// to this test's executable (in `deps/`) when it builds the test.
+/// The shared library under test: the one `FREESPACE_MALLOC_SO` names (the
+/// xtask's `preload` step builds the shipped one, `--profile shim`, and
+/// names it), else the `cdylib` cargo builds next to this test's executable
+/// (in `deps/`) when it builds the test.
 fn shim() -> PathBuf {
+    if let Some(so) = std::env::var_os("FREESPACE_MALLOC_SO") {
+        let so = PathBuf::from(so);
+        assert!(
+            so.is_file(),
+            "FREESPACE_MALLOC_SO={} is not a file",
+            so.display()
+        );
+        return so;
+    }
     let exe = std::env::current_exe().expect("test executable path");
     let deps = exe.parent().expect("deps directory");
     for dir in [deps, deps.parent().unwrap_or(deps)] {
