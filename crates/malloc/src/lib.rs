@@ -59,6 +59,8 @@ mod shim;
 #[cfg(all(feature = "std", target_os = "linux", not(miri)))]
 mod stats;
 #[cfg(all(feature = "std", target_os = "linux", not(miri)))]
+mod tls;
+#[cfg(all(feature = "std", target_os = "linux", not(miri)))]
 mod trace;
 
 #[cfg(all(feature = "std", target_os = "linux", not(miri)))]

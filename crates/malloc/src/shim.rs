@@ -24,7 +24,7 @@
 //! (`ThreadCache`, the same racks and depot as its thread-local
 //! `Magazines`), kept in the shim's own thread-local next to the re-entrancy
 //! depth and the fork gate's slot: a call does one thread-local lookup, not
-//! one per layer.
+//! one per layer, and that lookup is two loads ([`crate::tls`]).
 //!
 //! `Mmap` and not `Sbrk` at the bottom: the C library's own code (and
 //! anything calling `sbrk` directly) may move the program break, so the
@@ -367,32 +367,32 @@ impl Call {
     /// fork gate. Every case (`malloc` and `free` try [`Fast`] first).
     #[inline]
     fn begin() -> Call {
-        THREAD
-            .try_with(|t| {
-                // MALLOC-S4: this call may move blocks in or out of the loaded
-                // magazines.
-                t.epoch.set(t.epoch.get().wrapping_add(1));
-                let depth = t.depth.get();
-                t.depth.set(depth + 1);
-                if depth == 0 && t.cache_state.get() == LIVE {
-                    // An outermost call on a thread whose magazines are set
-                    // up (so `first_use` has run).
-                    return Call {
-                        pass: fork::enter(t),
-                        cache: &*t.cache,
-                        thread: t,
-                    };
-                }
-                Call::begin_slow(t, depth)
-            })
+        // SAFETY: null or this thread's `THREAD` (TLS-1), which has no
+        // destructor and so lives as long as the thread.
+        let Some(t) = (unsafe { crate::tls::get().as_ref() }) else {
             // A thread-local without destructor is never unavailable; if it
-            // were, the shared heap is always a correct place to go. (Built
-            // lazily: a `Call` is not dropped unless it was begun.)
-            .unwrap_or_else(|_| Call {
+            // were, the shared heap is always a correct place to go.
+            return Call {
                 pass: fork::Pass::Through,
                 cache: ptr::null(),
                 thread: ptr::null(),
-            })
+            };
+        };
+        // MALLOC-S4: this call may move blocks in or out of the loaded
+        // magazines.
+        t.epoch.set(t.epoch.get().wrapping_add(1));
+        let depth = t.depth.get();
+        t.depth.set(depth + 1);
+        if depth == 0 && t.cache_state.get() == LIVE {
+            // An outermost call on a thread whose magazines are set up (so
+            // `first_use` has run).
+            return Call {
+                pass: fork::enter(t),
+                cache: &*t.cache,
+                thread: t,
+            };
+        }
+        Call::begin_slow(t, depth)
     }
 
     /// A nested call, the thread's first call, or a call after the
@@ -475,14 +475,11 @@ impl Fast {
     }
 
     /// The calling thread's state, for [`begin_on`](Self::begin_on): the
-    /// thread-local lookup alone (a call into the C library's TLS code in a
-    /// shared library), so that a caller can make it before it has values
-    /// to keep across it.
+    /// thread-local lookup alone (two loads, [`crate::tls`]), so that a
+    /// caller can make it before it has values to keep across it.
     #[inline(always)]
     fn thread() -> *const ThreadState {
-        THREAD
-            .try_with(|t| t as *const ThreadState)
-            .unwrap_or(ptr::null())
+        crate::tls::get()
     }
 
     /// [`begin`](Self::begin) with the state from [`thread`](Self::thread),
