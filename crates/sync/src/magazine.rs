@@ -37,12 +37,18 @@ pub const CLASS_ALIGN: usize = 16;
 /// on the depot is the sign that magazines are too small for the load).
 pub const ROUNDS: usize = if cfg!(loom) { 2 } else { 64 };
 /// Bytes of blocks a new magazine holds, which sets [`initial_rounds`]: a
-/// magazine of small blocks holds 32, one of 16 KiB blocks 2, so that a
-/// thread does not sit on megabytes of large free blocks.
-pub const MAGAZINE_BYTES: usize = 16 * 1024;
+/// magazine of blocks of up to 128 bytes holds 32, one of 1 KiB blocks 4,
+/// one of 16 KiB blocks 2, so that a thread does not sit on free blocks of
+/// the larger classes while nothing contends for them: a small program
+/// under the malloc shim otherwise keeps tens of free blocks of each class
+/// above 512 bytes resident and unusable by any other size. Contention
+/// grows the magazines back ([`MAX_GROWTH`]), as Bonwick and Adams start
+/// small and grow.
+pub const MAGAZINE_BYTES: usize = 4 * 1024;
 /// How far contention may grow a class's magazines: to this many times
-/// [`MAGAZINE_BYTES`] of blocks (and at most [`ROUNDS`]).
-pub const MAX_GROWTH: usize = 8;
+/// [`MAGAZINE_BYTES`] of blocks (and at most [`ROUNDS`]): 128 KiB, as
+/// many blocks as a magazine may hold when threads meet on the depot.
+pub const MAX_GROWTH: usize = 32;
 /// Blocks a thread takes from the parent at once when no full magazine is
 /// to be had (at most a magazine's capacity and one more), in one batch
 /// (one lock for a `Locked` parent): its new blocks then lie next to each
