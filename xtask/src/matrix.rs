@@ -215,7 +215,7 @@ pub fn steps() -> Vec<Step> {
         },
         Step {
             name: "clippy",
-            what: "cargo clippy --workspace --all-targets -- -D warnings",
+            what: "cargo clippy --workspace --all-targets -- -D warnings; cargo clippy -p freespace-malloc --features unexported --examples -- -D warnings",
             notes: "the workspace lints (`missing_docs`, `undocumented_unsafe_blocks`, \
                     `missing_safety_doc`) are warnings, so `-D warnings` makes them errors here",
             run: clippy,
@@ -872,14 +872,30 @@ fn fmt(ws: &Workspace) -> Report {
 }
 
 fn clippy(ws: &Workspace) -> Report {
-    outcome(exec(cargo(&ws.root).args([
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ])))
+    outcome(
+        exec(cargo(&ws.root).args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+        // The examples a feature gates, which `--all-targets` leaves out.
+        .and_then(|()| {
+            exec(cargo(&ws.root).args([
+                "clippy",
+                "-p",
+                "freespace-malloc",
+                "--features",
+                "unexported",
+                "--examples",
+                "--",
+                "-D",
+                "warnings",
+            ]))
+        }),
+    )
 }
 
 /// Whether `cargo nextest` is installed.
