@@ -25,9 +25,14 @@
 //! On targets other than x86-64 Linux [`get`] is the `thread_local!`
 //! lookup itself.
 //!
-//! The cost of initial-exec TLS: the library takes a slot of the static TLS
-//! block, which a `dlopen` after start-up must find room for in glibc's
-//! reserve; eight bytes always fit.
+//! The cost of initial-exec TLS: the library's whole TLS block (this word
+//! and [`THREAD`], under a kilobyte) becomes part of the static TLS block.
+//! Preloaded or linked, it is laid out at start-up; a `dlopen` after
+//! start-up must find room for it in the reserve glibc keeps for such
+//! libraries (`python3 -c "import ctypes; ctypes.CDLL(...)"` loads it), and
+//! fails with "cannot allocate memory in static TLS block" where other
+//! libraries used that reserve up (glibc's tunable
+//! `glibc.rtld.optional_static_tls` enlarges it).
 
 use core::ptr;
 
