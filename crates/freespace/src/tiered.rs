@@ -32,8 +32,16 @@
 //! sees. Routing is by alignment alone, which a free repeats exactly (the
 //! `Allocator` contract frees with the alignment the block was asked with).
 //!
+//! A request larger than the buddy's largest block ([`BUDDY_MAX`], 2 GiB),
+//! or one that would need a best-fit region that large, is no exception:
+//! the best-fit heap then takes a region of its own straight from the
+//! source ([`FromBuddy`] asks `S` instead of the buddy), so `General`
+//! serves a 3 GiB request as the C library does, untouched until written.
+//! A page-aligned request of that size goes to the best-fit heap too.
+//!
 //! What it does not do: the best-fit heap does not give its regions back to
-//! the buddy while it lives (it offers their pages to the source through
+//! the buddy (or, for those large regions, to the source) while it lives
+//! (it offers their pages to the source through the release on free,
 //! `trim` and its purge budget instead), so memory that served mid-sized
 //! blocks does not become slab pages later.
 
@@ -74,6 +82,14 @@ pub const BUDDY_MIN: usize = 4096;
 /// ```
 pub const BUDDY_ORDERS: usize = 20;
 
+/// The largest block of a [`Tiered`]'s buddy, 2 GiB: a region the best-fit
+/// heap needs beyond it comes from the source itself.
+///
+/// ```
+/// assert_eq!(freespace::tiered::BUDDY_MAX, 2 << 30);
+/// ```
+pub const BUDDY_MAX: usize = BUDDY_MIN << (BUDDY_ORDERS - 1);
+
 /// A [`Tiered`]'s buddy: blocks of 4 KiB to 2 GiB.
 ///
 /// ```
@@ -90,9 +106,11 @@ pub type PageBuddy<S> = Buddy<S, BUDDY_MIN, BUDDY_ORDERS>;
 ///
 /// A region is the whole buddy block (a power of two, aligned to its size),
 /// so two regions that are buddies or neighbours are contiguous and the
-/// best-fit heap joins them. `release` gives the block back to the buddy;
-/// `decommit` is the buddy's source's, since a buddy block lies inside one
-/// of that source's regions.
+/// best-fit heap joins them. A region longer than the buddy's largest
+/// block ([`BUDDY_MAX`]) is a region of `S` itself, asked for directly.
+/// `release` gives a buddy block back to the buddy (and keeps a region of
+/// `S`: `false`); `decommit` is the buddy's source's, since both kinds of
+/// region lie inside one of that source's regions.
 ///
 /// ```
 /// use freespace::tiered::FromBuddy;
@@ -137,12 +155,20 @@ impl<S: Source> FromBuddy<S> {
 // `release` frees it, so it overlaps no other block and belongs to the
 // caller alone (CORE-S2); buddy blocks are powers of two of at least 16
 // bytes aligned to their size (CORE-S3); `allocate` returns `Err` rather
-// than panicking (CORE-S4). `zeroed` is `false`, so CORE-S6 asks nothing.
-// `decommit` passes on to the buddy's source a range inside one of that
-// source's regions (a buddy block lies in a region of its source), so
-// CORE-S5 is the source's.
+// than panicking (CORE-S4). Or it is a region of the buddy's source,
+// asked for directly, with that source's guarantees (CORE-S1 to S4): the
+// source never hands out memory twice, so it overlaps no buddy block, and
+// it is never released (`release` answers `false` for it, the buddy not
+// owning it). `zeroed` is `false`, so CORE-S6 asks nothing. `decommit`
+// passes on to the buddy's source a range inside one of that source's
+// regions (a buddy block lies in a region of its source; a direct region
+// is one), so CORE-S5 is the source's.
 unsafe impl<S: Source> Source for FromBuddy<S> {
     fn acquire(&self, min_len: usize) -> Option<NonNull<[u8]>> {
+        if min_len > BUDDY_MAX {
+            // No buddy block is that large: a region of the source itself.
+            return self.buddy.source().acquire(min_len);
+        }
         let layout = Layout::from_size_align(min_len.max(1), freespace_core::REGION_ALIGN).ok()?;
         self.buddy.allocate(layout).ok()
     }
@@ -168,8 +194,9 @@ unsafe impl<S: Source> Source for FromBuddy<S> {
 
     unsafe fn decommit(&self, region: NonNull<[u8]>) -> Option<NonNull<[u8]>> {
         // SAFETY: `region` lies within a region `acquire` returned (caller
-        // contract), a live block of the buddy, which lies within a region
-        // the buddy's source returned and has not taken back; the caller
+        // contract): a live block of the buddy, which lies within a region
+        // the buddy's source returned and has not taken back, or such a
+        // region of the source itself, never taken back; the caller
         // holds nothing inside it and does not need its contents, and the
         // buddy reads nothing inside a live block.
         unsafe { self.buddy.source().decommit(region) }
@@ -183,15 +210,18 @@ unsafe impl<S: Source> Source for FromBuddy<S> {
 ///
 /// # Invariants
 /// - TIER-1: a live block asked for with an alignment of at least `PAGE`
-///   is a live block of the buddy outside the best-fit heap's regions;
-///   every other live block is a live block of the best-fit heap.
+///   and at most [`BUDDY_MAX`] bytes is a live block of the buddy outside
+///   the best-fit heap's regions; every other live block is a live block
+///   of the best-fit heap.
 /// - TIER-2: every region of the best-fit heap is made of live blocks of
-///   the buddy (whole blocks it got from [`FromBuddy`], joined when
-///   contiguous).
+///   the buddy and of regions of the source longer than [`BUDDY_MAX`]
+///   (what it got from [`FromBuddy`], joined when contiguous).
 ///
 /// It holds by construction: every method routes by the layout's
-/// alignment, which the contract keeps from allocation to free, and a
-/// resize that changes sides moves the block.
+/// alignment and size, which the contract keeps from allocation to free
+/// (a block may be freed with any size between the one asked for and the
+/// one returned, and a buddy block is never longer than [`BUDDY_MAX`]), and
+/// a resize that changes sides moves the block.
 ///
 /// `Tiered` is `Send` when `S` is, and `!Sync` (wrap it in a lock to share
 /// it, as [`Shared`](crate::stacks::Shared) does):
@@ -379,8 +409,9 @@ impl<S: Source, const PAGE: usize> Tiered<S, PAGE> {
         let in_best_fit = self.heap.owns(ptr);
         if Self::is_page(layout) {
             if in_best_fit {
-                // Inside a best-fit region, which is a live buddy block:
-                // never hand it to the buddy's free (TIER-2).
+                // Inside a best-fit region, which is made of live buddy
+                // blocks (or is a region of the source): never hand it to
+                // the buddy's free (TIER-2).
                 return Err(Corruption::SizeMismatch { addr });
             }
             // SAFETY: outside the best-fit heap's regions, so if `ptr` is a
@@ -400,9 +431,10 @@ impl<S: Source, const PAGE: usize> Tiered<S, PAGE> {
         }
     }
 
+    /// Whether `layout` goes to the buddy (TIER-1).
     #[inline(always)]
     const fn is_page(layout: Layout) -> bool {
-        layout.align() >= PAGE
+        layout.align() >= PAGE && layout.size() <= BUDDY_MAX
     }
 
     unsafe fn resize(
@@ -482,13 +514,13 @@ unsafe impl<S: Source, const PAGE: usize> Allocator for Tiered<S, PAGE> {
     freespace_core::forward_resize!(method resize);
 }
 
-// SAFETY: every live block of ours lies in the buddy's zones (the
-// best-fit heap's regions are buddy blocks), for which it answers `true`;
-// a pointer outside the buddy's memory is outside the best-fit heap's too.
+// SAFETY: every live block of ours lies in the buddy's zones or in one of
+// the best-fit heap's regions (TIER-2), for which one of the two answers
+// `true`; neither answers `true` outside its own memory.
 unsafe impl<S: Source, const PAGE: usize> Owns for Tiered<S, PAGE> {
     #[inline]
     fn owns(&self, ptr: NonNull<u8>) -> bool {
-        self.buddy().owns(ptr)
+        self.buddy().owns(ptr) || self.heap.owns(ptr)
     }
 }
 

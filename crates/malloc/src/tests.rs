@@ -316,6 +316,41 @@ mod c_functions {
         });
     }
 
+    /// Blocks of 2 GiB and more are served, as the C library serves them
+    /// (the buddy's largest block is 2 GiB; the best-fit heap takes a
+    /// region of the reservation itself), aligned or not, zeroed, shrunk.
+    #[test]
+    fn blocks_of_two_gib_and_more_are_served() {
+        let _only = exclusive();
+        const GIB: usize = 1 << 30;
+        // SAFETY: C calls on blocks this test allocated, each freed once and
+        // used only within its size.
+        unsafe {
+            for size in [2 * GIB, 3 * GIB] {
+                let p = malloc(size).cast::<u8>();
+                assert!(!p.is_null(), "malloc({size})");
+                p.write(1);
+                p.add(size - 1).write(2);
+                assert!(malloc_usable_size(p.cast()) >= size);
+                // Shrunk (growing would copy gigabytes the test never wrote).
+                let q = realloc(p.cast(), size - GIB).cast::<u8>();
+                assert!(!q.is_null(), "realloc to {}", size - GIB);
+                assert_eq!(q.read(), 1);
+                free(q.cast());
+                let mut a = null_mut();
+                assert_eq!(posix_memalign(&mut a, 1 << 16, size), 0);
+                assert_eq!(a as usize % (1 << 16), 0);
+                a.cast::<u8>().add(size - 1).write(3);
+                free(a);
+                let z = calloc(size, 1).cast::<u8>();
+                assert!(!z.is_null(), "calloc({size})");
+                assert_eq!(z.add(size / 2).read(), 0);
+                free(z.cast());
+            }
+        }
+        check().unwrap();
+    }
+
     #[test]
     fn calloc_zeroes_recycled_memory() {
         let _only = exclusive();
