@@ -582,6 +582,22 @@ fn trace_with_pid_in_the_path_gives_each_process_a_file() {
     live_after(parent);
 }
 
+/// The library needs no `libgcc_s.so.1`: `build.rs` links the unwinder in,
+/// so a program preloading it does not map that library as well
+/// (docs/malloc.md, "Where the memory goes"). A library that needed it
+/// would name it in its dynamic string table.
+#[test]
+fn the_library_does_not_load_libgcc_s() {
+    let so = shim();
+    let bytes = fs::read(&so).expect("the shim's library is readable");
+    let name = b"libgcc_s.so";
+    assert!(
+        !bytes.windows(name.len()).any(|w| w == name),
+        "{} names libgcc_s.so: was libgcc_eh.a found when it was built (cc -print-file-name=libgcc_eh.a)?",
+        so.display()
+    );
+}
+
 #[test]
 fn stats_are_off_unless_asked_for() {
     let dir = scratch("quiet");
