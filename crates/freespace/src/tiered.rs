@@ -73,9 +73,9 @@ pub const PAGE_ALIGN: usize = 16 * 1024;
 /// ```
 pub const BUDDY_MIN: usize = 4096;
 
-/// The orders of a [`Tiered`]'s buddy: blocks up to 4 KiB << 19 = 2 GiB,
-/// the largest block of a default [`Buddy`] too, so no larger block (and
-/// no larger best-fit region) is ever asked of the source.
+/// The orders of a [`Tiered`]'s buddy: blocks up to 4 KiB << 19 = 2 GiB
+/// ([`BUDDY_MAX`]), the largest block of a default [`Buddy`] too; only a
+/// best-fit region longer than that is asked of the source directly.
 ///
 /// ```
 /// assert_eq!(freespace::tiered::BUDDY_MIN << (freespace::tiered::BUDDY_ORDERS - 1), 2 << 30);
