@@ -29,8 +29,10 @@
 //! source and neither holds memory the other may need until it asks: a
 //! page the slab gives back merges in the buddy and may become a best-fit
 //! region, and a region's free space serves every size the best-fit heap
-//! sees. Routing is by alignment alone, which a free repeats exactly (the
-//! `Allocator` contract frees with the alignment the block was asked with).
+//! sees. Routing is by alignment (and, past the buddy's largest block, by
+//! size), which a free repeats exactly (the `Allocator` contract frees with
+//! the alignment the block was asked with, and a size no buddy block
+//! straddles).
 //!
 //! A request larger than the buddy's largest block ([`BUDDY_MAX`], 2 GiB),
 //! or one that would need a best-fit region that large, is no exception:
