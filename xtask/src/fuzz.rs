@@ -487,7 +487,9 @@ fn write_stats(root: &Path, stats: &BTreeMap<String, Stat>) {
 }
 
 /// The commit being fuzzed: `git rev-parse --short HEAD`, with `+` when
-/// the tree has uncommitted changes; `unknown` without git.
+/// the tree has uncommitted changes other than `fuzz/stats.tsv` (which
+/// the runs themselves write: a campaign of several targets in one tree
+/// fuzzes the same commit throughout); `unknown` without git.
 fn commit(root: &Path) -> String {
     let git = |args: &[&str]| {
         Command::new("git")
@@ -500,8 +502,15 @@ fn commit(root: &Path) -> String {
     };
     match git(&["rev-parse", "--short", "HEAD"]) {
         Some(hash) if !hash.is_empty() => {
-            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
-                .is_some_and(|s| !s.is_empty());
+            let dirty = git(&[
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                ":(exclude)fuzz/stats.tsv",
+            ])
+            .is_some_and(|s| !s.is_empty());
             if dirty {
                 format!("{hash}+")
             } else {
