@@ -32,7 +32,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 TARGET="${CARGO_TARGET_DIR:-target}"
-cargo build --profile shim -q -p freespace-malloc
+cargo build --profile shim -q -p freespace-malloc-so
 SO="$(cd "$TARGET/shim" && pwd)/libfreespace_malloc.so"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT

@@ -19,7 +19,7 @@ cd "$(dirname "$0")/../.."
 N="${1:-200000}"
 OUT="${2:-docs/malloc-callgrind.md}"
 TARGET="${CARGO_TARGET_DIR:-target}/valgrind"
-CARGO_TARGET_DIR="$TARGET" cargo build --profile shim -q -p freespace-malloc --features valgrind
+CARGO_TARGET_DIR="$TARGET" cargo build --profile shim -q -p freespace-malloc-so --features valgrind
 SO="$(cd "$TARGET/shim" && pwd)/libfreespace_malloc.so"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT

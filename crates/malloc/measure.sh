@@ -15,13 +15,13 @@ cd "$(dirname "$0")/../.."
 RUNS="${1:-5}"
 OUT="${2:-docs/malloc-measured.md}"
 TARGET="${CARGO_TARGET_DIR:-target}"
-cargo build --profile shim -q -p freespace-malloc
+cargo build --profile shim -q -p freespace-malloc-so
 SO="$(cd "$TARGET/shim" && pwd)/libfreespace_malloc.so"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
 # The workloads of tests/preload.rs (the Python one is its file).
-cp crates/malloc/tests/workload.py "$WORK/workload.py"
+cp crates/malloc-so/tests/workload.py "$WORK/workload.py"
 {
     echo "PRAGMA journal_mode=WAL;"
     echo "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, v REAL);"

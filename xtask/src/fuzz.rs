@@ -829,7 +829,7 @@ fn render(root: &Path, faults: &str, faults_ok: bool) -> String {
          combinator, on each of its routes, which must return the error without a report and \
          without a write (`freespace_testkit::misuse::refuses_misuse`, in each layer's tests); the \
          malloc shim's double free at every size and foreign pointers outside its reservation \
-         (`crates/malloc/tests/preload.rs`).\n"
+         (`crates/malloc-so/tests/preload.rs`).\n"
     );
 
     // -- stale pointers -------------------------------------------------------
@@ -953,7 +953,7 @@ through the dangling pointer when the block is reused (last row; docs/malloc.md,
 Tests: `crates/split-coalesce/tests/heap.rs` (double free immediate, after coalescing, after \
 reuse), `crates/buddy/tests/buddy.rs` and this matrix (after coalescing, after reuse), \
 `crates/slab/tests/slab.rs`, `crates/sync/tests/sync.rs` (`checked_free_finds_a_double_free_in_the_depot`), \
-`crates/malloc/tests/preload.rs` (`double_free_is_named_at_every_size`, \
+`crates/malloc-so/tests/preload.rs` (`double_free_is_named_at_every_size`, \
 `double_free_across_threads_is_named`, `write_after_free_is_caught_at_reuse`) and \
 `crates/malloc/src/tests.rs` (`write_after_free_check_has_no_false_alarm`).
 

@@ -261,7 +261,7 @@ pub fn cargo_target_dir(root: &Path) -> PathBuf {
 }
 
 /// Builds `libfreespace_malloc.so` as it is shipped (the `shim` profile:
-/// `cargo build --profile shim -p freespace-malloc`) and returns its path.
+/// `cargo build --profile shim -p freespace-malloc-so`) and returns its path.
 pub fn build_shim(root: &Path) -> Result<PathBuf, String> {
     let status = Command::new("cargo")
         .current_dir(root)
@@ -271,13 +271,13 @@ pub fn build_shim(root: &Path) -> Result<PathBuf, String> {
             "--profile",
             "shim",
             "--package",
-            "freespace-malloc",
+            "freespace-malloc-so",
         ])
         .status()
         .map_err(|e| format!("could not start cargo: {e}"))?;
     if !status.success() {
         return Err(format!(
-            "cargo build --profile shim -p freespace-malloc: {status}"
+            "cargo build --profile shim -p freespace-malloc-so: {status}"
         ));
     }
     let so = cargo_target_dir(root).join("shim/libfreespace_malloc.so");

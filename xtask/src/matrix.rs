@@ -280,7 +280,7 @@ pub fn steps() -> Vec<Step> {
         },
         Step {
             name: "preload",
-            what: "cargo build --profile shim -p freespace-malloc; FREESPACE_MALLOC_SO=<target>/shim/libfreespace_malloc.so cargo test -p freespace-malloc --test preload -- --include-ignored",
+            what: "cargo build --profile shim -p freespace-malloc-so; FREESPACE_MALLOC_SO=<target>/shim/libfreespace_malloc.so cargo test -p freespace-malloc-so --test preload -- --include-ignored",
             notes: "freespace-malloc, built as shipped (the `shim` profile), under `LD_PRELOAD`: C test programs (every function, threads, \
                     fork in a threaded process, misuse aborting with the report line), then \
                     python3, perl, gcc, git, sqlite3 and redis-server + redis-benchmark; each \

@@ -58,7 +58,7 @@ pub fn run(root: &Path) -> (Outcome, Vec<String>) {
 
 fn run_tests(root: &Path, rss: &Arc<Mutex<Vec<String>>>) -> Outcome {
     let started = Instant::now();
-    println!("$ cargo build --profile shim -p freespace-malloc");
+    println!("$ cargo build --profile shim -p freespace-malloc-so");
     let so = match crate::build_shim(root) {
         Ok(so) => so,
         Err(e) => return Outcome::Fail(e),
@@ -68,14 +68,14 @@ fn run_tests(root: &Path, rss: &Arc<Mutex<Vec<String>>>) -> Outcome {
     cmd.current_dir(root).args([
         "test",
         "-p",
-        "freespace-malloc",
+        "freespace-malloc-so",
         "--test",
         "preload",
         "--",
         "--include-ignored",
     ]);
     println!(
-        "$ {SO_VAR}={} cargo test -p freespace-malloc --test preload -- --include-ignored   (CI={})",
+        "$ {SO_VAR}={} cargo test -p freespace-malloc-so --test preload -- --include-ignored   (CI={})",
         so.display(),
         std::env::var("CI").unwrap_or_default()
     );

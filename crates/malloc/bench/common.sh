@@ -9,7 +9,7 @@
 # and, if BEFORE names another build of the shim, that one (shown as
 # BEFORE_NAME, default "before (FILE)").
 TARGET="${CARGO_TARGET_DIR:-target}"
-cargo build --profile shim -q -p freespace-malloc
+cargo build --profile shim -q -p freespace-malloc-so
 SO="$(cd "$TARGET/shim" && pwd)/libfreespace_malloc.so"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT

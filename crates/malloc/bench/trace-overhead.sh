@@ -16,7 +16,7 @@ RUNS="${1:-5}"
 . crates/malloc/bench/common.sh
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY="$(command -v python3)"
-cp crates/malloc/tests/workload.py "$WORK/workload.py"
+cp crates/malloc-so/tests/workload.py "$WORK/workload.py"
 {
     echo "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, v REAL);"
     echo "BEGIN;"

@@ -73,7 +73,7 @@ use core::sync::atomic::{compiler_fence, fence, AtomicBool, AtomicUsize, Orderin
 use freespace_sync::DefaultLock;
 use lock_api::RawMutex;
 
-use crate::shim::{ThreadState, THREAD};
+use crate::shim::ThreadState;
 
 /// Threads that get a slot of their own (the fast path).
 pub const SLOTS: usize = 256;
@@ -149,7 +149,7 @@ fn enter_slow(t: &ThreadState) -> Pass {
     if t.forking.get() {
         return Pass::Through;
     }
-    if t.slot.get() == UNCLAIMED {
+    if t.slot() == UNCLAIMED {
         // The thread's first call. Claiming a slot registers a thread-local
         // destructor, and the C library allocates for that: a nested call,
         // which passes no gate of its own (`Pass::Through`) because it
@@ -163,7 +163,7 @@ fn enter_slow(t: &ThreadState) -> Pass {
         claim(t);
         return pass;
     }
-    match OWNERS.get(t.slot.get()) {
+    match OWNERS.get(t.slot()) {
         Some(slot) => {
             enter_slot(slot);
             Pass::Slot(slot)
@@ -270,28 +270,19 @@ pub(crate) fn check_quiescent() -> Result<(), freespace_core::Violation> {
 // Slots: claimed on a thread's first call, released when it exits
 // ---------------------------------------------------------------------------
 
-/// Gives the slot back when the thread exits. A thread-local with a
-/// destructor: creating it registers the destructor with the C library,
-/// which allocates — a nested call, served without the gate.
-struct Release(core::cell::Cell<usize>);
-
-impl Drop for Release {
-    fn drop(&mut self) {
-        let i = self.0.get();
-        // Calls from here on (later destructors) count on a stripe.
-        let _ = THREAD.try_with(|t| {
-            t.gate.set(None);
-            t.slot.set(NO_SLOT);
-        });
-        if let Some(slot) = OWNERS.get(i) {
-            slot.owned.store(false, Ordering::Release);
-        }
+/// Gives slot `i` (the argument) back when the thread exits: registered
+/// with the C library when the thread claims it, which allocates — a
+/// nested call, served without the gate.
+extern "C" fn release(i: *mut core::ffi::c_void) {
+    // Calls from here on (later destructors) count on a stripe.
+    // SAFETY: the calling thread's state (TLS-1), alive through its exit.
+    if let Some(t) = unsafe { crate::tls::get().as_ref() } {
+        t.gate.set(None);
+        t.set_slot(NO_SLOT);
     }
-}
-
-extern crate std;
-std::thread_local! {
-    static RELEASE: Release = const { Release(core::cell::Cell::new(UNCLAIMED)) };
+    if let Some(slot) = OWNERS.get(i.addr()) {
+        slot.owned.store(false, Ordering::Release);
+    }
 }
 
 /// Claims a free slot for the calling thread, or settles it on stripes.
@@ -299,7 +290,7 @@ std::thread_local! {
 /// are nested calls, MALLOC-F5).
 #[cold]
 fn claim(t: &ThreadState) -> usize {
-    t.slot.set(NO_SLOT);
+    t.set_slot(NO_SLOT);
     let start = t.stripe.get();
     for k in 0..SLOTS {
         let i = (start + k) % SLOTS;
@@ -310,12 +301,12 @@ fn claim(t: &ThreadState) -> usize {
                 .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
         {
-            if RELEASE.try_with(|r| r.0.set(i)).is_ok() {
-                t.slot.set(i);
+            if crate::tls::at_thread_exit(release, core::ptr::without_provenance_mut(i)) {
+                t.set_slot(i);
                 t.gate.set(Some(slot));
                 return i;
             }
-            // The thread is already exiting: no destructor to give it back.
+            // No destructor to give it back.
             slot.owned.store(false, Ordering::Release);
             return NO_SLOT;
         }
@@ -375,11 +366,11 @@ pub(crate) fn uses_membarrier() -> bool {
 /// Marks the calling thread as the forking one (or not any more), keeping
 /// MALLOC-F4.
 fn set_forking(on: bool) {
-    // Const thread-local without a destructor: never unavailable.
-    let _ = THREAD.try_with(|t| {
+    // SAFETY: the calling thread's state (TLS-1).
+    if let Some(t) = unsafe { crate::tls::get().as_ref() } {
         t.forking.set(on);
-        t.gate.set(if on { None } else { OWNERS.get(t.slot.get()) });
-    });
+        t.gate.set(if on { None } else { OWNERS.get(t.slot()) });
+    }
 }
 
 /// Before `fork()`: closes the gate and waits until no call is inside.
@@ -427,7 +418,8 @@ extern "C" fn parent() {
 /// is free. The other threads' slots and counts belong to threads that do
 /// not exist here: cleared. Opens the gate.
 extern "C" fn child() {
-    let mine = THREAD.try_with(|t| t.slot.get()).unwrap_or(NO_SLOT);
+    // SAFETY: the calling thread's state (TLS-1).
+    let mine = unsafe { crate::tls::get().as_ref() }.map_or(NO_SLOT, ThreadState::slot);
     for (i, slot) in OWNERS.iter().enumerate() {
         if i != mine {
             slot.in_call.store(false, Ordering::Relaxed);

@@ -1,9 +1,10 @@
-//! freespace-malloc: the C `malloc` family on a freespace stack, built as
-//! `libfreespace_malloc.so` so that any dynamically linked program can run
-//! on it with `LD_PRELOAD`:
+//! freespace-malloc: the C `malloc` family on a freespace stack. The crate
+//! `freespace-malloc-so` builds it as `libfreespace_malloc.so` (without the
+//! standard library) so that any dynamically linked program can run on it
+//! with `LD_PRELOAD`:
 //!
 //! ```text
-//! cargo build --profile shim -p freespace-malloc
+//! cargo build --profile shim -p freespace-malloc-so
 //! LD_PRELOAD=target/shim/libfreespace_malloc.so python3 -c 'print("hello")'
 //! ```
 //!
@@ -14,6 +15,7 @@
 //! | `fork` | the gate `pthread_atfork` closes around `fork()` so a child never inherits a held lock |
 //! | `stats` | call counters and the exit summary of `FREESPACE_MALLOC_STATS=1` |
 //! | `trace` | `FREESPACE_TRACE=path`: every call recorded in freespace-stats' trace format, buffered per thread, for `cargo xtask replay` |
+//! | `tls` | the per-thread state, initial-exec TLS of its own (no `thread_local!`, no `std`), and the thread-exit hooks |
 //! | `lifecycle` | the library's one constructor and one destructor (`.init_array`/`.fini_array`), calling `stats` and `trace` in a fixed order |
 //!
 //! The stack is freespace's threaded one: per-thread magazines in front of

@@ -7,7 +7,7 @@
 //! crate, so it is built from the blocks):
 //!
 //! ```text
-//!   THREAD.cache = ThreadCache<Locked<General<&Mmap>>>   per-thread magazines, classes 16 B … 16 KiB
+//!   thread.cache = ThreadCache<Locked<General<&Mmap>>>   per-thread magazines, classes 16 B … 16 KiB
 //!   DEPOT = Depot<Locked<General<&Mmap>>>         full/empty magazines per class, one lock each
 //!           Locked<…>                             one lock for the heap (spins briefly, then sleeps)
 //!           Slab<…>                               size classes 16 B … 512 B, 16 KiB slabs
@@ -66,11 +66,10 @@
 //! nested call, a thread's first or last calls, an empty or full magazine
 //! — is out of line and cold ([`Call`]), and passes the gate again.
 
-extern crate std;
-
 use core::cell::Cell;
+use core::cell::UnsafeCell;
 use core::ffi::{c_int, c_void};
-use core::mem::ManuallyDrop;
+use core::mem::MaybeUninit;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -210,13 +209,13 @@ pub(crate) fn trim() {
 // ---------------------------------------------------------------------------
 
 /// A thread's magazines: freespace-sync's explicit per-thread handle on
-/// the shared [`DEPOT`], kept in [`THREAD`] with the rest of the thread's
+/// the shared [`DEPOT`], kept in [`ThreadState`] with the rest of the thread's
 /// state, so a call finds everything it needs with one thread-local lookup.
 type Cache = ThreadCache<'static, Shared>;
 
 /// `ThreadState::cache_state`: the thread has not used its magazines yet.
 const NEW: u8 = 0;
-/// `ThreadState::cache_state`: [`EXIT_FLUSH`] is registered; the magazines
+/// `ThreadState::cache_state`: [`exit_flush`] is registered; the magazines
 /// are in use.
 const LIVE: u8 = 1;
 /// `ThreadState::cache_state`: the thread is exiting and its magazines were
@@ -224,22 +223,27 @@ const LIVE: u8 = 1;
 const GONE: u8 = 2;
 
 /// What the shim keeps per thread: the re-entrancy depth, the fork gate's
-/// slot, and the thread's magazines. No destructor (the magazines are
-/// flushed by [`EXIT_FLUSH`]), so the thread-local is usable at every
-/// point of a thread's life, its exit included, and reaching it is a
-/// plain address computation.
+/// slot, the tracing state and the thread's magazines. No destructor (the
+/// magazines are flushed by [`exit_flush`], registered with the C library
+/// on the thread's first call), so the state is usable at every point of a
+/// thread's life, its exit included, and reaching it is a plain address
+/// computation ([`crate::tls`]).
 ///
 /// # Invariants
+/// - MALLOC-S0: all-zero bytes are a thread's initial state ([`ThreadState::zero`]):
+///   `depth` 0, `slot` [`fork::UNCLAIMED`], no gate, `cache_state` [`NEW`],
+///   `cache` uninitialised, tracing unset. So a thread's state needs no
+///   constructor: zero-filled thread-local storage (`.tbss`) is it.
 /// - MALLOC-S1: `depth` is the number of calls of this thread inside the shim.
-/// - MALLOC-S2: `cache` is only used by a call at depth 1 (never by a nested
-///   one) while `cache_state` is [`LIVE`]; nothing such a call does
-///   re-enters the shim, so the handle is never reached twice at once
-///   (`ThreadCache`'s SYNC-T1).
+/// - MALLOC-S2: `cache` is initialised when `cache_state` leaves [`NEW`],
+///   and only used by a call at depth 1 (never by a nested one) while
+///   `cache_state` is [`LIVE`]; nothing such a call does re-enters the shim,
+///   so the handle is never reached twice at once (`ThreadCache`'s SYNC-T1).
 /// - MALLOC-S3: `cache_state` goes [`NEW`] → [`LIVE`] → [`GONE`], never back. It
-///   is [`LIVE`] only while [`EXIT_FLUSH`]'s destructor is registered for
-///   this thread and has not run; that destructor flushes `cache` to the
-///   depot before setting [`GONE`]. So every block the magazines hold
-///   reaches the depot when the thread exits.
+///   is [`LIVE`] only while [`exit_flush`] is registered for this thread
+///   and has not run; it flushes `cache` to the depot before setting
+///   [`GONE`]. So every block the magazines hold reaches the depot when the
+///   thread exits.
 /// - MALLOC-S4: `epoch` is this thread's *reuse stamp*: its id (from
 ///   [`THREAD_IDS`], unique per thread, in the top [`THREAD_ID_BITS`]
 ///   bits; 0 until the magazines are live) and a count. It changes on every
@@ -254,9 +258,9 @@ const GONE: u8 = 2;
 pub(crate) struct ThreadState {
     /// Calls of this thread inside the shim (more than one: re-entered).
     depth: Cell<u32>,
-    /// This thread's slot in the fork gate (or `fork::UNCLAIMED`,
-    /// `fork::NO_SLOT`).
-    pub(crate) slot: Cell<usize>,
+    /// The complement of this thread's slot in the fork gate (so that 0 is
+    /// `fork::UNCLAIMED`, MALLOC-S0): see [`slot`](Self::slot).
+    slot_not: Cell<usize>,
     /// The fork gate's stripe for this thread, when it has no slot.
     pub(crate) stripe: Cell<usize>,
     /// This thread is forking: it passes the closed gate.
@@ -268,53 +272,75 @@ pub(crate) struct ThreadState {
     cache_state: Cell<u8>,
     /// The reuse stamp (MALLOC-S4).
     epoch: Cell<usize>,
-    /// The thread's magazines (MALLOC-S2). Never dropped: [`EXIT_FLUSH`] empties
-    /// them, and an empty handle owns nothing.
-    cache: ManuallyDrop<Cache>,
+    /// The thread's tracing state (`FREESPACE_TRACE`).
+    pub(crate) trace: trace::Mine,
+    /// The thread's magazines (MALLOC-S2). Never dropped: [`exit_flush`]
+    /// empties them, and an empty handle owns nothing.
+    cache: UnsafeCell<MaybeUninit<Cache>>,
 }
 
-std::thread_local! {
-    pub(crate) static THREAD: ThreadState = const {
-        ThreadState {
-            depth: Cell::new(0),
-            slot: Cell::new(fork::UNCLAIMED),
-            stripe: Cell::new(0),
-            forking: Cell::new(false),
-            gate: Cell::new(None),
-            cache_state: Cell::new(NEW),
-            epoch: Cell::new(0),
-            cache: ManuallyDrop::new(ThreadCache::new(&DEPOT)),
-        }
-    };
+impl ThreadState {
+    /// A thread's initial state: all zeros (MALLOC-S0).
+    // SAFETY: every field is valid as zeros: integers, `bool`, an
+    // `Option<&_>` (`None`), `MaybeUninit`, and `trace::Mine` (integers).
+    // (On x86-64 the zero-filled `.tbss` block is this value, and only the
+    // tests name it.)
+    #[cfg(any(test, not(target_arch = "x86_64")))]
+    pub(crate) const fn zero() -> ThreadState {
+        // SAFETY: as above.
+        unsafe { core::mem::zeroed() }
+    }
+
+    /// This thread's slot in the fork gate, or `fork::UNCLAIMED`,
+    /// `fork::NO_SLOT`.
+    #[inline(always)]
+    pub(crate) fn slot(&self) -> usize {
+        !self.slot_not.get()
+    }
+
+    /// Sets what [`slot`](Self::slot) returns.
+    #[inline(always)]
+    pub(crate) fn set_slot(&self, slot: usize) {
+        self.slot_not.set(!slot);
+    }
+
+    /// Whether the thread has not used its magazines yet ([`NEW`]).
+    #[cfg(test)]
+    pub(crate) fn is_new(&self) -> bool {
+        self.cache_state.get() == NEW
+    }
+
+    /// The thread's magazines, once `cache_state` has left [`NEW`].
+    ///
+    /// # Safety
+    ///
+    /// `cache_state` is not [`NEW`] (MALLOC-S2: then `cache` is initialised).
+    #[inline(always)]
+    unsafe fn cache(&self) -> &Cache {
+        // SAFETY: initialised (caller); never written again.
+        unsafe { (*self.cache.get()).assume_init_ref() }
+    }
 }
 
 /// Flushes the thread's magazines to the depot when it exits, *through
 /// the fork gate* (a fork at that moment cannot copy a depot or heap lock
 /// held by the exiting thread), and sends the thread's later calls (from
-/// destructors that run after this one) straight to the shared heap (MALLOC-S3).
-/// Registered on the thread's first call, before its magazines hold
-/// anything.
-struct ExitFlush;
-
-impl Drop for ExitFlush {
-    fn drop(&mut self) {
-        let call = Call::begin();
-        // A thread does not exit from inside `malloc`, so this call is not
-        // nested and the magazines are this call's (MALLOC-S2).
-        if let Some(cache) = call.cache() {
-            cache.flush();
-        }
-        trace::thread_exit();
-        // SAFETY: as in `Call::drop`.
-        if let Some(t) = unsafe { call.thread.as_ref() } {
-            t.cache_state.set(GONE);
-        }
-        drop(call);
+/// destructors that run after this one) straight to the shared heap
+/// (MALLOC-S3). Registered on the thread's first call, before its
+/// magazines hold anything.
+extern "C" fn exit_flush(_: *mut c_void) {
+    let call = Call::begin();
+    // A thread does not exit from inside `malloc`, so this call is not
+    // nested and the magazines are this call's (MALLOC-S2).
+    if let Some(cache) = call.cache() {
+        cache.flush();
     }
-}
-
-std::thread_local! {
-    static EXIT_FLUSH: ExitFlush = const { ExitFlush };
+    trace::thread_exit();
+    // SAFETY: as in `Call::drop`.
+    if let Some(t) = unsafe { call.thread.as_ref() } {
+        t.cache_state.set(GONE);
+    }
+    drop(call);
 }
 
 /// Bits of a reuse stamp holding the thread's id (MALLOC-S4); the count has the
@@ -367,7 +393,7 @@ impl Call {
     /// fork gate. Every case (`malloc` and `free` try [`Fast`] first).
     #[inline]
     fn begin() -> Call {
-        // SAFETY: null or this thread's `THREAD` (TLS-1), which has no
+        // SAFETY: null or this thread's `ThreadState` (TLS-1), which has no
         // destructor and so lives as long as the thread.
         let Some(t) = (unsafe { crate::tls::get().as_ref() }) else {
             // A thread-local without destructor is never unavailable; if it
@@ -388,7 +414,8 @@ impl Call {
             // `first_use` has run).
             return Call {
                 pass: fork::enter(t),
-                cache: &*t.cache,
+                // SAFETY: `LIVE`, so initialised (MALLOC-S2).
+                cache: unsafe { t.cache() },
                 thread: t,
             };
         }
@@ -412,10 +439,13 @@ impl Call {
         }
         let pass = fork::enter(t);
         if t.cache_state.get() == NEW {
+            // SAFETY: `cache_state` is `NEW`, so nothing uses `cache`
+            // (MALLOC-S2); it is initialised before it leaves `NEW`.
+            unsafe { (*t.cache.get()).write(ThreadCache::new(&DEPOT)) };
             // Inside the call: the C library's allocation for the
-            // registration is a nested one. If the thread-local is already
-            // gone (the thread is exiting), so are the magazines.
-            let registered = EXIT_FLUSH.try_with(|_| ()).is_ok();
+            // registration is a nested one. If it fails, the magazines are
+            // never used.
+            let registered = crate::tls::at_thread_exit(exit_flush, ptr::null_mut());
             t.cache_state.set(if registered { LIVE } else { GONE });
             // MALLOC-S4: the thread's id (ids wrap after 2^24 threads).
             let id = THREAD_IDS.fetch_add(1, Ordering::Relaxed);
@@ -424,7 +454,8 @@ impl Call {
         Call {
             pass,
             cache: if t.cache_state.get() == LIVE {
-                &*t.cache
+                // SAFETY: `LIVE`, so initialised (MALLOC-S2).
+                unsafe { t.cache() }
             } else {
                 ptr::null()
             },
@@ -435,7 +466,7 @@ impl Call {
     /// The thread's magazines, if this call may use them (MALLOC-S2).
     #[inline(always)]
     fn cache(&self) -> Option<&Cache> {
-        // SAFETY: `cache` is null or this thread's `THREAD.cache`, which
+        // SAFETY: `cache` is null or this thread's `ThreadState::cache`, which
         // lives as long as the thread (a thread-local without destructor);
         // only this call, the outermost, uses it (MALLOC-S2).
         unsafe { self.cache.as_ref() }
@@ -446,7 +477,7 @@ impl Drop for Call {
     #[inline(always)]
     fn drop(&mut self) {
         fork::leave(&self.pass);
-        // SAFETY: `thread` is null or this thread's `THREAD`, a thread-local
+        // SAFETY: `thread` is null or this thread's `ThreadState`, a thread-local
         // without destructor, which lives as long as the thread; the `Call`
         // never leaves the thread (it is `!Send`).
         if let Some(t) = unsafe { self.thread.as_ref() } {
@@ -486,7 +517,7 @@ impl Fast {
     /// on the same thread.
     #[inline(always)]
     fn begin_on(thread: *const ThreadState) -> Option<Fast> {
-        // SAFETY: null or this thread's `THREAD` (caller), which has no
+        // SAFETY: null or this thread's `ThreadState` (caller), which has no
         // destructor and so lives as long as the thread; the reference
         // does not outlive this function.
         let t = unsafe { thread.as_ref() }?;
@@ -503,8 +534,10 @@ impl Fast {
     /// live, so they are its own (MALLOC-S2).
     #[inline(always)]
     fn cache(&self) -> &Cache {
-        // SAFETY: as in `Call::drop`: `thread` is this thread's `THREAD`.
-        unsafe { &(*self.thread).cache }
+        // SAFETY: as in `Call::drop`: `thread` is this thread's state,
+        // whose `cache_state` was `LIVE` in `begin_on`, so `cache` is
+        // initialised (MALLOC-S2).
+        unsafe { (*self.thread).cache() }
     }
 }
 
@@ -711,7 +744,7 @@ const CANARY: usize = core::mem::size_of::<usize>();
 /// the loaded magazine; `thread` is the calling thread's state.
 #[inline(always)]
 unsafe fn reused(block: NonNull<[u8]>, plan: &Plan, thread: *const ThreadState) {
-    // SAFETY: the caller's contract: this thread's `THREAD`, alive as long
+    // SAFETY: the caller's contract: this thread's `ThreadState`, alive as long
     // as the thread.
     let t = unsafe { &*thread };
     if plan.offset != MIN_ALIGN {

@@ -42,8 +42,6 @@
 // The unit tests link no constructor, so tracing is never started there.
 #![cfg_attr(test, allow(dead_code))]
 
-extern crate std;
-
 use core::cell::Cell;
 use core::ffi::{c_char, c_int};
 use core::ptr::{self, NonNull};
@@ -82,7 +80,7 @@ static WRITING: AtomicBool = AtomicBool::new(false);
 /// - MALLOC-B2: `len` (a multiple of `RECORD`, at most `BUFFER`) and the bytes
 ///   of `mem` are only touched by whoever holds `busy`.
 /// - MALLOC-B3: while `claimed`, the buffer belongs to one thread (the one whose
-///   `MINE.slot` names it); the exit flush and the fork child handler may
+///   `Mine::slot` names it); the exit flush and the fork child handler may
 ///   reach it too, through `busy`.
 struct Buffer {
     claimed: AtomicBool,
@@ -105,17 +103,34 @@ const UNSET: u32 = u32::MAX;
 /// `Mine::slot` of a thread that writes each record straight to the file.
 const UNBUFFERED: u32 = u32::MAX - 1;
 
-/// A thread's tracing state. No destructor (the shim's exit flush calls
-/// [`thread_exit`]), so it is usable at every point of the thread's life.
-struct Mine {
-    /// `UNSET`, `UNBUFFERED`, or the index of the thread's buffer (MALLOC-B3).
-    slot: Cell<u32>,
+/// A thread's tracing state, a field of the shim's per-thread state. No
+/// destructor (the shim's exit flush calls [`thread_exit`]), so it is
+/// usable at every point of the thread's life; all zeros is its initial
+/// state (MALLOC-S0).
+pub(crate) struct Mine {
+    /// The complement of `UNSET`, `UNBUFFERED`, or the index of the
+    /// thread's buffer (MALLOC-B3): see [`slot`](Self::slot).
+    slot_not: Cell<u32>,
     /// The thread's number in the records.
     thread: Cell<u16>,
 }
 
-std::thread_local! {
-    static MINE: Mine = const { Mine { slot: Cell::new(UNSET), thread: Cell::new(0) } };
+impl Mine {
+    /// `UNSET`, `UNBUFFERED`, or the index of the thread's buffer.
+    fn slot(&self) -> u32 {
+        !self.slot_not.get()
+    }
+
+    fn set_slot(&self, slot: u32) {
+        self.slot_not.set(!slot);
+    }
+}
+
+/// The calling thread's tracing state.
+fn mine() -> Option<&'static Mine> {
+    // SAFETY: the calling thread's state (TLS-1), alive for the thread's
+    // life; the reference does not leave the thread (`Mine` is `!Sync`).
+    unsafe { crate::tls::get().as_ref() }.map(|t| &t.trace)
 }
 
 /// Whether calls are being traced: one relaxed load, for the hooks.
@@ -150,18 +165,14 @@ fn id(p: NonNull<u8>) -> u64 {
 
 /// Writes one record: into the thread's buffer, or straight to the file.
 fn record(make: impl Fn(u64, u16) -> Record) {
-    let mine = MINE.try_with(|m| (m.slot.get(), m.thread.get(), m as *const Mine));
-    let Ok((mut slot, mut thread, mine)) = mine else {
+    let Some(mine) = mine() else {
         return direct(&make(SEQ.fetch_add(1, Relaxed), u16::MAX));
     };
+    let (mut slot, mut thread) = (mine.slot(), mine.thread.get());
     if slot == UNSET {
         (slot, thread) = claim();
-        // SAFETY: `mine` is this thread's `MINE`, a thread-local without
-        // destructor, alive for the whole thread.
-        unsafe {
-            (*mine).slot.set(slot);
-            (*mine).thread.set(thread);
-        }
+        mine.set_slot(slot);
+        mine.thread.set(thread);
     }
     let Some(buffer) = BUFFERS.get(slot as usize) else {
         return direct(&make(SEQ.fetch_add(1, Relaxed), thread));
@@ -227,13 +238,13 @@ fn claim() -> (u32, u16) {
 /// The calling thread exits (the shim's exit flush): writes out its
 /// buffer and gives it back; its later calls write unbuffered.
 pub(crate) fn thread_exit() {
-    let _ = MINE.try_with(|m| {
-        if let Some(buffer) = BUFFERS.get(m.slot.get() as usize) {
+    if let Some(m) = mine() {
+        if let Some(buffer) = BUFFERS.get(m.slot() as usize) {
             flush(buffer);
             buffer.claimed.store(false, Release);
-            m.slot.set(UNBUFFERED);
+            m.set_slot(UNBUFFERED);
         }
-    });
+    }
 }
 
 /// Writes out what `buffer` holds.
@@ -318,7 +329,8 @@ fn lock(flag: &AtomicBool) {
         .compare_exchange_weak(false, true, Acquire, Relaxed)
         .is_err()
     {
-        std::thread::yield_now();
+        // SAFETY: no preconditions.
+        unsafe { libc::sched_yield() };
     }
 }
 
@@ -447,7 +459,7 @@ fn start() {
 /// them), so they are dropped; the child traces into its own file
 /// (`%p`) or not at all.
 extern "C" fn child() {
-    let mine = MINE.try_with(|m| m.slot.get()).unwrap_or(UNSET);
+    let mine = mine().map_or(UNSET, Mine::slot);
     for (i, b) in BUFFERS.iter().enumerate() {
         b.len.store(0, Relaxed);
         b.busy.store(false, Relaxed);

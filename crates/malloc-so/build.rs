@@ -1,6 +1,10 @@
 //! Links the unwinder statically into `libfreespace_malloc.so`.
 //!
-//! The standard library's backtraces call the unwinder (`_Unwind_*`),
+//! As shipped (the `shim` profile, `no_std`) the library references no
+//! unwinder at all, and the linker's `--gc-sections` drops every part of
+//! the archive below. Built with the standard library (the workspace's
+//! unwinding profiles, which the tests use), it does: the standard
+//! library's backtraces call the unwinder (`_Unwind_*`),
 //! which rustc links as the shared `libgcc_s.so.1`. Every program the shim
 //! is preloaded into then maps that library too: 100 KiB resident in a
 //! `git log`, measured with smaps, for code the shim never runs unless it
