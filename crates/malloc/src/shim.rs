@@ -49,12 +49,13 @@
 //!
 //! Blocks of up to [`CACHED_MAX`] bytes (4 KiB, the shim's header
 //! included) go through the thread caches; larger ones are direct blocks
-//! of the shared heap (its best-fit heap, which rounds to 16 bytes). The
-//! magazines' classes above 4 KiB are 1–4 KiB apart, and C programs keep
-//! many blocks just above a page: `malloc(4096)` is 4112 bytes with the
-//! header (a 5120-byte class), sqlite's page cache entries 4384 (the same
-//! class, 17 % more). glibc draws the same line lower: its tcache holds
-//! blocks of up to 1032 bytes.
+//! of the shared heap (its best-fit heap, which rounds to 16 bytes). C
+//! programs keep many blocks just above a page — `malloc(4096)` is 4112
+//! bytes with the header, sqlite's page cache entries 4384 — which a class
+//! would round up (to 4352 and 4608 bytes: the magazines' classes are 256
+//! bytes apart there) and a thread's magazines would hold idle, where at
+//! their own size they go straight back to the heap. glibc draws the same
+//! line lower: its tcache holds blocks of up to 1032 bytes.
 //!
 //! # The fast path
 //!

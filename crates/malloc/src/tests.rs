@@ -580,7 +580,7 @@ mod c_functions {
             assert!(!is_direct(cached), "the largest cached size");
             let direct = malloc(CACHED_MAX - 15);
             assert!(is_direct(direct), "one byte more");
-            // sqlite's page-cache entry: 4368 bytes, not a 5120-byte class.
+            // sqlite's page-cache entry: 4368 bytes, at its own size, not a class's.
             let page = malloc(4368);
             assert!(is_direct(page));
             assert!(

@@ -24,8 +24,9 @@
 //! ```
 //!
 //! Requests of 1 byte to [`MAX_CACHED`] (16 KiB) aligned to at most 16 are
-//! rounded up to one of [`CLASSES`] classes (`freespace_core::size_class`:
-//! 16-byte steps to 64, then four per doubling: 80, 96, 112, 128, 160, …,
+//! rounded up to one of [`CLASSES`] classes ([`class_sizes`]: the slab's
+//! classes of `freespace_core::size_class` up to 512 B — 16-byte steps to
+//! 128, then four per doubling — and sixteen per doubling above, up to
 //! 16384 B). Each thread pops blocks from its *loaded* magazine and pushes
 //! frees onto it. A magazine holds [`MAGAZINE_BYTES`] of blocks when its
 //! class is quiet (32 small blocks, 2 of 16 KiB: see [`initial_rounds`]),
@@ -120,8 +121,8 @@ pub use freespace_core::lock::Futex;
 pub use freespace_core::lock::{DefaultLock, Spin};
 pub use locked::{Locked, LockedGuard};
 pub use magazine::{
-    initial_rounds, max_rounds, CLASSES, CLASS_ALIGN, MAGAZINE_BYTES, MAX_CACHED, MAX_GROWTH,
-    MIN_CLASS, REFILL, ROUNDS,
+    class_sizes, initial_rounds, max_rounds, CLASSES, CLASS_ALIGN, FINE_FROM, MAGAZINE_BYTES,
+    MAX_CACHED, MAX_GROWTH, MIN_CLASS, REFILL, ROUNDS,
 };
 #[cfg(all(feature = "std", not(loom)))]
 pub use magazines::{fork, Magazines, MAX_LIVE, SLOTS};
