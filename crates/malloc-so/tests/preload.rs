@@ -598,6 +598,32 @@ fn the_library_does_not_load_libgcc_s() {
     );
 }
 
+/// The library's thread state is initial-exec TLS (`src/tls.rs` in
+/// freespace-malloc), which a `dlopen` after start-up must fit into glibc's
+/// static TLS reserve: loading it into a running python3 with ctypes works
+/// (as a library of C functions, not as the process's `malloc`).
+#[test]
+fn the_library_loads_with_dlopen_after_start_up() {
+    let test = "the_library_loads_with_dlopen_after_start_up";
+    let Some(p) = require(test, &["python3"], "apt-get install python3") else {
+        return;
+    };
+    let script = "import ctypes, sys\n\
+                  lib = ctypes.CDLL(sys.argv[1])\n\
+                  lib.malloc_usable_size.restype = ctypes.c_size_t\n\
+                  print('loaded', lib.malloc_usable_size(None))\n";
+    let mut cmd = Command::new(&p[0]);
+    cmd.args(["-c", script]).arg(shim());
+    let r = run(cmd, b"", Duration::from_secs(60));
+    assert!(
+        r.status.success() && r.stdout.contains("loaded 0"),
+        "{:?}\n{}\n{}",
+        r.status,
+        r.stdout,
+        r.stderr
+    );
+}
+
 #[test]
 fn stats_are_off_unless_asked_for() {
     let dir = scratch("quiet");
