@@ -126,11 +126,11 @@ impl Mine {
     }
 }
 
-/// The calling thread's tracing state.
-fn mine() -> Option<&'static Mine> {
+/// Runs `f` on the calling thread's tracing state.
+fn with_mine<R>(f: impl FnOnce(&Mine) -> R) -> Option<R> {
     // SAFETY: the calling thread's state (TLS-1), alive for the thread's
-    // life; the reference does not leave the thread (`Mine` is `!Sync`).
-    unsafe { crate::tls::get().as_ref() }.map(|t| &t.trace)
+    // life; the reference does not outlive `f`.
+    unsafe { crate::tls::get().as_ref() }.map(|t| f(&t.trace))
 }
 
 /// Whether calls are being traced: one relaxed load, for the hooks.
@@ -165,15 +165,17 @@ fn id(p: NonNull<u8>) -> u64 {
 
 /// Writes one record: into the thread's buffer, or straight to the file.
 fn record(make: impl Fn(u64, u16) -> Record) {
-    let Some(mine) = mine() else {
+    let mine = with_mine(|mine| {
+        if mine.slot() == UNSET {
+            let (slot, thread) = claim();
+            mine.set_slot(slot);
+            mine.thread.set(thread);
+        }
+        (mine.slot(), mine.thread.get())
+    });
+    let Some((slot, thread)) = mine else {
         return direct(&make(SEQ.fetch_add(1, Relaxed), u16::MAX));
     };
-    let (mut slot, mut thread) = (mine.slot(), mine.thread.get());
-    if slot == UNSET {
-        (slot, thread) = claim();
-        mine.set_slot(slot);
-        mine.thread.set(thread);
-    }
     let Some(buffer) = BUFFERS.get(slot as usize) else {
         return direct(&make(SEQ.fetch_add(1, Relaxed), thread));
     };
@@ -238,13 +240,13 @@ fn claim() -> (u32, u16) {
 /// The calling thread exits (the shim's exit flush): writes out its
 /// buffer and gives it back; its later calls write unbuffered.
 pub(crate) fn thread_exit() {
-    if let Some(m) = mine() {
+    with_mine(|m| {
         if let Some(buffer) = BUFFERS.get(m.slot() as usize) {
             flush(buffer);
             buffer.claimed.store(false, Release);
             m.set_slot(UNBUFFERED);
         }
-    }
+    });
 }
 
 /// Writes out what `buffer` holds.
@@ -459,7 +461,7 @@ fn start() {
 /// them), so they are dropped; the child traces into its own file
 /// (`%p`) or not at all.
 extern "C" fn child() {
-    let mine = mine().map_or(UNSET, Mine::slot);
+    let mine = with_mine(Mine::slot).unwrap_or(UNSET);
     for (i, b) in BUFFERS.iter().enumerate() {
         b.len.store(0, Relaxed);
         b.busy.store(false, Relaxed);
