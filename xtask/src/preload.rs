@@ -2,8 +2,8 @@
 //! processes.
 //!
 //! Builds `libfreespace_malloc.so` as it is shipped (`cargo build --profile
-//! shim -p freespace-malloc`), then runs `cargo test -p freespace-malloc
-//! --test preload -- --include-ignored` with `FREESPACE_MALLOC_SO` naming
+//! shim -p freespace-malloc-so`), then runs `cargo test -p
+//! freespace-malloc-so --test preload -- --include-ignored` with `FREESPACE_MALLOC_SO` naming
 //! it, so the tests and the figures below are of the library users preload:
 //! the C test programs (every function, threads, fork, thread-exit
 //! destructors, misuse that must abort with freespace's report) and the
