@@ -39,30 +39,67 @@ use freespace_stats::trace::{self, Op, Record};
 
 /// The shared library under test: the one `FREESPACE_MALLOC_SO` names (the
 /// xtask's `preload` step builds the shipped one, `--profile shim`, and
-/// names it), else the `cdylib` cargo builds next to this test's executable
-/// (in `deps/`) when it builds the test.
+/// names it), else this package's cdylib as cargo builds it now from the
+/// current sources, into this test's own target directory and profile.
+/// Cargo builds a package's library before its integration tests only when
+/// they link it, and these only preload it, so the harness asks (once per
+/// process; cargo no longer holds the target directory once tests run).
 fn shim() -> PathBuf {
-    if let Some(so) = std::env::var_os("FREESPACE_MALLOC_SO") {
-        let so = PathBuf::from(so);
-        assert!(
-            so.is_file(),
-            "FREESPACE_MALLOC_SO={} is not a file",
-            so.display()
-        );
-        return so;
-    }
-    let exe = std::env::current_exe().expect("test executable path");
-    let deps = exe.parent().expect("deps directory");
-    for dir in [deps, deps.parent().unwrap_or(deps)] {
-        let so = dir.join("libfreespace_malloc.so");
-        if so.exists() {
+    static SO: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    SO.get_or_init(|| {
+        if let Some(so) = std::env::var_os("FREESPACE_MALLOC_SO") {
+            let so = PathBuf::from(so);
+            assert!(
+                so.is_file(),
+                "FREESPACE_MALLOC_SO={} is not a file",
+                so.display()
+            );
             return so;
         }
-    }
-    panic!(
-        "libfreespace_malloc.so not found next to {} (cargo builds it with this test)",
-        exe.display()
+        build_shim()
+    })
+    .clone()
+}
+
+/// `cargo build -p freespace-malloc-so` in the profile and target directory
+/// this test was built in; the library's path.
+fn build_shim() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // <target>/<profile dir>/deps/<test>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test runs from <target>/<profile>/deps");
+    let target = profile_dir.parent().expect("a target directory");
+    // `target/debug` holds the `test` profile's build (this test's, whose
+    // dependencies are then reused), `target/release` the `release` one.
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => "test",
+        Some(name) => name,
+        None => panic!("no profile directory in {}", exe.display()),
+    };
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "freespace-malloc-so",
+            "--profile",
+            profile,
+        ])
+        .arg("--target-dir")
+        .arg(target)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo runs");
+    assert!(
+        status.success(),
+        "cargo build -p freespace-malloc-so: {status}"
     );
+    let so = profile_dir.join("libfreespace_malloc.so");
+    assert!(so.is_file(), "cargo built no {}", so.display());
+    so
 }
 
 /// A fresh scratch directory for `name`.
