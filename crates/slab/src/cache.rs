@@ -356,6 +356,7 @@ impl Cache {
             // handed out, so the slab goes straight back.
             unsafe {
                 slab.for_each_object(g, |object, _| hooks.destruct(object));
+                slab.erase_identity();
                 parent.deallocate(base, layout);
             }
             return Err(AllocError);
@@ -388,6 +389,7 @@ impl Cache {
             })
         };
         index.remove(parent, slab);
+        slab.erase_identity();
         if let Ok(layout) = Layout::from_size_align(g.slab_size, g.slab_size) {
             // SAFETY: the slab came from `parent` with this layout (`grow`),
             // and nothing in it is used any more.

@@ -116,10 +116,12 @@ extern crate std;
 mod cache;
 mod index;
 mod object_cache;
+mod object_map;
 mod one_slab;
 mod size_classes;
 
 pub use object_cache::{ObjectCache, DEFAULT_OBJECT_SLAB_SIZE};
+pub use object_map::ObjectMap;
 pub use one_slab::MIN_SLAB_SIZE;
 pub use size_classes::{
     ConfigError, Slab, DEFAULT_CLASSES, DEFAULT_SLAB_SIZE, MAX_CLASSES, MAX_CLASS_ALIGN,

@@ -88,7 +88,7 @@ const CLASS_LIST_WORD: usize = 3;
 /// Seal word holding the free count and the free-list head (both change
 /// on every allocation and free: one amend).
 const COUNTS_WORD: usize = 4;
-/// Seal word holding the search start (or fresh mark) and the reserved word.
+/// Seal word holding the search start (or fresh mark) and the identity.
 const SEARCH_WORD: usize = 5;
 
 /// The free-list head of a slab with no object on its list.
@@ -180,9 +180,25 @@ struct Header {
     /// A linked one: the first object never handed out (the *fresh* mark;
     /// every object from it on is free and on no list). Invariant SLAB-S3.
     search_from: u32,
-    /// Always zero, and sealed like every other word, so that no header
-    /// byte is outside the seal.
-    reserved: u32,
+    /// The slab's identity, [`identity_of`] its address and class: written
+    /// when the slab is set up, never changed while it lives, erased (0,
+    /// which no identity is) before it goes back to the parent. Sealed like
+    /// every other word, so that no header byte is outside the seal; read
+    /// without the seal by [`crate::ObjectMap`] (invariant SLAB-S4).
+    identity: u32,
+}
+
+/// The identity of a slab at `addr` holding objects of `class` (its
+/// header's `identity` word): a keyed 32-bit hash, never 0, so that memory
+/// that is not a live slab of ours (a slab given back, the parent's other
+/// blocks, anybody's bytes) matches it only by a 1 in 2^32 chance, and
+/// bytes written without the key cannot forge it.
+#[inline(always)]
+pub(crate) fn identity_of(addr: usize, class: u32) -> u32 {
+    let k = (drawn_seal_key() ^ addr as u64)
+        .wrapping_add(u64::from(class))
+        .wrapping_mul(SEAL_WEIGHTS[4]);
+    (k >> 32) as u32 | 1
 }
 
 /// The words a seal covers: the keyed header address, then every header
@@ -195,7 +211,7 @@ fn words(addr: usize, h: &Header) -> [u64; 6] {
         link_word(h.prev),
         class_list_word(h.class, h.list),
         pair_word(h.free, h.head),
-        pair_word(h.search_from, h.reserved),
+        pair_word(h.search_from, h.identity),
     ]
 }
 
@@ -441,10 +457,11 @@ impl SlabPtr {
                 free: geometry.capacity as u32,
                 head: NIL,
                 search_from: 0,
-                reserved: 0,
+                identity: 0,
             };
             // The key exists before the first seal that uses it.
             seal_key();
+            header.identity = identity_of(slab.addr(), class);
             header.seal = seal_of(slab.addr(), &header);
             slab.0.as_ptr().write(header);
             for w in 0..geometry.words {
@@ -458,6 +475,29 @@ impl SlabPtr {
             }
         }
         slab
+    }
+
+    /// Erases the identity (SLAB-S4), just before the slab goes back to the
+    /// parent: its memory then names no class to an [`crate::ObjectMap`].
+    /// The seal no longer verifies either; nothing reads this header again.
+    pub(crate) fn erase_identity(self) {
+        // SAFETY: see the banner above.
+        unsafe { (*self.header()).identity = 0 };
+    }
+
+    /// The identity word (SLAB-S4), read on its own.
+    ///
+    /// # Safety
+    /// `self` points to readable memory of `size_of::<Header>()` bytes that
+    /// no one writes during the call (true of a live slab's identity, and
+    /// of its class, which are never written while it lives).
+    #[inline(always)]
+    pub(crate) unsafe fn identity_and_class(self) -> (u32, u32) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            let h = self.header();
+            ((*h).identity, (*h).class)
+        }
     }
 
     /// The slab whose header is at `base`.
@@ -606,16 +646,16 @@ impl SlabPtr {
     #[inline(always)]
     fn set_search_from(self, search_from: u32) {
         // SAFETY: see the banner above.
-        let (old, reserved) = unsafe {
+        let (old, identity) = unsafe {
             let h = self.header();
             let old = (*h).search_from;
             (*h).search_from = search_from;
-            (old, (*h).reserved)
+            (old, (*h).identity)
         };
         self.amend(
             SEARCH_WORD,
-            pair_word(old, reserved),
-            pair_word(search_from, reserved),
+            pair_word(old, identity),
+            pair_word(search_from, identity),
         );
     }
 
@@ -924,15 +964,22 @@ impl SlabPtr {
         }
         let mut free = 0usize;
         // SAFETY: header per the banner.
-        let (search_from, head, reserved) = unsafe {
+        let (search_from, head, identity) = unsafe {
             let h = self.header();
-            ((*h).search_from as usize, (*h).head, (*h).reserved)
+            ((*h).search_from as usize, (*h).head, (*h).identity)
         };
-        if reserved != 0 || (!g.linked && head != NIL) {
+        if identity != identity_of(at, class) {
+            return Err(Violation::new(
+                "SLAB-S4",
+                at,
+                "slab identity does not match its address and class",
+            ));
+        }
+        if !g.linked && head != NIL {
             return Err(Violation::new(
                 "SLAB-S1",
                 at,
-                "reserved header word not zero",
+                "bitmap-searched slab with a free-list head",
             ));
         }
         for w in 0..g.words {
@@ -996,7 +1043,7 @@ mod seal_tests {
             free: 5,
             head: NIL,
             search_from: 0,
-            reserved: 0,
+            identity: 0,
         };
         let addr = 0x7000_0000;
         let mut w = words(addr, &h);

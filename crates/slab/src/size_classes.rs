@@ -82,7 +82,7 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    const fn message(self) -> &'static str {
+    pub(crate) const fn message(self) -> &'static str {
         match self {
             ConfigError::SlabSize => "freespace-slab: SLAB_SIZE must be a power of two >= 256",
             ConfigError::TooManyClasses => "freespace-slab: more than MAX_CLASSES size classes",
@@ -133,7 +133,10 @@ const fn class_align(size: usize) -> usize {
 }
 
 /// The caches for `classes` in slabs of `slab_size` bytes.
-const fn build(slab_size: usize, classes: &[usize]) -> Result<[Cache; MAX_CLASSES], ConfigError> {
+pub(crate) const fn build(
+    slab_size: usize,
+    classes: &[usize],
+) -> Result<[Cache; MAX_CLASSES], ConfigError> {
     if !slab_size.is_power_of_two() || slab_size < MIN_SLAB_SIZE || slab_size > isize::MAX as usize
     {
         return Err(ConfigError::SlabSize);
@@ -257,7 +260,12 @@ const fn default_count(slab_size: usize) -> usize {
 ///   list threaded through the free objects (each holds the next one's
 ///   index, keyed) holds every other free object exactly once; smaller
 ///   objects are found in the bitmap, every word of it below the header's
-///   search start being zero.
+///   search start being zero;
+/// - SLAB-S4: the header's identity word is the keyed hash of the slab's
+///   address and class, set when the slab is made and not written again
+///   until it is erased, just before the slab goes back to the parent (what
+///   lets an [`ObjectMap`] name a live object's class without the
+///   allocator).
 ///
 /// Per class cache:
 /// - SLAB-C1: a slab is on the partial, full or empty list exactly when its free

@@ -3,7 +3,7 @@
 use crate::index::Index;
 use crate::one_slab::{Geometry, SlabPtr, BITMAP_OFFSET};
 use crate::Slab;
-use freespace_core::alloc::{Allocator, Global, Layout};
+use freespace_core::alloc::{AllocError, Allocator, Global, Layout};
 use std::vec::Vec;
 
 #[test]
@@ -465,4 +465,102 @@ fn batches_free_and_name_faults_like_single_frees() {
     slab.check().unwrap();
     let (partial, full, _) = slab.slab_counts();
     assert_eq!((partial, full), (0, 0), "every object came back");
+}
+
+/// A parent that keeps the memory it takes back until it is dropped, so
+/// the bytes of a slab given back stay readable afterwards.
+#[derive(Default)]
+struct Keep(core::cell::RefCell<Vec<(core::ptr::NonNull<u8>, Layout)>>);
+
+// SAFETY: blocks come from `Global` and are not reused while `Keep` lives;
+// dropping it gives them back to `Global`.
+unsafe impl Allocator for Keep {
+    fn allocate(&self, l: Layout) -> Result<core::ptr::NonNull<[u8]>, AllocError> {
+        Global.allocate(l)
+    }
+    unsafe fn deallocate(&self, p: core::ptr::NonNull<u8>, l: Layout) {
+        self.0.borrow_mut().push((p, l));
+    }
+}
+
+impl Drop for Keep {
+    fn drop(&mut self) {
+        for (p, l) in self.0.take() {
+            // SAFETY: allocated from `Global` with `l`, given back to us once.
+            unsafe { Global.deallocate(p, l) };
+        }
+    }
+}
+
+/// The map of `Slab::new`'s slabs.
+static MAP: crate::ObjectMap = crate::ObjectMap::new(crate::DEFAULT_CLASSES);
+
+#[test]
+fn the_object_map_names_live_objects_and_nothing_else() {
+    let slab = Slab::new(Keep::default()).with_max_empty(0);
+    let sizes: &[usize] = if cfg!(miri) {
+        &[1, 100, 8192]
+    } else {
+        &[1, 8, 16, 17, 48, 100, 200, 512, 513, 1000, 8192]
+    };
+    let mut live = Vec::new();
+    for &size in sizes {
+        let l = Layout::from_size_align(size, 8).unwrap();
+        for _ in 0..3 {
+            live.push((slab.allocate(l).unwrap().cast::<u8>(), l));
+        }
+    }
+    for &(p, l) in &live {
+        let class = slab.route(l);
+        // SAFETY: `p` is a live object of `slab`, whose classes and slab
+        // size are `MAP`'s.
+        assert_eq!(unsafe { MAP.class_of(p) }, class, "{l:?}");
+        let size = MAP.classes()[class.unwrap()];
+        for inside in [1, 8, size - 1] {
+            // SAFETY: as above; the address lies in the same object.
+            let q = unsafe { p.add(inside) };
+            // SAFETY: as above.
+            assert_eq!(unsafe { MAP.class_of(q) }, None, "{l:?} + {inside}");
+        }
+    }
+    // A slab given back is erased (SLAB-S4): its memory names no class.
+    for &(p, l) in &live {
+        // SAFETY: allocated above with `l`, freed once.
+        unsafe { slab.deallocate(p, l) };
+    }
+    slab.check().unwrap();
+    assert_eq!(slab.slab_counts(), (0, 0, 0), "every slab went back");
+    for &(p, _) in &live {
+        // SAFETY: `Keep` never reuses memory, so the slab's bytes are
+        // still readable, and nobody writes them.
+        assert_eq!(unsafe { MAP.class_of(p) }, None);
+    }
+}
+
+#[test]
+fn a_copied_header_is_not_an_identity() {
+    // The identity is keyed with the slab's address: the same bytes at
+    // another slab-aligned address name no class.
+    const SLAB: usize = crate::DEFAULT_SLAB_SIZE;
+    let slab = Slab::new(Keep::default());
+    let l = Layout::from_size_align(64, 8).unwrap();
+    let p = slab.allocate(l).unwrap().cast::<u8>();
+    let base = p.as_ptr().addr() & !(SLAB - 1);
+    let offset = p.as_ptr().addr() - base;
+    let whole = Layout::from_size_align(SLAB, SLAB).unwrap();
+    let copy = Global.allocate(whole).unwrap().cast::<u8>();
+    let from = freespace_core::layout::with_addr(p, base).unwrap();
+    // SAFETY: the slab's bytes are readable through `p` (it was carved
+    // from them), the copy is ours and as large.
+    unsafe { core::ptr::copy_nonoverlapping(from.as_ptr(), copy.as_ptr(), SLAB) };
+    // SAFETY: `p` is live; the copy is ours, readable, unwritten.
+    unsafe {
+        assert_eq!(MAP.class_of(p), slab.route(l));
+        assert_eq!(MAP.class_of(copy.add(offset)), None);
+    }
+    // SAFETY: allocated above.
+    unsafe {
+        slab.deallocate(p, l);
+        Global.deallocate(copy, whole);
+    }
 }
