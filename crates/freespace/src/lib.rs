@@ -104,7 +104,7 @@ pub use freespace_worst_fit::{WorstFit, WorstFitHeap};
 
 pub use freespace_buddy::Buddy;
 pub use freespace_segregated::{Fallback, Segregated, Segregator};
-pub use freespace_slab::{ObjectCache, Slab};
+pub use freespace_slab::{ObjectCache, ObjectMap, Slab};
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub use freespace_sync::Futex;

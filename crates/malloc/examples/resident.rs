@@ -33,7 +33,8 @@ use freespace_stats::trace::{self, Op};
 /// Blocks at least this large are touched on their first page only.
 const LARGE: usize = 128 * 1024;
 const PAGE: usize = 4096;
-/// The shim's header in front of every block.
+/// The shim's header in front of every block that has one (not the bare
+/// blocks, slab objects whose start is the user pointer).
 const HEADER: usize = 16;
 /// The slab size of the shim's stack.
 const SLAB: usize = freespace::stacks::GENERAL_SLAB_SIZE;
@@ -233,12 +234,23 @@ fn pages(live: &HashMap<u64, *mut u8>) {
         eprintln!("mincore failed");
         return;
     }
+    // Where each live block starts: a bare block (a slab object) at its
+    // user pointer, any other 16 bytes before it, at its header.
+    let object_starts: std::collections::HashSet<usize> = objects.iter().map(|b| b.addr).collect();
+    let start = |p: *mut u8| -> usize {
+        let p = p as usize;
+        if object_starts.contains(&p) {
+            p
+        } else {
+            p - HEADER
+        }
+    };
     // Bytes of live blocks (with their headers) on each page.
     let mut used = vec![0usize; pages];
     for &p in live.values().filter(|p| !p.is_null()) {
         // SAFETY: a live block of the shim.
         let end = p as usize + unsafe { shim::malloc_usable_size(p.cast()) };
-        let mut at = p as usize - HEADER;
+        let mut at = start(p);
         while at < end && at >= lo && at < lo + pages * PAGE {
             let next = ((at / PAGE) + 1) * PAGE;
             used[(at - lo) / PAGE] += next.min(end) - at;
@@ -282,8 +294,11 @@ fn pages(live: &HashMap<u64, *mut u8>) {
             free >> 10
         );
     }
-    let starts: std::collections::HashSet<usize> =
-        live.values().map(|&p| p as usize - HEADER).collect();
+    let starts: std::collections::HashSet<usize> = live
+        .values()
+        .filter(|p| !p.is_null())
+        .map(|&p| start(p))
+        .collect();
     let mut cached: BTreeMap<usize, usize> = BTreeMap::new();
     for b in blocks
         .iter()

@@ -36,7 +36,19 @@
 //! canary means a write through a dangling pointer (the shim's
 //! `reused`, docs/malloc.md "Stale pointers").
 //!
-//! glibc pays the same 16 bytes per chunk (`prev_size` and `size`).
+//! glibc pays 8 bytes per chunk (`size`; `prev_size` lies in the previous
+//! chunk's user bytes while it is in use).
+//!
+//! **Small blocks have no header.** A request of up to [`BARE_MAX`] bytes
+//! aligned to at most 16 is a *bare* block: an object of the slab's class,
+//! its user pointer the object's start. `free` learns its size from the
+//! slab's header (`freespace_slab::ObjectMap`, which names the class of a
+//! live object from its address alone), and a freed bare block carries the
+//! freed tag in its second word (bytes 8–16, which the slab's own free
+//! list never writes), so a second `free` of it is still told apart. For
+//! the small blocks that make up most of a C program's heap this saves the
+//! 16 bytes a header costs and the class step they push a block into
+//! (docs/malloc.md, "Blocks without a header").
 
 use freespace_core::alloc::Layout;
 
@@ -46,6 +58,19 @@ use freespace_core::alloc::Layout;
 /// assert_eq!(freespace_malloc::header::HEADER, 16);
 /// ```
 pub const HEADER: usize = 16;
+
+/// The largest request served as a *bare* block, without a header: the
+/// largest class of the shared heap's slab
+/// ([`GENERAL_CLASSES`](freespace::stacks::GENERAL_CLASSES)), so that every
+/// such block is a slab object.
+///
+/// ```
+/// assert_eq!(freespace_malloc::header::BARE_MAX, 512);
+/// ```
+pub const BARE_MAX: usize = {
+    let classes = freespace::stacks::GENERAL_CLASSES;
+    classes[classes.len() - 1]
+};
 
 /// Alignment of every pointer the shim returns: 16, what glibc gives on
 /// 64-bit targets (`alignof(max_align_t)`).
@@ -65,13 +90,21 @@ const SHIFT_MASK: usize = 0x3f;
 ///
 /// # Invariants
 /// - MALLOC-P1: `offset` is the layout's alignment, a power of two of at least
-///   [`MIN_ALIGN`] (so at least [`HEADER`]).
-/// - MALLOC-P2: `layout.size() == offset + size` for the request's `size`.
+///   [`MIN_ALIGN`] (so at least [`HEADER`]); or 0 for a *bare* plan (no
+///   header), whose alignment is [`MIN_ALIGN`] and size at most
+///   [`BARE_MAX`].
+/// - MALLOC-P2: `layout.size() == offset + max(size, 1)` for the request's
+///   `size`. At least one byte after the user pointer, so that the user
+///   pointer of an over-aligned block inside a slab object is never
+///   another object's start (the next object begins after it), which
+///   `free` relies on to tell bare blocks apart.
 ///
 /// ```
 /// use freespace_malloc::header::Plan;
-/// let plan = Plan::new(100, 8).unwrap();
-/// assert_eq!((plan.offset, plan.layout.size(), plan.layout.align()), (16, 116, 16));
+/// let plan = Plan::new(100, 8).unwrap(); // small: bare
+/// assert_eq!((plan.offset, plan.layout.size(), plan.layout.align()), (0, 100, 16));
+/// let plan = Plan::new(1000, 8).unwrap();
+/// assert_eq!((plan.offset, plan.layout.size(), plan.layout.align()), (16, 1016, 16));
 /// let plan = Plan::new(100, 4096).unwrap();
 /// assert_eq!((plan.offset, plan.layout.size()), (4096, 4196));
 /// assert!(Plan::new(usize::MAX - 8, 16).is_none(), "overflow is refused");
@@ -80,18 +113,21 @@ const SHIFT_MASK: usize = 0x3f;
 pub struct Plan {
     /// What to ask the stack for.
     pub layout: Layout,
-    /// Bytes from the block's start to the user pointer.
+    /// Bytes from the block's start to the user pointer (0: bare).
     pub offset: usize,
 }
 
 impl Plan {
     /// The plan for `size` user bytes aligned to `align` (a power of two;
-    /// anything below [`MIN_ALIGN`] counts as [`MIN_ALIGN`]). `None` when
-    /// `align` is not a power of two or the total overflows a `Layout`.
+    /// anything below [`MIN_ALIGN`] counts as [`MIN_ALIGN`]): bare when
+    /// `size <= BARE_MAX` and `align <= MIN_ALIGN`. `None` when `align` is
+    /// not a power of two or the total overflows a `Layout`.
     ///
     /// ```
     /// use freespace_malloc::header::Plan;
-    /// assert_eq!(Plan::new(0, 1).map(|p| p.layout.size()), Some(16), "malloc(0) still gets a block");
+    /// assert_eq!(Plan::new(0, 1).map(|p| p.layout.size()), Some(1), "malloc(0) still gets a block");
+    /// assert_eq!(Plan::new(600, 1).map(|p| p.layout.size()), Some(616));
+    /// assert_eq!(Plan::new(0, 32).map(|p| p.layout.size()), Some(33));
     /// assert!(Plan::new(10, 24).is_none());
     /// ```
     #[inline(always)]
@@ -99,13 +135,31 @@ impl Plan {
         if !align.is_power_of_two() {
             return None;
         }
+        if align <= MIN_ALIGN && size <= BARE_MAX {
+            // SAFETY: `1 <= size.max(1) <= BARE_MAX`, far from overflowing
+            // when rounded to 16, a power of two.
+            let layout = unsafe { Layout::from_size_align_unchecked(size.max(1), MIN_ALIGN) };
+            return Some(Plan { layout, offset: 0 });
+        }
         let align = align.max(MIN_ALIGN);
-        let total = size.checked_add(align)?;
+        let total = size.max(1).checked_add(align)?;
         let layout = Layout::from_size_align(total, align).ok()?;
         Some(Plan {
             layout,
             offset: align,
         })
+    }
+
+    /// Whether the block has no header (MALLOC-P1).
+    ///
+    /// ```
+    /// use freespace_malloc::header::Plan;
+    /// assert!(Plan::new(24, 16).unwrap().is_bare());
+    /// assert!(!Plan::new(24, 32).unwrap().is_bare());
+    /// ```
+    #[inline(always)]
+    pub const fn is_bare(&self) -> bool {
+        self.offset == 0
     }
 
     /// Checks MALLOC-P1 and MALLOC-P2 against the request's `size`.
@@ -116,6 +170,20 @@ impl Plan {
     /// assert!(plan.check(6).is_err());
     /// ```
     pub fn check(&self, size: usize) -> Result<(), freespace_core::Violation> {
+        if self.is_bare() {
+            let shaped = self.layout.align() == MIN_ALIGN
+                && self.layout.size() == size.max(1)
+                && size <= BARE_MAX;
+            return if shaped {
+                Ok(())
+            } else {
+                Err(freespace_core::Violation::new(
+                    "MALLOC-P2",
+                    self.layout.size(),
+                    "bare plan of the wrong shape",
+                ))
+            };
+        }
         if self.offset != self.layout.align() || self.offset < MIN_ALIGN {
             return Err(freespace_core::Violation::new(
                 "MALLOC-P1",
@@ -123,11 +191,11 @@ impl Plan {
                 "offset is not the alignment",
             ));
         }
-        if self.offset.checked_add(size) != Some(self.layout.size()) {
+        if self.offset.checked_add(size.max(1)) != Some(self.layout.size()) {
             return Err(freespace_core::Violation::new(
                 "MALLOC-P2",
                 self.layout.size(),
-                "layout size is not offset + size",
+                "layout size is not offset + max(size, 1)",
             ));
         }
         Ok(())
@@ -149,7 +217,7 @@ impl Plan {
 /// use freespace_malloc::header::{Block, Header};
 /// let key = 0x1234_5678_9abc_def0;
 /// let h = Header::live(key, 0x1000, 64, 4, false);
-/// assert_eq!(h.decode(key, 0x1000), Ok(Block { len: 64, shift: 4, direct: false }));
+/// assert_eq!(h.decode(key, 0x1000), Ok(Block { len: 64, shift: 4, direct: false, bare: false }));
 /// let f = Header::freed(key, 0x1000);
 /// assert_eq!(f.decode(key, 0x1000), Err(freespace_malloc::header::Bad::Freed));
 /// ```
@@ -166,13 +234,15 @@ pub struct Header {
 const _: () = assert!(core::mem::size_of::<Header>() <= HEADER);
 const _: () = assert!(MIN_ALIGN >= HEADER && MIN_ALIGN.is_power_of_two());
 
-/// What a live header says about its block.
+/// What a live header (or, for a bare block, its slab) says about a block.
 ///
 /// ```
 /// use freespace_malloc::header::{Block, Header};
 /// let b = Header::live(9, 0x3000, 64, 4, false).decode(9, 0x3000).unwrap();
-/// assert_eq!(b, Block { len: 64, shift: 4, direct: false });
+/// assert_eq!(b, Block { len: 64, shift: 4, direct: false, bare: false });
 /// assert_eq!(b.usable(), 48);
+/// let bare = Block { len: 64, shift: 4, direct: false, bare: true };
+/// assert_eq!(bare.usable(), 64);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Block {
@@ -183,13 +253,16 @@ pub struct Block {
     /// Allocated straight from the shared heap (a re-entrant call), so it
     /// goes back there, not into a thread cache.
     pub direct: bool,
+    /// No header: a slab object whose start is the user pointer, its
+    /// length the class size (MALLOC-P1's bare plan).
+    pub bare: bool,
 }
 
 impl Block {
     /// The block's alignment, and the user pointer's offset in it.
     ///
     /// ```
-    /// let b = freespace_malloc::header::Block { len: 4096 * 2, shift: 12, direct: false };
+    /// let b = freespace_malloc::header::Block { len: 4096 * 2, shift: 12, direct: false, bare: false };
     /// assert_eq!((b.align(), b.usable()), (4096, 4096));
     /// ```
     #[inline(always)]
@@ -197,17 +270,33 @@ impl Block {
         1 << self.shift
     }
 
+    /// Bytes from the block's start to the user pointer: the alignment,
+    /// or 0 for a bare block.
+    ///
+    /// ```
+    /// let b = freespace_malloc::header::Block { len: 32, shift: 4, direct: false, bare: true };
+    /// assert_eq!(b.offset(), 0);
+    /// ```
+    #[inline(always)]
+    pub const fn offset(&self) -> usize {
+        if self.bare {
+            0
+        } else {
+            self.align()
+        }
+    }
+
     /// Bytes the user may use: from the user pointer to the block's end.
     #[inline(always)]
     pub const fn usable(&self) -> usize {
-        self.len - self.align()
+        self.len - self.offset()
     }
 
     /// The layout the block is freed with (its full length; the allocator
     /// contract accepts any size up to what `allocate` returned).
     ///
     /// ```
-    /// let b = freespace_malloc::header::Block { len: 48, shift: 4, direct: false };
+    /// let b = freespace_malloc::header::Block { len: 48, shift: 4, direct: false, bare: false };
     /// assert_eq!(b.layout().map(|l| (l.size(), l.align())), Some((48, 16)));
     /// ```
     #[inline(always)]
@@ -333,6 +422,7 @@ impl Header {
                 len: self.len,
                 shift,
                 direct,
+                bare: false,
             });
         }
         if self.tag == Self::freed_tag(key, addr) {

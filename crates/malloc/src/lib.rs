@@ -10,7 +10,7 @@
 //!
 //! | module | what it holds |
 //! |---|---|
-//! | [`header`] | the 16-byte header before every block (size, alignment, keyed seal) and the size arithmetic; pure logic, `no_std`, Miri-tested |
+//! | [`header`] | the 16-byte header before every block above 512 B (size, alignment, keyed seal; smaller blocks are bare slab objects), and the size arithmetic; pure logic, `no_std`, Miri-tested |
 //! | `shim` | the exported functions ([`malloc`], [`free`], [`calloc`], [`realloc`], [`reallocarray`], [`posix_memalign`], [`aligned_alloc`], [`memalign`], [`valloc`], [`pvalloc`], [`malloc_usable_size`]) over the threaded stack, with the re-entrancy guard (feature `std`, Linux) |
 //! | `fork` | the gate `pthread_atfork` closes around `fork()` so a child never inherits a held lock |
 //! | `stats` | call counters and the exit summary of `FREESPACE_MALLOC_STATS=1` |

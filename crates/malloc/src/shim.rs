@@ -40,7 +40,8 @@
 //! usable) sends such nested calls straight to the shared heap, marking
 //! their blocks *direct* in the header so that `free` sends them back there
 //! and not into a thread cache (a cache round must be exactly its class's
-//! size; a heap block need not be). The same path serves the allocations
+//! size; a heap block need not be). A bare block (no header, below) is
+//! direct when its slab class is none of the magazines' ([`CACHED_CLASS`]). The same path serves the allocations
 //! `pthread_atfork` makes while the shim registers its fork handlers.
 //! Calls after a thread's magazines were flushed at its exit (from later
 //! destructors) also go straight to the shared heap.
@@ -57,12 +58,22 @@
 //! their own size they go straight back to the heap. glibc draws the same
 //! line lower: its tcache holds blocks of up to 1032 bytes.
 //!
+//! # Small blocks without a header
+//!
+//! Requests of up to [`BARE_MAX`] bytes (512, the slab's largest class)
+//! aligned to at most 16 are *bare* blocks: slab objects handed out as they
+//! are, no header. `free` finds their class in the slab's header through
+//! [`MAP`] (`freespace_slab::ObjectMap`: the slab's identity word, fixed
+//! while the slab lives, so no lock), and marks a freed one with the freed
+//! tag in its second word ([`MARK`]), so double frees are still named
+//! (see [`crate::header`] and docs/malloc.md).
+//!
 //! # The fast path
 //!
 //! `malloc` and `free` inline the common case ([`Fast`]): one thread-local
 //! lookup, three checks (not nested, magazines live, a gate slot of its
-//! own), the gate's store and load, the header, and a pop from or a push
-//! to the loaded magazine (`ThreadCache::try_allocate_loaded`,
+//! own), the gate's store and load, the header (or a bare block's mark),
+//! and a pop from or a push to the loaded magazine (`ThreadCache::try_allocate_loaded`,
 //! `try_deallocate_loaded`, which call nothing). Everything else — a
 //! nested call, a thread's first or last calls, an empty or full magazine
 //! — is out of line and cold ([`Call`]), and passes the gate again.
@@ -74,6 +85,8 @@ use core::mem::MaybeUninit;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use freespace::stacks::{GENERAL_CLASSES, GENERAL_SLAB_SIZE};
+use freespace::ObjectMap;
 use freespace_core::alloc::{AllocError, Allocator, Layout};
 use freespace_core::layout::with_addr;
 use freespace_core::source::CLEAR_BY_DECOMMIT;
@@ -83,7 +96,7 @@ use freespace_sync::{Depot, ThreadCache};
 
 use crate::fork;
 use crate::header::{memalign_align, page_round, posix_align_ok, Bad, Block, Header, Plan};
-use crate::header::{HEADER, MIN_ALIGN};
+use crate::header::{BARE_MAX, HEADER, MIN_ALIGN};
 use crate::stats::{self, Counter};
 use crate::trace;
 
@@ -118,6 +131,37 @@ const RESERVE: usize = if cfg!(feature = "valgrind") {
 /// so that `free` can range-check a pointer against it
 /// ([`Mmap::committed_range`], no lock) before reading any header.
 static MMAP: Mmap = Mmap::with_reserve(RESERVE);
+
+/// Where the shared heap's slab lays out its objects: how `free` learns the
+/// class of a bare block (no header) from its address alone.
+pub(crate) static MAP: ObjectMap<GENERAL_SLAB_SIZE> = ObjectMap::new(GENERAL_CLASSES);
+
+/// For each class of [`MAP`]: whether it is one of the thread caches'
+/// classes (the slab's classes of the size-class series,
+/// [`SERIES`](freespace_core::size_class::SERIES)). A bare block of another
+/// class (the slab's finer classes, which only a block from the shared
+/// heap itself has) goes back to the shared heap, never into a magazine,
+/// whose rounds must be exactly its class's size.
+pub(crate) static CACHED_CLASS: [bool; GENERAL_CLASSES.len()] = {
+    let series = freespace_core::size_class::SERIES;
+    let mut cached = [false; GENERAL_CLASSES.len()];
+    let mut c = 0;
+    while c < GENERAL_CLASSES.len() {
+        let mut i = 0;
+        while i < series.len() {
+            if series[i] == GENERAL_CLASSES[c] && series[i] <= freespace_sync::FINE_FROM {
+                cached[c] = true;
+            }
+            i += 1;
+        }
+        c += 1;
+    }
+    cached
+};
+
+// Every bare block is a slab object (the slab serves every size up to
+// its largest class, 16-aligned: its classes are multiples of 16).
+const _: () = assert!(BARE_MAX == GENERAL_CLASSES[GENERAL_CLASSES.len() - 1]);
 
 static DEPOT: Depot<Shared> = Depot::new(freespace::stacks::shared_over(&MMAP));
 
@@ -250,9 +294,10 @@ const GONE: u8 = 2;
 ///   bits; 0 until the magazines are live) and a count. It changes on every
 ///   call that is not a fast one ([`Call::begin`]: anything that may move
 ///   a block between the loaded magazines and the rest of the stack) and on
-///   every fast allocation of a block whose user pointer is not 16 bytes
-///   in (another placement of the header over the same memory). So a freed
-///   header stamped with the current epoch was written by this thread's own
+///   every fast allocation of a block whose user pointer is neither 16
+///   bytes in nor at its start (a bare block, whose stamp is its third
+///   word: another placement of the header over the same memory). So a
+///   freed block stamped with the current epoch was written by this thread's own
 ///   fast `free` since then, and the block has stayed in a loaded magazine,
 ///   untouched by anyone, ever since: the write-after-free check
 ///   ([`reused`]).
@@ -743,26 +788,37 @@ const CANARY: usize = core::mem::size_of::<usize>();
 /// # Safety
 /// `block` is a fresh round of at least `plan.layout.size()` bytes from
 /// the loaded magazine; `thread` is the calling thread's state.
-#[inline(always)]
+#[cold]
+#[inline(never)]
 unsafe fn reused(block: NonNull<[u8]>, plan: &Plan, thread: *const ThreadState) {
     // SAFETY: the caller's contract: this thread's `ThreadState`, alive as long
     // as the thread.
     let t = unsafe { &*thread };
-    if plan.offset != MIN_ALIGN {
+    let (user, stamp) = if plan.is_bare() {
+        if block.len() < BARE_STAMPED {
+            return;
+        }
+        let user = block.cast::<u8>();
+        // SAFETY: the block is at least `BARE_STAMPED` bytes, ours (a
+        // fresh round), 16-aligned: its third word is the stamp's.
+        (user, unsafe { user.cast::<usize>().add(2).read() })
+    } else if plan.offset == MIN_ALIGN {
+        // SAFETY: the block is at least `offset = 16` bytes, all of them ours
+        // (a fresh round), 16-aligned: the header slot of `base + 16`.
+        let user = unsafe { block.cast::<u8>().add(MIN_ALIGN) };
+        // SAFETY: as above.
+        (user, unsafe { header_of(user).read() }.len)
+    } else {
         t.epoch.set(t.epoch.get().wrapping_add(1));
         return;
-    }
-    // SAFETY: the block is at least `offset = 16` bytes, all of them ours
-    // (a fresh round), 16-aligned: the header slot of `base + 16`.
-    let user = unsafe { block.cast::<u8>().add(MIN_ALIGN) };
-    // SAFETY: as above.
-    let old = unsafe { header_of(user).read() };
-    if old.len == t.epoch.get() {
-        // SAFETY: a header with the current stamp was written by this
-        // thread's fast `free` of this very block (MALLOC-S4), which stamps only
-        // blocks with `CANARY` bytes at the user pointer, and wrote them.
+    };
+    if stamp == t.epoch.get() {
+        // SAFETY: a stamp of the current epoch was written by this
+        // thread's fast `free` of this very block (MALLOC-S4), which stamps
+        // only blocks with `CANARY` bytes at the user pointer, and wrote
+        // them: the freed tag.
         let canary = unsafe { user.cast::<usize>().read() };
-        if canary != old.tag {
+        if canary != Header::freed_tag(key(), user.as_ptr().addr()) {
             report(
                 Corruption::WriteAfterFree {
                     addr: user.as_ptr().addr(),
@@ -772,6 +828,15 @@ unsafe fn reused(block: NonNull<[u8]>, plan: &Plan, thread: *const ThreadState) 
         }
     }
 }
+
+/// The smallest bare block a fast `free` stamps (MALLOC-S4): three words,
+/// the canary, the freed mark ([`MARK`]) and the stamp.
+const BARE_STAMPED: usize = 3 * core::mem::size_of::<usize>();
+
+/// Offset of a freed bare block's mark: its second word, which holds the
+/// freed tag from its `free` until it is handed out again (cleared then).
+/// The slab's free list never writes it (its links are the first word).
+const MARK: usize = core::mem::size_of::<usize>();
 
 /// Writes the header of a fresh `block` served for `plan` and returns the
 /// user pointer, `plan.offset` bytes into it (so `plan.layout.size() -
@@ -783,6 +848,14 @@ unsafe fn reused(block: NonNull<[u8]>, plan: &Plan, thread: *const ThreadState) 
 #[inline(always)]
 unsafe fn place(block: NonNull<[u8]>, plan: &Plan, direct: bool) -> NonNull<u8> {
     let base = block.cast::<u8>();
+    if plan.is_bare() {
+        // SAFETY: a bare block is a slab object of at least 16 bytes,
+        // 16-aligned (its class), all of it ours: clear the mark a `free`
+        // of its previous life left, or the next `free` would take it for
+        // a double free.
+        unsafe { base.add(MARK).cast::<usize>().write(0) };
+        return base;
+    }
     // SAFETY: the block is at least `plan.layout.size() = offset + size`
     // bytes (MALLOC-P2), so `base + offset` and the `size` bytes after it are in it.
     let user = unsafe { base.add(plan.offset) };
@@ -801,7 +874,9 @@ unsafe fn place(block: NonNull<[u8]>, plan: &Plan, direct: bool) -> NonNull<u8> 
     user
 }
 
-/// Reads and checks the header of `p` against the process's `key` (from
+/// The block at user pointer `p`: a bare block if `p` is an object of the
+/// slab ([`MAP`]; its mark, the second word, says whether it was freed),
+/// else what its header says, checked against the process's `key` (from
 /// [`key`]); reports (and returns `None`) when it is not a live block of
 /// ours.
 ///
@@ -810,9 +885,17 @@ unsafe fn place(block: NonNull<[u8]>, plan: &Plan, direct: bool) -> NonNull<u8> 
 /// reported without reading anything: `free((void *)0x10)`, or of the
 /// first byte of a mapping whose previous page is unmapped, must not fault.
 ///
+/// The slab is asked first: a bare block has no header, and the 16 bytes
+/// before it are its neighbour's, whatever they hold. A block with a
+/// header is never taken for a slab object: it is a block of the heap
+/// below the slab (whose slab-aligned address below it is no live slab's,
+/// so its identity does not match, SLAB-S4), or one over-aligned block
+/// inside a slab object, which starts no object.
+///
 /// # Safety
-/// Any pointer: `p`'s header is read only once it is known to lie in the
-/// shim's committed memory.
+/// Any pointer: memory is read only once it is known to lie in the shim's
+/// committed memory. For a pointer that is no live block of ours, another
+/// thread may be writing what is read (a report may then misname it).
 #[inline(always)]
 unsafe fn block_of(p: NonNull<u8>, key: u64) -> Option<Block> {
     let addr = p.as_ptr().addr();
@@ -824,6 +907,26 @@ unsafe fn block_of(p: NonNull<u8>, key: u64) -> Option<Block> {
     if addr < ours.start.saturating_add(HEADER) || addr >= ours.end {
         report(Corruption::ForeignPointer { addr }, NAME);
         return None;
+    }
+    if addr & !(GENERAL_SLAB_SIZE - 1) >= ours.start {
+        // SAFETY: the slab-aligned address below `p` lies in the
+        // committed part (from its start up to `p`), readable (Mmap's M5);
+        // a live block's slab header is not written while it lives
+        // (SLAB-S4), and for other pointers see above.
+        if let Some(class) = unsafe { MAP.class_of(p) } {
+            // SAFETY: `p` starts an object of at least 16 bytes, 16-aligned.
+            let mark = unsafe { p.add(MARK).cast::<usize>().read() };
+            if mark == Header::freed_tag(key, addr) {
+                report(Corruption::DoubleFree { addr }, NAME);
+                return None;
+            }
+            return Some(Block {
+                len: MAP.classes()[class],
+                shift: MIN_ALIGN.trailing_zeros(),
+                direct: !CACHED_CLASS[class],
+                bare: true,
+            });
+        }
     }
     // SAFETY: `addr - 16 .. addr` lies in the reservation's committed part,
     // readable (Mmap's M5); 16-aligned, so aligned for `Header`.
@@ -877,13 +980,23 @@ fn unknown(p: NonNull<u8>) -> Corruption {
 #[inline(always)]
 unsafe fn free_block(p: NonNull<u8>, block: Block, key: u64, thread: *const ThreadState) {
     // SAFETY: `Header::decode` returns only shapes that make a valid
-    // `Layout` (MALLOC-H1, its shape check), and `block` came from it (caller).
+    // `Layout` (MALLOC-H1, its shape check), and `block` came from it or
+    // is a slab object (16-aligned, its class's size) (caller).
     let layout = unsafe { Layout::from_size_align_unchecked(block.len, block.align()) };
     let tag = Header::freed_tag(key, p.as_ptr().addr());
-    // SAFETY: a live header sits before `p` (caller).
-    unsafe { header_of(p).write(Header::freed_stamped(tag, 0)) };
-    // SAFETY: the block starts `align` bytes before `p` (MALLOC-H1).
-    let base = unsafe { p.sub(block.align()) };
+    // SAFETY: a live header sits before `p`, or `p` is a bare block of at
+    // least 16 bytes (caller): the freed tag goes in its header, or in its
+    // second word (its mark).
+    unsafe {
+        if block.bare {
+            p.add(MARK).cast::<usize>().write(tag);
+        } else {
+            header_of(p).write(Header::freed_stamped(tag, 0));
+        }
+    }
+    // SAFETY: the block starts `offset` bytes before `p` (MALLOC-H1, or
+    // bare: at `p`).
+    let base = unsafe { p.sub(block.offset()) };
     if !block.direct {
         if let Some(call) = Fast::begin_on(thread) {
             // MALLOC-S4: on the fast path, stamped with this thread's epoch and a
@@ -891,22 +1004,16 @@ unsafe fn free_block(p: NonNull<u8>, block: Block, key: u64, thread: *const Thre
             // thread's fast path reuses it before its next slow call
             // (`reused`). If the push below fails, the slow call changes
             // the epoch and the stamp means nothing.
-            if REUSE_CHECK.load(Ordering::Relaxed) && block.len >= block.align() + CANARY {
-                // SAFETY: `call.thread` is this thread's state; the header
-                // slot is ours (above) and `Header` is `repr(C)` with `len`
-                // first; the block has `len - align >= CANARY` bytes at `p`,
-                // 16-aligned.
-                unsafe {
-                    header_of(p)
-                        .cast::<usize>()
-                        .write((*call.thread).epoch.get());
-                    p.cast::<usize>().write(tag);
-                }
+            if REUSE_CHECK.load(Ordering::Relaxed) {
+                // SAFETY: `call.thread` is this thread's state; `p` is
+                // the freed block's user pointer, 16-aligned.
+                unsafe { stamp(p, &block, tag, (*call.thread).epoch.get()) };
             }
             // SAFETY: the block came from the thread caches with a layout of
-            // this alignment and returned length `len` (MALLOC-H1), so `layout`
-            // fits it; any thread's magazines take any block of the depot's
-            // classes.
+            // this alignment and returned length `len` (MALLOC-H1; a bare
+            // block of a cached class is exactly that class's size), so
+            // `layout` fits it; any thread's magazines take any block of
+            // the depot's classes.
             if unsafe { call.cache().try_deallocate_loaded(base, layout) } {
                 return;
             }
@@ -914,6 +1021,33 @@ unsafe fn free_block(p: NonNull<u8>, block: Block, key: u64, thread: *const Thre
     }
     // SAFETY: as above.
     unsafe { free_slow(base, layout, block.direct) }
+}
+
+/// Leaves the write-after-free check's canary (the freed `tag`) at `p` and
+/// the reuse `stamp` (MALLOC-S4) where [`reused`] looks: the header's `len`
+/// slot, or a bare block's third word. Blocks without room for both are
+/// left alone.
+///
+/// # Safety
+/// `p` is the user pointer of `block`, just freed by this thread's fast
+/// path (its header or mark already written).
+#[inline(always)]
+unsafe fn stamp(p: NonNull<u8>, block: &Block, tag: usize, stamp: usize) {
+    let words = p.cast::<usize>();
+    // SAFETY: the block has room for what is written (checked), `p` is
+    // 16-aligned; the header slot is ours and `Header` is `repr(C)` with
+    // `len` first.
+    unsafe {
+        if block.bare {
+            if block.len >= BARE_STAMPED {
+                words.write(tag);
+                words.add(2).write(stamp);
+            }
+        } else if block.len >= block.align() + CANARY {
+            header_of(p).cast::<usize>().write(stamp);
+            words.write(tag);
+        }
+    }
 }
 
 /// [`free_block`]'s call when it is not the common case (or the loaded
@@ -955,13 +1089,18 @@ unsafe fn resize(p: NonNull<u8>, size: usize) -> Option<NonNull<u8>> {
     let call = Call::begin();
     // A direct block resizes in the shared heap and stays direct; a cached
     // one in the thread caches while it stays a cached size. Anything else
-    // (a cached block growing past `CACHED_MAX`, or a re-entrant call)
-    // moves by hand.
-    let moved = if block.direct {
+    // (a cached block growing past `CACHED_MAX`, a bare block, which
+    // the slab would move anyway, a block becoming bare, or a re-entrant
+    // call) moves by hand.
+    let headed = !block.bare && !plan.is_bare();
+    let moved = if headed && block.direct {
         // SAFETY: `p` is live and direct: it came from the shared heap
         // (MALLOC-H1).
         unsafe { resize_in(shared(), p, &block, &plan) }
-    } else if let Some(cache) = call.cache().filter(|_| plan.layout.size() <= CACHED_MAX) {
+    } else if let Some(cache) = call
+        .cache()
+        .filter(|_| headed && plan.layout.size() <= CACHED_MAX)
+    {
         // SAFETY: `p` is live and came from the thread caches (MALLOC-H1;
         // any thread's handle takes any block of the depot's classes).
         unsafe { resize_in(cache, p, &block, &plan) }

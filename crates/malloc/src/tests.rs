@@ -11,13 +11,22 @@ const KEY: u64 = 0x005e_ed0f_f5ee_d0ff;
 
 #[test]
 fn plan_places_the_user_pointer_after_a_header() {
+    use crate::header::BARE_MAX;
     for align in [1, 2, 8, 16, 32, 64, 4096, 1 << 20] {
-        for size in [0, 1, 15, 16, 17, 1000, 1 << 20] {
+        for size in [0, 1, 15, 16, 17, BARE_MAX, BARE_MAX + 1, 1000, 1 << 20] {
             let plan = Plan::new(size, align).unwrap();
             plan.check(size).unwrap();
-            assert!(plan.offset >= HEADER);
-            assert_eq!(plan.offset, align.max(MIN_ALIGN));
-            assert_eq!(plan.layout.size(), size + plan.offset);
+            if align <= MIN_ALIGN && size <= BARE_MAX {
+                // Small: bare, the user pointer the block's start.
+                assert!(plan.is_bare());
+                assert_eq!(plan.offset, 0);
+                assert_eq!(plan.layout.align(), MIN_ALIGN);
+                assert_eq!(plan.layout.size(), size.max(1));
+            } else {
+                assert!(plan.offset >= HEADER);
+                assert_eq!(plan.offset, align.max(MIN_ALIGN));
+                assert_eq!(plan.layout.size(), size.max(1) + plan.offset);
+            }
         }
     }
 }
@@ -43,7 +52,15 @@ fn live_header_round_trips() {
         (0x10_0000, 1 << 21, 20, false),
     ] {
         let h = Header::live(KEY, addr, len, shift, direct);
-        assert_eq!(h.decode(KEY, addr), Ok(Block { len, shift, direct }));
+        assert_eq!(
+            h.decode(KEY, addr),
+            Ok(Block {
+                len,
+                shift,
+                direct,
+                bare: false
+            })
+        );
         // Another key, another address, another length: not ours.
         assert_eq!(h.decode(KEY ^ 1, addr), Err(Bad::Unknown));
         assert_eq!(h.decode(KEY, addr + 16), Err(Bad::Unknown));
@@ -123,8 +140,11 @@ fn block_geometry() {
         len: 4096 + 100,
         shift: 12,
         direct: false,
+        bare: false,
     };
     assert_eq!((b.align(), b.usable()), (4096, 100));
+    let bare = Block { bare: true, ..b };
+    assert_eq!((bare.offset(), bare.usable()), (0, 4196));
     let l = b.layout().unwrap();
     assert_eq!((l.size(), l.align()), (4196, 4096));
 }
@@ -150,7 +170,13 @@ fn quickcheck_live_headers_decode_to_what_was_encoded() {
             .max(1 << shift)
             .min(isize::MAX as usize + 1 - (1 << shift));
         let h = Header::live(key, addr, len, shift, direct);
-        h.decode(key, addr) == Ok(Block { len, shift, direct })
+        h.decode(key, addr)
+            == Ok(Block {
+                len,
+                shift,
+                direct,
+                bare: false,
+            })
             && Header::freed(key, addr).decode(key, addr) == Err(Bad::Freed)
     }
     let tests = if cfg!(miri) { 20 } else { 2000 };
@@ -476,6 +502,51 @@ mod c_functions {
         }
     }
 
+    /// The thread caches' classes among the slab's, as the shim counts
+    /// them, are exactly those freespace-sync's magazines have.
+    #[test]
+    fn cached_classes_are_the_magazines_classes() {
+        let classes = crate::shim::MAP.classes();
+        assert_eq!(classes, freespace::stacks::GENERAL_CLASSES);
+        for (c, &size) in classes.iter().enumerate() {
+            let magazine = freespace_sync::class_sizes().contains(&size);
+            assert_eq!(crate::shim::CACHED_CLASS[c], magazine, "{size}");
+        }
+        assert!(crate::shim::CACHED_CLASS.iter().filter(|&&c| c).count() >= 16);
+    }
+
+    /// Small blocks are bare (no header): `malloc(24)` has its class's 32
+    /// bytes; a bare block of one of the slab's finer classes, which only
+    /// the shared heap hands out (144 bytes, between the magazines' 128
+    /// and 160), goes back there when freed, never into a magazine of
+    /// another size (the next 150-byte blocks, popped from the 160-byte
+    /// magazine, would otherwise include it, 16 bytes short).
+    #[test]
+    fn bare_blocks_go_back_where_their_size_belongs() {
+        let _only = exclusive();
+        // SAFETY: C calls on blocks this test allocated, each freed once and
+        // used only within its size.
+        unsafe {
+            let p = malloc(24);
+            assert_eq!(malloc_usable_size(p), 32);
+            free(p);
+            let odd = crate::shim::nested(|| malloc(130));
+            assert!(crate::shim::is_direct(odd), "144 is no magazine class");
+            assert_eq!(malloc_usable_size(odd), 144);
+            free(odd);
+            let next: Vec<*mut c_void> = (0..100).map(|_| malloc(150)).collect();
+            assert!(
+                !next.contains(&odd),
+                "a 144-byte block served for 150 bytes"
+            );
+            for q in next {
+                assert_eq!(malloc_usable_size(q), 160);
+                free(q);
+            }
+        }
+        crate::shim::check().unwrap();
+    }
+
     #[test]
     fn usable_size_is_real_room() {
         let _only = exclusive();
@@ -510,9 +581,11 @@ mod c_functions {
     }
 
     /// Allocations made from inside the shim (glibc's, during a thread's
-    /// first call) come straight from the shared heap, are marked direct,
-    /// and go back there from any later call: free, realloc (which resizes
-    /// them in the shared heap, contents kept, still direct), usable size.
+    /// first call) come straight from the shared heap, are marked direct
+    /// (those with a header; a bare block is a slab object, which either
+    /// route takes back), and go back there from any later call: free,
+    /// realloc (which resizes them in the shared heap, contents kept,
+    /// still direct), usable size.
     #[test]
     fn nested_allocations_take_the_direct_route() {
         let _only = exclusive();
@@ -525,11 +598,14 @@ mod c_functions {
                 for size in [0usize, 8, 24, 100, 1000, 5000] {
                     let p = malloc(size);
                     assert!(!p.is_null() && p as usize % 16 == 0);
-                    assert!(crate::shim::is_direct(p), "{size}");
+                    // A bare block (no header) is a slab object of a class
+                    // the thread caches share: it may go back either way.
+                    let bare = size <= crate::header::BARE_MAX;
+                    assert!(crate::shim::is_direct(p) != bare, "{size}");
                     p.cast::<u8>().write_bytes(0x3c, size);
                     v.push((p, size));
                 }
-                let z = calloc(3, 40);
+                let z = calloc(3, 400);
                 assert!(crate::shim::is_direct(z));
                 v.push((z, 0));
                 v

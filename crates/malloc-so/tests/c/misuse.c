@@ -12,7 +12,8 @@
  *   wild         free((void *)0x10): outside every reservation, unreadable
  *   mapping      free() of the first byte of a fresh mapping whose previous
  *                page is unmapped
- *   header       free() of a block whose header was overwritten
+ *   header       free() of a block whose header was overwritten (a block
+ *                of 1000 bytes: blocks of up to 512 have no header)
  *   misaligned   free(p + 8)
  *   double-thread  free(p) on another thread (p then lies in that
  *                thread's magazine, in the depot once it exits), then
@@ -77,6 +78,7 @@ int main(int argc, char **argv) {
         fflush(stdout);
         free(victim);
     } else if (strcmp(mode, "header") == 0) {
+        victim = malloc(1000);
         printf("%p\n", (void *)victim);
         fflush(stdout);
         memset(victim - 8, 0x41, 8); /* an underflow over the header */
