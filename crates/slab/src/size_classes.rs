@@ -264,7 +264,7 @@ const fn default_count(slab_size: usize) -> usize {
 /// - SLAB-S4: the header's identity word is the keyed hash of the slab's
 ///   address and class, set when the slab is made and not written again
 ///   until it is erased, just before the slab goes back to the parent (what
-///   lets an [`ObjectMap`] name a live object's class without the
+///   lets an [`ObjectMap`](crate::ObjectMap) name a live object's class without the
 ///   allocator).
 ///
 /// Per class cache:
