@@ -90,4 +90,5 @@ fn main() {
     let threaded = stacks::threaded(&DEPOT);
     row("Threaded", &threaded);
     row("SegregatedBestFit", &stacks::segregated_best_fit());
+    row("SlabBuddy", &stacks::slab_buddy());
 }
