@@ -1,5 +1,6 @@
-//! The 16-byte header in front of every block `malloc` returns, and the size
-//! arithmetic that places it. Pure logic: no memory is touched here, so the
+//! The 16-byte header in front of every block `malloc` returns above
+//! [`BARE_MAX`] bytes (or over-aligned), and the size arithmetic that
+//! places every block, bare or not. Pure logic: no memory is touched here, so the
 //! module runs under Miri and builds without `std`.
 //!
 //! `free(p)` gets no size, so the block's shape travels with it, in the 16
@@ -48,7 +49,8 @@
 //! list never writes), so a second `free` of it is still told apart. For
 //! the small blocks that make up most of a C program's heap this saves the
 //! 16 bytes a header costs and the class step they push a block into
-//! (docs/malloc.md, "Blocks without a header").
+//! (docs/malloc.md, "free() without a size: the slab's header, or the
+//! block's own").
 
 use freespace_core::alloc::Layout;
 

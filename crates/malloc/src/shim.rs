@@ -136,24 +136,16 @@ static MMAP: Mmap = Mmap::with_reserve(RESERVE);
 /// class of a bare block (no header) from its address alone.
 pub(crate) static MAP: ObjectMap<GENERAL_SLAB_SIZE> = ObjectMap::new(GENERAL_CLASSES);
 
-/// For each class of [`MAP`]: whether it is one of the thread caches'
-/// classes (the slab's classes of the size-class series,
-/// [`SERIES`](freespace_core::size_class::SERIES)). A bare block of another
+/// For each class of [`MAP`]: whether its size is one of the thread caches'
+/// classes ([`freespace_sync::is_class_size`]). A bare block of another
 /// class (the slab's finer classes, which only a block from the shared
 /// heap itself has) goes back to the shared heap, never into a magazine,
 /// whose rounds must be exactly its class's size.
 pub(crate) static CACHED_CLASS: [bool; GENERAL_CLASSES.len()] = {
-    let series = freespace_core::size_class::SERIES;
     let mut cached = [false; GENERAL_CLASSES.len()];
     let mut c = 0;
     while c < GENERAL_CLASSES.len() {
-        let mut i = 0;
-        while i < series.len() {
-            if series[i] == GENERAL_CLASSES[c] && series[i] <= freespace_sync::FINE_FROM {
-                cached[c] = true;
-            }
-            i += 1;
-        }
+        cached[c] = freespace_sync::is_class_size(GENERAL_CLASSES[c]);
         c += 1;
     }
     cached
@@ -685,6 +677,17 @@ unsafe fn header_of(p: NonNull<u8>) -> NonNull<Header> {
     unsafe { p.sub(HEADER) }.cast()
 }
 
+/// The mark slot of bare block `p` ([`MARK`]: its second word).
+///
+/// # Safety
+/// `p` starts a slab object of at least 16 bytes (every bare block).
+#[inline(always)]
+unsafe fn mark_of(p: NonNull<u8>) -> NonNull<usize> {
+    // SAFETY: the caller's contract: bytes 8..16 of the object are in it,
+    // and 8-aligned (the object is 16-aligned).
+    unsafe { p.add(MARK) }.cast()
+}
+
 /// Allocates `size` bytes aligned to `align` (a power of two). `None` on
 /// failure; never touches `errno`.
 #[inline(always)]
@@ -853,7 +856,7 @@ unsafe fn place(block: NonNull<[u8]>, plan: &Plan, direct: bool) -> NonNull<u8> 
         // 16-aligned (its class), all of it ours: clear the mark a `free`
         // of its previous life left, or the next `free` would take it for
         // a double free.
-        unsafe { base.add(MARK).cast::<usize>().write(0) };
+        unsafe { mark_of(base).write(0) };
         return base;
     }
     // SAFETY: the block is at least `plan.layout.size() = offset + size`
@@ -915,7 +918,7 @@ unsafe fn block_of(p: NonNull<u8>, key: u64) -> Option<Block> {
         // (SLAB-S4), and for other pointers see above.
         if let Some(class) = unsafe { MAP.class_of(p) } {
             // SAFETY: `p` starts an object of at least 16 bytes, 16-aligned.
-            let mark = unsafe { p.add(MARK).cast::<usize>().read() };
+            let mark = unsafe { mark_of(p).read() };
             if mark == Header::freed_tag(key, addr) {
                 report(Corruption::DoubleFree { addr }, NAME);
                 return None;
@@ -989,7 +992,7 @@ unsafe fn free_block(p: NonNull<u8>, block: Block, key: u64, thread: *const Thre
     // second word (its mark).
     unsafe {
         if block.bare {
-            p.add(MARK).cast::<usize>().write(tag);
+            mark_of(p).write(tag);
         } else {
             header_of(p).write(Header::freed_stamped(tag, 0));
         }

@@ -121,8 +121,8 @@ pub use freespace_core::lock::Futex;
 pub use freespace_core::lock::{DefaultLock, Spin};
 pub use locked::{Locked, LockedGuard};
 pub use magazine::{
-    class_sizes, initial_rounds, max_rounds, CLASSES, CLASS_ALIGN, FINE_FROM, MAGAZINE_BYTES,
-    MAX_CACHED, MAX_GROWTH, MIN_CLASS, REFILL, ROUNDS,
+    class_sizes, initial_rounds, is_class_size, max_rounds, CLASSES, CLASS_ALIGN, FINE_FROM,
+    MAGAZINE_BYTES, MAX_CACHED, MAX_GROWTH, MIN_CLASS, REFILL, ROUNDS,
 };
 #[cfg(all(feature = "std", not(loom)))]
 pub use magazines::{fork, Magazines, MAX_LIVE, SLOTS};

@@ -82,6 +82,30 @@ pub fn class_sizes() -> &'static [usize] {
     &SIZES
 }
 
+/// Whether `size` is exactly the size of one of the classes: a block of
+/// that many bytes, freed with a layout of that size, becomes a round of a
+/// class whose rounds are all that large. A block of another size (one a
+/// parent served at its own size) must not be given to a cache as a
+/// round, since the class would hand it out for requests up to the class's
+/// size.
+///
+/// ```
+/// use freespace_sync::is_class_size;
+/// assert!(is_class_size(128) && is_class_size(160) && is_class_size(544));
+/// assert!(!is_class_size(144), "between the classes 128 and 160");
+/// assert!(!is_class_size(0));
+/// ```
+pub const fn is_class_size(size: usize) -> bool {
+    let mut c = 0;
+    while c < CLASSES {
+        if SIZES[c] == size {
+            return true;
+        }
+        c += 1;
+    }
+    false
+}
+
 /// Smallest class, in bytes.
 pub const MIN_CLASS: usize = size_class::SERIES[0];
 /// Alignment of every cached block; requests aligned more go to the parent.
