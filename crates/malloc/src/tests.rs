@@ -506,6 +506,7 @@ mod c_functions {
     /// them, are exactly those freespace-sync's magazines have.
     #[test]
     fn cached_classes_are_the_magazines_classes() {
+        crate::shim::MAP.check().unwrap();
         let classes = crate::shim::MAP.classes();
         assert_eq!(classes, freespace::stacks::GENERAL_CLASSES);
         for (c, &size) in classes.iter().enumerate() {

@@ -28,7 +28,7 @@
 
 use core::ptr::NonNull;
 
-use freespace_core::layout;
+use freespace_core::{layout, Violation};
 
 use crate::one_slab::{identity_of, Geometry, SlabPtr};
 use crate::size_classes::{build, MAX_CLASSES};
@@ -55,6 +55,12 @@ use crate::DEFAULT_SLAB_SIZE;
 /// // SAFETY: allocated above with `l`.
 /// unsafe { slab.deallocate(p, l) };
 /// ```
+///
+/// # Invariants
+/// - SLAB-M1: `geometry[c]` is the geometry a `Slab<_, SLAB_SIZE>` built
+///   with `classes` gives class `c`, for every class (so the map reads
+///   slabs exactly as the allocator lays them out); [`ObjectMap::check`]
+///   verifies it.
 #[derive(Debug, Clone, Copy)]
 pub struct ObjectMap<const SLAB_SIZE: usize = DEFAULT_SLAB_SIZE> {
     classes: &'static [usize],
@@ -95,6 +101,33 @@ impl<const SLAB_SIZE: usize> ObjectMap<SLAB_SIZE> {
     /// ```
     pub const fn classes(&self) -> &'static [usize] {
         self.classes
+    }
+
+    /// Checks SLAB-M1: every class's geometry is the one the allocator
+    /// builds for it.
+    ///
+    /// ```
+    /// let map = freespace_slab::ObjectMap::<4096>::new(&[16, 64]);
+    /// assert!(map.check().is_ok());
+    /// ```
+    pub fn check(&self) -> Result<(), Violation> {
+        let Ok(caches) = build(SLAB_SIZE, self.classes) else {
+            return Err(Violation::new(
+                "SLAB-M1",
+                0,
+                "classes the allocator refuses",
+            ));
+        };
+        for (c, cache) in caches.iter().enumerate().take(self.classes.len()) {
+            if self.geometry[c] != cache.geometry {
+                return Err(Violation::new(
+                    "SLAB-M1",
+                    self.classes[c],
+                    "class geometry differs from the allocator's",
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The class of the object that starts at `ptr`, if `ptr` is a live
@@ -142,5 +175,18 @@ impl<const SLAB_SIZE: usize> ObjectMap<SLAB_SIZE> {
             return None;
         }
         self.geometry[c].index_of(addr - base).map(|_| c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_sees_a_geometry_that_is_not_the_allocators() {
+        let mut map = ObjectMap::<4096>::new(&[16, 64]);
+        map.check().unwrap();
+        map.geometry[1] = Geometry::NONE;
+        assert_eq!(map.check().map_err(|v| v.invariant), Err("SLAB-M1"));
     }
 }

@@ -497,6 +497,7 @@ static MAP: crate::ObjectMap = crate::ObjectMap::new(crate::DEFAULT_CLASSES);
 
 #[test]
 fn the_object_map_names_live_objects_and_nothing_else() {
+    MAP.check().unwrap();
     let slab = Slab::new(Keep::default()).with_max_empty(0);
     let sizes: &[usize] = if cfg!(miri) {
         &[1, 100, 8192]
