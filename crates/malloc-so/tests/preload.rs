@@ -267,8 +267,30 @@ impl PeakRss {
     /// peak within 1.1× glibc's, a time at most glibc's) are not tests, and
     /// one run's CPU time on a busy machine is only a rough figure.
     fn report(&self, program: &str, glibc: &[String], freespace: &[String]) {
-        let (Some((g, g_us)), Some((f, f_us))) = (self.totals(glibc), self.totals(freespace))
-        else {
+        self.report_rounds(program, &[(glibc.to_vec(), freespace.to_vec())]);
+    }
+
+    /// As [`report`](Self::report) for a program run several times each
+    /// way, `rounds` of (`glibc`, `freespace`) names: each side's figures
+    /// are the median over the rounds of its peak and of its CPU time. A
+    /// small program's peak varies by a few percent from run to run (which
+    /// file pages the kernel maps around a fault, thread timing), as much
+    /// as the difference measured, so one run each way can tip either side.
+    fn report_rounds(&self, program: &str, rounds: &[Round]) {
+        let side = |pick: fn(&Round) -> &[String]| {
+            let totals: Option<Vec<(u64, u64)>> =
+                rounds.iter().map(|r| self.totals(pick(r))).collect();
+            let totals = totals?;
+            let median = |mut v: Vec<u64>| {
+                v.sort_unstable();
+                v.get(v.len() / 2).copied()
+            };
+            Some((
+                median(totals.iter().map(|t| t.0).collect())?,
+                median(totals.iter().map(|t| t.1).collect())?,
+            ))
+        };
+        let (Some((g, g_us)), Some((f, f_us))) = (side(|r| &r.0), side(|r| &r.1)) else {
             return;
         };
         let mib = |kib: u64| kib as f64 / 1024.0;
@@ -280,11 +302,16 @@ impl PeakRss {
                 "unknown".into()
             }
         };
+        let of = if rounds.len() > 1 {
+            format!(" (medians of {} runs each way, alternating)", rounds.len())
+        } else {
+            String::new()
+        };
         // Straight to the stream, past the test harness's capture.
         let _ = writeln!(
             std::io::stderr(),
             "\n!!! RSS {program}: glibc {:.1} MiB, freespace {:.1} MiB, ratio {}; \
-             CPU glibc {:.2} s, freespace {:.2} s, ratio {}\n",
+             CPU glibc {:.2} s, freespace {:.2} s, ratio {}{of}\n",
             mib(g),
             mib(f),
             ratio(f, g),
@@ -294,6 +321,10 @@ impl PeakRss {
         );
     }
 }
+
+/// One run of a program each way: the names its peaks were recorded
+/// under without the shim, then with it.
+type Round = (Vec<String>, Vec<String>);
 
 /// What a finished process left.
 struct Run {
@@ -893,10 +924,21 @@ fn git_runs_on_the_shim() {
         return;
     };
     let rss = PeakRss::new("git");
-    let shim = git_session(&p[0], &scratch("git"), true, &rss);
-    let glibc = git_session(&p[0], &scratch("git-glibc"), false, &rss);
-    rss.report("git", &glibc, &shim);
+    // git's peak is small (about 5 MiB), so its run-to-run spread is as
+    // large as the difference measured: the session runs GIT_ROUNDS times
+    // each way, alternating, and the report takes medians.
+    let rounds: Vec<_> = (0..GIT_ROUNDS)
+        .map(|round| {
+            let shim = git_session(&p[0], &scratch(&format!("git-{round}")), true, &rss);
+            let glibc = git_session(&p[0], &scratch(&format!("git-glibc-{round}")), false, &rss);
+            (glibc, shim)
+        })
+        .collect();
+    rss.report_rounds("git", &rounds);
 }
+
+/// How many times [`git_runs_on_the_shim`] runs its session each way.
+const GIT_ROUNDS: usize = 3;
 
 /// A repository of 200 files in `dir`: init, add, two commits, log, an
 /// aggressive gc and fsck, each checked; with `shim`, under it (and each
@@ -920,7 +962,9 @@ fn git_session(exe: &Path, dir: &Path, shim: bool, rss: &PeakRss) -> Vec<String>
             .env("GIT_AUTHOR_EMAIL", "malloc@freespace.invalid")
             .env("GIT_COMMITTER_NAME", "freespace")
             .env("GIT_COMMITTER_EMAIL", "malloc@freespace.invalid");
-        let name = format!("git-{}-{}", shim, names.borrow().len());
+        // Unique per session: its scratch directory's name, and the step.
+        let session = dir.file_name().unwrap_or_default().to_string_lossy();
+        let name = format!("{session}-{}", names.borrow().len());
         let r = run(
             rss.wrap(maybe_preloaded(cmd, shim), &name),
             b"",
