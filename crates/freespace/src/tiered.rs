@@ -110,7 +110,11 @@ pub type PageBuddy<S> = Buddy<S, BUDDY_MIN, BUDDY_ORDERS>;
 /// so two regions that are buddies or neighbours are contiguous and the
 /// best-fit heap joins them. A region longer than the buddy's largest
 /// block ([`BUDDY_MAX`]) is a region of `S` itself, asked for directly.
-/// `release` gives a buddy block back to the buddy (and keeps a region of
+/// A buddy block's pages are given back to `S` ([`Source::decommit`]) as
+/// it becomes a region: blocks of the buddy that lay there before (slabs,
+/// the free-list nodes of split halves) may have left pages resident,
+/// which the best-fit heap, writing only a region's boundaries, would
+/// otherwise carry idle inside a free chunk. `release` gives a buddy block back to the buddy (and keeps a region of
 /// `S`: `false`); `decommit` is the buddy's source's, since both kinds of
 /// region lie inside one of that source's regions.
 ///
@@ -172,7 +176,18 @@ unsafe impl<S: Source> Source for FromBuddy<S> {
             return self.buddy.source().acquire(min_len);
         }
         let layout = Layout::from_size_align(min_len.max(1), freespace_core::REGION_ALIGN).ok()?;
-        self.buddy.allocate(layout).ok()
+        let region = self.buddy.allocate(layout).ok()?;
+        // Buddy blocks that lay here before (slabs, the free-list nodes of
+        // split halves) may have left pages resident that the best-fit
+        // heap would carry idle inside a free chunk: give them back now
+        // (one call per region; the heap writes only the region's
+        // boundaries).
+        // SAFETY: `region` is a live block of the buddy, ours alone (just
+        // allocated), inside one of the buddy's source's regions; nothing
+        // reads its contents (the buddy reads nothing inside a live block,
+        // and the caller gets it as a fresh region, `zeroed` false).
+        unsafe { self.buddy.source().decommit(region) };
+        Some(region)
     }
 
     unsafe fn release(&self, region: NonNull<[u8]>) -> bool {

@@ -504,3 +504,36 @@ fn tiered_checked_free_refuses_and_touches_nothing() {
     }
     general.check_all().unwrap();
 }
+
+/// A buddy block that becomes a best-fit region is given back to the
+/// source first (`decommit`, whole pages): what earlier blocks there left
+/// (here a page-aligned block written all over, then freed) is not carried
+/// idle inside the region's free chunk. Over the testkit's `Recording`
+/// source, whose decommit writes zeros, so it runs under Miri.
+#[test]
+fn a_best_fit_region_starts_with_its_pages_given_back() {
+    use freespace::tiered::FromBuddy;
+    use freespace::Source;
+    use freespace_testkit::recording::{Event, Recording};
+    const PAGE: usize = 4096;
+    let regions = FromBuddy::new(Buddy::new(Recording::new(PAGE, 4 << 20)));
+    let page = Layout::from_size_align(64 << 10, PAGE).unwrap();
+    let old = regions.buddy().allocate(page).unwrap().cast::<u8>();
+    // SAFETY: a live block of 64 KiB.
+    unsafe { old.write_bytes(0xa5, 64 << 10) };
+    // SAFETY: allocated above with `page`, freed once.
+    unsafe { regions.buddy().deallocate(old, page) };
+    let region = regions.acquire(64 << 10).unwrap();
+    assert_eq!(region.cast::<u8>(), old, "the freed block is the region");
+    let decommitted = regions.buddy().source().events().into_iter().any(|e| {
+        matches!(e, Event::Decommit { pages: Some((addr, len)), .. }
+            if addr == old.as_ptr() as usize && len == region.len())
+    });
+    assert!(decommitted, "{:?}", regions.buddy().source().events());
+    // SAFETY: `region` is ours alone, `len` bytes; the stale bytes are gone.
+    let bytes = unsafe { core::slice::from_raw_parts(old.as_ptr(), region.len()) };
+    assert!(bytes.iter().all(|&b| b == 0));
+    // SAFETY: `region` came from `regions` and nothing in it is in use.
+    assert!(unsafe { regions.release(region) });
+    regions.buddy().check().unwrap();
+}
