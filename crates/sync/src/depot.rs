@@ -341,8 +341,8 @@ impl<P: Batch> Depot<P> {
             (Lists::pop(&mut l.empty, &mut l.empty_len), l.rounds(c))
         };
         popped.or_else(|| {
-            let mem = self.parent.allocate(Magazine::LAYOUT).ok()?;
-            // SAFETY: fresh memory of `Magazine::LAYOUT` from the parent.
+            let mem = self.parent.allocate(Magazine::layout(cap)).ok()?;
+            // SAFETY: fresh memory of `Magazine::layout(cap)` from the parent.
             Some(unsafe { Magazine::init(mem.cast(), cap) })
         })
     }
@@ -453,9 +453,12 @@ impl<P: Batch> Depot<P> {
     /// # Safety
     /// The caller owns `m`; it is empty and not used again.
     unsafe fn free_magazine(&self, m: Mag) {
-        // SAFETY: magazines are allocated from the parent with this layout
-        // (`take_empty`).
-        unsafe { self.parent.deallocate(m.cast(), Magazine::LAYOUT) }
+        // SAFETY: magazines are allocated from the parent with the layout
+        // of their capacity (`take_empty`), which never changes.
+        unsafe {
+            self.parent
+                .deallocate(m.cast(), Magazine::layout(mag::cap(m)))
+        }
     }
 }
 

@@ -217,10 +217,16 @@ pub(crate) fn class_layout(class: usize) -> Layout {
 }
 
 /// A fixed-capacity stack of free blocks ("rounds") of one class, living
-/// in memory from the parent.
+/// in memory from the parent: this header, then room for at least `cap`
+/// rounds ([`Magazine::layout`]), so a magazine of four rounds takes 80
+/// bytes rather than room for [`ROUNDS`]. Only reached through raw pointers
+/// ([`mag`]): no reference to a whole magazine is ever made, since the
+/// memory behind one ends after its own rounds.
 ///
 /// # Invariants
-/// - SYNC-M1: `count <= cap <= ROUNDS`; `rounds[..count]` are initialised,
+/// - SYNC-M1: `1 <= cap <= ROUNDS` and `count <= cap`; the memory holds
+///   at least `cap` round slots after the header (it came from the parent
+///   with `Magazine::layout(cap)`); the first `count` slots are initialised,
 ///   distinct, free blocks of the magazine's class, allocated from the
 ///   parent with `class_layout(class)` and handed to no user.
 /// - SYNC-M2: a magazine is owned by exactly one place: a rack's `loaded` or
@@ -232,20 +238,43 @@ pub(crate) struct Magazine {
     count: u32,
     /// Rounds this magazine holds when full (fixed when it is made).
     cap: u32,
-    rounds: [MaybeUninit<NonNull<u8>>; ROUNDS],
+    /// The first of `cap` round slots (the rest follow it in memory).
+    rounds: [MaybeUninit<NonNull<u8>>; 0],
 }
+
+/// Round slots of a small magazine ([`Magazine::layout`]): what the
+/// first magazines of classes of 512 bytes and more hold
+/// ([`MAGAZINE_BYTES`] of blocks).
+pub(crate) const SMALL_SLOTS: usize = 8;
 
 /// A pointer to a [`Magazine`] owned by whoever holds it (SYNC-M2).
 pub(crate) type Mag = NonNull<Magazine>;
 
 impl Magazine {
-    pub(crate) const LAYOUT: Layout = Layout::new::<Magazine>();
+    /// The memory of a magazine of `cap` rounds: room for
+    /// [`SMALL_SLOTS`] rounds up to that many, else for [`ROUNDS`]. Two
+    /// sizes only, so that magazines take few of the parent's size classes
+    /// (a slab parent makes a page resident for each class it serves);
+    /// the magazines of classes above a few hundred bytes, which hold a
+    /// handful of rounds, take 80 bytes instead of 528.
+    pub(crate) const fn layout(cap: usize) -> Layout {
+        let slots = if cap <= SMALL_SLOTS {
+            SMALL_SLOTS
+        } else {
+            ROUNDS
+        };
+        let size = size_of::<Magazine>() + slots * size_of::<NonNull<u8>>();
+        // SAFETY: `size` is at most a few hundred bytes (ROUNDS slots), and
+        // the alignment is a type's.
+        unsafe { Layout::from_size_align_unchecked(size, align_of::<Magazine>()) }
+    }
 
     /// Writes an empty magazine of capacity `cap` (clamped to 1..=ROUNDS)
     /// over fresh memory.
     ///
     /// # Safety
-    /// `at` is valid for writes of `Magazine::LAYOUT` and aligned for it.
+    /// `at` is valid for writes of `Magazine::layout(cap)` and aligned for
+    /// it.
     pub(crate) unsafe fn init(at: NonNull<u8>, cap: usize) -> Mag {
         let m = at.cast::<Magazine>();
         let cap = cap.clamp(1, ROUNDS) as u32;
@@ -299,20 +328,37 @@ pub(crate) mod mag {
         unsafe { count(m) == 0 }
     }
 
+    /// Slot `i` of `m`'s rounds.
+    ///
+    /// # Safety
+    /// `m` is an initialised magazine and `i < cap` (SYNC-M1: the slot
+    /// lies in its memory).
+    #[inline(always)]
+    unsafe fn slot(m: Mag, i: usize) -> *mut MaybeUninit<NonNull<u8>> {
+        // SAFETY: the slots follow the header in the magazine's memory
+        // (SYNC-M1), `i` of them in bounds (caller); a raw projection, no
+        // reference to the whole magazine.
+        unsafe {
+            (&raw mut (*m.as_ptr()).rounds)
+                .cast::<MaybeUninit<NonNull<u8>>>()
+                .add(i)
+        }
+    }
+
     /// # Safety
     /// The caller owns `m` (SYNC-M2).
     #[inline(always)]
     pub(crate) unsafe fn pop(m: Mag) -> Option<NonNull<u8>> {
-        // SAFETY: exclusive access to an initialised magazine (caller, SYNC-M2).
-        let m = unsafe { &mut *m.as_ptr() };
-        // `get` rather than an index: one check that also proves the index
-        // in bounds (count <= ROUNDS, SYNC-M1), where `count == 0` and an index
-        // would be two.
-        let top = m.count.checked_sub(1)?;
-        let round = m.rounds.get(top as usize)?;
-        m.count = top;
-        // SAFETY: `rounds[..count]` are initialised (SYNC-M1).
-        Some(unsafe { round.assume_init() })
+        let p = m.as_ptr();
+        // SAFETY: exclusive access to an initialised magazine (caller,
+        // SYNC-M2), through its header's fields only.
+        let top = unsafe { (*p).count }.checked_sub(1)?;
+        // SAFETY: as above; `top < count <= cap`: an initialised slot
+        // (SYNC-M1).
+        unsafe {
+            (*p).count = top;
+            Some(slot(m, top as usize).read().assume_init())
+        }
     }
 
     /// Pushes `block`; returns `false` (and keeps nothing) when full.
@@ -322,16 +368,19 @@ pub(crate) mod mag {
     /// magazine's class (SYNC-M1).
     #[inline(always)]
     pub(crate) unsafe fn push(m: Mag, block: NonNull<u8>) -> bool {
-        // SAFETY: exclusive access to an initialised magazine (caller, SYNC-M2).
-        let m = unsafe { &mut *m.as_ptr() };
+        let p = m.as_ptr();
+        // SAFETY: exclusive access to an initialised magazine (caller,
+        // SYNC-M2), through its header's fields only.
+        let (count, cap) = unsafe { ((*p).count, (*p).cap) };
         // Full when `count == cap` (SYNC-M1).
-        if m.count >= m.cap {
+        if count >= cap {
             return false;
         }
-        // SAFETY: `count < cap <= ROUNDS` (SYNC-M1: `init` clamps `cap`), so
-        // the slot is in the array.
-        unsafe { m.rounds.get_unchecked_mut(m.count as usize) }.write(block);
-        m.count += 1;
+        // SAFETY: `count < cap`: a slot in the magazine's memory (SYNC-M1).
+        unsafe {
+            slot(m, count as usize).write(MaybeUninit::new(block));
+            (*p).count = count + 1;
+        }
         true
     }
 
@@ -350,12 +399,9 @@ pub(crate) mod mag {
     /// # Safety
     /// The caller owns `m` (SYNC-M2).
     pub(crate) unsafe fn contains(m: Mag, block: NonNull<u8>) -> bool {
-        // SAFETY: exclusive access to an initialised magazine (caller, SYNC-M2).
-        let m = unsafe { &*m.as_ptr() };
-        // SAFETY: `rounds[..count]` are initialised (SYNC-M1).
-        m.rounds[..m.count as usize]
-            .iter()
-            .any(|r| unsafe { r.assume_init() } == block)
+        // SAFETY: the caller owns `m` (SYNC-M2), which it does not change
+        // meanwhile.
+        unsafe { rounds(m) }.contains(&block)
     }
 
     /// The rounds, for checks.
@@ -363,11 +409,13 @@ pub(crate) mod mag {
     /// # Safety
     /// The caller owns `m` (SYNC-M2) and does not change it while using the slice.
     pub(crate) unsafe fn rounds<'a>(m: Mag) -> &'a [NonNull<u8>] {
-        // SAFETY: exclusive access to an initialised magazine (caller, SYNC-M2).
-        let m = unsafe { &*m.as_ptr() };
-        // SAFETY: `rounds[..count]` are initialised (SYNC-M1) and `MaybeUninit<T>`
-        // has `T`'s layout.
-        unsafe { core::slice::from_raw_parts(m.rounds.as_ptr().cast(), m.count as usize) }
+        // SAFETY: exclusive access to an initialised magazine (caller,
+        // SYNC-M2): its first `count` slots are initialised and in its
+        // memory (SYNC-M1), and `MaybeUninit<T>` has `T`'s layout.
+        unsafe {
+            let count = (*m.as_ptr()).count as usize;
+            core::slice::from_raw_parts(slot(m, 0).cast::<NonNull<u8>>(), count)
+        }
     }
 }
 

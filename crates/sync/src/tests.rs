@@ -427,3 +427,38 @@ fn contention_on_a_depot_lock_grows_the_class_magazines() {
     depot.reap();
     assert_eq!(depot.parent().live.load(Relaxed), 0);
 }
+
+/// A magazine's memory ends after its own rounds (two sizes,
+/// `Magazine::layout`): each capacity fills to exactly its `cap`, refuses
+/// one more, and gives its rounds back last in, first out, all inside that
+/// memory (Miri checks the bounds).
+#[test]
+fn magazines_of_every_capacity_stay_inside_their_memory() {
+    use crate::magazine::{mag, Magazine, ROUNDS};
+    for cap in [1, 2, 4, 7, 8, 9, 16, 32, ROUNDS] {
+        let layout = Magazine::layout(cap);
+        assert!(layout.size() >= 16 + 8 * cap && layout.size() <= 16 + 8 * ROUNDS);
+        let mem = Global.allocate(layout).unwrap().cast::<u8>();
+        // SAFETY: fresh memory of `Magazine::layout(cap)`.
+        let m = unsafe { Magazine::init(mem, cap) };
+        let blocks: Vec<NonNull<u8>> = (1..=cap)
+            .map(|i| NonNull::new(core::ptr::without_provenance_mut(i * 16)).unwrap())
+            .collect();
+        // SAFETY: we own `m` (made above); the "blocks" are never
+        // dereferenced, only stored and compared.
+        unsafe {
+            assert_eq!(mag::cap(m), cap);
+            for &b in &blocks {
+                assert!(mag::push(m, b));
+            }
+            assert!(mag::is_full(m) && !mag::push(m, blocks[0]));
+            assert_eq!(mag::rounds(m), &blocks[..]);
+            assert!(mag::contains(m, blocks[cap - 1]));
+            for &b in blocks.iter().rev() {
+                assert_eq!(mag::pop(m), Some(b));
+            }
+            assert_eq!(mag::pop(m), None);
+            Global.deallocate(mem, layout);
+        }
+    }
+}
