@@ -51,8 +51,8 @@ use core::ptr::NonNull;
 
 use crate::alloc::{AllocError, Allocator, Layout};
 use crate::{
-    BestFitHeap, BlockInfo, BlockSize, BlockState, Buddy, CheckedFree, Corruption, Inspect, Owns,
-    Source, Trim, Violation,
+    BestFitHeap, BlockInfo, BlockSize, Buddy, CheckedFree, Corruption, Inspect, Owns, Source, Trim,
+    Violation,
 };
 use freespace_core::layout::dangling;
 use freespace_core::resize::{relocate_within, resize_in};
@@ -360,8 +360,9 @@ impl<S: Source, const PAGE: usize> Tiered<S, PAGE> {
     /// overwrote it).
     ///
     /// # Time complexity
-    /// As [`Buddy::block_at`] for a page; a walk of the best-fit heap,
-    /// O(its blocks), for anything else: meant for error paths.
+    /// As [`Buddy::block_at`] for a page; a walk of the best-fit heap
+    /// ([`FreeListHeap::block_at`](crate::FreeListHeap::block_at)), O(its
+    /// blocks), for anything else: meant for error paths.
     ///
     /// ```
     /// use freespace::alloc::{Allocator, Layout};
@@ -375,21 +376,11 @@ impl<S: Source, const PAGE: usize> Tiered<S, PAGE> {
     /// assert_eq!(heap.block_at(p), Err(Corruption::DoubleFree { addr: p.as_ptr() as usize }));
     /// ```
     pub fn block_at(&self, ptr: NonNull<u8>) -> Result<usize, Corruption> {
-        if !self.heap.owns(ptr) {
-            return self.buddy().block_at(ptr);
+        if self.heap.owns(ptr) {
+            self.heap.block_at(ptr)
+        } else {
+            self.buddy().block_at(ptr)
         }
-        let addr = ptr.as_ptr().addr();
-        let mut found = Err(Corruption::ForeignPointer { addr });
-        self.heap.inspect(&mut |b| {
-            if b.addr <= addr && addr - b.addr < b.len {
-                found = match b.state {
-                    BlockState::Used if b.addr == addr => Ok(b.len),
-                    BlockState::Free => Err(Corruption::DoubleFree { addr }),
-                    _ => Err(Corruption::InteriorPointer { addr }),
-                };
-            }
-        });
-        found
     }
 
     /// Frees `ptr` like [`deallocate`](Allocator::deallocate), or says

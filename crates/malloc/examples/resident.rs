@@ -17,12 +17,13 @@
 //! compare) and, for the shim, every resident page of its reservation by
 //! what holds it: a slab, a free or used block of the slab's parent (a
 //! used block that is no live block of the trace is a round cached in a
-//! magazine, or a magazine), or metadata; with the bytes on those pages
+//! magazine, or a magazine) or of the small heap (the first blocks of each
+//! class), or metadata; with the bytes on those pages
 //! that hold no live block. This is how docs/malloc.md's "Where the memory
 //! goes" was found.
 //!
-//! Walks the heap through [`freespace_core::Inspect`] (the slab, then its
-//! parent) and asks the kernel which pages are resident (`mincore`).
+//! Walks the heap through [`freespace_core::Inspect`] (the slab, its
+//! parent, the small heap) and asks the kernel which pages are resident (`mincore`).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -215,12 +216,16 @@ fn main() {
 
 /// The shim's resident pages by what holds them.
 fn pages(live: &HashMap<u64, *mut u8>) {
-    let (mut objects, mut blocks) = (Vec::new(), Vec::new());
+    let (mut objects, mut blocks, mut small) = (Vec::new(), Vec::new(), Vec::new());
     {
         let stack = shim::shared().lock();
         stack.inspect(&mut |b| objects.push(b));
         stack.parent().inspect(&mut |b| blocks.push(b));
     }
+    shim::with_small_heap(|heap| heap.inspect(&mut |b| small.push(b)));
+    // The small heap's blocks, told apart by address once merged.
+    let is_small: std::collections::HashSet<usize> = small.iter().map(|b| b.addr).collect();
+    blocks.extend(small);
     blocks.sort_by_key(|b| b.addr);
     let (Some(lo), Some(hi)) = (blocks.first(), blocks.iter().map(|b| b.addr + b.len).max()) else {
         return;
@@ -265,8 +270,13 @@ fn pages(live: &HashMap<u64, *mut u8>) {
             Some(b) if addr < b.addr + b.len => match b.state {
                 BlockState::Used if b.len == SLAB && slabs.contains(&b.addr) => "a slab".into(),
                 state => format!(
-                    "a {} block of the slab's parent, {} B or less",
+                    "a {} block of the {}, {} B or less",
                     name(state),
+                    if is_small.contains(&b.addr) {
+                        "small heap"
+                    } else {
+                        "slab's parent"
+                    },
                     b.len.next_power_of_two()
                 ),
             },

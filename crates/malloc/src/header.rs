@@ -84,6 +84,9 @@ pub const MIN_ALIGN: usize = 16;
 
 /// Low-byte bit of a tag: the block came straight from the shared heap.
 const DIRECT: usize = 0x80;
+/// Low-byte bit of a tag: the block came from the small heap (a block of
+/// a cold class, `crate::small`); set with [`DIRECT`].
+const SMALL: usize = 0x40;
 /// Low-byte bits of a tag holding `log2(align)`.
 const SHIFT_MASK: usize = 0x3f;
 
@@ -142,6 +145,22 @@ impl Plan {
             // when rounded to 16, a power of two.
             let layout = unsafe { Layout::from_size_align_unchecked(size.max(1), MIN_ALIGN) };
             return Some(Plan { layout, offset: 0 });
+        }
+        Self::headed(size, align)
+    }
+
+    /// The plan with a header for `size` user bytes aligned to `align`,
+    /// even where [`new`](Self::new) would make a bare one.
+    ///
+    /// ```
+    /// use freespace_malloc::header::Plan;
+    /// let plan = Plan::headed(24, 8).unwrap();
+    /// assert_eq!((plan.offset, plan.layout.size()), (16, 40));
+    /// ```
+    #[inline]
+    pub fn headed(size: usize, align: usize) -> Option<Plan> {
+        if !align.is_power_of_two() {
+            return None;
         }
         let align = align.max(MIN_ALIGN);
         let total = size.max(1).checked_add(align)?;
@@ -208,10 +227,12 @@ impl Plan {
 ///
 /// # Invariants
 /// - MALLOC-H1: for a live block at user address `p`, `tag == Header::live_tag(key,
-///   p, len, shift, direct)`, `shift` is at least `log2(MIN_ALIGN)` and
+///   p, len, shift, direct)` (or, for a block of the small heap, the tag
+///   [`Header::live_small`] writes), `shift` is at least `log2(MIN_ALIGN)` and
 ///   `len >= 1 << shift` (and `len` and `1 << shift` make a valid
 ///   `Layout`); the block starts at `p - (1 << shift)` and is `len` bytes
-///   long, aligned to `1 << shift`.
+///   long, aligned to `1 << shift`, and came from where the tag says: the
+///   thread caches, the shared heap (`direct`) or the small heap.
 /// - MALLOC-H2: for a block freed at `p`, `tag == Header::freed_tag(key, p)`
 ///   (until the stack reuses the memory).
 ///
@@ -219,7 +240,7 @@ impl Plan {
 /// use freespace_malloc::header::{Block, Header};
 /// let key = 0x1234_5678_9abc_def0;
 /// let h = Header::live(key, 0x1000, 64, 4, false);
-/// assert_eq!(h.decode(key, 0x1000), Ok(Block { len: 64, shift: 4, direct: false, bare: false }));
+/// assert_eq!(h.decode(key, 0x1000), Ok(Block { len: 64, shift: 4, direct: false, small: false, bare: false }));
 /// let f = Header::freed(key, 0x1000);
 /// assert_eq!(f.decode(key, 0x1000), Err(freespace_malloc::header::Bad::Freed));
 /// ```
@@ -241,9 +262,9 @@ const _: () = assert!(MIN_ALIGN >= HEADER && MIN_ALIGN.is_power_of_two());
 /// ```
 /// use freespace_malloc::header::{Block, Header};
 /// let b = Header::live(9, 0x3000, 64, 4, false).decode(9, 0x3000).unwrap();
-/// assert_eq!(b, Block { len: 64, shift: 4, direct: false, bare: false });
+/// assert_eq!(b, Block { len: 64, shift: 4, direct: false, small: false, bare: false });
 /// assert_eq!(b.usable(), 48);
-/// let bare = Block { len: 64, shift: 4, direct: false, bare: true };
+/// let bare = Block { len: 64, shift: 4, direct: false, small: false, bare: true };
 /// assert_eq!(bare.usable(), 64);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,6 +276,9 @@ pub struct Block {
     /// Allocated straight from the shared heap (a re-entrant call), so it
     /// goes back there, not into a thread cache.
     pub direct: bool,
+    /// From the small heap (a block of a cold class), so it goes back
+    /// there; always with `direct`.
+    pub small: bool,
     /// No header: a slab object whose start is the user pointer, its
     /// length the class size (MALLOC-P1's bare plan).
     pub bare: bool,
@@ -264,7 +288,7 @@ impl Block {
     /// The block's alignment, and the user pointer's offset in it.
     ///
     /// ```
-    /// let b = freespace_malloc::header::Block { len: 4096 * 2, shift: 12, direct: false, bare: false };
+    /// let b = freespace_malloc::header::Block { len: 4096 * 2, shift: 12, direct: false, small: false, bare: false };
     /// assert_eq!((b.align(), b.usable()), (4096, 4096));
     /// ```
     #[inline(always)]
@@ -276,7 +300,7 @@ impl Block {
     /// or 0 for a bare block.
     ///
     /// ```
-    /// let b = freespace_malloc::header::Block { len: 32, shift: 4, direct: false, bare: true };
+    /// let b = freespace_malloc::header::Block { len: 32, shift: 4, direct: false, small: false, bare: true };
     /// assert_eq!(b.offset(), 0);
     /// ```
     #[inline(always)]
@@ -298,7 +322,7 @@ impl Block {
     /// contract accepts any size up to what `allocate` returned).
     ///
     /// ```
-    /// let b = freespace_malloc::header::Block { len: 48, shift: 4, direct: false, bare: false };
+    /// let b = freespace_malloc::header::Block { len: 48, shift: 4, direct: false, small: false, bare: false };
     /// assert_eq!(b.layout().map(|l| (l.size(), l.align())), Some((48, 16)));
     /// ```
     #[inline(always)]
@@ -380,7 +404,39 @@ impl Header {
     /// ```
     #[inline(always)]
     pub fn live_tag(key: u64, addr: usize, len: usize, shift: u32, direct: bool) -> usize {
-        let low = (shift as usize & SHIFT_MASK) | if direct { DIRECT } else { 0 };
+        Self::sealed(
+            key,
+            addr,
+            len,
+            (shift as usize & SHIFT_MASK) | if direct { DIRECT } else { 0 },
+        )
+    }
+
+    /// The header of a live block at user address `addr` from the small
+    /// heap (a block of a cold class): `len` bytes aligned to `1 << shift`.
+    ///
+    /// ```
+    /// use freespace_malloc::header::Header;
+    /// let b = Header::live_small(42, 0x2000, 48, 4).decode(42, 0x2000).unwrap();
+    /// assert!(b.small && b.direct && !b.bare);
+    /// ```
+    #[inline(always)]
+    pub fn live_small(key: u64, addr: usize, len: usize, shift: u32) -> Header {
+        Header {
+            len,
+            tag: Self::sealed(
+                key,
+                addr,
+                len,
+                (shift as usize & SHIFT_MASK) | DIRECT | SMALL,
+            ),
+        }
+    }
+
+    /// A live tag: the seal of `addr`, `len` and the low byte `low`, and
+    /// `low`.
+    #[inline(always)]
+    fn sealed(key: u64, addr: usize, len: usize, low: usize) -> usize {
         let seal = mix(key ^ addr as u64 ^ (len as u64).rotate_left(29) ^ (low as u64) << 56);
         (seal as usize & !0xff) | low
     }
@@ -413,17 +469,20 @@ impl Header {
         let low = self.tag & 0xff;
         let shift = (low & SHIFT_MASK) as u32;
         let direct = low & DIRECT != 0;
-        // The live case first (one hash). A tag equal to the live tag has
-        // the low byte `live_tag` builds, so its reserved bit 6 is clear; a
-        // freed tag has low byte 0, which fails the shape check, so it
-        // never passes for live.
+        let small = low & SMALL != 0;
+        // The live case first (one hash). A tag equal to a live tag has
+        // the low byte it was sealed with, which has `SMALL` only with
+        // `DIRECT`; a freed tag has low byte 0, which fails the shape
+        // check, so it never passes for live.
         if shape_ok(self.len, shift)
-            && self.tag == Self::live_tag(key, addr, self.len, shift, direct)
+            && (direct || !small)
+            && self.tag == Self::sealed(key, addr, self.len, low)
         {
             return Ok(Block {
                 len: self.len,
                 shift,
                 direct,
+                small,
                 bare: false,
             });
         }

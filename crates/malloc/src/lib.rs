@@ -59,6 +59,8 @@ mod lifecycle;
 #[cfg(all(feature = "std", target_os = "linux", not(miri)))]
 mod shim;
 #[cfg(all(feature = "std", target_os = "linux", not(miri)))]
+pub mod small;
+#[cfg(all(feature = "std", target_os = "linux", not(miri)))]
 mod stats;
 #[cfg(all(feature = "std", target_os = "linux", not(miri)))]
 mod tls;
@@ -69,7 +71,7 @@ mod trace;
 pub use shim::{
     aligned_alloc, calloc, check, free, malloc, malloc_trim, malloc_usable_size, memalign,
     posix_memalign, pvalloc, realloc, reallocarray, set_purge_mib, set_reuse_check, shared, valloc,
-    Shared, NAME,
+    with_small_heap, Shared, NAME,
 };
 
 #[cfg(test)]

@@ -68,6 +68,15 @@
 //! tag in its second word ([`MARK`]), so double frees are still named
 //! (see [`crate::header`] and docs/malloc.md).
 //!
+//! # The first blocks of a class: the small heap
+//!
+//! A slab class makes a page resident for its first object, so the first
+//! few KiB of each class's requests ([`small::admits`]) come instead from
+//! the small heap ([`small`]), with a header marking them *small*, packed
+//! among blocks of every other size; `free` sends them back there. Once a
+//! class has served [`small::COLD_BYTES`] that way, its blocks are bare
+//! slab objects as above.
+//!
 //! # The fast path
 //!
 //! `malloc` and `free` inline the common case ([`Fast`]): one thread-local
@@ -97,6 +106,7 @@ use freespace_sync::{Depot, ThreadCache};
 use crate::fork;
 use crate::header::{memalign_align, page_round, posix_align_ok, Bad, Block, Header, Plan};
 use crate::header::{BARE_MAX, HEADER, MIN_ALIGN};
+use crate::small;
 use crate::stats::{self, Counter};
 use crate::trace;
 
@@ -130,7 +140,7 @@ const RESERVE: usize = if cfg!(feature = "valgrind") {
 /// The one reservation every block of the shim lies in. Its own static,
 /// so that `free` can range-check a pointer against it
 /// ([`Mmap::committed_range`], no lock) before reading any header.
-static MMAP: Mmap = Mmap::with_reserve(RESERVE);
+pub(crate) static MMAP: Mmap = Mmap::with_reserve(RESERVE);
 
 /// Where the shared heap's slab lays out its objects: how `free` learns the
 /// class of a bare block (no header) from its address alone.
@@ -158,7 +168,9 @@ const _: () = assert!(BARE_MAX == GENERAL_CLASSES[GENERAL_CLASSES.len() - 1]);
 static DEPOT: Depot<Shared> = Depot::new(freespace::stacks::shared_over(&MMAP));
 
 /// The shared heap behind the thread caches, for inspection (its `check`,
-/// `HeapSummary`): every block the shim hands out lives in it.
+/// `HeapSummary`): every block the shim hands out lives in it, but for
+/// the first blocks of each slab class, which live in the small heap
+/// ([`with_small_heap`]).
 ///
 /// ```
 /// let shared = freespace_malloc::shared();
@@ -202,7 +214,9 @@ pub fn check() -> Result<(), freespace_core::Violation> {
         .and_then(|()| DEPOT.check())
         .and_then(|()| {
             let heap = shared().lock();
-            heap.check().and_then(|()| heap.parent().check())
+            heap.check().and_then(|()| heap.parent().check())?;
+            // SAFETY: the shared heap's lock is held (MALLOC-C1).
+            unsafe { small::heap() }.check()
         });
     drop(call);
     stack?;
@@ -227,6 +241,16 @@ pub(crate) fn nested<R>(f: impl FnOnce() -> R) -> R {
 pub(crate) unsafe fn is_direct(p: *mut c_void) -> bool {
     // SAFETY: the caller's contract.
     unsafe { block_of(NonNull::new(p.cast()).unwrap(), key()) }.is_some_and(|b| b.direct)
+}
+
+/// Whether `p` came from the small heap (a cold class's block).
+///
+/// # Safety
+/// `p` is a live block of the shim.
+#[cfg(test)]
+pub(crate) unsafe fn is_small(p: *mut c_void) -> bool {
+    // SAFETY: the caller's contract.
+    unsafe { block_of(NonNull::new(p.cast()).unwrap(), key()) }.is_some_and(|b| b.small)
 }
 
 /// Hands the calling thread's cached blocks to the depot, and everything
@@ -743,6 +767,11 @@ const _: () = assert!(CLEAR_BY_DECOMMIT > CACHED_MAX);
 #[inline(never)]
 fn allocate_slow(size: usize, align: usize) -> Option<NonNull<u8>> {
     let plan = &Plan::new(size, align)?;
+    if plan.is_bare() && small::admits(size) {
+        if let Some(user) = allocate_small(size) {
+            return Some(user);
+        }
+    }
     let call = Call::begin();
     let (block, direct) = match call.cache() {
         Some(cache) if plan.layout.size() <= CACHED_MAX => (cache.allocate(plan.layout), false),
@@ -751,6 +780,55 @@ fn allocate_slow(size: usize, align: usize) -> Option<NonNull<u8>> {
     drop(call);
     // SAFETY: a fresh block for `plan.layout`, direct if from the shared heap.
     Some(unsafe { place(block.ok()?, plan, direct) })
+}
+
+/// A request of a cold class ([`small::admits`]): `size` bytes with a
+/// header from the small heap, marked so that `free` sends it back there.
+/// `None` if the small heap cannot serve it (the caller then asks the
+/// slab).
+#[cold]
+#[inline(never)]
+fn allocate_small(size: usize) -> Option<NonNull<u8>> {
+    let plan = Plan::headed(size, MIN_ALIGN)?;
+    let call = Call::begin();
+    let guard = shared().lock();
+    // SAFETY: the shared heap's lock is held (MALLOC-C1).
+    let block = unsafe { small::heap() }.allocate(plan.layout);
+    drop(guard);
+    drop(call);
+    let block = block.ok()?;
+    // SAFETY: the block is at least `plan.layout.size() = 16 + size`
+    // bytes (MALLOC-P2), so `base + 16` and the `size` bytes after it are
+    // in it.
+    let user = unsafe { block.cast::<u8>().add(plan.offset) };
+    // SAFETY: `user` is 16 bytes into the block and 16-aligned: its header
+    // slot is the block's.
+    unsafe {
+        header_of(user).write(Header::live_small(
+            key(),
+            user.as_ptr().addr(),
+            block.len(),
+            plan.offset.trailing_zeros(),
+        ))
+    };
+    Some(user)
+}
+
+/// Runs `f` on the small heap (the first blocks of each slab class,
+/// [`small`]), under the shared heap's lock: for inspection (its `check`,
+/// its blocks).
+///
+/// ```
+/// freespace_malloc::with_small_heap(|heap| heap.check()).unwrap();
+/// ```
+pub fn with_small_heap<R>(f: impl FnOnce(&small::SmallHeap) -> R) -> R {
+    let call = Call::begin();
+    let guard = shared().lock();
+    // SAFETY: the shared heap's lock is held while `f` runs (MALLOC-C1).
+    let r = f(unsafe { small::heap() });
+    drop(guard);
+    drop(call);
+    r
 }
 
 /// [`allocate`] of `size >= CLEAR_BY_DECOMMIT` zeroed bytes: the stack's
@@ -927,6 +1005,7 @@ unsafe fn block_of(p: NonNull<u8>, key: u64) -> Option<Block> {
                 len: MAP.classes()[class],
                 shift: MIN_ALIGN.trailing_zeros(),
                 direct: !CACHED_CLASS[class],
+                small: false,
                 bare: true,
             });
         }
@@ -958,17 +1037,24 @@ fn unknown(p: NonNull<u8>) -> Corruption {
     let addr = p.as_ptr().addr();
     let call = Call::begin();
     let heap = shared().lock();
-    let what = if !heap.owns(p) {
-        Corruption::ForeignPointer { addr }
+    // SAFETY: the shared heap's lock is held (MALLOC-C1).
+    let small = unsafe { small::heap() };
+    // The header's own address: the block's start when its alignment is
+    // 16 (every `malloc`), where the heaps write their links. The lookup
+    // reads only the heaps' own metadata (the buddy's bitmaps, the
+    // best-fit heaps' chunk headers), never the block.
+    let header = with_addr(p, addr - HEADER);
+    let found = if small.owns(p) {
+        header.map(|h| small.block_at(h))
+    } else if heap.owns(p) {
+        header.map(|h| heap.parent().block_at(h))
     } else {
-        // The header's own address: the block's start when its alignment
-        // is 16 (every `malloc`), where the heaps write their links. The
-        // lookup reads only the heaps' own metadata (the buddy's bitmaps,
-        // the best-fit heap's chunk headers), never the block.
-        match with_addr(p, addr - HEADER).map(|h| heap.parent().block_at(h)) {
-            Some(Err(Corruption::DoubleFree { .. })) => Corruption::DoubleFree { addr },
-            _ => Corruption::OverwrittenHeader { addr },
-        }
+        Some(Err(Corruption::ForeignPointer { addr }))
+    };
+    let what = match found {
+        Some(Err(Corruption::DoubleFree { .. })) => Corruption::DoubleFree { addr },
+        Some(Err(Corruption::ForeignPointer { .. })) => Corruption::ForeignPointer { addr },
+        _ => Corruption::OverwrittenHeader { addr },
     };
     drop(heap);
     drop(call);
@@ -1021,6 +1107,16 @@ unsafe fn free_block(p: NonNull<u8>, block: Block, key: u64, thread: *const Thre
                 return;
             }
         }
+    }
+    if block.small {
+        let call = Call::begin();
+        let guard = shared().lock();
+        // SAFETY: the block came from the small heap with this layout
+        // (MALLOC-H1), and the shared heap's lock is held (MALLOC-C1).
+        unsafe { small::heap().deallocate(base, layout) };
+        drop(guard);
+        drop(call);
+        return;
     }
     // SAFETY: as above.
     unsafe { free_slow(base, layout, block.direct) }
@@ -1095,7 +1191,7 @@ unsafe fn resize(p: NonNull<u8>, size: usize) -> Option<NonNull<u8>> {
     // (a cached block growing past `CACHED_MAX`, a bare block, which
     // the slab would move anyway, a block becoming bare, or a re-entrant
     // call) moves by hand.
-    let headed = !block.bare && !plan.is_bare();
+    let headed = !block.bare && !block.small && !plan.is_bare();
     let moved = if headed && block.direct {
         // SAFETY: `p` is live and direct: it came from the shared heap
         // (MALLOC-H1).
@@ -1540,10 +1636,14 @@ pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
 pub unsafe extern "C" fn malloc_trim(pad: usize) -> c_int {
     let _ = pad;
     let call = Call::begin();
-    let given = match call.cache() {
+    let mut given = match call.cache() {
         Some(cache) => cache.trim(),
         None => DEPOT.trim(),
     };
+    let guard = shared().lock();
+    // SAFETY: the shared heap's lock is held (MALLOC-C1).
+    given += unsafe { small::heap() }.trim();
+    drop(guard);
     drop(call);
     c_int::from(given > 0)
 }

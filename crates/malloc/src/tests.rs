@@ -58,6 +58,7 @@ fn live_header_round_trips() {
                 len,
                 shift,
                 direct,
+                small: false,
                 bare: false
             })
         );
@@ -140,6 +141,7 @@ fn block_geometry() {
         len: 4096 + 100,
         shift: 12,
         direct: false,
+        small: false,
         bare: false,
     };
     assert_eq!((b.align(), b.usable()), (4096, 100));
@@ -170,13 +172,27 @@ fn quickcheck_live_headers_decode_to_what_was_encoded() {
             .max(1 << shift)
             .min(isize::MAX as usize + 1 - (1 << shift));
         let h = Header::live(key, addr, len, shift, direct);
+        let small = Header::live_small(key, addr, len, shift);
         h.decode(key, addr)
             == Ok(Block {
                 len,
                 shift,
                 direct,
+                small: false,
                 bare: false,
             })
+            && small.decode(key, addr)
+                == Ok(Block {
+                    len,
+                    shift,
+                    direct: true,
+                    small: true,
+                    bare: false,
+                })
+            // The route is sealed in: the same header with another route's
+            // low byte is no block.
+            && Header { tag: small.tag & !0x40, ..small }.decode(key, addr) == Err(Bad::Unknown)
+            && Header { tag: h.tag | 0x40, ..h }.decode(key, addr) == Err(Bad::Unknown)
             && Header::freed(key, addr).decode(key, addr) == Err(Bad::Freed)
     }
     let tests = if cfg!(miri) { 20 } else { 2000 };
@@ -525,6 +541,7 @@ mod c_functions {
     #[test]
     fn bare_blocks_go_back_where_their_size_belongs() {
         let _only = exclusive();
+        crate::small::warm_all();
         // SAFETY: C calls on blocks this test allocated, each freed once and
         // used only within its size.
         unsafe {
@@ -544,6 +561,56 @@ mod c_functions {
                 assert_eq!(malloc_usable_size(q), 160);
                 free(q);
             }
+        }
+        crate::shim::check().unwrap();
+    }
+
+    /// A cold class's first blocks come from the small heap (a header,
+    /// packed with other sizes; `free`, `realloc` and `malloc_usable_size`
+    /// know them), about `COLD_BYTES` of them, and from then on its blocks
+    /// are bare slab objects; both kinds free correctly in any order, and
+    /// the small heap gets every block back.
+    #[test]
+    fn a_class_starts_in_the_small_heap_then_gets_slabs() {
+        use crate::small::COLD_BYTES;
+        let _only = exclusive();
+        crate::small::cool_all();
+        // SAFETY: C calls on blocks this test allocated, each freed once
+        // and used only within its size.
+        unsafe {
+            let mut small = Vec::new();
+            let mut bare = Vec::new();
+            for i in 0..1000 {
+                let p = malloc(24);
+                assert!(!p.is_null() && p as usize % 16 == 0);
+                p.cast::<u8>().write_bytes(i as u8, 24);
+                if is_small(p) {
+                    assert!(bare.is_empty(), "a small block after the class got slabs");
+                    assert!(is_direct(p), "a small block never enters a magazine");
+                    assert!(malloc_usable_size(p) >= 24);
+                    small.push((p, i as u8));
+                } else {
+                    assert_eq!(malloc_usable_size(p), 32, "a bare 32-byte object");
+                    bare.push((p, i as u8));
+                }
+            }
+            // The 32-byte class served about COLD_BYTES in 64-byte steps
+            // (its size and two headers) before it got slabs.
+            assert_eq!(small.len(), COLD_BYTES / 64);
+            // A small block grown past the small sizes moves (contents
+            // kept) and is an ordinary block then.
+            let (p, fill) = small.pop().unwrap();
+            let q = realloc(p, 5000).cast::<u8>();
+            assert!(!q.is_null() && !is_small(q.cast()));
+            assert!(std::slice::from_raw_parts(q, 24).iter().all(|&b| b == fill));
+            free(q.cast());
+            for (p, fill) in small.into_iter().chain(bare) {
+                let bytes = std::slice::from_raw_parts(p.cast::<u8>(), 24);
+                assert!(bytes.iter().all(|&b| b == fill), "a block's bytes changed");
+                free(p);
+            }
+            let used = crate::with_small_heap(|heap| HeapSummary::of(heap).used_bytes);
+            assert_eq!(used, 0, "the small heap kept a block");
         }
         crate::shim::check().unwrap();
     }
@@ -590,6 +657,7 @@ mod c_functions {
     #[test]
     fn nested_allocations_take_the_direct_route() {
         let _only = exclusive();
+        crate::small::warm_all();
         // SAFETY: C calls on blocks this test allocated, each freed once and
         // used only within its size.
         unsafe {

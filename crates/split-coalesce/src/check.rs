@@ -1,7 +1,9 @@
 //! The invariant check ([`FreeListHeap::check`]) and the block walk
 //! ([`Inspect`]).
 
-use freespace_core::{BlockInfo, BlockState, Inspect, Source, Violation};
+use core::ptr::NonNull;
+
+use freespace_core::{BlockInfo, BlockState, Corruption, Inspect, Source, Violation};
 use freespace_freelist::chunk::{Chunk, Flags, FENCE, REGION_HEADER};
 use freespace_freelist::{Fit, HEADER, MIN_CHUNK};
 
@@ -152,6 +154,47 @@ unsafe fn check_state<F: Fit>(st: &State<F>) -> Result<(), Violation> {
         }
     }
     st.fit.check()
+}
+
+impl<F: Fit, S: Source> FreeListHeap<F, S> {
+    /// Names the block at `ptr` for a fault report, from the heap's own
+    /// chunk headers (never the memory at `ptr`): `Ok(len)` for a live
+    /// block that starts there (its usable length), else what `ptr` is — a
+    /// pointer into a free chunk is [`Corruption::DoubleFree`], into a live
+    /// block or the heap's own headers [`Corruption::InteriorPointer`],
+    /// outside the heap [`Corruption::ForeignPointer`].
+    ///
+    /// # Time complexity
+    /// O(blocks): a walk of the heap ([`Inspect`]), meant for error paths.
+    ///
+    /// ```
+    /// use freespace_best_fit::BestFitHeap;
+    /// use freespace_core::alloc::{Allocator, Layout};
+    /// use freespace_core::Corruption;
+    /// use freespace_source::{Arena, StaticMemory};
+    /// static MEMORY: StaticMemory<4096> = StaticMemory::new();
+    /// let heap = BestFitHeap::new(Arena::new(MEMORY.take().unwrap()));
+    /// let l = Layout::from_size_align(100, 16).unwrap();
+    /// let p = heap.allocate(l).unwrap().cast::<u8>();
+    /// assert_eq!(heap.block_at(p), Ok(112));
+    /// // SAFETY: `p` is live with `l`, freed once.
+    /// unsafe { heap.deallocate(p, l) };
+    /// assert_eq!(heap.block_at(p), Err(Corruption::DoubleFree { addr: p.as_ptr() as usize }));
+    /// ```
+    pub fn block_at(&self, ptr: NonNull<u8>) -> Result<usize, Corruption> {
+        let addr = ptr.as_ptr().addr();
+        let mut found = Err(Corruption::ForeignPointer { addr });
+        self.inspect(&mut |b| {
+            if b.addr <= addr && addr - b.addr < b.len {
+                found = match b.state {
+                    BlockState::Used if b.addr == addr => Ok(b.len),
+                    BlockState::Free => Err(Corruption::DoubleFree { addr }),
+                    _ => Err(Corruption::InteriorPointer { addr }),
+                };
+            }
+        });
+        found
+    }
 }
 
 impl<F: Fit, S: Source> Inspect for FreeListHeap<F, S> {

@@ -19,7 +19,9 @@
  *                thread's magazine, in the depot once it exits), then
  *                free(p) here
  *   uaf          free(p); a write through p; malloc of the same size (the
- *                write-after-free check, at reuse: the report names p)
+ *                write-after-free check, at reuse: the report names p),
+ *                for p of a class made warm first (the check covers the
+ *                thread caches' blocks, not the small heap's)
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -91,6 +93,11 @@ int main(int argc, char **argv) {
         pthread_join(other, NULL);
         free(victim);
     } else if (strcmp(mode, "uaf") == 0) {
+        /* The check covers blocks of the thread caches: first make the
+         * class warm (its first blocks come from the small heap), then
+         * take a block that is a magazine round. */
+        for (int i = 0; i < 512; i++) (void)!malloc(24);
+        victim = malloc(24);
         printf("%p\n", (void *)victim);
         fflush(stdout);
         free(victim);
