@@ -1108,18 +1108,8 @@ unsafe fn free_block(p: NonNull<u8>, block: Block, key: u64, thread: *const Thre
             }
         }
     }
-    if block.small {
-        let call = Call::begin();
-        let guard = shared().lock();
-        // SAFETY: the block came from the small heap with this layout
-        // (MALLOC-H1), and the shared heap's lock is held (MALLOC-C1).
-        unsafe { small::heap().deallocate(base, layout) };
-        drop(guard);
-        drop(call);
-        return;
-    }
     // SAFETY: as above.
-    unsafe { free_slow(base, layout, block.direct) }
+    unsafe { free_slow(base, layout, block) }
 }
 
 /// Leaves the write-after-free check's canary (the freed `tag`) at `p` and
@@ -1153,19 +1143,27 @@ unsafe fn stamp(p: NonNull<u8>, block: &Block, tag: usize, stamp: usize) {
 /// magazine was full, or the block is not a cached class).
 ///
 /// # Safety
-/// `base` is a live block of the shim with a layout that fits it, `direct`
-/// if it came straight from the shared heap.
+/// `base` is the start of the live block `block` of the shim, and
+/// `layout` fits it.
 #[cold]
 #[inline(never)]
-unsafe fn free_slow(base: NonNull<u8>, layout: Layout, direct: bool) {
+unsafe fn free_slow(base: NonNull<u8>, layout: Layout, block: Block) {
     let call = Call::begin();
+    if block.small {
+        let guard = shared().lock();
+        // SAFETY: the block came from the small heap with this layout
+        // (MALLOC-H1), and the shared heap's lock is held (MALLOC-C1).
+        unsafe { small::heap().deallocate(base, layout) };
+        drop(guard);
+        return;
+    }
     // SAFETY: the block came from the stack with a layout of this alignment
     // and returned length `len` (MALLOC-H1), so `layout` fits it. A thread-cache
     // block may also go straight to the shared heap: the cache asked it for
     // exactly `len` bytes (a class's size) at this alignment.
     unsafe {
         match call.cache() {
-            Some(cache) if !direct => cache.deallocate(base, layout),
+            Some(cache) if !block.direct => cache.deallocate(base, layout),
             _ => shared().deallocate(base, layout),
         }
     }
