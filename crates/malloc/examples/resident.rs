@@ -189,6 +189,10 @@ fn main() {
         Via::Shim
     };
     let (records, peak_at) = read(&path);
+    if records.is_empty() {
+        println!("{path}: no calls recorded");
+        return;
+    }
     let before = rss_anon();
     let live = replay(via, &records[..=peak_at]);
     let after = rss_anon();
