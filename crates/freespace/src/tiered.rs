@@ -114,9 +114,10 @@ pub type PageBuddy<S> = Buddy<S, BUDDY_MIN, BUDDY_ORDERS>;
 /// it becomes a region: blocks of the buddy that lay there before (slabs,
 /// the free-list nodes of split halves) may have left pages resident,
 /// which the best-fit heap, writing only a region's boundaries, would
-/// otherwise carry idle inside a free chunk. `release` gives a buddy block back to the buddy (and keeps a region of
-/// `S`: `false`); `decommit` is the buddy's source's, since both kinds of
-/// region lie inside one of that source's regions.
+/// otherwise carry idle inside a free chunk. `release` gives a buddy
+/// block back to the buddy (and keeps a region of `S`: `false`);
+/// `decommit` is the buddy's source's, since both kinds of region lie
+/// inside one of that source's regions.
 ///
 /// ```
 /// use freespace::tiered::FromBuddy;

@@ -790,13 +790,7 @@ fn allocate_slow(size: usize, align: usize) -> Option<NonNull<u8>> {
 #[inline(never)]
 fn allocate_small(size: usize) -> Option<NonNull<u8>> {
     let plan = Plan::headed(size, MIN_ALIGN)?;
-    let call = Call::begin();
-    let guard = shared().lock();
-    // SAFETY: the shared heap's lock is held (MALLOC-C1).
-    let block = unsafe { small::heap() }.allocate(plan.layout);
-    drop(guard);
-    drop(call);
-    let block = block.ok()?;
+    let block = with_small_heap(|heap| heap.allocate(plan.layout)).ok()?;
     // SAFETY: the block is at least `plan.layout.size() = 16 + size`
     // bytes (MALLOC-P2), so `base + 16` and the `size` bytes after it are
     // in it.
@@ -815,8 +809,9 @@ fn allocate_small(size: usize) -> Option<NonNull<u8>> {
 }
 
 /// Runs `f` on the small heap (the first blocks of each slab class,
-/// [`small`]), under the shared heap's lock: for inspection (its `check`,
-/// its blocks).
+/// [`small`]), under the shared heap's lock (MALLOC-C1): every use of the
+/// small heap but those already holding that lock goes through here, and
+/// so can inspection (its `check`, its blocks).
 ///
 /// ```
 /// freespace_malloc::with_small_heap(|heap| heap.check()).unwrap();
@@ -1148,15 +1143,12 @@ unsafe fn stamp(p: NonNull<u8>, block: &Block, tag: usize, stamp: usize) {
 #[cold]
 #[inline(never)]
 unsafe fn free_slow(base: NonNull<u8>, layout: Layout, block: Block) {
-    let call = Call::begin();
     if block.small {
-        let guard = shared().lock();
         // SAFETY: the block came from the small heap with this layout
-        // (MALLOC-H1), and the shared heap's lock is held (MALLOC-C1).
-        unsafe { small::heap().deallocate(base, layout) };
-        drop(guard);
-        return;
+        // (MALLOC-H1).
+        return with_small_heap(|heap| unsafe { heap.deallocate(base, layout) });
     }
+    let call = Call::begin();
     // SAFETY: the block came from the stack with a layout of this alignment
     // and returned length `len` (MALLOC-H1), so `layout` fits it. A thread-cache
     // block may also go straight to the shared heap: the cache asked it for
@@ -1634,14 +1626,11 @@ pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
 pub unsafe extern "C" fn malloc_trim(pad: usize) -> c_int {
     let _ = pad;
     let call = Call::begin();
-    let mut given = match call.cache() {
+    let given = match call.cache() {
         Some(cache) => cache.trim(),
         None => DEPOT.trim(),
     };
-    let guard = shared().lock();
-    // SAFETY: the shared heap's lock is held (MALLOC-C1).
-    given += unsafe { small::heap() }.trim();
-    drop(guard);
     drop(call);
+    let given = given + with_small_heap(|heap| heap.trim());
     c_int::from(given > 0)
 }
