@@ -223,7 +223,9 @@ impl<S: Source, const MIN: usize, const ORDERS: usize> Buddy<S, MIN, ORDERS> {
     /// node) through [`Source::decommit`]; returns the bytes given back.
     fn trim_from(&self, st: &mut State<MIN, ORDERS>, min: usize) -> usize {
         st.freed = 0;
-        if st.blocked != 0 {
+        // A source that cannot decommit (an arena) would decline every
+        // block: no walk.
+        if st.blocked != 0 || !self.source.decommits() {
             return 0;
         }
         let mut given = 0;

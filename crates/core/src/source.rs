@@ -132,6 +132,29 @@ pub unsafe trait Source {
         let _ = region;
         None
     }
+
+    /// Whether [`decommit`](Source::decommit) can ever give pages back:
+    /// `false` by default, with the default `decommit` that declines
+    /// everything; `true` for `Mmap` and `Sbrk`. A heap over a source that
+    /// cannot decommit skips the work that would only find pages to offer
+    /// it (the walk of an automatic purge, the release of a large free
+    /// block). A source that overrides `decommit` overrides this too.
+    ///
+    /// ```
+    /// use core::ptr::NonNull;
+    /// use freespace_core::Source;
+    ///
+    /// struct Keeps;
+    /// // SAFETY: never hands out a region (CORE-S1–S4 hold vacuously).
+    /// unsafe impl Source for Keeps {
+    ///     fn acquire(&self, _: usize) -> Option<NonNull<[u8]>> { None }
+    /// }
+    /// assert!(!Keeps.decommits());
+    /// ```
+    #[inline]
+    fn decommits(&self) -> bool {
+        false
+    }
 }
 
 // SAFETY: forwards to `S`, which upholds CORE-S1–S6 itself.
@@ -156,6 +179,11 @@ unsafe impl<S: Source + ?Sized> Source for &S {
     unsafe fn decommit(&self, region: NonNull<[u8]>) -> Option<NonNull<[u8]>> {
         // SAFETY: the caller upholds `decommit`'s contract for `S`.
         unsafe { (**self).decommit(region) }
+    }
+
+    #[inline]
+    fn decommits(&self) -> bool {
+        (**self).decommits()
     }
 }
 

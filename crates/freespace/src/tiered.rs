@@ -219,6 +219,10 @@ unsafe impl<S: Source> Source for FromBuddy<S> {
         // buddy reads nothing inside a live block.
         unsafe { self.buddy.source().decommit(region) }
     }
+
+    fn decommits(&self) -> bool {
+        self.buddy.source().decommits()
+    }
 }
 
 /// The parent of [`General`](crate::stacks::General)'s slab: requests

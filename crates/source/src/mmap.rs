@@ -401,6 +401,10 @@ unsafe impl Source for Mmap {
         // (private, anonymous), owned by the caller, contents not needed.
         unsafe { crate::decommit_pages(region) }
     }
+
+    fn decommits(&self) -> bool {
+        true
+    }
 }
 
 impl Drop for Mmap {

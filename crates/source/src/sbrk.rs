@@ -279,4 +279,8 @@ unsafe impl Source for Sbrk {
         // the caller owns and does not need the contents of.
         unsafe { crate::decommit_pages(region) }
     }
+
+    fn decommits(&self) -> bool {
+        true
+    }
 }

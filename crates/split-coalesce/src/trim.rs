@@ -72,7 +72,7 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
     #[cold]
     #[inline(never)]
     pub(crate) unsafe fn release(&self, c: Chunk, size: usize) {
-        if size >= TRIM_MIN {
+        if size >= TRIM_MIN && self.source().decommits() {
             // SAFETY: the caller's contract.
             unsafe { self.decommit_inside(c, size) };
         }
@@ -102,6 +102,10 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
     /// Gives back the whole pages inside every free chunk of at least `min`
     /// bytes (`min >= TRIM_MIN`); returns the bytes given back.
     fn trim_from(&self, min: usize) -> usize {
+        if !self.source().decommits() {
+            // Every chunk would be declined (an arena): no walk.
+            return 0;
+        }
         // SAFETY: a walk that reads headers only; no other reference to the
         // state is live during this call (the heap is `!Sync`, callers hold
         // no reference into the state, and nothing here can re-enter it).
