@@ -8,7 +8,7 @@
 //!  bin 1   (48 B)    head ──► [48 B] ◄──► [48 B] ──► null    most recent first
 //!  bin 2   (64 B)    head ──► [64 B] ──► null
 //!  ...
-//!  bin 511 (8208 B)
+//!  bin 1023 (16 400 B)
 //!  larger chunks: a Tree in the policy's order (size, then address)
 //! ```
 //!
@@ -38,7 +38,7 @@ use crate::chunk::{Chunk, Flags, GRANULE, MIN_CHUNK};
 use crate::tree::{Key, Order, Tree};
 
 /// Number of exact-size bins.
-pub const BINS: usize = 512;
+pub const BINS: usize = 1024;
 
 /// The largest chunk size with a bin: bins hold [`MIN_CHUNK`],
 /// `MIN_CHUNK + GRANULE`, ... up to this.
