@@ -311,7 +311,7 @@ fn measure(o: &Options) -> Vec<Table> {
                 stopped: None,
             })
             .collect();
-        let threads = matches!(w.kind, Kind::ProdCons(_));
+        let threads = w.is_threaded();
         let rounds = match w.kind {
             Kind::Efficiency { trials, .. } => trials,
             _ => o.runs,

@@ -280,14 +280,16 @@ today, in one process, on the same deterministic op traces.
   median and min–max are taken: below 1 is faster than glibc.
 - **What is timed.** Single-threaded workloads: this thread's CPU time
   (`CLOCK_THREAD_CPUTIME_ID`), so time spent descheduled does not count.
-  `prodcons`: wall time of the two threads. One small allocate/free before
+  `prodcons` and `two-threads`: wall time of the two threads (per op of
+  one thread in `two-threads`, so the pair's throughput is twice the ops
+  over it). One small allocate/free before
   the clock starts lets lazy setup (a heap's first region, a thread cache)
   happen outside the measurement.
 - **Memory.** glibc, mimalloc and jemalloc get their memory from the
   kernel as usual. Every other subject (the freespace blocks and stacks,
   dlmalloc, talc, rlsf, linked_list_allocator, buddy_system_allocator)
   runs in the *same* page-aligned, pre-touched arena of the workload's
-  size, freshly set up for each run; in `prodcons` those that are not
+  size, freshly set up for each run; in `prodcons` and `two-threads` those that are not
   `Sync` sit behind `freespace_sync::Locked` (one lock for all: `DefaultLock`, a futex lock on Linux).
 - **Budget.** A subject whose run takes longer than the budget (CPU time)
   is dropped from that workload and shown as *timed out*: the plain list

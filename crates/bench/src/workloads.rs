@@ -6,6 +6,10 @@
 //!   subject; the measure is this thread's CPU time per op.
 //! - **`prodcons`**: a producer thread allocates, a consumer thread frees
 //!   (batches of 256 through a channel); the measure is wall time per block.
+//! - **`two-threads`**: two threads each replay a trace of their own at
+//!   the same time, through the one subject; the measure is the wall time
+//!   of both, per op of one thread (so the two threads' throughput is twice
+//!   the ops over it).
 //! - **Efficiency** (`efficiency`, `efficiency-realloc`): in a fixed arena,
 //!   allocate and free (and resize) random sizes until the first failure;
 //!   the measure is live requested bytes ÷ arena bytes at that moment,
@@ -25,6 +29,8 @@ pub enum Kind {
     Trace(Trace),
     /// Producer/consumer over two threads: the producer's request sizes.
     ProdCons(Vec<u32>),
+    /// One trace per thread, all replayed at once through one subject.
+    Parallel(Vec<Trace>),
     /// Fill a fixed arena until the first failure, `trials` seeds.
     Efficiency {
         /// Resize live blocks too.
@@ -56,8 +62,15 @@ impl Workload {
         match &self.kind {
             Kind::Trace(t) => t.measured.len(),
             Kind::ProdCons(sizes) => sizes.len(),
+            Kind::Parallel(traces) => traces.first().map_or(0, |t| t.measured.len()),
             Kind::Efficiency { trials, .. } => *trials,
         }
+    }
+
+    /// Whether a run takes more than one thread (the subject is shared,
+    /// behind a lock if it is not `Sync`).
+    pub fn is_threaded(&self) -> bool {
+        matches!(self.kind, Kind::ProdCons(_) | Kind::Parallel(_))
     }
 
     /// Whether this is an efficiency workload (arena subjects only, no timing).
@@ -79,6 +92,7 @@ pub const NAMES: &[&str] = &[
     "scaling-100",
     "scaling-100k",
     "prodcons",
+    "two-threads",
     "efficiency",
     "efficiency-realloc",
     "efficiency-1k",
@@ -239,6 +253,21 @@ pub fn build(name: &str, scale: Scale) -> Workload {
                 ),
                 arena: arena_len,
                 kind: Kind::ProdCons(trace::sizes(SEED + 4, blocks, sizes)),
+            }
+        }
+        "two-threads" => {
+            let (ops, live) = (n(1_000_000, 10_000), 64);
+            Workload {
+                name: "two-threads",
+                what: format!(
+                    "two threads at once, each its own random churn: {ops} ops, sizes {}, about {live} blocks live",
+                    small.describe()
+                ),
+                arena: arena_len,
+                kind: Kind::Parallel(vec![
+                    trace::churn(SEED + 7, ops, live, small, 0.0),
+                    trace::churn(SEED + 8, ops, live, small, 0.0),
+                ]),
             }
         }
         "efficiency-1k" | "efficiency-64k" => {
@@ -513,11 +542,22 @@ impl Visit for Run<'_> {
                 };
             }
             Kind::Efficiency { .. } => unreachable!("efficiency runs go through `trial`"),
-            Kind::ProdCons(_) => unreachable!("prodcons runs are shared"),
+            Kind::ProdCons(_) | Kind::Parallel(_) => unreachable!("threaded runs are shared"),
         }
     }
 
     fn shared<S: Subject + Sync>(&mut self, s: &S) {
+        if let Kind::Parallel(traces) = &self.workload.kind {
+            warm_up(s);
+            let (ns, result) = parallel_replay(s, traces, self.budget);
+            let ops = self.workload.ops().max(1) as f64;
+            self.outcome = match result {
+                Ok(()) => Outcome::Done(vec![ns / ops]),
+                Err(Stop::OutOfMemory) => Outcome::OutOfMemory,
+                Err(Stop::Timeout) => Outcome::Timeout,
+            };
+            return;
+        }
         let Kind::ProdCons(sizes) = &self.workload.kind else {
             return self.single(s);
         };
@@ -532,6 +572,58 @@ impl Visit for Run<'_> {
             Err(Stop::Timeout) => Outcome::Timeout,
         };
     }
+}
+
+/// Each trace on a thread of its own, all through `s`: the untimed part
+/// first, then (after all threads are there) the measured part, timed
+/// from the moment all start until all are done; the wall time in
+/// nanoseconds, and the first stop any thread hit.
+fn parallel_replay<S: Subject + Sync>(
+    s: &S,
+    traces: &[Trace],
+    budget: Duration,
+) -> (f64, Result<(), Stop>) {
+    let start = std::sync::Barrier::new(traces.len() + 1);
+    let end = std::sync::Barrier::new(traces.len() + 1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = traces
+            .iter()
+            .map(|t| {
+                let (start, end) = (&start, &end);
+                scope.spawn(move || {
+                    let mut slots = vec![EMPTY; t.slots];
+                    warm_up(s);
+                    let (before, rest) = t.ops.split_at(t.measured.start);
+                    let (measured, after) = rest.split_at(t.measured.len());
+                    let deadline = thread_cpu_ns() + budget.as_nanos() as u64;
+                    let mut result = untimed_replay(s, before, &mut slots, deadline);
+                    start.wait();
+                    if result.is_ok() {
+                        result = measured_replay(s, measured, &mut slots, deadline);
+                    }
+                    end.wait();
+                    // As on one thread: the rest (freeing what is live)
+                    // only after a whole measured part.
+                    if result.is_ok() {
+                        result = untimed_replay(s, after, &mut slots, u64::MAX);
+                    }
+                    result
+                })
+            })
+            .collect();
+        start.wait();
+        let clock = Instant::now();
+        end.wait();
+        let ns = clock.elapsed().as_nanos() as f64;
+        let mut result = Ok(());
+        for w in workers {
+            let r = w.join().expect("replay thread panicked");
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        (ns, result)
+    })
 }
 
 /// A batch of live blocks on its way to the consumer.
