@@ -199,7 +199,14 @@ pub(crate) fn class_of(layout: Layout) -> Option<usize> {
     if size == 0 || size > MAX_CACHED || layout.align() > CLASS_ALIGN {
         return None;
     }
-    Some(CLASS_OF[size.div_ceil(16)] as usize)
+    let c = CLASS_OF[size.div_ceil(16)] as usize;
+    // SAFETY: every entry of `CLASS_OF` is an index of `SIZES`: the
+    // constant evaluation that built the table read `SIZES[c]` for the `c`
+    // it stored, and an index out of bounds there fails the build. Said to
+    // the compiler, it drops the bounds checks of the rack's per-class
+    // arrays from the fast path.
+    unsafe { core::hint::assert_unchecked(c < CLASSES) };
+    Some(c)
 }
 
 /// Bytes in a block of `class`.

@@ -168,7 +168,7 @@ impl<'d, P: Batch> Magazines<'d, P> {
         self.with_rack(|r| r.check()).unwrap_or(Ok(()))
     }
 
-    #[inline]
+    #[inline(always)]
     fn id(&self) -> usize {
         match self.id.load(Ordering::Acquire) {
             0 => self.register(),
@@ -197,7 +197,7 @@ impl<'d, P: Batch> Magazines<'d, P> {
     /// Runs `f` on the calling thread's rack for this layer; `None` when the
     /// thread has none to offer (table busy or destroyed, no free slot,
     /// registry full).
-    #[inline]
+    #[inline(always)]
     fn with_rack<R>(&self, f: impl FnOnce(&mut Rack) -> R) -> Option<R> {
         let id = self.id();
         if id == NO_CACHE {
@@ -206,7 +206,7 @@ impl<'d, P: Batch> Magazines<'d, P> {
         self.with_table(id, f)
     }
 
-    #[inline]
+    #[inline(always)]
     fn with_table<R>(&self, id: usize, f: impl FnOnce(&mut Rack) -> R) -> Option<R> {
         // `TABLE` has no destructor, so this is a plain thread-local access:
         // no state to test, nothing registered (see the module docs).
@@ -232,8 +232,12 @@ impl<'d, P: Batch> Magazines<'d, P> {
 
     /// This layer's slot in `slots`, claiming a free one (or one of a dead
     /// layer) if there is none yet.
-    #[inline]
+    #[inline(always)]
     fn slot<'s>(&self, slots: &'s mut [Slot; SLOTS], id: usize) -> Option<&'s mut Slot> {
+        // A thread's first layer (most programs have one) is in slot 0.
+        if slots[0].id == id {
+            return Some(&mut slots[0]);
+        }
         if let Some(i) = slots.iter().position(|s| s.id == id) {
             return Some(&mut slots[i]);
         }
@@ -290,14 +294,14 @@ impl<P: Batch> Front for Magazines<'_, P> {
     fn parent(&self) -> &P {
         self.depot.parent()
     }
-    #[inline]
+    #[inline(always)]
     fn alloc_class(&self, class: usize) -> Option<NonNull<u8>> {
         match self.with_rack(|r| r.alloc(self.depot, class)) {
             Some(block) => block,
             None => self.depot.alloc_block(class),
         }
     }
-    #[inline]
+    #[inline(always)]
     unsafe fn free_class(&self, class: usize, block: NonNull<u8>) {
         if self
             // SAFETY: the caller's contract, passed to exactly one of the two.
