@@ -263,12 +263,16 @@ impl Cache {
             return 0;
         };
         let run = (free - 1).min(out.len());
-        for (taken, slot) in out[..run].iter_mut().enumerate() {
+        // A slab being filled for the first time hands out its fresh
+        // objects together.
+        // SAFETY: `slab` is one of ours (SLAB-C3), made with our geometry.
+        let fresh = unsafe { slab.take_fresh(&self.geometry, &mut out[..run], 1) };
+        for (taken, slot) in out[fresh..run].iter_mut().enumerate() {
             // SAFETY: `slab` is one of ours (SLAB-C3), made with our geometry.
             match unsafe { slab.take(&self.geometry) } {
                 Ok(object) => *slot = object,
                 // Damage: `Cache::allocate` names it.
-                Err(_) => return taken,
+                Err(_) => return fresh + taken,
             }
         }
         run

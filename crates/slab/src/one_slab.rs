@@ -97,6 +97,17 @@ const NIL: u32 = u32::MAX;
 /// Bits in one bitmap word.
 const WORD_BITS: usize = 64;
 
+/// The bits `lo .. hi` of a bitmap word (`lo < hi <= 64`).
+#[inline(always)]
+const fn bit_range(lo: usize, hi: usize) -> u64 {
+    let upto = if hi == WORD_BITS {
+        u64::MAX
+    } else {
+        (1 << hi) - 1
+    };
+    upto & !((1u64 << lo) - 1)
+}
+
 /// Which list of its cache a slab is on. The header stores it as a plain
 /// `u32` tag ([`List::from_tag`] validates it on read), never as this enum:
 /// a stray write must not be able to make an invalid enum value.
@@ -717,6 +728,71 @@ impl SlabPtr {
             unsafe { self.take_searched(g) }
         }?;
         got.ok_or(Corruption::OverwrittenHeader { addr: self.addr() })
+    }
+
+    /// Up to `out.len()` objects from the fresh part of a linked slab whose
+    /// free list is empty (every object from the fresh mark on is free and
+    /// on no list, SLAB-S3): the next objects in address order, handed out
+    /// together — their bitmap bits checked and cleared a word at a time,
+    /// the counts and the fresh mark amended once — where
+    /// [`take`](Self::take) would amend the seal twice per object. Returns
+    /// how many it took: 0 when the slab is not such a slab, or when a bit
+    /// that should say free does not (then [`take`](Self::take), one at a
+    /// time, names the damage). Leaves at least `keep` objects free.
+    ///
+    /// # Safety
+    /// As for [`SlabPtr::take`].
+    pub(crate) unsafe fn take_fresh(
+        self,
+        g: &Geometry,
+        out: &mut [NonNull<u8>],
+        keep: u32,
+    ) -> usize {
+        // SAFETY: see the banner above.
+        let (free, head, fresh) = unsafe {
+            let h = self.header();
+            ((*h).free, (*h).head, (*h).search_from as usize)
+        };
+        if !g.linked || head != NIL || fresh >= g.capacity || free <= keep {
+            return 0;
+        }
+        let k = out
+            .len()
+            .min(g.capacity - fresh)
+            .min((free - keep) as usize);
+        // The bits of objects `fresh .. fresh + k`, word by word: all set
+        // (free), else nothing is taken.
+        let end = fresh + k;
+        let mut i = fresh;
+        while i < end {
+            let w = i / WORD_BITS;
+            let hi = end.min((w + 1) * WORD_BITS);
+            let mask = bit_range(i % WORD_BITS, hi - w * WORD_BITS);
+            // SAFETY: `w < words`, since `i < end <= capacity`.
+            if unsafe { self.word_ptr(w).read() } & mask != mask {
+                return 0;
+            }
+            i = hi;
+        }
+        let mut i = fresh;
+        while i < end {
+            let w = i / WORD_BITS;
+            let hi = end.min((w + 1) * WORD_BITS);
+            let mask = bit_range(i % WORD_BITS, hi - w * WORD_BITS);
+            // SAFETY: as above.
+            unsafe {
+                let word = self.word_ptr(w);
+                word.write(word.read() & !mask);
+            }
+            i = hi;
+        }
+        for (j, slot) in out[..k].iter_mut().enumerate() {
+            // SAFETY: `fresh + j < end <= capacity`.
+            *slot = unsafe { self.object(g, fresh + j) };
+        }
+        self.set_counts(free - k as u32, NIL);
+        self.set_search_from(end as u32);
+        k
     }
 
     /// [`SlabPtr::take`] for a linked slab: `Ok(None)` when the header

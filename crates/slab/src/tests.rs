@@ -565,3 +565,57 @@ fn a_copied_header_is_not_an_identity() {
         Global.deallocate(copy, whole);
     }
 }
+
+/// A linked slab filled for the first time hands its fresh objects out
+/// together (`take_fresh`): the next objects in address order, the seal
+/// still verifying and the counts as if each had been taken alone, `keep`
+/// objects left free; a fresh object whose bit a stray write cleared
+/// stops the run before anything is taken, and the one-at-a-time path
+/// then refuses it too (it names the damage).
+#[test]
+fn fresh_objects_go_out_together_and_a_cleared_bit_stops_them() {
+    const S: usize = 4096;
+    let g = Geometry::new(S, 48, 16).unwrap().linked();
+    let layout = Layout::from_size_align(S, S).unwrap();
+    let base = Global.allocate(layout).unwrap().cast::<u8>();
+    // SAFETY: a fresh, aligned block of `S` bytes, ours until freed below.
+    let slab = unsafe { SlabPtr::init(base, &g, 0) };
+    let mut out = std::vec![core::ptr::NonNull::<u8>::dangling(); 70];
+    // SAFETY: `slab` was made with `g` (for every call below).
+    let n = unsafe { slab.take_fresh(&g, &mut out, 1) };
+    assert_eq!(n, 70, "a run that crosses a bitmap word");
+    for (j, p) in out.iter().enumerate() {
+        // SAFETY: `j < capacity`.
+        assert_eq!(*p, unsafe { slab.object(&g, j) });
+    }
+    slab.verify().unwrap();
+    assert_eq!(slab.free_count(), g.capacity - 70);
+    // `keep`: all but one of the rest.
+    let mut rest = std::vec![core::ptr::NonNull::<u8>::dangling(); g.capacity];
+    // SAFETY: `slab` was made with `g`.
+    let m = unsafe { slab.take_fresh(&g, &mut rest, 1) };
+    assert_eq!(m, g.capacity - 70 - 1);
+    assert_eq!(slab.free_count(), 1);
+    // SAFETY: as above.
+    assert_eq!(unsafe { slab.take_fresh(&g, &mut rest, 1) }, 0, "one kept");
+    slab.verify().unwrap();
+
+    // A second slab, its first fresh object's bit cleared by a stray write.
+    let base2 = Global.allocate(layout).unwrap().cast::<u8>();
+    // SAFETY: as above.
+    let slab2 = unsafe { SlabPtr::init(base2, &g, 0) };
+    // SAFETY: bitmap word 0 lies in the slab's first bytes.
+    unsafe {
+        let word = base2.as_ptr().add(BITMAP_OFFSET).cast::<u64>();
+        word.write(word.read() & !1);
+    }
+    // SAFETY: `slab2` was made with `g`.
+    assert_eq!(unsafe { slab2.take_fresh(&g, &mut out, 1) }, 0);
+    // SAFETY: as above.
+    assert!(unsafe { slab2.take(&g) }.is_err());
+    // SAFETY: both blocks came from `Global` with `layout`.
+    unsafe {
+        Global.deallocate(base, layout);
+        Global.deallocate(base2, layout);
+    }
+}
