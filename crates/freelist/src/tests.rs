@@ -416,14 +416,15 @@ fn address_index_finds_the_lowest_large_enough_chunk() {
 
 #[test]
 fn bins_keep_the_most_recent_first_and_the_tree_the_rest() {
-    let (_keep, p) = buffer(2048);
     // Free chunks (with 16-byte gaps): 48, 48, 64, LARGEST_BINNED + 16,
     // LARGEST_BINNED + 16 bytes.
     let sizes = [48usize, 48, 64, LARGEST_BINNED + 16, LARGEST_BINNED + 16];
+    let bytes: usize = sizes.iter().map(|s| s + 16).sum();
+    let (_keep, p) = buffer(bytes.div_ceil(16));
     let mut at = 0;
     let mut cs = Vec::new();
     for &s in &sizes {
-        // SAFETY: inside the 32 KiB buffer.
+        // SAFETY: inside the buffer, sized for every chunk and gap.
         cs.push(unsafe { Chunk::new(p).forward(at) });
         at += s + 16;
     }
