@@ -108,6 +108,23 @@ const fn bit_range(lo: usize, hi: usize) -> u64 {
     upto & !((1u64 << lo) - 1)
 }
 
+/// The bitmap bits of objects `lo .. hi`, a word at a time: each word
+/// index with the mask of those bits in it.
+#[inline(always)]
+fn word_masks(lo: usize, hi: usize) -> impl Iterator<Item = (usize, u64)> {
+    let mut i = lo;
+    core::iter::from_fn(move || {
+        if i >= hi {
+            return None;
+        }
+        let w = i / WORD_BITS;
+        let end = hi.min((w + 1) * WORD_BITS);
+        let mask = bit_range(i % WORD_BITS, end - w * WORD_BITS);
+        i = end;
+        Some((w, mask))
+    })
+}
+
 /// Which list of its cache a slab is on. The header stores it as a plain
 /// `u32` tag ([`List::from_tag`] validates it on read), never as this enum:
 /// a stray write must not be able to make an invalid enum value.
@@ -475,14 +492,8 @@ impl SlabPtr {
             header.identity = identity_of(slab.addr(), class);
             header.seal = seal_of(slab.addr(), &header);
             slab.0.as_ptr().write(header);
-            for w in 0..geometry.words {
-                let bits_here = (geometry.capacity - w * WORD_BITS).min(WORD_BITS);
-                let word = if bits_here == WORD_BITS {
-                    u64::MAX
-                } else {
-                    (1u64 << bits_here) - 1
-                };
-                slab.word_ptr(w).write(word);
+            for (w, mask) in word_masks(0, geometry.capacity) {
+                slab.word_ptr(w).write(mask);
             }
         }
         slab
@@ -763,28 +774,18 @@ impl SlabPtr {
         // The bits of objects `fresh .. fresh + k`, word by word: all set
         // (free), else nothing is taken.
         let end = fresh + k;
-        let mut i = fresh;
-        while i < end {
-            let w = i / WORD_BITS;
-            let hi = end.min((w + 1) * WORD_BITS);
-            let mask = bit_range(i % WORD_BITS, hi - w * WORD_BITS);
-            // SAFETY: `w < words`, since `i < end <= capacity`.
-            if unsafe { self.word_ptr(w).read() } & mask != mask {
-                return 0;
-            }
-            i = hi;
+        // SAFETY: (both walks) each word index `w` holds bits below `end
+        // <= capacity`, so `w < words`.
+        if word_masks(fresh, end).any(|(w, mask)| unsafe { self.word_ptr(w).read() } & mask != mask)
+        {
+            return 0;
         }
-        let mut i = fresh;
-        while i < end {
-            let w = i / WORD_BITS;
-            let hi = end.min((w + 1) * WORD_BITS);
-            let mask = bit_range(i % WORD_BITS, hi - w * WORD_BITS);
+        for (w, mask) in word_masks(fresh, end) {
             // SAFETY: as above.
             unsafe {
                 let word = self.word_ptr(w);
                 word.write(word.read() & !mask);
             }
-            i = hi;
         }
         for (j, slot) in out[..k].iter_mut().enumerate() {
             // SAFETY: `fresh + j < end <= capacity`.
