@@ -49,6 +49,16 @@ pub struct Trace {
     pub measured: core::ops::Range<usize>,
 }
 
+impl Trace {
+    /// The steps before the measured ones, the measured ones, and the
+    /// rest.
+    pub fn parts(&self) -> (&[Op], &[Op], &[Op]) {
+        let (before, rest) = self.ops.split_at(self.measured.start);
+        let (measured, after) = rest.split_at(self.measured.len());
+        (before, measured, after)
+    }
+}
+
 /// How request sizes are drawn.
 #[derive(Clone, Copy, Debug)]
 pub enum Sizes {

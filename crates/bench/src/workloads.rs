@@ -344,6 +344,18 @@ pub enum Outcome {
     Timeout,
 }
 
+impl Outcome {
+    /// The outcome of a timed run that ended with `result`, taking
+    /// `ns_per_op` nanoseconds per op if it went through.
+    fn timed(result: Result<(), Stop>, ns_per_op: f64) -> Self {
+        match result {
+            Ok(()) => Outcome::Done(vec![ns_per_op]),
+            Err(Stop::OutOfMemory) => Outcome::OutOfMemory,
+            Err(Stop::Timeout) => Outcome::Timeout,
+        }
+    }
+}
+
 /// CPU time of this thread, in nanoseconds: time spent descheduled on a
 /// shared machine does not count.
 pub fn thread_cpu_ns() -> u64 {
@@ -524,8 +536,7 @@ impl Visit for Run<'_> {
                 let mut slots = vec![EMPTY; t.slots];
                 warm_up(s);
                 let deadline = thread_cpu_ns() + self.budget.as_nanos() as u64;
-                let (before, rest) = t.ops.split_at(t.measured.start);
-                let (measured, after) = rest.split_at(t.measured.len());
+                let (before, measured, after) = t.parts();
                 let mut result = untimed_replay(s, before, &mut slots, deadline);
                 let start = thread_cpu_ns();
                 if result.is_ok() {
@@ -535,11 +546,7 @@ impl Visit for Run<'_> {
                 if result.is_ok() {
                     result = untimed_replay(s, after, &mut slots, deadline);
                 }
-                self.outcome = match result {
-                    Ok(()) => Outcome::Done(vec![ns / measured.len().max(1) as f64]),
-                    Err(Stop::OutOfMemory) => Outcome::OutOfMemory,
-                    Err(Stop::Timeout) => Outcome::Timeout,
-                };
+                self.outcome = Outcome::timed(result, ns / measured.len().max(1) as f64);
             }
             Kind::Efficiency { .. } => unreachable!("efficiency runs go through `trial`"),
             Kind::ProdCons(_) | Kind::Parallel(_) => unreachable!("threaded runs are shared"),
@@ -550,12 +557,7 @@ impl Visit for Run<'_> {
         if let Kind::Parallel(traces) = &self.workload.kind {
             warm_up(s);
             let (ns, result) = parallel_replay(s, traces, self.budget);
-            let ops = self.workload.ops().max(1) as f64;
-            self.outcome = match result {
-                Ok(()) => Outcome::Done(vec![ns / ops]),
-                Err(Stop::OutOfMemory) => Outcome::OutOfMemory,
-                Err(Stop::Timeout) => Outcome::Timeout,
-            };
+            self.outcome = Outcome::timed(result, ns / self.workload.ops().max(1) as f64);
             return;
         }
         let Kind::ProdCons(sizes) = &self.workload.kind else {
@@ -566,11 +568,7 @@ impl Visit for Run<'_> {
         let start = Instant::now();
         let ok = producer_consumer(s, sizes, deadline);
         let ns = start.elapsed().as_nanos() as f64;
-        self.outcome = match ok {
-            Ok(()) => Outcome::Done(vec![ns / sizes.len() as f64]),
-            Err(Stop::OutOfMemory) => Outcome::OutOfMemory,
-            Err(Stop::Timeout) => Outcome::Timeout,
-        };
+        self.outcome = Outcome::timed(ok, ns / sizes.len() as f64);
     }
 }
 
@@ -593,8 +591,7 @@ fn parallel_replay<S: Subject + Sync>(
                 scope.spawn(move || {
                     let mut slots = vec![EMPTY; t.slots];
                     warm_up(s);
-                    let (before, rest) = t.ops.split_at(t.measured.start);
-                    let (measured, after) = rest.split_at(t.measured.len());
+                    let (before, measured, after) = t.parts();
                     let deadline = thread_cpu_ns() + budget.as_nanos() as u64;
                     let mut result = untimed_replay(s, before, &mut slots, deadline);
                     start.wait();
