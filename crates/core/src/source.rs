@@ -137,8 +137,9 @@ pub unsafe trait Source {
     /// `false` by default, with the default `decommit` that declines
     /// everything; `true` for `Mmap` and `Sbrk`. A heap over a source that
     /// cannot decommit skips the work that would only find pages to offer
-    /// it (the walk of an automatic purge, the release of a large free
-    /// block). A source that overrides `decommit` overrides this too.
+    /// it: the walk of its automatic purge over every free chunk or block
+    /// (a single `decommit` that declines needs no such test). A source
+    /// that overrides `decommit` overrides this too.
     ///
     /// ```
     /// use core::ptr::NonNull;

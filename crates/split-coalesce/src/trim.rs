@@ -72,7 +72,7 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
     #[cold]
     #[inline(never)]
     pub(crate) unsafe fn release(&self, c: Chunk, size: usize) {
-        if size >= TRIM_MIN && self.source().decommits() {
+        if size >= TRIM_MIN {
             // SAFETY: the caller's contract.
             unsafe { self.decommit_inside(c, size) };
         }

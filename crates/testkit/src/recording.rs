@@ -163,6 +163,7 @@ unsafe impl Source for Recording {
         unsafe { p.write_bytes(0, len) };
         Some(NonNull::slice_from_raw_parts(p, len))
     }
+
     fn decommits(&self) -> bool {
         true
     }
