@@ -322,9 +322,6 @@ pub(crate) fn allocate<F: Front + ?Sized>(
     f: &F,
     layout: Layout,
 ) -> Result<NonNull<[u8]>, AllocError> {
-    if layout.size() == 0 {
-        return Ok(layout::dangling(layout));
-    }
     match class_of(layout) {
         // The common case inline, once: the attempt after a release is a
         // call of its own (`or_release` would take the attempt as a
@@ -334,6 +331,8 @@ pub(crate) fn allocate<F: Front + ?Sized>(
             Some(p) => Ok(NonNull::slice_from_raw_parts(p, class_size(c))),
             None => alloc_class_after_release(f, c),
         },
+        // Zero size is no class: tested here, off the class path.
+        None if layout.size() == 0 => Ok(layout::dangling(layout)),
         None => or_release(f, || f.parent().allocate(layout)),
     }
 }
@@ -356,13 +355,12 @@ fn alloc_class_after_release<F: Front + ?Sized>(
 /// `Allocator::deallocate`'s.
 #[inline(always)]
 pub(crate) unsafe fn deallocate<F: Front + ?Sized>(f: &F, ptr: NonNull<u8>, layout: Layout) {
-    if layout.size() == 0 {
-        return;
-    }
     match class_of(layout) {
         // SAFETY: `layout` fits the block (caller), and every size a block
         // of class `c` may be freed with maps to `c` (see `class_of`).
         Some(c) => unsafe { f.free_class(c, ptr) },
+        // A zero-size block is dangling: nothing to free.
+        None if layout.size() == 0 => {}
         // SAFETY: uncached blocks came from the parent with a layout that
         // maps to no class, as this one does.
         None => unsafe { f.parent().deallocate(ptr, layout) },

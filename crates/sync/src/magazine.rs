@@ -196,7 +196,8 @@ static CLASS_OF: [u8; MAX_CACHED / 16 + 1] = {
 #[inline(always)]
 pub(crate) fn class_of(layout: Layout) -> Option<usize> {
     let size = layout.size();
-    if size == 0 || size > MAX_CACHED || layout.align() > CLASS_ALIGN {
+    // `size - 1 < MAX_CACHED` is `0 < size <= MAX_CACHED` in one compare.
+    if size.wrapping_sub(1) >= MAX_CACHED || layout.align() > CLASS_ALIGN {
         return None;
     }
     let c = CLASS_OF[size.div_ceil(16)] as usize;

@@ -63,6 +63,12 @@ pub const MAX_LIVE: usize = 64;
 /// `id` of a layer that found the registry full: never cached.
 const NO_CACHE: usize = usize::MAX;
 
+/// `id` of a layer not used yet. Neither it nor [`NO_CACHE`] is ever a
+/// slot's id, and a free slot's (0) is never a layer's, so the fast path
+/// finds a layer's rack with one comparison of the two ids: every other
+/// case fails it and is sorted out off the fast path ([`Magazines::find`]).
+const UNREGISTERED: usize = usize::MAX - 1;
+
 static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
 pub(crate) static REGISTRY: Locked<[usize; MAX_LIVE]> = Locked::new([0; MAX_LIVE]);
 
@@ -131,7 +137,7 @@ impl<'d, P: Batch> Magazines<'d, P> {
     pub const fn new(depot: &'d Depot<P>) -> Self {
         Self {
             depot,
-            id: AtomicUsize::new(0),
+            id: AtomicUsize::new(UNREGISTERED),
         }
     }
 
@@ -168,19 +174,13 @@ impl<'d, P: Batch> Magazines<'d, P> {
         self.with_rack(|r| r.check()).unwrap_or(Ok(()))
     }
 
-    #[inline(always)]
-    fn id(&self) -> usize {
-        match self.id.load(Ordering::Acquire) {
-            0 => self.register(),
-            id => id,
-        }
-    }
-
+    /// Registers this layer (a fresh id in the registry, or [`NO_CACHE`]
+    /// if it is full) unless that is done; returns the id.
     #[cold]
     fn register(&self) -> usize {
         let mut live = REGISTRY.lock();
         let id = self.id.load(Ordering::Acquire);
-        if id != 0 {
+        if id != UNREGISTERED {
             return id;
         }
         let id = match live.iter_mut().find(|slot| **slot == 0) {
@@ -199,15 +199,16 @@ impl<'d, P: Batch> Magazines<'d, P> {
     /// registry full).
     #[inline(always)]
     fn with_rack<R>(&self, f: impl FnOnce(&mut Rack) -> R) -> Option<R> {
-        let id = self.id();
-        if id == NO_CACHE {
-            return None;
-        }
-        self.with_table(id, f)
+        self.with_slot(|slot| f(&mut slot.rack))
     }
 
+    /// Runs `f` on the calling thread's slot for this layer, as
+    /// [`with_rack`](Self::with_rack).
     #[inline(always)]
-    fn with_table<R>(&self, id: usize, f: impl FnOnce(&mut Rack) -> R) -> Option<R> {
+    fn with_slot<R>(&self, f: impl FnOnce(&mut Slot) -> R) -> Option<R> {
+        // Read before the table: a registered layer's id never changes, and
+        // any other value fails the comparisons below (see `UNREGISTERED`).
+        let id = self.id.load(Ordering::Acquire);
         // `TABLE` has no destructor, so this is a plain thread-local access:
         // no state to test, nothing registered (see the module docs).
         // (`try_with` rather than `with`: it cannot fail here, and it has
@@ -222,7 +223,14 @@ impl<'d, P: Batch> Magazines<'d, P> {
                 // SAFETY: SYNC-G2: this thread's table, `busy` was clear and is
                 // now set, so no other `&mut` to the slots exists.
                 let slots = unsafe { &mut *table.slots.get() };
-                let result = self.slot(slots, id).map(|slot| f(&mut slot.rack));
+                // A thread's first layer (most programs have one) is in slot
+                // 0, and a matching id is a registered one.
+                let slot = if slots[0].id == id {
+                    Some(&mut slots[0])
+                } else {
+                    self.find(slots, id)
+                };
+                let result = slot.map(f);
                 table.busy.set(false);
                 result
             })
@@ -230,16 +238,29 @@ impl<'d, P: Batch> Magazines<'d, P> {
             .flatten()
     }
 
-    /// This layer's slot in `slots`, claiming a free one (or one of a dead
-    /// layer) if there is none yet.
+    /// This layer's slot in `slots`, `id` as read before the table: a
+    /// search of the others, then (cold) [`first_use`](Self::first_use).
     #[inline(always)]
-    fn slot<'s>(&self, slots: &'s mut [Slot; SLOTS], id: usize) -> Option<&'s mut Slot> {
-        // A thread's first layer (most programs have one) is in slot 0.
-        if slots[0].id == id {
-            return Some(&mut slots[0]);
+    fn find<'s>(&self, slots: &'s mut [Slot; SLOTS], id: usize) -> Option<&'s mut Slot> {
+        match slots.iter().position(|s| s.id == id) {
+            Some(i) => Some(&mut slots[i]),
+            None => self.first_use(slots),
         }
-        if let Some(i) = slots.iter().position(|s| s.id == id) {
-            return Some(&mut slots[i]);
+    }
+
+    /// The thread's first use of this layer: registering the layer if it is
+    /// not yet, then claiming a free slot (or one of a dead layer); `None`
+    /// for a layer that found the registry full, or when every slot is
+    /// taken by a live layer.
+    #[cold]
+    #[inline(never)]
+    fn first_use<'s>(&self, slots: &'s mut [Slot; SLOTS]) -> Option<&'s mut Slot> {
+        let id = match self.id.load(Ordering::Acquire) {
+            UNREGISTERED => self.register(),
+            id => id,
+        };
+        if id == NO_CACHE {
+            return None;
         }
         self.claim(slots, id)
     }
@@ -275,12 +296,17 @@ impl<'d, P: Batch> Magazines<'d, P> {
 impl<P: Batch> Drop for Magazines<'_, P> {
     fn drop(&mut self) {
         let id = *self.id.get_mut();
-        if id == 0 || id == NO_CACHE {
+        if id == UNREGISTERED || id == NO_CACHE {
             return;
         }
-        // This thread's rack back to the depot, then the id out of the
-        // registry: exiting threads stop flushing into the depot after this.
-        self.flush();
+        // This thread's rack back to the depot and its slot free for the
+        // next layer (slot 0, the fast one, in most programs); then the id
+        // out of the registry: exiting threads stop flushing into the depot
+        // after this, and their slots are claimed again as dead ones.
+        self.with_slot(|slot| {
+            slot.rack.flush(self.depot);
+            slot.id = 0;
+        });
         let mut live = REGISTRY.lock();
         if let Some(slot) = live.iter_mut().find(|s| **s == id) {
             *slot = 0;
@@ -530,5 +556,67 @@ impl<P: Batch + freespace_core::Trim> freespace_core::Trim for Magazines<'_, P> 
     fn trim(&self) -> usize {
         self.flush();
         self.depot.trim()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use freespace_core::alloc::Global;
+
+    /// The ids in the calling thread's slots.
+    fn slot_ids() -> [usize; SLOTS] {
+        TABLE.with(|table| {
+            assert!(!table.busy.get());
+            // SAFETY: not busy, and nothing else runs on this thread while
+            // the ids are copied out.
+            unsafe { &*table.slots.get() }.each_ref().map(|s| s.id)
+        })
+    }
+
+    #[test]
+    fn the_first_layer_sits_in_slot_0_and_a_dropped_one_frees_its_slot() {
+        let depot = Depot::new(Global);
+        let l = Layout::new::<[u64; 2]>();
+        for _ in 0..SLOTS + 1 {
+            let heap = Magazines::new(&depot);
+            assert_eq!(heap.id.load(Ordering::Relaxed), UNREGISTERED);
+            let p = heap.allocate(l).unwrap();
+            // SAFETY: live, from `heap`.
+            unsafe { heap.deallocate(p.cast(), l) };
+            let id = heap.id.load(Ordering::Relaxed);
+            assert!(id != UNREGISTERED && id != NO_CACHE && id != 0);
+            // The one live layer on this thread: slot 0, the one the fast
+            // path looks at, whatever layers came and went before it.
+            assert_eq!(slot_ids()[0], id);
+            drop(heap);
+            assert!(
+                !slot_ids().contains(&id),
+                "the dropped layer's slot is free"
+            );
+        }
+        depot.reap();
+    }
+
+    #[test]
+    fn a_second_layer_finds_its_slot_after_the_first() {
+        let depot = Depot::new(Global);
+        let l = Layout::new::<[u64; 2]>();
+        let (a, b) = (Magazines::new(&depot), Magazines::new(&depot));
+        for _ in 0..3 {
+            for heap in [&a, &b] {
+                let p = heap.allocate(l).unwrap();
+                // SAFETY: live, from `heap`.
+                unsafe { heap.deallocate(p.cast(), l) };
+                assert!(heap.cached_blocks() > 0, "cached in its own rack");
+            }
+        }
+        let ids = slot_ids();
+        assert_eq!(
+            ids[..2],
+            [a.id.load(Ordering::Relaxed), b.id.load(Ordering::Relaxed)]
+        );
+        drop((a, b));
+        depot.reap();
     }
 }
