@@ -500,6 +500,34 @@ impl Cache {
         true
     }
 
+    /// [`free_in_place`](Self::free_in_place) for a run of blocks: frees
+    /// as many of `blocks` from the front as lie in `slab` (verified, its
+    /// header naming `list`) and leave it partial, with one amend of its
+    /// counts ([`SlabPtr::put_run`]). Returns how many; 0 (nothing
+    /// changed) if the slab is not a partial one with objects in use.
+    ///
+    /// # Safety
+    /// Every block of `blocks` that lies in `slab` and starts an object
+    /// whose bit is clear is in use and the caller's to free.
+    // Out of line: a call per run, where inlined its loop would cost the
+    // single frees around it register spills (blocks freed in random order
+    // come in runs of one).
+    #[inline(never)]
+    pub(crate) unsafe fn free_run_in_place(
+        &self,
+        slab: SlabPtr,
+        list: List,
+        blocks: &[NonNull<u8>],
+    ) -> usize {
+        let free = slab.free_count();
+        if list != List::Partial || free == 0 || free >= self.geometry.capacity {
+            return 0;
+        }
+        // SAFETY: our geometry, a free count below capacity; the blocks
+        // are as the caller says.
+        unsafe { slab.put_run(&self.geometry, blocks) }
+    }
+
     /// Returns the object [`Cache::validate`] cleared; an empty slab past
     /// `max_empty` goes back to the parent.
     pub(crate) fn free<A: Allocator, H: Hooks>(

@@ -904,27 +904,118 @@ impl SlabPtr {
     /// use (so below the fresh mark of a linked slab).
     #[inline(always)]
     pub(crate) unsafe fn put(self, g: &Geometry, i: usize) {
-        let w = i / WORD_BITS;
-        // SAFETY: `w < words` since `i < capacity`; header per the banner;
-        // a linked object is at least 4 bytes and ours again.
+        // SAFETY: header per the banner; the caller's contract for `i`.
         unsafe {
-            let word = self.word_ptr(w);
-            word.write(word.read() | 1 << (i % WORD_BITS));
-            let h = self.header();
-            let free = (*h).free.wrapping_add(1);
+            let free = (*self.header()).free.wrapping_add(1);
+            // Each kind of slab on its own path (one test of `linked`).
             if g.linked {
-                let head = (*h).head;
-                self.object(g, i)
-                    .cast::<u32>()
-                    .write_unaligned(head ^ self.link_key());
-                self.set_counts(free, i as u32);
+                let mut head = (*self.header()).head;
+                self.mark_free(g, i, &mut head, self.link_key());
+                self.set_counts(free, head);
             } else {
+                let mut nil = NIL;
+                self.mark_free(g, i, &mut nil, 0);
                 self.set_counts(free, NIL);
-                let search_from = (*h).search_from;
-                if (w as u32) < search_from {
-                    self.set_search_from(w as u32);
-                }
+                self.lower_search_from(g, i / WORD_BITS);
             }
+        }
+    }
+
+    /// [`put`](Self::put) for a run of objects: marks free, in order, as
+    /// many of `blocks` from the front as lie in this slab, are objects in
+    /// use (their bits clear) and leave fewer than `capacity - 1` objects
+    /// free — so the slab stays partial — then amends the counts (and the
+    /// search start) once for them all, where `put` amends per object.
+    /// Returns how many it freed; it stops at the first block it cannot
+    /// free (another slab's, an interior pointer, a double free, the one
+    /// that would empty the slab), which the caller then frees alone.
+    ///
+    /// # Safety
+    /// `g` is this slab's geometry, and the header's free count is below
+    /// `capacity` (a partial slab's); each block that lies in this slab and
+    /// starts an object whose bit is clear is in use and the caller's to
+    /// free.
+    #[inline(always)]
+    pub(crate) unsafe fn put_run(self, g: &Geometry, blocks: &[NonNull<u8>]) -> usize {
+        // SAFETY: header per the banner.
+        let free = unsafe { (*self.header()).free };
+        let mut head = self.list_head(g);
+        let key = self.link_key();
+        let mut low_word = usize::MAX;
+        let mut n = 0;
+        for &ptr in blocks {
+            let addr = ptr.as_ptr().addr();
+            if free as usize + n + 1 >= g.capacity || addr & !(g.slab_size - 1) != self.addr() {
+                break;
+            }
+            let Ok(i) = self.object_index(g, addr) else {
+                break;
+            };
+            // SAFETY: `i < capacity` (object_index).
+            if unsafe { self.is_free(i) } {
+                break;
+            }
+            // SAFETY: `i < capacity`, and object `i` is in use: its bit is
+            // clear and it is one of the caller's blocks.
+            unsafe { self.mark_free(g, i, &mut head, key) };
+            low_word = low_word.min(i / WORD_BITS);
+            n += 1;
+        }
+        if n > 0 {
+            // `free + n < capacity`, which is below `u32::MAX`.
+            self.set_counts(free + n as u32, head);
+            self.lower_search_from(g, low_word);
+        }
+        n
+    }
+
+    /// Object `i`'s bit set and, in a linked slab, the object linked in
+    /// front of `*head` (its link stored under `key`, [`link_key`]) and
+    /// made the head. Amends nothing: the caller sets the counts.
+    ///
+    /// [`link_key`]: Self::link_key
+    ///
+    /// # Safety
+    /// As for [`put`](Self::put).
+    #[inline(always)]
+    unsafe fn mark_free(self, g: &Geometry, i: usize, head: &mut u32, key: u32) {
+        // SAFETY: `i / 64 < words` since `i < capacity`; a linked object is
+        // at least 4 bytes and ours again.
+        unsafe {
+            let word = self.word_ptr(i / WORD_BITS);
+            word.write(word.read() | 1 << (i % WORD_BITS));
+            if g.linked {
+                self.object(g, i).cast::<u32>().write_unaligned(*head ^ key);
+                *head = i as u32;
+            }
+        }
+    }
+
+    /// The free list's head a put starts from: the header's in a linked
+    /// slab, [`NIL`] in a bitmap-searched one (which keeps no list).
+    #[inline(always)]
+    fn list_head(self, g: &Geometry) -> u32 {
+        if g.linked {
+            // SAFETY: see the banner above.
+            unsafe { (*self.header()).head }
+        } else {
+            NIL
+        }
+    }
+
+    /// A bitmap-searched slab's search start moved down to word `w` if it
+    /// is above it (a freed object's word has a set bit again); nothing
+    /// for a linked slab, whose search start is the fresh mark.
+    #[inline(always)]
+    fn lower_search_from(self, g: &Geometry, w: usize) {
+        if g.linked {
+            return;
+        }
+        // SAFETY: see the banner above.
+        let search_from = unsafe { (*self.header()).search_from };
+        if w < search_from as usize {
+            // `w < search_from`, a `u32`.
+            self.set_search_from(w as u32);
         }
     }
 

@@ -868,7 +868,8 @@ unsafe impl<A: Allocator, const SLAB_SIZE: usize> Allocator for Slab<A, SLAB_SIZ
 /// slab before it looks further, and a free of several objects of one slab
 /// verifies that slab's header once (SLAB-S1: between two frees of the run
 /// nothing but this allocator has written to it, and each write amended the
-/// seal). Each object is still checked as a single free checks it (an object
+/// seal) and amends its counts once for the objects that follow each other
+/// in the run. Each object is still checked as a single free checks it (an object
 /// starts there, it is in use), and anything unusual — another slab, a list
 /// move, a fault — takes the single-block path, so a double free or a
 /// foreign pointer in a batch is named exactly as it would be alone.
@@ -930,36 +931,36 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
     }
 
     /// [`Batch::deallocate_batch`](freespace_core::Batch::deallocate_batch)
-    /// for `class`: a free that stays in the slab the previous one
-    /// verified is done in place without verifying it again; every other
-    /// one is a single free.
+    /// for `class`: each block is a single free, and one that is done in
+    /// place takes the blocks after it that lie in the same slab along
+    /// ([`Cache::free_run_in_place`]: in place too, one amend of the slab's
+    /// counts for them all, its header verified by the single free just
+    /// before and written since only by that free).
     ///
     /// # Safety
     /// As for `deallocate`, for each block with `layout`, which routes to
     /// `class`.
     unsafe fn free_run(&self, class: usize, blocks: &[NonNull<u8>], layout: Layout) {
         let cache = &self.caches[class];
-        // The slab whose header this run verified, with the list it names;
-        // only `free_in_place` has written to it since.
-        let mut sealed: Option<(SlabPtr, List)> = None;
-        for &ptr in blocks {
+        let mut k = 0;
+        while let Some(&ptr) = blocks.get(k) {
+            k += 1;
             let addr = ptr.as_ptr().addr();
-            if let Some((slab, list)) = sealed {
-                if slab.addr() == addr & !(SLAB_SIZE - 1)
-                    && cache.free_in_place(slab, list, addr, self.max_empty)
-                {
-                    continue;
-                }
-            }
             // SAFETY: the caller's contract, for this block.
-            sealed = unsafe { self.sealed_slab_of(ptr, class) };
-            if let Some((slab, list)) = sealed {
+            if let Some((slab, list)) = unsafe { self.sealed_slab_of(ptr, class) } {
                 if cache.free_in_place(slab, list, addr, self.max_empty) {
+                    // Tested here as well, so that blocks in random order
+                    // (runs of one) do not pay for setting a run up.
+                    let base = addr & !(SLAB_SIZE - 1);
+                    if blocks
+                        .get(k)
+                        .is_some_and(|p| p.as_ptr().addr() & !(SLAB_SIZE - 1) == base)
+                    {
+                        // SAFETY: the caller's contract, for each block.
+                        k += unsafe { cache.free_run_in_place(slab, list, &blocks[k..]) };
+                    }
                     continue;
                 }
-                // A list move (or a fault): the header changes, so the next
-                // block verifies again.
-                sealed = None;
                 if self.free_moving(slab, list, class, addr) {
                     continue;
                 }

@@ -467,6 +467,87 @@ fn batches_free_and_name_faults_like_single_frees() {
     assert_eq!((partial, full), (0, 0), "every object came back");
 }
 
+/// Runs of one slab's objects are freed together in place
+/// (`SlabPtr::put_run`): every object comes back exactly once (the slabs
+/// check, and a second batch hands out the same objects again), and a run
+/// stops at another slab, a double free within it, an interior pointer and
+/// the free that would empty its slab, each of which is then named or done
+/// as a single free would — in a linked slab and a bitmap-searched one.
+#[test]
+fn runs_free_in_place_and_stop_where_a_single_free_must_decide() {
+    use freespace_core::{corruption, Batch, Corruption};
+    let classes: [&'static [usize]; 2] = [&[2], &[48]];
+    for classes in classes {
+        let size = classes[0];
+        let previous = corruption::set_handler(record);
+        // Empty slabs are kept, so the second batch below finds the same
+        // objects.
+        let slab: Slab<Global, 1024> =
+            Slab::sized_with_classes(Global, classes).with_max_empty(usize::MAX);
+        let l = Layout::from_size_align(size, 1).unwrap();
+        let geometry = slab.caches[slab.route(l).unwrap()].geometry;
+        assert_eq!(geometry.linked, size >= 4, "both kinds of slab");
+        let n = 2 * geometry.capacity + 3;
+        let mut run = std::vec![core::ptr::NonNull::<u8>::dangling(); n];
+        assert_eq!(slab.allocate_batch(l, &mut run), n);
+        let mut first: Vec<usize> = run.iter().map(|p| p.as_ptr().addr()).collect();
+        first.sort_unstable();
+        // Last allocated first (runs of each slab, highest object first, so
+        // that a run, not the single free before it, frees the lowest
+        // words), with a block freed twice and an interior pointer inside
+        // the second slab's run (the last has 3 objects).
+        assert!(geometry.capacity >= 20);
+        // The first object stays live for now: its slab stays partial, so
+        // its header keeps what the runs made of it (an emptying single free
+        // would rewrite the search start).
+        let mut order: Vec<_> = run[1..].iter().rev().copied().collect();
+        let twice = order[10];
+        // SAFETY: one byte into a live object of at least 2 bytes.
+        let interior = unsafe { order[12].add(1) };
+        order.insert(15, twice);
+        order.insert(17, interior);
+        SEEN.with(|s| s.borrow_mut().clear());
+        // SAFETY: every object of `run` is live and freed once; the
+        // duplicate and the interior pointer are the misuses under test (the
+        // handler records them and returns, so nothing is done with them).
+        unsafe { slab.deallocate_batch(&order, l) };
+        let seen = SEEN.with(|s| s.take());
+        corruption::set_handler(previous);
+        let expected = [
+            Corruption::DoubleFree {
+                addr: twice.as_ptr().addr(),
+            },
+            Corruption::InteriorPointer {
+                addr: interior.as_ptr().addr(),
+            },
+        ];
+        assert_eq!(seen, expected, "size {size}");
+        slab.check().unwrap();
+        // SAFETY: live, freed once.
+        unsafe { slab.deallocate(run[0], l) };
+        slab.check().unwrap();
+        let (partial, full, _) = slab.slab_counts();
+        assert_eq!((partial, full), (0, 0), "every object came back");
+        // A second batch as large is served by the same slabs (every
+        // object came back to its slab), each object once.
+        assert_eq!(slab.allocate_batch(l, &mut run), n);
+        let mut again: Vec<usize> = run.iter().map(|p| p.as_ptr().addr()).collect();
+        again.sort_unstable();
+        again.dedup();
+        assert_eq!(again.len(), n, "size {size}: each object once");
+        let bases = |v: &[usize]| {
+            let mut b: Vec<usize> = v.iter().map(|a| a & !1023).collect();
+            b.dedup();
+            b
+        };
+        assert_eq!(bases(&again), bases(&first), "size {size}: the same slabs");
+        slab.check().unwrap();
+        // SAFETY: each object is live and freed once.
+        unsafe { slab.deallocate_batch(&run, l) };
+        slab.check().unwrap();
+    }
+}
+
 /// A parent that keeps the memory it takes back until it is dropped, so
 /// the bytes of a slab given back stay readable afterwards.
 #[derive(Default)]
