@@ -904,19 +904,23 @@ impl SlabPtr {
     /// use (so below the fresh mark of a linked slab).
     #[inline(always)]
     pub(crate) unsafe fn put(self, g: &Geometry, i: usize) {
-        // SAFETY: header per the banner; the caller's contract for `i`.
+        let w = i / WORD_BITS;
+        // SAFETY: `w < words` since `i < capacity`; header per the banner;
+        // a linked object is at least 4 bytes and ours again.
         unsafe {
-            let free = (*self.header()).free.wrapping_add(1);
-            // Each kind of slab on its own path (one test of `linked`).
+            let word = self.word_ptr(w);
+            word.write(word.read() | 1 << (i % WORD_BITS));
+            let h = self.header();
+            let free = (*h).free.wrapping_add(1);
             if g.linked {
-                let mut head = (*self.header()).head;
-                self.mark_free(g, i, &mut head, self.link_key());
-                self.set_counts(free, head);
+                let head = (*h).head;
+                self.object(g, i)
+                    .cast::<u32>()
+                    .write_unaligned(head ^ self.link_key());
+                self.set_counts(free, i as u32);
             } else {
-                let mut nil = NIL;
-                self.mark_free(g, i, &mut nil, 0);
                 self.set_counts(free, NIL);
-                self.lower_search_from(g, i / WORD_BITS);
+                self.lower_search_from(g, w);
             }
         }
     }
