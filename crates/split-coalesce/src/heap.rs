@@ -436,6 +436,10 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
     }
 
     /// Asks the source for enough memory to serve `req` and adds it.
+    // Out of line: inlined, the compiler computed the growth's size on
+    // every allocation, before the search that nearly always succeeds.
+    #[cold]
+    #[inline(never)]
     fn grow_heap(&self, req: &Request) -> bool {
         // Worst-case front padding for an over-aligned request.
         let padding = if req.align() > GRANULE {
