@@ -66,7 +66,7 @@ const NO_CACHE: usize = usize::MAX;
 /// `id` of a layer not used yet. Neither it nor [`NO_CACHE`] is ever a
 /// slot's id, and a free slot's (0) is never a layer's, so the fast path
 /// finds a layer's rack with one comparison of the two ids: every other
-/// case fails it and is sorted out off the fast path ([`Magazines::find`]).
+/// case fails it and is sorted out off the fast path ([`Magazines::first_use`]).
 const UNREGISTERED: usize = usize::MAX - 1;
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
