@@ -82,17 +82,22 @@ bitflags! {
 pub const FLAG_MASK: usize = GRANULE - 1;
 
 /// The magic number of an allocated chunk at `addr` whose size word is
-/// `word0`, in the heap keyed `key`.
+/// `word0`, in the heap keyed `key`: `word0` XOR a keyed mix of the
+/// address (the chunk's *tag*).
 ///
-/// It mixes all three, and for a fixed address and key it is a bijection of
-/// `word0`: any change to the size or flags, a header copied to another
-/// address, or a header of another heap (another key) gives a different
-/// magic. A stray write that changes word 0 or word 1 is caught unless it
-/// writes exactly the magic of the new word 0.
+/// For a fixed address and key it is a bijection of `word0`: any change to
+/// the size or flags gives a different magic. For a fixed `word0` and key
+/// it is a bijection of the address, so a header copied to another address
+/// fails, and for a fixed address and `word0` a bijection of the key, so a
+/// header of another heap fails. A stray write that changes word 0 or
+/// word 1 is caught unless it writes exactly the magic of the new word 0.
+///
+/// The XOR is what lets a flag change without a new mix:
+/// [`Chunk::set_prev_free_allocated`] flips the same bit in both words, so
+/// the header stays valid if it was and stays damaged if it was damaged.
 ///
 /// The heap's `key` is a secret (`freespace_core::secret`), so this
-/// function being public does not let anyone compute a valid magic: for a
-/// fixed `addr` and `word0`, `magic` is also a bijection of `key`, so with a
+/// function being public does not let anyone compute a valid magic: with a
 /// uniformly random key every magic value is equally likely and a guess is
 /// right with probability 2^-[`usize::BITS`].
 ///
@@ -104,10 +109,17 @@ pub const FLAG_MASK: usize = GRANULE - 1;
 /// ```
 #[inline]
 pub const fn magic(addr: usize, word0: usize, key: usize) -> usize {
+    word0 ^ tag(addr, key)
+}
+
+/// The keyed mix of a chunk's address that [`magic`] XORs its size word
+/// with: a bijection of `addr ^ key` (an xor, an odd multiplier, an
+/// xor-shift), so distinct addresses in one heap never share a tag.
+#[inline]
+const fn tag(addr: usize, key: usize) -> usize {
     const SEED: usize = 0x9E37_79B9_7F4A_7C15_u64 as usize;
     const ODD: usize = 0xBF58_476D_1CE4_E5B9_u64 as usize;
-    let x = (addr ^ key ^ SEED).wrapping_add(word0.rotate_left(usize::BITS / 2));
-    let x = x.wrapping_mul(ODD);
+    let x = (addr ^ key ^ SEED).wrapping_mul(ODD);
     x ^ (x >> (usize::BITS / 2 - 3))
 }
 
@@ -277,18 +289,27 @@ impl Chunk {
     }
 
     /// Sets or clears `PREV_FREE` on an allocated (or fencepost) chunk,
-    /// keeping its magic right.
+    /// keeping its magic right without a new mix: the magic is word 0 XOR
+    /// the chunk's tag ([`magic`]), so the bit that changes in word 0 is
+    /// flipped in word 1 too. A header that was valid stays valid; one that
+    /// was damaged stays damaged (it is not re-sealed over the damage).
     ///
     /// # Safety
     ///
-    /// The chunk has a valid allocated header that no user holds.
+    /// The chunk's header is heap memory that no user holds.
     #[inline]
-    pub unsafe fn set_prev_free_allocated(self, prev_free: bool, key: usize) {
+    pub unsafe fn set_prev_free_allocated(self, prev_free: bool) {
         // SAFETY: caller contract.
         unsafe {
-            let mut flags = self.flags();
-            flags.set(Flags::PREV_FREE, prev_free);
-            self.write_allocated(self.size(), flags, key);
+            let word0 = self.word0();
+            let want = if prev_free {
+                Flags::PREV_FREE.bits()
+            } else {
+                0
+            };
+            let flip = (word0 ^ want) & Flags::PREV_FREE.bits();
+            self.word(0).write(word0 ^ flip);
+            self.word(1).write(self.word1() ^ flip);
         }
     }
 
@@ -474,4 +495,26 @@ pub const fn chunk_size_for(size: usize) -> Option<usize> {
         }
         _ => None,
     }
+}
+
+/// Whether a chunk of `chunk` bytes (a multiple of [`GRANULE`], at least
+/// [`MIN_CHUNK`]) is one that a request of `size` bytes (`0 < size <=
+/// isize::MAX`, as every `Layout`'s size is) can have been given: at least [`chunk_size_for`]`(size)` and at most one
+/// granule more, the remainder too small to split off. What a free checks
+/// its layout against.
+///
+/// It is that test in one subtraction and one comparison: the payload
+/// `chunk - HEADER` is a multiple of [`GRANULE`], and exactly the two
+/// payloads a request may get (its size rounded up, or one granule more)
+/// lie in `size .. size + 2 * GRANULE`.
+///
+/// ```
+/// use freespace_freelist::chunk::serves;
+/// assert!(serves(32, 1) && serves(48, 1) && !serves(64, 1));
+/// assert!(serves(48, 17) && serves(64, 17) && !serves(32, 17));
+/// assert!(!serves(64, isize::MAX as usize));
+/// ```
+#[inline]
+pub const fn serves(chunk: usize, size: usize) -> bool {
+    (chunk - HEADER).wrapping_sub(size) < 2 * GRANULE
 }

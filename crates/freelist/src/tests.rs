@@ -29,7 +29,7 @@ fn allocated_header_round_trips_and_detects_flips() {
         assert_eq!(c.flags(), Flags::ALLOCATED | Flags::PREV_FREE);
         assert!(c.magic_ok(7));
         assert!(!c.magic_ok(8));
-        c.set_prev_free_allocated(false, 7);
+        c.set_prev_free_allocated(false);
         assert!(c.magic_ok(7) && !c.flags().contains(Flags::PREV_FREE));
         for byte in 0..HEADER {
             let b = p.as_ptr().add(byte);
@@ -39,6 +39,51 @@ fn allocated_header_round_trips_and_detects_flips() {
         }
         c.bury(7);
         assert!(c.is_buried(7) && !c.magic_ok(7) && c.size() == 0);
+    }
+}
+
+#[test]
+fn flag_flips_keep_a_valid_header_valid_and_a_damaged_one_damaged() {
+    let (_keep, p) = buffer(4);
+    let c = Chunk::new(p);
+    // SAFETY: the buffer is 64 bytes, ours alone.
+    unsafe {
+        c.write_allocated(48, Flags::ALLOCATED, 7);
+        for prev_free in [true, true, false, false, true] {
+            c.set_prev_free_allocated(prev_free);
+            assert!(c.magic_ok(7));
+            assert_eq!(c.flags().contains(Flags::PREV_FREE), prev_free);
+            assert_eq!(c.size(), 48);
+        }
+        // Damage the size word, then change the flag: the header must not
+        // be re-sealed over the damage.
+        p.cast::<usize>().write(c.word0() ^ 0x100);
+        for prev_free in [false, true] {
+            c.set_prev_free_allocated(prev_free);
+            assert!(!c.magic_ok(7), "damage sealed over (prev_free {prev_free})");
+        }
+    }
+}
+
+#[test]
+fn serves_is_the_slack_rule_written_out() {
+    // The rule `serves` stands for: the chunk is at least the size the
+    // request needs and at most one granule more.
+    let rule = |chunk: usize, size: usize| {
+        chunk::chunk_size_for(size).is_some_and(|need| need <= chunk && chunk - need <= GRANULE)
+    };
+    for chunk in (MIN_CHUNK..=2048).step_by(GRANULE) {
+        for size in (1..=2100).chain([isize::MAX as usize - 15, isize::MAX as usize]) {
+            assert_eq!(
+                chunk::serves(chunk, size),
+                rule(chunk, size),
+                "{chunk} {size}"
+            );
+        }
+    }
+    let big = (isize::MAX as usize) & !(GRANULE - 1);
+    for size in [big - 64, big - 33, big - 32, big - 31, big - 16, big] {
+        assert_eq!(chunk::serves(big, size), rule(big, size), "{size}");
     }
 }
 

@@ -6,7 +6,7 @@ use core::ptr::NonNull;
 use freespace_core::alloc::Layout;
 use freespace_core::layout::{is_aligned, with_addr};
 use freespace_core::{BlockSize, Corruption, Owns, Source};
-use freespace_freelist::chunk::{chunk_size_for, Chunk, Flags};
+use freespace_freelist::chunk::{serves, Chunk, Flags};
 use freespace_freelist::{Fit, GRANULE, HEADER, MIN_CHUNK};
 
 use crate::heap::{FreeListHeap, FreeResult, State, NAME};
@@ -44,37 +44,20 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
             None => return Err(unsafe { classify(st, region, h, addr) }),
         };
         if let Some(l) = layout {
-            let fits =
-                chunk_size_for(l.size()).is_some_and(|need| need <= size && size - need <= GRANULE);
-            if !fits || !is_aligned(addr, l.align()) {
+            if !serves(size, l.size()) || !is_aligned(addr, l.align()) {
                 return Err(Corruption::SizeMismatch { addr });
             }
         }
         // SAFETY: `h` is a validated allocated chunk of `size` bytes.
         unsafe { coalesce(st, region, h, size) }?;
-        st.freed = st.freed.saturating_add(size);
-        // A large block goes back at once (the threshold then rises past it,
-        // so one size freed over and over is released once).
-        let release = size >= st.release_at;
-        if release {
-            st.release_at = size
-                .saturating_add(1)
-                .min(freespace_core::source::RELEASE_AT_MAX)
-                .max(st.release_at);
-        }
-        let purge = st.freed >= st.purge_after;
-        if purge {
-            st.freed = 0;
-        }
-        // `st` is not used again: the release and the purge go through the
-        // source, and the purge takes the state afresh.
-        if release {
-            // SAFETY: `h` was a live chunk of `size` bytes and is now part of
-            // a free chunk (just coalesced).
-            unsafe { self.release(h, size) };
-        }
-        if purge {
-            self.purge();
+        // The common case: neither the release threshold nor the purge
+        // budget is reached, one comparison each.
+        if size < st.release_at && size < st.until_purge {
+            st.until_purge -= size;
+        } else {
+            // SAFETY: `h` was a live chunk of `size` bytes and is now part
+            // of a free chunk (just coalesced); `st` is not used again.
+            unsafe { self.thresholds_reached(h, size) };
         }
         Ok(())
     }
@@ -244,7 +227,7 @@ unsafe fn coalesce<F: Fit>(st: &mut State<F>, region: Region, h: Chunk, size: us
                 let old = p.size();
                 p.write_free(old + size, p.flags());
                 h.bury(key);
-                n.set_prev_free_allocated(true, key);
+                n.set_prev_free_allocated(true);
                 st.fit.resize(p, old)?;
             }
             (None, true) => {
@@ -255,7 +238,7 @@ unsafe fn coalesce<F: Fit>(st: &mut State<F>, region: Region, h: Chunk, size: us
             (None, false) => {
                 h.write_free(size, Flags::empty());
                 st.fit.insert(h)?;
-                n.set_prev_free_allocated(true, key);
+                n.set_prev_free_allocated(true);
             }
         }
         Ok(())

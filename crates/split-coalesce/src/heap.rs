@@ -91,8 +91,9 @@ pub(crate) struct State<F> {
     pub(crate) key: usize,
     /// Bytes freed between automatic purges (`usize::MAX`: never).
     pub(crate) purge_after: usize,
-    /// Bytes freed since the last purge.
-    pub(crate) freed: usize,
+    /// Bytes still to be freed before the next automatic purge: counts
+    /// down from `purge_after`, so a free tests it with one comparison.
+    pub(crate) until_purge: usize,
     /// A free of a chunk at least this large gives its whole pages back at
     /// once (`usize::MAX`: never); raised past each chunk so released, up
     /// to `RELEASE_AT_MAX`.
@@ -167,7 +168,7 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
                 regions: None,
                 key,
                 purge_after: freespace_core::source::DEFAULT_PURGE_AFTER,
-                freed: 0,
+                until_purge: freespace_core::source::DEFAULT_PURGE_AFTER,
                 release_at: freespace_core::source::DEFAULT_RELEASE_AT,
             }),
         }
@@ -192,12 +193,15 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
     /// assert_eq!(HEAP.purge_after(), 1 << 20);
     /// ```
     pub const fn with_purge_after(mut self, bytes: usize) -> Self {
-        self.state.get_mut().purge_after = bytes;
+        let st = self.state.get_mut();
+        st.purge_after = bytes;
+        st.until_purge = bytes;
         self
     }
 
     /// Changes the purge budget of a heap in use (see
-    /// [`with_purge_after`](Self::with_purge_after)).
+    /// [`with_purge_after`](Self::with_purge_after)); the count of bytes
+    /// freed starts again from zero.
     ///
     /// ```
     /// use freespace_first_fit::FirstFitHeap;
@@ -209,7 +213,9 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
     pub fn set_purge_after(&self, bytes: usize) {
         // SAFETY: one field write; no other reference to the state is live
         // (the heap is `!Sync` and this calls nothing).
-        unsafe { self.state() }.purge_after = bytes;
+        let st = unsafe { self.state() };
+        st.purge_after = bytes;
+        st.until_purge = bytes;
     }
 
     /// The purge budget ([`with_purge_after`](Self::with_purge_after)).
@@ -520,7 +526,7 @@ unsafe fn carve<F: Fit>(
             req.size()
         } else {
             // The chunk after was preceded by free `c`; now by the block.
-            after.set_prev_free_allocated(false, st.key);
+            after.set_prev_free_allocated(false);
             rest
         };
         let mut flags = Flags::ALLOCATED;
@@ -804,7 +810,7 @@ unsafe fn grow_in_place<F: Fit>(
         } else {
             st.fit.remove(n).ok()?;
             n.bury(st.key);
-            h.forward(total).set_prev_free_allocated(false, st.key);
+            h.forward(total).set_prev_free_allocated(false);
             total
         };
         h.write_allocated(new_size, h.flags(), st.key);
@@ -852,7 +858,7 @@ unsafe fn shrink_in_place<F: Fit>(
         } else if tail >= MIN_CHUNK {
             t.write_free(tail, Flags::empty());
             st.fit.insert(t)?;
-            n.set_prev_free_allocated(true, st.key);
+            n.set_prev_free_allocated(true);
             need
         } else {
             size

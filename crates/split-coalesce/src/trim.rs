@@ -51,6 +51,46 @@ impl<F: Fit, S: Source> Trim for FreeListHeap<F, S> {
 }
 
 impl<F: Fit, S: Source> FreeListHeap<F, S> {
+    /// What a free does when the chunk it freed reaches the release
+    /// threshold or the bytes freed reach the purge budget: a large block
+    /// goes back at once (the threshold then rises past it, so one size
+    /// freed over and over is released once), and a spent budget purges
+    /// and starts again.
+    ///
+    /// # Safety
+    ///
+    /// As [`release`](Self::release): `c` was a live chunk of `size` bytes
+    /// and is now part of a free chunk; no reference into the heap's state
+    /// is live.
+    #[cold]
+    #[inline(never)]
+    pub(crate) unsafe fn thresholds_reached(&self, c: Chunk, size: usize) {
+        // SAFETY: no other reference to the state is live (caller
+        // contract); `st` is not used past the release and the purge, which
+        // go through the source and take the state afresh.
+        let st = unsafe { self.state() };
+        let release = size >= st.release_at;
+        if release {
+            st.release_at = size
+                .saturating_add(1)
+                .min(freespace_core::source::RELEASE_AT_MAX)
+                .max(st.release_at);
+        }
+        let purge = size >= st.until_purge;
+        st.until_purge = if purge {
+            st.purge_after
+        } else {
+            st.until_purge - size
+        };
+        if release {
+            // SAFETY: the caller's contract.
+            unsafe { self.release(c, size) };
+        }
+        if purge {
+            self.purge();
+        }
+    }
+
     /// The automatic purge (see
     /// [`with_purge_after`](FreeListHeap::with_purge_after)): the pages
     /// inside free chunks of [`PURGE_MIN`] or more.
