@@ -229,10 +229,29 @@ impl Path {
     /// [`MAX_DEPTH`] long (damaged links).
     #[inline]
     fn push(&mut self, n: Chunk, right: bool) -> Result<(), ()> {
-        let slot = self.nodes.get_mut(self.len).ok_or(())?;
-        slot.write(n.ptr().as_ptr().map_addr(|a| a | usize::from(right)));
-        self.len += 1;
+        self.len = self.write_at(self.len, n, right)?;
         Ok(())
+    }
+
+    /// Writes entry `len` (`n`, left from it or right) without touching
+    /// the length, and returns `len + 1`; `Err` when `len` is
+    /// [`MAX_DEPTH`]. A descent keeps its length in a local and stores it
+    /// once at the end ([`Path::set_len`]): kept in the struct, it is
+    /// reloaded after every read of a node, which the compiler cannot
+    /// tell apart from the path's memory.
+    #[inline(always)]
+    fn write_at(&mut self, len: usize, n: Chunk, right: bool) -> Result<usize, ()> {
+        let slot = self.nodes.get_mut(len).ok_or(())?;
+        slot.write(n.ptr().as_ptr().map_addr(|a| a | usize::from(right)));
+        Ok(len + 1)
+    }
+
+    /// Sets the length after a descent that wrote entries `..len` with
+    /// [`Path::write_at`].
+    #[inline(always)]
+    fn set_len(&mut self, len: usize) {
+        debug_assert!(len <= MAX_DEPTH);
+        self.len = len;
     }
 
     /// Entry `i`, tagged.
@@ -520,14 +539,16 @@ impl<O: Order> Tree<O> {
             size: s.size,
         };
         let mut at = self.root;
+        let mut len = path.len;
         loop {
             let Some(n) = at else { return Err(bad) };
             if n == s.chunk {
+                path.set_len(len);
                 return Ok(());
             }
             // SAFETY: `n` was reached from the root: a member (FL-T2).
             let go_right = !O::before(key, unsafe { Self::key_of(n, s) });
-            path.push(n, go_right).map_err(|()| bad)?;
+            len = path.write_at(len, n, go_right).map_err(|()| bad)?;
             // SAFETY: as above.
             at = unsafe { child(n, go_right) };
         }
@@ -728,14 +749,16 @@ impl<O: Order> Tree<O> {
         // SAFETY: (for the whole body) every node reached from the root is
         // a member (FL-T2); `c` is ours to write (caller).
         unsafe {
+            let mut len = 0;
             while let Some(n) = at {
                 if n == c {
                     return Err(bad);
                 }
                 let go_right = !O::before(key, Self::key_of(n, s));
-                path.push(n, go_right).map_err(|()| bad)?;
+                len = path.write_at(len, n, go_right).map_err(|()| bad)?;
                 at = child(n, go_right);
             }
+            path.set_len(len);
             if O::AUGMENTED {
                 // Every node on the path gains `c` below it: raise word 3
                 // on the way down (the path is in cache; the siblings need
