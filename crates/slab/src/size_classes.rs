@@ -220,10 +220,14 @@ const fn default_count(slab_size: usize) -> usize {
 /// Nothing is changed before all of that passes. Failures are reported
 /// through [`freespace_core::report`] as `(slab)`: foreign pointer,
 /// overwritten header (naming the damaged header's address), size mismatch
-/// (an object freed with a layout of another class, or a slab object freed
-/// with a layout that routes to the parent), interior pointer, double free.
-/// [`Slab::try_deallocate`] (for a parent with a checked free) returns them
-/// instead, and hands a block that routes to the parent to the parent's
+/// (an object freed with a layout of another class), interior pointer,
+/// double free. A plain free whose layout routes to the parent goes there
+/// without a lookup, as the contract vouches the block is the parent's: a
+/// slab object freed that way is a pointer inside one of the parent's
+/// blocks (its slab), which every parent in this workspace reports.
+/// [`Slab::try_deallocate`] (for a parent with a checked free) returns the
+/// faults instead, refuses a slab object with a layout that routes to the
+/// parent (size mismatch), and hands any other such block to the parent's
 /// checked free, so it never reports and never writes on an `Err`.
 ///
 /// An allocation that keeps its slab on the same list checks only the list
@@ -687,8 +691,8 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
         request()
     }
 
-    /// Every free [`Slab::free_fast`] does not finish: a block of the
-    /// parent's, a slab moving between lists, or a fault to name.
+    /// Every free [`Slab::free_fast`] does not finish: a slab moving
+    /// between lists, or a fault to name.
     ///
     /// # Safety
     /// As for `deallocate`.
@@ -850,14 +854,20 @@ unsafe impl<A: Allocator, const SLAB_SIZE: usize> Allocator for Slab<A, SLAB_SIZ
         if layout.size() == 0 {
             return;
         }
-        if let Some(class) = self.route(layout) {
-            // SAFETY: the caller meets `deallocate`'s contract.
-            if unsafe { self.free_fast(ptr, class) } {
-                return;
+        match self.route(layout) {
+            Some(class) => {
+                // SAFETY: the caller meets `deallocate`'s contract.
+                if unsafe { !self.free_fast(ptr, class) } {
+                    // SAFETY: as above.
+                    unsafe { self.deallocate_slow(ptr, layout) }
+                }
             }
+            // A layout no class serves: the contract vouches that the block
+            // is the parent's, so it goes there without an index lookup
+            // (see "Frees and corruption"; the checked free looks).
+            // SAFETY: the parent served the block (caller contract).
+            None => unsafe { self.parent.deallocate(ptr, layout) },
         }
-        // SAFETY: the caller meets `deallocate`'s contract.
-        unsafe { self.deallocate_slow(ptr, layout) }
     }
 
     freespace_core::forward_resize!(method resize);

@@ -583,6 +583,36 @@ fn invalid_configurations_are_rejected() {
 // Corruption
 // ---------------------------------------------------------------------------
 
+/// The plain free trusts its contract for a layout that routes to the
+/// parent: the block goes to the parent without an index lookup. A slab
+/// object freed that way (a contract breach) therefore reaches the parent,
+/// whose own checks see a pointer that is not one of its blocks (this
+/// parent panics; the workspace's heaps report it), and the slab layer is
+/// left as it was. The checked free still refuses it at the slab
+/// (`checked_free_reports_every_misuse`).
+#[test]
+fn plain_free_of_a_parent_layout_goes_to_the_parent_unlooked() {
+    let parent = Counting::new();
+    let slab: Slab<&Counting, 2048> = Slab::sized(&parent);
+    let l = layout(24, 8);
+    let p = slab.allocate(l).unwrap().cast::<u8>();
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: the contract breach under test; the parent refuses the
+        // pointer before it changes anything.
+        unsafe { slab.deallocate(p, layout(4000, 8)) }
+    }));
+    let message = caught.expect_err("the parent was not asked");
+    let message = message
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .unwrap_or_default();
+    assert!(message.contains("not a live parent block"), "{message}");
+    slab.check().unwrap();
+    // SAFETY: `p` is still live with `l`.
+    unsafe { slab.deallocate(p, l) };
+    slab.check().unwrap();
+}
+
 #[test]
 fn checked_free_reports_every_misuse() {
     let parent = Counting::new();
