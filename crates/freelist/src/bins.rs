@@ -269,8 +269,19 @@ impl Bins {
         self.bitmap[bin / 64] |= 1 << (bin % 64);
         self.summary |= 1 << (bin / 64);
         self.len += 1;
-        self.lo = self.lo.min(c.addr());
-        self.hi = self.hi.max(c.addr());
+        if c.addr() < self.lo || c.addr() > self.hi {
+            self.widen_span(c.addr());
+        }
+    }
+
+    /// Widens the span (FL-N5) to take in `addr`. Out of line: once the
+    /// bins have held a chunk near each end of the heap, no push widens it
+    /// again, and the common push only compares.
+    #[cold]
+    #[inline(never)]
+    fn widen_span(&mut self, addr: usize) {
+        self.lo = self.lo.min(addr);
+        self.hi = self.hi.max(addr);
     }
 
     /// Reads link `index` of `c` as a chunk, refusing one that cannot be a
