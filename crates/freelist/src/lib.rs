@@ -42,7 +42,9 @@
 //!   `FENCE`.
 //! - The magic depends on the chunk's address, its size word and a per-heap
 //!   *secret* key (drawn from the OS when the heap's first region is set
-//!   up, see `freespace_core::secret`), so an overwritten header, a header
+//!   up, see `freespace_core::secret`): it is the size word XOR a keyed mix
+//!   of the address, so a flag that changes flips the same bit in both
+//!   words without a new mix. An overwritten header, a header
 //!   copied elsewhere, a pointer into another heap, or a header forged by
 //!   user data all fail the check: for a fixed address and size word the
 //!   magic is a bijection of the key, so a forger who does not know the key
