@@ -50,16 +50,91 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
         }
         // SAFETY: `h` is a validated allocated chunk of `size` bytes.
         unsafe { coalesce(st, region, h, size) }?;
-        // The common case: neither the release threshold nor the purge
-        // budget is reached, one comparison each.
+        // SAFETY: `h` was a live chunk of `size` bytes and is now part of a
+        // free chunk; `st` is not used again.
+        unsafe { self.count_free(st, h, size) };
+        Ok(())
+    }
+
+    /// The plain free's common case, on the strength of `deallocate`'s
+    /// contract (the pointer is a live block of this heap): the header in
+    /// front of `ptr` is read without looking its region up first, and the
+    /// free goes ahead when nothing is unusual — the header allocated, not
+    /// a fencepost, its chunk not preceded by a free one, its magic right,
+    /// the layout one it serves, and the chunk after it allocated with its
+    /// own magic right (the confirmation [`validate`] asks for; a magic
+    /// that matches vouches for the size word, so the chunk after lies in
+    /// the region). The chunk is then freed on its own (no neighbour to
+    /// merge with). `None`, with nothing read past the two headers and
+    /// nothing written, for every other free: the full path
+    /// ([`free_block`](Self::free_block)) looks the region up, merges, and
+    /// names whatever is wrong.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` is a live block of this heap and `layout` fits it (the
+    /// `deallocate` contract), its owner is done with it; no reference
+    /// into the heap's state is live.
+    #[inline(always)]
+    pub(crate) unsafe fn free_common(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+    ) -> Option<FreeResult> {
+        // SAFETY: caller contract; nothing below calls out.
+        let st = unsafe { self.state() };
+        let addr = ptr.as_ptr().addr();
+        if !is_aligned(addr, GRANULE) {
+            return None;
+        }
+        // SAFETY: (for the whole body) `ptr` is a live block of ours
+        // (caller), made from its region's pointer, so the 16 bytes of its
+        // header in front of it lie in the region and `ptr`'s provenance
+        // covers them; the chunk after it is read only once the header's
+        // magic has vouched for the size that leads there (SC-H3), and it
+        // lies in the region then (SC-H2).
+        unsafe {
+            let h = Chunk::new(ptr.sub(HEADER));
+            let flags = h.flags();
+            if flags & (Flags::ALLOCATED | Flags::FENCE | Flags::PREV_FREE) != Flags::ALLOCATED
+                || !h.magic_ok(st.key)
+            {
+                return None;
+            }
+            let size = h.size();
+            if !serves(size, layout.size()) || !is_aligned(addr, layout.align()) {
+                return None;
+            }
+            let n = h.forward(size);
+            if n.flags() & (Flags::ALLOCATED | Flags::PREV_FREE) != Flags::ALLOCATED
+                || !n.magic_ok(st.key)
+            {
+                return None;
+            }
+            if let Err(c) = free_alone(st, h, n, size) {
+                return Some(Err(c));
+            }
+            self.count_free(st, h, size);
+        }
+        Some(Ok(()))
+    }
+
+    /// Counts a free of `size` bytes against the release threshold and the
+    /// purge budget: the common case (neither reached) is one comparison
+    /// each.
+    ///
+    /// # Safety
+    ///
+    /// `st` is this heap's state and is not used after the call; `h` was a
+    /// live chunk of `size` bytes and is now part of a free chunk.
+    #[inline(always)]
+    unsafe fn count_free(&self, st: &mut State<F>, h: Chunk, size: usize) {
         if size < st.release_at && size < st.until_purge {
             st.until_purge -= size;
         } else {
-            // SAFETY: `h` was a live chunk of `size` bytes and is now part
-            // of a free chunk (just coalesced); `st` is not used again.
+            // SAFETY: the caller's contract.
             unsafe { self.thresholds_reached(h, size) };
         }
-        Ok(())
     }
 }
 
@@ -235,14 +310,30 @@ unsafe fn coalesce<F: Fit>(st: &mut State<F>, region: Region, h: Chunk, size: us
                 h.write_free(size + n_size, Flags::empty());
                 n.bury(key);
             }
-            (None, false) => {
-                h.write_free(size, Flags::empty());
-                st.fit.insert(h)?;
-                n.set_prev_free_allocated(true);
-            }
+            (None, false) => free_alone(st, h, n, size)?,
         }
         Ok(())
     }
+}
+
+/// Frees the validated allocated chunk `h` of `size` bytes whose
+/// neighbours are both allocated: it becomes a free chunk of its own, and
+/// `n`, the chunk after it, learns that its predecessor is free.
+///
+/// # Safety
+///
+/// `h` is a validated allocated chunk of `size` bytes not preceded by a
+/// free chunk, and `n` the allocated chunk (or fencepost) right after it.
+#[inline(always)]
+unsafe fn free_alone<F: Fit>(st: &mut State<F>, h: Chunk, n: Chunk, size: usize) -> FreeResult {
+    // SAFETY: `h`'s `size` bytes are the heap's again (caller), `n` is an
+    // allocated header of the heap that no user holds.
+    unsafe {
+        h.write_free(size, Flags::empty());
+        st.fit.insert(h)?;
+        n.set_prev_free_allocated(true);
+    }
+    Ok(())
 }
 
 // SAFETY: `owns` is true exactly for addresses inside the heap's regions,

@@ -678,8 +678,14 @@ unsafe impl<F: Fit, S: Source> Allocator for FreeListHeap<F, S> {
         if layout.size() == 0 {
             return;
         }
-        // SAFETY: no reference into the state is live here.
-        if let Err(c) = unsafe { self.free_block(ptr, Some(layout)) } {
+        // SAFETY: the caller's contract is `free_common`'s; no reference
+        // into the state is live here.
+        let done = match unsafe { self.free_common(ptr, layout) } {
+            Some(done) => done,
+            // SAFETY: as above.
+            None => unsafe { self.free_block(ptr, Some(layout)) },
+        };
+        if let Err(c) = done {
             report(c, NAME);
         }
     }

@@ -60,6 +60,17 @@
 //! *size mismatch*. The problem goes to `freespace_core::report` (default:
 //! message and abort); [`FreeListHeap::try_deallocate`] returns it instead.
 //!
+//! A plain `deallocate` takes its contract's word for the pointer's origin
+//! (a live block of this heap) in its common case: it reads the header in
+//! front of the pointer and the one after the chunk first, and a chunk
+//! whose magic matches, whose layout fits and whose neighbours are both
+//! allocated (the next one with its magic right) is freed without the
+//! region lookup. Anything else — a free neighbour to merge with, or any
+//! check failing — takes the order above, so every fault is named as
+//! before. The contract breach this cannot survive is a foreign pointer
+//! whose 16 bytes in front are not mapped; where a pointer's origin is in
+//! doubt, use the checked free.
+//!
 //! Classifying an invalid pointer reads the 16 bytes before it, which
 //! may be user data or memory nobody has written yet: adding a region
 //! writes only its boundary headers (never the whole region, so a 2 GiB
