@@ -52,7 +52,7 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
         unsafe { coalesce(st, region, h, size) }?;
         // SAFETY: `h` was a live chunk of `size` bytes and is now part of a
         // free chunk; `st` is not used again.
-        unsafe { self.count_free(st, h, size) };
+        unsafe { self.count_free(h, size) };
         Ok(())
     }
 
@@ -114,7 +114,8 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
             if let Err(c) = free_alone(st, h, n, size) {
                 return Some(Err(c));
             }
-            self.count_free(st, h, size);
+            // `st` is not used again: `count_free` takes the state afresh.
+            self.count_free(h, size);
         }
         Some(Ok(()))
     }
@@ -125,10 +126,15 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
     ///
     /// # Safety
     ///
-    /// `st` is this heap's state and is not used after the call; `h` was a
-    /// live chunk of `size` bytes and is now part of a free chunk.
+    /// No reference into the heap's state is used after the call (the
+    /// caller's is invalidated: this takes the state afresh, and so does
+    /// the release or purge it may call, so the state is not passed in);
+    /// `h` was a live chunk of `size` bytes and is now part of a free
+    /// chunk.
     #[inline(always)]
-    unsafe fn count_free(&self, st: &mut State<F>, h: Chunk, size: usize) {
+    unsafe fn count_free(&self, h: Chunk, size: usize) {
+        // SAFETY: the caller's contract: no other reference is used.
+        let st = unsafe { self.state() };
         if size < st.release_at && size < st.until_purge {
             st.until_purge -= size;
         } else {
