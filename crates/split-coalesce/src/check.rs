@@ -50,6 +50,7 @@ unsafe fn check_state<F: Fit>(st: &State<F>) -> Result<(), Violation> {
     let key = st.key;
     let mut free_seen = 0usize;
     let mut last_end = 0usize;
+    let (mut lo, mut hi) = (usize::MAX, 0);
     let mut at = st.regions;
     // SAFETY: (for the whole body) see `check`; each region header is validated
     // before its fields are trusted, each chunk's size before stepping.
@@ -143,7 +144,16 @@ unsafe fn check_state<F: Fit>(st: &State<F>) -> Result<(), Violation> {
                 ));
             }
             last_end = r.end();
+            lo = lo.min(r.first_chunk().addr());
+            hi = hi.max(fence.addr());
             at = r.next();
+        }
+        if (lo, hi) != (st.span_lo, st.span_hi) {
+            return Err(Violation::new(
+                "SC-H9",
+                st.span_lo,
+                "the span is not from the lowest first chunk to the highest fencepost",
+            ));
         }
         if free_seen != st.fit.len() {
             return Err(Violation::new(

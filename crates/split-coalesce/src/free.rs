@@ -84,7 +84,11 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
         // SAFETY: caller contract; nothing below calls out.
         let st = unsafe { self.state() };
         let addr = ptr.as_ptr().addr();
-        if !is_aligned(addr, GRANULE) {
+        // A header outside the span of the regions (SC-H9) is not read
+        // here: a pointer from elsewhere goes to the full path, which
+        // names it without reading.
+        let outside = addr.wrapping_sub(HEADER) < st.span_lo || addr >= st.span_hi;
+        if outside || !is_aligned(addr, GRANULE) {
             return None;
         }
         // SAFETY: (for the whole body) `ptr` is a live block of ours

@@ -54,6 +54,9 @@ pub const GROWTH: usize = 64 * 1024;
 ///   off: that is the internal fragmentation [`Inspect`](freespace_core::Inspect)
 ///   shows as part of the used block). `deallocate` relies on this to check
 ///   the layout.
+/// - SC-H9 (span): the state's span runs from the lowest region's first
+///   chunk to the highest region's fencepost (empty while there is no
+///   region): the plain free's common case reads a header only inside it.
 ///
 /// # Example
 ///
@@ -94,6 +97,10 @@ pub(crate) struct State<F> {
     /// Bytes still to be freed before the next automatic purge: counts
     /// down from `purge_after`, so a free tests it with one comparison.
     pub(crate) until_purge: usize,
+    /// The lowest region's first chunk (SC-H9; `usize::MAX` with no region).
+    pub(crate) span_lo: usize,
+    /// The highest region's fencepost (SC-H9; 0 with no region).
+    pub(crate) span_hi: usize,
     /// A free of a chunk at least this large gives its whole pages back at
     /// once (`usize::MAX`: never); raised past each chunk so released, up
     /// to `RELEASE_AT_MAX`.
@@ -169,6 +176,8 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
                 key,
                 purge_after: freespace_core::source::DEFAULT_PURGE_AFTER,
                 until_purge: freespace_core::source::DEFAULT_PURGE_AFTER,
+                span_lo: usize::MAX,
+                span_hi: 0,
                 release_at: freespace_core::source::DEFAULT_RELEASE_AT,
             }),
         }
@@ -583,6 +592,7 @@ unsafe fn add_region<F: Fit>(st: &mut State<F>, region: NonNull<[u8]>) -> Result
                     key,
                 );
                 r.set_fence(new_fence);
+                st.span_hi = st.span_hi.max(new_fence.addr());
                 let span = new_fence.addr() - old_fence.addr();
                 if prev_free {
                     let tail = old_fence.back(old_fence.footer_before());
@@ -613,6 +623,8 @@ unsafe fn add_region<F: Fit>(st: &mut State<F>, region: NonNull<[u8]>) -> Result
             key,
         );
         first.write_free(fence.addr() - first.addr(), Flags::empty());
+        st.span_lo = st.span_lo.min(first.addr());
+        st.span_hi = st.span_hi.max(fence.addr());
         // Link in address order (SC-H1).
         let mut before: Option<Region> = None;
         let mut at = st.regions;

@@ -61,15 +61,18 @@
 //! message and abort); [`FreeListHeap::try_deallocate`] returns it instead.
 //!
 //! A plain `deallocate` takes its contract's word for the pointer's origin
-//! (a live block of this heap) in its common case: it reads the header in
-//! front of the pointer and the one after the chunk first, and a chunk
-//! whose magic matches, whose layout fits and whose neighbours are both
-//! allocated (the next one with its magic right) is freed without the
-//! region lookup. Anything else — a free neighbour to merge with, or any
-//! check failing — takes the order above, so every fault is named as
-//! before. The contract breach this cannot survive is a foreign pointer
-//! whose 16 bytes in front are not mapped; where a pointer's origin is in
-//! doubt, use the checked free.
+//! (a live block of this heap) in its common case: if the pointer lies in
+//! the span of the heap's regions (lowest first chunk to highest
+//! fencepost, two comparisons), it reads the header in front of it and
+//! the one after the chunk first, and a chunk whose magic matches, whose
+//! layout fits and whose neighbours are both allocated (the next one with
+//! its magic right) is freed without the region lookup. Anything else — a
+//! pointer outside the span, a free neighbour to merge with, or any check
+//! failing — takes the order above, so every fault is named as before.
+//! The contract breach this cannot survive: a foreign pointer between two
+//! of the heap's regions whose 16 bytes in front are not mapped (a heap
+//! with one region, or over `Arena`, `Sbrk` or `Mmap` directly, has no
+//! such gap). Where a pointer's origin is in doubt, use the checked free.
 //!
 //! Classifying an invalid pointer reads the 16 bytes before it, which
 //! may be user data or memory nobody has written yet: adding a region
