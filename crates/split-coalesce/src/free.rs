@@ -58,17 +58,20 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
 
     /// The plain free's common case, on the strength of `deallocate`'s
     /// contract (the pointer is a live block of this heap): the header in
-    /// front of `ptr` is read without looking its region up first, and the
-    /// free goes ahead when nothing is unusual — the header allocated, not
-    /// a fencepost, its chunk not preceded by a free one, its magic right,
-    /// the layout one it serves, and the chunk after it allocated with its
-    /// own magic right (the confirmation [`validate`] asks for; a magic
-    /// that matches vouches for the size word, so the chunk after lies in
-    /// the region). The chunk is then freed on its own (no neighbour to
-    /// merge with). `None`, with nothing read past the two headers and
-    /// nothing written, for every other free: the full path
-    /// ([`free_block`](Self::free_block)) looks the region up, merges, and
-    /// names whatever is wrong.
+    /// front of `ptr` is read without looking its region up first, if it
+    /// lies in the span of the regions (SC-H9). A header that is allocated,
+    /// not a fencepost, with its magic right and a layout it serves is
+    /// *validated*; then the chunk after it is read (the magic vouches for
+    /// the size that leads there, so it lies in the region), and when both
+    /// neighbours are allocated (the next one's magic right, the
+    /// confirmation [`validate`] asks for) the chunk is freed on its own.
+    ///
+    /// [`Common::Merge`] when the header is validated but a neighbour may
+    /// be free (its `PREV_FREE` flag, or the next chunk's header, says so):
+    /// [`free_merging`](Self::free_merging) goes on from there without
+    /// checking the header again. [`Common::Other`], with nothing written,
+    /// for everything else: the full path ([`free_block`](Self::free_block))
+    /// names what is wrong.
     ///
     /// # Safety
     ///
@@ -76,11 +79,7 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
     /// `deallocate` contract), its owner is done with it; no reference
     /// into the heap's state is live.
     #[inline(always)]
-    pub(crate) unsafe fn free_common(
-        &self,
-        ptr: NonNull<u8>,
-        layout: Layout,
-    ) -> Option<FreeResult> {
+    pub(crate) unsafe fn free_common(&self, ptr: NonNull<u8>, layout: Layout) -> Common {
         // SAFETY: caller contract; nothing below calls out.
         let st = unsafe { self.state() };
         let addr = ptr.as_ptr().addr();
@@ -89,7 +88,7 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
         // names it without reading.
         let outside = addr.wrapping_sub(HEADER) < st.span_lo || addr >= st.span_hi;
         if outside || !is_aligned(addr, GRANULE) {
-            return None;
+            return Common::Other;
         }
         // SAFETY: (for the whole body) `ptr` is a live block of ours
         // (caller), made from its region's pointer, so the 16 bytes of its
@@ -100,28 +99,68 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
         unsafe {
             let h = Chunk::new(ptr.sub(HEADER));
             let flags = h.flags();
-            if flags & (Flags::ALLOCATED | Flags::FENCE | Flags::PREV_FREE) != Flags::ALLOCATED
-                || !h.magic_ok(st.key)
+            if flags & (Flags::ALLOCATED | Flags::FENCE) != Flags::ALLOCATED || !h.magic_ok(st.key)
             {
-                return None;
+                return Common::Other;
             }
             let size = h.size();
             if !serves(size, layout.size()) || !is_aligned(addr, layout.align()) {
-                return None;
+                return Common::Other;
             }
             let n = h.forward(size);
-            if n.flags() & (Flags::ALLOCATED | Flags::PREV_FREE) != Flags::ALLOCATED
-                || !n.magic_ok(st.key)
+            if flags.contains(Flags::PREV_FREE)
+                || n.flags() & (Flags::ALLOCATED | Flags::PREV_FREE) != Flags::ALLOCATED
             {
-                return None;
+                return Common::Merge(h, size);
+            }
+            if !n.magic_ok(st.key) {
+                return Common::Other;
             }
             if let Err(c) = free_alone(st, h, n, size) {
-                return Some(Err(c));
+                return Common::Done(Err(c));
             }
             // `st` is not used again: `count_free` takes the state afresh.
             self.count_free(h, size);
         }
-        Some(Ok(()))
+        Common::Done(Ok(()))
+    }
+
+    /// The free of chunk `h` of `size` bytes, whose header
+    /// [`free_common`](Self::free_common) validated (allocated, magic
+    /// right, a layout it serves), when a neighbour may be free: the
+    /// region is looked up for the bounds the merge needs, the chunk after
+    /// `h` is confirmed as [`validate`] does, and `h` is merged with its
+    /// free neighbours. Whatever fails is named by the walk of
+    /// [`classify`], as on the full path.
+    ///
+    /// # Safety
+    ///
+    /// As for [`free_common`](Self::free_common), which returned
+    /// `Merge(h, size)` for `ptr`.
+    #[inline(never)]
+    pub(crate) unsafe fn free_merging(
+        &self,
+        ptr: NonNull<u8>,
+        h: Chunk,
+        size: usize,
+    ) -> FreeResult {
+        // SAFETY: caller contract; nothing below calls out.
+        let st = unsafe { self.state() };
+        let addr = ptr.as_ptr().addr();
+        let region = find_region(st, addr).ok_or(Corruption::ForeignPointer { addr })?;
+        // SAFETY: `h` lies in `region` (a header whose magic matched, SC-H3)
+        // and the region is intact (SC-H1); the next chunk is read only
+        // inside it.
+        unsafe {
+            let fence = region.fence();
+            if fence.addr() - h.addr() < size || !next_confirms(st, fence, h.forward(size)) {
+                return Err(classify(st, region, h, addr));
+            }
+            coalesce(st, region, h, size)?;
+            // `st` is not used again: `count_free` takes the state afresh.
+            self.count_free(h, size);
+        }
+        Ok(())
     }
 
     /// Counts a free of `size` bytes against the release threshold and the
@@ -146,6 +185,17 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
             unsafe { self.thresholds_reached(h, size) };
         }
     }
+}
+
+/// What [`FreeListHeap::free_common`] made of a plain free.
+pub(crate) enum Common {
+    /// Freed (or the index was found damaged): nothing more to do.
+    Done(FreeResult),
+    /// The header is validated; a neighbour may be free:
+    /// [`FreeListHeap::free_merging`] goes on with the chunk and its size.
+    Merge(Chunk, usize),
+    /// Not the common case, nothing written: the full path.
+    Other,
 }
 
 /// The region holding `addr`, if any.
@@ -191,25 +241,37 @@ unsafe fn validate<F>(st: &State<F>, region: Region, h: Chunk) -> Option<usize> 
         if size < MIN_CHUNK || fence.addr() - h.addr() < size {
             return None;
         }
-        let n = h.forward(size);
+        next_confirms(st, fence, h.forward(size)).then_some(size)
+    }
+}
+
+/// The confirmation of [`validate`]: the chunk `n` right after an
+/// allocated chunk does not think its predecessor is free, and looks
+/// intact itself — an allocated header with its magic right (a fencepost
+/// only at the region's end, `fence`), or a free chunk whose size stays in
+/// the region and whose footer agrees.
+///
+/// # Safety
+///
+/// `n` is a chunk boundary of an intact region ending at `fence` (`n` at
+/// or before `fence`).
+#[inline(always)]
+unsafe fn next_confirms<F>(st: &State<F>, fence: Chunk, n: Chunk) -> bool {
+    // SAFETY: (for the whole body) `n` lies in the region (caller); the
+    // footer is read only after the size is checked to stay inside it.
+    unsafe {
         let nf = n.flags();
         if nf.contains(Flags::PREV_FREE) {
-            return None;
+            return false;
         }
         if nf.contains(Flags::ALLOCATED) {
-            if !n.magic_ok(st.key) || (nf.contains(Flags::FENCE) && n != fence) {
-                return None;
-            }
+            n.magic_ok(st.key) && (!nf.contains(Flags::FENCE) || n == fence)
         } else {
             let n_size = n.size();
-            if n_size < MIN_CHUNK
-                || fence.addr() - n.addr() < n_size
-                || n.forward(n_size).footer_before() != n_size
-            {
-                return None;
-            }
+            n_size >= MIN_CHUNK
+                && fence.addr() - n.addr() >= n_size
+                && n.forward(n_size).footer_before() == n_size
         }
-        Some(size)
     }
 }
 

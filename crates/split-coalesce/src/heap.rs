@@ -11,6 +11,7 @@ use freespace_freelist::chunk::{chunk_size_for, Chunk, Flags, FENCE, REGION_HEAD
 use freespace_freelist::{Fit, Request, GRANULE, HEADER, MIN_CHUNK};
 
 use crate::error::RegionError;
+use crate::free::Common;
 use crate::region::Region;
 
 /// The name corruption reports give this heap.
@@ -693,9 +694,11 @@ unsafe impl<F: Fit, S: Source> Allocator for FreeListHeap<F, S> {
         // SAFETY: the caller's contract is `free_common`'s; no reference
         // into the state is live here.
         let done = match unsafe { self.free_common(ptr, layout) } {
-            Some(done) => done,
+            Common::Done(done) => done,
+            // SAFETY: as above; `free_common` validated `h`'s header.
+            Common::Merge(h, size) => unsafe { self.free_merging(ptr, h, size) },
             // SAFETY: as above.
-            None => unsafe { self.free_block(ptr, Some(layout)) },
+            Common::Other => unsafe { self.free_block(ptr, Some(layout)) },
         };
         if let Err(c) = done {
             report(c, NAME);

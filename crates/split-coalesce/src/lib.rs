@@ -66,9 +66,11 @@
 //! fencepost, two comparisons), it reads the header in front of it and
 //! the one after the chunk first, and a chunk whose magic matches, whose
 //! layout fits and whose neighbours are both allocated (the next one with
-//! its magic right) is freed without the region lookup. Anything else — a
-//! pointer outside the span, a free neighbour to merge with, or any check
-//! failing — takes the order above, so every fault is named as before.
+//! its magic right) is freed without the region lookup. A chunk that
+//! passed those checks but may have a free neighbour looks its region up
+//! for the merge's bounds and goes on without checking its header again.
+//! Anything else — a pointer outside the span, or any check failing —
+//! takes the order above, so every fault is named as before.
 //! The contract breach this cannot survive: a foreign pointer between two
 //! of the heap's regions whose 16 bytes in front are not mapped (a heap
 //! with one region, or over `Arena`, `Sbrk` or `Mmap` directly, has no
