@@ -499,9 +499,9 @@ pub const fn chunk_size_for(size: usize) -> Option<usize> {
 
 /// Whether a chunk of `chunk` bytes (a multiple of [`GRANULE`], at least
 /// [`MIN_CHUNK`]) is one that a request of `size` bytes (`0 < size <=
-/// isize::MAX`, as every `Layout`'s size is) can have been given: at least [`chunk_size_for`]`(size)` and at most one
-/// granule more, the remainder too small to split off. What a free checks
-/// its layout against.
+/// isize::MAX`, as every `Layout`'s size is) can have been given: at least
+/// [`chunk_size_for`]`(size)` and at most one granule more, the remainder
+/// too small to split off. What a free checks its layout against.
 ///
 /// It is that test in one subtraction and one comparison: the payload
 /// `chunk - HEADER` is a multiple of [`GRANULE`], and exactly the two
