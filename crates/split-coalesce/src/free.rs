@@ -153,7 +153,7 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
         // inside it.
         unsafe {
             let fence = region.fence();
-            if fence.addr() - h.addr() < size || !next_confirms(st, fence, h.forward(size)) {
+            if !confirmed_by_next(st, fence, h, size) {
                 return Err(classify(st, region, h, addr));
             }
             coalesce(st, region, h, size)?;
@@ -238,28 +238,30 @@ unsafe fn validate<F>(st: &State<F>, region: Region, h: Chunk) -> Option<usize> 
             return None;
         }
         let size = h.size();
-        if size < MIN_CHUNK || fence.addr() - h.addr() < size {
-            return None;
-        }
-        next_confirms(st, fence, h.forward(size)).then_some(size)
+        (size >= MIN_CHUNK && confirmed_by_next(st, fence, h, size)).then_some(size)
     }
 }
 
-/// The confirmation of [`validate`]: the chunk `n` right after an
-/// allocated chunk does not think its predecessor is free, and looks
+/// The confirmation of [`validate`] for the allocated chunk `h` of `size`
+/// bytes: it ends inside its region (at or before `fence`), and the chunk
+/// `n` right after it does not think its predecessor is free and looks
 /// intact itself — an allocated header with its magic right (a fencepost
-/// only at the region's end, `fence`), or a free chunk whose size stays in
-/// the region and whose footer agrees.
+/// only at the region's end), or a free chunk whose size stays in the
+/// region and whose footer agrees.
 ///
 /// # Safety
 ///
-/// `n` is a chunk boundary of an intact region ending at `fence` (`n` at
-/// or before `fence`).
+/// `h` is a chunk boundary of an intact region ending at `fence`.
 #[inline(always)]
-unsafe fn next_confirms<F>(st: &State<F>, fence: Chunk, n: Chunk) -> bool {
-    // SAFETY: (for the whole body) `n` lies in the region (caller); the
-    // footer is read only after the size is checked to stay inside it.
+unsafe fn confirmed_by_next<F>(st: &State<F>, fence: Chunk, h: Chunk, size: usize) -> bool {
+    if fence.addr() - h.addr() < size {
+        return false;
+    }
+    // SAFETY: (for the whole body) `h` ends at or before `fence` (checked
+    // above), so `n` lies in the region; the footer is read only after
+    // the size is checked to stay inside it.
     unsafe {
+        let n = h.forward(size);
         let nf = n.flags();
         if nf.contains(Flags::PREV_FREE) {
             return false;
