@@ -46,8 +46,10 @@ const RIGHT: usize = 2;
 /// Word of a node holding the largest chunk size in its subtree (augmented
 /// orders only).
 const MAX: usize = 3;
-/// Low bits of the left link that hold the balance: 0 = even, 1 = left
-/// taller, 2 = right taller (chunks are 16-aligned, so 4 bits are free).
+/// Low bits of the left link that hold the balance plus one: 0 = left
+/// taller, 1 = even, 2 = right taller, 3 never written (a damaged link);
+/// chunks are 16-aligned, so 4 bits are free. Plus one, so that reading
+/// and writing it is an addition, not a branch.
 const BALANCE_MASK: usize = 3;
 
 /// How deep a search may go: an AVL tree of `n` nodes is less than
@@ -329,24 +331,18 @@ unsafe fn right(n: Chunk) -> Option<Chunk> {
     NonNull::new(unsafe { n.raw_link(RIGHT) }).map(Chunk::new)
 }
 
-/// Height of the right subtree minus that of the left one.
+/// Height of the right subtree minus that of the left one (the tag minus
+/// one, [`BALANCE_MASK`]).
 #[inline]
 unsafe fn balance(n: Chunk) -> i8 {
     // SAFETY: see `left`.
-    match unsafe { n.raw_link(LEFT) }.addr() & BALANCE_MASK {
-        1 => -1,
-        2 => 1,
-        _ => 0,
-    }
+    ((unsafe { n.raw_link(LEFT) }.addr() & BALANCE_MASK) as i8) - 1
 }
 
+/// The tag of balance `b` (-1, 0 or 1).
 #[inline]
 fn balance_tag(b: i8) -> usize {
-    match b {
-        -1 => 1,
-        1 => 2,
-        _ => 0,
-    }
+    (b + 1) as usize
 }
 
 #[inline]
@@ -376,16 +372,15 @@ unsafe fn set_right(n: Chunk, to: Option<Chunk>) {
     unsafe { n.set_raw_link(RIGHT, p) }
 }
 
+/// The left or right child: word 1 or 2, read without a branch on the
+/// direction (which in a descent is as good as random, so a branch on it
+/// is mispredicted half the time); the mask clears the left link's
+/// balance tag and leaves a right link (16-aligned) as it is.
 #[inline]
 unsafe fn child(n: Chunk, go_right: bool) -> Option<Chunk> {
     // SAFETY: see `left`.
-    unsafe {
-        if go_right {
-            right(n)
-        } else {
-            left(n)
-        }
-    }
+    let p = unsafe { n.raw_link(LEFT + usize::from(go_right)) };
+    NonNull::new(p.map_addr(|a| a & !BALANCE_MASK)).map(Chunk::new)
 }
 
 #[inline]
