@@ -177,15 +177,23 @@ fn enter_slow(t: &ThreadState) -> Pass {
 /// compiler fence when `prepare` issues `membarrier`, a load.
 #[inline(always)]
 pub(crate) fn enter_slot(slot: &'static Slot) {
-    loop {
-        slot.in_call.store(true, Ordering::Relaxed);
-        light_barrier();
-        if !FORKING.load(Ordering::Relaxed) {
-            return;
-        }
-        slot.in_call.store(false, Ordering::Release);
+    while !try_enter_slot(slot) {
         wait_for_fork();
     }
+}
+
+/// [`enter_slot`] without the wait: `false` (and the slot left as it was)
+/// while a fork is under way. The shim's fast paths take it, so that they
+/// call nothing; they leave the waiting to the full path.
+#[inline(always)]
+pub(crate) fn try_enter_slot(slot: &'static Slot) -> bool {
+    slot.in_call.store(true, Ordering::Relaxed);
+    light_barrier();
+    if !FORKING.load(Ordering::Relaxed) {
+        return true;
+    }
+    slot.in_call.store(false, Ordering::Release);
+    false
 }
 
 /// Ends a call that [`enter_slot`] let in.

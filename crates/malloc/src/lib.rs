@@ -53,6 +53,8 @@ extern crate std;
 pub mod header;
 
 #[cfg(all(feature = "std", target_os = "linux", not(miri)))]
+mod extras;
+#[cfg(all(feature = "std", target_os = "linux", not(miri)))]
 mod fork;
 #[cfg(all(feature = "std", target_os = "linux", not(miri)))]
 mod lifecycle;

@@ -103,6 +103,7 @@ use freespace_core::{report, Corruption, Owns, Trim};
 use freespace_source::Mmap;
 use freespace_sync::{Depot, ThreadCache};
 
+use crate::extras;
 use crate::fork;
 use crate::header::{memalign_align, page_round, posix_align_ok, Bad, Block, Header, Plan};
 use crate::header::{BARE_MAX, HEADER, MIN_ALIGN};
@@ -413,9 +414,6 @@ const THREAD_ID_BITS: u32 = 24;
 /// never 0 (nor a small number: a live header's `len` never equals one).
 static THREAD_IDS: AtomicUsize = AtomicUsize::new(1);
 
-/// Whether the write-after-free check runs (see [`set_reuse_check`]).
-static REUSE_CHECK: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
-
 /// Turns the write-after-free check on or off: a fast `free` leaves a
 /// canary in the block and a reuse stamp in its header, and a fast
 /// `malloc` that gets the block back before this thread's next slow call
@@ -432,7 +430,7 @@ static REUSE_CHECK: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicB
 /// freespace_malloc::set_reuse_check(false);
 /// ```
 pub fn set_reuse_check(on: bool) {
-    REUSE_CHECK.store(on, Ordering::Relaxed);
+    extras::set(extras::REUSE, on);
 }
 
 /// One call inside the shim: counted by the fork gate, and told whether it
@@ -561,7 +559,8 @@ struct Fast {
 
 impl Fast {
     /// Begins the call if it is the common case; `None` (and nothing done)
-    /// otherwise.
+    /// otherwise, a fork under way included: the fast path does not wait
+    /// for it ([`fork::try_enter_slot`]), the full path does.
     #[inline(always)]
     fn begin() -> Option<Fast> {
         Fast::begin_on(Fast::thread())
@@ -588,7 +587,10 @@ impl Fast {
         }
         let slot = t.gate.get()?;
         t.depth.set(1);
-        fork::enter_slot(slot);
+        if !fork::try_enter_slot(slot) {
+            t.depth.set(0);
+            return None;
+        }
         Some(Fast { thread, slot })
     }
 
@@ -638,7 +640,19 @@ fn key() -> u64 {
     }
 }
 
+/// The header key if it has been drawn (it is before the first call
+/// takes a fast path: `first_use`), without drawing it: a load and a
+/// test, and no call.
+#[inline(always)]
+fn drawn_key() -> Option<u64> {
+    match KEY.load(Ordering::Relaxed) {
+        0 => None,
+        k => Some(k),
+    }
+}
+
 #[cold]
+#[inline(never)]
 fn init_key() -> u64 {
     // SAFETY: `getauxval` has no preconditions; `AT_RANDOM` is the address
     // of 16 bytes the kernel placed on the initial stack, valid for the
@@ -728,7 +742,7 @@ fn allocate(size: usize, align: usize, zero: bool) -> Option<NonNull<u8>> {
         let block = call.cache().try_allocate_loaded(plan.layout)?;
         // SAFETY: a fresh round from this thread's loaded magazine, and
         // `call.thread` is this thread's state.
-        if REUSE_CHECK.load(Ordering::Relaxed) {
+        if extras::on(extras::REUSE) {
             // SAFETY: as above.
             unsafe { reused(block, &plan, call.thread) };
         }
@@ -923,6 +937,17 @@ const MARK: usize = core::mem::size_of::<usize>();
 /// shared heap itself if `direct`), not yet handed to anyone.
 #[inline(always)]
 unsafe fn place(block: NonNull<[u8]>, plan: &Plan, direct: bool) -> NonNull<u8> {
+    // SAFETY: the caller's contract, and the process's key.
+    unsafe { place_keyed(block, plan, direct, key()) }
+}
+
+/// [`place`] with the header key given (`malloc`'s fast path reads it
+/// without drawing it: [`drawn_key`]).
+///
+/// # Safety
+/// As [`place`]; `key` is [`key`]'s value.
+#[inline(always)]
+unsafe fn place_keyed(block: NonNull<[u8]>, plan: &Plan, direct: bool, key: u64) -> NonNull<u8> {
     let base = block.cast::<u8>();
     if plan.is_bare() {
         // SAFETY: a bare block is a slab object of at least 16 bytes,
@@ -940,7 +965,7 @@ unsafe fn place(block: NonNull<[u8]>, plan: &Plan, direct: bool) -> NonNull<u8> 
     // aligned to 16, as `Header` needs.
     unsafe {
         header_of(user).write(Header::live(
-            key(),
+            key,
             user.as_ptr().addr(),
             block.len(),
             shift,
@@ -974,15 +999,58 @@ unsafe fn place(block: NonNull<[u8]>, plan: &Plan, direct: bool) -> NonNull<u8> 
 /// thread may be writing what is read (a report may then misname it).
 #[inline(always)]
 unsafe fn block_of(p: NonNull<u8>, key: u64) -> Option<Block> {
+    // SAFETY: the caller's contract.
+    match unsafe { decode_block(p, key) } {
+        Ok(block) => Some(block),
+        Err(fault) => {
+            report(fault.corruption(p), NAME);
+            None
+        }
+    }
+}
+
+/// What [`decode_block`] found wrong with a pointer: which report
+/// [`block_of`] makes.
+#[derive(Clone, Copy)]
+enum Fault {
+    /// Not 16-aligned.
+    Misaligned,
+    /// Outside the committed part of the reservation.
+    Foreign,
+    /// A slab object or a header with the freed tag.
+    DoubleFree,
+    /// A header that matches nothing: [`unknown`] tells what it is.
+    Unknown,
+}
+
+impl Fault {
+    /// The corruption to report for `p`.
+    #[cold]
+    fn corruption(self, p: NonNull<u8>) -> Corruption {
+        let addr = p.as_ptr().addr();
+        match self {
+            Fault::Misaligned => Corruption::MisalignedPointer { addr },
+            Fault::Foreign => Corruption::ForeignPointer { addr },
+            Fault::DoubleFree => Corruption::DoubleFree { addr },
+            Fault::Unknown => unknown(p),
+        }
+    }
+}
+
+/// [`block_of`] without the report: the block at `p`, or what is wrong
+/// with it. Calls nothing, for `free`'s fast path.
+///
+/// # Safety
+/// As [`block_of`].
+#[inline(always)]
+unsafe fn decode_block(p: NonNull<u8>, key: u64) -> Result<Block, Fault> {
     let addr = p.as_ptr().addr();
     if addr % MIN_ALIGN != 0 {
-        report(Corruption::MisalignedPointer { addr }, NAME);
-        return None;
+        return Err(Fault::Misaligned);
     }
     let ours = MMAP.committed_range();
     if addr < ours.start.saturating_add(HEADER) || addr >= ours.end {
-        report(Corruption::ForeignPointer { addr }, NAME);
-        return None;
+        return Err(Fault::Foreign);
     }
     if addr & !(GENERAL_SLAB_SIZE - 1) >= ours.start {
         // SAFETY: the slab-aligned address below `p` lies in the
@@ -993,10 +1061,9 @@ unsafe fn block_of(p: NonNull<u8>, key: u64) -> Option<Block> {
             // SAFETY: `p` starts an object of at least 16 bytes, 16-aligned.
             let mark = unsafe { mark_of(p).read() };
             if mark == Header::freed_tag(key, addr) {
-                report(Corruption::DoubleFree { addr }, NAME);
-                return None;
+                return Err(Fault::DoubleFree);
             }
-            return Some(Block {
+            return Ok(Block {
                 len: MAP.classes()[class],
                 shift: MIN_ALIGN.trailing_zeros(),
                 direct: !CACHED_CLASS[class],
@@ -1009,15 +1076,9 @@ unsafe fn block_of(p: NonNull<u8>, key: u64) -> Option<Block> {
     // readable (Mmap's M5); 16-aligned, so aligned for `Header`.
     let header = unsafe { header_of(p).read() };
     match header.decode(key, addr) {
-        Ok(block) => Some(block),
-        Err(Bad::Freed) => {
-            report(Corruption::DoubleFree { addr }, NAME);
-            None
-        }
-        Err(Bad::Unknown) => {
-            report(unknown(p), NAME);
-            None
-        }
+        Ok(block) => Ok(block),
+        Err(Bad::Freed) => Err(Fault::DoubleFree),
+        Err(Bad::Unknown) => Err(Fault::Unknown),
     }
 }
 
@@ -1088,7 +1149,7 @@ unsafe fn free_block(p: NonNull<u8>, block: Block, key: u64, thread: *const Thre
             // thread's fast path reuses it before its next slow call
             // (`reused`). If the push below fails, the slow call changes
             // the epoch and the stamp means nothing.
-            if REUSE_CHECK.load(Ordering::Relaxed) {
+            if extras::on(extras::REUSE) {
                 // SAFETY: `call.thread` is this thread's state; `p` is
                 // the freed block's user pointer, 16-aligned.
                 unsafe { stamp(p, &block, tag, (*call.thread).epoch.get()) };
@@ -1305,6 +1366,39 @@ fn c_allocate(size: usize, align: usize, zero: bool, counter: Counter) -> *mut c
 /// ```
 #[cfg_attr(not(any(test, feature = "unexported")), no_mangle)]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
+    if extras::none() {
+        if let Some(user) = malloc_fast(size) {
+            return user.as_ptr().cast();
+        }
+    }
+    malloc_general(size)
+}
+
+/// `malloc`'s common case, when no [`extras`] are on: a round from the
+/// loaded magazine of the thread's outermost call, placed. `None` (and
+/// nothing done) otherwise — the header key not yet drawn, a nested or
+/// first call, a fork under way, an empty magazine, a class the
+/// magazines do not hold — and [`malloc_general`] does it all.
+///
+/// It calls nothing, so `malloc` keeps its values in scratch registers and
+/// saves none on entry (its only call is the jump to `malloc_general`):
+/// the fork gate does not wait here ([`Fast::begin_on`]), and the key is
+/// read, not drawn.
+#[inline(always)]
+fn malloc_fast(size: usize) -> Option<NonNull<u8>> {
+    let plan = Plan::new(size, MIN_ALIGN)?;
+    let key = drawn_key()?;
+    let call = Fast::begin()?;
+    let block = call.cache().try_allocate_loaded(plan.layout)?;
+    drop(call);
+    // SAFETY: a fresh block for `plan.layout`, from the thread caches.
+    Some(unsafe { place_keyed(block, &plan, false, key) })
+}
+
+/// `malloc` in full: [`c_allocate`], out of line so that `malloc`'s fast
+/// path is a leaf.
+#[inline(never)]
+fn malloc_general(size: usize) -> *mut c_void {
     c_allocate(size, MIN_ALIGN, false, Counter::Malloc)
 }
 
@@ -1330,6 +1424,33 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
     let Some(p) = NonNull::new(p.cast::<u8>()) else {
         return;
     };
+    match drawn_key() {
+        // As `malloc_fast`: with no extras on and the key drawn, `free`
+        // calls nothing but (in tail position) the slow paths, so it saves
+        // few registers. A pointer that does not decode goes to
+        // `free_general`, which decodes it again and reports it.
+        Some(key) if extras::none() => {
+            let thread = Fast::thread();
+            // SAFETY: the caller's contract.
+            match unsafe { decode_block(p, key) } {
+                // SAFETY: decoded from `p`; the caller does not use `p` again.
+                Ok(block) => unsafe { free_block(p, block, key, thread) },
+                // SAFETY: the caller's contract.
+                Err(_) => unsafe { free_general(p) },
+            }
+        }
+        // SAFETY: the caller's contract.
+        _ => unsafe { free_general(p) },
+    }
+}
+
+/// `free` in full: counted and traced when those are on, every fault
+/// reported.
+///
+/// # Safety
+/// As [`free`], `p` not null.
+#[inline(never)]
+unsafe fn free_general(p: NonNull<u8>) {
     stats::count(Counter::Free, 0);
     if trace::on() {
         trace::free(p);

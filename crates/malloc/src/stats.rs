@@ -11,7 +11,9 @@
 //! freespace-malloc: pid 4242: malloc 18234 calloc 912 realloc 1406 aligned 3 free 17020 failed 0 bytes 9145612 gate membarrier
 //! ```
 
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::extras;
 
 /// Which counter a call moves.
 #[derive(Clone, Copy)]
@@ -26,14 +28,13 @@ pub(crate) enum Counter {
 
 const NAMES: [&str; 6] = ["malloc", "calloc", "realloc", "aligned", "free", "failed"];
 
-static ENABLED: AtomicBool = AtomicBool::new(false);
 static COUNTS: [AtomicU64; 6] = [const { AtomicU64::new(0) }; 6];
 static BYTES: AtomicU64 = AtomicU64::new(0);
 
 /// Counts one call of `counter` that asked for `bytes`.
 #[inline]
 pub(crate) fn count(counter: Counter, bytes: usize) {
-    if ENABLED.load(Ordering::Relaxed) {
+    if extras::on(extras::STATS) {
         COUNTS[counter as usize].fetch_add(1, Ordering::Relaxed);
         BYTES.fetch_add(bytes as u64, Ordering::Relaxed);
     }
@@ -49,7 +50,7 @@ pub(crate) fn count(counter: Counter, bytes: usize) {
 /// write-after-free check on if `FREESPACE_MALLOC_REUSE_CHECK` is `1`.
 #[cfg(not(test))]
 pub(crate) fn init() {
-    ENABLED.store(env_is_one(c"FREESPACE_MALLOC_STATS"), Ordering::Relaxed);
+    extras::set(extras::STATS, env_is_one(c"FREESPACE_MALLOC_STATS"));
     if let Some(mib) = env_number(c"FREESPACE_MALLOC_PURGE") {
         crate::shim::set_purge_mib(mib);
     }
@@ -96,7 +97,7 @@ fn env_number(name: &core::ffi::CStr) -> Option<usize> {
 /// summary if counting is on.
 #[cfg(not(test))]
 pub(crate) fn fini() {
-    if ENABLED.load(Ordering::Relaxed) {
+    if extras::on(extras::STATS) {
         let mut line = Line::new();
         summary(&mut line);
         line.write_to_stderr();

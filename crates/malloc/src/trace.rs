@@ -50,15 +50,13 @@ use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64,
 
 use freespace_stats::trace::{Header, Record, RECORD};
 
+use crate::extras;
+
 /// Buffers, one per live thread; more threads write unbuffered.
 pub(crate) const SLOTS: usize = 256;
 /// Bytes per buffer (2048 records).
 const BUFFER: usize = 64 << 10;
 
-/// Tracing is on: the file is open and the header written (set once, by
-/// the constructor or the fork child handler; cleared when the trace must
-/// stop).
-static ON: AtomicBool = AtomicBool::new(false);
 /// Process exit has begun: every record goes straight to the file.
 static DIRECT: AtomicBool = AtomicBool::new(false);
 /// The trace file (-1: none).
@@ -133,10 +131,13 @@ fn with_mine<R>(f: impl FnOnce(&Mine) -> R) -> Option<R> {
     unsafe { crate::tls::get().as_ref() }.map(|t| f(&t.trace))
 }
 
-/// Whether calls are being traced: one relaxed load, for the hooks.
+/// Whether calls are being traced: the file is open and the header
+/// written ([`extras::TRACE`], set by the constructor or the fork child
+/// handler, cleared when the trace must stop); one relaxed load, for the
+/// hooks.
 #[inline(always)]
 pub(crate) fn on() -> bool {
-    ON.load(Relaxed)
+    extras::on(extras::TRACE)
 }
 
 /// Records an allocation of `size` bytes at `align` now at `p`.
@@ -278,7 +279,7 @@ fn direct_bytes(bytes: &[u8; RECORD]) {
 unsafe fn write_out(mem: *const u8, len: usize) {
     lock(&WRITING);
     let fd = FD.load(Relaxed);
-    if ON.load(Relaxed) && same_file(fd) {
+    if on() && same_file(fd) {
         // SAFETY: the caller's contract.
         unsafe { write_all(fd, mem, len) };
     }
@@ -295,7 +296,7 @@ fn same_file(fd: c_int) -> bool {
         && st.st_dev as u64 == DEV.load(Relaxed)
         && st.st_ino as u64 == INO.load(Relaxed);
     if !ok {
-        ON.store(false, Relaxed);
+        extras::set(extras::TRACE, false);
     }
     ok
 }
@@ -454,7 +455,7 @@ fn start() {
     let header = Header::CURRENT.encode();
     // SAFETY: `header` is readable for its length.
     unsafe { write_all(fd, header.as_ptr(), header.len()) };
-    ON.store(true, Release);
+    extras::set(extras::TRACE, true);
 }
 
 /// In a forked child: the buffers' records are the parent's (it writes
@@ -468,10 +469,10 @@ extern "C" fn child() {
         b.claimed.store(i as u32 == mine, Relaxed);
     }
     WRITING.store(false, Relaxed);
-    if !ON.load(Relaxed) {
+    if !on() {
         return;
     }
-    ON.store(false, Relaxed);
+    extras::set(extras::TRACE, false);
     // SAFETY: the parent's descriptor, inherited; the child's copy is its own.
     unsafe { libc::close(FD.swap(-1, Relaxed)) };
     if PER_PROCESS.load(Relaxed) {

@@ -161,7 +161,7 @@ impl<const SLAB_SIZE: usize> ObjectMap<SLAB_SIZE> {
     /// // SAFETY: the page is readable and nobody writes it.
     /// assert_eq!(unsafe { map.class_of(p) }, None, "not a slab");
     /// ```
-    #[inline]
+    #[inline(always)]
     pub unsafe fn class_of(&self, ptr: NonNull<u8>) -> Option<usize> {
         let addr = ptr.as_ptr().addr();
         let base = addr & !(SLAB_SIZE - 1);
