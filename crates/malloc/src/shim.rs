@@ -1117,13 +1117,21 @@ fn unknown(p: NonNull<u8>) -> Corruption {
     what
 }
 
-/// Frees the live block `block` at user pointer `p`.
+/// Frees the live block `block` at user pointer `p`; `reuse_check` is
+/// whether the write-after-free check runs ([`extras::REUSE`], which
+/// `free`'s fast path knows to be off without reading it again).
 ///
 /// # Safety
 /// `block` was decoded from `p`'s header with `key`, and the block is not
 /// used again; `thread` is [`Fast::thread`] of the calling thread.
 #[inline(always)]
-unsafe fn free_block(p: NonNull<u8>, block: Block, key: u64, thread: *const ThreadState) {
+unsafe fn free_block(
+    p: NonNull<u8>,
+    block: Block,
+    key: u64,
+    thread: *const ThreadState,
+    reuse_check: bool,
+) {
     // SAFETY: `Header::decode` returns only shapes that make a valid
     // `Layout` (MALLOC-H1, its shape check), and `block` came from it or
     // is a slab object (16-aligned, its class's size) (caller).
@@ -1149,7 +1157,7 @@ unsafe fn free_block(p: NonNull<u8>, block: Block, key: u64, thread: *const Thre
             // thread's fast path reuses it before its next slow call
             // (`reused`). If the push below fails, the slow call changes
             // the epoch and the stamp means nothing.
-            if extras::on(extras::REUSE) {
+            if reuse_check {
                 // SAFETY: `call.thread` is this thread's state; `p` is
                 // the freed block's user pointer, 16-aligned.
                 unsafe { stamp(p, &block, tag, (*call.thread).epoch.get()) };
@@ -1264,7 +1272,7 @@ unsafe fn resize(p: NonNull<u8>, size: usize) -> Option<NonNull<u8>> {
         // bytes, `q` has `size`.
         unsafe { ptr::copy_nonoverlapping(p.as_ptr(), q.as_ptr(), size.min(usable)) };
         // SAFETY: decoded from `p` above; not used again.
-        unsafe { free_block(p, block, key(), Fast::thread()) };
+        unsafe { free_block(p, block, key(), Fast::thread(), extras::on(extras::REUSE)) };
         return Some(q);
     };
     drop(call);
@@ -1427,14 +1435,14 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
     match drawn_key() {
         // As `malloc_fast`: with no extras on and the key drawn, `free`
         // calls nothing but (in tail position) the slow paths, so it saves
-        // few registers. A pointer that does not decode goes to
+        // few registers (and tells `free_block` the reuse check is off). A pointer that does not decode goes to
         // `free_general`, which decodes it again and reports it.
         Some(key) if extras::none() => {
             let thread = Fast::thread();
             // SAFETY: the caller's contract.
             match unsafe { decode_block(p, key) } {
                 // SAFETY: decoded from `p`; the caller does not use `p` again.
-                Ok(block) => unsafe { free_block(p, block, key, thread) },
+                Ok(block) => unsafe { free_block(p, block, key, thread, false) },
                 // SAFETY: the caller's contract.
                 Err(_) => unsafe { free_general(p) },
             }
@@ -1461,7 +1469,7 @@ unsafe fn free_general(p: NonNull<u8>) {
     // SAFETY: the caller's contract.
     if let Some(block) = unsafe { block_of(p, key) } {
         // SAFETY: decoded from `p`; the caller does not use `p` again.
-        unsafe { free_block(p, block, key, thread) }
+        unsafe { free_block(p, block, key, thread, extras::on(extras::REUSE)) }
     }
 }
 
