@@ -244,7 +244,10 @@ impl Path {
     #[inline(always)]
     fn write_at(&mut self, len: usize, n: Chunk, right: bool) -> Result<usize, ()> {
         let slot = self.nodes.get_mut(len).ok_or(())?;
-        slot.write(n.ptr().as_ptr().map_addr(|a| a | usize::from(right)));
+        // Bit 0 of a chunk's address is clear (chunks are 16-aligned), so
+        // adding the direction sets it: one addition, where an `or` made
+        // the compiler (which cannot see the alignment) test the bit first.
+        slot.write(n.ptr().as_ptr().wrapping_add(usize::from(right)));
         Ok(len + 1)
     }
 
@@ -294,7 +297,7 @@ impl Path {
         unsafe {
             self.nodes
                 .get_unchecked_mut(i)
-                .write(n.ptr().as_ptr().map_addr(|a| a | usize::from(right)))
+                .write(n.ptr().as_ptr().wrapping_add(usize::from(right)))
         };
     }
 
@@ -349,8 +352,9 @@ fn balance_tag(b: i8) -> usize {
 unsafe fn set_left_and_balance(n: Chunk, to: Option<Chunk>, b: i8) {
     let p = to.map_or(core::ptr::null_mut(), |c| c.ptr().as_ptr());
     // SAFETY: see `left`; the tag is kept in the pointer's low bits, which
-    // are zero for a 16-aligned chunk.
-    unsafe { n.set_raw_link(LEFT, p.map_addr(|a| a | balance_tag(b))) }
+    // are zero for a 16-aligned chunk (and for null), so adding it sets
+    // them (an `or` the compiler, blind to the alignment, would not fold).
+    unsafe { n.set_raw_link(LEFT, p.wrapping_add(balance_tag(b))) }
 }
 
 #[inline]
