@@ -640,9 +640,9 @@ fn key() -> u64 {
     }
 }
 
-/// The header key if it has been drawn (it is before the first call
-/// takes a fast path: `first_use`), without drawing it: a load and a
-/// test, and no call.
+/// The header key if it has been drawn, without drawing it: a load and a
+/// test, and no call. It has been by the time a fast path can be taken
+/// (`first_use` draws it before any thread's magazines are live).
 #[inline(always)]
 fn drawn_key() -> Option<u64> {
     match KEY.load(Ordering::Relaxed) {
