@@ -736,21 +736,9 @@ fn allocate(size: usize, align: usize, zero: bool) -> Option<NonNull<u8>> {
         // decommitted read as zeros), so `calloc(1, 1 GiB)` touches a page.
         return allocate_zeroed_large(size, align);
     }
-    // The common case: a round from the loaded magazine (the call ends with
-    // the closure; the header is the block's own business after that).
-    let fast = Fast::begin().and_then(|call| {
-        let block = call.cache().try_allocate_loaded(plan.layout)?;
-        // SAFETY: a fresh round from this thread's loaded magazine, and
-        // `call.thread` is this thread's state.
-        if extras::on(extras::REUSE) {
-            // SAFETY: as above.
-            unsafe { reused(block, &plan, call.thread) };
-        }
-        Some(block)
-    });
-    let user = match fast {
-        // SAFETY: a fresh block for `plan.layout`, from the thread caches.
-        Some(block) => unsafe { place(block, &plan, false) },
+    // The common case: a round from the loaded magazine.
+    let user = match from_loaded(&plan, key(), extras::on(extras::REUSE)) {
+        Some(user) => user,
         None => allocate_slow(size, align)?,
     };
     if zero {
@@ -1395,12 +1383,28 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
 #[inline(always)]
 fn malloc_fast(size: usize) -> Option<NonNull<u8>> {
     let plan = Plan::new(size, MIN_ALIGN)?;
-    let key = drawn_key()?;
+    from_loaded(&plan, drawn_key()?, false)
+}
+
+/// A round from the loaded magazine of the thread's outermost call, for
+/// `plan`, placed with the header key `key` (the call ends before the
+/// block is placed: the header is the block's own business); `reuse_check`
+/// is whether the write-after-free check runs ([`extras::REUSE`], which
+/// `malloc`'s fast path knows to be off). `None`, with nothing done, when
+/// the call is not the common case or the magazine is empty.
+#[inline(always)]
+fn from_loaded(plan: &Plan, key: u64, reuse_check: bool) -> Option<NonNull<u8>> {
     let call = Fast::begin()?;
     let block = call.cache().try_allocate_loaded(plan.layout)?;
+    if reuse_check {
+        // SAFETY: a fresh round from this thread's loaded magazine, and
+        // `call.thread` is this thread's state.
+        unsafe { reused(block, plan, call.thread) };
+    }
     drop(call);
-    // SAFETY: a fresh block for `plan.layout`, from the thread caches.
-    Some(unsafe { place_keyed(block, &plan, false, key) })
+    // SAFETY: a fresh block for `plan.layout`, from the thread caches;
+    // `key` is the process's key (caller).
+    Some(unsafe { place_keyed(block, plan, false, key) })
 }
 
 /// `malloc` in full: [`c_allocate`], out of line so that `malloc`'s fast
