@@ -12,7 +12,7 @@
 use freespace_testkit::Rng;
 
 /// One step of a trace.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
     /// Allocate `size` bytes aligned to `align` into the empty `slot`.
     Alloc {
@@ -239,8 +239,29 @@ pub enum Teardown {
     Random,
 }
 
-/// Allocate `n` blocks, then free them all in `order`.
-pub fn build_teardown(seed: u64, n: usize, sizes: Sizes, order: Teardown) -> Trace {
+/// Which phase of a [`build_teardown`] trace is [`measured`](Trace::measured).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// The `n` allocations (the frees after them are not timed).
+    Build,
+    /// The `n` frees (the allocations before them are not timed).
+    Free,
+}
+
+/// Allocate `n` blocks, then free them all in `order`; only `phase` is
+/// [`measured`](Trace::measured). The two phases cost differently (a
+/// build carves fresh memory, a free merges or files what it returns) and
+/// are compared separately, so a gap in one is not hidden by the other.
+///
+/// ```
+/// use freespace_bench::trace::{build_teardown, Phase, Sizes, Teardown};
+/// let s = Sizes::LogUniform(16, 256);
+/// let build = build_teardown(1, 100, s, Teardown::Lifo, Phase::Build);
+/// let free = build_teardown(1, 100, s, Teardown::Lifo, Phase::Free);
+/// assert_eq!((build.measured, free.measured), (0..100, 100..200));
+/// assert_eq!(build.ops, free.ops);
+/// ```
+pub fn build_teardown(seed: u64, n: usize, sizes: Sizes, order: Teardown, phase: Phase) -> Trace {
     let mut b = Builder::new(seed, 2 * n);
     for _ in 0..n {
         let size = sizes.draw(&mut b.rng);
@@ -261,7 +282,12 @@ pub fn build_teardown(seed: u64, n: usize, sizes: Sizes, order: Teardown) -> Tra
         }
         Teardown::Random => {}
     }
-    b.finish()
+    let mut t = b.finish();
+    t.measured = match phase {
+        Phase::Build => 0..n,
+        Phase::Free => n..2 * n,
+    };
+    t
 }
 
 /// The scaling measurement: `2 free_chunks` blocks of `small` bytes, every
@@ -342,7 +368,24 @@ mod tests {
         well_formed(&many_live(1, 1000, 1000, Sizes::Uniform(8, 256)));
         well_formed(&long_short(2, 10_000, 20, 0.1, Sizes::LogUniform(16, 1024)));
         for order in [Teardown::Lifo, Teardown::Fifo, Teardown::Random] {
-            well_formed(&build_teardown(3, 1000, Sizes::LogUniform(16, 256), order));
+            for phase in [Phase::Build, Phase::Free] {
+                let t = build_teardown(3, 1000, Sizes::LogUniform(16, 256), order, phase);
+                well_formed(&t);
+                let (before, measured, after) = t.parts();
+                let alloc = |o: &Op| matches!(o, Op::Alloc { .. });
+                // The measured phase is all allocations or all frees, and
+                // the other phase is the rest of the trace.
+                match phase {
+                    Phase::Build => {
+                        assert!(before.is_empty() && measured.iter().all(alloc));
+                        assert!(after.len() == 1000 && !after.iter().any(alloc));
+                    }
+                    Phase::Free => {
+                        assert!(after.is_empty() && !measured.iter().any(alloc));
+                        assert!(before.len() == 1000 && before.iter().all(alloc));
+                    }
+                }
+            }
         }
         well_formed(&scaling(100, 1000, 32, 256));
     }

@@ -86,6 +86,7 @@ pub const NAMES: &[&str] = &[
     "many-live",
     "realloc",
     "long-short",
+    "build",
     "teardown-lifo",
     "teardown-fifo",
     "teardown-random",
@@ -195,6 +196,26 @@ pub fn build(name: &str, scale: Scale) -> Workload {
                 kind: Kind::Trace(trace::long_short(SEED + 5, ops, short, share, sizes)),
             }
         }
+        "build" => {
+            let blocks = n(1_000_000, 10_000);
+            let sizes = Sizes::LogUniform(16, 256);
+            Workload {
+                name: "build",
+                what: format!(
+                    "allocate {blocks} blocks ({}); only the allocations are timed \
+                     (the frees after them, last allocated first, are not)",
+                    sizes.describe()
+                ),
+                arena: arena_len,
+                kind: Kind::Trace(trace::build_teardown(
+                    SEED + 6,
+                    blocks,
+                    sizes,
+                    trace::Teardown::Lifo,
+                    trace::Phase::Build,
+                )),
+            }
+        }
         "teardown-lifo" | "teardown-fifo" | "teardown-random" => {
             let blocks = n(1_000_000, 10_000);
             let sizes = Sizes::LogUniform(16, 256);
@@ -218,11 +239,18 @@ pub fn build(name: &str, scale: Scale) -> Workload {
             Workload {
                 name,
                 what: format!(
-                    "allocate {blocks} blocks ({}), then free them all, {how}",
+                    "allocate {blocks} blocks ({}), then free them all, {how}; only the \
+                     frees are timed (the allocations are the `build` workload)",
                     sizes.describe()
                 ),
                 arena: arena_len,
-                kind: Kind::Trace(trace::build_teardown(SEED + 6, blocks, sizes, order)),
+                kind: Kind::Trace(trace::build_teardown(
+                    SEED + 6,
+                    blocks,
+                    sizes,
+                    order,
+                    trace::Phase::Free,
+                )),
             }
         }
         "scaling-100" | "scaling-100k" => {
