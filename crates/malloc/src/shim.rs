@@ -913,7 +913,8 @@ const BARE_STAMPED: usize = 3 * core::mem::size_of::<usize>();
 
 /// Offset of a freed bare block's mark: its second word, which holds the
 /// freed tag from its `free` until it is handed out again (cleared then).
-/// The slab's free list never writes it (its links are the first word).
+/// The slab writes nothing into a free object, so the mark is the shim's
+/// alone; the first word holds the canary of a stamped block.
 const MARK: usize = core::mem::size_of::<usize>();
 
 /// Writes the header of a fresh `block` served for `plan` and returns the

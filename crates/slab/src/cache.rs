@@ -257,25 +257,17 @@ impl Cache {
     /// Takes up to `out.len()` objects from the first partial slab, all
     /// but its last free one (so it stays on its list), with the checks of
     /// [`Cache::allocate`]'s common case; returns how many. 0 when that
-    /// case does not apply: the caller then takes [`Cache::allocate`].
+    /// case does not apply, fewer than it could when the slab's bitmap has
+    /// fewer free objects than its count says: the caller then takes
+    /// [`Cache::allocate`], which names the damage.
     pub(crate) fn take_run(&self, out: &mut [NonNull<u8>]) -> usize {
         let Some((slab, free)) = self.spare_partial() else {
             return 0;
         };
         let run = (free - 1).min(out.len());
-        // A slab being filled for the first time hands out its fresh
-        // objects together.
-        // SAFETY: `slab` is one of ours (SLAB-C3), made with our geometry.
-        let fresh = unsafe { slab.take_fresh(&self.geometry, &mut out[..run], 1) };
-        for (taken, slot) in out[fresh..run].iter_mut().enumerate() {
-            // SAFETY: `slab` is one of ours (SLAB-C3), made with our geometry.
-            match unsafe { slab.take(&self.geometry) } {
-                Ok(object) => *slot = object,
-                // Damage: `Cache::allocate` names it.
-                Err(_) => return fresh + taken,
-            }
-        }
-        run
+        // SAFETY: `slab` is one of ours (SLAB-C3), made with our geometry;
+        // `run < free`.
+        unsafe { slab.take_run(&self.geometry, &mut out[..run]) }
     }
 
     /// [`Cache::allocate`] when the first partial slab has no object to
@@ -496,7 +488,7 @@ impl Cache {
             return false;
         }
         // SAFETY: object `i` is in use (its bit is clear), `i < capacity`.
-        unsafe { slab.put(g, i) };
+        unsafe { slab.put(i) };
         true
     }
 
@@ -541,7 +533,7 @@ impl Cache {
     ) {
         // SAFETY: `valid.index` is a used object of `slab`, whose header was
         // verified with fewer than `capacity` objects free (validate).
-        unsafe { slab.put(&self.geometry, valid.index) };
+        unsafe { slab.put(valid.index) };
         self.move_to(slab, valid.from, valid.to);
         if let Some(parked) = valid.unpark {
             // A parked slab counts against `max_empty` (SLAB-C4), so the

@@ -40,16 +40,21 @@
 //!   slab, so bytes written over a header cannot forge a seal that passes);
 //!   a bitmap of free objects follows, which makes a double free an exact
 //!   O(1) test.
-//! - **Bonwick's free list** for the size classes: free objects of 4 bytes
-//!   or more also hold the index of the next free object (stored under a
-//!   key, and checked against the bitmap when popped, so a use after free
-//!   that rewrites it is caught), so allocation pops a list head and free
-//!   pushes one: O(1), no search, and the most recently freed (cache-warm)
-//!   object is reused first. Objects never handed out are taken in address
-//!   order from a *fresh* mark, so a new slab is not written beyond its
-//!   header and bitmap. An [`ObjectCache`] keeps its free objects
-//!   constructed, so their bytes are not ours: it finds free objects in the
-//!   bitmap instead.
+//! - **Free objects are found in the bitmap**, for the size classes as for
+//!   the object caches: allocation takes the lowest set bit at or after the
+//!   header's *search start* (every bitmap word below it is zero, so the
+//!   search rarely reads more than one word), free sets the object's bit
+//!   and lowers the search start to its word. Nothing is written into a
+//!   free object, so a free does not touch the object's memory at all, and
+//!   a use after free cannot damage the slab. (Bonwick's free list threaded
+//!   through the free objects was tried, and measured: the link it writes
+//!   into every freed object, whose memory is usually no longer cached,
+//!   was most of the cost of freeing a million blocks in allocation order
+//!   or its reverse — the `teardown-*` workloads of `docs/benchmarks.md`,
+//!   `cargo xtask bench` — and cost instructions on every workload, for no
+//!   gain in churn.) A run of
+//!   objects for a thread cache is taken a bitmap word at a time, the
+//!   header's counts amended once for the run.
 //! - **Partial, full and empty slabs**: allocation takes from a partial slab,
 //!   then an empty one, then makes a new slab. A slab that becomes empty is
 //!   kept while its cache has at most `max_empty` (default 1) empty slabs,

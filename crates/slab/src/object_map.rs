@@ -16,7 +16,7 @@
 //! ```text
 //!  p & !(SLAB_SIZE - 1)
 //!  │
-//!  [ seal | next | prev | class | list | free | head | search | identity ][ bitmap ] … [ obj ] …
+//!  [ seal | next | prev | class | list | free | search | identity | 0 ][ bitmap ] … [ obj ] …
 //!                          ▲                                    ▲                        ▲
 //!                          └── fixed while the slab lives ──────┘                        p
 //! ```

@@ -15,8 +15,11 @@
 //! address, and `ptr & !(SLAB_SIZE - 1)` is the slab of any object pointer.
 //! Free objects are recorded in the bitmap (bit set = free), never inside the
 //! objects themselves: an object cache keeps its free objects *constructed*,
-//! so their bytes are not ours to reuse as links. The bitmap also makes a
-//! double free an exact O(1) test.
+//! so their bytes are not ours to reuse as links, and a free that writes
+//! nothing into the object it frees does not pull that object's cache line
+//! back in (a link written into every freed object, Bonwick's free list,
+//! made freeing a million blocks about twice as slow: see the crate docs).
+//! The bitmap also makes a double free an exact O(1) test.
 //!
 //! The header carries a seal ([`SlabPtr::verify`]): a stray write into it
 //! (an overflow from the block before the slab, a use after free of the
@@ -85,14 +88,9 @@ const NEXT_WORD: usize = 1;
 const PREV_WORD: usize = 2;
 /// Seal word holding the class and list tag.
 const CLASS_LIST_WORD: usize = 3;
-/// Seal word holding the free count and the free-list head (both change
-/// on every allocation and free: one amend).
+/// Seal word holding the free count and the search start (both may
+/// change on every allocation and free: one amend).
 const COUNTS_WORD: usize = 4;
-/// Seal word holding the search start (or fresh mark) and the identity.
-const SEARCH_WORD: usize = 5;
-
-/// The free-list head of a slab with no object on its list.
-const NIL: u32 = u32::MAX;
 
 /// Bits in one bitmap word.
 const WORD_BITS: usize = 64;
@@ -176,10 +174,10 @@ impl List {
 /// ```text
 ///  0        8        16       24    28    32    36    40    44    48  (64-bit)
 ///  ├────────┼────────┼────────┼─────┼─────┼─────┼─────┼─────┼─────┤
-///  │ seal   │ next   │ prev   │class│list │free │head │search 0   │
+///  │ seal   │ next   │ prev   │class│list │free │search ident│  0  │
 ///  └────────┴────────┴────────┴─────┴─────┴─────┴─────┴─────┴─────┘
 ///   seal = keyed weighted sum of (header address, next, prev,
-///          class|list, free|head, search|0), amended by every change we make
+///          class|list, free|search, identity|0), amended by every change we make
 /// ```
 ///
 /// Every field is plain data for which any bit pattern is a valid value
@@ -201,12 +199,8 @@ struct Header {
     list: u32,
     /// Number of free objects (set bits in the bitmap).
     free: u32,
-    /// A linked geometry's free list: the index of its first object, or
-    /// [`NIL`] (always [`NIL`] in a bitmap-searched slab).
-    head: u32,
-    /// A bitmap-searched slab: every bitmap word below this index is zero.
-    /// A linked one: the first object never handed out (the *fresh* mark;
-    /// every object from it on is free and on no list). Invariant SLAB-S3.
+    /// Every bitmap word below this index is zero (invariant SLAB-S3): where
+    /// the search for a free object starts.
     search_from: u32,
     /// The slab's identity, [`identity_of`] its address and class: written
     /// when the slab is set up, never changed while it lives, erased (0,
@@ -214,6 +208,9 @@ struct Header {
     /// every other word, so that no header byte is outside the seal; read
     /// without the seal by [`crate::ObjectMap`] (invariant SLAB-S4).
     identity: u32,
+    /// Always 0: the header's last four bytes, a field so that they are
+    /// sealed too (a stray write there is damage like any other).
+    zero: u32,
 }
 
 /// The identity of a slab at `addr` holding objects of `class` (its
@@ -238,8 +235,8 @@ fn words(addr: usize, h: &Header) -> [u64; 6] {
         link_word(h.next),
         link_word(h.prev),
         class_list_word(h.class, h.list),
-        pair_word(h.free, h.head),
-        pair_word(h.search_from, h.identity),
+        pair_word(h.free, h.search_from),
+        pair_word(h.identity, h.zero),
     ]
 }
 
@@ -316,9 +313,6 @@ pub(crate) struct Geometry {
     pub(crate) capacity: usize,
     /// Bitmap words: `ceil(capacity / 64)`.
     pub(crate) words: usize,
-    /// Whether free objects are also kept on a list threaded through them
-    /// (see [`Geometry::linked`]).
-    pub(crate) linked: bool,
     /// `capacity * object_size`: the bytes the objects span.
     span: usize,
     /// The multiplier whose product with an offset below `slab_size` has
@@ -336,7 +330,6 @@ impl Geometry {
         first: 0,
         capacity: 0,
         words: 0,
-        linked: false,
         span: 0,
         div_mul: 0,
     };
@@ -391,24 +384,9 @@ impl Geometry {
             first,
             capacity,
             words: capacity.div_ceil(WORD_BITS),
-            linked: false,
             span: capacity * object_size,
             div_mul,
         })
-    }
-
-    /// This geometry with free objects kept on a list threaded through the
-    /// free objects themselves (Bonwick's free list), for caches whose free
-    /// objects are plain memory: allocation pops the list in O(1) instead of
-    /// searching the bitmap, and recently freed (cache-warm) objects are
-    /// reused first. Objects must hold the 4-byte link; smaller ones keep
-    /// the bitmap search.
-    ///
-    /// An object cache keeps its free objects *constructed*, so their bytes
-    /// are not ours: it never uses this.
-    pub(crate) const fn linked(mut self) -> Geometry {
-        self.linked = self.object_size >= size_of::<u32>();
-        self
     }
 
     /// `m` such that `n / object_size == (n * m) >> 64` for every
@@ -483,9 +461,9 @@ impl SlabPtr {
                 class,
                 list: List::Empty as u32,
                 free: geometry.capacity as u32,
-                head: NIL,
                 search_from: 0,
                 identity: 0,
+                zero: 0,
             };
             // The key exists before the first seal that uses it.
             seal_key();
@@ -650,44 +628,29 @@ impl SlabPtr {
         self.amend(PREV_WORD, link_word(old), link_word(prev));
     }
 
-    /// Sets the free count and the free-list head.
+    /// The free count and the search start.
     #[inline(always)]
-    fn set_counts(self, free: u32, head: u32) {
+    fn counts(self) -> (u32, u32) {
+        // SAFETY: see the banner above.
+        unsafe {
+            let h = self.header();
+            ((*h).free, (*h).search_from)
+        }
+    }
+
+    /// Sets the free count and the search start: one word of the seal, one
+    /// amend.
+    #[inline(always)]
+    fn set_counts(self, free: u32, search_from: u32) {
         // SAFETY: see the banner above.
         let old = unsafe {
             let h = self.header();
-            let old = pair_word((*h).free, (*h).head);
+            let old = pair_word((*h).free, (*h).search_from);
             (*h).free = free;
-            (*h).head = head;
+            (*h).search_from = search_from;
             old
         };
-        self.amend(COUNTS_WORD, old, pair_word(free, head));
-    }
-
-    /// Sets the search start (the fresh mark of a linked slab).
-    #[inline(always)]
-    fn set_search_from(self, search_from: u32) {
-        // SAFETY: see the banner above.
-        let (old, identity) = unsafe {
-            let h = self.header();
-            let old = (*h).search_from;
-            (*h).search_from = search_from;
-            (old, (*h).identity)
-        };
-        self.amend(
-            SEARCH_WORD,
-            pair_word(old, identity),
-            pair_word(search_from, identity),
-        );
-    }
-
-    /// The key a linked slab's list words are stored under: a stray write
-    /// into a free object (a use after free) is then unlikely to form the
-    /// index of a free object, and is caught when the object is popped.
-    #[inline(always)]
-    fn link_key(self) -> u32 {
-        let k = drawn_seal_key() ^ self.addr() as u64;
-        (k ^ k >> 32) as u32
+        self.amend(COUNTS_WORD, old, pair_word(free, search_from));
     }
 
     /// Pointer to object `i`.
@@ -717,145 +680,19 @@ impl SlabPtr {
         unsafe { self.word_ptr(i / WORD_BITS).read() & (1 << (i % WORD_BITS)) != 0 }
     }
 
-    /// Takes a free object: the head of the free list of a linked slab
-    /// (else its first fresh object), the lowest free object of a
-    /// bitmap-searched one. `Err` if the header, bitmap or list has none to
-    /// give or is inconsistent (a damaged header or bitmap: SLAB-S2, SLAB-S3; a
-    /// damaged list link: `CorruptFreeList` naming the object holding it);
-    /// nothing is handed out then.
+    /// Takes the lowest free object at or after the search start. `Err` if
+    /// the header or bitmap has none to give or is inconsistent (a damaged
+    /// header or bitmap: SLAB-S2, SLAB-S3); nothing is handed out then.
     ///
     /// # Safety
     /// `g` is this slab's geometry. The header need not be verified (a
-    /// damaged free count, head or search start costs no memory safety here:
-    /// only an object whose bit says free is handed out, and the amended
-    /// seal keeps the damage visible).
+    /// damaged free count or search start costs no memory safety here: only
+    /// an object whose bit says free, below the last object, is handed out,
+    /// and the amended seal keeps the damage visible).
     #[inline(always)]
     pub(crate) unsafe fn take(self, g: &Geometry) -> Result<NonNull<u8>, Corruption> {
-        let got = if g.linked {
-            // SAFETY: as for this function.
-            unsafe { self.take_linked(g) }
-        } else {
-            // SAFETY: as for this function.
-            unsafe { self.take_searched(g) }
-        }?;
-        got.ok_or(Corruption::OverwrittenHeader { addr: self.addr() })
-    }
-
-    /// Up to `out.len()` objects from the fresh part of a linked slab whose
-    /// free list is empty (every object from the fresh mark on is free and
-    /// on no list, SLAB-S3): the next objects in address order, handed out
-    /// together — their bitmap bits checked and cleared a word at a time,
-    /// the counts and the fresh mark amended once — where
-    /// [`take`](Self::take) would amend the seal twice per object. Returns
-    /// how many it took: 0 when the slab is not such a slab, or when a bit
-    /// that should say free does not (then [`take`](Self::take), one at a
-    /// time, names the damage). Leaves at least `keep` objects free.
-    ///
-    /// # Safety
-    /// As for [`SlabPtr::take`].
-    pub(crate) unsafe fn take_fresh(
-        self,
-        g: &Geometry,
-        out: &mut [NonNull<u8>],
-        keep: u32,
-    ) -> usize {
-        // SAFETY: see the banner above.
-        let (free, head, fresh) = unsafe {
-            let h = self.header();
-            ((*h).free, (*h).head, (*h).search_from as usize)
-        };
-        if !g.linked || head != NIL || fresh >= g.capacity || free <= keep {
-            return 0;
-        }
-        let k = out
-            .len()
-            .min(g.capacity - fresh)
-            .min((free - keep) as usize);
-        // The bits of objects `fresh .. fresh + k`, word by word: all set
-        // (free), else nothing is taken.
-        let end = fresh + k;
-        // SAFETY: (both walks) each word index `w` holds bits below `end
-        // <= capacity`, so `w < words`.
-        if word_masks(fresh, end).any(|(w, mask)| unsafe { self.word_ptr(w).read() } & mask != mask)
-        {
-            return 0;
-        }
-        for (w, mask) in word_masks(fresh, end) {
-            // SAFETY: as above.
-            unsafe {
-                let word = self.word_ptr(w);
-                word.write(word.read() & !mask);
-            }
-        }
-        for (j, slot) in out[..k].iter_mut().enumerate() {
-            // SAFETY: `fresh + j < end <= capacity`.
-            *slot = unsafe { self.object(g, fresh + j) };
-        }
-        self.set_counts(free - k as u32, NIL);
-        self.set_search_from(end as u32);
-        k
-    }
-
-    /// [`SlabPtr::take`] for a linked slab: `Ok(None)` when the header
-    /// promised a free object that is not there.
-    ///
-    /// # Safety
-    /// As for [`SlabPtr::take`], with a linked `g`.
-    #[inline(always)]
-    unsafe fn take_linked(self, g: &Geometry) -> Result<Option<NonNull<u8>>, Corruption> {
-        // SAFETY: see the banner above.
-        let (free, head, fresh) = unsafe {
-            let h = self.header();
-            ((*h).free, (*h).head, (*h).search_from as usize)
-        };
-        let i = head as usize;
-        // The list holds free objects below the fresh mark only (SLAB-S3).
-        let listed = fresh.min(g.capacity);
-        if head != NIL {
-            // SAFETY: `i < listed <= capacity` is checked before the bit.
-            if i >= listed || !unsafe { self.is_free(i) } {
-                return Ok(None);
-            }
-            // SAFETY: `i < capacity`: object `i` is in the slab, free, and
-            // at least 4 bytes long (linked); it holds the next link, which
-            // may be unaligned for odd-sized classes.
-            let (object, next) = unsafe {
-                let object = self.object(g, i);
-                let next = object.cast::<u32>().read_unaligned() ^ self.link_key();
-                (object, next)
-            };
-            let n = next as usize;
-            // SAFETY: `n < listed <= capacity` is checked before the bit.
-            if next != NIL && (n >= listed || n == i || !unsafe { self.is_free(n) }) {
-                return Err(Corruption::CorruptFreeList {
-                    addr: object.as_ptr().addr(),
-                });
-            }
-            // SAFETY: `i < capacity`, and its bit is set.
-            unsafe { self.clear_bit(i) };
-            self.set_counts(free.wrapping_sub(1), next);
-            return Ok(Some(object));
-        }
-        // SAFETY: checked `< capacity` before the bit is read.
-        if fresh < g.capacity && unsafe { self.is_free(fresh) } {
-            // SAFETY: as above.
-            unsafe { self.clear_bit(fresh) };
-            self.set_counts(free.wrapping_sub(1), NIL);
-            self.set_search_from(fresh as u32 + 1);
-            // SAFETY: `fresh < capacity`.
-            return Ok(Some(unsafe { self.object(g, fresh) }));
-        }
-        Ok(None)
-    }
-
-    /// [`SlabPtr::take`] for a bitmap-searched slab: the lowest free object
-    /// at or after the search start.
-    ///
-    /// # Safety
-    /// As for [`SlabPtr::take`].
-    unsafe fn take_searched(self, g: &Geometry) -> Result<Option<NonNull<u8>>, Corruption> {
-        // SAFETY: see the banner above.
-        let mut w = unsafe { (*self.header()).search_from as usize };
+        let (free, w) = self.counts();
+        let mut w = w as usize;
         while w < g.words {
             // SAFETY: `w < words`.
             let word = unsafe { self.word_ptr(w) };
@@ -866,66 +703,87 @@ impl SlabPtr {
                 if i >= g.capacity {
                     // A damaged bitmap (SLAB-S2): never hand out memory past
                     // the last object.
-                    return Ok(None);
+                    break;
                 }
-                // SAFETY: as above; header fields per the banner;
-                // `i < capacity`, so `object(i)` is in bounds.
+                // SAFETY: as above; `i < capacity`, so `object(i)` is in
+                // bounds.
                 unsafe {
                     word.write(bits & (bits - 1));
-                    let free = (*self.header()).free;
-                    self.set_counts(free.wrapping_sub(1), NIL);
-                    self.set_search_from(w as u32);
-                    return Ok(Some(self.object(g, i)));
+                    self.set_counts(free.wrapping_sub(1), w as u32);
+                    return Ok(self.object(g, i));
                 }
             }
             w += 1;
         }
-        Ok(None)
+        Err(Corruption::OverwrittenHeader { addr: self.addr() })
     }
 
-    /// Clears bit `i` (object `i` taken).
+    /// Up to `out.len()` free objects, lowest first, as [`take`](Self::take)
+    /// would hand them out one at a time, but with the bits cleared a word
+    /// at a time and the counts amended once for them all (where `take`
+    /// amends the seal once per object). Returns how many it took: fewer
+    /// than asked only when the bitmap has fewer free objects than that or
+    /// is damaged (a bit set past the last object), which
+    /// [`take`](Self::take), one at a time, then names.
     ///
     /// # Safety
-    /// `i < g.capacity` for this slab's geometry `g`.
-    #[inline(always)]
-    unsafe fn clear_bit(self, i: usize) {
-        // SAFETY: `i / 64 < words` since `i < capacity`.
-        unsafe {
-            let word = self.word_ptr(i / WORD_BITS);
-            word.write(word.read() & !(1 << (i % WORD_BITS)));
+    /// As for [`SlabPtr::take`]; `out.len()` is below the header's free
+    /// count (the caller keeps the slab partial).
+    pub(crate) unsafe fn take_run(self, g: &Geometry, out: &mut [NonNull<u8>]) -> usize {
+        let (free, w) = self.counts();
+        let mut w = w as usize;
+        let mut n = 0;
+        'words: while n < out.len() && w < g.words {
+            // SAFETY: `w < words`.
+            let word = unsafe { self.word_ptr(w) };
+            // SAFETY: `word` points into this slab's bitmap.
+            let mut bits = unsafe { word.read() };
+            while bits != 0 && n < out.len() {
+                let i = w * WORD_BITS + bits.trailing_zeros() as usize;
+                if i >= g.capacity {
+                    // A damaged bitmap (SLAB-S2): what was taken from this
+                    // word is written back, nothing past the last object.
+                    // SAFETY: as above.
+                    unsafe { word.write(bits) };
+                    break 'words;
+                }
+                // SAFETY: `i < capacity`.
+                out[n] = unsafe { self.object(g, i) };
+                bits &= bits - 1;
+                n += 1;
+            }
+            // SAFETY: as above.
+            unsafe { word.write(bits) };
+            if bits != 0 {
+                break;
+            }
+            w += 1;
         }
+        if n > 0 {
+            // Every word below `w` is zero now (SLAB-S3).
+            self.set_counts(free.wrapping_sub(n as u32), w as u32);
+        }
+        n
     }
 
-    /// Marks object `i` free again: its bit, and for a linked slab the head
-    /// of the free list (its link written into the object's first bytes).
+    /// Marks object `i` free again: its bit set, the free count up by one
+    /// and the search start lowered to its word. Nothing is written into
+    /// the object.
     ///
     /// # Safety
     /// `i < g.capacity`, `g` is this slab's geometry, and object `i` is in
-    /// use (so below the fresh mark of a linked slab).
+    /// use.
     #[inline(always)]
-    pub(crate) unsafe fn put(self, g: &Geometry, i: usize) {
-        // The step `put_run` takes per object (`mark_free`), written out:
-        // through `mark_free` this, every plain free's, cost about 3
-        // instructions more (callgrind, `General` on small churn).
+    pub(crate) unsafe fn put(self, i: usize) {
         let w = i / WORD_BITS;
-        // SAFETY: `w < words` since `i < capacity`; header per the banner;
-        // a linked object is at least 4 bytes and ours again.
+        // SAFETY: `w < words` since `i < capacity`.
         unsafe {
             let word = self.word_ptr(w);
             word.write(word.read() | 1 << (i % WORD_BITS));
-            let h = self.header();
-            let free = (*h).free.wrapping_add(1);
-            if g.linked {
-                let head = (*h).head;
-                self.object(g, i)
-                    .cast::<u32>()
-                    .write_unaligned(head ^ self.link_key());
-                self.set_counts(free, i as u32);
-            } else {
-                self.set_counts(free, NIL);
-                self.lower_search_from(g, w);
-            }
         }
+        let (free, search_from) = self.counts();
+        // `w <= i < capacity <= u32::MAX`.
+        self.set_counts(free.wrapping_add(1), search_from.min(w as u32));
     }
 
     /// [`put`](Self::put) for a run of objects: marks free, in order, as
@@ -944,11 +802,8 @@ impl SlabPtr {
     /// free.
     #[inline(always)]
     pub(crate) unsafe fn put_run(self, g: &Geometry, blocks: &[NonNull<u8>]) -> usize {
-        // SAFETY: header per the banner.
-        let free = unsafe { (*self.header()).free };
-        let mut head = self.list_head(g);
-        let key = self.link_key();
-        let mut low_word = usize::MAX;
+        let (free, search_from) = self.counts();
+        let mut low_word = search_from as usize;
         let mut n = 0;
         for &ptr in blocks {
             let addr = ptr.as_ptr().addr();
@@ -962,68 +817,21 @@ impl SlabPtr {
             if unsafe { self.is_free(i) } {
                 break;
             }
-            // SAFETY: `i < capacity`, and object `i` is in use: its bit is
-            // clear and it is one of the caller's blocks.
-            unsafe { self.mark_free(g, i, &mut head, key) };
+            // SAFETY: `i / 64 < words` since `i < capacity`; object `i` is
+            // in use: its bit is clear and it is one of the caller's blocks.
+            unsafe {
+                let word = self.word_ptr(i / WORD_BITS);
+                word.write(word.read() | 1 << (i % WORD_BITS));
+            }
             low_word = low_word.min(i / WORD_BITS);
             n += 1;
         }
         if n > 0 {
-            // `free + n < capacity`, which is below `u32::MAX`.
-            self.set_counts(free + n as u32, head);
-            self.lower_search_from(g, low_word);
+            // `free + n < capacity`, and `low_word <= search_from`, both
+            // below `u32::MAX`.
+            self.set_counts(free + n as u32, low_word as u32);
         }
         n
-    }
-
-    /// Object `i`'s bit set and, in a linked slab, the object linked in
-    /// front of `*head` (its link stored under `key`, [`link_key`]) and
-    /// made the head. Amends nothing: the caller sets the counts.
-    ///
-    /// [`link_key`]: Self::link_key
-    ///
-    /// # Safety
-    /// As for [`put`](Self::put).
-    #[inline(always)]
-    unsafe fn mark_free(self, g: &Geometry, i: usize, head: &mut u32, key: u32) {
-        // SAFETY: `i / 64 < words` since `i < capacity`; a linked object is
-        // at least 4 bytes and ours again.
-        unsafe {
-            let word = self.word_ptr(i / WORD_BITS);
-            word.write(word.read() | 1 << (i % WORD_BITS));
-            if g.linked {
-                self.object(g, i).cast::<u32>().write_unaligned(*head ^ key);
-                *head = i as u32;
-            }
-        }
-    }
-
-    /// The free list's head a put starts from: the header's in a linked
-    /// slab, [`NIL`] in a bitmap-searched one (which keeps no list).
-    #[inline(always)]
-    fn list_head(self, g: &Geometry) -> u32 {
-        if g.linked {
-            // SAFETY: see the banner above.
-            unsafe { (*self.header()).head }
-        } else {
-            NIL
-        }
-    }
-
-    /// A bitmap-searched slab's search start moved down to word `w` if it
-    /// is above it (a freed object's word has a set bit again); nothing
-    /// for a linked slab, whose search start is the fresh mark.
-    #[inline(always)]
-    fn lower_search_from(self, g: &Geometry, w: usize) {
-        if g.linked {
-            return;
-        }
-        // SAFETY: see the banner above.
-        let search_from = unsafe { (*self.header()).search_from };
-        if w < search_from as usize {
-            // `w < search_from`, a `u32`.
-            self.set_search_from(w as u32);
-        }
     }
 
     /// Calls `visit(object, is_free)` for every object, in address order.
@@ -1039,75 +847,6 @@ impl SlabPtr {
             // SAFETY: `i < capacity`.
             unsafe { visit(self.object(g, i), self.is_free(i)) }
         }
-    }
-
-    /// Checks a linked slab's SLAB-S3: every object from the fresh mark on is
-    /// free, and the list holds each free object below it exactly once.
-    ///
-    /// The walk marks what it has seen by clearing bits (a second visit, a
-    /// cycle or an object in use then finds its bit clear) and sets them
-    /// again before returning, whatever the verdict: the slab is exactly as
-    /// it was. Sound because nothing else can touch the slab meanwhile (the
-    /// allocator is `!Sync`, and `check` holds `&self`).
-    ///
-    /// # Safety
-    /// `g` is this slab's geometry, and linked.
-    unsafe fn check_list(self, g: &Geometry, fresh: usize, head: u32) -> Result<(), Violation> {
-        let at = self.addr();
-        if fresh > g.capacity {
-            return Err(Violation::new(
-                "SLAB-S3",
-                at,
-                "fresh mark past the last object",
-            ));
-        }
-        // SAFETY: `i < capacity` in the loop.
-        if (fresh..g.capacity).any(|i| !unsafe { self.is_free(i) }) {
-            return Err(Violation::new("SLAB-S3", at, "fresh object marked in use"));
-        }
-        let key = self.link_key();
-        let mut verdict = Ok(());
-        let mut visited = 0usize;
-        let mut at_index = head;
-        while at_index != NIL {
-            let i = at_index as usize;
-            // SAFETY: `i < fresh <= capacity` before the bit is read.
-            if i >= fresh || !unsafe { self.is_free(i) } {
-                verdict = Err(Violation::new(
-                    "SLAB-S3",
-                    at,
-                    "free list reaches an object twice, in use, or fresh",
-                ));
-                break;
-            }
-            // SAFETY: `i < capacity`; the object is free and ≥ 4 bytes.
-            unsafe {
-                self.clear_bit(i);
-                at_index = self.object(g, i).cast::<u32>().read_unaligned() ^ key;
-            }
-            visited += 1;
-        }
-        // Objects below the fresh mark still marked free are on no list.
-        // SAFETY: `i < fresh <= capacity`.
-        if verdict.is_ok() && (0..fresh).any(|i| unsafe { self.is_free(i) }) {
-            verdict = Err(Violation::new(
-                "SLAB-S3",
-                at,
-                "free object missing from the free list",
-            ));
-        }
-        // Set back the bits the walk cleared: the same walk, `visited` steps.
-        let mut at_index = head;
-        for _ in 0..visited {
-            let i = at_index as usize;
-            // SAFETY: these are the objects visited above, all `< capacity`.
-            unsafe {
-                let word = self.word_ptr(i / WORD_BITS);
-                word.write(word.read() | 1 << (i % WORD_BITS));
-                at_index = self.object(g, i).cast::<u32>().read_unaligned() ^ key;
-            }
-        }
-        verdict
     }
 
     /// Checks SLAB-S1–SLAB-S3 against `g` and `class`.
@@ -1139,22 +878,15 @@ impl SlabPtr {
         }
         let mut free = 0usize;
         // SAFETY: header per the banner.
-        let (search_from, head, identity) = unsafe {
+        let (search_from, identity) = unsafe {
             let h = self.header();
-            ((*h).search_from as usize, (*h).head, (*h).identity)
+            ((*h).search_from as usize, (*h).identity)
         };
         if identity != identity_of(at, class) {
             return Err(Violation::new(
                 "SLAB-S4",
                 at,
                 "slab identity does not match its address and class",
-            ));
-        }
-        if !g.linked && head != NIL {
-            return Err(Violation::new(
-                "SLAB-S1",
-                at,
-                "bitmap-searched slab with a free-list head",
             ));
         }
         for w in 0..g.words {
@@ -1168,7 +900,7 @@ impl SlabPtr {
                     "bitmap bit set past the last object",
                 ));
             }
-            if !g.linked && w < search_from && bits != 0 {
+            if w < search_from && bits != 0 {
                 return Err(Violation::new(
                     "SLAB-S3",
                     at,
@@ -1176,10 +908,6 @@ impl SlabPtr {
                 ));
             }
             free += bits.count_ones() as usize;
-        }
-        if g.linked {
-            // SAFETY: `g` is this slab's geometry, and linked.
-            unsafe { self.check_list(g, search_from, head)? };
         }
         if free != self.free_count() {
             return Err(Violation::new(
@@ -1216,9 +944,9 @@ mod seal_tests {
             class: 3,
             list: List::Empty as u32,
             free: 5,
-            head: NIL,
             search_from: 0,
             identity: 0,
+            zero: 0,
         };
         let addr = 0x7000_0000;
         let mut w = words(addr, &h);

@@ -152,7 +152,7 @@ pub(crate) const fn build(
             return Err(ConfigError::NotIncreasing);
         }
         caches[i] = match Geometry::new(slab_size, size, class_align(size)) {
-            Some(g) => Cache::new(g.linked(), i as u32),
+            Some(g) => Cache::new(g, i as u32),
             None => return Err(ConfigError::ClassTooLarge(size)),
         };
         i += 1;
@@ -259,12 +259,9 @@ const fn default_count(slab_size: usize) -> usize {
 ///   `SLAB_SIZE`, and the header names the class of the cache that lists it;
 /// - SLAB-S2: the header's free count is the number of set bits in the bitmap, and
 ///   no bit past the last object is set;
-/// - SLAB-S3: objects of 4 bytes or more are *linked*: every object from the
-///   header's fresh mark on is free (never handed out yet), and the free
-///   list threaded through the free objects (each holds the next one's
-///   index, keyed) holds every other free object exactly once; smaller
-///   objects are found in the bitmap, every word of it below the header's
-///   search start being zero;
+/// - SLAB-S3: every word of the bitmap below the header's search start is
+///   zero (free objects are found in the bitmap, from there on; nothing is
+///   kept inside free objects);
 /// - SLAB-S4: the header's identity word is the keyed hash of the slab's
 ///   address and class, set when the slab is made and not written again
 ///   until it is erased, just before the slab goes back to the parent (what

@@ -219,7 +219,7 @@ fn object_index_by_multiplication_agrees_with_division() {
 }
 
 #[test]
-fn class_objects_are_reused_last_freed_first_and_check_sees_a_damaged_link() {
+fn class_objects_are_reused_lowest_first_and_free_objects_hold_nothing_of_ours() {
     let slab: Slab<Global, 4096> = Slab::sized_with_classes(Global, &[32]);
     let l = Layout::from_size_align(32, 8).unwrap();
     let blocks: Vec<_> = (0..10)
@@ -232,20 +232,15 @@ fn class_objects_are_reused_last_freed_first_and_check_sees_a_damaged_link() {
         unsafe { slab.deallocate(blocks[i], l) };
     }
     slab.check().unwrap();
-    // A use after free that overwrites the link of a free object (7, in the
-    // middle of the list 4 → 7 → 2) is caught by check, and repaired, passes.
-    // SAFETY: object 7 is free slab memory of ours, 8-aligned; its bytes
-    // are restored below before the slab is used again.
-    let saved = unsafe { blocks[7].cast::<u32>().read() };
-    // SAFETY: as above.
-    unsafe { blocks[7].cast::<u32>().write(0) };
-    let err = slab.check().unwrap_err();
-    assert!(err.what.contains("free list"), "{err:?}");
-    // SAFETY: as above.
-    unsafe { blocks[7].cast::<u32>().write(saved) };
+    // A use after free that overwrites a free object (7) cannot damage the
+    // slab: free objects are found in the bitmap, nothing of ours is kept
+    // in them, so check still passes and the object goes out again as any
+    // other.
+    // SAFETY: object 7 is free slab memory of ours, 32 bytes.
+    unsafe { blocks[7].write_bytes(0xA5, 32) };
     slab.check().unwrap();
-    // Last freed, first reused; then the fresh objects again.
-    for &i in &[4usize, 7, 2] {
+    // The lowest free object first; then the objects never handed out.
+    for &i in &[2usize, 4, 7] {
         assert_eq!(slab.allocate(l).unwrap().cast::<u8>(), blocks[i]);
     }
     let next = slab.allocate(l).unwrap().cast::<u8>();
@@ -472,7 +467,7 @@ fn batches_free_and_name_faults_like_single_frees() {
 /// check, and a second batch hands out the same objects again), and a run
 /// stops at another slab, a double free within it, an interior pointer and
 /// the free that would empty its slab, each of which is then named or done
-/// as a single free would — in a linked slab and a bitmap-searched one.
+/// as a single free would — for objects of 2 and of 48 bytes.
 #[test]
 fn runs_free_in_place_and_stop_where_a_single_free_must_decide() {
     use freespace_core::{corruption, Batch, Corruption};
@@ -486,7 +481,6 @@ fn runs_free_in_place_and_stop_where_a_single_free_must_decide() {
             Slab::sized_with_classes(Global, classes).with_max_empty(usize::MAX);
         let l = Layout::from_size_align(size, 1).unwrap();
         let geometry = slab.caches[slab.route(l).unwrap()].geometry;
-        assert_eq!(geometry.linked, size >= 4, "both kinds of slab");
         let n = 2 * geometry.capacity + 3;
         let mut run = std::vec![core::ptr::NonNull::<u8>::dangling(); n];
         assert_eq!(slab.allocate_batch(l, &mut run), n);
@@ -647,23 +641,24 @@ fn a_copied_header_is_not_an_identity() {
     }
 }
 
-/// A linked slab filled for the first time hands its fresh objects out
-/// together (`take_fresh`): the next objects in address order, the seal
-/// still verifying and the counts as if each had been taken alone, `keep`
-/// objects left free; a fresh object whose bit a stray write cleared
-/// stops the run before anything is taken, and the one-at-a-time path
-/// then refuses it too (it names the damage).
+/// A run of objects goes out together (`SlabPtr::take_run`): the lowest
+/// free ones, in the order `take` would hand them out one at a time, the
+/// seal still verifying and the counts as if each had been taken alone; a
+/// bit set past the last object (a damaged bitmap) stops the run short of
+/// it, and the one-at-a-time path then refuses it too (it names the damage).
 #[test]
-fn fresh_objects_go_out_together_and_a_cleared_bit_stops_them() {
+fn runs_go_out_lowest_first_and_a_damaged_bitmap_stops_them() {
     const S: usize = 4096;
-    let g = Geometry::new(S, 48, 16).unwrap().linked();
+    let g = Geometry::new(S, 48, 16).unwrap();
+    assert!(g.capacity > 72 && g.capacity < 128, "two bitmap words");
     let layout = Layout::from_size_align(S, S).unwrap();
     let base = Global.allocate(layout).unwrap().cast::<u8>();
     // SAFETY: a fresh, aligned block of `S` bytes, ours until freed below.
     let slab = unsafe { SlabPtr::init(base, &g, 0) };
     let mut out = std::vec![core::ptr::NonNull::<u8>::dangling(); 70];
-    // SAFETY: `slab` was made with `g` (for every call below).
-    let n = unsafe { slab.take_fresh(&g, &mut out, 1) };
+    // SAFETY: `slab` was made with `g` (for every call below), and every
+    // run asks for fewer objects than are free.
+    let n = unsafe { slab.take_run(&g, &mut out) };
     assert_eq!(n, 70, "a run that crosses a bitmap word");
     for (j, p) in out.iter().enumerate() {
         // SAFETY: `j < capacity`.
@@ -671,27 +666,42 @@ fn fresh_objects_go_out_together_and_a_cleared_bit_stops_them() {
     }
     slab.verify().unwrap();
     assert_eq!(slab.free_count(), g.capacity - 70);
-    // `keep`: all but one of the rest.
-    let mut rest = std::vec![core::ptr::NonNull::<u8>::dangling(); g.capacity];
-    // SAFETY: `slab` was made with `g`.
-    let m = unsafe { slab.take_fresh(&g, &mut rest, 1) };
-    assert_eq!(m, g.capacity - 70 - 1);
-    assert_eq!(slab.free_count(), 1);
+    // Objects freed again go out first, lowest first, then the rest.
+    for i in [66, 3, 40] {
+        // SAFETY: object `i < 70` was taken above.
+        unsafe { slab.put(i) };
+    }
+    let mut four = [core::ptr::NonNull::<u8>::dangling(); 4];
     // SAFETY: as above.
-    assert_eq!(unsafe { slab.take_fresh(&g, &mut rest, 1) }, 0, "one kept");
+    assert_eq!(unsafe { slab.take_run(&g, &mut four) }, 4);
+    // SAFETY: every index is below `capacity`.
+    let expected = [3, 40, 66, 70].map(|i| unsafe { slab.object(&g, i) });
+    assert_eq!(four, expected);
     slab.verify().unwrap();
+    // All but one of the rest.
+    let mut rest = std::vec![core::ptr::NonNull::<u8>::dangling(); g.capacity - 72];
+    // SAFETY: as above.
+    assert_eq!(unsafe { slab.take_run(&g, &mut rest) }, g.capacity - 72);
+    assert_eq!(slab.free_count(), 1);
+    slab.verify().unwrap();
+    // SAFETY: as above.
+    let last = unsafe { slab.take(&g) }.unwrap();
+    // SAFETY: `capacity - 1 < capacity`.
+    assert_eq!(last, unsafe { slab.object(&g, g.capacity - 1) });
 
-    // A second slab, its first fresh object's bit cleared by a stray write.
+    // A second slab whose bitmap a stray write damaged: no bit below the
+    // last object set, one past it.
     let base2 = Global.allocate(layout).unwrap().cast::<u8>();
     // SAFETY: as above.
     let slab2 = unsafe { SlabPtr::init(base2, &g, 0) };
-    // SAFETY: bitmap word 0 lies in the slab's first bytes.
+    // SAFETY: the two bitmap words lie in the slab's first bytes.
     unsafe {
-        let word = base2.as_ptr().add(BITMAP_OFFSET).cast::<u64>();
-        word.write(word.read() & !1);
+        let words = base2.as_ptr().add(BITMAP_OFFSET).cast::<u64>();
+        words.write(0);
+        words.add(1).write(1 << (g.capacity - 64));
     }
     // SAFETY: `slab2` was made with `g`.
-    assert_eq!(unsafe { slab2.take_fresh(&g, &mut out, 1) }, 0);
+    assert_eq!(unsafe { slab2.take_run(&g, &mut out[..5]) }, 0);
     // SAFETY: as above.
     assert!(unsafe { slab2.take(&g) }.is_err());
     // SAFETY: both blocks came from `Global` with `layout`.

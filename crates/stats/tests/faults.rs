@@ -35,8 +35,8 @@ use freespace_sync::Locked;
 
 /// Bytes of header before every free-list payload.
 const HEADER: usize = 16;
-/// Bytes of a slab header: seal, two links, class, list, free count, list
-/// head, search start (or fresh mark), reserved word.
+/// Bytes of a slab header: seal, two links, class, list, free count,
+/// search start, identity, a zero word.
 const SLAB_HEADER: usize = 48;
 const SLAB_SIZE: usize = freespace_slab::DEFAULT_SLAB_SIZE;
 
