@@ -17,6 +17,7 @@
 //! | [`size_class`] | the size-class series the slab and the thread caches round to |
 //! | [`resize`] | moving a block to a fresh one when a resize cannot happen in place, and [`forward_resize!`] (an `Allocator`'s `grow`/`grow_zeroed`/`shrink` through one resize function) |
 //! | [`global`] | `GlobalAlloc` in terms of `Allocator`, and [`forward_global_alloc!`] (a `GlobalAlloc` impl's body) |
+//! | [`hint`] | [`hint::prefetch_write`]: a cache line fetched for a write before the write |
 //! | [`secret`] | [`KeySource`]: the secret a heap keys its header check values by (OS randomness or a seed) |
 //! | [`violation`] | [`Violation`], what a heap's `check()` returns when an invariant is broken |
 //!
@@ -63,6 +64,7 @@ pub mod batch;
 pub mod check;
 pub mod corruption;
 pub mod global;
+pub mod hint;
 pub mod inspect;
 pub mod layout;
 pub mod lock;

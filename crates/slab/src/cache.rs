@@ -235,6 +235,13 @@ impl Cache {
         if let Some((slab, _)) = self.spare_partial() {
             // SAFETY: `slab` is one of ours (SLAB-C3), made with our geometry.
             if let Ok(object) = unsafe { slab.take(&self.geometry) } {
+                // The object after it is the next one handed out while the
+                // slab is filled for the first time, and the caller is about
+                // to write into both: its line is on its way by then
+                // (`build` in docs/benchmarks.md).
+                freespace_core::hint::prefetch_write(
+                    object.as_ptr().wrapping_add(self.geometry.object_size),
+                );
                 return Ok(object);
             }
         }

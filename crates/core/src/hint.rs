@@ -1,0 +1,34 @@
+//! Hints to the processor: they change no result, only when memory moves
+//! into the cache.
+
+/// Asks the processor to start fetching the cache line holding `p`, for a
+/// write, so that a store to it soon after does not wait for memory.
+///
+/// A hint and nothing more: it never faults, reads or changes nothing, and
+/// any address may be given (one past the end of a block, memory that is
+/// not ours). It is `prefetchw` on x86-64 (a no-op on processors without
+/// it) and nothing on other targets.
+///
+/// A slab hands out the objects of a new slab in address order, and the
+/// caller writes into each: fetching the next object while this one is
+/// handed out overlaps the wait for each cache line with the work of the
+/// allocation before it.
+///
+/// ```
+/// let v = [0u64; 16];
+/// freespace_core::hint::prefetch_write(v.as_ptr().wrapping_add(8));
+/// // Any address at all: it is only a hint.
+/// freespace_core::hint::prefetch_write(core::ptr::null::<u8>());
+/// ```
+#[inline(always)]
+pub fn prefetch_write<T>(p: *const T) {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    // SAFETY: `prefetchw` is a hint: it cannot fault on any address and
+    // writes nothing; SSE, which the intrinsic is declared with, is part of
+    // every x86-64 processor.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_ET0 }>(p.cast());
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+    let _ = p;
+}
