@@ -6,8 +6,10 @@
 ///
 /// A hint and nothing more: it never faults, reads or changes nothing, and
 /// any address may be given (one past the end of a block, memory that is
-/// not ours). It is `prefetchw` on x86-64 (a no-op on processors without
-/// it) and nothing on other targets.
+/// not ours). On x86-64 it is `prefetchw` when the build targets processors
+/// that have it (`-C target-feature=+prfchw`), else `prefetcht0` (the line
+/// fetched for reading, which is most of the wait); nothing on other
+/// targets.
 ///
 /// A slab hands out the objects of a new slab in address order, and the
 /// caller writes into each: fetching the next object while this one is

@@ -353,6 +353,12 @@ pub(crate) mod mag {
         }
     }
 
+    /// Pops the top round, and asks for the one under it to be fetched
+    /// for a write ([`prefetch_write`](freespace_core::hint::prefetch_write)):
+    /// the caller is about to write into each block it is handed, and the
+    /// next round's line is then on its way (a thread that allocates many
+    /// blocks in a row waited for each line in turn).
+    ///
     /// # Safety
     /// The caller owns `m` (SYNC-M2).
     #[inline(always)]
@@ -361,10 +367,12 @@ pub(crate) mod mag {
         // SAFETY: exclusive access to an initialised magazine (caller,
         // SYNC-M2), through its header's fields only.
         let top = unsafe { (*p).count }.checked_sub(1)?;
-        // SAFETY: as above; `top < count <= cap`: an initialised slot
-        // (SYNC-M1).
+        // SAFETY: as above; `top < count <= cap` and `top - 1` (or `top`
+        // itself, for the last round) are initialised slots (SYNC-M1).
         unsafe {
             (*p).count = top;
+            let next = slot(m, top.saturating_sub(1) as usize).read().assume_init();
+            freespace_core::hint::prefetch_write(next.as_ptr());
             Some(slot(m, top as usize).read().assume_init())
         }
     }
@@ -544,7 +552,10 @@ impl Rack {
         let mut blocks = [NonNull::dangling(); REFILL];
         let n = depot.alloc_blocks(c, &mut blocks[..batch]);
         let (&first, rest) = blocks[..n].split_first()?;
-        for &block in rest {
+        // Pushed last first, so that they pop in the order the parent gave
+        // them, usually rising addresses: a thread that allocates many
+        // blocks in a row walks memory the way the hardware prefetches it.
+        for &block in rest.iter().rev() {
             // SAFETY: the rack owns `m` (SYNC-R2); `loaded` is empty here (it
             // was when `alloc_slow` began, or is a fresh empty magazine),
             // so the pushes fit (`batch - 1 <= cap`); `block` is a fresh
