@@ -25,9 +25,9 @@
 #[inline(always)]
 pub fn prefetch_write<T>(p: *const T) {
     #[cfg(all(target_arch = "x86_64", not(miri)))]
-    // SAFETY: `prefetchw` is a hint: it cannot fault on any address and
-    // writes nothing; SSE, which the intrinsic is declared with, is part of
-    // every x86-64 processor.
+    // SAFETY: a prefetch (`prefetchw` or `prefetcht0`) is a hint: it
+    // cannot fault on any address and writes nothing; SSE, which the
+    // intrinsic is declared with, is part of every x86-64 processor.
     unsafe {
         core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_ET0 }>(p.cast());
     }
