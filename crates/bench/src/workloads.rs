@@ -196,61 +196,40 @@ pub fn build(name: &str, scale: Scale) -> Workload {
                 kind: Kind::Trace(trace::long_short(SEED + 5, ops, short, share, sizes)),
             }
         }
-        "build" => {
+        "build" | "teardown-lifo" | "teardown-fifo" | "teardown-random" => {
+            // One trace for all four (the same seed, count and sizes): `build`
+            // times its allocations, each teardown its frees.
+            use trace::{Phase, Teardown};
             let blocks = n(1_000_000, 10_000);
             let sizes = Sizes::LogUniform(16, 256);
-            Workload {
-                name: "build",
-                what: format!(
+            let (name, order, phase) = match name {
+                "build" => ("build", Teardown::Lifo, Phase::Build),
+                "teardown-lifo" => ("teardown-lifo", Teardown::Lifo, Phase::Free),
+                "teardown-fifo" => ("teardown-fifo", Teardown::Fifo, Phase::Free),
+                _ => ("teardown-random", Teardown::Random, Phase::Free),
+            };
+            let what = match phase {
+                Phase::Build => format!(
                     "allocate {blocks} blocks ({}); only the allocations are timed \
                      (the frees after them, last allocated first, are not)",
                     sizes.describe()
                 ),
-                arena: arena_len,
-                kind: Kind::Trace(trace::build_teardown(
-                    SEED + 6,
-                    blocks,
-                    sizes,
-                    trace::Teardown::Lifo,
-                    trace::Phase::Build,
-                )),
-            }
-        }
-        "teardown-lifo" | "teardown-fifo" | "teardown-random" => {
-            let blocks = n(1_000_000, 10_000);
-            let sizes = Sizes::LogUniform(16, 256);
-            let (name, order, how) = match name {
-                "teardown-lifo" => (
-                    "teardown-lifo",
-                    trace::Teardown::Lifo,
-                    "last allocated first",
-                ),
-                "teardown-fifo" => (
-                    "teardown-fifo",
-                    trace::Teardown::Fifo,
-                    "first allocated first",
-                ),
-                _ => (
-                    "teardown-random",
-                    trace::Teardown::Random,
-                    "in random order",
+                Phase::Free => format!(
+                    "allocate {blocks} blocks ({}), then free them all, {}; only the \
+                     frees are timed (the allocations are the `build` workload)",
+                    sizes.describe(),
+                    match order {
+                        Teardown::Lifo => "last allocated first",
+                        Teardown::Fifo => "first allocated first",
+                        Teardown::Random => "in random order",
+                    }
                 ),
             };
             Workload {
                 name,
-                what: format!(
-                    "allocate {blocks} blocks ({}), then free them all, {how}; only the \
-                     frees are timed (the allocations are the `build` workload)",
-                    sizes.describe()
-                ),
+                what,
                 arena: arena_len,
-                kind: Kind::Trace(trace::build_teardown(
-                    SEED + 6,
-                    blocks,
-                    sizes,
-                    order,
-                    trace::Phase::Free,
-                )),
+                kind: Kind::Trace(trace::build_teardown(SEED + 6, blocks, sizes, order, phase)),
             }
         }
         "scaling-100" | "scaling-100k" => {
