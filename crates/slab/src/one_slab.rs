@@ -691,44 +691,25 @@ impl SlabPtr {
     /// and the amended seal keeps the damage visible).
     #[inline(always)]
     pub(crate) unsafe fn take(self, g: &Geometry) -> Result<NonNull<u8>, Corruption> {
-        let (free, w) = self.counts();
-        let mut w = w as usize;
-        while w < g.words {
-            // SAFETY: `w < words`.
-            let word = unsafe { self.word_ptr(w) };
-            // SAFETY: `word` points into this slab's bitmap.
-            let bits = unsafe { word.read() };
-            if bits != 0 {
-                let i = w * WORD_BITS + bits.trailing_zeros() as usize;
-                if i >= g.capacity {
-                    // A damaged bitmap (SLAB-S2): never hand out memory past
-                    // the last object.
-                    break;
-                }
-                // SAFETY: as above; `i < capacity`, so `object(i)` is in
-                // bounds.
-                unsafe {
-                    word.write(bits & (bits - 1));
-                    self.set_counts(free.wrapping_sub(1), w as u32);
-                    return Ok(self.object(g, i));
-                }
-            }
-            w += 1;
+        let mut one = [NonNull::dangling()];
+        // SAFETY: as for this function.
+        match unsafe { self.take_run(g, &mut one) } {
+            1 => Ok(one[0]),
+            _ => Err(Corruption::OverwrittenHeader { addr: self.addr() }),
         }
-        Err(Corruption::OverwrittenHeader { addr: self.addr() })
     }
 
-    /// Up to `out.len()` free objects, lowest first, as [`take`](Self::take)
-    /// would hand them out one at a time, but with the bits cleared a word
-    /// at a time and the counts amended once for them all (where `take`
-    /// amends the seal once per object). Returns how many it took: fewer
-    /// than asked only when the bitmap has fewer free objects than that or
-    /// is damaged (a bit set past the last object), which
+    /// Up to `out.len()` free objects, lowest first: the bits cleared a
+    /// word at a time and the counts amended once for them all
+    /// ([`take`](Self::take) is this for one object). Returns how many it
+    /// took: fewer than asked only when the bitmap has fewer free objects
+    /// than that or is damaged (a bit set past the last object), which
     /// [`take`](Self::take), one at a time, then names.
     ///
     /// # Safety
-    /// As for [`SlabPtr::take`]; `out.len()` is below the header's free
-    /// count (the caller keeps the slab partial).
+    /// As for [`SlabPtr::take`]. (A caller that wants the slab to stay on
+    /// its list asks for fewer objects than the header's free count.)
+    #[inline(always)]
     pub(crate) unsafe fn take_run(self, g: &Geometry, out: &mut [NonNull<u8>]) -> usize {
         let (free, w) = self.counts();
         let mut w = w as usize;
