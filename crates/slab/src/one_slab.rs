@@ -747,6 +747,19 @@ impl SlabPtr {
         n
     }
 
+    /// Sets object `i`'s bit (free); amends nothing.
+    ///
+    /// # Safety
+    /// `i` is below this slab's capacity.
+    #[inline(always)]
+    unsafe fn set_bit(self, i: usize) {
+        // SAFETY: `i / 64 < words` since `i < capacity`.
+        unsafe {
+            let word = self.word_ptr(i / WORD_BITS);
+            word.write(word.read() | 1 << (i % WORD_BITS));
+        }
+    }
+
     /// Marks object `i` free again: its bit set, the free count up by one
     /// and the search start lowered to its word. Nothing is written into
     /// the object.
@@ -756,12 +769,9 @@ impl SlabPtr {
     /// use.
     #[inline(always)]
     pub(crate) unsafe fn put(self, i: usize) {
+        // SAFETY: the caller's contract.
+        unsafe { self.set_bit(i) };
         let w = i / WORD_BITS;
-        // SAFETY: `w < words` since `i < capacity`.
-        unsafe {
-            let word = self.word_ptr(w);
-            word.write(word.read() | 1 << (i % WORD_BITS));
-        }
         let (free, search_from) = self.counts();
         // `w <= i < capacity <= u32::MAX`.
         self.set_counts(free.wrapping_add(1), search_from.min(w as u32));
@@ -798,12 +808,9 @@ impl SlabPtr {
             if unsafe { self.is_free(i) } {
                 break;
             }
-            // SAFETY: `i / 64 < words` since `i < capacity`; object `i` is
-            // in use: its bit is clear and it is one of the caller's blocks.
-            unsafe {
-                let word = self.word_ptr(i / WORD_BITS);
-                word.write(word.read() | 1 << (i % WORD_BITS));
-            }
+            // SAFETY: `i < capacity`; object `i` is in use: its bit is
+            // clear and it is one of the caller's blocks.
+            unsafe { self.set_bit(i) };
             low_word = low_word.min(i / WORD_BITS);
             n += 1;
         }
