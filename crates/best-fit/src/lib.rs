@@ -44,9 +44,10 @@
 //! ```
 #![no_std]
 
-use freespace_freelist::bins::{bin_of, size_of_bin, Binned, LARGEST_BINNED};
+use freespace_core::Corruption;
+use freespace_freelist::bins::{bin_of, size_of_bin, Binned, BINS, LARGEST_BINNED};
 use freespace_freelist::tree::{Key, Order};
-use freespace_freelist::{Chunk, Fit, FreeSet, Request, Scan, Scanned, GRANULE};
+use freespace_freelist::{Chunk, Fit, FreeSet, Request, Scan, Scanned, GRANULE, MIN_CHUNK};
 use freespace_split_coalesce::FreeListHeap;
 
 /// Best fit's tree order: smallest first, lowest address among equal
@@ -169,6 +170,34 @@ unsafe impl Fit for BestFit {
         })
     }
 
+    /// The head of the first non-empty bin at or above the request — what
+    /// [`choose`](Fit::choose) returns for a request aligned to at most
+    /// [`GRANULE`] — taken out when it is less than [`MIN_CHUNK`] bytes
+    /// larger than the request, so the heap hands it out whole: the
+    /// request's own bin, else the one a granule above (in a heap whose
+    /// sizes recur, most allocations). Two loads of bin heads, no bitmap
+    /// search.
+    #[inline(always)]
+    fn take_whole(&mut self, req: &Request) -> Result<Option<(Chunk, usize)>, Corruption> {
+        if req.align() > GRANULE {
+            return Ok(None);
+        }
+        let Some(bin) = bin_of(req.size()) else {
+            return Ok(None);
+        };
+        // Bins below `bin + WHOLE` hold chunks under `req.size() + MIN_CHUNK`.
+        const WHOLE: usize = MIN_CHUNK / GRANULE;
+        for at in bin..bin + WHOLE {
+            if at >= BINS {
+                break;
+            }
+            if let Some(c) = self.index.pop_bin(at)? {
+                return Ok(Some((c, size_of_bin(at))));
+            }
+        }
+        Ok(None)
+    }
+
     freespace_freelist::forward_to_index!(index: insert, remove, replace, resize, len, contains, check);
 }
 
@@ -240,3 +269,120 @@ pub type BestFitScanHeap<S> = FreeListHeap<Scanned<BestFitScan>, S>;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use core::alloc::Layout;
+    use core::ptr::NonNull;
+    use freespace_freelist::Flags;
+    use std::vec::Vec;
+
+    /// `take_whole` is `choose` when the choice is handed out whole, and
+    /// nothing otherwise: checked on an index of chunks of many sizes
+    /// (binned ones on both sides of each request, the tree's above), for
+    /// every small request and two alignments, taking each chunk out and
+    /// putting it back.
+    #[test]
+    fn take_whole_is_the_whole_choice_of_choose() {
+        // Chunk sizes by a fixed pseudo-random walk over the binned sizes
+        // and a few beyond them.
+        let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+        let sizes: Vec<usize> = (0..300)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                if x % 10 == 0 {
+                    LARGEST_BINNED + 16 * (1 + (x >> 8) as usize % 64)
+                } else {
+                    MIN_CHUNK + 16 * ((x >> 8) as usize % 48)
+                }
+            })
+            .collect();
+        let total: usize = sizes.iter().sum();
+        let mut memory = std::vec![0u128; total / 16];
+        let base = Chunk::new(NonNull::new(memory.as_mut_ptr().cast::<u8>()).unwrap());
+        let mut policy = BestFit::INIT;
+        let mut at = 0;
+        let mut chunks = Vec::new();
+        for &size in &sizes {
+            // SAFETY: the chunks tile `memory`, which only this test uses.
+            let c = unsafe { base.forward(at) };
+            at += size;
+            // Every third chunk stays out: bins with gaps between them.
+            if chunks.len() % 3 != 2 {
+                // SAFETY: as above; `c` is not a member.
+                unsafe {
+                    c.write_free(size, Flags::empty());
+                    policy.insert(c).unwrap();
+                }
+            }
+            chunks.push(c);
+        }
+        policy.check().unwrap();
+        let mut whole = 0;
+        for bytes in 1..1200 {
+            for align in [8, 64] {
+                let req = Request::new(Layout::from_size_align(bytes, align).unwrap()).unwrap();
+                let chosen = policy.choose(&req);
+                match policy.take_whole(&req).unwrap() {
+                    Some((c, size)) => {
+                        whole += 1;
+                        assert_eq!(Some(c), chosen, "{bytes} B, align {align}");
+                        // SAFETY: `c` was a member; its size word is intact.
+                        assert_eq!(unsafe { c.size() }, size);
+                        assert!(req.size() <= size && size < req.size() + MIN_CHUNK);
+                        // SAFETY: as above.
+                        assert!(!unsafe { policy.contains(c) });
+                        policy.check().unwrap();
+                        // SAFETY: `c` is free and no longer a member.
+                        unsafe { policy.insert(c).unwrap() };
+                    }
+                    None => {
+                        if let Some(c) = chosen {
+                            // SAFETY: a member, its size word intact.
+                            let size = unsafe { c.size() };
+                            assert!(
+                                req.align() > GRANULE || size >= req.size() + MIN_CHUNK,
+                                "{bytes} B, align {align}: {size}-byte choice not taken"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        assert!(whole > 100, "the fast path was taken only {whole} times");
+        policy.check().unwrap();
+    }
+
+    /// A damaged link in the head `take_whole` would take is refused, and
+    /// the index is left as it was.
+    #[test]
+    fn take_whole_refuses_a_damaged_head() {
+        let mut memory = std::vec![0u128; 8];
+        let base = Chunk::new(NonNull::new(memory.as_mut_ptr().cast::<u8>()).unwrap());
+        let mut policy = BestFit::INIT;
+        // SAFETY: two 64-byte free chunks in `memory`, ours alone; the
+        // damage is done to that memory.
+        unsafe {
+            let (a, b) = (base, base.forward(64));
+            for c in [a, b] {
+                c.write_free(64, Flags::empty());
+                policy.insert(c).unwrap();
+            }
+            // `b` is the head (most recent); its next link is `a`.
+            let next = b.pointer_field(1);
+            b.set_pointer_field(1, next.map(|p| p.byte_add(8)));
+            let req = Request::new(Layout::from_size_align(40, 8).unwrap()).unwrap();
+            assert_eq!(
+                policy.take_whole(&req),
+                Err(Corruption::CorruptFreeList { addr: b.addr() })
+            );
+            b.set_pointer_field(1, next);
+            policy.check().unwrap();
+            assert_eq!(policy.take_whole(&req), Ok(Some((b, 64))));
+        }
+    }
+}

@@ -357,6 +357,44 @@ impl Bins {
         Ok(())
     }
 
+    /// Takes the head of bin `bin` (its most recent member) out and
+    /// returns it, or `None` when the bin is empty: [`remove`](Self::remove)
+    /// of the head, with the same checks of its links.
+    ///
+    /// # Errors
+    ///
+    /// As [`remove`](Self::remove); nothing is changed then.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use core::ptr::NonNull;
+    /// use freespace_freelist::bins::{bin_of, Bins};
+    /// use freespace_freelist::{Chunk, Flags};
+    /// let mut memory = [0u128; 4];
+    /// let c = Chunk::new(NonNull::from(&mut memory).cast());
+    /// let mut bins = Bins::new();
+    /// // SAFETY: a 64-byte free chunk in `memory`, ours alone.
+    /// unsafe {
+    ///     c.write_free(64, Flags::empty());
+    ///     bins.push(c, 64);
+    /// }
+    /// let bin = bin_of(64).unwrap();
+    /// assert_eq!(bins.pop(bin), Ok(Some(c)));
+    /// assert_eq!(bins.pop(bin), Ok(None));
+    /// assert!(bins.is_empty() && bins.check().is_ok());
+    /// ```
+    #[inline(always)]
+    pub fn pop(&mut self, bin: usize) -> Result<Option<Chunk>, Corruption> {
+        let Some(c) = self.head(bin) else {
+            return Ok(None);
+        };
+        // SAFETY: a head is a member (FL-N1) of the bin's size (FL-N2): a
+        // free chunk of the heap whose first three words are readable.
+        unsafe { self.remove(c, size_of_bin(bin))? };
+        Ok(Some(c))
+    }
+
     /// Whether `c` is a member of the bin of `size`.
     ///
     /// # Time complexity
@@ -773,6 +811,21 @@ impl<O: Order> Binned<O> {
             self.take(c, old_size)?;
             self.add(c, new_size)
         }
+    }
+
+    /// Takes the head of bin `bin` out ([`Bins::pop`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Bins::pop`]; nothing is changed then.
+    ///
+    /// ```
+    /// use freespace_freelist::{bins::Binned, tree::ByAddress};
+    /// assert_eq!(Binned::<ByAddress>::new().pop_bin(0), Ok(None));
+    /// ```
+    #[inline(always)]
+    pub fn pop_bin(&mut self, bin: usize) -> Result<Option<Chunk>, Corruption> {
+        self.bins.pop(bin)
     }
 
     /// Whether `c` is a member.

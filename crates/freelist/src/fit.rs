@@ -129,7 +129,10 @@ impl Request {
 /// Implementors promise:
 ///
 /// - FL-P1: [`choose`](Fit::choose) returns `None` or a current member `c`
-///   with `req.fits(c, size of c)`;
+///   with `req.fits(c, size of c)`; [`take_whole`](Fit::take_whole)
+///   returns `Ok(None)` or the member `choose` would return, of the size
+///   returned, with `req.align() <= GRANULE` and
+///   `req.size() <= size < req.size() + MIN_CHUNK`, and takes it out;
 /// - FL-P2: the members are exactly the chunks inserted (or put in by
 ///   `replace`) and not yet removed (or replaced); the policy writes only
 ///   to words 1 up to the footer (exclusive) of members;
@@ -170,6 +173,46 @@ pub unsafe trait Fit {
 
     /// Picks the free chunk that serves `req`, or `None` if none fits.
     fn choose(&mut self, req: &Request) -> Option<Chunk>;
+
+    /// The allocation fast path: when the chunk [`choose`](Fit::choose)
+    /// would pick serves `req` **whole** — no front padding, and fewer than
+    /// [`MIN_CHUNK`] bytes over the request, so the heap would not split
+    /// it — takes it out of the index (as [`remove`](Fit::remove) would)
+    /// and returns it with its size. Otherwise returns `Ok(None)` and
+    /// changes nothing; the heap then calls `choose`.
+    ///
+    /// The default takes nothing. A policy overrides it when it can see
+    /// such a chunk cheaply: best fit's is the head of the first non-empty
+    /// bin at or above the request, when that bin is within [`MIN_CHUNK`]
+    /// of it, and the heap then hands it out with one unlink and two header
+    /// writes instead of a search, a placement and a carve.
+    ///
+    /// # Errors
+    ///
+    /// [`Corruption::CorruptFreeList`] when the chunk's links do not check
+    /// (as [`remove`](Fit::remove)); nothing is changed then.
+    ///
+    /// ```
+    /// use freespace_freelist::{Fit, Request};
+    /// # use freespace_freelist::{Chunk, FreeSet, Scan, Scanned};
+    /// # struct Any;
+    /// # // SAFETY: a member that fits or nothing; no state; no panic.
+    /// # unsafe impl Scan for Any {
+    /// #     const INIT: Self = Any;
+    /// #     const NAME: &'static str = "any";
+    /// #     fn choose(&mut self, set: &FreeSet, req: &Request) -> Option<Chunk> {
+    /// #         set.iter().find(|f| req.fits(f.chunk, f.size)).map(|f| f.chunk)
+    /// #     }
+    /// # }
+    /// let r = Request::new(core::alloc::Layout::new::<u64>()).unwrap();
+    /// // The plain scans keep the default: never a fast path.
+    /// assert_eq!(Scanned::<Any>::INIT.take_whole(&r), Ok(None));
+    /// ```
+    #[inline(always)]
+    fn take_whole(&mut self, req: &Request) -> Result<Option<(Chunk, usize)>, Corruption> {
+        let _ = req;
+        Ok(None)
+    }
 
     /// Adds the free chunk `chunk`.
     ///

@@ -163,6 +163,19 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
         Ok(())
     }
 
+    /// [`free_block`](Self::free_block) for a free that
+    /// [`free_common`](Self::free_common) left alone: out of line, so the
+    /// common free saves no registers for it.
+    ///
+    /// # Safety
+    ///
+    /// As [`free_block`](Self::free_block).
+    #[inline(never)]
+    pub(crate) unsafe fn free_other(&self, ptr: NonNull<u8>, layout: Layout) -> FreeResult {
+        // SAFETY: caller contract.
+        unsafe { self.free_block(ptr, Some(layout)) }
+    }
+
     /// Counts a free of `size` bytes against the release threshold and the
     /// purge budget: the common case (neither reached) is one comparison
     /// each.

@@ -429,7 +429,13 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
     // allocation
     // ------------------------------------------------------------------
 
-    fn allocate_chunk(&self, req: &Request) -> Result<NonNull<[u8]>, AllocError> {
+    /// The allocation after [`Fit::take_whole`] found nothing: choose,
+    /// carve, and grow the heap when nothing fits. Out of line, so the
+    /// fast path in `allocate` saves no registers; `req` by value, so the
+    /// call passes it in registers.
+    #[inline(never)]
+    fn allocate_chunk(&self, req: Request) -> Result<NonNull<[u8]>, AllocError> {
+        let req = &req;
         for _ in 0..2 {
             // SAFETY: no reference into the state is live; `carve` does not
             // call out.
@@ -518,6 +524,7 @@ unsafe fn carve<F: Fit>(
         // header may overwrite.
         if pad == 0 && !split {
             st.fit.remove(c)?;
+            return Ok(hand_out_whole(st, c, size));
         }
         if pad > 0 {
             // `c`'s previous chunk is allocated (SC-H5), so no PREV_FREE.
@@ -546,6 +553,27 @@ unsafe fn carve<F: Fit>(
             block.payload(),
             chunk_size - HEADER,
         ))
+    }
+}
+
+/// Hands out the free chunk `c` of `size` bytes whole, already taken out
+/// of the index: [`carve`] without padding or a split, the path of
+/// [`Fit::take_whole`].
+///
+/// # Safety
+///
+/// `c` was a free chunk of the heap (SC-H6) of `size` bytes and is no longer
+/// a member of `st.fit`.
+#[inline(always)]
+unsafe fn hand_out_whole<F: Fit>(st: &State<F>, c: Chunk, size: usize) -> NonNull<[u8]> {
+    // SAFETY: `c`'s `size` bytes are heap memory no user holds, and the
+    // chunk after it is the heap's (a chunk or the fencepost, SC-H2).
+    unsafe {
+        // The chunk after was preceded by free `c`; now by the block.
+        c.forward(size).set_prev_free_allocated(false);
+        // `c`'s previous chunk is allocated (free chunks never touch, SC-H5).
+        c.write_allocated(size, Flags::ALLOCATED, st.key);
+        NonNull::slice_from_raw_parts(c.payload(), size - HEADER)
     }
 }
 
@@ -672,7 +700,19 @@ unsafe impl<F: Fit, S: Source> Allocator for FreeListHeap<F, S> {
             return Ok(dangling(layout));
         }
         let req = Request::new(layout).ok_or(AllocError)?;
-        self.allocate_chunk(&req)
+        // SAFETY: no reference into the state is live; `take_whole` does
+        // not call out, and `st` is not used past the match's arms.
+        let st = unsafe { self.state() };
+        match st.fit.take_whole(&req) {
+            // SAFETY: `c` was a member of `size` bytes that `req` fits
+            // whole, and is out of the index now (FL-P1).
+            Ok(Some((c, size))) => Ok(unsafe { hand_out_whole(st, c, size) }),
+            Ok(None) => self.allocate_chunk(req),
+            Err(corruption) => {
+                report(corruption, NAME);
+                Err(AllocError)
+            }
+        }
     }
 
     /// A block from `allocate`, cleared with
@@ -698,7 +738,7 @@ unsafe impl<F: Fit, S: Source> Allocator for FreeListHeap<F, S> {
             // SAFETY: as above; `free_common` validated `h`'s header.
             Common::Merge(h, size) => unsafe { self.free_merging(ptr, h, size) },
             // SAFETY: as above.
-            Common::Other => unsafe { self.free_block(ptr, Some(layout)) },
+            Common::Other => unsafe { self.free_other(ptr, layout) },
         };
         if let Err(c) = done {
             report(c, NAME);
