@@ -109,6 +109,24 @@ impl Request {
     }
 }
 
+/// What [`Fit::pick`] found for a request.
+///
+/// ```
+/// use freespace_freelist::Pick;
+/// assert_eq!(Pick::Nothing, Pick::Nothing);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    /// The chosen chunk, of the given size, already taken out of the
+    /// index: the heap hands it out whole.
+    Whole(Chunk, usize),
+    /// The chosen chunk, still a member: the heap carves the request from
+    /// it.
+    Carve(Chunk),
+    /// No member fits.
+    Nothing,
+}
+
 /// A placement policy together with the index of free chunks it chooses
 /// from.
 ///
@@ -129,10 +147,12 @@ impl Request {
 /// Implementors promise:
 ///
 /// - FL-P1: [`choose`](Fit::choose) returns `None` or a current member `c`
-///   with `req.fits(c, size of c)`; [`take_whole`](Fit::take_whole)
-///   returns `Ok(None)` or the member `choose` would return, of the size
-///   returned, with `req.align() <= GRANULE` and
-///   `req.size() <= size < req.size() + MIN_CHUNK`, and takes it out;
+///   with `req.fits(c, size of c)`; [`pick`](Fit::pick) returns what
+///   `choose` would, as [`Pick::Carve`] (still a member) or
+///   [`Pick::Nothing`], or as [`Pick::Whole`] only with
+///   `req.align() <= GRANULE` and
+///   `req.size() <= size < req.size() + MIN_CHUNK` for the size returned
+///   (the chunk's), having taken it out;
 /// - FL-P2: the members are exactly the chunks inserted (or put in by
 ///   `replace`) and not yet removed (or replaced); the policy writes only
 ///   to words 1 up to the footer (exclusive) of members;
@@ -174,26 +194,29 @@ pub unsafe trait Fit {
     /// Picks the free chunk that serves `req`, or `None` if none fits.
     fn choose(&mut self, req: &Request) -> Option<Chunk>;
 
-    /// The allocation fast path: when the chunk [`choose`](Fit::choose)
-    /// would pick serves `req` **whole** — no front padding, and fewer than
-    /// [`MIN_CHUNK`] bytes over the request, so the heap would not split
-    /// it — takes it out of the index (as [`remove`](Fit::remove) would)
-    /// and returns it with its size. Otherwise returns `Ok(None)` and
-    /// changes nothing; the heap then calls `choose`.
+    /// [`choose`](Fit::choose) for the heap's allocation, which may take
+    /// the chunk out at once: when the chosen chunk serves `req` **whole**
+    /// — no front padding, and fewer than [`MIN_CHUNK`] bytes over the
+    /// request, so the heap will not split it — a policy may return
+    /// [`Pick::Whole`] with it already out of the index (as
+    /// [`remove`](Fit::remove) takes it), saving the heap the placement,
+    /// the carve and a second look-up of the chunk's bin. Otherwise it
+    /// returns the chosen chunk as [`Pick::Carve`], or [`Pick::Nothing`].
     ///
-    /// The default takes nothing. A policy overrides it when it can see
-    /// such a chunk cheaply: best fit's is the head of the first non-empty
-    /// bin at or above the request, when that bin is within [`MIN_CHUNK`]
-    /// of it, and the heap then hands it out with one unlink and two header
-    /// writes instead of a search, a placement and a carve.
+    /// The default is `choose`, never taking: first and next fit choose by
+    /// address and worst fit by size from the top, whose choices are rarely
+    /// whole. Best fit's is one search for both: the head of the first
+    /// non-empty bin at or above the request, unlinked there and then when
+    /// that bin is within [`MIN_CHUNK`] of the request.
     ///
     /// # Errors
     ///
-    /// [`Corruption::CorruptFreeList`] when the chunk's links do not check
-    /// (as [`remove`](Fit::remove)); nothing is changed then.
+    /// [`Corruption::CorruptFreeList`] when the chunk to take has links
+    /// that do not check (as [`remove`](Fit::remove)); nothing is changed
+    /// then.
     ///
     /// ```
-    /// use freespace_freelist::{Fit, Request};
+    /// use freespace_freelist::{Fit, Pick, Request};
     /// # use freespace_freelist::{Chunk, FreeSet, Scan, Scanned};
     /// # struct Any;
     /// # // SAFETY: a member that fits or nothing; no state; no panic.
@@ -205,13 +228,15 @@ pub unsafe trait Fit {
     /// #     }
     /// # }
     /// let r = Request::new(core::alloc::Layout::new::<u64>()).unwrap();
-    /// // The plain scans keep the default: never a fast path.
-    /// assert_eq!(Scanned::<Any>::INIT.take_whole(&r), Ok(None));
+    /// // An empty index has nothing to pick.
+    /// assert_eq!(Scanned::<Any>::INIT.pick(&r), Ok(Pick::Nothing));
     /// ```
     #[inline(always)]
-    fn take_whole(&mut self, req: &Request) -> Result<Option<(Chunk, usize)>, Corruption> {
-        let _ = req;
-        Ok(None)
+    fn pick(&mut self, req: &Request) -> Result<Pick, Corruption> {
+        Ok(match self.choose(req) {
+            Some(c) => Pick::Carve(c),
+            None => Pick::Nothing,
+        })
     }
 
     /// Adds the free chunk `chunk`.

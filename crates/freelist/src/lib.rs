@@ -91,7 +91,7 @@ pub mod set;
 pub mod tree;
 
 pub use chunk::{Chunk, Flags, GRANULE, HEADER, MIN_CHUNK};
-pub use fit::{Fit, Request};
+pub use fit::{Fit, Pick, Request};
 pub use scan::{Scan, Scanned};
 pub use set::{Free, FreeSet};
 

@@ -8,7 +8,7 @@ use freespace_core::alloc::{AllocError, Allocator, Layout};
 use freespace_core::layout::{self, dangling};
 use freespace_core::{report, Corruption, KeySource, Source};
 use freespace_freelist::chunk::{chunk_size_for, Chunk, Flags, FENCE, REGION_HEADER};
-use freespace_freelist::{Fit, Request, GRANULE, HEADER, MIN_CHUNK};
+use freespace_freelist::{Fit, Pick, Request, GRANULE, HEADER, MIN_CHUNK};
 
 use crate::error::RegionError;
 use crate::free::Common;
@@ -429,32 +429,42 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
     // allocation
     // ------------------------------------------------------------------
 
-    /// The allocation after [`Fit::take_whole`] found nothing: choose,
-    /// carve, and grow the heap when nothing fits. Out of line, so the
-    /// fast path in `allocate` saves no registers; `req` by value, so the
-    /// call passes it in registers.
+    /// Carves `req` from `c`, the member [`Fit::pick`] chose. Out of line,
+    /// so the allocation a policy hands over whole ([`Pick::Whole`]) saves
+    /// no registers; `req` by value, so the call passes it in registers.
+    ///
+    /// # Safety
+    ///
+    /// `c` is a member that fits `req` (FL-P1); no reference into the
+    /// state is live.
     #[inline(never)]
-    fn allocate_chunk(&self, req: Request) -> Result<NonNull<[u8]>, AllocError> {
-        let req = &req;
-        for _ in 0..2 {
-            // SAFETY: no reference into the state is live; `carve` does not
-            // call out.
-            let st = unsafe { self.state() };
-            if let Some(c) = st.fit.choose(req) {
-                // SAFETY: `c` is a member that fits `req` (FL-P1, `Fit`).
-                return match unsafe { carve(st, c, req) } {
-                    Ok(block) => Ok(block),
-                    Err(corruption) => {
-                        report(corruption, NAME);
-                        Err(AllocError)
-                    }
-                };
-            }
-            if !self.grow_heap(req) {
-                return Err(AllocError);
+    unsafe fn carve_chosen(&self, c: Chunk, req: Request) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: caller contract; `carve` does not call out.
+        let st = unsafe { self.state() };
+        // SAFETY: caller contract.
+        match unsafe { carve(st, c, &req) } {
+            Ok(block) => Ok(block),
+            Err(corruption) => {
+                report(corruption, NAME);
+                Err(AllocError)
             }
         }
-        Err(AllocError)
+    }
+
+    /// Nothing free fits `req`: grows the heap and chooses again.
+    #[cold]
+    #[inline(never)]
+    fn grow_and_allocate(&self, req: Request) -> Result<NonNull<[u8]>, AllocError> {
+        if !self.grow_heap(&req) {
+            return Err(AllocError);
+        }
+        // SAFETY: no reference into the state is live; `choose` does not
+        // call out.
+        match unsafe { self.state() }.fit.choose(&req) {
+            // SAFETY: `c` is a member that fits `req` (FL-P1).
+            Some(c) => unsafe { self.carve_chosen(c, req) },
+            None => Err(AllocError),
+        }
     }
 
     /// Asks the source for enough memory to serve `req` and adds it.
@@ -558,7 +568,7 @@ unsafe fn carve<F: Fit>(
 
 /// Hands out the free chunk `c` of `size` bytes whole, already taken out
 /// of the index: [`carve`] without padding or a split, the path of
-/// [`Fit::take_whole`].
+/// [`Pick::Whole`].
 ///
 /// # Safety
 ///
@@ -700,14 +710,16 @@ unsafe impl<F: Fit, S: Source> Allocator for FreeListHeap<F, S> {
             return Ok(dangling(layout));
         }
         let req = Request::new(layout).ok_or(AllocError)?;
-        // SAFETY: no reference into the state is live; `take_whole` does
-        // not call out, and `st` is not used past the match's arms.
+        // SAFETY: no reference into the state is live; `pick` does not call
+        // out, and `st` is not used past the match's arms.
         let st = unsafe { self.state() };
-        match st.fit.take_whole(&req) {
+        match st.fit.pick(&req) {
             // SAFETY: `c` was a member of `size` bytes that `req` fits
             // whole, and is out of the index now (FL-P1).
-            Ok(Some((c, size))) => Ok(unsafe { hand_out_whole(st, c, size) }),
-            Ok(None) => self.allocate_chunk(req),
+            Ok(Pick::Whole(c, size)) => Ok(unsafe { hand_out_whole(st, c, size) }),
+            // SAFETY: `c` is a member that fits `req` (FL-P1); `st` is dead.
+            Ok(Pick::Carve(c)) => unsafe { self.carve_chosen(c, req) },
+            Ok(Pick::Nothing) => self.grow_and_allocate(req),
             Err(corruption) => {
                 report(corruption, NAME);
                 Err(AllocError)
