@@ -786,6 +786,9 @@ impl SlabPtr {
     /// free (another slab's, an interior pointer, a double free, the one
     /// that would empty the slab), which the caller then frees alone.
     ///
+    /// The bits of one bitmap word are read once and written once for all
+    /// the run's objects in it.
+    ///
     /// # Safety
     /// `g` is this slab's geometry, and the header's free count is below
     /// `capacity` (a partial slab's); each block that lies in this slab and
@@ -793,26 +796,53 @@ impl SlabPtr {
     /// free.
     #[inline(always)]
     pub(crate) unsafe fn put_run(self, g: &Geometry, blocks: &[NonNull<u8>]) -> usize {
+        // A copy, so the bitmap writes below cannot alias it and its fields
+        // stay in registers.
+        let g = *g;
         let (free, search_from) = self.counts();
+        // At most this many: one object stays in use, the slab partial.
+        let room = g.capacity.saturating_sub(free as usize + 1);
         let mut low_word = search_from as usize;
+        // The bitmap word the run is in: its index, its bits as read, and
+        // the bits the run sets there (written when the run leaves it).
+        let mut word = usize::MAX;
+        let mut bits = 0u64;
+        let mut pending = 0u64;
         let mut n = 0;
-        for &ptr in blocks {
-            let addr = ptr.as_ptr().addr();
-            if free as usize + n + 1 >= g.capacity || addr & !(g.slab_size - 1) != self.addr() {
+        while n < blocks.len().min(room) {
+            let addr = blocks[n].as_ptr().addr();
+            if addr & !(g.slab_size - 1) != self.addr() {
                 break;
             }
-            let Ok(i) = self.object_index(g, addr) else {
+            let Ok(i) = self.object_index(&g, addr) else {
                 break;
             };
-            // SAFETY: `i < capacity` (object_index).
-            if unsafe { self.is_free(i) } {
+            let w = i / WORD_BITS;
+            let bit = 1u64 << (i % WORD_BITS);
+            if w != word {
+                if pending != 0 {
+                    // SAFETY: `word` is the word of an object below
+                    // `capacity`, read above.
+                    unsafe { self.word_ptr(word).write(bits | pending) };
+                    low_word = low_word.min(word);
+                }
+                word = w;
+                // SAFETY: `i < capacity`, so `w` is a bitmap word.
+                bits = unsafe { self.word_ptr(w).read() };
+                pending = 0;
+            }
+            // Free already, or twice in this run: a single free decides.
+            if (bits | pending) & bit != 0 {
                 break;
             }
-            // SAFETY: `i < capacity`; object `i` is in use: its bit is
-            // clear and it is one of the caller's blocks.
-            unsafe { self.set_bit(i) };
-            low_word = low_word.min(i / WORD_BITS);
+            // Object `i` is in use (its bit clear) and the caller's.
+            pending |= bit;
             n += 1;
+        }
+        if pending != 0 {
+            // SAFETY: as in the loop.
+            unsafe { self.word_ptr(word).write(bits | pending) };
+            low_word = low_word.min(word);
         }
         if n > 0 {
             // `free + n < capacity`, and `low_word <= search_from`, both
