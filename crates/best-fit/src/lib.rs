@@ -181,6 +181,7 @@ unsafe impl Fit for BestFit {
         index: Binned::new(),
     };
     const NAME: &'static str = "best fit";
+    const PICKS_WHOLE: bool = true;
 
     // Always inlined: it is the whole search, and a heap that stops inlining
     // it pays a call and a spill on every allocation.

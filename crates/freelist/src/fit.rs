@@ -191,6 +191,26 @@ pub unsafe trait Fit {
     /// A short name for messages and benchmark tables (`"best fit"`).
     const NAME: &'static str;
 
+    /// Whether [`pick`](Fit::pick) may return [`Pick::Whole`]. The heap
+    /// then keeps the carve out of line, so that the whole chunk's path
+    /// saves no registers; for a policy that never hands a chunk over
+    /// whole (the default) the carve stays inline, with no call.
+    ///
+    /// ```
+    /// use freespace_freelist::{Fit, FreeSet, Request, Scan, Scanned, Chunk};
+    /// # struct Any;
+    /// # // SAFETY: a member that fits or nothing; no state; no panic.
+    /// # unsafe impl Scan for Any {
+    /// #     const INIT: Self = Any;
+    /// #     const NAME: &'static str = "any";
+    /// #     fn choose(&mut self, set: &FreeSet, req: &Request) -> Option<Chunk> {
+    /// #         set.iter().find(|f| req.fits(f.chunk, f.size)).map(|f| f.chunk)
+    /// #     }
+    /// # }
+    /// assert!(!Scanned::<Any>::PICKS_WHOLE);
+    /// ```
+    const PICKS_WHOLE: bool = false;
+
     /// Picks the free chunk that serves `req`, or `None` if none fits.
     fn choose(&mut self, req: &Request) -> Option<Chunk>;
 

@@ -429,9 +429,31 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
     // allocation
     // ------------------------------------------------------------------
 
-    /// Carves `req` from `c`, the member [`Fit::pick`] chose. Out of line,
-    /// so the allocation a policy hands over whole ([`Pick::Whole`]) saves
-    /// no registers; `req` by value, so the call passes it in registers.
+    /// The allocation of a policy that may hand chunks over whole
+    /// ([`Fit::PICKS_WHOLE`]): [`Fit::pick`], then the whole chunk handed
+    /// out here, or the carve and the growth out of line, so that this
+    /// path saves no registers.
+    #[inline(always)]
+    fn allocate_picked(&self, req: Request) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: no reference into the state is live; `pick` does not call
+        // out, and `st` is not used past the match's arms.
+        let st = unsafe { self.state() };
+        match st.fit.pick(&req) {
+            // SAFETY: `c` was a member of `size` bytes that `req` fits
+            // whole, and is out of the index now (FL-P1).
+            Ok(Pick::Whole(c, size)) => Ok(unsafe { hand_out_whole(st, c, size) }),
+            // SAFETY: `c` is a member that fits `req` (FL-P1); `st` is dead.
+            Ok(Pick::Carve(c)) => unsafe { self.carve_chosen(c, req) },
+            Ok(Pick::Nothing) => self.grow_and_allocate(req),
+            Err(corruption) => {
+                report(corruption, NAME);
+                Err(AllocError)
+            }
+        }
+    }
+
+    /// Carves `req` from `c`, the member [`Fit::pick`] chose: out of line
+    /// (`req` by value, so the call passes it in registers).
     ///
     /// # Safety
     ///
@@ -451,7 +473,8 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
         }
     }
 
-    /// Nothing free fits `req`: grows the heap and chooses again.
+    /// Nothing free fits `req` ([`Pick::Nothing`]): grows the heap and
+    /// chooses again.
     #[cold]
     #[inline(never)]
     fn grow_and_allocate(&self, req: Request) -> Result<NonNull<[u8]>, AllocError> {
@@ -465,6 +488,31 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
             Some(c) => unsafe { self.carve_chosen(c, req) },
             None => Err(AllocError),
         }
+    }
+
+    /// The allocation of a policy that only chooses: choose and carve,
+    /// and once more after growing the heap when nothing fits; all inline.
+    #[inline(always)]
+    fn allocate_chunk(&self, req: &Request) -> Result<NonNull<[u8]>, AllocError> {
+        for _ in 0..2 {
+            // SAFETY: no reference into the state is live; `carve` does not
+            // call out.
+            let st = unsafe { self.state() };
+            if let Some(c) = st.fit.choose(req) {
+                // SAFETY: `c` is a member that fits `req` (FL-P1, `Fit`).
+                return match unsafe { carve(st, c, req) } {
+                    Ok(block) => Ok(block),
+                    Err(corruption) => {
+                        report(corruption, NAME);
+                        Err(AllocError)
+                    }
+                };
+            }
+            if !self.grow_heap(req) {
+                return Err(AllocError);
+            }
+        }
+        Err(AllocError)
     }
 
     /// Asks the source for enough memory to serve `req` and adds it.
@@ -710,20 +758,10 @@ unsafe impl<F: Fit, S: Source> Allocator for FreeListHeap<F, S> {
             return Ok(dangling(layout));
         }
         let req = Request::new(layout).ok_or(AllocError)?;
-        // SAFETY: no reference into the state is live; `pick` does not call
-        // out, and `st` is not used past the match's arms.
-        let st = unsafe { self.state() };
-        match st.fit.pick(&req) {
-            // SAFETY: `c` was a member of `size` bytes that `req` fits
-            // whole, and is out of the index now (FL-P1).
-            Ok(Pick::Whole(c, size)) => Ok(unsafe { hand_out_whole(st, c, size) }),
-            // SAFETY: `c` is a member that fits `req` (FL-P1); `st` is dead.
-            Ok(Pick::Carve(c)) => unsafe { self.carve_chosen(c, req) },
-            Ok(Pick::Nothing) => self.grow_and_allocate(req),
-            Err(corruption) => {
-                report(corruption, NAME);
-                Err(AllocError)
-            }
+        if F::PICKS_WHOLE {
+            self.allocate_picked(req)
+        } else {
+            self.allocate_chunk(&req)
         }
     }
 
