@@ -462,15 +462,7 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
     #[inline(never)]
     unsafe fn carve_chosen(&self, c: Chunk, req: Request) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: caller contract; `carve` does not call out.
-        let st = unsafe { self.state() };
-        // SAFETY: caller contract.
-        match unsafe { carve(st, c, &req) } {
-            Ok(block) => Ok(block),
-            Err(corruption) => {
-                report(corruption, NAME);
-                Err(AllocError)
-            }
-        }
+        unsafe { carve_or_report(self.state(), c, &req) }
     }
 
     /// Nothing free fits `req` ([`Pick::Nothing`]): grows the heap and
@@ -500,13 +492,7 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
             let st = unsafe { self.state() };
             if let Some(c) = st.fit.choose(req) {
                 // SAFETY: `c` is a member that fits `req` (FL-P1, `Fit`).
-                return match unsafe { carve(st, c, req) } {
-                    Ok(block) => Ok(block),
-                    Err(corruption) => {
-                        report(corruption, NAME);
-                        Err(AllocError)
-                    }
-                };
+                return unsafe { carve_or_report(st, c, req) };
             }
             if !self.grow_heap(req) {
                 return Err(AllocError);
@@ -612,6 +598,24 @@ unsafe fn carve<F: Fit>(
             chunk_size - HEADER,
         ))
     }
+}
+
+/// [`carve`], a damaged index reported (the allocation then fails).
+///
+/// # Safety
+///
+/// As [`carve`].
+#[inline(always)]
+unsafe fn carve_or_report<F: Fit>(
+    st: &mut State<F>,
+    c: Chunk,
+    req: &Request,
+) -> Result<NonNull<[u8]>, AllocError> {
+    // SAFETY: caller contract.
+    unsafe { carve(st, c, req) }.map_err(|corruption| {
+        report(corruption, NAME);
+        AllocError
+    })
 }
 
 /// Hands out the free chunk `c` of `size` bytes whole, already taken out
