@@ -12,7 +12,10 @@
 //! that fits is the head of the first non-empty bin at or above the
 //! request's: one bit scan, O(1); above the bins it is one O(log n)
 //! `lower_bound` in the tree. Freeing and splitting cost O(1) for binned
-//! chunks.
+//! chunks. When that choice is handed out whole (the request's own bin or
+//! the next one up: a chunk less than `MIN_CHUNK` bytes over the request
+//! is not split), [`Fit::pick`] unlinks it where the search found it and
+//! the heap only writes its header: no placement, no carve.
 //!
 //! # Ties
 //!
