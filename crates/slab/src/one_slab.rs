@@ -72,15 +72,39 @@ fn draw_seal_key() -> u64 {
 }
 
 /// Weights of the header words in the seal: odd, so multiplying by one is a
-/// bijection of `u64` (the SplitMix64 / MurmurHash3 finaliser constants).
+/// bijection of `u64`. Each is a 32-bit constant sign-extended to 64 bits
+/// (the low halves of the SplitMix64 / MurmurHash3 finaliser constants),
+/// so that it is an immediate operand of the multiply on x86-64: a seal's
+/// verification loads no constants. Oddness is all the seal's guarantee
+/// needs (see [`seal_of`]); the weights' size does not change how likely
+/// damage across several words is to cancel out.
 const SEAL_WEIGHTS: [u64; 6] = [
-    0x9e37_79b9_7f4a_7c15,
-    0xbf58_476d_1ce4_e5b9,
-    0x94d0_49bb_1331_11eb,
-    0xd6e8_feb8_6659_fd93,
-    0xff51_afd7_ed55_8ccd,
-    0xc4ce_b9fe_1a85_ec53,
+    sign_extended(0x7f4a_7c15),
+    sign_extended(0x1ce4_e5b9),
+    sign_extended(0x1331_11eb),
+    sign_extended(0x6659_fd93),
+    sign_extended(0xed55_8ccd),
+    sign_extended(0x1a85_ec53),
 ];
+
+/// `low` as a signed 32-bit value widened to 64 bits.
+const fn sign_extended(low: u32) -> u64 {
+    low as i32 as i64 as u64
+}
+
+// Every weight odd.
+const _: () = {
+    let mut i = 0;
+    while i < SEAL_WEIGHTS.len() {
+        assert!(SEAL_WEIGHTS[i] % 2 == 1);
+        i += 1;
+    }
+};
+
+/// The multiplier of [`identity_of`]'s hash, whose high half it keeps: a
+/// full 64-bit odd constant (the MurmurHash3 finaliser's), so every bit of
+/// the keyed address reaches the high half.
+const IDENTITY_MUL: u64 = 0xff51_afd7_ed55_8ccd;
 
 /// Seal word holding the links (see [`words`]).
 const NEXT_WORD: usize = 1;
@@ -222,7 +246,7 @@ struct Header {
 pub(crate) fn identity_of(addr: usize, class: u32) -> u32 {
     let k = (drawn_seal_key() ^ addr as u64)
         .wrapping_add(u64::from(class))
-        .wrapping_mul(SEAL_WEIGHTS[4]);
+        .wrapping_mul(IDENTITY_MUL);
     (k >> 32) as u32 | 1
 }
 
