@@ -122,7 +122,10 @@ pub(crate) static REGISTRY: Locked<[usize; MAX_LIVE]> = Locked::new([0; MAX_LIVE
 /// - SYNC-G1: a thread's slot tagged `id` holds a rack of the `Magazines` with
 ///   that id, whose depot is at `slot.depot`; while `id` is in the
 ///   registry, that depot is alive and has not moved.
-/// - SYNC-G2: a slot's rack is only touched by its thread, with `busy` set.
+/// - SYNC-G2: a slot's rack is only touched by its thread, with `busy`
+///   set, or with `busy` clear by a step that calls nothing (the pop or
+///   push of [`with_rack_quick`](Magazines::with_rack_quick)), so that
+///   nothing can enter the table while it runs.
 // On a cache line of its own: every operation reads `id`, and a lock or
 // counter that happened to share the line would make each of its writes a
 // miss on every other core.
@@ -200,6 +203,65 @@ impl<'d, P: Batch> Magazines<'d, P> {
     #[inline(always)]
     fn with_rack<R>(&self, f: impl FnOnce(&mut Rack) -> R) -> Option<R> {
         self.with_slot(|slot| f(&mut slot.rack))
+    }
+
+    /// [`Front::alloc_class`] when the loaded magazine of slot 0 had no
+    /// round at hand: the rack's full path (the previous magazine, the
+    /// depot, a refill), else the depot's parent.
+    #[inline(never)]
+    fn alloc_class_slow(&self, class: usize) -> Option<NonNull<u8>> {
+        match self.with_rack(|r| r.alloc(self.depot, class)) {
+            Some(block) => block,
+            None => self.depot.alloc_block(class),
+        }
+    }
+
+    /// [`Front::free_class`] when the loaded magazine of slot 0 did not
+    /// take the block: the rack's full path, else the depot's parent.
+    ///
+    /// # Safety
+    /// As for [`Front::free_class`].
+    #[inline(never)]
+    unsafe fn free_class_slow(&self, class: usize, block: NonNull<u8>) {
+        if self
+            // SAFETY: the caller's contract, passed to exactly one of the two.
+            .with_rack(|r| unsafe { r.free(self.depot, class, block) })
+            .is_none()
+        {
+            // SAFETY: as above (the rack did not take the block).
+            unsafe { self.depot.free_block(class, block) }
+        }
+    }
+
+    /// Runs `f` on the calling thread's rack in slot 0 if that is this
+    /// layer's and the table is not busy, without marking the table busy:
+    /// the fast path of an allocation or a free (a round popped from, or
+    /// pushed onto, the loaded magazine), two stores fewer than
+    /// [`with_rack`](Self::with_rack). `None` when `f` gives `None` or the
+    /// rack is not at hand that way; the caller then takes the full path.
+    ///
+    /// # Safety
+    /// `f` calls nothing that can reach this thread's table (no allocator,
+    /// no depot, no parent): SYNC-G2 for a step run with `busy` clear.
+    #[inline(always)]
+    unsafe fn with_rack_quick<R>(&self, f: impl FnOnce(&mut Rack) -> Option<R>) -> Option<R> {
+        let id = self.id.load(Ordering::Acquire);
+        TABLE
+            .try_with(|table| {
+                if table.busy.get() {
+                    return None;
+                }
+                // SAFETY: SYNC-G2: this thread's table, not busy, so no
+                // other `&mut` to the slots exists; `f` calls nothing
+                // (caller), so none is made while this one lives.
+                let slot = unsafe { &mut (*table.slots.get())[0] };
+                if slot.id != id {
+                    return None;
+                }
+                f(&mut slot.rack)
+            })
+            .ok()
+            .flatten()
     }
 
     /// Runs `f` on the calling thread's slot for this layer, as
@@ -322,20 +384,20 @@ impl<P: Batch> Front for Magazines<'_, P> {
     }
     #[inline(always)]
     fn alloc_class(&self, class: usize) -> Option<NonNull<u8>> {
-        match self.with_rack(|r| r.alloc(self.depot, class)) {
-            Some(block) => block,
-            None => self.depot.alloc_block(class),
+        // SAFETY: a pop calls nothing.
+        if let Some(block) = unsafe { self.with_rack_quick(|r| r.pop_loaded(class)) } {
+            return Some(block);
         }
+        self.alloc_class_slow(class)
     }
     #[inline(always)]
     unsafe fn free_class(&self, class: usize, block: NonNull<u8>) {
-        if self
-            // SAFETY: the caller's contract, passed to exactly one of the two.
-            .with_rack(|r| unsafe { r.free(self.depot, class, block) })
-            .is_none()
+        // SAFETY: a push calls nothing; the caller's contract is
+        // `push_loaded`'s.
+        if unsafe { self.with_rack_quick(|r| r.push_loaded(class, block).then_some(())) }.is_none()
         {
-            // SAFETY: as above (the rack did not take the block).
-            unsafe { self.depot.free_block(class, block) }
+            // SAFETY: the caller's contract; the block was not taken.
+            unsafe { self.free_class_slow(class, block) }
         }
     }
     #[cold]
