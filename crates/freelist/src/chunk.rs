@@ -115,10 +115,14 @@ pub const fn magic(addr: usize, word0: usize, key: usize) -> usize {
 /// The keyed mix of a chunk's address that [`magic`] XORs its size word
 /// with: a bijection of `addr ^ key` (an xor, an odd multiplier, an
 /// xor-shift), so distinct addresses in one heap never share a tag.
+///
+/// Both constants fit in 31 bits (the low halves of the SplitMix64
+/// constants), immediate operands on x86-64, so a tag loads none: the
+/// secret is the key, and any odd multiplier keeps the mix a bijection.
 #[inline]
 const fn tag(addr: usize, key: usize) -> usize {
-    const SEED: usize = 0x9E37_79B9_7F4A_7C15_u64 as usize;
-    const ODD: usize = 0xBF58_476D_1CE4_E5B9_u64 as usize;
+    const SEED: usize = 0x7F4A_7C15;
+    const ODD: usize = 0x1CE4_E5B9;
     let x = (addr ^ key ^ SEED).wrapping_mul(ODD);
     x ^ (x >> (usize::BITS / 2 - 3))
 }
