@@ -175,7 +175,13 @@ impl Cache {
     /// slab is one of those it keeps, SLAB-C4; while it is parked no other
     /// slab can become empty, since none is partial, and no slab is made,
     /// since it has free objects).
-    #[inline(always)]
+    ///
+    /// Out of line, and cold: a free asks only when it empties its slab,
+    /// and inlined, the links it reads are those the seal's verification
+    /// read just before, which the compiler then kept (on the stack) on
+    /// every free for this rare one.
+    #[cold]
+    #[inline(never)]
     fn may_park(&self, slab: SlabPtr, max_empty: usize) -> bool {
         self.count(List::Empty) < max_empty
             && slab.prev().is_none()
