@@ -712,22 +712,50 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
     /// our slabs, believed only if its seal verifies (SLAB-S1) and it names
     /// `class`; a free that keeps the slab on its list is done at once, one
     /// that moves it goes through the full validation first
-    /// ([`Slab::free_moving`]). `false`, with nothing changed, sends the free
-    /// down the full path ([`Slab::free_here`]), which looks the slab up in
-    /// the index and names what is wrong.
+    /// ([`Slab::free_moving_or_slow`]). Anything else goes down the full
+    /// path ([`Slab::deallocate_slow`]), which looks the slab up in the
+    /// index and names what is wrong.
+    ///
+    /// Every call here is the last thing done, so nothing is kept across
+    /// one: the free saves no registers for the paths it does not take.
     ///
     /// # Safety
     /// As for `deallocate`: `ptr` is a live block of this allocator whose
-    /// layout routes to `class`.
+    /// layout is `layout` and routes to `class`.
     #[inline(always)]
-    unsafe fn free_fast(&self, ptr: NonNull<u8>, class: usize) -> bool {
+    unsafe fn free_fast(&self, ptr: NonNull<u8>, layout: Layout, class: usize) {
         let addr = ptr.as_ptr().addr();
         // SAFETY: the caller's contract.
         let Some((slab, list)) = (unsafe { self.sealed_slab_of(ptr, class) }) else {
-            return false;
+            // SAFETY: as above.
+            return unsafe { self.deallocate_slow(ptr, layout) };
         };
-        self.caches[class].free_in_place(slab, list, addr, self.max_empty)
-            || self.free_moving(slab, list, class, addr)
+        if !self.caches[class].free_in_place(slab, list, addr, self.max_empty) {
+            // SAFETY: as above.
+            unsafe { self.free_moving_or_slow(slab, list, class, ptr, layout) }
+        }
+    }
+
+    /// [`Slab::free_moving`], and the full path
+    /// ([`Slab::deallocate_slow`]) if that refuses: one call for the free
+    /// path, which then keeps nothing across it.
+    ///
+    /// # Safety
+    /// As for [`Slab::free_fast`]; `slab` is `ptr`'s slab, its seal
+    /// verified, naming `list`.
+    #[inline(never)]
+    unsafe fn free_moving_or_slow(
+        &self,
+        slab: SlabPtr,
+        list: List,
+        class: usize,
+        ptr: NonNull<u8>,
+        layout: Layout,
+    ) {
+        if !self.free_moving(slab, list, class, ptr.as_ptr().addr()) {
+            // SAFETY: the caller's contract.
+            unsafe { self.deallocate_slow(ptr, layout) }
+        }
     }
 
     /// The slab of `ptr` for [`Slab::free_fast`], with the list its header
@@ -852,13 +880,8 @@ unsafe impl<A: Allocator, const SLAB_SIZE: usize> Allocator for Slab<A, SLAB_SIZ
             return;
         }
         match self.route(layout) {
-            Some(class) => {
-                // SAFETY: the caller meets `deallocate`'s contract.
-                if unsafe { !self.free_fast(ptr, class) } {
-                    // SAFETY: as above.
-                    unsafe { self.deallocate_slow(ptr, layout) }
-                }
-            }
+            // SAFETY: the caller meets `deallocate`'s contract.
+            Some(class) => unsafe { self.free_fast(ptr, layout, class) },
             // A layout no class serves: the contract vouches that the block
             // is the parent's, so it goes there without an index lookup
             // (see "Frees and corruption"; the checked free looks).
