@@ -5,7 +5,7 @@ use core::ptr::NonNull;
 
 use freespace_core::alloc::Layout;
 use freespace_core::layout::{is_aligned, with_addr};
-use freespace_core::{BlockSize, Corruption, Owns, Source};
+use freespace_core::{report, BlockSize, Corruption, Owns, Source};
 use freespace_freelist::chunk::{serves, Chunk, Flags};
 use freespace_freelist::{Fit, GRANULE, HEADER, MIN_CHUNK};
 
@@ -133,17 +133,28 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
     /// free neighbours. Whatever fails is named by the walk of
     /// [`classify`], as on the full path.
     ///
+    /// What fails is reported here ([`report`]), so that `deallocate`
+    /// ends in this call and keeps nothing across it.
+    ///
     /// # Safety
     ///
     /// As for [`free_common`](Self::free_common), which returned
     /// `Merge(h, size)` for `ptr`.
     #[inline(never)]
-    pub(crate) unsafe fn free_merging(
-        &self,
-        ptr: NonNull<u8>,
-        h: Chunk,
-        size: usize,
-    ) -> FreeResult {
+    pub(crate) unsafe fn free_merging(&self, ptr: NonNull<u8>, h: Chunk, size: usize) {
+        // SAFETY: the caller's contract.
+        if let Err(c) = unsafe { self.merge_validated(ptr, h, size) } {
+            report(c, NAME);
+        }
+    }
+
+    /// [`free_merging`](Self::free_merging) before the report.
+    ///
+    /// # Safety
+    ///
+    /// As for [`free_merging`](Self::free_merging).
+    #[inline(always)]
+    unsafe fn merge_validated(&self, ptr: NonNull<u8>, h: Chunk, size: usize) -> FreeResult {
         // SAFETY: caller contract; nothing below calls out.
         let st = unsafe { self.state() };
         let addr = ptr.as_ptr().addr();
@@ -164,16 +175,18 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
     }
 
     /// [`free_block`](Self::free_block) for a free that
-    /// [`free_common`](Self::free_common) left alone: out of line, so the
-    /// common free saves no registers for it.
+    /// [`free_common`](Self::free_common) left alone, its fault reported:
+    /// out of line, so the common free saves no registers for it.
     ///
     /// # Safety
     ///
     /// As [`free_block`](Self::free_block).
     #[inline(never)]
-    pub(crate) unsafe fn free_other(&self, ptr: NonNull<u8>, layout: Layout) -> FreeResult {
+    pub(crate) unsafe fn free_other(&self, ptr: NonNull<u8>, layout: Layout) {
         // SAFETY: caller contract.
-        unsafe { self.free_block(ptr, Some(layout)) }
+        if let Err(c) = unsafe { self.free_block(ptr, Some(layout)) } {
+            report(c, NAME);
+        }
     }
 
     /// Counts a free of `size` bytes against the release threshold and the

@@ -787,15 +787,15 @@ unsafe impl<F: Fit, S: Source> Allocator for FreeListHeap<F, S> {
         }
         // SAFETY: the caller's contract is `free_common`'s; no reference
         // into the state is live here.
-        let done = match unsafe { self.free_common(ptr, layout) } {
-            Common::Done(done) => done,
+        // Each call is the last thing done (the out-of-line paths report
+        // their own faults), so the common free keeps nothing across one.
+        match unsafe { self.free_common(ptr, layout) } {
+            Common::Done(Ok(())) => {}
+            Common::Done(Err(c)) => report(c, NAME),
             // SAFETY: as above; `free_common` validated `h`'s header.
             Common::Merge(h, size) => unsafe { self.free_merging(ptr, h, size) },
             // SAFETY: as above.
             Common::Other => unsafe { self.free_other(ptr, layout) },
-        };
-        if let Err(c) = done {
-            report(c, NAME);
         }
     }
 
