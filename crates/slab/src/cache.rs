@@ -238,20 +238,29 @@ impl Cache {
         index: &Index,
         hooks: &H,
     ) -> Result<NonNull<u8>, AllocError> {
-        if let Some((slab, _)) = self.spare_partial() {
-            // SAFETY: `slab` is one of ours (SLAB-C3), made with our geometry.
-            if let Ok(object) = unsafe { slab.take(&self.geometry) } {
-                // The object after it is the next one handed out while the
-                // slab is filled for the first time, and the caller is about
-                // to write into both: its line is on its way by then
-                // (`build` in docs/benchmarks.md).
-                freespace_core::hint::prefetch_write(
-                    object.as_ptr().wrapping_add(self.geometry.object_size),
-                );
-                return Ok(object);
-            }
+        match self.allocate_spare() {
+            Some(object) => Ok(object),
+            None => self.allocate_slow(parent, index, hooks),
         }
-        self.allocate_slow(parent, index, hooks)
+    }
+
+    /// [`allocate`](Self::allocate)'s common case alone, which calls
+    /// nothing: a free object of the first partial slab when that slab
+    /// keeps another after it ([`spare_partial`](Self::spare_partial));
+    /// `None`, with nothing changed, otherwise.
+    #[inline(always)]
+    pub(crate) fn allocate_spare(&self) -> Option<NonNull<u8>> {
+        let (slab, _) = self.spare_partial()?;
+        // SAFETY: `slab` is one of ours (SLAB-C3), made with our geometry.
+        let object = unsafe { slab.take(&self.geometry) }.ok()?;
+        // The object after it is the next one handed out while the slab is
+        // filled for the first time, and the caller is about to write into
+        // both: its line is on its way by then (`build` in
+        // docs/benchmarks.md).
+        freespace_core::hint::prefetch_write(
+            object.as_ptr().wrapping_add(self.geometry.object_size),
+        );
+        Some(object)
     }
 
     /// The common case of an allocation: the first partial slab, with its

@@ -661,6 +661,17 @@ impl<A: CheckedFree, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
 }
 
 impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
+    /// An object of `class` when the first partial slab has none to
+    /// spare ([`Cache::allocate`]: a list move, a new slab, a reap). Out of
+    /// line, and the last thing [`allocate`](Allocator::allocate) does, so
+    /// that the common allocation keeps nothing across a call.
+    #[inline(never)]
+    fn allocate_in(&self, class: usize) -> Result<NonNull<[u8]>, AllocError> {
+        let one = || self.caches[class].allocate(&self.parent, &self.index, &NoHooks);
+        let p = one().or_else(|_| self.after_reap(one))?;
+        Ok(NonNull::slice_from_raw_parts(p, self.classes[class]))
+    }
+
     /// A request no class serves: the parent's. Kept out of line so that
     /// the parent's code does not weigh on the class path.
     #[inline(never)]
@@ -851,15 +862,10 @@ unsafe impl<A: Allocator, const SLAB_SIZE: usize> Allocator for Slab<A, SLAB_SIZ
             return Ok(layout::dangling(layout));
         }
         match self.route(layout) {
-            Some(class) => {
-                let p = match self.caches[class].allocate(&self.parent, &self.index, &NoHooks) {
-                    Ok(p) => p,
-                    Err(_) => self.after_reap(|| {
-                        self.caches[class].allocate(&self.parent, &self.index, &NoHooks)
-                    })?,
-                };
-                Ok(NonNull::slice_from_raw_parts(p, self.classes[class]))
-            }
+            Some(class) => match self.caches[class].allocate_spare() {
+                Some(p) => Ok(NonNull::slice_from_raw_parts(p, self.classes[class])),
+                None => self.allocate_in(class),
+            },
             None => self.allocate_large(layout),
         }
     }
