@@ -124,8 +124,8 @@ pub(crate) static REGISTRY: Locked<[usize; MAX_LIVE]> = Locked::new([0; MAX_LIVE
 ///   registry, that depot is alive and has not moved.
 /// - SYNC-G2: a slot's rack is only touched by its thread, with `busy`
 ///   set, or with `busy` clear by a step that calls nothing (the pop or
-///   push of [`with_rack_quick`](Magazines::with_rack_quick)), so that
-///   nothing can enter the table while it runs.
+///   push of the fast path), so that nothing can enter the table while it
+///   runs.
 // On a cache line of its own: every operation reads `id`, and a lock or
 // counter that happened to share the line would make each of its writes a
 // miss on every other core.
