@@ -14,7 +14,9 @@
 /// A slab hands out the objects of a new slab in address order, and the
 /// caller writes into each: fetching the next object while this one is
 /// handed out overlaps the wait for each cache line with the work of the
-/// allocation before it.
+/// allocation before it. A slab freeing a thread cache's run of blocks in
+/// random order fetches the slab header of the block a few places on, for
+/// the same reason.
 ///
 /// ```
 /// let v = [0u64; 16];

@@ -75,9 +75,9 @@ fn draw_seal_key() -> u64 {
 /// bijection of `u64`. Each is a 32-bit constant sign-extended to 64 bits
 /// (the low halves of the SplitMix64 / MurmurHash3 finaliser constants),
 /// so that it is an immediate operand of the multiply on x86-64: a seal's
-/// verification loads no constants. Oddness is all the seal's guarantee
-/// needs (see [`seal_of`]); the weights' size does not change how likely
-/// damage across several words is to cancel out.
+/// verification loads no constants. Oddness is what the seal's guarantee
+/// rests on (see [`seal_of`]): a change confined to one word changes the
+/// seal whatever the odd weight.
 const SEAL_WEIGHTS: [u64; 6] = [
     sign_extended(0x7f4a_7c15),
     sign_extended(0x1ce4_e5b9),
