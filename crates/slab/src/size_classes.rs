@@ -667,8 +667,8 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
     /// that the common allocation keeps nothing across a call.
     #[inline(never)]
     fn allocate_in(&self, class: usize) -> Result<NonNull<[u8]>, AllocError> {
-        let one = || self.caches[class].allocate(&self.parent, &self.index, &NoHooks);
-        let p = one().or_else(|_| self.after_reap(one))?;
+        let p =
+            self.or_reap(|| self.caches[class].allocate(&self.parent, &self.index, &NoHooks))?;
         Ok(NonNull::slice_from_raw_parts(p, self.classes[class]))
     }
 
@@ -679,8 +679,9 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
         self.or_reap(|| self.parent.allocate(layout))
     }
 
-    /// `request` to the parent, and if the parent is out of memory, once
-    /// more after the empty slabs every class keeps went back to it.
+    /// `request` (to the parent, or to a cache, which may ask the parent),
+    /// and if that is out of memory, once more after the empty slabs every
+    /// class keeps went back to the parent.
     #[inline]
     fn or_reap<T>(&self, request: impl Fn() -> Result<T, AllocError>) -> Result<T, AllocError> {
         request().or_else(|_| self.after_reap(request))
@@ -962,8 +963,7 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
             let Some(slot) = out.get_mut(n) else {
                 break;
             };
-            let one = || cache.allocate(&self.parent, &self.index, &NoHooks);
-            match one().or_else(|_| self.after_reap(one)) {
+            match self.or_reap(|| cache.allocate(&self.parent, &self.index, &NoHooks)) {
                 Ok(object) => *slot = object,
                 Err(AllocError) => break,
             }

@@ -445,10 +445,7 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
             // SAFETY: `c` is a member that fits `req` (FL-P1); `st` is dead.
             Ok(Pick::Carve(c)) => unsafe { self.carve_chosen(c, req) },
             Ok(Pick::Nothing) => self.grow_and_allocate(req),
-            Err(corruption) => {
-                report(corruption, NAME);
-                Err(AllocError)
-            }
+            Err(corruption) => Err(refuse(corruption)),
         }
     }
 
@@ -612,10 +609,15 @@ unsafe fn carve_or_report<F: Fit>(
     req: &Request,
 ) -> Result<NonNull<[u8]>, AllocError> {
     // SAFETY: caller contract.
-    unsafe { carve(st, c, req) }.map_err(|corruption| {
-        report(corruption, NAME);
-        AllocError
-    })
+    unsafe { carve(st, c, req) }.map_err(refuse)
+}
+
+/// An allocation that found the index damaged: the damage reported, the
+/// allocation failed (if the report returns).
+#[cold]
+fn refuse(corruption: Corruption) -> AllocError {
+    report(corruption, NAME);
+    AllocError
 }
 
 /// Hands out the free chunk `c` of `size` bytes whole, already taken out
