@@ -787,10 +787,10 @@ unsafe impl<F: Fit, S: Source> Allocator for FreeListHeap<F, S> {
         if layout.size() == 0 {
             return;
         }
-        // SAFETY: the caller's contract is `free_common`'s; no reference
-        // into the state is live here.
         // Each call is the last thing done (the out-of-line paths report
         // their own faults), so the common free keeps nothing across one.
+        // SAFETY: the caller's contract is `free_common`'s; no reference
+        // into the state is live here.
         match unsafe { self.free_common(ptr, layout) } {
             Common::Done(Ok(())) => {}
             Common::Done(Err(c)) => report(c, NAME),
