@@ -700,8 +700,8 @@ pub fn measure_with<S: Subject + ?Sized>(
 /// let mut memory = Memory::new(1 << 16);
 /// let best = index_of("best-fit").unwrap();
 /// let f = measure_subject(best, &mut memory, 1 << 16, &p, &Settings::default(), &mut |_| {});
-/// // A 32-byte region header, then a 16-byte chunk header and 112 bytes.
-/// assert_eq!(f.peak_footprint, Some(160));
+/// // A 64-byte region header, then a 16-byte chunk header and 112 bytes.
+/// assert_eq!(f.peak_footprint, Some(192));
 /// assert!(time_subject(best, &mut memory, 1 << 16, &p, Duration::from_secs(1)).is_some());
 /// ```
 pub fn measure_subject(

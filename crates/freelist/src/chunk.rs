@@ -476,9 +476,12 @@ impl Chunk {
 
 /// Size of a region header: the allocated fencepost chunk at a region's
 /// start, holding (after its two header words) the next region and the
-/// address of the region's end fencepost.
-pub const REGION_HEADER: usize = 32;
-const_assert!(REGION_HEADER >= HEADER + 2 * WORD);
+/// address of the region's end fencepost, and from byte 32 on the
+/// region's node in its heap's address tree of regions (three words: the
+/// node's size word, unused, and its two links), by which a free finds
+/// the region of a pointer in O(log regions).
+pub const REGION_HEADER: usize = 64;
+const_assert!(REGION_HEADER >= 32 + 3 * WORD);
 
 /// The chunk size that serves a request of `size` bytes at alignment ≤
 /// [`GRANULE`]: header plus payload rounded up to [`GRANULE`], at least

@@ -303,6 +303,16 @@ fn tree_against_model<O: Order>(slots: usize, min_size: usize, seed: u64) {
         let after = model.iter().find(|m| O::before(key, k(m))).map(|m| m.0);
         assert_eq!(tree.lower_bound(key), lower, "step {step}: lower_bound");
         assert_eq!(tree.after(key), after, "step {step}: after");
+        let at_or_before = model
+            .iter()
+            .rev()
+            .find(|m| !O::before(key, k(m)))
+            .map(|m| m.0);
+        assert_eq!(
+            tree.at_or_before(key),
+            at_or_before,
+            "step {step}: at_or_before"
+        );
         let at_least = model
             .iter()
             .find(|m| !O::before(k(m), key) && m.1 >= key.size)

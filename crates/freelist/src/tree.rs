@@ -1185,6 +1185,58 @@ impl<O: Order> Tree<O> {
         self.search(|k| O::before(key, k))
     }
 
+    /// The last member that does not sort after `key`: the member at `key`,
+    /// else the one just before it. With [`ByAddress`], the member at or
+    /// below an address, so a tree of the chunks that begin each range
+    /// finds the range holding an address in O(log n).
+    ///
+    /// ```
+    /// use core::ptr::NonNull;
+    /// use freespace_freelist::tree::{ByAddress, Key, Tree};
+    /// use freespace_freelist::{Chunk, Flags};
+    /// let mut memory = [0u128; 8];
+    /// let a = Chunk::new(NonNull::from(&mut memory).cast());
+    /// let mut tree = Tree::<ByAddress>::new();
+    /// // SAFETY: two 32-byte free chunks in `memory`, ours alone.
+    /// let b = unsafe {
+    ///     let b = a.forward(64);
+    ///     a.write_free(32, Flags::empty());
+    ///     b.write_free(32, Flags::empty());
+    ///     tree.insert(a, 32).unwrap();
+    ///     tree.insert(b, 32).unwrap();
+    ///     b
+    /// };
+    /// let at = |addr| tree.at_or_before(Key { addr, size: 0 });
+    /// assert_eq!(at(a.addr() + 40), Some(a));
+    /// assert_eq!(at(b.addr()), Some(b));
+    /// assert_eq!(at(a.addr() - 16), None);
+    /// ```
+    pub fn at_or_before(&self, key: Key) -> Option<Chunk> {
+        let mut found = None;
+        let mut at = self.root;
+        let mut depth = 0;
+        while let Some(n) = at {
+            depth += 1;
+            if depth > MAX_DEPTH {
+                return None;
+            }
+            // SAFETY: `n` was reached from the root: a member (FL-T1, FL-T2).
+            unsafe {
+                let k = Key {
+                    addr: n.addr(),
+                    size: if O::BY_SIZE { n.size() } else { 0 },
+                };
+                if O::before(key, k) {
+                    at = left(n);
+                } else {
+                    found = Some(n);
+                    at = right(n);
+                }
+            }
+        }
+        found
+    }
+
     /// The first member whose key satisfies `at_or_after`, a predicate that
     /// is false for a prefix of the order and true for the rest.
     fn search(&self, at_or_after: impl Fn(Key) -> bool) -> Option<Chunk> {

@@ -163,7 +163,42 @@ unsafe fn check_state<F: Fit>(st: &State<F>) -> Result<(), Violation> {
             ));
         }
     }
+    // SAFETY: the list was just checked (SC-H1 above), so each listed
+    // region's header can be read for its node.
+    unsafe { check_region_index(st) }?;
     st.fit.check()
+}
+
+/// SC-H1's index half: the region tree is a sound tree (FL-T1–T5) whose
+/// in-order walk is the region list, node for node.
+///
+/// # Safety
+///
+/// The region list is intact (SC-H1, checked before).
+unsafe fn check_region_index<F>(st: &State<F>) -> Result<(), Violation> {
+    let mut listed = st.regions;
+    st.region_index.check(&mut |node, _| {
+        match listed {
+            Some(r) if r.node() == node => {
+                // SAFETY: a listed region, intact (caller contract).
+                listed = unsafe { r.next() };
+                Ok(())
+            }
+            _ => Err(Violation::new(
+                "SC-H1",
+                node.addr(),
+                "the region index disagrees with the region list",
+            )),
+        }
+    })?;
+    match listed {
+        None => Ok(()),
+        Some(r) => Err(Violation::new(
+            "SC-H1",
+            r.0.addr(),
+            "a region is missing from the region index",
+        )),
+    }
 }
 
 impl<F: Fit, S: Source> FreeListHeap<F, S> {

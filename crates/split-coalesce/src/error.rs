@@ -7,12 +7,11 @@ use freespace_freelist::chunk::{FENCE, REGION_HEADER};
 use freespace_freelist::MIN_CHUNK;
 
 /// The smallest region a free-list heap can use: its region header, one
-/// chunk of [`MIN_CHUNK`] bytes and the fencepost (80 bytes on 64-bit
-/// targets). A smaller region holds nothing but metadata, so the heap
+/// chunk of [`MIN_CHUNK`] bytes and the fencepost (112 bytes). A smaller region holds nothing but metadata, so the heap
 /// refuses it.
 ///
 /// ```
-/// assert_eq!(freespace_split_coalesce::MIN_REGION, 32 + 32 + 16);
+/// assert_eq!(freespace_split_coalesce::MIN_REGION, 64 + 32 + 16);
 /// ```
 pub const MIN_REGION: usize = REGION_HEADER + MIN_CHUNK + FENCE;
 
@@ -25,7 +24,7 @@ pub const MIN_REGION: usize = REGION_HEADER + MIN_CHUNK + FENCE;
 /// assert_eq!(
 ///     e.to_string(),
 ///     "the region (32 bytes) is smaller than the free-list heap's metadata: \
-///      at least 80 bytes are needed (32-byte region header, 32-byte smallest chunk, 16-byte fencepost)"
+///      at least 112 bytes are needed (64-byte region header, 32-byte smallest chunk, 16-byte fencepost)"
 /// );
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,19 +47,33 @@ pub enum RegionError {
 
 impl fmt::Display for RegionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts = "32-byte region header, 32-byte smallest chunk, 16-byte fencepost";
         match *self {
             RegionError::TooSmall { len, min } => write!(
                 f,
                 "the region ({len} bytes) is smaller than the free-list heap's metadata: \
-                 at least {min} bytes are needed ({parts})"
+                 at least {min} bytes are needed ({})",
+                Parts
             ),
             RegionError::NoRegion { min } => write!(
                 f,
-                "the source gave no region; the free-list heap needs at least {min} bytes ({parts})"
+                "the source gave no region; the free-list heap needs at least {min} bytes ({})",
+                Parts
             ),
         }
     }
 }
 
 impl core::error::Error for RegionError {}
+
+/// What [`MIN_REGION`] is made of, in words.
+struct Parts;
+
+impl fmt::Display for Parts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{REGION_HEADER}-byte region header, {MIN_CHUNK}-byte smallest chunk, \
+             {FENCE}-byte fencepost"
+        )
+    }
+}

@@ -224,20 +224,13 @@ pub(crate) enum Common {
     Other,
 }
 
-/// The region holding `addr`, if any.
+/// The region holding `addr`, if any: the lowest region, else a search
+/// of the region tree.
 #[inline(always)]
 fn find_region<F>(st: &State<F>, addr: usize) -> Option<Region> {
-    let mut at = st.regions;
-    while let Some(r) = at {
-        // SAFETY: every listed region has an intact header (SC-H1).
-        unsafe {
-            if r.contains(addr) {
-                return Some(r);
-            }
-            at = r.next();
-        }
-    }
-    None
+    // SAFETY: the tree's members are the nodes of the heap's regions, whose
+    // headers are intact (SC-H1).
+    unsafe { Region::containing(st.regions, &st.region_index, addr) }
 }
 
 /// The fast check of a chunk about to be freed: an allocated, non-fence

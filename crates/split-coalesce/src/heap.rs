@@ -8,6 +8,7 @@ use freespace_core::alloc::{AllocError, Allocator, Layout};
 use freespace_core::layout::{self, dangling};
 use freespace_core::{report, Corruption, KeySource, Source};
 use freespace_freelist::chunk::{chunk_size_for, Chunk, Flags, FENCE, REGION_HEADER};
+use freespace_freelist::tree::{ByAddress, Key, Tree};
 use freespace_freelist::{Fit, Pick, Request, GRANULE, HEADER, MIN_CHUNK};
 
 use crate::error::RegionError;
@@ -36,7 +37,9 @@ pub const GROWTH: usize = 64 * 1024;
 ///
 /// - SC-H1 (regions): the regions are linked in increasing address order and
 ///   do not overlap; each starts with an intact region header and ends with
-///   an intact 16-byte fencepost, both `ALLOCATED | FENCE`.
+///   an intact 16-byte fencepost, both `ALLOCATED | FENCE`; the region
+///   index (an address tree of nodes inside the region headers) holds
+///   exactly the listed regions.
 /// - SC-H2 (tiling): within a region the chunk sizes tile the bytes between
 ///   header and fencepost exactly; every size is a multiple of 16 and at
 ///   least [`MIN_CHUNK`].
@@ -87,6 +90,9 @@ pub(crate) struct State<F> {
     pub(crate) fit: F,
     /// The lowest region (SC-H1).
     pub(crate) regions: Option<Region>,
+    /// The regions again, as an address tree of their headers' nodes
+    /// (SC-H1): a free finds its region in O(log regions).
+    pub(crate) region_index: Tree<ByAddress>,
     /// The secret mixed into every magic, so user data cannot forge a
     /// header and a pointer into another heap fails the check. Derived
     /// from the seed by the constructor of a seeded heap; otherwise 0
@@ -174,6 +180,7 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
             state: UnsafeCell::new(State {
                 fit: F::INIT,
                 regions: None,
+                region_index: Tree::new(),
                 key,
                 purge_after: freespace_core::source::DEFAULT_PURGE_AFTER,
                 until_purge: freespace_core::source::DEFAULT_PURGE_AFTER,
@@ -671,35 +678,40 @@ unsafe fn add_region<F: Fit>(st: &mut State<F>, region: NonNull<[u8]>) -> Result
     // region is ours and `len` bytes long, a multiple of 16 (CORE-S3), so the
     // chunks written below lie inside it.
     unsafe {
-        let mut at = st.regions;
-        while let Some(r) = at {
-            if r.end() == start.as_ptr().addr() && len >= GRANULE {
-                // Contiguous: the old fencepost becomes the start of the new
-                // free space, the new fencepost goes at the new end.
-                let old_fence = r.fence();
-                let new_fence = Chunk::new(start).forward(len - FENCE);
-                let prev_free = old_fence.flags().contains(Flags::PREV_FREE);
-                new_fence.write_allocated(
-                    FENCE,
-                    Flags::ALLOCATED | Flags::FENCE | Flags::PREV_FREE,
-                    key,
-                );
-                r.set_fence(new_fence);
-                st.span_hi = st.span_hi.max(new_fence.addr());
-                let span = new_fence.addr() - old_fence.addr();
-                if prev_free {
-                    let tail = old_fence.back(old_fence.footer_before());
-                    let old = tail.size();
-                    tail.write_free(old + span, tail.flags());
-                    old_fence.bury(key);
-                    st.fit.resize(tail, old)?;
-                } else {
-                    old_fence.write_free(span, Flags::empty());
-                    st.fit.insert(old_fence)?;
-                }
-                return Ok(true);
+        // The region below the new one, if any: the one it may continue,
+        // and the one it is linked after.
+        let below = st
+            .region_index
+            .at_or_before(Key {
+                addr: start.as_ptr().addr(),
+                size: 0,
+            })
+            .map(|node| Region::of_node(node));
+        if let Some(r) = below.filter(|r| r.end() == start.as_ptr().addr() && len >= GRANULE) {
+            // Contiguous: the old fencepost becomes the start of the new
+            // free space, the new fencepost goes at the new end.
+            let old_fence = r.fence();
+            let new_fence = Chunk::new(start).forward(len - FENCE);
+            let prev_free = old_fence.flags().contains(Flags::PREV_FREE);
+            new_fence.write_allocated(
+                FENCE,
+                Flags::ALLOCATED | Flags::FENCE | Flags::PREV_FREE,
+                key,
+            );
+            r.set_fence(new_fence);
+            st.span_hi = st.span_hi.max(new_fence.addr());
+            let span = new_fence.addr() - old_fence.addr();
+            if prev_free {
+                let tail = old_fence.back(old_fence.footer_before());
+                let old = tail.size();
+                tail.write_free(old + span, tail.flags());
+                old_fence.bury(key);
+                st.fit.resize(tail, old)?;
+            } else {
+                old_fence.write_free(span, Flags::empty());
+                st.fit.insert(old_fence)?;
             }
-            at = r.next();
+            return Ok(true);
         }
         if len < REGION_HEADER + MIN_CHUNK + FENCE {
             return Ok(false);
@@ -718,21 +730,18 @@ unsafe fn add_region<F: Fit>(st: &mut State<F>, region: NonNull<[u8]>) -> Result
         first.write_free(fence.addr() - first.addr(), Flags::empty());
         st.span_lo = st.span_lo.min(first.addr());
         st.span_hi = st.span_hi.max(fence.addr());
-        // Link in address order (SC-H1).
-        let mut before: Option<Region> = None;
-        let mut at = st.regions;
-        while let Some(r) = at {
-            if r.0.addr() > header.addr() {
-                break;
+        // Link in address order, after the region below (SC-H1).
+        match below {
+            Some(b) => {
+                region.set_next(b.next());
+                b.set_next(Some(region));
             }
-            before = Some(r);
-            at = r.next();
+            None => {
+                region.set_next(st.regions);
+                st.regions = Some(region);
+            }
         }
-        region.set_next(at);
-        match before {
-            Some(b) => b.set_next(Some(region)),
-            None => st.regions = Some(region),
-        }
+        region.index_in(&mut st.region_index)?;
         st.fit.insert(first)?;
         Ok(true)
     }

@@ -57,6 +57,9 @@ struct Pieces {
     used: Cell<usize>,
     gap: usize,
     acquires: Cell<usize>,
+    /// Pieces from the top of the buffer down (as `mmap` places mappings),
+    /// so that no new piece continues the one before it.
+    top_down: bool,
 }
 
 /// `len` zeroed bytes aligned to 4096, freed when dropped, so two heaps
@@ -99,6 +102,16 @@ impl Pieces {
             used: Cell::new(0),
             gap,
             acquires: Cell::new(0),
+            top_down: false,
+        }
+    }
+
+    /// Pieces handed out from the top of `len` bytes down, `gap` bytes
+    /// apart.
+    fn top_down(len: usize, gap: usize) -> Self {
+        Self {
+            top_down: true,
+            ..Self::new(len, gap)
         }
     }
 }
@@ -114,8 +127,15 @@ unsafe impl Source for Pieces {
         }
         self.used.set((start + want + self.gap).min(self.len));
         self.acquires.set(self.acquires.get() + 1);
-        // SAFETY: `start + want <= len`: inside the buffer.
-        let p = unsafe { self.base.add(start) };
+        // Counted from the top, the piece is `len - start - want ..
+        // len - start`.
+        let offset = if self.top_down {
+            self.len - start - want
+        } else {
+            start
+        };
+        // SAFETY: `offset + want <= len`: inside the buffer.
+        let p = unsafe { self.base.add(offset) };
         Some(NonNull::slice_from_raw_parts(p, want))
     }
 }
@@ -327,10 +347,67 @@ fn growth<F: Fit>(gap: usize) {
     assert_eq!(free_chunks(&heap).len(), headers);
 }
 
+/// Many regions, none continuing another (handed out top down, a page
+/// apart): every block is found in its region (owned, sized, freed in a
+/// scrambled order with the heap checked along the way, the region index
+/// with it), and a pointer into a gap between regions belongs to none.
+fn growth_top_down<F: Fit>() {
+    let source = Pieces::top_down(PIECES, 4096);
+    let heap: FreeListHeap<F, _> = FreeListHeap::new(&source);
+    let mut rng = Rng::new(0x7090_d0e5);
+    let mut live = Vec::new();
+    loop {
+        let l = Layout::from_size_align(rng.range(16, 30_000), 16).unwrap();
+        match heap.allocate(l) {
+            Ok(p) => live.push((p.cast::<u8>(), l)),
+            Err(_) => break,
+        }
+    }
+    heap.check().unwrap();
+    let regions = region_count(&heap);
+    assert_eq!(
+        regions,
+        source.acquires.get(),
+        "no region continues another"
+    );
+    assert!(regions >= 8, "the heap grew in many pieces, got {regions}");
+    let mut headers = Vec::new();
+    heap.inspect(&mut |b| {
+        if b.state == BlockState::Meta && b.len == REGION_HEADER {
+            headers.push(b.addr);
+        }
+    });
+    for &h in &headers {
+        // The gap's middle, below the region: no region's.
+        let gap = NonNull::new(core::ptr::without_provenance_mut::<u8>(h - 2048)).unwrap();
+        assert!(!heap.owns(gap));
+        // SAFETY: a pointer outside every region: refused without a read.
+        let refused = unsafe { heap.try_deallocate(gap, Layout::new::<u64>()) };
+        assert_eq!(refused, Err(Corruption::ForeignPointer { addr: h - 2048 }));
+    }
+    for (p, l) in &live {
+        assert!(heap.owns(*p));
+        // SAFETY: a live block.
+        assert!(unsafe { heap.usable_size(*p) } >= l.size());
+    }
+    for i in (1..live.len()).rev() {
+        live.swap(i, rng.below(i + 1));
+    }
+    for (i, (p, l)) in live.into_iter().enumerate() {
+        // SAFETY: a live block with its layout, freed once.
+        unsafe { heap.deallocate(p, l) };
+        if i % 16 == 0 {
+            heap.check().unwrap();
+        }
+    }
+    heap.check().unwrap();
+    assert_eq!(free_chunks(&heap).len(), regions);
+}
+
 fn region_count<I: Inspect>(heap: &I) -> usize {
     let mut n = 0;
     heap.inspect(&mut |b| {
-        if b.state == BlockState::Meta && b.len == 32 {
+        if b.state == BlockState::Meta && b.len == REGION_HEADER {
             n += 1
         }
     });
@@ -418,6 +495,7 @@ macro_rules! suite {
             #[test] fn exhaustion_over_arena() { exhaustion::<$fit>() }
             #[test] fn growth_merges_contiguous_regions() { growth::<$fit>(0) }
             #[test] fn growth_links_scattered_regions() { growth::<$fit>(4096) }
+            #[test] fn growth_links_regions_handed_out_top_down() { growth_top_down::<$fit>() }
             #[test] fn damaged_index_link_is_refused() { super::damaged_index_link_is_refused::<$fit>() }
             #[cfg(all(unix, not(miri)))]
             #[test] fn growth_over_sbrk() { super::growth_over_sbrk::<$fit>() }
@@ -1135,8 +1213,8 @@ fn a_region_smaller_than_the_metadata_is_an_error_that_says_so() {
     );
     assert_eq!(
         err.to_string(),
-        "the region (32 bytes) is smaller than the free-list heap's metadata: at least 80 \
-         bytes are needed (32-byte region header, 32-byte smallest chunk, 16-byte fencepost)"
+        "the region (32 bytes) is smaller than the free-list heap's metadata: at least 112 \
+         bytes are needed (64-byte region header, 32-byte smallest chunk, 16-byte fencepost)"
     );
     // One byte short of the minimum is refused, the minimum itself serves
     // the smallest block.

@@ -87,18 +87,18 @@ fn errors_name_the_call() {
 }
 
 /// First fit over the arena, by hand. The heap's region starts with a
-/// 32-byte header; a chunk is a 16-byte header plus the request, rounded
+/// 64-byte header; a chunk is a 16-byte header plus the request, rounded
 /// up to 16 (freespace-freelist's chunk format), and the length the heap
 /// grants is the chunk less its header:
 ///
 /// ```text
-///   A 100 -> chunk 128 at  32..160     B 50 -> chunk 80 at 160..240
-///   C 100 -> chunk 128 at 240..368     D 50 -> chunk 80 at 368..448
-///   free A, free C: holes of 128 at 32 and 240 (B and D keep them apart)
-///   E 300 -> chunk 320: no hole fits, at 448..768
+///   A 100 -> chunk 128 at  64..192     B 50 -> chunk 80 at 192..272
+///   C 100 -> chunk 128 at 272..400     D 50 -> chunk 80 at 400..480
+///   free A, free C: holes of 128 at 64 and 272 (B and D keep them apart)
+///   E 300 -> chunk 320: no hole fits, at 480..800
 /// ```
 ///
-/// Peak footprint 768 over peak live 400; granted at the peak 64 + 64 +
+/// Peak footprint 800 over peak live 400; granted at the peak 64 + 64 +
 /// 304 = 432 over 400 requested; external fragmentation at the peak
 /// 1 - 128 / 256 = 0.5.
 #[test]
@@ -119,18 +119,18 @@ fn first_fit_footprints_match_the_hand_computation() {
             &mut |_| {},
         );
         assert_eq!(f.failures, 0, "{name}");
-        assert_eq!(f.peak_footprint, Some(768), "{name}");
+        assert_eq!(f.peak_footprint, Some(800), "{name}");
         assert_eq!(
             (f.granted_at_peak, f.requested_at_peak),
             (Some(432), 400),
             "{name}"
         );
         assert_eq!(f.external_at_peak, Some(0.5), "{name}");
-        assert_eq!(f.footprint_ratio(p.peak_live), Some(768.0 / 400.0));
+        assert_eq!(f.footprint_ratio(p.peak_live), Some(800.0 / 400.0));
         // The curve: one point per op, ending at the peak footprint.
         assert_eq!(f.curve.len(), p.ops.len(), "{name}");
-        assert_eq!(f.curve[0], (1, 160), "{name}");
-        assert_eq!(f.curve.last(), Some(&(p.ops.len(), 768)), "{name}");
+        assert_eq!(f.curve[0], (1, 192), "{name}");
+        assert_eq!(f.curve.last(), Some(&(p.ops.len(), 800)), "{name}");
     }
 }
 
@@ -189,7 +189,7 @@ fn subjects_say_what_they_can() {
         },
         &mut |_| {},
     );
-    assert_eq!(worst.peak_footprint, Some(768));
+    assert_eq!(worst.peak_footprint, Some(800));
 }
 
 /// A heap too small for E: one failure, counted, and the replay goes on.
