@@ -476,10 +476,13 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
     pub(crate) fn route(&self, layout: Layout) -> Option<usize> {
         let classes = self.classes;
         let size = layout.size();
-        // Start at the routing table's entry (binary search past it), then
-        // the first class from there that is large and aligned enough.
+        // Start at the routing table's entry (past it, nothing when the
+        // largest class is smaller, as for most blocks that large, else a
+        // binary search), then the first class from there that is large
+        // and aligned enough.
         let mut i = match self.lookup.get(size.div_ceil(16)) {
             Some(&i) => i as usize,
+            None if classes.last().is_none_or(|&c| c < size) => return None,
             None => classes.partition_point(|&c| c < size),
         };
         while i < classes.len() {
@@ -862,13 +865,7 @@ unsafe impl<A: Allocator, const SLAB_SIZE: usize> Allocator for Slab<A, SLAB_SIZ
         if layout.size() == 0 {
             return Ok(layout::dangling(layout));
         }
-        match self.route(layout) {
-            Some(class) => match self.caches[class].allocate_spare() {
-                Some(p) => Ok(NonNull::slice_from_raw_parts(p, self.classes[class])),
-                None => self.allocate_in(class),
-            },
-            None => self.allocate_large(layout),
-        }
+        self.allocate_routed(self.route(layout), layout)
     }
 
     fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
@@ -886,15 +883,8 @@ unsafe impl<A: Allocator, const SLAB_SIZE: usize> Allocator for Slab<A, SLAB_SIZ
         if layout.size() == 0 {
             return;
         }
-        match self.route(layout) {
-            // SAFETY: the caller meets `deallocate`'s contract.
-            Some(class) => unsafe { self.free_fast(ptr, layout, class) },
-            // A layout no class serves: the contract vouches that the block
-            // is the parent's, so it goes there without an index lookup
-            // (see "Frees and corruption"; the checked free looks).
-            // SAFETY: the parent served the block (caller contract).
-            None => unsafe { self.parent.deallocate(ptr, layout) },
-        }
+        // SAFETY: the caller meets `deallocate`'s contract.
+        unsafe { self.deallocate_routed(ptr, layout, self.route(layout)) }
     }
 
     freespace_core::forward_resize!(method resize);
@@ -1070,7 +1060,59 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
             // SAFETY: as above.
             (None, None) => self.or_reap(|| unsafe { self.parent.shrink(ptr, old, new) }),
             // SAFETY: `ptr` is a live block of `self` with `old` (caller).
-            _ => unsafe { freespace_core::resize::relocate_within(self, ptr, old, new, zeroed) },
+            _ if zeroed => unsafe {
+                freespace_core::resize::relocate_within(self, ptr, old, new, true)
+            },
+            // From one class to another, or across to the parent: both
+            // routes are known, so the new block and the free of the old
+            // one do not look them up again.
+            // SAFETY: `ptr` is a live block of `self` with `old`, which
+            // routes to `from` (caller); a fresh block is never a live one.
+            (from, to) => unsafe {
+                freespace_core::resize::relocate(
+                    ptr,
+                    old,
+                    new,
+                    |l| self.allocate_routed(to, l),
+                    |p, l| self.deallocate_routed(p, l, from),
+                )
+            },
+        }
+    }
+
+    /// [`allocate`](Allocator::allocate) of a non-empty `layout` that
+    /// routes to `route`.
+    #[inline(always)]
+    fn allocate_routed(
+        &self,
+        route: Option<usize>,
+        layout: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        match route {
+            Some(class) => match self.caches[class].allocate_spare() {
+                Some(p) => Ok(NonNull::slice_from_raw_parts(p, self.classes[class])),
+                None => self.allocate_in(class),
+            },
+            None => self.allocate_large(layout),
+        }
+    }
+
+    /// [`deallocate`](Allocator::deallocate) of a non-empty `layout` that
+    /// routes to `route`.
+    ///
+    /// # Safety
+    ///
+    /// As `deallocate`; `route` is `self.route(layout)`.
+    #[inline(always)]
+    unsafe fn deallocate_routed(&self, ptr: NonNull<u8>, layout: Layout, route: Option<usize>) {
+        match route {
+            // SAFETY: the caller meets `deallocate`'s contract.
+            Some(class) => unsafe { self.free_fast(ptr, layout, class) },
+            // A layout no class serves: the contract vouches that the block
+            // is the parent's, so it goes there without an index lookup
+            // (see "Frees and corruption"; the checked free looks).
+            // SAFETY: the parent served the block (caller contract).
+            None => unsafe { self.parent.deallocate(ptr, layout) },
         }
     }
 }

@@ -124,15 +124,30 @@ fn index_finds_exactly_what_was_inserted_through_growth_and_removal() {
 fn routing_is_consistent_for_every_size_up_to_the_returned_length() {
     // Every layout and every size between it and what `allocate` would
     // return route to the same place (DESIGN §7 "Excess and routing").
-    let slab: Slab<Global, 65536> = Slab::sized(Global);
+    routes_consistently(&Slab::<Global, 65536>::sized(Global));
+    // Classes past the routing table (binary search).
+    routes_consistently(&Slab::<Global, { 1 << 18 }>::sized(Global));
+}
+
+fn routes_consistently<const S: usize>(slab: &Slab<Global, S>) {
     let classes = slab.classes();
-    let (max_size, step) = if cfg!(miri) { (9000, 97) } else { (9000, 1) };
+    // Past the largest class too (`route` answers that without a search).
+    let largest = *classes.last().unwrap();
+    let (max_size, step) = if cfg!(miri) {
+        (largest + 200, 97)
+    } else {
+        (largest + 200, 1)
+    };
     let mut align = 1;
     while align <= 8192 {
         let mut size = 1;
         while size <= max_size {
             let l = Layout::from_size_align(size, align).unwrap();
             let route = slab.route(l);
+            // The smallest class large and aligned enough, by a plain scan.
+            let smallest = (0..classes.len())
+                .find(|&i| classes[i] >= size && slab.caches[i].geometry.object_align >= align);
+            assert_eq!(route, smallest, "{size}/{align}");
             if let Some(c) = route {
                 assert!(classes[c] >= size);
                 assert!(slab.caches[c].geometry.object_align >= align);
