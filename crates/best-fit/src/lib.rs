@@ -217,7 +217,9 @@ unsafe impl Fit for BestFit {
         })
     }
 
-    freespace_freelist::forward_to_index!(index: insert, remove, replace, resize, len, contains, check);
+    freespace_freelist::forward_to_index!(
+        index: insert, remove, replace, resize, len, contains, for_each_at_least, check
+    );
 }
 
 /// The plain best-fit scan: look at every free chunk, keep the smallest

@@ -111,7 +111,9 @@ unsafe impl Fit for FirstFit {
         first_fit_from(&self.index, 0, req)
     }
 
-    freespace_freelist::forward_to_index!(index: insert, remove, replace, resize, len, contains, check);
+    freespace_freelist::forward_to_index!(
+        index: insert, remove, replace, resize, len, contains, for_each_at_least, check
+    );
 }
 
 /// The plain first-fit scan: walk the address-ordered list, take the first

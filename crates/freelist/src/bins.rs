@@ -427,6 +427,30 @@ impl Bins {
         }
     }
 
+    /// Calls `visit` with every member of `min` bytes or more and its
+    /// size: the non-empty bins from `min`'s up, found by bit scans.
+    ///
+    /// ```
+    /// let mut n = 0;
+    /// freespace_freelist::bins::Bins::new().for_each_at_least(4096, &mut |_, _| n += 1);
+    /// assert_eq!(n, 0);
+    /// ```
+    pub fn for_each_at_least(&self, min: usize, visit: &mut dyn FnMut(Chunk, usize)) {
+        // The first bin whose size is `min` or more.
+        let Some(mut bin) = bin_of(min.div_ceil(GRANULE) * GRANULE) else {
+            return;
+        };
+        while let Some(b) = self.first_bin_at_or_above(bin) {
+            let mut at = self.heads[b];
+            while let Some(x) = at {
+                visit(x, size_of_bin(b));
+                // SAFETY: `x` is a member (FL-N1).
+                at = unsafe { self.next(x) };
+            }
+            bin = b + 1;
+        }
+    }
+
     /// Checks FL-N1–N5.
     ///
     /// # Errors
@@ -826,6 +850,29 @@ impl<O: Order> Binned<O> {
     #[inline(always)]
     pub fn pop_bin(&mut self, bin: usize) -> Result<Option<Chunk>, Corruption> {
         self.bins.pop(bin)
+    }
+
+    /// Calls `visit` with every member of `min` bytes or more and its
+    /// size: the bins from `min`'s up, the spare, the tree's members.
+    ///
+    /// ```
+    /// use freespace_freelist::bins::Binned;
+    /// use freespace_freelist::tree::ByAddress;
+    /// let mut n = 0;
+    /// Binned::<ByAddress>::new().for_each_at_least(4096, &mut |_, _| n += 1);
+    /// assert_eq!(n, 0);
+    /// ```
+    pub fn for_each_at_least(&self, min: usize, visit: &mut dyn FnMut(Chunk, usize)) {
+        self.bins.for_each_at_least(min, visit);
+        if let Some(s) = self.spare {
+            // SAFETY: the spare is a free chunk of the heap (FL-I2), its size
+            // word readable.
+            let size = unsafe { s.size() };
+            if size >= min {
+                visit(s, size);
+            }
+        }
+        self.tree.for_each_at_least(min, visit);
     }
 
     /// Whether `c` is a member.

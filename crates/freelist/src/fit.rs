@@ -331,6 +331,21 @@ pub unsafe trait Fit {
     /// `chunk` is a free chunk of the heap (size word readable).
     unsafe fn contains(&self, chunk: Chunk) -> bool;
 
+    /// Calls `visit` with every member of `min` bytes or more and its size,
+    /// in no particular order, and returns `true`; or returns `false`
+    /// without calling it, for an index that cannot find them faster than
+    /// a walk of the heap (the default), which the heap then walks
+    /// instead. The heap's `trim` and purge look for large free chunks
+    /// this way, so their cost follows the free chunks they give pages
+    /// back from, not every block of the heap.
+    ///
+    /// `visit` must not change the index (the heap's trim only hands the
+    /// pages inside each chunk to its source).
+    fn for_each_at_least(&self, min: usize, visit: &mut dyn FnMut(Chunk, usize)) -> bool {
+        let _ = (min, visit);
+        false
+    }
+
     /// Checks the policy's own invariants (the heap's `check()` calls it,
     /// after checking that every free chunk is a member and that there are
     /// as many members as free chunks).
@@ -423,6 +438,16 @@ macro_rules! forward_to_index {
         unsafe fn contains(&self, chunk: $crate::Chunk) -> bool {
             // SAFETY: the caller's contract (`Fit::contains`) is the index's.
             unsafe { self.$f.contains(chunk) }
+        }
+    };
+    (@ $f:ident for_each_at_least) => {
+        fn for_each_at_least(
+            &self,
+            min: usize,
+            visit: &mut dyn FnMut($crate::Chunk, usize),
+        ) -> bool {
+            self.$f.for_each_at_least(min, visit);
+            true
         }
     };
     (@ $f:ident check) => {

@@ -401,6 +401,30 @@ impl AddressIndex {
         }
     }
 
+    /// Calls `visit` with every member of `min` bytes or more and its
+    /// size: the tiny tree only when `min` is a tiny size, the other
+    /// tree's subtrees only where their largest size reaches `min`, then
+    /// the top.
+    ///
+    /// ```
+    /// let mut n = 0;
+    /// freespace_freelist::index::AddressIndex::new().for_each_at_least(4096, &mut |_, _| n += 1);
+    /// assert_eq!(n, 0);
+    /// ```
+    pub fn for_each_at_least(&self, min: usize, visit: &mut dyn FnMut(Chunk, usize)) {
+        if is_tiny(min) {
+            self.tiny.for_each(visit);
+        }
+        self.big.for_each_at_least(min, visit);
+        if let Some(t) = self.top {
+            // SAFETY: the top is a member, its size word readable.
+            let size = unsafe { t.size() };
+            if size >= min {
+                visit(t, size);
+            }
+        }
+    }
+
     /// Checks FL-A1, FL-A2 and both trees' FL-T1–T5.
     ///
     /// # Errors

@@ -303,6 +303,10 @@ fn tree_against_model<O: Order>(slots: usize, min_size: usize, seed: u64) {
         let after = model.iter().find(|m| O::before(key, k(m))).map(|m| m.0);
         assert_eq!(tree.lower_bound(key), lower, "step {step}: lower_bound");
         assert_eq!(tree.after(key), after, "step {step}: after");
+        let mut at_least = Vec::new();
+        tree.for_each_at_least(key.size, &mut |c, s| at_least.push((c, s)));
+        let expected: Vec<_> = model.iter().copied().filter(|m| m.1 >= key.size).collect();
+        assert_eq!(at_least, expected, "step {step}: for_each_at_least");
         let at_or_before = model
             .iter()
             .rev()

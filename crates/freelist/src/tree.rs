@@ -1392,6 +1392,59 @@ impl<O: Order> Tree<O> {
         walk(self.root, 0, visit);
     }
 
+    /// Calls `visit` with every member of `min` bytes or more and its size,
+    /// in order. An augmented tree skips every subtree whose largest size
+    /// is below `min`, so finding the `k` such members of `n` costs
+    /// O(k log n) however many smaller ones there are.
+    ///
+    /// ```
+    /// use core::ptr::NonNull;
+    /// use freespace_freelist::tree::{ByAddressMax, Tree};
+    /// use freespace_freelist::{Chunk, Flags};
+    /// let mut memory = [0u128; 16];
+    /// let base = Chunk::new(NonNull::from(&mut memory).cast());
+    /// let mut tree = Tree::<ByAddressMax>::new();
+    /// // SAFETY: free chunks of 48, 160 and 48 bytes, disjoint parts of
+    /// // `memory`, ours alone.
+    /// unsafe {
+    ///     for (offset, size) in [(0, 48), (48, 160), (208, 48)] {
+    ///         let c = base.forward(offset);
+    ///         c.write_free(size, Flags::empty());
+    ///         tree.insert(c, size).unwrap();
+    ///     }
+    /// }
+    /// let mut found = Vec::new();
+    /// tree.for_each_at_least(64, &mut |c, size| found.push((c.addr() - base.addr(), size)));
+    /// assert_eq!(found, [(48, 160)]);
+    /// ```
+    pub fn for_each_at_least(&self, min: usize, visit: &mut dyn FnMut(Chunk, usize)) {
+        fn walk<O: Order>(
+            n: Option<Chunk>,
+            depth: usize,
+            min: usize,
+            visit: &mut dyn FnMut(Chunk, usize),
+        ) {
+            let Some(n) = n else { return };
+            if depth > MAX_DEPTH {
+                return;
+            }
+            // SAFETY: reached from the root: a member (FL-T1, FL-T2), whose
+            // word 3 is its subtree's largest size if augmented (FL-T4).
+            unsafe {
+                if O::AUGMENTED && max(n) < min {
+                    return;
+                }
+                walk::<O>(left(n), depth + 1, min, visit);
+                let size = n.size();
+                if size >= min {
+                    visit(n, size);
+                }
+                walk::<O>(right(n), depth + 1, min, visit);
+            }
+        }
+        walk::<O>(self.root, 0, min, visit);
+    }
+
     /// Verifies FL-T1–T5, calling `each` with every member and its size (the
     /// owner's own checks on members).
     ///

@@ -100,7 +100,7 @@ unsafe impl Fit for NextFit {
         found
     }
 
-    freespace_freelist::forward_to_index!(index: insert, resize, len, contains);
+    freespace_freelist::forward_to_index!(index: insert, resize, len, contains, for_each_at_least);
 
     #[inline]
     unsafe fn remove(&mut self, chunk: Chunk) -> Result<(), Corruption> {

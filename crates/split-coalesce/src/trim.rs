@@ -151,6 +151,18 @@ impl<F: Fit, S: Source> FreeListHeap<F, S> {
         // no reference into the state, and nothing here can re-enter it).
         let st = unsafe { self.state() };
         let mut given = 0;
+        // The index's members of `min` bytes or more, where it can list
+        // them (the trim hands the pages inside each to the source and
+        // leaves the chunk's head, footer and links, and so the index, as
+        // they were).
+        let listed = st.fit.for_each_at_least(min, &mut |c, size| {
+            // SAFETY: a member is a free chunk of ours (FL-P2) of `size >=
+            // min >= TRIM_MIN` bytes.
+            given += unsafe { self.decommit_inside(c, size) }
+        });
+        if listed {
+            return given;
+        }
         let mut at = st.regions;
         while let Some(r) = at {
             // SAFETY: regions are intact (SC-H1) and tiled by chunks (SC-H2); the

@@ -223,3 +223,68 @@ fn release_at_next_fit() {
 fn release_at_worst_fit() {
     large_frees_give_their_pages_back_at_once::<WorstFit>();
 }
+
+/// `trim` gives back the inside of exactly the free chunks of 4 KiB and 80
+/// bytes or more (a chunk keeps its first 64 bytes, its links, and its last
+/// 16, its footer): found through the policy's index where it lists them
+/// (`Fit::for_each_at_least`), by a walk of the regions for the plain
+/// scans, the same set either way.
+fn trim_gives_back_exactly_the_large_free_chunks<F: Fit>() {
+    use freespace_core::{BlockState, Inspect};
+    const HEAD: usize = 64;
+    const TAIL: usize = 16;
+    let heap: FreeListHeap<F, Recording> = FreeListHeap::new(Recording::new(PAGE, 64 << 20))
+        .with_purge_after(usize::MAX)
+        .with_release_at(usize::MAX);
+    let mut rng = freespace_testkit::Rng::new(0x7219);
+    let n = if cfg!(miri) { 40 } else { 400 };
+    let mut live: Vec<_> = (0..n)
+        .map(|_| {
+            let l = layout(rng.range(16, 40_000));
+            (heap.allocate(l).unwrap().cast::<u8>(), l)
+        })
+        .collect();
+    for i in (1..live.len()).rev() {
+        live.swap(i, rng.below(i + 1));
+    }
+    for (p, l) in live.drain(..n / 2) {
+        // SAFETY: live with `l`, freed once.
+        unsafe { heap.deallocate(p, l) };
+    }
+    let mut expected = Vec::new();
+    heap.inspect(&mut |b| {
+        if b.state == BlockState::Free && b.len >= PAGE + HEAD + TAIL {
+            expected.push((b.addr + HEAD, b.len - HEAD - TAIL));
+        }
+    });
+    assert!(expected.len() > 1, "the frees left large free chunks");
+    let from = heap.source().events().len();
+    assert!(heap.trim() > 0);
+    let mut asked: Vec<_> = heap.source().events()[from..]
+        .iter()
+        .filter_map(|e| match *e {
+            Event::Decommit { addr, len, .. } => Some((addr, len)),
+            _ => None,
+        })
+        .collect();
+    asked.sort_unstable();
+    assert_eq!(asked, expected);
+    heap.check().unwrap();
+    for (p, l) in live {
+        // SAFETY: live with `l`, freed once.
+        unsafe { heap.deallocate(p, l) };
+    }
+    heap.check().unwrap();
+}
+
+#[test]
+fn trim_finds_the_large_free_chunks_of_every_policy() {
+    use freespace_best_fit::BestFitScan;
+    use freespace_freelist::Scanned;
+    trim_gives_back_exactly_the_large_free_chunks::<BestFit>();
+    trim_gives_back_exactly_the_large_free_chunks::<FirstFit>();
+    trim_gives_back_exactly_the_large_free_chunks::<NextFit>();
+    trim_gives_back_exactly_the_large_free_chunks::<WorstFit>();
+    // The reference scan lists nothing: the heap walks its regions.
+    trim_gives_back_exactly_the_large_free_chunks::<Scanned<BestFitScan>>();
+}

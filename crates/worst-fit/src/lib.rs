@@ -140,7 +140,9 @@ unsafe impl Fit for WorstFit {
         }
     }
 
-    freespace_freelist::forward_to_index!(index: insert, remove, replace, resize, len, contains, check);
+    freespace_freelist::forward_to_index!(
+        index: insert, remove, replace, resize, len, contains, for_each_at_least, check
+    );
 }
 
 /// The plain worst-fit scan: look at every free chunk, keep the largest
