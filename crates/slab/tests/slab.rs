@@ -14,6 +14,7 @@ use freespace_testkit::{assert_all_free, conformance, ops, Bump};
 use quickcheck::{Gen, QuickCheck, TestResult};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 
 // ---------------------------------------------------------------------------
@@ -747,11 +748,36 @@ const HEADER_BYTES: usize = 8 + 2 * std::mem::size_of::<usize>() + 4 * 4;
 ///
 /// # Safety
 /// `header` is the base of a live slab and `i < HEADER_BYTES`.
-unsafe fn flip(header: NonNull<u8>, i: usize) {
-    // SAFETY: byte `i` of the header lies in the slab (caller).
+unsafe fn flip(header: NonNull<u8>, i: usize) -> Flipped {
+    // SAFETY: byte `i` of the header, and the aligned word around it, lie
+    // in the slab (caller; headers are slab-aligned).
     unsafe {
+        let word = header.add(i & !7);
+        let saved = word.cast::<MaybeUninit<[u8; 8]>>().read();
         let b = header.add(i);
         b.write(b.read() ^ 0xFF);
+        Flipped { word, saved }
+    }
+}
+
+/// A header byte [`flip`]ped, to be undone.
+struct Flipped {
+    word: NonNull<u8>,
+    saved: MaybeUninit<[u8; 8]>,
+}
+
+impl Flipped {
+    /// Writes the aligned 8-byte word around the flipped byte back as it
+    /// was, a link's provenance with it: flipping the byte back would give
+    /// a link its value but no provenance (a byte written into a pointer
+    /// leaves it none, under Miri's strict provenance).
+    ///
+    /// # Safety
+    ///
+    /// Nothing has changed the word since the flip but the flip.
+    unsafe fn undo(self) {
+        // SAFETY: the word lies in the slab (`flip`'s caller).
+        unsafe { self.word.cast::<MaybeUninit<[u8; 8]>>().write(self.saved) }
     }
 }
 
@@ -770,17 +796,17 @@ fn every_header_byte_flip_is_refused_by_the_checked_free() {
     // nothing (checked below), and every object is freed once at the end.
     unsafe {
         for i in 0..HEADER_BYTES {
-            flip(header, i);
+            let damage = flip(header, i);
             assert_eq!(
                 slab.try_deallocate(p, l),
                 Err(Corruption::OverwrittenHeader { addr: addr(header) }),
                 "slab header byte {i}"
             );
             assert!(slab.check().is_err(), "check misses header byte {i}");
-            flip(header, i);
+            damage.undo();
             slab.check().unwrap();
 
-            flip(cache_header, i);
+            let damage = flip(cache_header, i);
             assert_eq!(
                 cache.try_free(o),
                 Err(Corruption::OverwrittenHeader {
@@ -789,7 +815,7 @@ fn every_header_byte_flip_is_refused_by_the_checked_free() {
                 "object cache header byte {i}"
             );
             assert!(cache.check().is_err(), "check misses cache header byte {i}");
-            flip(cache_header, i);
+            damage.undo();
             cache.check().unwrap();
         }
         // Every bit of the list tag, one at a time: never an invalid enum.
@@ -825,15 +851,16 @@ fn damage_survives_allocations_until_a_free_sees_it() {
     // SAFETY: the flip is undone before the frees; every object is freed
     // once, and the refused free touches nothing.
     unsafe {
-        flip(header, 9); // the `next` link
+        let damage = flip(header, 9); // the `next` link
         let more: Vec<NonNull<u8>> = (0..5).map(|_| slab.allocate(l).unwrap().cast()).collect();
         assert!(more.iter().all(|&p| addr(p) & !1023 == addr(header)));
         assert_eq!(
             slab.try_deallocate(first, l),
             Err(Corruption::OverwrittenHeader { addr: addr(header) })
         );
-        // Undoing the damage makes the amended seal exact again.
-        flip(header, 9);
+        // Undoing the damage makes the amended seal exact again (the
+        // allocations changed other words, not the link).
+        damage.undo();
         slab.check().unwrap();
         slab.deallocate(first, l);
         for p in more {
@@ -856,14 +883,14 @@ fn a_damaged_neighbour_is_caught_before_a_free_relinks_it() {
     // SAFETY: the flip is undone; the refused free touches nothing, then
     // every object is freed once.
     unsafe {
-        flip(base(b), 12);
+        let damage = flip(base(b), 12);
         assert_eq!(
             cache.try_free(a),
             Err(Corruption::OverwrittenHeader {
                 addr: addr(base(b))
             })
         );
-        flip(base(b), 12);
+        damage.undo();
         cache.check().unwrap();
         for o in objects {
             cache.free(o);
@@ -921,7 +948,7 @@ fn corruption_aborts_with_the_documented_message() {
                     // from: a bad list tag must not be acted on.
                     let header =
                         with_addr(p, addr(p) & !(freespace_slab::DEFAULT_SLAB_SIZE - 1)).unwrap();
-                    flip(header, HEADER_BYTES - 10);
+                    let _damage = flip(header, HEADER_BYTES - 10);
                     println!("addr={:#x}", addr(header));
                     let _ = slab.allocate(l);
                 }
