@@ -711,6 +711,51 @@ unsafe fn add_region<F: Fit>(st: &mut State<F>, region: NonNull<[u8]>) -> Result
                 old_fence.write_free(span, Flags::empty());
                 st.fit.insert(old_fence)?;
             }
+            // The new piece may close the gap to the region above as well.
+            if let Some(a) = r.next().filter(|a| a.0.addr() == r.end()) {
+                join_above(st, r, a)?;
+            }
+            return Ok(true);
+        }
+        // The region above, if the new one ends where it begins (a source
+        // that hands out memory top down, as a buddy does whose lower half
+        // went first, or `mmap`): its header moves down to the new start,
+        // and the new bytes and its old header become free space in front
+        // of its first chunk.
+        let above = match below {
+            Some(b) => b.next(),
+            None => st.regions,
+        };
+        if let Some(a) =
+            above.filter(|a| a.0.addr() == start.as_ptr().addr() + len && len >= REGION_HEADER)
+        {
+            // Everything read from `a`'s header is read before it is
+            // buried; the new header lies below it (`len >= REGION_HEADER`).
+            let region = Region(Chunk::new(start));
+            region
+                .0
+                .write_allocated(REGION_HEADER, Flags::ALLOCATED | Flags::FENCE, key);
+            region.set_fence(a.fence());
+            region.set_next(a.next());
+            match below {
+                Some(b) => b.set_next(Some(region)),
+                None => st.regions = Some(region),
+            }
+            st.region_index.remove(a.node(), 0)?;
+            region.index_in(&mut st.region_index)?;
+            a.0.bury(key);
+            let first = region.first_chunk();
+            let old_first = a.first_chunk();
+            st.span_lo = st.span_lo.min(first.addr());
+            if old_first.flags().contains(Flags::ALLOCATED) {
+                first.write_free(len, Flags::empty());
+                st.fit.insert(first)?;
+                old_first.set_prev_free_allocated(true);
+            } else {
+                let old = old_first.size();
+                st.fit.replace(old_first, first, len + old)?;
+                first.write_free(len + old, Flags::empty());
+            }
             return Ok(true);
         }
         if len < REGION_HEADER + MIN_CHUNK + FENCE {
@@ -745,6 +790,63 @@ unsafe fn add_region<F: Fit>(st: &mut State<F>, region: NonNull<[u8]>) -> Result
         st.fit.insert(first)?;
         Ok(true)
     }
+}
+
+/// Joins region `r` with the region `a` right above it (`r` ends where
+/// `a` begins): `r`'s fencepost and `a`'s header become free space, merged
+/// with the free chunks on either side of them, and `a` leaves the list
+/// and the region tree.
+///
+/// # Safety
+///
+/// `r` and `a` are regions of the heap (SC-H1), `a` the one after `r`,
+/// and `r.end() == a.0.addr()`.
+///
+/// # Errors
+///
+/// The policy's index was found damaged.
+unsafe fn join_above<F: Fit>(st: &mut State<F>, r: Region, a: Region) -> Result<(), Corruption> {
+    let key = st.key;
+    // SAFETY: (for the whole body) both regions are intact and contiguous
+    // (caller), so every chunk named lies in one of them; `a`'s header is
+    // read before it is buried.
+    unsafe {
+        let fence = r.fence();
+        let first = a.first_chunk();
+        r.set_fence(a.fence());
+        r.set_next(a.next());
+        st.region_index.remove(a.node(), 0)?;
+        a.0.bury(key);
+        // The free space runs from the free chunk before the fencepost (or
+        // the fencepost) to the end of `a`'s first chunk if that is free
+        // (or its start).
+        let first_free = !first.flags().contains(Flags::ALLOCATED);
+        let end = if first_free {
+            first.addr() + first.size()
+        } else {
+            first.addr()
+        };
+        if fence.flags().contains(Flags::PREV_FREE) {
+            let tail = fence.back(fence.footer_before());
+            let old = tail.size();
+            if first_free {
+                st.fit.remove(first)?;
+            }
+            tail.write_free(end - tail.addr(), tail.flags());
+            fence.bury(key);
+            st.fit.resize(tail, old)?;
+        } else if first_free {
+            st.fit.replace(first, fence, end - fence.addr())?;
+            fence.write_free(end - fence.addr(), Flags::empty());
+        } else {
+            fence.write_free(end - fence.addr(), Flags::empty());
+            st.fit.insert(fence)?;
+        }
+        if !first_free {
+            first.set_prev_free_allocated(true);
+        }
+    }
+    Ok(())
 }
 
 /// The heap's key from the OS, drawn once per heap: out of line and cold,

@@ -117,9 +117,14 @@
 //! The cost is one `getrandom` call per heap, when its first region is set
 //! up; the check on each free is the same multiply-and-shift as before.
 //!
-//! Regions that arrive contiguous with an existing one are merged: the
-//! fencepost between them becomes free space. This assumes the source's
-//! regions share provenance when contiguous (true for `Sbrk` and `Mmap`).
+//! Regions that arrive contiguous with an existing one are merged, in
+//! whichever order they come: a piece that continues a region upwards turns
+//! its fencepost into free space, one that ends where a region begins takes
+//! that region's header down to its own start, and one that closes the gap
+//! between two regions joins all three. A heap over a buddy or `mmap`,
+//! which hand out memory top down or out of order, stays a few regions.
+//! This assumes the source's regions share provenance when contiguous
+//! (true for `Sbrk`, `Mmap` and a buddy's blocks).
 //!
 //! # Example
 //!

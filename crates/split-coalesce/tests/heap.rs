@@ -352,7 +352,13 @@ fn growth<F: Fit>(gap: usize) {
 /// scrambled order with the heap checked along the way, the region index
 /// with it), and a pointer into a gap between regions belongs to none.
 fn growth_top_down<F: Fit>() {
-    let source = Pieces::top_down(PIECES, 4096);
+    growth_top_down_apart::<F>(4096);
+}
+
+/// Pieces handed out top down `gap` bytes apart: with no gap each one
+/// continues the region above it downwards, and the heap stays one region.
+fn growth_top_down_apart<F: Fit>(gap: usize) {
+    let source = Pieces::top_down(PIECES, gap);
     let heap: FreeListHeap<F, _> = FreeListHeap::new(&source);
     let mut rng = Rng::new(0x7090_d0e5);
     let mut live = Vec::new();
@@ -365,19 +371,20 @@ fn growth_top_down<F: Fit>() {
     }
     heap.check().unwrap();
     let regions = region_count(&heap);
-    assert_eq!(
-        regions,
-        source.acquires.get(),
-        "no region continues another"
-    );
-    assert!(regions >= 8, "the heap grew in many pieces, got {regions}");
+    let pieces = source.acquires.get();
+    assert!(pieces >= 8, "the heap grew in many pieces, got {pieces}");
+    if gap == 0 {
+        assert_eq!(regions, 1, "each piece continues the region above it");
+    } else {
+        assert_eq!(regions, pieces, "no region continues another");
+    }
     let mut headers = Vec::new();
     heap.inspect(&mut |b| {
         if b.state == BlockState::Meta && b.len == REGION_HEADER {
             headers.push(b.addr);
         }
     });
-    for &h in &headers {
+    for &h in headers.iter().filter(|_| gap > 0) {
         // The gap's middle, below the region: no region's.
         let gap = NonNull::new(core::ptr::without_provenance_mut::<u8>(h - 2048)).unwrap();
         assert!(!heap.owns(gap));
@@ -402,6 +409,64 @@ fn growth_top_down<F: Fit>() {
     }
     heap.check().unwrap();
     assert_eq!(free_chunks(&heap).len(), regions);
+}
+
+/// Equal slots of one buffer handed out in a shuffled order: whatever the
+/// order, once every slot is the heap's they make one region (a piece
+/// continues the region below it, the region above it, or closes the gap
+/// between two), and everything comes back as one free chunk.
+fn growth_in_shuffled_slots<F: Fit>() {
+    const SLOT: usize = 64 * 1024;
+    struct Slots {
+        base: NonNull<u8>,
+        order: Vec<usize>,
+        next: Cell<usize>,
+    }
+    // SAFETY: slots are disjoint parts of a leaked buffer, each handed out
+    // once (CORE-S1, CORE-S2), 16-aligned and 16-multiple long (CORE-S3);
+    // nothing panics (CORE-S4).
+    unsafe impl Source for Slots {
+        fn acquire(&self, min_len: usize) -> Option<NonNull<[u8]>> {
+            let i = self.next.get();
+            let &slot = self.order.get(i).filter(|_| min_len <= SLOT)?;
+            self.next.set(i + 1);
+            // SAFETY: slot `slot` lies inside the buffer.
+            let p = unsafe { self.base.add(slot * SLOT) };
+            Some(NonNull::slice_from_raw_parts(p, SLOT))
+        }
+    }
+    let slots = PIECES / SLOT;
+    let buf: &'static mut [u128] = leak(vec![0u128; PIECES / 16].into_boxed_slice());
+    let mut rng = Rng::new(0x5107);
+    let mut order: Vec<usize> = (0..slots).collect();
+    for i in (1..slots).rev() {
+        order.swap(i, rng.below(i + 1));
+    }
+    let source = Slots {
+        base: NonNull::new(buf.as_mut_ptr().cast()).unwrap(),
+        order,
+        next: Cell::new(0),
+    };
+    let heap: FreeListHeap<F, _> = FreeListHeap::new(&source);
+    let mut live = Vec::new();
+    while let Ok(p) = heap.allocate(Layout::from_size_align(rng.range(16, 20_000), 16).unwrap()) {
+        live.push(p.cast::<u8>());
+        if live.len() % 8 == 0 {
+            heap.check().unwrap();
+        }
+    }
+    heap.check().unwrap();
+    assert_eq!(source.next.get(), slots, "every slot was taken");
+    assert_eq!(region_count(&heap), 1, "the slots joined into one region");
+    for i in (1..live.len()).rev() {
+        live.swap(i, rng.below(i + 1));
+    }
+    for p in live {
+        // SAFETY: a live block, freed once (`free` takes any layout it fits).
+        unsafe { heap.free(p) };
+    }
+    heap.check().unwrap();
+    assert_eq!(free_chunks(&heap).len(), 1);
 }
 
 fn region_count<I: Inspect>(heap: &I) -> usize {
@@ -496,6 +561,8 @@ macro_rules! suite {
             #[test] fn growth_merges_contiguous_regions() { growth::<$fit>(0) }
             #[test] fn growth_links_scattered_regions() { growth::<$fit>(4096) }
             #[test] fn growth_links_regions_handed_out_top_down() { growth_top_down::<$fit>() }
+            #[test] fn growth_merges_regions_handed_out_top_down() { growth_top_down_apart::<$fit>(0) }
+            #[test] fn growth_joins_slots_handed_out_in_any_order() { growth_in_shuffled_slots::<$fit>() }
             #[test] fn damaged_index_link_is_refused() { super::damaged_index_link_is_refused::<$fit>() }
             #[cfg(all(unix, not(miri)))]
             #[test] fn growth_over_sbrk() { super::growth_over_sbrk::<$fit>() }
