@@ -7,8 +7,8 @@ use freespace_freelist::chunk::{FENCE, REGION_HEADER};
 use freespace_freelist::MIN_CHUNK;
 
 /// The smallest region a free-list heap can use: its region header, one
-/// chunk of [`MIN_CHUNK`] bytes and the fencepost (112 bytes). A smaller region holds nothing but metadata, so the heap
-/// refuses it.
+/// chunk of [`MIN_CHUNK`] bytes and the fencepost (112 bytes). A smaller
+/// region holds nothing but metadata, so the heap refuses it.
 ///
 /// ```
 /// assert_eq!(freespace_split_coalesce::MIN_REGION, 64 + 32 + 16);

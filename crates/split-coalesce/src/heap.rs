@@ -718,10 +718,10 @@ unsafe fn add_region<F: Fit>(st: &mut State<F>, region: NonNull<[u8]>) -> Result
             return Ok(true);
         }
         // The region above, if the new one ends where it begins (a source
-        // that hands out memory top down, as a buddy does whose lower half
-        // went first, or `mmap`): its header moves down to the new start,
-        // and the new bytes and its old header become free space in front
-        // of its first chunk.
+        // that hands out memory downwards or out of order: `mmap`, a
+        // buddy): its header moves down to the new start, and the new
+        // bytes and its old header become free space in front of its
+        // first chunk.
         let above = match below {
             Some(b) => b.next(),
             None => st.regions,

@@ -801,7 +801,7 @@ fn case(name: &str) -> Case {
                 }
             }
             "inside_heap_metadata" => {
-                // The region header: the first 32 bytes of the arena.
+                // Inside the region header (the arena's first 64 bytes).
                 let p = a.sub(HEADER + 16);
                 mk(p, Corruption::InteriorPointer { addr: addr(p) }, true)
             }
