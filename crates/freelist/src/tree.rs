@@ -1172,7 +1172,7 @@ impl<O: Order> Tree<O> {
     /// assert!(Tree::<ByAddress>::new().lower_bound(Key { addr: 0, size: 64 }).is_none());
     /// ```
     pub fn lower_bound(&self, key: Key) -> Option<Chunk> {
-        self.search(|k| !O::before(k, key))
+        self.partition::<false>(|k| !O::before(k, key))
     }
 
     /// The first member that sorts after `key`.
@@ -1182,7 +1182,7 @@ impl<O: Order> Tree<O> {
     /// assert!(Tree::<ByAddress>::new().after(Key { addr: 0, size: 0 }).is_none());
     /// ```
     pub fn after(&self, key: Key) -> Option<Chunk> {
-        self.search(|k| O::before(key, k))
+        self.partition::<false>(|k| O::before(key, k))
     }
 
     /// The last member that does not sort after `key`: the member at `key`,
@@ -1212,6 +1212,15 @@ impl<O: Order> Tree<O> {
     /// assert_eq!(at(a.addr() - 16), None);
     /// ```
     pub fn at_or_before(&self, key: Key) -> Option<Chunk> {
+        self.partition::<true>(|k| O::before(key, k))
+    }
+
+    /// A member on one side of the point where `later`, a predicate that
+    /// is false for a prefix of the order and true for the rest, turns
+    /// true: with `LAST_BEFORE` the last member it is false for, else the
+    /// first it is true for. One walk from the root; the size word is read
+    /// only if the order sorts by it.
+    fn partition<const LAST_BEFORE: bool>(&self, later: impl Fn(Key) -> bool) -> Option<Chunk> {
         let mut found = None;
         let mut at = self.root;
         let mut depth = 0;
@@ -1226,38 +1235,15 @@ impl<O: Order> Tree<O> {
                     addr: n.addr(),
                     size: if O::BY_SIZE { n.size() } else { 0 },
                 };
-                if O::before(key, k) {
+                if later(k) {
+                    if !LAST_BEFORE {
+                        found = Some(n);
+                    }
                     at = left(n);
                 } else {
-                    found = Some(n);
-                    at = right(n);
-                }
-            }
-        }
-        found
-    }
-
-    /// The first member whose key satisfies `at_or_after`, a predicate that
-    /// is false for a prefix of the order and true for the rest.
-    fn search(&self, at_or_after: impl Fn(Key) -> bool) -> Option<Chunk> {
-        let mut found = None;
-        let mut at = self.root;
-        let mut depth = 0;
-        while let Some(n) = at {
-            depth += 1;
-            if depth > MAX_DEPTH {
-                return None;
-            }
-            // SAFETY: `n` was reached from the root: a member (FL-T1, FL-T2).
-            unsafe {
-                let k = Key {
-                    addr: n.addr(),
-                    size: n.size(),
-                };
-                if at_or_after(k) {
-                    found = Some(n);
-                    at = left(n);
-                } else {
+                    if LAST_BEFORE {
+                        found = Some(n);
+                    }
                     at = right(n);
                 }
             }
