@@ -97,6 +97,58 @@ pub unsafe fn relocate_within<A: Allocator + ?Sized>(
     unsafe { relocate(ptr, old, new, allocate, |p, l| alloc.deallocate(p, l)) }
 }
 
+/// The two resizes that are the same in every allocator: growing an empty
+/// (dangling) block is a fresh allocation from `alloc` (zeroed when
+/// `zeroed`), and shrinking a block to nothing frees it, leaving a dangling
+/// block of `new`. `None` when neither side is empty: the caller resizes.
+/// A router's combined resize starts with it.
+///
+/// # Safety
+///
+/// `ptr` is a live block of `alloc` that `old` fits, or `old.size()` is
+/// zero.
+///
+/// ```
+/// use freespace_core::alloc::{Allocator, Global, Layout};
+/// use freespace_core::resize::empty_side;
+/// use core::ptr::NonNull;
+///
+/// let none = Layout::from_size_align(0, 8).unwrap();
+/// let some = Layout::from_size_align(24, 8).unwrap();
+/// // SAFETY: an empty block: a fresh allocation.
+/// let p = unsafe { empty_side(&Global, NonNull::dangling(), none, some, true) };
+/// let p = p.unwrap().unwrap().cast::<u8>();
+/// // SAFETY: `p` is live with `some`, zeroed.
+/// assert_eq!(unsafe { p.add(23).read() }, 0);
+/// // SAFETY: as above; neither side empty: the caller's to do.
+/// assert!(unsafe { empty_side(&Global, p, some, some, false) }.is_none());
+/// // SAFETY: as above; shrunk to nothing: freed.
+/// let gone = unsafe { empty_side(&Global, p, some, none, false) }.unwrap().unwrap();
+/// assert_eq!(gone.len(), 0);
+/// ```
+#[inline(always)]
+pub unsafe fn empty_side<A: Allocator + ?Sized>(
+    alloc: &A,
+    ptr: NonNull<u8>,
+    old: Layout,
+    new: Layout,
+    zeroed: bool,
+) -> Option<Result<NonNull<[u8]>, AllocError>> {
+    if old.size() == 0 {
+        return Some(if zeroed {
+            alloc.allocate_zeroed(new)
+        } else {
+            alloc.allocate(new)
+        });
+    }
+    if new.size() == 0 {
+        // SAFETY: `ptr` is live in `alloc` with `old` (caller contract).
+        unsafe { alloc.deallocate(ptr, old) };
+        return Some(Ok(crate::layout::dangling(new)));
+    }
+    None
+}
+
 /// `alloc`'s own `grow_zeroed`, `grow` or `shrink`, whichever `zeroed` and
 /// the two sizes call for: how a router hands a resize that stays on one
 /// side to that side.

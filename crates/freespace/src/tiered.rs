@@ -55,7 +55,7 @@ use crate::{
     Violation,
 };
 use freespace_core::layout::dangling;
-use freespace_core::resize::{relocate_within, resize_in};
+use freespace_core::resize::{empty_side, relocate_within, resize_in};
 
 /// The alignment at and above which a [`Tiered`] routes a request to its
 /// buddy by default: 16 KiB, the slab size of
@@ -457,17 +457,10 @@ impl<S: Source, const PAGE: usize> Tiered<S, PAGE> {
         new: Layout,
         zeroed: bool,
     ) -> Result<NonNull<[u8]>, AllocError> {
-        if old.size() == 0 {
-            return if zeroed {
-                self.allocate_zeroed(new)
-            } else {
-                self.allocate(new)
-            };
-        }
-        if new.size() == 0 {
-            // SAFETY: `ptr` is live with `old` (caller contract).
-            unsafe { self.deallocate(ptr, old) };
-            return Ok(dangling(new));
+        // SAFETY: `ptr` is live with `old`, or `old` is empty (caller
+        // contract).
+        if let Some(done) = unsafe { empty_side(self, ptr, old, new, zeroed) } {
+            return done;
         }
         match (Self::is_page(old), Self::is_page(new)) {
             // SAFETY: `old` routes to the buddy, so the block is the buddy's

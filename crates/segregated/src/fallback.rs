@@ -6,7 +6,7 @@ use freespace_core::alloc::{AllocError, Allocator, Layout};
 use freespace_core::layout::dangling;
 use freespace_core::{BlockInfo, BlockSize, CheckedFree, Corruption, Inspect, Owns, Violation};
 
-use freespace_core::resize::relocate;
+use freespace_core::resize::{empty_side, relocate};
 
 /// Allocates from `P` (primary), and from `S` (secondary) when `P` fails;
 /// frees by asking `P` whether the block is its own.
@@ -176,19 +176,12 @@ impl<P: Allocator + Owns, S: Allocator> Fallback<P, S> {
         new: Layout,
         zeroed: bool,
     ) -> Result<NonNull<[u8]>, AllocError> {
-        if old.size() == 0 {
-            return if zeroed {
-                self.allocate_zeroed(new)
-            } else {
-                self.allocate(new)
-            };
+        // SAFETY: `ptr` is live with `old`, or `old` is empty (caller
+        // contract).
+        if let Some(done) = unsafe { empty_side(self, ptr, old, new, zeroed) } {
+            return done;
         }
         if new.size() < old.size() {
-            if new.size() == 0 {
-                // SAFETY: `ptr` is live with `old` (caller contract).
-                unsafe { self.deallocate(ptr, old) };
-                return Ok(dangling(new));
-            }
             return if self.primary.owns(ptr) {
                 // SAFETY: `P`'s live block (SEG-F1); the caller's contract otherwise.
                 unsafe { self.primary.shrink(ptr, old, new) }

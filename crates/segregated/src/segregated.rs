@@ -10,7 +10,7 @@ use freespace_core::{
     report, BlockInfo, BlockState, CheckedFree, Corruption, Inspect, Owns, Violation,
 };
 
-use freespace_core::resize::relocate;
+use freespace_core::resize::{empty_side, relocate};
 
 /// The name [`Segregated`] reports corruption under.
 const NAME: &str = "segregated";
@@ -668,17 +668,10 @@ impl<A: Allocator> Segregated<A> {
         new: Layout,
         zeroed: bool,
     ) -> Result<NonNull<[u8]>, AllocError> {
-        if old.size() == 0 {
-            return if zeroed {
-                self.allocate_zeroed(new)
-            } else {
-                self.allocate(new)
-            };
-        }
-        if new.size() == 0 {
-            // SAFETY: `ptr` is live with `old` (caller contract).
-            unsafe { self.deallocate(ptr, old) };
-            return Ok(dangling(new));
+        // SAFETY: `ptr` is live with `old`, or `old` is empty (caller
+        // contract).
+        if let Some(done) = unsafe { empty_side(self, ptr, old, new, zeroed) } {
+            return done;
         }
         match (self.class_of(old), self.class_of(new)) {
             (Some(i), Some(j)) if i == j => {

@@ -6,7 +6,7 @@ use freespace_core::alloc::{AllocError, Allocator, Layout};
 use freespace_core::layout::dangling;
 use freespace_core::{BlockInfo, BlockSize, CheckedFree, Corruption, Inspect, Owns, Violation};
 
-use freespace_core::resize::{relocate_within, resize_in};
+use freespace_core::resize::{empty_side, relocate_within, resize_in};
 
 /// Requests of at most `THRESHOLD` bytes go to `S` (small), larger ones to
 /// `L` (large).
@@ -150,17 +150,10 @@ impl<const THRESHOLD: usize, S: Allocator, L: Allocator> Segregator<THRESHOLD, S
         new: Layout,
         zeroed: bool,
     ) -> Result<NonNull<[u8]>, AllocError> {
-        if old.size() == 0 {
-            return if zeroed {
-                self.allocate_zeroed(new)
-            } else {
-                self.allocate(new)
-            };
-        }
-        if new.size() == 0 {
-            // SAFETY: `ptr` is live with `old` (caller contract).
-            unsafe { self.deallocate(ptr, old) };
-            return Ok(dangling(new));
+        // SAFETY: `ptr` is live with `old`, or `old` is empty (caller
+        // contract).
+        if let Some(done) = unsafe { empty_side(self, ptr, old, new, zeroed) } {
+            return done;
         }
         match (Self::is_small(old), Self::is_small(new)) {
             (true, true) => {

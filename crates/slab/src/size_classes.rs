@@ -1024,19 +1024,11 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
         new: Layout,
         zeroed: bool,
     ) -> Result<NonNull<[u8]>, AllocError> {
-        if old.size() == 0 {
-            // Growing a zero-size (dangling) block is a fresh allocation.
-            return if zeroed {
-                self.allocate_zeroed(new)
-            } else {
-                self.allocate(new)
-            };
-        }
-        if new.size() == 0 {
-            // Shrinking to nothing frees the block.
-            // SAFETY: `ptr` is live with `old` (caller contract).
-            unsafe { self.deallocate(ptr, old) };
-            return Ok(layout::dangling(new));
+        // SAFETY: `ptr` is live with `old`, or `old` is empty (caller
+        // contract).
+        let empty = unsafe { freespace_core::resize::empty_side(self, ptr, old, new, zeroed) };
+        if let Some(done) = empty {
+            return done;
         }
         match (self.route(old), self.route(new)) {
             (Some(a), Some(b)) if a == b => {
