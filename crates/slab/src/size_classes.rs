@@ -6,6 +6,7 @@ use crate::index::Index;
 use crate::one_slab::{Geometry, List, SlabPtr, MIN_SLAB_SIZE};
 use core::ptr::NonNull;
 use freespace_core::alloc::{AllocError, Allocator, Layout};
+use freespace_core::resize::empty_side;
 use freespace_core::{
     layout, report, BlockInfo, BlockSize, BlockState, CheckedFree, Corruption, Inspect, Owns,
     Violation,
@@ -1026,8 +1027,7 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
     ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: `ptr` is live with `old`, or `old` is empty (caller
         // contract).
-        let empty = unsafe { freespace_core::resize::empty_side(self, ptr, old, new, zeroed) };
-        if let Some(done) = empty {
+        if let Some(done) = unsafe { empty_side(self, ptr, old, new, zeroed) } {
             return done;
         }
         match (self.route(old), self.route(new)) {
