@@ -390,6 +390,38 @@ fn tree_of_many_chunks_inserted_in_order_stays_balanced() {
 }
 
 #[test]
+fn a_refused_insert_leaves_every_subtree_maximum_as_it_was() {
+    // An insert raises word 3 on its way down; when the search then meets
+    // the chunk itself (already a member), every raised word is put back.
+    let (_keep, p) = buffer(64 * 16);
+    let mut tree = Tree::<ByAddressMax>::new();
+    // SAFETY: 256-byte slots of a buffer only this test uses.
+    let cs: Vec<Chunk> = (0..64)
+        .map(|i| unsafe { Chunk::new(p).forward(i * 256) })
+        .collect();
+    // SAFETY: as above.
+    unsafe {
+        for &c in &cs {
+            c.write_free(64, Flags::empty());
+            tree.insert(c, 64).unwrap();
+        }
+        let maxima = |cs: &[Chunk]| cs.iter().map(|c| c.field(3)).collect::<Vec<usize>>();
+        let before = maxima(&cs);
+        for &c in &cs {
+            // Sorted under a larger size than any member's: every node on
+            // the path would take it as its subtree's largest.
+            assert_eq!(
+                tree.insert(c, 192),
+                Err(Corruption::CorruptFreeList { addr: c.addr() })
+            );
+            assert_eq!(maxima(&cs), before);
+            tree.check(&mut |_, _| Ok(())).unwrap();
+        }
+        assert_eq!(tree.first_at_least(Key { addr: 0, size: 65 }), None);
+    }
+}
+
+#[test]
 fn tree_refuses_to_unlink_a_chunk_it_cannot_reach() {
     let (_keep, p) = buffer(64);
     let mut tree = Tree::<BySize>::new();

@@ -705,6 +705,28 @@ impl<O: Order> Tree<O> {
     // updates
     // ------------------------------------------------------------------
 
+    /// Undoes what a failed [`insert`](Self::insert) wrote on its way down
+    /// (word 3 of the nodes on `path` raised to the new chunk's size):
+    /// recomputes word 3 from the deepest node up, each from its children,
+    /// which are then right again, so the tree is as it was. Returns `bad`.
+    ///
+    /// # Safety
+    ///
+    /// `path` is the failed insert's, its nodes reached from the root.
+    #[cold]
+    #[inline(never)]
+    unsafe fn undo_raise(path: &Path, s: Subject, bad: Corruption) -> Corruption {
+        if O::AUGMENTED {
+            for i in (0..path.len).rev() {
+                // SAFETY: `i < path.len`; the path's nodes are members
+                // (caller), none of them the new chunk (`s`), which the
+                // failed insert never linked.
+                unsafe { Self::fix_max(path.node(i), s) };
+            }
+        }
+        bad
+    }
+
     /// Adds the free chunk `c` of `size` bytes.
     ///
     /// # Safety
@@ -751,23 +773,26 @@ impl<O: Order> Tree<O> {
             let mut len = 0;
             while let Some(n) = at {
                 if n == c {
-                    return Err(bad);
+                    path.set_len(len);
+                    return Err(Self::undo_raise(&path, s, bad));
                 }
                 let go_right = !O::before(key, Self::key_of(n, s));
-                len = path.write_at(len, n, go_right).map_err(|()| bad)?;
+                let Ok(next) = path.write_at(len, n, go_right) else {
+                    path.set_len(len);
+                    return Err(Self::undo_raise(&path, s, bad));
+                };
+                len = next;
+                // Every node on the path gains `c` below it: raise word 3
+                // on the way down, while the node's line is in cache (the
+                // siblings need not be read). Rotations below recompute
+                // their nodes; a search that fails undoes it.
+                if O::AUGMENTED && max(n) < size {
+                    n.set_field(MAX, size);
+                }
                 at = child(n, go_right);
             }
             path.set_len(len);
             if O::AUGMENTED {
-                // Every node on the path gains `c` below it: raise word 3
-                // on the way down (the path is in cache; the siblings need
-                // not be read). Rotations below recompute their nodes.
-                for i in 0..path.len {
-                    let n = path.node(i);
-                    if max(n) < size {
-                        n.set_field(MAX, size);
-                    }
-                }
                 c.set_field(MAX, size);
             }
             set_left_and_balance(c, None, 0);
