@@ -705,6 +705,76 @@ fn bins_refuse_to_unlink_through_a_damaged_link() {
 }
 
 #[test]
+fn address_index_against_a_model() {
+    // Random inserts, removes, resizes and replaces in `SLOTS` slots, the
+    // top moving up and down among them: after every step the index holds
+    // exactly the model's chunks, passes its check, and answers
+    // `lowest_at_least` as a scan of the model does.
+    let (_keep, p) = buffer(SLOTS * SLOT / 16);
+    let base = p.as_ptr() as usize;
+    let mut rng = Rng(7);
+    let mut index = AddressIndex::new();
+    let mut members: Vec<Option<(Chunk, usize)>> = std::vec![None; SLOTS];
+    let size = |rng: &mut Rng| 32 + 16 * rng.below((SLOT - 48) / 16 + 1);
+    for step in 0..STEPS {
+        let i = rng.below(SLOTS);
+        // SAFETY: every chunk lies inside its own slot of the buffer, which
+        // only this test uses.
+        unsafe {
+            let slot = Chunk::new(p).forward(i * SLOT);
+            match members[i] {
+                None => {
+                    let c = if rng.below(2) == 0 {
+                        slot
+                    } else {
+                        slot.forward(16)
+                    };
+                    let s = size(&mut rng);
+                    c.write_free(s, Flags::empty());
+                    index.insert(c).unwrap();
+                    assert!(index.insert(c).is_err(), "step {step}: inserted twice");
+                    members[i] = Some((c, s));
+                }
+                Some((c, s)) => match rng.below(3) {
+                    0 => {
+                        index.remove(c).unwrap();
+                        members[i] = None;
+                    }
+                    1 => {
+                        let n = size(&mut rng);
+                        c.write_free(n, Flags::empty());
+                        index.resize(c, s).unwrap();
+                        members[i] = Some((c, n));
+                    }
+                    _ => {
+                        let new = if c == slot { slot.forward(16) } else { slot };
+                        let n = size(&mut rng);
+                        index.replace(c, new, n).unwrap();
+                        new.write_free(n, Flags::empty());
+                        members[i] = Some((new, n));
+                    }
+                },
+            }
+        }
+        index.check().unwrap_or_else(|v| panic!("step {step}: {v}"));
+        let mut model: Vec<(Chunk, usize)> = members.iter().flatten().copied().collect();
+        let mut seen = Vec::new();
+        index.for_each(&mut |c, s| seen.push((c, s)));
+        seen.sort_by_key(|(c, _)| c.addr());
+        assert_eq!(seen, model, "step {step}: members");
+        assert_eq!(index.len(), model.len());
+        let from = base + 16 * rng.below(SLOTS * SLOT / 16);
+        let need = 32 + 16 * rng.below(SLOT / 16);
+        model.retain(|&(c, s)| c.addr() >= from && s >= need);
+        assert_eq!(
+            index.lowest_at_least(from, need),
+            model.first().map(|m| m.0),
+            "step {step}: lowest_at_least({from:#x}, {need})"
+        );
+    }
+}
+
+#[test]
 fn address_index_keeps_the_highest_chunk_out_of_the_trees() {
     let (_keep, p) = buffer(64);
     // SAFETY: 128-byte slots of a buffer only this test uses.
