@@ -123,6 +123,22 @@ const fn lookup_table(classes: &[usize]) -> [u8; LOOKUP_LEN] {
 
 const _: () = assert!(MAX_CLASSES < u8::MAX as usize);
 
+/// Whether every class is a multiple of 16 bytes: then the routing table's
+/// entry for a request of at most 16-byte alignment *is* its class (the
+/// first class of at least `16 (k - 1) + 1` bytes is at least `16 k`, so at
+/// least the request, and aligned to 16 or more), and the route checks
+/// nothing further.
+const fn lookup_is_exact(classes: &[usize]) -> bool {
+    let mut i = 0;
+    while i < classes.len() {
+        if classes[i] % 16 != 0 {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 /// The object alignment of a class of `size` bytes.
 const fn class_align(size: usize) -> usize {
     let pow2 = 1usize << size.trailing_zeros();
@@ -309,6 +325,9 @@ pub struct Slab<A: Allocator, const SLAB_SIZE: usize = DEFAULT_SLAB_SIZE> {
     pub(crate) caches: [Cache; MAX_CLASSES],
     /// Where a request's class search starts ([`lookup_table`]).
     lookup: [u8; LOOKUP_LEN],
+    /// The table's entry is the class of every request aligned to at most
+    /// 16 ([`lookup_is_exact`]).
+    lookup_exact: bool,
     index: Index,
     max_empty: usize,
 }
@@ -421,6 +440,7 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
             classes,
             caches,
             lookup: lookup_table(classes),
+            lookup_exact: lookup_is_exact(classes),
             index: Index::new(SLAB_SIZE),
             max_empty: 1,
         }
@@ -482,6 +502,12 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
         // binary search), then the first class from there that is large
         // and aligned enough.
         let mut i = match self.lookup.get(size.div_ceil(16)) {
+            Some(&i) if self.lookup_exact && layout.align() <= 16 => {
+                // The entry is the class (`lookup_is_exact`), or past the
+                // last class when none is large enough.
+                let i = i as usize;
+                return (i < classes.len()).then_some(i);
+            }
             Some(&i) => i as usize,
             None if classes.last().is_none_or(|&c| c < size) => return None,
             None => classes.partition_point(|&c| c < size),
