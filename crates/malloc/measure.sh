@@ -9,7 +9,8 @@
 #                                           OUT - only prints)
 #
 # Needs: the shim as shipped, `--profile shim` (built here), python3, sqlite3,
-# redis-server + redis-benchmark; hyperfine and /usr/bin/time if present.
+# redis-server + redis-benchmark; perl, gcc and git, hyperfine and
+# /usr/bin/time if present (a program that is missing gets a row saying so).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUNS="${1:-5}"
@@ -20,8 +21,49 @@ SO="$(cd "$TARGET/shim" && pwd)/libfreespace_malloc.so"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
-# The workloads of tests/preload.rs (the Python one is its file).
+# The workloads of tests/preload.rs (the Python and Perl ones are its
+# files; the C file and the git session are made as it makes them).
 cp crates/malloc-so/tests/workload.py "$WORK/workload.py"
+cp crates/malloc-so/tests/workload.pl "$WORK/workload.pl"
+# `c_source(400)`: 400 small functions calling one another.
+{
+    echo '#include <stdio.h>'
+    for i in $(seq 0 399); do
+        callee=$((i > 0 ? i - 1 : 0))
+        echo "static int f$i(int x) { int a[16]; int s = 0;"
+        echo "for (int j = 0; j < 16; j++) a[j] = x * $i + j;"
+        echo "for (int j = 0; j < 16; j++) s += a[j] * (j ^ $((i % 13)));"
+        echo "if (s % 3 == 0) return s / 7;"
+        echo "return s + (x > 0 ? f$callee(x - 1) : 0); }"
+    done
+    echo 'int main(void) { long s = 0;'
+    for i in $(seq 0 399); do echo "  s += f$i($((i % 5)));"; done
+    echo '  printf("%ld\n", s);'
+    echo '  return 0;'
+    echo '}'
+} > "$WORK/many.c"
+# `git_session`: a repository of 200 files (made once, copied in), two
+# commits, a log, an aggressive gc (pack-objects runs threads) and fsck,
+# from scratch each run.
+mkdir -p "$WORK/files"
+for i in $(seq 0 199); do
+    for j in $(seq 0 49); do echo "line $j of file $i"; done > "$WORK/files/f$i.txt"
+done
+cat > "$WORK/git.sh" << 'GIT'
+set -e
+dir="$1"
+rm -rf "$dir" && mkdir -p "$dir" && cp -r "$2" "$dir/src" && cd "$dir"
+export HOME="$dir" GIT_CONFIG_NOSYSTEM=1 GIT_AUTHOR_NAME=freespace GIT_COMMITTER_NAME=freespace \
+    GIT_AUTHOR_EMAIL=malloc@freespace.invalid GIT_COMMITTER_EMAIL=malloc@freespace.invalid
+git init -q .
+git add .
+git commit -q -m "free space, committed"
+echo changed > src/f0.txt
+git commit -q -a -m second
+git log --oneline --stat > /dev/null
+git gc --quiet --aggressive
+git fsck --full > /dev/null 2>&1
+GIT
 {
     echo "PRAGMA journal_mode=WAL;"
     echo "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, v REAL);"
@@ -36,6 +78,9 @@ PY=/usr/bin/python3
 [ -x "$PY" ] || PY="$(command -v python3)"
 PY_CMD="$PY $WORK/workload.py"
 SQL_CMD="rm -f $WORK/db*; sqlite3 $WORK/db < $WORK/insert.sql > /dev/null"
+PERL_CMD="perl $WORK/workload.pl"
+GCC_CMD="gcc -O2 -c -o $WORK/many.o $WORK/many.c"
+GIT_CMD="sh $WORK/git.sh $WORK/repo $WORK/files"
 
 if command -v hyperfine > /dev/null; then
     HOW="hyperfine: mean of $RUNS runs after a warm-up, glibc's runs then the shim's"
@@ -85,6 +130,18 @@ peak() {
     printf '| %s, peak RSS | %s MiB | %s MiB | %.2f |\n' "$name" "$g" "$f" "$(echo "$f / $g" | bc -l)"
 }
 
+# Wall time and peak RSS of NAME's workload, or a row saying that the
+# program is missing (never a silent gap).
+program() {
+    local exe="$1" name="$2" cmd="$3"
+    if command -v "$exe" > /dev/null; then
+        wall "$name" "$cmd"
+        peak "$name" "$cmd"
+    else
+        echo "| $name | ($exe is not installed) | | |"
+    fi
+}
+
 report() {
 echo "# freespace-malloc, measured"
 echo
@@ -108,6 +165,9 @@ wall "python3 workload" "$PY_CMD"
 peak "python3 workload" "$PY_CMD"
 wall "sqlite3, 100k inserts + index" "$SQL_CMD"
 peak "sqlite3, 100k inserts + index" "$SQL_CMD"
+program perl "perl workload (hashes, sorts, regexes)" "$PERL_CMD"
+program gcc "gcc -O2 -c, 400 functions (cc1 and as)" "$GCC_CMD"
+program git "git session: add 200 files, commits, log, gc --aggressive, fsck" "$GIT_CMD"
 
 # malloc/free pairs, one and two threads.
 if command -v cc > /dev/null; then
