@@ -450,6 +450,25 @@ impl<S: Source, const PAGE: usize> Tiered<S, PAGE> {
         layout.align() >= PAGE && layout.size() <= BUDDY_MAX
     }
 
+    /// The buddy's allocation, out of line: inlined, its frame (six saved
+    /// registers) was set up and torn down around every block the
+    /// best-fit heap serves too; apart, `allocate` is a test and a jump to
+    /// either side.
+    #[inline(never)]
+    fn allocate_page(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        self.buddy().allocate(layout)
+    }
+
+    /// The buddy's free, out of line, as [`allocate_page`](Self::allocate_page).
+    ///
+    /// # Safety
+    /// As `deallocate`, for a layout that routes to the buddy (TIER-1).
+    #[inline(never)]
+    unsafe fn deallocate_page(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: a page-aligned layout means a buddy block (TIER-1).
+        unsafe { self.buddy().deallocate(ptr, layout) }
+    }
+
     unsafe fn resize(
         &self,
         ptr: NonNull<u8>,
@@ -489,7 +508,7 @@ unsafe impl<S: Source, const PAGE: usize> Allocator for Tiered<S, PAGE> {
         if layout.size() == 0 {
             Ok(dangling(layout))
         } else if Self::is_page(layout) {
-            self.buddy().allocate(layout)
+            self.allocate_page(layout)
         } else {
             self.best_fit().allocate(layout)
         }
@@ -510,7 +529,7 @@ unsafe impl<S: Source, const PAGE: usize> Allocator for Tiered<S, PAGE> {
         if layout.size() == 0 {
         } else if Self::is_page(layout) {
             // SAFETY: a page-aligned layout means a buddy block (TIER-1).
-            unsafe { self.buddy().deallocate(ptr, layout) }
+            unsafe { self.deallocate_page(ptr, layout) }
         } else {
             // SAFETY: any other layout means a best-fit block (TIER-1).
             unsafe { self.best_fit().deallocate(ptr, layout) }

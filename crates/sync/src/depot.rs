@@ -327,6 +327,7 @@ impl<P: Batch> Depot<P> {
     // ---------------------------------------------------------------------
 
     /// A full magazine, now owned by the caller.
+    #[inline]
     pub(crate) fn take_full(&self, c: usize) -> Option<Mag> {
         let mut l = self.lock_class(c);
         let l = &mut *l;
@@ -424,6 +425,7 @@ impl<P: Batch> Depot<P> {
     /// Blocks of class `c` straight from the parent, as many as fit `out`
     /// (or the parent gives), in one batch ([`Batch`]: one lock for a
     /// `Locked` parent); returns how many.
+    #[inline]
     pub(crate) fn alloc_blocks(&self, c: usize, out: &mut [NonNull<u8>]) -> usize {
         self.parent.allocate_batch(class_layout(c), out)
     }
