@@ -477,6 +477,82 @@ fn batches_free_and_name_faults_like_single_frees() {
     assert_eq!((partial, full), (0, 0), "every object came back");
 }
 
+/// Runs of neighbouring objects (each one object after the last, or one
+/// before) are freed as one range of bits (`SlabPtr::put_sequence`): going
+/// up and going down, from and to the slab's first and last objects, every
+/// object comes back once; an object of the range that is free already is
+/// named exactly as a single free names it, and the rest of the run is
+/// still freed.
+#[test]
+fn neighbouring_objects_free_as_a_range_and_a_free_one_inside_is_named() {
+    use freespace_core::{corruption, Batch, Corruption};
+    // Objects of 48 bytes (one bitmap word) and of 2 (several: the range
+    // crosses words); holes in the first word and, for 2, in a later one.
+    let cases: [(&'static [usize], bool, Option<usize>); 8] = [
+        (&[48], true, None),
+        (&[48], false, None),
+        (&[48], true, Some(5)),
+        (&[48], false, Some(9)),
+        (&[2], true, None),
+        (&[2], false, None),
+        (&[2], true, Some(130)),
+        (&[2], false, Some(64)),
+    ];
+    for (classes, up, hole) in cases {
+        let size = classes[0];
+        let previous = corruption::set_handler(record);
+        let slab: Slab<Global, 1024> =
+            Slab::sized_with_classes(Global, classes).with_max_empty(usize::MAX);
+        let l = Layout::from_size_align(size, 1).unwrap();
+        let capacity = slab.caches[slab.route(l).unwrap()].geometry.capacity;
+        assert!(capacity > hole.unwrap_or(0) + 2 && capacity >= 12);
+        // Exactly one slab's objects, in address order.
+        let mut objects = std::vec![core::ptr::NonNull::<u8>::dangling(); capacity];
+        assert_eq!(slab.allocate_batch(l, &mut objects), capacity);
+        objects.sort_by_key(|p| p.as_ptr().addr());
+        assert!(objects
+            .windows(2)
+            .all(|w| w[1].as_ptr().addr() - w[0].as_ptr().addr() == size));
+        if let Some(h) = hole {
+            // SAFETY: live, freed once here; the batch frees it again.
+            unsafe { slab.deallocate(objects[h], l) };
+        }
+        let order: Vec<_> = if up {
+            objects.clone()
+        } else {
+            objects.iter().rev().copied().collect()
+        };
+        SEEN.with(|s| s.borrow_mut().clear());
+        // SAFETY: every object is live and freed once, but for the hole,
+        // the double free under test (recorded by the handler, not acted
+        // on).
+        unsafe { slab.deallocate_batch(&order, l) };
+        let seen = SEEN.with(|s| s.take());
+        corruption::set_handler(previous);
+        let expected: Vec<_> = hole
+            .map(|h| Corruption::DoubleFree {
+                addr: objects[h].as_ptr().addr(),
+            })
+            .into_iter()
+            .collect();
+        assert_eq!(seen, expected, "size {size}, up {up}, hole {hole:?}");
+        slab.check().unwrap();
+        assert_eq!(
+            slab.slab_counts(),
+            (0, 0, 1),
+            "size {size}, up {up}, hole {hole:?}"
+        );
+        // Every object is free once: a batch as large takes them all again.
+        let mut again = std::vec![core::ptr::NonNull::<u8>::dangling(); capacity];
+        assert_eq!(slab.allocate_batch(l, &mut again), capacity);
+        again.sort_by_key(|p| p.as_ptr().addr());
+        assert_eq!(again, objects, "size {size}, up {up}, hole {hole:?}");
+        // SAFETY: each live, freed once.
+        unsafe { slab.deallocate_batch(&again, l) };
+        slab.check().unwrap();
+    }
+}
+
 /// Runs of one slab's objects are freed together in place
 /// (`SlabPtr::put_run`): every object comes back exactly once (the slabs
 /// check, and a second batch hands out the same objects again), and a run
