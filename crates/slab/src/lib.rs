@@ -54,7 +54,11 @@
 //!   `cargo xtask bench` — and cost instructions on every workload, for no
 //!   gain in churn.) A run of
 //!   objects for a thread cache is taken a bitmap word at a time, the
-//!   header's counts amended once for the run.
+//!   header's counts amended once for the run; a run given back whose
+//!   objects are neighbours (each one object after the last, or one
+//!   before: freed in the order they were allocated, or the reverse) is
+//!   checked by comparing each address with the one the stride predicts,
+//!   and its bits, one range, are checked clear and set a word at a time.
 //! - **Partial, full and empty slabs**: allocation takes from a partial slab,
 //!   then an empty one, then makes a new slab. A slab that becomes empty is
 //!   kept while its cache has at most `max_empty` (default 1) empty slabs,
