@@ -548,13 +548,16 @@ fn tree_key(t: Chunk) -> Key {
 /// [`first`](Self::first), [`after`](Self::after)).
 ///
 /// One large chunk, the *spare*, is kept out of the tree: the first large
-/// chunk added while there is none. In a heap that grows at its end that is
-/// the wilderness, the chunk nearly every request is carved from and every
-/// last block merges back into; as the spare, carving from it or merging
-/// into it changes one field instead of taking it out of the tree and
-/// putting it back under its new size (the size-ordered tree's key). The
-/// ordered walks take the spare in its place in `O`'s order, so a policy's
-/// choice does not change.
+/// chunk added while there is none, and after it any tree member whose
+/// change of size puts it before the spare in `O`'s order (the two change
+/// places). In a heap that
+/// grows at its end that is the wilderness, the chunk nearly every request
+/// is carved from and every last block merges back into; in a heap being
+/// emptied in address order, the free space the frees keep merging into.
+/// As the spare, carving from it or merging into it changes one field
+/// instead of taking it out of the tree and putting it back under its new
+/// size (the size-ordered tree's key). The ordered walks take the spare in
+/// its place in `O`'s order, so a policy's choice does not change.
 ///
 /// # Invariants
 ///
@@ -829,6 +832,29 @@ impl<O: Order> Binned<O> {
             if old_size > LARGEST_BINNED && new_size > LARGEST_BINNED {
                 if self.spare == Some(c) {
                     return Ok(());
+                }
+                if let Some(spare) = self.spare {
+                    let spare_key = Key {
+                        addr: spare.addr(),
+                        size: spare.size(),
+                    };
+                    let key = Key {
+                        addr: c.addr(),
+                        size: new_size,
+                    };
+                    if O::before(key, spare_key) {
+                        // `c` now sorts before the spare, nearer the front
+                        // of the policy's order (where its searches look
+                        // first): it becomes the spare, and the spare takes
+                        // its node. A chunk that keeps changing there (the
+                        // free space of a heap emptied in address order,
+                        // each free merging into it; under worst fit, the
+                        // largest chunk) then changes one field each time,
+                        // not a tree key.
+                        self.tree.replace(c, old_size, spare, spare_key.size)?;
+                        self.spare = Some(c);
+                        return Ok(());
+                    }
                 }
                 return self.tree.resize(c, old_size, new_size);
             }

@@ -583,6 +583,94 @@ fn bins_keep_the_most_recent_first_and_the_tree_the_rest() {
     assert!(index.is_empty());
 }
 
+/// A tree member whose change of size puts it before the spare in the
+/// order becomes the spare, the spare taking its place in the tree; one
+/// that stays after it stays in the tree. Under both orders the walks see
+/// every chunk where its size puts it.
+#[test]
+fn a_chunk_that_changes_to_sort_before_the_spare_becomes_the_spare() {
+    fn case<O: Order>(grow_to: usize, swaps: bool) {
+        // Three large chunks (16-byte gaps): the spare (added first) of
+        // 4 * L, then two of L + 16 in the tree; the second grows.
+        const L: usize = LARGEST_BINNED;
+        let sizes = [4 * L, L + 16, L + 16];
+        let bytes: usize = sizes.iter().map(|s| s + 16).sum::<usize>() + 8 * L;
+        let (_keep, p) = buffer(bytes.div_ceil(16));
+        let mut at = 0;
+        let mut cs = Vec::new();
+        for &s in &sizes {
+            // SAFETY: inside the buffer, sized for every chunk and gap.
+            cs.push(unsafe { Chunk::new(p).forward(at) });
+            at += s + 16;
+        }
+        let mut index = Binned::<O>::new();
+        // SAFETY: disjoint free chunks only this test uses; the last one
+        // grows into the buffer's spare room after it.
+        unsafe {
+            for (&c, &s) in cs.iter().zip(&sizes) {
+                c.write_free(s, Flags::empty());
+                index.insert(c).unwrap();
+            }
+            assert!(index.tree().contains(cs[1], L + 16) && index.tree().contains(cs[2], L + 16));
+            cs[2].write_free(grow_to, Flags::empty());
+            index.resize(cs[2], L + 16).unwrap();
+            index.check().unwrap();
+            assert_eq!(
+                index.tree().contains(cs[0], 4 * L),
+                swaps,
+                "grow to {grow_to}"
+            );
+            assert_eq!(
+                !index.tree().contains(cs[2], grow_to),
+                swaps,
+                "grow to {grow_to}"
+            );
+            // The order sees all three where their sizes put them.
+            let mut seen = Vec::new();
+            let mut next = index.first();
+            while let Some(c) = next {
+                let size = c.size();
+                seen.push((c, size));
+                next = index.after(Key {
+                    addr: c.addr(),
+                    size,
+                });
+            }
+            let mut expected = std::vec![(cs[0], 4 * L), (cs[1], L + 16), (cs[2], grow_to)];
+            expected.sort_by(|a, b| {
+                let (ka, kb) = (
+                    Key {
+                        addr: a.0.addr(),
+                        size: a.1,
+                    },
+                    Key {
+                        addr: b.0.addr(),
+                        size: b.1,
+                    },
+                );
+                if O::before(ka, kb) {
+                    core::cmp::Ordering::Less
+                } else {
+                    core::cmp::Ordering::Greater
+                }
+            });
+            assert_eq!(seen, expected, "grow to {grow_to}");
+            for &c in &cs {
+                index.remove(c).unwrap();
+            }
+            index.check().unwrap();
+        }
+        assert!(index.is_empty());
+    }
+    // Smallest first: growing but still smaller than the spare, it comes
+    // before it; grown past it, it does not.
+    case::<BySize>(2 * LARGEST_BINNED, true);
+    case::<BySize>(5 * LARGEST_BINNED, false);
+    // Largest first: only growing past the spare puts it in front.
+    case::<ByLargest>(2 * LARGEST_BINNED, false);
+    case::<ByLargest>(5 * LARGEST_BINNED, true);
+}
+
 #[test]
 fn bin_searches_cross_bitmap_words_like_a_linear_scan() {
     use crate::bins::{size_of_bin, BINS};
