@@ -15,7 +15,7 @@ out=${5:-docs/fits-before-after.md}
 runs=${RUNS:-3}
 subjects=talc,rlsf,dlmalloc,linked_list_allocator,first-fit,next-fit,best-fit,worst-fit
 timed=small,mixed,many-live,long-short,teardown-lifo,teardown-fifo,teardown-random,scaling-100,scaling-100k,efficiency-1k,efficiency-64k
-counted=small,mixed,many-live,long-short,teardown-random,scaling-100,scaling-100k
+counted=small,mixed,many-live,long-short,teardown-lifo,teardown-fifo,teardown-random,scaling-100,scaling-100k
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
