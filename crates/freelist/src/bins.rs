@@ -550,14 +550,14 @@ fn tree_key(t: Chunk) -> Key {
 /// One large chunk, the *spare*, is kept out of the tree: the first large
 /// chunk added while there is none, and after it any tree member whose
 /// change of size puts it before the spare in `O`'s order (the two change
-/// places). In a heap that
-/// grows at its end that is the wilderness, the chunk nearly every request
-/// is carved from and every last block merges back into; in a heap being
-/// emptied in address order, the free space the frees keep merging into.
-/// As the spare, carving from it or merging into it changes one field
-/// instead of taking it out of the tree and putting it back under its new
-/// size (the size-ordered tree's key). The ordered walks take the spare in
-/// its place in `O`'s order, so a policy's choice does not change.
+/// places). In a heap that grows at its end that is the wilderness, the
+/// chunk nearly every request is carved from and every last block merges
+/// back into; in a heap being emptied in address order, the free space the
+/// frees keep merging into. As the spare, carving from it or merging into
+/// it changes one field instead of taking it out of the tree and putting
+/// it back under its new size (the size-ordered tree's key). The ordered
+/// walks take the spare in its place in `O`'s order, so a policy's choice
+/// does not change.
 ///
 /// # Invariants
 ///
@@ -850,7 +850,9 @@ impl<O: Order> Binned<O> {
                         // free space of a heap emptied in address order,
                         // each free merging into it; under worst fit, the
                         // largest chunk) then changes one field each time,
-                        // not a tree key.
+                        // not a tree key. The spare is a free chunk in no
+                        // tree (FL-I2), so the tree may take it in `c`'s
+                        // place.
                         self.tree.replace(c, old_size, spare, spare_key.size)?;
                         self.spare = Some(c);
                         return Ok(());
