@@ -854,14 +854,19 @@ impl SlabPtr {
         let (Some(first), Some(second)) = (blocks.first(), blocks.get(1)) else {
             return 0;
         };
-        let a0 = first.as_ptr().addr();
+        let (a0, a1) = (first.as_ptr().addr(), second.as_ptr().addr());
+        // The stride first: blocks in no order (a random teardown) leave
+        // here after one comparison, before any check of the first.
+        let up = a1 == a0.wrapping_add(g.object_size);
+        if !up && a1 != a0.wrapping_sub(g.object_size) {
+            return 0;
+        }
         if a0 & !(g.slab_size - 1) != self.addr() {
             return 0;
         }
         let Ok(i0) = self.object_index(g, a0) else {
             return 0;
         };
-        let up = second.as_ptr().addr() == a0.wrapping_add(g.object_size);
         let step = if up {
             g.object_size
         } else {

@@ -999,6 +999,7 @@ impl<A: Allocator, const SLAB_SIZE: usize> Slab<A, SLAB_SIZE> {
     /// # Safety
     /// As for `deallocate`, for each block with `layout`, which routes to
     /// `class`.
+    #[inline(never)]
     unsafe fn free_run(&self, class: usize, blocks: &[NonNull<u8>], layout: Layout) {
         let cache = &self.caches[class];
         let mut k = 0;
