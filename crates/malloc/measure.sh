@@ -228,6 +228,9 @@ if command -v redis-server > /dev/null && command -v redis-benchmark > /dev/null
     printf '| peak RSS (VmHWM) | %.1f MiB | %.1f MiB | %.1f MiB | %.2f |\n' \
         "$(echo "${HWM[jemalloc]} / 1024" | bc -l)" "$(echo "${HWM[glibc]} / 1024" | bc -l)" \
         "$(echo "${HWM[freespace]} / 1024" | bc -l)" "$(echo "${HWM[freespace]} / ${HWM[glibc]}" | bc -l)"
+else
+    echo
+    echo "redis-server: not measured, \`redis-server\` or \`redis-benchmark\` is not installed (\`apt-get install redis-server\`)."
 fi
 }
 
