@@ -472,19 +472,28 @@ fn tree_refuses_to_unlink_a_chunk_it_cannot_reach() {
     }
 }
 
-#[test]
-fn address_index_finds_the_lowest_large_enough_chunk() {
-    let (_keep, p) = buffer(64);
-    // Free chunks of 96, 32, 160, 64, 32 bytes in address order, with
-    // 16-byte gaps (as if allocated chunks were between).
-    let sizes = [96usize, 32, 160, 64, 32];
+/// A buffer holding chunks of `sizes` bytes in address order, each
+/// followed by a 16-byte gap (as if an allocated chunk were there), and
+/// `room` spare bytes after the last; the chunks' places (nothing written).
+fn gapped(sizes: &[usize], room: usize) -> (Vec<u128>, Vec<Chunk>) {
+    let bytes: usize = sizes.iter().map(|s| s + 16).sum::<usize>() + room;
+    let (keep, p) = buffer(bytes.div_ceil(16));
     let mut at = 0;
     let mut cs = Vec::new();
-    for &s in &sizes {
-        // SAFETY: inside the 1024-byte buffer.
+    for &s in sizes {
+        // SAFETY: inside the buffer, sized for every chunk and gap.
         cs.push(unsafe { Chunk::new(p).forward(at) });
         at += s + 16;
     }
+    (keep, cs)
+}
+
+#[test]
+fn address_index_finds_the_lowest_large_enough_chunk() {
+    // Free chunks of 96, 32, 160, 64, 32 bytes in address order, with
+    // 16-byte gaps (as if allocated chunks were between).
+    let sizes = [96usize, 32, 160, 64, 32];
+    let (_keep, cs) = gapped(&sizes, 0);
     let mut addr = AddressIndex::new();
     // SAFETY: disjoint free chunks only this test uses.
     unsafe {
@@ -514,15 +523,7 @@ fn bins_keep_the_most_recent_first_and_the_tree_the_rest() {
     // Free chunks (with 16-byte gaps): 48, 48, 64, LARGEST_BINNED + 16,
     // LARGEST_BINNED + 16 bytes.
     let sizes = [48usize, 48, 64, LARGEST_BINNED + 16, LARGEST_BINNED + 16];
-    let bytes: usize = sizes.iter().map(|s| s + 16).sum();
-    let (_keep, p) = buffer(bytes.div_ceil(16));
-    let mut at = 0;
-    let mut cs = Vec::new();
-    for &s in &sizes {
-        // SAFETY: inside the buffer, sized for every chunk and gap.
-        cs.push(unsafe { Chunk::new(p).forward(at) });
-        at += s + 16;
-    }
+    let (_keep, cs) = gapped(&sizes, 0);
     let mut index = Binned::<BySize>::new();
     // SAFETY: disjoint free chunks only this test uses.
     unsafe {
@@ -594,15 +595,7 @@ fn a_chunk_that_changes_to_sort_before_the_spare_becomes_the_spare() {
         // 4 * L, then two of L + 16 in the tree; the second grows.
         const L: usize = LARGEST_BINNED;
         let sizes = [4 * L, L + 16, L + 16];
-        let bytes: usize = sizes.iter().map(|s| s + 16).sum::<usize>() + 8 * L;
-        let (_keep, p) = buffer(bytes.div_ceil(16));
-        let mut at = 0;
-        let mut cs = Vec::new();
-        for &s in &sizes {
-            // SAFETY: inside the buffer, sized for every chunk and gap.
-            cs.push(unsafe { Chunk::new(p).forward(at) });
-            at += s + 16;
-        }
+        let (_keep, cs) = gapped(&sizes, 8 * L);
         let mut index = Binned::<O>::new();
         // SAFETY: disjoint free chunks only this test uses; the last one
         // grows into the buffer's spare room after it.
